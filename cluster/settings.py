@@ -1,0 +1,47 @@
+"""Configuration of a council: where its log lives and its limits, validated with pydantic.
+
+Values come from, in order: command-line options, ``COUNCIL_*`` environment variables, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from events.errors import CouncilError
+from events.store import DEFAULT_MAX_EVENT_BYTES
+
+DEFAULT_STORE = "sqlite:///.council/events.db"
+
+
+class ConfigurationError(CouncilError):
+    """A setting has a value that cannot be used."""
+
+
+class Settings(BaseModel):
+    """Everything a council process needs to know before it opens the log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str = Field(DEFAULT_STORE, description="Event store URL: sqlite:///path/to/events.db or memory://")
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest encoded event accepted")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``COUNCIL_STORE`` and ``COUNCIL_MAX_EVENT_BYTES``, then ``overrides`` (None ignored)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in cls.model_fields:
+            key = f"COUNCIL_{field.upper()}"
+            if env.get(key):
+                values[field] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise ConfigurationError(f"invalid configuration ({problems}); fix the option or COUNCIL_* variable") from None

@@ -1,0 +1,251 @@
+"""RFC 9162 Merkle tree (Certificate Transparency 2.0, section 2.1) over SHA-256.
+
+This module is the pure, dependency-free (``hashlib`` only) hashing core of the
+append-only event log: it computes Merkle Tree Hashes (MTH, RFC 9162 2.1.1),
+inclusion proofs (PATH, 2.1.3.1), consistency proofs (PROOF, 2.1.4.1), verifies
+both kinds of proof with the algorithms of 2.1.3.2 and 2.1.4.2, and keeps an
+incremental O(log n) accumulator (``CompactRange``) of the log's root.
+
+Invariant: every ``leaves`` sequence and every ``leaf`` argument holds *leaf
+hashes*, never raw entries. Callers hash each entry with :func:`leaf_hash`
+(SHA-256 of 0x00 || entry) first; functions here never hash leaves again.
+Leaf indices are 0-based. All hashes are 32-byte ``bytes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+__all__ = [
+    "EMPTY_ROOT", "CompactRange", "consistency_proof", "inclusion_proof", "leaf_hash",
+    "node_hash", "root", "verify_consistency", "verify_inclusion",
+]
+
+_sha256 = hashlib.sha256
+_LEAF_PREFIX = b"\x00"
+_NODE_PREFIX = b"\x01"
+_HASH_SIZE = 32
+
+EMPTY_ROOT: bytes = _sha256(b"").digest()
+"""MTH({}) = SHA-256 of the empty string: the root of a tree with no leaves."""
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """Return the RFC 9162 leaf hash of one entry: SHA-256(0x00 || data)."""
+    return _sha256(_LEAF_PREFIX + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """Return the RFC 9162 interior node hash: SHA-256(0x01 || left || right)."""
+    return _sha256(_NODE_PREFIX + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """Return k, the largest power of two strictly less than n (n >= 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def _mth(leaves: Sequence[bytes], lo: int, hi: int) -> bytes:
+    """MTH of leaves[lo:hi] (lo < hi), computed level by level in O(hi - lo).
+
+    Pairing neighbours and carrying an odd last node up unchanged yields the
+    same tree as RFC 9162's recursive split at the largest power of two.
+    """
+    level = list(leaves[lo:hi])
+    while len(level) > 1:
+        nxt = [
+            _sha256(_NODE_PREFIX + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """Return MTH(leaves), the root over already-hashed leaves.
+
+    ``leaves`` are leaf hashes (see :func:`leaf_hash`); an empty sequence gives
+    :data:`EMPTY_ROOT`. Runs in O(n) hashing without recursion.
+    """
+    return _mth(leaves, 0, len(leaves)) if len(leaves) else EMPTY_ROOT
+
+
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """Return PATH(index, D[n]) (RFC 9162 2.1.3.1) for n = len(leaves).
+
+    The audit path lists sibling subtree roots from the leaf upwards, so it
+    verifies with :func:`verify_inclusion` against ``root(leaves)``. Cost is
+    O(n) hashing in total. Raises ValueError unless 0 <= index < len(leaves).
+    """
+    n = len(leaves)
+    if not 0 <= index < n:
+        raise ValueError(f"leaf index {index} out of range for tree of size {n}")
+    path: list[bytes] = []
+    lo, hi = 0, n
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:  # PATH(m, D[0:k]) : MTH(D[k:n])
+            path.append(_mth(leaves, lo + k, hi))
+            hi = lo + k
+        else:  # PATH(m - k, D[k:n]) : MTH(D[0:k])
+            path.append(_mth(leaves, lo, lo + k))
+            lo += k
+    path.reverse()
+    return path
+
+
+def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """Return PROOF(old_size, D[n]) (RFC 9162 2.1.4.1) for n = len(leaves).
+
+    The proof shows the tree of the first ``old_size`` leaves is a prefix of the
+    tree of all leaves; it verifies with :func:`verify_consistency`. For
+    ``old_size == n`` the proof is empty. Cost is O(n) hashing in total.
+    Raises ValueError unless 0 < old_size <= len(leaves).
+    """
+    n = len(leaves)
+    if not 0 < old_size <= n:
+        raise ValueError(f"old_size {old_size} out of range: need 0 < old_size <= {n}")
+    proof: list[bytes] = []
+    lo, hi, m, complete = 0, n, old_size, True  # SUBPROOF(m, D[lo:hi], complete)
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
+            proof.append(_mth(leaves, lo + k, hi))
+            hi = lo + k
+        else:  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
+            proof.append(_mth(leaves, lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:  # m == n with b false: the old subtree's own root
+        proof.append(_mth(leaves, lo, hi))
+    proof.reverse()
+    return proof
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_hash(value: object) -> bool:
+    return isinstance(value, (bytes, bytearray)) and len(value) == _HASH_SIZE
+
+
+def _all_hashes(proof: object) -> bool:
+    if not isinstance(proof, Sequence) or isinstance(proof, (bytes, bytearray, str)):
+        return False
+    return all(_is_hash(p) for p in proof)
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes], root_hash: bytes
+) -> bool:
+    """Check that leaf hash ``leaf`` sits at ``index`` in the tree of ``tree_size``
+    leaves whose root is ``root_hash``, using the RFC 9162 2.1.3.2 algorithm.
+
+    Returns True only for an exact, complete audit path; a path with extra or
+    missing elements, wrong sizes (index < 0, index >= tree_size), or any hash
+    that is not 32 bytes gives False. Never raises.
+    """
+    if not (_is_size(index) and _is_size(tree_size) and 0 <= index < tree_size):
+        return False
+    if not (_is_hash(leaf) and _is_hash(root_hash) and _all_hashes(proof)):
+        return False
+    fn, sn, r = index, tree_size - 1, bytes(leaf)
+    for p in proof:
+        if sn == 0:
+            return False  # path longer than the tree is high
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root_hash
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> bool:
+    """Check that the tree of ``new_size`` leaves with root ``new_root`` extends
+    the tree of ``old_size`` leaves with root ``old_root`` (RFC 9162 2.1.4.2).
+
+    RFC 9162 defines consistency proofs only for 0 < old_size, so old_size == 0
+    gives False, as does old_size > new_size. When old_size == new_size the
+    proof must be empty and the roots equal. Otherwise the proof must be exact:
+    extra or missing elements, altered bytes or non-32-byte hashes give False.
+    Never raises.
+    """
+    if not (_is_size(old_size) and _is_size(new_size) and 0 < old_size <= new_size):
+        return False
+    if not (_is_hash(old_root) and _is_hash(new_root) and _all_hashes(proof)):
+        return False
+    if old_size == new_size:
+        return len(proof) == 0 and old_root == new_root
+    if len(proof) == 0:  # step 1
+        return False
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # step 2: old tree is a complete subtree
+        path.insert(0, bytes(old_root))
+    fn, sn = old_size - 1, new_size - 1  # step 3
+    while fn & 1:  # step 4
+        fn >>= 1
+        sn >>= 1
+    fr = sr = bytes(path[0])  # step 5
+    for c in path[1:]:  # step 6
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root  # step 7
+
+
+class CompactRange:
+    """Incremental accumulator of leaf hashes: the frontier of perfect subtrees.
+
+    Holds one root per set bit of ``size`` (O(log n) memory); ``append`` costs
+    amortised O(1) hashing and ``root()`` O(log n). At every point ``root()``
+    equals :func:`root` of all leaf hashes appended so far.
+    """
+
+    def __init__(self) -> None:
+        """Start an empty range (size 0, root EMPTY_ROOT)."""
+        self._size = 0
+        self._peaks: list[bytes] = []  # perfect-subtree roots, largest first
+
+    @property
+    def size(self) -> int:
+        """Number of leaf hashes appended so far."""
+        return self._size
+
+    def append(self, leaf: bytes) -> None:
+        """Append one leaf hash (already passed through :func:`leaf_hash`)."""
+        peaks = self._peaks
+        peaks.append(bytes(leaf))
+        size = self._size
+        while size & 1:  # each trailing 1 bit of the old size is a merge
+            right = peaks.pop()
+            peaks[-1] = node_hash(peaks[-1], right)
+            size >>= 1
+        self._size += 1
+
+    def root(self) -> bytes:
+        """Return MTH of everything appended so far (EMPTY_ROOT when empty)."""
+        if not self._peaks:
+            return EMPTY_ROOT
+        acc = self._peaks[-1]
+        for peak in reversed(self._peaks[:-1]):
+            acc = node_hash(peak, acc)
+        return acc

@@ -1,0 +1,154 @@
+"""The small contract every storage backend implements, and the append rules they all share.
+
+A backend (a *recorder*) stores rows and hands them back; it knows nothing of event classes.
+Encoding, validation and decoding happen once, above it, in :class:`events.store.EventStore`.
+The rules of an append — expected versions, idempotent retries, positions, the ledger chain —
+are decided here by :func:`plan_append` and :func:`new_rows`, so every backend applies them
+identically and only has to supply the I/O around them.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from events.envelope import ANY, NO_STREAM, AppendResult, ExpectedVersion
+from events.errors import ConcurrencyError, IdempotencyConflict
+from events.ledger import Row, seal
+
+
+class EncodedEvent(msgspec.Struct, frozen=True, array_like=True):
+    """A validated event ready to store: id, type, schema version, metadata and payload bytes."""
+
+    event_id: bytes
+    type: str
+    schema_version: int
+    metadata: bytes
+    payload: bytes
+
+
+class Stored(msgspec.Struct, frozen=True, array_like=True):
+    """What a backend reports of an event id that is already stored."""
+
+    position: int
+    stream: str
+    stream_version: int
+    type: str
+    payload: bytes
+
+
+class Recorder(abc.ABC):
+    """Durable, append-only storage of ledger rows (see :mod:`events.ledger` for the columns).
+
+    Invariants every backend keeps:
+
+    * ``append`` is atomic: the whole batch is stored, or nothing is.
+    * Positions are assigned by the backend, 1-based and gap-free, in commit order: once a
+      reader can see position ``n``, it can see every position below ``n``. Readers and
+      subscriptions depend on this to never skip an event.
+    * Nothing stored is ever updated or deleted.
+    """
+
+    url: str
+    """Where the rows live, as given to :func:`events.store.open_store`."""
+
+    shared_across_processes: bool = False
+    """Whether other processes can append to and read the same log."""
+
+    @abc.abstractmethod
+    def append(self, stream: str, expected: ExpectedVersion, batch: Sequence[EncodedEvent]) -> AppendResult:
+        """Store ``batch`` at the end of ``stream`` under the rules of :func:`plan_append`."""
+
+    @abc.abstractmethod
+    def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:
+        """Rows of ``stream`` from ``from_version`` (inclusive), in version order."""
+
+    @abc.abstractmethod
+    def read_all(
+        self, from_position: int, limit: int | None, types: Sequence[str] | None, until: int | None
+    ) -> list[Row]:
+        """Rows from ``from_position`` to ``until`` (both inclusive), in position order, of ``types`` if given."""
+
+    @abc.abstractmethod
+    def head(self) -> int:
+        """The last stored position; 0 when the log is empty."""
+
+    @abc.abstractmethod
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until ``head() >= position`` or ``timeout`` seconds pass; say whether it was reached."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections; later calls raise :class:`events.errors.StoreClosed`."""
+
+
+def plan_append(
+    stream: str,
+    expected: ExpectedVersion,
+    batch: Sequence[EncodedEvent],
+    current_version: int,
+    stored: Mapping[bytes, Stored],
+) -> AppendResult | None:
+    """Decide an append inside the backend's write transaction.
+
+    ``current_version`` is the stream's version and ``stored`` holds the batch's event ids that
+    are already in the log. Returns the original :class:`AppendResult` when the batch is a retry
+    (nothing is to be written), ``None`` when the batch is to be written, or raises.
+
+    Retries: an append whose every event id is stored, each in ``stream`` with the same type and
+    payload bytes, is a retry of an append that succeeded; it returns the original positions and
+    is not checked against ``expected`` (the first attempt was). A batch that mixes stored and
+    new ids, or reuses an id for different content, cannot be a retry — appends are atomic, so a
+    batch is all stored or not at all — and raises :class:`IdempotencyConflict`, writing nothing.
+    """
+    if stored:
+        if len(stored) != len(batch):
+            raise IdempotencyConflict(
+                f"the append to {stream!r} mixes {len(stored)} event id(s) that are already stored with "
+                f"{len(batch) - len(stored)} new one(s); nothing was written. A retry must resend exactly the "
+                "original batch with its original ids; new events need new ids"
+            )
+        for event in batch:
+            old = stored[event.event_id]
+            if old.stream != stream or old.type != event.type or old.payload != event.payload:
+                raise IdempotencyConflict(
+                    f"event id {event.event_id.hex()} is already stored at position {old.position} "
+                    f"({old.type} in stream {old.stream!r}) with different content; nothing was written. "
+                    "Give a new event a new id"
+                )
+        last = stored[batch[-1].event_id]
+        return AppendResult(tuple(stored[e.event_id].position for e in batch), last.stream_version, True)
+    if expected is ANY:
+        return None
+    want = 0 if expected is NO_STREAM else expected
+    if want != current_version:
+        raise ConcurrencyError(stream, expected, current_version)
+    return None
+
+
+def new_rows(
+    stream: str,
+    batch: Sequence[EncodedEvent],
+    current_version: int,
+    head_position: int,
+    head_hash: bytes,
+    head_recorded_at: int,
+) -> list[Row]:
+    """The sealed rows for ``batch``, following the log's head.
+
+    ``recorded_at`` never goes backwards along positions, even if the wall clock does.
+    """
+    now = max(time.time_ns() // 1000, head_recorded_at)
+    unsealed = [
+        (head_position + i, stream, current_version + i, e.event_id, e.type, e.schema_version, now, e.metadata, e.payload)
+        for i, e in enumerate(batch, start=1)
+    ]
+    return seal(head_hash, unsealed)
+
+
+def result_of(rows: Sequence[Row]) -> AppendResult:
+    """The :class:`AppendResult` of freshly written ``rows``."""
+    return AppendResult(tuple(r[0] for r in rows), rows[-1][2], False)

@@ -1,0 +1,285 @@
+"""The event store: the one append-only log every part of agent-council writes to and reads from.
+
+:func:`open_store` turns a URL into an :class:`EventStore`. The store validates and encodes
+events once, hands rows to a backend (:class:`events.recorder.Recorder`), and decodes rows back
+into typed :class:`events.envelope.RecordedEvent` envelopes. There is no update or delete.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+import msgspec
+
+import events.catalogue  # noqa: F401  (registers the vocabulary)
+from events import merkle
+from events.envelope import ANY, NO_METADATA, AppendResult, Expect, ExpectedVersion, Metadata, NewEvent, RecordedEvent
+from events.errors import EventTooLarge, InvalidAppend, InvalidStoreUrl, InvalidStreamName, LedgerError
+from events.ledger import LedgerVerifier, Row, VerifyReport, event_leaf_hash
+from events.memory import MemoryRecorder
+from events.recorder import EncodedEvent, Recorder
+from events.registry import VOCABULARY, Event, Registry
+from events.sqlite import SqliteRecorder
+from events.subscription import Subscription
+
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+_STREAM = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+=-]{0,199}$")
+_METADATA = msgspec.json.Encoder(order="deterministic")
+_METADATA_DECODER = msgspec.json.Decoder(Metadata)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SCAN_BATCH = 5000
+
+
+def open_store(url: str, *, create: bool = True, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+               registry: Registry = VOCABULARY) -> EventStore:
+    """Open the event store at ``url``.
+
+    * ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (or a bare file path):
+      the embedded default, one SQLite file in WAL mode, shared by every process on the machine.
+    * ``memory://``: in this process only, gone when it exits; for tests.
+
+    With ``create=False`` a missing SQLite file is an error instead of a new, empty store.
+    Raises :class:`events.errors.InvalidStoreUrl`, :class:`events.errors.NotAStore` or
+    :class:`events.errors.NewerStoreSchema` with a message that says what to do.
+    """
+    return EventStore(_recorder_for(url, create), registry=registry, max_event_bytes=max_event_bytes)
+
+
+def _recorder_for(url: str, create: bool) -> Recorder:
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidStoreUrl("the store URL is empty; use sqlite:///path/to/events.db or memory://")
+    if url.startswith("memory://"):
+        return MemoryRecorder(url)
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://"):]
+        if not rest.startswith("/") or len(rest) < 2:
+            raise InvalidStoreUrl(
+                f"store URL {url!r} has no path; use sqlite:///relative/events.db or sqlite:////absolute/events.db"
+            )
+        return SqliteRecorder(Path(rest[1:]), url=url, create=create)
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise InvalidStoreUrl(f"store URL scheme {scheme!r} is not supported; use sqlite:///path/to/events.db or memory://")
+    return SqliteRecorder(Path(url), url=f"sqlite:///{url}", create=create)
+
+
+class EventStore:
+    """The log: append typed events, read them by stream or by position, follow them live, verify.
+
+    Thread-safe; with the SQLite backend, also safe to share between processes on one machine.
+    """
+
+    def __init__(self, recorder: Recorder, *, registry: Registry = VOCABULARY,
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        if max_event_bytes < 1:
+            raise ValueError("max_event_bytes must be positive")
+        self._recorder = recorder
+        self.registry = registry
+        self.max_event_bytes = max_event_bytes
+
+    @property
+    def url(self) -> str:
+        """The URL the store was opened with."""
+        return self._recorder.url
+
+    @property
+    def shared_across_processes(self) -> bool:
+        """Whether other processes can append to and read this same log."""
+        return self._recorder.shared_across_processes
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def append(self, stream: str, events: Sequence[Event | NewEvent], expected_version: ExpectedVersion = ANY) -> AppendResult:
+        """Append ``events`` to ``stream`` atomically: all of them are stored, or none.
+
+        ``expected_version`` is the stream version the writer decided on (0 or ``NO_STREAM`` for a
+        stream with no events) or ``ANY``; on a mismatch :class:`events.errors.ConcurrencyError`
+        is raised and nothing is written. Appending events whose ids are all already stored (a
+        retry) writes nothing and returns the original positions with ``duplicate=True``; see
+        :func:`events.recorder.plan_append` for batches that mix stored and new ids. An unknown
+        event type, a payload that does not fit its schema, an event over ``max_event_bytes``,
+        a malformed stream name or an empty batch raises before anything is written.
+        """
+        check_stream(stream)
+        _check_expected(expected_version)
+        if not events:
+            raise InvalidAppend(f"the append to {stream!r} has no events; pass at least one")
+        batch = [self._encode(stream, i, e) for i, e in enumerate(events)]
+        if len({e.event_id for e in batch}) != len(batch):
+            raise InvalidAppend(f"the append to {stream!r} repeats an event id within the batch; each event needs its own id")
+        return self._recorder.append(stream, expected_version, batch)
+
+    def _encode(self, stream: str, index: int, event: Event | NewEvent) -> EncodedEvent:
+        if isinstance(event, NewEvent):
+            payload, event_id, metadata = event.payload, event.event_id, event.metadata
+        elif isinstance(event, Event):
+            payload, event_id, metadata = event, None, NO_METADATA
+        else:
+            raise InvalidAppend(
+                f"item {index} of the append to {stream!r} is a {type(event).__name__}; pass Event or NewEvent instances"
+            )
+        if not isinstance(payload, Event):
+            raise InvalidAppend(f"item {index} of the append to {stream!r} has a payload that is not an Event")
+        name, version, data = self.registry.encode(payload)
+        meta = b"{}" if metadata is NO_METADATA else _METADATA.encode(metadata)
+        size = len(data) + len(meta)
+        if size > self.max_event_bytes:
+            raise EventTooLarge(
+                f"event {index} of the append to {stream!r} ({name}) is {size:,} bytes, over the limit of "
+                f"{self.max_event_bytes:,} (max_event_bytes); store large content elsewhere and reference it by digest"
+            )
+        eid = (event_id if event_id is not None else NewEvent(payload=payload).event_id).bytes
+        return EncodedEvent(eid, name, version, meta, data)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
+        """Events of ``stream`` from ``from_version`` (1-based, inclusive), in order; [] for an unknown stream."""
+        check_stream(stream)
+        _check_count("from_version", from_version, 1)
+        _check_limit(limit)
+        return [self._decode(r) for r in self._recorder.read_stream(stream, from_version, limit)]
+
+    def read_all(self, from_position: int = 1, limit: int | None = None,
+                 types: Sequence[str] | None = None) -> list[RecordedEvent]:
+        """Events from ``from_position`` (1-based, inclusive) in global order, at most ``limit``, only ``types`` if given."""
+        _check_count("from_position", from_position, 1)
+        _check_limit(limit)
+        if types is not None:
+            for t in types:
+                self.registry.class_of(t)
+        return [self._decode(r) for r in self._recorder.read_all(from_position, limit, types, None)]
+
+    def head(self) -> int:
+        """The position of the last stored event; 0 for an empty log."""
+        return self._recorder.head()
+
+    def subscribe(self, from_position: int = 1, types: Sequence[str] | None = None, *,
+                  batch_size: int = 1000) -> Subscription:
+        """Follow the log from ``from_position`` (inclusive): catch up, then receive new appends live.
+
+        New appends by this process arrive at once; appends by other processes sharing the file
+        arrive within the backend's poll interval. Iterating blocks until the subscription is
+        closed; :meth:`Subscription.poll` waits at most a timeout.
+        """
+        _check_count("from_position", from_position, 1)
+        if types is not None:
+            for t in types:
+                self.registry.class_of(t)
+        return Subscription(self._recorder, self._decode, from_position, types, batch_size)
+
+    def _decode(self, row: Row) -> RecordedEvent:
+        position, stream, version, eid, name, schema, at_us, meta, data, digest = row
+        return RecordedEvent(
+            position=position,
+            stream=stream,
+            stream_version=version,
+            event_id=UUID(bytes=eid),
+            type=name,
+            schema_version=schema,
+            recorded_at=datetime.fromtimestamp(at_us // 1_000_000, UTC).replace(microsecond=at_us % 1_000_000),
+            metadata=NO_METADATA if meta == b"{}" else _METADATA_DECODER.decode(meta),
+            payload=self.registry.decode(name, schema, data),
+            hash=digest,
+        )
+
+    # -- the ledger -------------------------------------------------------------------------
+
+    def scan_rows(self, from_position: int = 1, until: int | None = None) -> Iterator[Row]:
+        """The raw ledger rows (see :mod:`events.ledger`) from ``from_position`` to ``until``, in batches."""
+        position = from_position
+        while True:
+            rows = self._recorder.read_all(position, _SCAN_BATCH, None, until)
+            yield from rows
+            if len(rows) < _SCAN_BATCH:
+                return
+            position = rows[-1][0] + 1
+
+    def verify(self) -> VerifyReport:
+        """Re-derive every hash of the log and its Merkle root; report the first position that fails."""
+        head = self.head()
+        verifier = LedgerVerifier()
+        position = 1
+        while position <= head:
+            rows = self._recorder.read_all(position, _SCAN_BATCH, None, head)
+            if not rows or not verifier.feed(rows):
+                break
+            position = rows[-1][0] + 1
+        return verifier.report(head)
+
+    def leaf_hashes(self, size: int | None = None) -> list[bytes]:
+        """The RFC 9162 leaf hashes of the first ``size`` events (all, by default)."""
+        size = self._check_size(size)
+        return [event_leaf_hash(r) for r in self.scan_rows(1, size)]
+
+    def root(self, size: int | None = None) -> bytes:
+        """The Merkle tree head (RFC 9162 MTH) over the first ``size`` events."""
+        return merkle.root(self.leaf_hashes(size))
+
+    def inclusion_proof(self, position: int, size: int | None = None) -> list[bytes]:
+        """The RFC 9162 inclusion proof of the event at ``position`` in the tree of the first ``size`` events."""
+        size = self._check_size(size)
+        if not 1 <= position <= size:
+            raise LedgerError(f"position {position} is not in a tree of {size} events; pick 1..{size}")
+        return merkle.inclusion_proof(position - 1, self.leaf_hashes(size))
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        """The RFC 9162 consistency proof that the tree of ``old_size`` events is a prefix of ``new_size``."""
+        new_size = self._check_size(new_size)
+        if not 1 <= old_size <= new_size:
+            raise LedgerError(f"old size {old_size} must be between 1 and the new size {new_size}")
+        return merkle.consistency_proof(old_size, self.leaf_hashes(new_size))
+
+    def _check_size(self, size: int | None) -> int:
+        head = self.head()
+        if size is None:
+            return head
+        if not 0 <= size <= head:
+            raise LedgerError(f"tree size {size} is beyond the log's head {head}")
+        return size
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the backend; open subscriptions end."""
+        self._recorder.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.url!r})"
+
+
+def check_stream(stream: object) -> str:
+    """Return ``stream`` if it is a valid stream name, else raise :class:`InvalidStreamName`."""
+    if not isinstance(stream, str) or not _STREAM.match(stream):
+        raise InvalidStreamName(
+            f"stream name {stream!r} is not valid: use 1-200 characters of letters, digits and _ . : @ / + = -, "
+            "starting with a letter, digit or _ (for example 'task-42' or 'agent:coder-1')"
+        )
+    return stream
+
+
+def _check_expected(expected: object) -> None:
+    if isinstance(expected, Expect):
+        return
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+        raise InvalidAppend(f"expected_version {expected!r} is not valid: give a version >= 0, NO_STREAM or ANY")
+
+
+def _check_count(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidAppend(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_limit(limit: object) -> None:
+    if limit is not None:
+        _check_count("limit", limit, 0)

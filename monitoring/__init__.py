@@ -1,0 +1,4 @@
+"""Health monitoring, error detection, the Prometheus exporter and Grafana dashboards.
+
+May import everything but ``cluster``.
+"""

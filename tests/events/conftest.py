@@ -1,0 +1,62 @@
+"""The backends the store conformance suite runs against.
+
+Every backend the store supports is listed in ``BACKENDS``; each must pass the whole suite
+unchanged. A backend that is durable can be reopened (a restart); one shared across processes
+is driven by writer processes in the concurrency tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from events import EventStore, open_store
+
+
+@dataclass
+class Backend:
+    """A way to open (and reopen) one log for a test."""
+
+    name: str
+    url: str
+    durable: bool
+    opened: list[EventStore] = field(default_factory=list)
+    _shared: EventStore | None = None
+
+    def open(self, **options: object) -> EventStore:
+        """Open the test's log; for a non-durable backend, the same store object every time."""
+        if not self.durable:
+            if self._shared is None or options:
+                self._shared = open_store(self.url, **options)  # type: ignore[arg-type]
+                self.opened.append(self._shared)
+            return self._shared
+        store = open_store(self.url, **options)  # type: ignore[arg-type]
+        self.opened.append(store)
+        return store
+
+
+BACKENDS: dict[str, Callable[[Path], Backend]] = {
+    "memory": lambda tmp: Backend("memory", "memory://", durable=False),
+    "sqlite": lambda tmp: Backend("sqlite", f"sqlite:///{tmp / 'events.db'}", durable=True),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    b = BACKENDS[request.param](tmp_path)
+    yield b
+    for store in b.opened:
+        store.close()
+
+
+@pytest.fixture
+def store(backend: Backend) -> EventStore:
+    return backend.open()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'events.db'}"

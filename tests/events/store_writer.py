@@ -1,0 +1,55 @@
+"""A writer the concurrency and crash tests run in other processes (and in threads).
+
+    python store_writer.py batches URL WRITER BATCHES SEED   # append BATCHES batches, then exit
+    python store_writer.py forever URL BATCH_SIZE            # append batches until killed
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from events import EventStore, NewEvent, open_store  # noqa: E402
+from events.catalogue import TaskSubmitted  # noqa: E402
+
+
+def batch(stream: str, tag: dict[str, int], size: int) -> list[NewEvent]:
+    """``size`` events for ``stream``, each carrying ``tag`` plus its index and the batch size."""
+    return [
+        NewEvent(payload=TaskSubmitted(task_id=f"{stream}.{i}", capability="test.run",
+                                       inputs={**tag, "i": i, "n": size}))
+        for i in range(size)
+    ]
+
+
+def write_batches(store: EventStore, writer: int, batches: int, seed: int) -> int:
+    """Append ``batches`` batches of 1-20 events, each to its own stream; return the events written."""
+    rng = random.Random(seed)
+    total = 0
+    for b in range(batches):
+        size = rng.randint(1, 20)
+        store.append(f"w{writer}-b{b}", batch(f"w{writer}-b{b}", {"w": writer, "b": b}, size), expected_version=0)
+        total += size
+    return total
+
+
+def write_forever(store: EventStore, size: int) -> None:
+    """Append batches of ``size`` events until the process is killed; say 'started' after the first."""
+    b = 0
+    while True:
+        store.append(f"crash-b{b}-{random.getrandbits(32)}", batch("crash", {"b": b}, size))
+        if b == 0:
+            print("started", flush=True)
+        b += 1
+
+
+if __name__ == "__main__":
+    mode, url = sys.argv[1], sys.argv[2]
+    with open_store(url) as s:
+        if mode == "batches":
+            print(write_batches(s, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])), flush=True)
+        else:
+            write_forever(s, int(sys.argv[3]))
