@@ -1,0 +1,80 @@
+"""The `council` command line as a user runs it: a real process, a real store file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster.settings import DEFAULT_STORE, ConfigurationError, Settings
+from events import open_store
+from events.catalogue import TaskQueued
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def council(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("COUNCIL_")}
+    environ.update(PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, env=environ)
+
+
+def test_demo_appends_follows_and_verifies_in_the_default_store(tmp_path: Path) -> None:
+    out = council("demo", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "appended 15 events" in out.stdout and "followed 15 live" in out.stdout
+    assert "retry stored once: yes" in out.stdout and "stale writer refused: yes" in out.stdout
+    assert out.stdout.rstrip().splitlines()[-1].startswith("ok: 15 events checked, head 15, root ")
+    assert (tmp_path / ".council" / "events.db").exists()
+    again = council("demo", cwd=tmp_path)
+    assert "ok: 30 events checked, head 30" in again.stdout
+    verified = council("verify", cwd=tmp_path)
+    assert verified.returncode == 0 and verified.stdout.startswith("ok: 30 events checked")
+
+
+def test_events_prints_filters_and_emits_json(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    with open_store(url) as s:
+        for i in range(5):
+            s.append(f"task-{i}", [TaskQueued(task_id=f"t{i}", priority=i % 4)])
+    out = council("events", "--store", url, "--from", "2", "--limit", "2", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [e["position"] for e in lines] == [2, 3]
+    assert lines[0]["type"] == "task.queued" and lines[0]["payload"] == {"task_id": "t1", "priority": 1, "start_deadline": None}
+    assert len(lines[0]["hash"]) == 64
+    one = council("events", "--store", url, "--stream", "task-4", cwd=tmp_path)
+    assert one.returncode == 0 and "task-4@1" in one.stdout and one.stdout.count("\n") == 1
+    env = council("events", cwd=tmp_path, env={"COUNCIL_STORE": url})
+    assert env.returncode == 0 and env.stdout.count("task.queued") == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("events", "--store", "sqlite:///{tmp}/none.db"), "error: there is no event store at"),
+        (("verify", "--store", "mysql://x"), "error: store URL scheme 'mysql' is not supported"),
+        (("events", "--store", "sqlite:///{tmp}/e.db", "--type", "task.nope"), "error: event type 'task.nope' is not known"),
+        (("events", "--store", "sqlite:///{tmp}/e.db", "--stream", "bad name"), "error: stream name 'bad name' is not valid"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    open_store(f"sqlite:///{tmp_path / 'e.db'}").close()
+    out = council(*(a.replace("{tmp}", str(tmp_path)) for a in args), cwd=tmp_path)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith(message), out.stderr
+
+
+def test_a_bad_environment_setting_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="max_event_bytes: .*greater than or equal to 1024"):
+        Settings.from_env({"COUNCIL_MAX_EVENT_BYTES": "10"})
+    with pytest.raises(ConfigurationError, match="max_event_bytes: .*valid integer"):
+        Settings.from_env({"COUNCIL_MAX_EVENT_BYTES": "lots"})
+    assert Settings.from_env({}).store == DEFAULT_STORE
+    assert Settings.from_env({"COUNCIL_STORE": "memory://"}, store=None).store == "memory://"
+    assert Settings.from_env({"COUNCIL_STORE": "memory://"}, store="sqlite:///x.db").store == "sqlite:///x.db"

@@ -1,0 +1,128 @@
+"""What only the embedded SQLite backend has: a file, its format, durability and crashes."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from events import open_store
+from events.catalogue import TaskQueued, TaskSubmitted
+from events.errors import InvalidStoreUrl, NewerStoreSchema, NotAStore
+
+WRITER = Path(__file__).with_name("store_writer.py")
+
+
+def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///rel/events.db") as s:
+        s.append("s", [TaskQueued(task_id="a", priority=1)])
+    assert (tmp_path / "rel" / "events.db").exists()
+    with open_store(f"sqlite:///{tmp_path}/rel/events.db") as s:  # absolute: four slashes
+        assert s.head() == 1
+    with open_store("rel/events.db") as s:  # a bare path
+        assert s.head() == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "the store URL is empty"),
+        ("postgres://db/x", "scheme 'postgres' is not supported"),
+        ("sqlite://", "has no path"),
+        ("sqlite:///", "has no path"),
+    ],
+)
+def test_bad_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(InvalidStoreUrl, match=message):
+        open_store(url)
+
+
+def test_paths_that_are_not_stores_are_refused(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database, just some bytes" * 100)
+    with pytest.raises(NotAStore, match="is not an agent-council event store"):
+        open_store(f"sqlite:///{garbage}")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(NotAStore, match="an SQLite database but not an agent-council event store"):
+        open_store(f"sqlite:///{other}")
+    with pytest.raises(NotAStore, match="is a directory"):
+        open_store(f"sqlite:///{tmp_path}")
+    with pytest.raises(NotAStore, match="there is no event store at"):
+        open_store(f"sqlite:///{tmp_path}/missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+    assert garbage.read_bytes().startswith(b"this is not a database")
+
+
+def test_a_store_from_a_newer_schema_is_refused(sqlite_url: str) -> None:
+    open_store(sqlite_url).close()
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    with pytest.raises(NewerStoreSchema, match="newer agent-council .*store schema 99"):
+        open_store(sqlite_url)
+
+
+def test_the_database_itself_refuses_update_and_delete(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as s:
+        s.append("s", [TaskQueued(task_id="a", priority=1)])
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE events SET payload = x'00'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM events")
+
+
+def test_uses_wal_and_full_synchronous(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as s:
+        s.append("s", [TaskQueued(task_id="a", priority=1)])
+        conn = s._recorder._writer  # type: ignore[attr-defined]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_an_append_that_returned_survives_the_process(sqlite_url: str) -> None:
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from events import open_store\nfrom events.catalogue import TaskQueued\n"
+        "s = open_store(%r)\nprint(s.append('s', [TaskQueued(task_id='a', priority=1)]).positions[0], flush=True)\n"
+        "import os; os._exit(0)\n"  # no close, no cleanup
+    ) % (str(Path(__file__).resolve().parents[2]), sqlite_url)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "1"
+    with open_store(sqlite_url, create=False) as s:
+        assert [e.payload for e in s.read_all()] == [TaskQueued(task_id="a", priority=1)]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_leaves_each_batch_wholly_present_or_absent(sqlite_url: str) -> None:
+    rng = random.Random(7)
+    for round_ in range(5):
+        proc = subprocess.Popen([sys.executable, str(WRITER), "forever", sqlite_url, "400"],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, f"round {round_}: the writer exited by itself"
+    with open_store(sqlite_url, create=False) as s:
+        events = s.read_all()
+        report = s.verify()
+    assert report.ok, report
+    by_stream: dict[str, list[TaskSubmitted]] = collections.defaultdict(list)
+    for e in events:
+        by_stream[e.stream].append(e.payload)  # type: ignore[arg-type]
+    assert len(by_stream) >= 5
+    for stream, payloads in by_stream.items():
+        assert [p.inputs["i"] for p in payloads] == list(range(400)), f"batch {stream} is partial"
+    assert [e.position for e in events] == list(range(1, len(events) + 1))
