@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import msgspec
 
+from events.ids import new_event_id
 from events.registry import Event
 
 
@@ -37,7 +38,7 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     payload: Event
-    event_id: UUID = msgspec.field(default_factory=uuid4)
+    event_id: UUID = msgspec.field(default_factory=new_event_id)
     metadata: Metadata = NO_METADATA
 
 

@@ -80,6 +80,15 @@ class NewerStoreSchema(StoreError):
     """The store was written by a newer version of agent-council."""
 
 
+class CorruptLog(StoreError):
+    """Stored bytes cannot be read back as events: the log was damaged or tampered with."""
+
+    def __init__(self, position: int, problem: str) -> None:
+        self.position = position
+        self.problem = problem
+        super().__init__(f"the event log is damaged at position {position}: {problem}; run `council verify`")
+
+
 class StoreClosed(StoreError):
     """An operation was attempted on a closed store."""
 

@@ -5,25 +5,28 @@ Every stored event is a row of ten columns, in this order::
     position, stream, stream_version, event_id (16 bytes), type, schema_version,
     recorded_at (UTC microseconds since the epoch), metadata (bytes), payload (bytes), hash
 
-Its *canonical bytes* are the MessagePack encoding of the first nine columns as one array. From
-them:
+Its *canonical bytes* are the MessagePack encoding of one array: the first nine columns followed
+by the previous event's ``hash`` (32 zero bytes before position 1). Its ``hash`` is RFC 9162's
+leaf hash of those bytes, ``SHA-256(0x00 || canonical bytes)``. So one hash per event does two
+jobs:
 
-* the **leaf hash** is RFC 9162's ``SHA-256(0x00 || canonical bytes)``, and the log is the
-  RFC 9162 Merkle tree over the leaf hashes in position order;
-* the **chain hash**, stored in the ``hash`` column, is ``SHA-256(previous chain hash ||
-  leaf hash)``, starting from 32 zero bytes before position 1.
+* it **chains**: each hash covers the one before it, so changing, removing or moving any event
+  breaks every hash from there on;
+* it is the event's **Merkle leaf**: the log is the RFC 9162 Merkle tree over the stored hashes
+  in position order, with inclusion and consistency proofs (:mod:`events.merkle`). A proof for
+  an event needs its canonical bytes, which include its predecessor's hash.
 
 The hashes cover the stored bytes as they are, never a re-encoding, so verifying needs no
 knowledge of event schemas and survives any schema change. Because the canonical bytes include
-the position, moving an event changes its hash; because each chain hash includes the one before,
-changing or removing any event breaks every hash after it. What the chain cannot show alone — a
-log rewritten wholesale with every hash recomputed, or cut off at the end — is caught by signed
+the position, moving an event changes its hash. What the chain cannot show alone — a log
+rewritten wholesale with every hash recomputed, or cut off at the end — is caught by signed
 checkpoints of the Merkle root.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Sequence
 
 import msgspec
@@ -40,31 +43,37 @@ _msgpack = msgspec.msgpack.Encoder()
 _sha256 = hashlib.sha256
 
 
-def canonical_bytes(row: Sequence[object]) -> bytes:
-    """The bytes every hash of this event is computed from (the row's first nine columns)."""
-    return _msgpack.encode(tuple(row[:9]))
+def canonical_bytes(row: Sequence[object], previous_hash: bytes) -> bytes:
+    """The bytes this event's hash is computed from: its first nine columns and ``previous_hash``."""
+    return _msgpack.encode((*row[:9], previous_hash))
 
 
-def event_leaf_hash(row: Sequence[object]) -> bytes:
-    """The event's RFC 9162 leaf hash."""
-    return leaf_hash(canonical_bytes(row))
+def event_hash(row: Sequence[object], previous_hash: bytes) -> bytes:
+    """The hash an event must carry after one whose hash is ``previous_hash`` (its RFC 9162 leaf hash)."""
+    return leaf_hash(_msgpack.encode((*row[:9], previous_hash)))
 
 
-def chain_hash(previous: bytes, leaf: bytes) -> bytes:
-    """The chain hash of an event whose leaf hash is ``leaf`` after one whose chain hash is ``previous``."""
-    return _sha256(previous + leaf).digest()
+def chain(previous_hash: bytes, stream: str, first_position: int, first_version: int, recorded_at: int,
+          batch: Iterable[tuple[bytes, str, int, bytes, bytes]]) -> tuple[list[bytes], list[tuple[object, ...]]]:
+    """Hash ``batch`` (id, type, schema version, metadata, payload) into the chain after ``previous_hash``.
 
-
-def seal(
-    previous_hash: bytes, unsealed: Iterable[tuple[int, str, int, bytes, str, int, int, bytes, bytes]]
-) -> list[Row]:
-    """Append the chain hash to each of a run of consecutive unsealed rows that follows ``previous_hash``."""
-    rows: list[Row] = []
+    The batch takes consecutive positions from ``first_position`` and stream versions from
+    ``first_version``; every event has the same ``recorded_at``. Returns each event's hash, and
+    each event as ``(id, type, schema version, metadata, payload, hash)``: what a backend stores
+    beside the batch's stream, positions and time.
+    """
+    hashes: list[bytes] = []
+    sealed: list[tuple[object, ...]] = []
     prev = previous_hash
-    for cols in unsealed:
-        prev = _sha256(prev + leaf_hash(_msgpack.encode(cols))).digest()
-        rows.append((*cols, prev))
-    return rows
+    encode, sha256, keep_hash, keep_event = _msgpack.encode, _sha256, hashes.append, sealed.append
+    for (event_id, type_, schema, metadata, payload), position, version in zip(
+        batch, itertools.count(first_position), itertools.count(first_version)
+    ):
+        prev = sha256(b"\x00" + encode((position, stream, version, event_id, type_, schema, recorded_at,
+                                        metadata, payload, prev))).digest()
+        keep_hash(prev)
+        keep_event((event_id, type_, schema, metadata, payload, prev))
+    return hashes, sealed
 
 
 class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,21 +109,25 @@ class LedgerVerifier:
             position, stream, version = row[0], row[1], row[2]
             if position != self._next:
                 return self._fail(self._next, f"position {self._next} is missing (the next stored is {position})")
-            leaf = event_leaf_hash(row)
-            expected = _sha256(self._prev + leaf).digest()
+            expected = event_hash(row, self._prev)
             if row[9] != expected:
                 return self._fail(position, "its bytes or its predecessor's do not match the stored hash")
             want = self._versions.get(stream, 0) + 1  # type: ignore[arg-type]
             if version != want:
                 return self._fail(position, f"stream {stream!r} version {version} where {want} was due")
             self._versions[stream] = want  # type: ignore[index]
-            self._tree.append(leaf)
+            self._tree.append(expected)
             self._prev = expected
             self._next += 1
         return True
 
-    def report(self, head: int) -> VerifyReport:
-        """The summary after the last :meth:`feed`; ``head`` is the store's head position."""
+    def report(self, head: int, broken: tuple[int, str] | None = None) -> VerifyReport:
+        """The summary after the last :meth:`feed`; ``head`` is the store's head position.
+
+        ``broken`` is a position and problem the backend met while reading rows after those fed.
+        """
+        if broken is not None and self.failure is None:
+            self._fail(min(broken[0], self._next), broken[1])
         checked = self._next - 1
         if self.failure is None and checked != head:
             self._fail(checked + 1, f"the store's head is {head} but only {checked} events could be read")

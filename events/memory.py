@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from events.envelope import AppendResult, ExpectedVersion
 from events.errors import StoreClosed
 from events.ledger import GENESIS, Row
-from events.recorder import EncodedEvent, Recorder, Stored, new_rows, plan_append, result_of
+from events.recorder import EncodedEvent, Recorder, Stored, plan_append, seal_batch
 
 
 class MemoryRecorder(Recorder):
@@ -34,22 +34,22 @@ class MemoryRecorder(Recorder):
             positions = self._streams.get(stream, [])
             stored = {}
             for e in batch:
-                index = self._by_id.get(e.event_id)
+                index = self._by_id.get(e[0])
                 if index is not None:
                     r = self._rows[index]
-                    stored[e.event_id] = Stored(r[0], r[1], r[2], r[4], r[8])
+                    stored[e[0]] = Stored(r[0], r[1], r[2], r[4], r[8])
             decided = plan_append(stream, expected, batch, len(positions), stored)
             if decided is not None:
                 return decided
             head = self._rows[-1] if self._rows else (0, "", 0, b"", "", 0, 0, b"", b"", GENESIS)
-            rows = new_rows(stream, batch, len(positions), head[0], head[9], head[6])
-            for row in rows:
+            sealed = seal_batch(stream, batch, len(positions), head[0], head[9], head[6])
+            for row in sealed.rows(batch):
                 self._by_id[row[3]] = len(self._rows)
                 self._rows.append(row)
                 positions.append(row[0])
             self._streams[stream] = positions
             self._changed.notify_all()
-            return result_of(rows)
+            return sealed.result()
 
     def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:
         with self._changed:

@@ -12,22 +12,19 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import msgspec
 
 from events.envelope import ANY, NO_STREAM, AppendResult, ExpectedVersion
 from events.errors import ConcurrencyError, IdempotencyConflict
-from events.ledger import Row, seal
+from events.ledger import Row, chain
 
 
-class EncodedEvent(msgspec.Struct, frozen=True, array_like=True):
-    """A validated event ready to store: id, type, schema version, metadata and payload bytes."""
+EncodedEvent = tuple[bytes, str, int, bytes, bytes]
+"""A validated event ready to store: ``(event_id, type, schema_version, metadata bytes, payload bytes)``.
 
-    event_id: bytes
-    type: str
-    schema_version: int
-    metadata: bytes
-    payload: bytes
+A plain tuple, not a class: one is built per event on the append path, where every allocation shows."""
 
 
 class Stored(msgspec.Struct, frozen=True, array_like=True):
@@ -111,16 +108,16 @@ def plan_append(
                 f"{len(batch) - len(stored)} new one(s); nothing was written. A retry must resend exactly the "
                 "original batch with its original ids; new events need new ids"
             )
-        for event in batch:
-            old = stored[event.event_id]
-            if old.stream != stream or old.type != event.type or old.payload != event.payload:
+        for event_id, type_, _, _, payload in batch:
+            old = stored[event_id]
+            if old.stream != stream or old.type != type_ or old.payload != payload:
                 raise IdempotencyConflict(
-                    f"event id {event.event_id.hex()} is already stored at position {old.position} "
+                    f"event id {event_id.hex()} is already stored at position {old.position} "
                     f"({old.type} in stream {old.stream!r}) with different content; nothing was written. "
                     "Give a new event a new id"
                 )
-        last = stored[batch[-1].event_id]
-        return AppendResult(tuple(stored[e.event_id].position for e in batch), last.stream_version, True)
+        last = stored[batch[-1][0]]
+        return AppendResult(tuple(stored[e[0]].position for e in batch), last.stream_version, True)
     if expected is ANY:
         return None
     want = 0 if expected is NO_STREAM else expected
@@ -129,26 +126,42 @@ def plan_append(
     return None
 
 
-def new_rows(
+class Sealed(NamedTuple):
+    """A batch placed after the log's head: where it goes, when, and each event's ledger hash."""
+
+    stream: str
+    first_position: int
+    first_version: int
+    recorded_at: int
+    hashes: list[bytes]
+    events: list[tuple[object, ...]]
+    """Each event as ``(id, type, schema version, metadata, payload, hash)``."""
+
+    def rows(self, batch: Sequence[EncodedEvent]) -> list[Row]:
+        """The ledger rows of ``batch`` (the batch this was sealed from)."""
+        p, v, at, s = self.first_position, self.first_version, self.recorded_at, self.stream
+        return [(p + i, s, v + i, eid, t, sv, at, meta, data, h)
+                for i, ((eid, t, sv, meta, data), h) in enumerate(zip(batch, self.hashes))]
+
+    def result(self) -> AppendResult:
+        """The :class:`AppendResult` of writing the batch."""
+        n = len(self.hashes)
+        return AppendResult(tuple(range(self.first_position, self.first_position + n)), self.first_version + n - 1)
+
+
+def seal_batch(
     stream: str,
     batch: Sequence[EncodedEvent],
     current_version: int,
     head_position: int,
     head_hash: bytes,
     head_recorded_at: int,
-) -> list[Row]:
-    """The sealed rows for ``batch``, following the log's head.
+) -> Sealed:
+    """Place ``batch`` after the log's head (position, hash, recorded_at) and hash it into the chain.
 
     ``recorded_at`` never goes backwards along positions, even if the wall clock does.
     """
     now = max(time.time_ns() // 1000, head_recorded_at)
-    unsealed = [
-        (head_position + i, stream, current_version + i, e.event_id, e.type, e.schema_version, now, e.metadata, e.payload)
-        for i, e in enumerate(batch, start=1)
-    ]
-    return seal(head_hash, unsealed)
-
-
-def result_of(rows: Sequence[Row]) -> AppendResult:
-    """The :class:`AppendResult` of freshly written ``rows``."""
-    return AppendResult(tuple(r[0] for r in rows), rows[-1][2], False)
+    first = head_position + 1
+    return Sealed(stream, first, current_version + 1, now,
+                  *chain(head_hash, stream, first, current_version + 1, now, batch))

@@ -10,7 +10,7 @@ the ledger hashes them, so the log stays verifiable across schema changes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import msgspec
@@ -37,8 +37,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 
 class _Entry(msgspec.Struct, frozen=True):
     cls: type[Event]
+    name: str
     version: int
     decoder: msgspec.json.Decoder
+    many: msgspec.json.Decoder
 
 
 class Registry:
@@ -46,6 +48,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._by_name: dict[str, _Entry] = {}
+        self._by_class: dict[type[Event], _Entry] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
 
     def register(self, cls: type[E], name: str, version: int = 1) -> type[E]:
@@ -59,7 +62,8 @@ class Registry:
             raise ValueError(f"event type {name!r} is already registered to {known.cls.__qualname__}")
         cls.type_name = name
         cls.schema_version = version
-        self._by_name[name] = _Entry(cls, version, msgspec.json.Decoder(cls))
+        entry = _Entry(cls, name, version, msgspec.json.Decoder(cls), msgspec.json.Decoder(list[cls]))  # type: ignore[valid-type]
+        self._by_name[name] = self._by_class[cls] = entry
         return cls
 
     def upcaster(self, name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -80,26 +84,54 @@ class Registry:
         return self._entry(name).cls
 
     def encode(self, payload: Event) -> tuple[str, int, bytes]:
-        """Validate ``payload`` against its schema and return ``(type name, version, bytes)``.
+        """Validate ``payload`` against its schema and return ``(type name, version, bytes)``."""
+        names, versions, datas = self.encode_many([payload])
+        return names[0], versions[0], datas[0]
 
-        Raises :class:`UnknownEventType` for an unregistered class and :class:`InvalidPayload`
-        when a field does not fit its declared type or constraints (msgspec does not check types
-        at construction, so the encoded bytes are decoded once, strictly, before they are stored).
+    def encode_many(self, payloads: Sequence[Event]) -> tuple[list[str], list[int], list[bytes]]:
+        """Validate every payload against its schema; return their type names, versions and bytes.
+
+        Raises :class:`UnknownEventType` for an unregistered class and :class:`InvalidPayload`,
+        naming the first offending item, when a field does not fit its declared type or
+        constraints. msgspec does not check types when a Struct is constructed, so the encoded
+        bytes are decoded once, strictly, before they may be stored; payloads of one class are
+        checked together in one decode.
         """
-        cls = type(payload)
-        name = getattr(cls, "type_name", None)
-        entry = self._by_name.get(name) if name else None
-        if entry is None or entry.cls is not cls:
+        entries = {kind: self._by_class.get(kind) for kind in {type(p) for p in payloads}}  # type: ignore[arg-type]
+        if None in entries.values():
+            i, payload = next((i, p) for i, p in enumerate(payloads) if entries[type(p)] is None)
             raise UnknownEventType(
-                f"{cls.__qualname__} is not a registered event type; decorate it with "
+                f"{type(payload).__qualname__} (item {i}) is not a registered event type; decorate it with "
                 "@event_type('some.name') before appending it"
             )
         try:
-            data = _ENCODER.encode(payload)
-            entry.decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.EncodeError, TypeError) as exc:
-            raise InvalidPayload(f"{name} payload does not fit its schema: {exc}") from None
-        return name, entry.version, data
+            datas = [_ENCODER.encode(p) for p in payloads]
+        except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
+            self._raise_first_invalid(payloads, strict=False)
+            raise
+        for kind, entry in entries.items():
+            group = datas if len(entries) == 1 else [d for d, p in zip(datas, payloads) if type(p) is kind]
+            try:
+                entry.many.decode(b"[" + b",".join(group) + b"]")  # type: ignore[union-attr]
+            except msgspec.ValidationError:
+                self._raise_first_invalid(payloads, strict=True)
+                raise
+        if len(entries) == 1:
+            (entry,) = entries.values()
+            return [entry.name] * len(payloads), [entry.version] * len(payloads), datas  # type: ignore[union-attr]
+        return ([entries[type(p)].name for p in payloads], [entries[type(p)].version for p in payloads],  # type: ignore[union-attr]
+                datas)
+
+    def _raise_first_invalid(self, payloads: Sequence[Event], *, strict: bool) -> None:
+        """Raise :class:`InvalidPayload` for the first payload that does not encode (or, strictly, validate)."""
+        for i, payload in enumerate(payloads):
+            entry = self._by_class[type(payload)]
+            try:
+                data = _ENCODER.encode(payload)
+                if strict:
+                    entry.decoder.decode(data)
+            except (msgspec.EncodeError, msgspec.ValidationError, TypeError, ValueError, OverflowError) as exc:
+                raise InvalidPayload(f"{entry.name} payload (item {i}) does not fit its schema: {exc}") from None
 
     def decode(self, name: str, version: int, data: bytes) -> Event:
         """Decode stored payload bytes into the current class of ``name``, upcasting old versions."""

@@ -1,8 +1,17 @@
 """The embedded default backend: one SQLite file in WAL mode.
 
+Layout. Each append is one row of ``commits``: the batch's stream, its last position and stream
+version, its ``recorded_at``, and the events themselves as one
+MessagePack array of ``[event_id, type, schema_version, metadata, payload, hash]``. Positions
+``first_position..last_position`` belong to it; ``last_position`` is the rowid, so the commit
+holding any position is one index probe away. ``event_ids`` maps every event id to its position,
+for recognising retries. Storing a batch as one row costs one table insert per batch instead of
+one per event; the id index is the only per-event B-tree insert, and time-ordered ids keep it at
+the index's right edge.
+
 Durability: ``synchronous=FULL``, so an append that returned is in the write-ahead log on disk,
 and one transaction per append, so a writer killed mid-batch leaves the batch wholly present or
-wholly absent. Triggers refuse UPDATE and DELETE on the events table.
+wholly absent. Triggers refuse UPDATE and DELETE on both tables.
 
 Ordering invariant (the one :class:`events.recorder.Recorder` promises): every append runs inside
 ``BEGIN IMMEDIATE``, which takes SQLite's single write lock for the whole database before the
@@ -16,44 +25,77 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import msgspec
+
 from events.envelope import AppendResult, ExpectedVersion
-from events.errors import ConcurrencyError, NewerStoreSchema, NotAStore, StoreClosed, StoreError, StoreUnavailable
+from events.errors import ConcurrencyError, CorruptLog, NewerStoreSchema, NotAStore, StoreClosed, StoreError, StoreUnavailable
 from events.ledger import GENESIS, Row
-from events.recorder import EncodedEvent, Recorder, Stored, new_rows, plan_append, result_of
+from events.recorder import EncodedEvent, Recorder, Stored, plan_append, seal_batch
 
 FORMAT = "agent-council.events"
 SCHEMA_VERSION = 1
-_COLUMNS = "position, stream, stream_version, event_id, type, schema_version, recorded_at, metadata, payload, hash"
 _LOOKUP_CHUNK = 500
+_PAGE = 256  # commits fetched per query while reading
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE events (
-        position       INTEGER PRIMARY KEY,
+    """CREATE TABLE commits (
+        last_position  INTEGER PRIMARY KEY,
+        first_position INTEGER NOT NULL,
         stream         TEXT    NOT NULL,
-        stream_version INTEGER NOT NULL,
-        event_id       BLOB    NOT NULL UNIQUE,
-        type           TEXT    NOT NULL,
-        schema_version INTEGER NOT NULL,
+        last_version   INTEGER NOT NULL,
         recorded_at    INTEGER NOT NULL,
-        metadata       BLOB    NOT NULL,
-        payload        BLOB    NOT NULL,
-        hash           BLOB    NOT NULL,
-        UNIQUE (stream, stream_version)
+        events         BLOB    NOT NULL,
+        UNIQUE (stream, last_version)
     )""",
-    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
-    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END",
-    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
-    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END",
+    "CREATE TABLE event_ids (event_id BLOB PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    *(
+        f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+        "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"
+        for table in ("commits", "event_ids")
+        for op in ("UPDATE", "DELETE")
+    ),
     f"INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}')",
 )
+_COMMIT_COLUMNS = "last_position, first_position, stream, last_version, recorded_at, events"
+_INSERT_COMMIT = "INSERT INTO commits VALUES (?,?,?,?,?,?)"
+# One statement indexes a whole batch: the ids arrive as one blob of 16-byte ids, cut apart in
+# SQLite, which costs half of binding one row per id from Python.
+_INSERT_ID = "INSERT INTO event_ids VALUES (?,?)"
+_INSERT_IDS = (
+    "WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n + 1 < ?) "
+    "INSERT INTO event_ids SELECT substr(?, n * 16 + 1, 16), ? + n FROM k"
+)
+
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder(list[tuple[bytes, str, int, bytes, bytes, bytes]]).decode
+_unpack_raw = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+_unpack_one = msgspec.msgpack.Decoder(tuple[bytes, str, int, bytes, bytes, bytes]).decode
+
+
+def _expand(last_position: int, first_position: int, stream: str, last_version: int, recorded_at: int,
+            blob: bytes) -> list[Row]:
+    """The ledger rows of one commit; :class:`CorruptLog` if the commit cannot be read back."""
+    try:
+        events = _unpack(blob)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptLog(first_position, f"the commit holding positions {first_position}..{last_position} "
+                         f"cannot be decoded ({exc})") from None
+    if len(events) != last_position - first_position + 1:
+        raise CorruptLog(first_position, f"the commit holding positions {first_position}..{last_position} "
+                         f"has {len(events)} events")
+    version = last_version - len(events) + 1
+    return [
+        (first_position + i, stream, version + i, eid, type_, schema, recorded_at, meta, payload, digest)
+        for i, (eid, type_, schema, meta, payload, digest) in enumerate(events)
+    ]
 
 
 class SqliteRecorder(Recorder):
-    """Rows in one SQLite file, shared safely by any number of threads and processes."""
+    """Commits in one SQLite file, shared safely by any number of threads and processes."""
 
     shared_across_processes = True
 
@@ -64,8 +106,10 @@ class SqliteRecorder(Recorder):
         self._busy_timeout = busy_timeout
         self._poll = poll_interval
         self._closed = False
+        self._last: tuple[int, bytes, int] | None = None  # (position, hash, recorded_at) of our last commit
         self._write_lock = threading.Lock()
         self._appended = threading.Condition()
+        self._waiting = 0  # threads in wait_for; appends notify only when there are some
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -106,6 +150,7 @@ class SqliteRecorder(Recorder):
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            self.close()
             raise _unavailable(self.path, exc) from None
         except sqlite3.DatabaseError as exc:
             self.close()
@@ -115,7 +160,7 @@ class SqliteRecorder(Recorder):
             if not tables:
                 for statement in _SCHEMA:
                     conn.execute(statement)
-            elif "meta" not in tables or "events" not in tables:
+            elif not {"meta", "commits", "event_ids"} <= tables:
                 raise NotAStore(f"{self.path} is an SQLite database but not an agent-council event store")
             meta = dict(conn.execute("SELECT key, value FROM meta"))
             if meta.get("format") != FORMAT:
@@ -145,85 +190,134 @@ class SqliteRecorder(Recorder):
             except sqlite3.OperationalError as exc:
                 raise _unavailable(self.path, exc) from None
             try:
-                result = self._append_in_transaction(conn, stream, expected, batch)
-                conn.execute("COMMIT" if not result.duplicate else "ROLLBACK")
+                current, head = self._positions(conn, stream)
+                # Fast path: the batch's ids are not looked up first. A stale expected version
+                # raises ConcurrencyError here, a stored id a PRIMARY KEY violation below; then
+                # the transaction is rolled back and plan_append decides, from the ids that are
+                # stored, between "a retry of a stored batch" and a real error.
+                plan_append(stream, expected, batch, current, {})
+                sealed = seal_batch(stream, batch, current, *head)
+                first, n = sealed.first_position, len(batch)
+                if n == 1:
+                    conn.execute(_INSERT_ID, (batch[0][0], first))
+                else:
+                    conn.execute(_INSERT_IDS, (n, b"".join([e[0] for e in batch]), first))
+                conn.execute(_INSERT_COMMIT, (first + n - 1, first, stream, sealed.first_version + n - 1,
+                                              sealed.recorded_at, _pack(sealed.events)))
+                conn.execute("COMMIT")
+            except (ConcurrencyError, sqlite3.IntegrityError) as refused:
+                conn.execute("ROLLBACK")
+                # Stored events never change, so reading them after the rollback is safe.
+                decided = plan_append(stream, expected, batch, current, self._stored(conn, batch))
+                if decided is None:  # pragma: no cover - a key violation always has stored ids
+                    raise StoreError(f"append to {stream!r} failed: {refused}") from None
+                return decided
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise _unavailable(self.path, exc) from None
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        if not result.duplicate:
+            self._last = (first + n - 1, sealed.hashes[-1], sealed.recorded_at)  # committed: safe to reuse
+        if self._waiting:  # a waiter that is not counted yet re-checks within one poll interval
             with self._appended:
                 self._appended.notify_all()
-        return result
+        return sealed.result()
 
-    def _append_in_transaction(self, conn: sqlite3.Connection, stream: str, expected: ExpectedVersion,
-                               batch: Sequence[EncodedEvent]) -> AppendResult:
-        current = conn.execute("SELECT MAX(stream_version) FROM events WHERE stream = ?", (stream,)).fetchone()[0] or 0
-        # Fast path: no lookup of the batch's ids. A retried id surfaces as a UNIQUE violation,
-        # a stale expected version as a ConcurrencyError; either way the ids are looked up and
-        # plan_append decides between "retry of a stored batch" and a real error.
+    def _positions(self, conn: sqlite3.Connection, stream: str) -> tuple[int, tuple[int, bytes, int]]:
+        """``stream``'s version and the log's head (position, hash, recorded_at), inside the write transaction.
+
+        The head's hash is remembered from this recorder's own last commit and trusted only while
+        that commit is still the head; after another process appended, it is read from the log.
+        """
+        row = conn.execute(
+            "SELECT (SELECT MAX(last_version) FROM commits WHERE stream = ?), last_position, recorded_at "
+            "FROM commits ORDER BY last_position DESC LIMIT 1", (stream,)
+        ).fetchone()
+        if row is None:
+            return 0, (0, GENESIS, 0)
+        current, position, recorded_at = row
+        if self._last is not None and self._last[0] == position:
+            return current or 0, self._last
+        blob = conn.execute("SELECT events FROM commits WHERE last_position = ?", (position,)).fetchone()[0]
         try:
-            plan_append(stream, expected, batch, current, {})
-            head = conn.execute(
-                "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
-            ).fetchone() or (0, GENESIS, 0)
-            rows = new_rows(stream, batch, current, *head)
-            conn.execute("SAVEPOINT batch")
-            try:
-                conn.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-            except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK TO batch")
-                raise
-            conn.execute("RELEASE batch")
-            return result_of(rows)
-        except (ConcurrencyError, sqlite3.IntegrityError) as first:
-            stored = self._stored(conn, batch)
-            decided = plan_append(stream, expected, batch, current, stored)
-            if decided is None:  # pragma: no cover - a UNIQUE violation always has stored ids
-                raise StoreError(f"append to {stream!r} failed: {first}") from None
-            return decided
+            last_hash = _unpack_one(_unpack_raw(blob)[-1])[5]
+        except (msgspec.DecodeError, UnicodeDecodeError, IndexError) as exc:
+            raise CorruptLog(position, f"the last commit cannot be decoded ({exc}); nothing was written") from None
+        return current or 0, (position, last_hash, recorded_at)
 
     def _stored(self, conn: sqlite3.Connection, batch: Sequence[EncodedEvent]) -> dict[bytes, Stored]:
-        ids = [e.event_id for e in batch]
+        ids = [e[0] for e in batch]
         found: dict[bytes, Stored] = {}
         for i in range(0, len(ids), _LOOKUP_CHUNK):
             chunk = ids[i : i + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for eid, *rest in conn.execute(
-                f"SELECT event_id, position, stream, stream_version, type, payload FROM events WHERE event_id IN ({marks})",
-                chunk,
-            ):
-                found[eid] = Stored(*rest)
+            for eid, position in conn.execute(
+                f"SELECT event_id, position FROM event_ids WHERE event_id IN ({marks})", chunk
+            ).fetchall():
+                commit = conn.execute(
+                    f"SELECT {_COMMIT_COLUMNS} FROM commits WHERE last_position >= ? ORDER BY last_position LIMIT 1",
+                    (position,),
+                ).fetchone()
+                row = _expand(*commit)[position - commit[1]]
+                found[eid] = Stored(row[0], row[1], row[2], row[4], row[8])
         return found
 
     # -- reading ----------------------------------------------------------------------------
 
     def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:
-        return self._query(
-            f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND stream_version >= ? ORDER BY stream_version LIMIT ?",
-            (stream, from_version, -1 if limit is None else limit),
-        )
+        rows: list[Row] = []
+        for commit in self._pages(
+            f"SELECT last_version, {_COMMIT_COLUMNS} FROM commits WHERE stream = ? AND last_version >= ? "
+            "ORDER BY last_version LIMIT ?", (stream,), from_version
+        ):
+            for row in _expand(*commit[1:]):
+                if row[2] >= from_version:
+                    rows.append(row)
+                    if limit is not None and len(rows) >= limit:
+                        return rows
+        return rows
 
     def read_all(self, from_position: int, limit: int | None, types: Sequence[str] | None,
                  until: int | None) -> list[Row]:
-        sql = f"SELECT {_COLUMNS} FROM events WHERE position >= ? AND position <= ?"
-        params: list[object] = [from_position, 2**62 if until is None else until]
-        if types is not None:
-            sql += f" AND type IN ({','.join('?' * len(types))})"
-            params.extend(types)
-        sql += " ORDER BY position LIMIT ?"
-        params.append(-1 if limit is None else limit)
-        return self._query(sql, params)
+        wanted = None if types is None else frozenset(types)
+        end = until if until is not None else 2**62
+        rows: list[Row] = []
+        if limit == 0:
+            return rows
+        for commit in self._pages(
+            f"SELECT last_position, {_COMMIT_COLUMNS} FROM commits WHERE last_position >= ? "
+            "ORDER BY last_position LIMIT ?", (), from_position
+        ):
+            if commit[2] > end:
+                break
+            for row in _expand(*commit[1:]):
+                if from_position <= row[0] <= end and (wanted is None or row[4] in wanted):
+                    rows.append(row)
+                    if limit is not None and len(rows) >= limit:
+                        return rows
+        return rows
+
+    def _pages(self, sql: str, params: tuple[object, ...], start: int) -> Iterator[tuple]:
+        """Commits in key order from ``start``, a page at a time (the first column is the key)."""
+        while True:
+            page = self._query(sql, (*params, start, _PAGE))
+            yield from page
+            if len(page) < _PAGE:
+                return
+            start = page[-1][0] + 1
 
     def head(self) -> int:
-        return self._query("SELECT COALESCE(MAX(position), 0) FROM events", ())[0][0]
+        return self._query("SELECT COALESCE(MAX(last_position), 0) FROM commits", ())[0][0]
 
     def _query(self, sql: str, params: Sequence[object]) -> list:
         try:
             return self._reader().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise _unavailable(self.path, exc) from None
-        except sqlite3.ProgrammingError as exc:
+        except sqlite3.ProgrammingError:
             if self._closed:
                 raise StoreClosed(f"the store at {self.url} is closed") from None
             raise
@@ -239,7 +333,11 @@ class SqliteRecorder(Recorder):
             if remaining <= 0 or self._closed:
                 return False
             with self._appended:
-                self._appended.wait(min(self._poll, remaining))
+                self._waiting += 1
+                try:
+                    self._appended.wait(min(self._poll, remaining))
+                finally:
+                    self._waiting -= 1
 
     def close(self) -> None:
         self._closed = True

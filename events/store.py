@@ -18,8 +18,9 @@ import msgspec
 import events.catalogue  # noqa: F401  (registers the vocabulary)
 from events import merkle
 from events.envelope import ANY, NO_METADATA, AppendResult, Expect, ExpectedVersion, Metadata, NewEvent, RecordedEvent
-from events.errors import EventTooLarge, InvalidAppend, InvalidStoreUrl, InvalidStreamName, LedgerError
-from events.ledger import LedgerVerifier, Row, VerifyReport, event_leaf_hash
+from events.errors import CorruptLog, EventTooLarge, InvalidAppend, InvalidStoreUrl, InvalidStreamName, LedgerError
+from events.ids import event_id_bytes
+from events.ledger import LedgerVerifier, Row, VerifyReport
 from events.memory import MemoryRecorder
 from events.recorder import EncodedEvent, Recorder
 from events.registry import VOCABULARY, Event, Registry
@@ -108,32 +109,55 @@ class EventStore:
         _check_expected(expected_version)
         if not events:
             raise InvalidAppend(f"the append to {stream!r} has no events; pass at least one")
-        batch = [self._encode(stream, i, e) for i, e in enumerate(events)]
-        if len({e.event_id for e in batch}) != len(batch):
+        batch = self._encode(stream, events)
+        if len({e[0] for e in batch}) != len(batch):
             raise InvalidAppend(f"the append to {stream!r} repeats an event id within the batch; each event needs its own id")
         return self._recorder.append(stream, expected_version, batch)
 
-    def _encode(self, stream: str, index: int, event: Event | NewEvent) -> EncodedEvent:
-        if isinstance(event, NewEvent):
-            payload, event_id, metadata = event.payload, event.event_id, event.metadata
-        elif isinstance(event, Event):
-            payload, event_id, metadata = event, None, NO_METADATA
+    def _encode(self, stream: str, events: Sequence[Event | NewEvent]) -> list[EncodedEvent]:
+        kinds = {type(e) for e in events}
+        if not all(issubclass(kind, Event) for kind in kinds):
+            payloads, ids, metas = self._unwrap(stream, events)
         else:
-            raise InvalidAppend(
-                f"item {index} of the append to {stream!r} is a {type(event).__name__}; pass Event or NewEvent instances"
-            )
-        if not isinstance(payload, Event):
-            raise InvalidAppend(f"item {index} of the append to {stream!r} has a payload that is not an Event")
-        name, version, data = self.registry.encode(payload)
-        meta = b"{}" if metadata is NO_METADATA else _METADATA.encode(metadata)
-        size = len(data) + len(meta)
-        if size > self.max_event_bytes:
-            raise EventTooLarge(
-                f"event {index} of the append to {stream!r} ({name}) is {size:,} bytes, over the limit of "
-                f"{self.max_event_bytes:,} (max_event_bytes); store large content elsewhere and reference it by digest"
-            )
-        eid = (event_id if event_id is not None else NewEvent(payload=payload).event_id).bytes
-        return EncodedEvent(eid, name, version, meta, data)
+            payloads, ids, metas = events, None, None  # plain events: fresh ids, no metadata
+        names, versions, datas = self.registry.encode_many(payloads)  # refuses a non-Event too
+        fresh = event_id_bytes(len(datas))
+        if metas is None:
+            if max(map(len, datas)) + 2 > self.max_event_bytes:
+                i = next(i for i, d in enumerate(datas) if len(d) + 2 > self.max_event_bytes)
+                self._too_large(stream, i, names[i], len(datas[i]) + 2)
+            return [(eid, name, version, b"{}", data) for eid, name, version, data in zip(fresh, names, versions, datas)]
+        for i, (data, meta) in enumerate(zip(datas, metas)):
+            if len(data) + len(meta) > self.max_event_bytes:
+                self._too_large(stream, i, names[i], len(data) + len(meta))
+        return [(eid or new, name, version, meta, data)
+                for eid, new, name, version, meta, data in zip(ids, fresh, names, versions, metas, datas)]  # type: ignore[arg-type]
+
+    @staticmethod
+    def _unwrap(stream: str, events: Sequence[Event | NewEvent]) -> tuple[list[Event], list[bytes | None], list[bytes]]:
+        payloads: list[Event] = []
+        ids: list[bytes | None] = []
+        metas: list[bytes] = []
+        for i, event in enumerate(events):
+            if isinstance(event, NewEvent) and isinstance(event.payload, Event):
+                payloads.append(event.payload)
+                ids.append(event.event_id.bytes)
+                metas.append(b"{}" if event.metadata is NO_METADATA else _METADATA.encode(event.metadata))
+            elif isinstance(event, Event):
+                payloads.append(event)
+                ids.append(None)
+                metas.append(b"{}")
+            else:
+                raise InvalidAppend(
+                    f"item {i} of the append to {stream!r} is a {type(event).__name__}; pass Event or NewEvent instances"
+                )
+        return payloads, ids, metas
+
+    def _too_large(self, stream: str, index: int, name: str, size: int) -> None:
+        raise EventTooLarge(
+            f"event {index} of the append to {stream!r} ({name}) is {size:,} bytes, over the limit of "
+            f"{self.max_event_bytes:,} (max_event_bytes); store large content elsewhere and reference it by digest"
+        )
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -205,16 +229,24 @@ class EventStore:
         verifier = LedgerVerifier()
         position = 1
         while position <= head:
-            rows = self._recorder.read_all(position, _SCAN_BATCH, None, head)
+            try:
+                rows = self._recorder.read_all(position, _SCAN_BATCH, None, head)
+            except CorruptLog as exc:  # check what comes before the damage, then report the damage
+                if exc.position > position:
+                    verifier.feed(self._recorder.read_all(position, None, None, exc.position - 1))
+                return verifier.report(head, broken=(exc.position, exc.problem))
             if not rows or not verifier.feed(rows):
                 break
             position = rows[-1][0] + 1
         return verifier.report(head)
 
     def leaf_hashes(self, size: int | None = None) -> list[bytes]:
-        """The RFC 9162 leaf hashes of the first ``size`` events (all, by default)."""
+        """The RFC 9162 leaf hashes of the first ``size`` events (all, by default): their stored hashes.
+
+        Proofs are built from the stored hashes; :meth:`verify` is what checks them against the bytes.
+        """
         size = self._check_size(size)
-        return [event_leaf_hash(r) for r in self.scan_rows(1, size)]
+        return [r[9] for r in self.scan_rows(1, size)]
 
     def root(self, size: int | None = None) -> bytes:
         """The Merkle tree head (RFC 9162 MTH) over the first ``size`` events."""

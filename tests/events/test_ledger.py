@@ -5,37 +5,72 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from events import Metadata, NewEvent, merkle, open_store
 from events.catalogue import TaskQueued, TaskSubmitted
-from events.ledger import GENESIS, LedgerVerifier, canonical_bytes, chain_hash, event_leaf_hash
+from events.errors import CorruptLog, LedgerError
+from events.ledger import GENESIS, LedgerVerifier, canonical_bytes, event_hash
 
-EVENTS = 12
-COLUMNS = ["stream", "stream_version", "event_id", "type", "schema_version", "recorded_at", "metadata", "payload", "hash"]
+BATCHES = [1, 3, 1, 4, 1, 2]  # positions 1 | 2-4 | 5 | 6-9 | 10 | 11-12
+EVENTS = sum(BATCHES)
+EVENT_FIELDS = ["event_id", "type", "schema_version", "metadata", "payload", "hash"]
+COMMIT_COLUMNS = ["first_position", "stream", "last_version", "recorded_at"]
 
 
 def fill(url: str) -> None:
     with open_store(url) as s:
-        for i in range(EVENTS):
-            s.append(f"task-{i % 3}", [NewEvent(payload=TaskSubmitted(task_id=f"t{i}", capability="test.run", inputs={"i": i}),
-                                             metadata=Metadata(actor="tester"))])
+        n = 0
+        for b, size in enumerate(BATCHES):
+            batch = []
+            for _ in range(size):
+                batch.append(NewEvent(payload=TaskSubmitted(task_id=f"t{n}", capability="test.run", inputs={"i": n}),
+                                      metadata=Metadata(actor="tester")))
+                n += 1
+            s.append(f"task-{b % 3}", batch)
+
+
+class Tamperer:
+    """Edits the SQLite file under the store, as someone with write access to it could."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        for name in ("commits_no_update", "commits_no_delete", "event_ids_no_update", "event_ids_no_delete"):
+            self.conn.execute(f"DROP TRIGGER {name}")
+
+    def commit_of(self, position: int) -> tuple[Any, ...]:
+        return self.conn.execute(
+            "SELECT last_position, first_position, stream, last_version, recorded_at, events FROM commits "
+            "WHERE last_position >= ? ORDER BY last_position LIMIT 1", (position,)).fetchone()
+
+    def edit_event(self, position: int, change: Callable[[list[Any]], list[Any] | None]) -> None:
+        last, first, *_, blob = self.commit_of(position)
+        events = msgspec.msgpack.decode(blob)
+        events[position - first] = change(events[position - first])
+        events = [e for e in events if e is not None]
+        self.set(last, "events", msgspec.msgpack.encode(events))
+
+    def events(self, position: int) -> list[list[Any]]:
+        return msgspec.msgpack.decode(self.commit_of(position)[5])
+
+    def set(self, last_position: int, column: str, value: object) -> None:
+        self.conn.execute(f"UPDATE commits SET {column} = ? WHERE last_position = ?", (value, last_position))
 
 
 @pytest.fixture
-def ledger_db(tmp_path: Path) -> Iterator[tuple[str, sqlite3.Connection]]:
+def ledger(tmp_path: Path) -> Iterator[tuple[str, Tamperer]]:
     url = f"sqlite:///{tmp_path / 'events.db'}"
     fill(url)
-    conn = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
-    conn.execute("DROP TRIGGER events_no_update")  # an attacker with the file can do this too
-    conn.execute("DROP TRIGGER events_no_delete")
-    yield url, conn
-    conn.close()
+    t = Tamperer(tmp_path / "events.db")
+    yield url, t
+    t.conn.close()
 
 
 def verify(url: str):  # type: ignore[no-untyped-def]
@@ -43,121 +78,121 @@ def verify(url: str):  # type: ignore[no-untyped-def]
         return s.verify()
 
 
-def test_the_hash_chain_is_the_documented_construction(ledger_db) -> None:  # type: ignore[no-untyped-def]
-    url, _ = ledger_db
+def changed(value: object) -> object:
+    if isinstance(value, bytes):
+        return bytes([value[0] ^ 0x01]) + value[1:]
+    if isinstance(value, int):
+        return value + 100
+    return value + "x"  # type: ignore[operator]
+
+
+def test_the_hash_chain_is_the_documented_construction(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, _ = ledger
     with open_store(url) as s:
         rows = list(s.scan_rows())
         prev = GENESIS
         for row in rows:
-            leaf = merkle.leaf_hash(canonical_bytes(row))
-            assert leaf == event_leaf_hash(row)
-            prev = chain_hash(prev, leaf)
-            assert row[9] == prev
-        assert s.verify().root == merkle.root([event_leaf_hash(r) for r in rows])
+            expected = merkle.leaf_hash(msgspec.msgpack.encode([*row[:9], prev]))
+            assert expected == merkle.leaf_hash(canonical_bytes(row, prev)) == event_hash(row, prev) == row[9]
+            prev = row[9]
+        assert s.verify().root == merkle.root([r[9] for r in rows])
 
 
-def test_an_intact_log_verifies(ledger_db) -> None:  # type: ignore[no-untyped-def]
-    report = verify(ledger_db[0])
+def test_an_intact_log_verifies(ledger) -> None:  # type: ignore[no-untyped-def]
+    report = verify(ledger[0])
     assert report.ok and report.checked == EVENTS and report.head == EVENTS
 
 
-@pytest.mark.parametrize("column", COLUMNS)
-def test_changing_any_column_of_an_event_is_caught_at_that_position(ledger_db, column: str) -> None:  # type: ignore[no-untyped-def]
-    url, conn = ledger_db
-    value = conn.execute(f"SELECT {column} FROM events WHERE position = 5").fetchone()[0]
-    if isinstance(value, bytes):
-        changed: object = bytes([value[0] ^ 0x01]) + value[1:]
-    elif isinstance(value, int):
-        changed = value + 100
-    else:
-        changed = value + "x"
-    conn.execute(f"UPDATE events SET {column} = ? WHERE position = 5", (changed,))
+@pytest.mark.parametrize("field", range(len(EVENT_FIELDS)), ids=EVENT_FIELDS)
+def test_changing_any_field_of_an_event_inside_a_batch_is_caught_at_that_event(ledger, field: int) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    t.edit_event(7, lambda e: [*e[:field], changed(e[field]), *e[field + 1:]])
     report = verify(url)
-    assert not report.ok and report.failed_position == 5 and report.checked == 4
+    assert not report.ok and report.failed_position == 7 and report.checked == 6
 
 
-def test_a_removed_event_is_caught(ledger_db) -> None:  # type: ignore[no-untyped-def]
-    url, conn = ledger_db
-    conn.execute("DELETE FROM events WHERE position = 7")
+@pytest.mark.parametrize("column", COMMIT_COLUMNS)
+def test_changing_a_column_of_a_commit_is_caught_at_its_first_event(ledger, column: str) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    last = t.commit_of(7)[0]
+    value = t.conn.execute(f"SELECT {column} FROM commits WHERE last_position = ?", (last,)).fetchone()[0]
+    t.set(last, column, changed(value))
     report = verify(url)
-    assert not report.ok and report.failed_position == 7 and "missing" in (report.problem or "")
+    assert not report.ok and report.failed_position == 6
 
 
-def test_reordered_events_are_caught(ledger_db) -> None:  # type: ignore[no-untyped-def]
-    url, conn = ledger_db
-    a = conn.execute("SELECT * FROM events WHERE position = 3").fetchone()
-    b = conn.execute("SELECT * FROM events WHERE position = 8").fetchone()
-    conn.execute("DELETE FROM events WHERE position IN (3, 8)")
-    conn.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", (3, *b[1:]))
-    conn.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", (8, *a[1:]))
+def test_a_removed_commit_is_caught(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    t.conn.execute("DELETE FROM commits WHERE last_position = 5")
     report = verify(url)
-    assert not report.ok and report.failed_position == 3
+    assert not report.ok and report.failed_position == 5 and "missing" in (report.problem or "")
 
 
-def test_an_event_moved_with_its_hash_recomputed_is_still_caught_after_it(ledger_db) -> None:  # type: ignore[no-untyped-def]
-    url, conn = ledger_db
-    row = list(conn.execute("SELECT * FROM events WHERE position = 6").fetchone())
-    row[8] = row[8].replace(b'"i":5', b'"i":9')
-    prev = conn.execute("SELECT hash FROM events WHERE position = 5").fetchone()[0]
-    row[9] = chain_hash(prev, event_leaf_hash(row))
-    conn.execute("UPDATE events SET payload = ?, hash = ? WHERE position = 6", (row[8], row[9]))
+def test_an_event_removed_from_inside_a_batch_is_caught(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    t.edit_event(7, lambda e: None)
     report = verify(url)
-    assert not report.ok and report.failed_position == 7
+    assert not report.ok and report.failed_position == 6 and "has 3 events" in (report.problem or "")
 
 
-@given(position=st.integers(1, EVENTS), column=st.sampled_from(["metadata", "payload", "hash", "event_id"]),
-       offset=st.integers(0, 10_000), bit=st.integers(0, 7))
-def test_any_single_bit_flip_in_any_event_is_caught(tmp_path_factory: pytest.TempPathFactory, position: int,
-                                                    column: str, offset: int, bit: int) -> None:
+def test_events_reordered_inside_a_batch_are_caught(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    last = t.commit_of(6)[0]
+    events = t.events(6)
+    events[0], events[2] = events[2], events[0]
+    t.set(last, "events", msgspec.msgpack.encode(events))
+    report = verify(url)
+    assert not report.ok and report.failed_position == 6
+
+
+def test_commits_swapped_are_caught(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    a, b = t.events(5), t.events(10)
+    t.set(5, "events", msgspec.msgpack.encode(b))
+    t.set(10, "events", msgspec.msgpack.encode(a))
+    report = verify(url)
+    assert not report.ok and report.failed_position == 5
+
+
+def test_an_event_rewritten_with_its_hash_recomputed_is_still_caught_at_the_next(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    with open_store(url) as s:
+        rows = list(s.scan_rows())
+    row = list(rows[4])  # position 5, a commit of its own
+    row[8] = row[8].replace(b'"i":4', b'"i":9')
+    row[9] = event_hash(row, rows[3][9])
+    t.edit_event(5, lambda e: [e[0], e[1], e[2], e[3], row[8], row[9]])
+    report = verify(url)
+    assert not report.ok and report.failed_position == 6
+
+
+@given(position=st.integers(1, EVENTS), offset=st.integers(0, 100_000), bit=st.integers(0, 7))
+def test_any_single_bit_flip_in_the_stored_events_is_caught(tmp_path_factory: pytest.TempPathFactory,
+                                                            position: int, offset: int, bit: int) -> None:
     path = tmp_path_factory.mktemp("flip") / "events.db"
     fill(f"sqlite:///{path}")
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER events_no_update")
-    value = bytearray(conn.execute(f"SELECT {column} FROM events WHERE position = ?", (position,)).fetchone()[0])
-    value[offset % len(value)] ^= 1 << bit
-    conn.execute(f"UPDATE events SET {column} = ? WHERE position = ?", (bytes(value), position))
-    conn.close()
+    t = Tamperer(path)
+    last, first, *_, blob = t.commit_of(position)
+    flipped = bytearray(blob)
+    flipped[offset % len(flipped)] ^= 1 << bit
+    t.set(last, "events", bytes(flipped))
+    t.conn.close()
     report = verify(f"sqlite:///{path}")
-    assert not report.ok and report.failed_position == position
+    assert not report.ok and first <= (report.failed_position or 0) <= last
+
+
+def test_reading_a_damaged_commit_raises_a_clear_error(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    t.set(5, "events", b"\xc1garbage")
+    with open_store(url) as s, pytest.raises(CorruptLog, match="damaged at position 5.*run `council verify`"):
+        s.read_all()
+    report = verify(url)
+    assert not report.ok and report.failed_position == 5 and "cannot be decoded" in (report.problem or "")
 
 
 def test_the_verifier_reports_a_short_read() -> None:
-    verifier = LedgerVerifier()
-    report = verifier.report(head=3)
+    report = LedgerVerifier().report(head=3)
     assert not report.ok and report.failed_position == 1
-
-
-# -- the command line -----------------------------------------------------------------------------
-
-
-def council(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd or Path(__file__).resolve().parents[2])
-
-
-def test_council_verify_passes_on_an_intact_log(ledger_db) -> None:  # type: ignore[no-untyped-def]
-    url, _ = ledger_db
-    out = council("verify", "--store", url)
-    assert out.returncode == 0, out.stderr
-    with open_store(url) as s:
-        root = s.root().hex()
-    assert out.stdout.strip() == f"ok: {EVENTS} events checked, head {EVENTS}, root {root}"
-
-
-def test_council_verify_fails_naming_the_position(ledger_db) -> None:  # type: ignore[no-untyped-def]
-    url, conn = ledger_db
-    conn.execute("UPDATE events SET payload = CAST(REPLACE(CAST(payload AS TEXT), 't8', 't9') AS BLOB) WHERE position = 9")
-    out = council("verify", "--store", url)
-    assert out.returncode == 1
-    assert out.stdout.startswith("FAILED at position 9:")
-
-
-def test_council_verify_on_a_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
-    out = council("verify", "--store", f"sqlite:///{tmp_path}/nothing.db")
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [f"error: there is no event store at {tmp_path}/nothing.db; "
-                                               "check --store, or append to create one"]
-    assert not (tmp_path / "nothing.db").exists()
 
 
 def test_appends_after_verification_extend_the_same_tree(tmp_path: Path) -> None:
@@ -171,9 +206,16 @@ def test_appends_after_verification_extend_the_same_tree(tmp_path: Path) -> None
         assert merkle.verify_consistency(EVENTS, EVENTS + 1, old_root, new.root, s.consistency_proof(EVENTS))
 
 
-def test_store_proof_arguments_are_checked(tmp_path: Path) -> None:
-    from events.errors import LedgerError
+def test_another_process_appending_keeps_the_chain_intact(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    with open_store(url) as mine:
+        mine.append("a", [TaskQueued(task_id="x", priority=0)])
+        fill(url)  # another store object on the file: our remembered head is stale now
+        mine.append("a", [TaskQueued(task_id="y", priority=0)])
+        assert mine.verify().ok and mine.head() == EVENTS + 2
 
+
+def test_store_proof_arguments_are_checked() -> None:
     with open_store("memory://") as s:
         s.append("s", [TaskQueued(task_id="x", priority=0)])
         with pytest.raises(LedgerError, match="position 2 is not in a tree of 1"):
@@ -184,3 +226,34 @@ def test_store_proof_arguments_are_checked(tmp_path: Path) -> None:
             s.consistency_proof(0)
 
 
+# -- the command line -----------------------------------------------------------------------------
+
+
+def council(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+
+
+def test_council_verify_passes_on_an_intact_log(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, _ = ledger
+    out = council("verify", "--store", url)
+    assert out.returncode == 0, out.stderr
+    with open_store(url) as s:
+        root = s.root().hex()
+    assert out.stdout.strip() == f"ok: {EVENTS} events checked, head {EVENTS}, root {root}"
+
+
+def test_council_verify_fails_naming_the_position(ledger) -> None:  # type: ignore[no-untyped-def]
+    url, t = ledger
+    t.edit_event(9, lambda e: [*e[:4], e[4].replace(b"t8", b"t9"), e[5]])
+    out = council("verify", "--store", url)
+    assert out.returncode == 1
+    assert out.stdout.startswith("FAILED at position 9:")
+
+
+def test_council_verify_on_a_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
+    out = council("verify", "--store", f"sqlite:///{tmp_path}/nothing.db")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"error: there is no event store at {tmp_path}/nothing.db; "
+                                               "check --store, or append to create one"]
+    assert not (tmp_path / "nothing.db").exists()

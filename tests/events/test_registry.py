@@ -26,7 +26,6 @@ from events.catalogue import (
     TaskSubmitted,
 )
 from events.errors import InvalidPayload, UnknownEventType, UnsupportedSchemaVersion
-from events.recorder import EncodedEvent
 
 ids = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:@/+=-]{0,40}", fullmatch=True)
 caps = st.from_regex(r"[a-z][a-z0-9_-]{0,10}(\.[a-z][a-z0-9_-]{0,10}){0,2}", fullmatch=True)
@@ -89,7 +88,7 @@ def test_the_catalogue_names_the_task_and_agent_lifecycles() -> None:
 def store_raw(store: Any, type_: str, version: int, payload: dict[str, Any]) -> None:
     """Write a payload as an older release of agent-council would have stored it."""
     store._recorder.append("agents", ANY, [  # below the store on purpose: the store only writes current versions
-        EncodedEvent(uuid.uuid4().bytes, type_, version, b"{}", msgspec.json.encode(payload))
+        (uuid.uuid4().bytes, type_, version, b"{}", msgspec.json.encode(payload))
     ])
 
 

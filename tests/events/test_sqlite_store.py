@@ -77,10 +77,10 @@ def test_the_database_itself_refuses_update_and_delete(sqlite_url: str) -> None:
     with open_store(sqlite_url) as s:
         s.append("s", [TaskQueued(task_id="a", priority=1)])
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("UPDATE events SET payload = x'00'")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("DELETE FROM events")
+        for statement in ("UPDATE commits SET events = x'00'", "DELETE FROM commits",
+                          "UPDATE event_ids SET position = 9", "DELETE FROM event_ids"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(statement)
 
 
 def test_uses_wal_and_full_synchronous(sqlite_url: str) -> None:

@@ -198,7 +198,7 @@ class NotRegistered(Event, frozen=True):
         ("s", [TaskQueued(task_id="a", priority=1)], -1, InvalidAppend, "expected_version -1"),
         ("s", [TaskQueued(task_id="a", priority=1)], True, InvalidAppend, "expected_version True"),
         ("s", [TaskQueued(task_id="a", priority=1)], "1", InvalidAppend, "expected_version '1'"),
-        ("s", [NotRegistered()], ANY, UnknownEventType, "NotRegistered is not a registered event type"),
+        ("s", [NotRegistered()], ANY, UnknownEventType, r"NotRegistered \(item 1\) is not a registered event type"),
         ("s", [TaskQueued(task_id="a", priority=7)], ANY, InvalidPayload, r"<= 3 - at `\$.priority`"),
         ("s", [TaskQueued(task_id="a", priority="high")], ANY, InvalidPayload, r"Expected `int`, got `str`"),  # type: ignore[arg-type]
         ("s", [TaskQueued(task_id="", priority=1)], ANY, InvalidPayload, r"\$.task_id"),
