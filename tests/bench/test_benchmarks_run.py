@@ -1,0 +1,25 @@
+"""The benchmarks still run and still check what they measured (tiny sizes; figures are not judged here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_store_append_benchmark_runs_and_verifies() -> None:
+    pytest.importorskip("eventsourcing", reason="the bench extra is not installed: pip install -e '.[bench]'")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "store_append.py"), "--events", "400", "--batch-sizes", "1,100",
+         "--repeat", "1"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()[:1].isdigit()}
+    assert set(rows) == {"1", "100"}
+    assert "verification: ok" in out.stdout
+    assert "target 'at batch size 100" in out.stdout
