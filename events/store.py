@@ -120,7 +120,7 @@ class EventStore:
             payloads, ids, metas = self._unwrap(stream, events)
         else:
             payloads, ids, metas = events, None, None  # plain events: fresh ids, no metadata
-        names, versions, datas = self.registry.encode_many(payloads)  # refuses a non-Event too
+        names, versions, datas = self.registry.encode_many(payloads)
         fresh = event_id_bytes(len(datas))
         if metas is None:
             if max(map(len, datas)) + 2 > self.max_event_bytes:
