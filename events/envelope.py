@@ -42,7 +42,7 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     metadata: Metadata = NO_METADATA
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+class RecordedEvent(msgspec.Struct, frozen=True):
     """An event as the store holds it.
 
     ``position`` is global, 1-based and gap-free; ``stream_version`` is 1-based within

@@ -273,11 +273,10 @@ class SqliteRecorder(Recorder):
             f"SELECT last_version, {_COMMIT_COLUMNS} FROM commits WHERE stream = ? AND last_version >= ? "
             "ORDER BY last_version LIMIT ?", (stream,), from_version
         ):
-            for row in _expand(*commit[1:]):
-                if row[2] >= from_version:
-                    rows.append(row)
-                    if limit is not None and len(rows) >= limit:
-                        return rows
+            expanded = _expand(*commit[1:])
+            rows.extend(expanded[max(0, from_version - expanded[0][2]):])
+            if limit is not None and len(rows) >= limit:
+                return rows[:limit]
         return rows
 
     def read_all(self, from_position: int, limit: int | None, types: Sequence[str] | None,
@@ -291,23 +290,29 @@ class SqliteRecorder(Recorder):
             f"SELECT last_position, {_COMMIT_COLUMNS} FROM commits WHERE last_position >= ? "
             "ORDER BY last_position LIMIT ?", (), from_position
         ):
-            if commit[2] > end:
+            first = commit[2]
+            if first > end:
                 break
-            for row in _expand(*commit[1:]):
-                if from_position <= row[0] <= end and (wanted is None or row[4] in wanted):
-                    rows.append(row)
-                    if limit is not None and len(rows) >= limit:
-                        return rows
+            window = _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
+            rows.extend(window if wanted is None else [r for r in window if r[4] in wanted])
+            if limit is not None and len(rows) >= limit:
+                return rows[:limit]
         return rows
 
     def _pages(self, sql: str, params: tuple[object, ...], start: int) -> Iterator[tuple]:
-        """Commits in key order from ``start``, a page at a time (the first column is the key)."""
+        """Commits in key order from ``start`` (the first column is the key), in pages that grow.
+
+        Small first pages keep a short read from fetching commits it will not use; later pages
+        grow to ``_PAGE`` so a long read makes few queries.
+        """
+        size = 8
         while True:
-            page = self._query(sql, (*params, start, _PAGE))
+            page = self._query(sql, (*params, start, size))
             yield from page
-            if len(page) < _PAGE:
+            if len(page) < size:
                 return
             start = page[-1][0] + 1
+            size = min(size * 2, _PAGE)
 
     def head(self) -> int:
         return self._query("SELECT COALESCE(MAX(last_position), 0) FROM commits", ())[0][0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -32,6 +32,8 @@ _STREAM = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+=-]{0,199}$")
 _METADATA = msgspec.json.Encoder(order="deterministic")
 _METADATA_DECODER = msgspec.json.Decoder(Metadata)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BIN16 = b"\xc4\x10"  # MessagePack's header for 16 bytes of binary: msgspec then builds the UUID in C
+_uuid = msgspec.msgpack.Decoder(UUID).decode
 _SCAN_BATCH = 5000
 
 
@@ -79,6 +81,7 @@ class EventStore:
         if max_event_bytes < 1:
             raise ValueError("max_event_bytes must be positive")
         self._recorder = recorder
+        self._last_time: tuple[int, datetime] = (-1, _EPOCH)
         self.registry = registry
         self.max_event_bytes = max_event_bytes
 
@@ -198,17 +201,13 @@ class EventStore:
 
     def _decode(self, row: Row) -> RecordedEvent:
         position, stream, version, eid, name, schema, at_us, meta, data, digest = row
+        last = self._last_time  # the events of one append share recorded_at: convert it once
+        if last[0] != at_us:
+            last = self._last_time = (at_us, _EPOCH + timedelta(microseconds=at_us))
         return RecordedEvent(
-            position=position,
-            stream=stream,
-            stream_version=version,
-            event_id=UUID(bytes=eid),
-            type=name,
-            schema_version=schema,
-            recorded_at=datetime.fromtimestamp(at_us // 1_000_000, UTC).replace(microsecond=at_us % 1_000_000),
-            metadata=NO_METADATA if meta == b"{}" else _METADATA_DECODER.decode(meta),
-            payload=self.registry.decode(name, schema, data),
-            hash=digest,
+            position, stream, version, _uuid(_BIN16 + eid), name, schema, last[1],
+            NO_METADATA if meta == b"{}" else _METADATA_DECODER.decode(meta),
+            self.registry.decode(name, schema, data), digest,
         )
 
     # -- the ledger -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import threading
@@ -386,3 +387,28 @@ def test_payload_bytes_are_deterministic_for_equal_dicts(store: EventStore) -> N
     store.append("s", [NewEvent(payload=a, event_id=eid)])
     assert store.append("s", [NewEvent(payload=b, event_id=eid)]).duplicate
     assert msgspec.json.encode(store.read_all()[0].payload) == msgspec.json.encode(a)
+
+
+def test_reads_of_any_window_over_multi_event_batches_match_the_log(store: EventStore) -> None:
+    rng = random.Random(11)
+    for b in range(40):
+        stream = f"s{rng.randint(0, 3)}"
+        store.append(stream, [TaskQueued(task_id=f"t{b}.{i}", priority=rng.randint(0, 3)) if rng.random() < 0.5
+                              else submitted(f"t{b}.{i}") for i in range(rng.randint(1, 30))])
+    everything = store.read_all()
+    head = store.head()
+    assert [e.position for e in everything] == list(range(1, head + 1))
+    for _ in range(60):
+        start, limit = rng.randint(1, head + 2), rng.choice([None, 0, 1, 7, 50, 1000])
+        types = rng.choice([None, ["task.queued"], ["task.submitted", "task.queued"]])
+        want = [e for e in everything[start - 1:] if types is None or e.type in types]
+        assert store.read_all(start, limit, types) == (want if limit is None else want[:limit])
+        stream = f"s{rng.randint(0, 4)}"
+        version = rng.randint(1, 40)
+        in_stream = [e for e in everything if e.stream == stream and e.stream_version >= version]
+        assert store.read_stream(stream, version, limit) == (in_stream if limit is None else in_stream[:limit])
+    with store.subscribe(from_position=17, types=["task.queued"], batch_size=5) as sub:
+        followed = []
+        while batch := sub.poll(timeout=0):
+            followed += batch
+    assert followed == [e for e in everything[16:] if e.type == "task.queued"]
