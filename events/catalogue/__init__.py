@@ -4,32 +4,40 @@ Importing this package registers the whole catalogue. Each module holds one life
 """
 
 from events.catalogue.agents import (
+    AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
     AgentRetired,
     AgentUnresponsive,
 )
+from events.catalogue.requests import RequestSubmitted
 from events.catalogue.tasks import (
     TaskAssigned,
     TaskCompleted,
     TaskDeadLettered,
     TaskFailed,
+    TaskLeaseExpired,
     TaskQueued,
+    TaskRequeued,
     TaskRetried,
     TaskStarted,
     TaskSubmitted,
 )
 
 __all__ = [
+    "AgentHeartbeat",
     "AgentRegistered",
     "AgentRestarted",
     "AgentRetired",
     "AgentUnresponsive",
+    "RequestSubmitted",
     "TaskAssigned",
     "TaskCompleted",
     "TaskDeadLettered",
     "TaskFailed",
+    "TaskLeaseExpired",
     "TaskQueued",
+    "TaskRequeued",
     "TaskRetried",
     "TaskStarted",
     "TaskSubmitted",

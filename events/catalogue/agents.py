@@ -1,10 +1,14 @@
-"""The agent lifecycle: registered → (unresponsive → restarted)* → retired."""
+"""The agent lifecycle, in the agent's own stream (``agent-<agent_id>``).
+
+registered → heartbeat* → (unresponsive → restarted → heartbeat*)* → retired. ``epoch`` counts
+incarnations: an instance acts only while its epoch is the agent's latest.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from events.catalogue.fields import Capability, Id, Positive, Text
+from events.catalogue.fields import Capability, Count, Id, Positive, Text
 from events.registry import Event, event_type, upcaster
 
 
@@ -17,6 +21,7 @@ class AgentRegistered(Event):
     capabilities: list[Capability]
     version: Text = ""
     slots: Positive = 1
+    epoch: Positive = 1
 
 
 @upcaster("agent.registered", from_version=1)
@@ -26,6 +31,15 @@ def _agent_registered_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     payload["capabilities"] = [c.strip() for c in caps.split(",") if c.strip()]
     payload.setdefault("slots", 1)
     return payload
+
+
+@event_type("agent.heartbeat")
+class AgentHeartbeat(Event):
+    """The agent is alive and holds ``in_flight`` tasks."""
+
+    agent_id: Id
+    epoch: Positive = 1
+    in_flight: Count = 0
 
 
 @event_type("agent.unresponsive")

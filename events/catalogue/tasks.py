@@ -1,7 +1,14 @@
-"""The task lifecycle.
+"""The task lifecycle, all in the task's own stream (``task-<task_id>``).
 
-submitted → queued → assigned → started → completed, or → failed → retried → queued again, until
-the attempts run out and the task is dead-lettered. Times are UTC epoch seconds.
+::
+
+    submitted → queued → assigned → started → completed
+                  ▲          │           │
+                  │          └───────────┴─→ failed | lease_expired ─→ retried (back in its queue)
+                  │                                                  └→ dead_lettered ─→ requeued
+                  └──────────────────────────────────────────────────────────────────────┘
+
+A task is queued once its dependencies have completed. Times are UTC epoch seconds.
 """
 
 from __future__ import annotations
@@ -75,6 +82,16 @@ class TaskFailed(Event):
     retryable: bool = True
 
 
+@event_type("task.lease_expired")
+class TaskLeaseExpired(Event):
+    """The agent holding the lease did not finish in time, or died; the attempt is over."""
+
+    task_id: Id
+    agent_id: Id
+    lease_id: Id
+    attempt: Positive
+
+
 @event_type("task.retried")
 class TaskRetried(Event):
     """The task goes back to its queue for attempt ``attempt`` after ``not_before``."""
@@ -91,3 +108,11 @@ class TaskDeadLettered(Event):
     task_id: Id
     attempts: Count
     last_error: Text
+
+
+@event_type("task.requeued")
+class TaskRequeued(Event):
+    """Someone put a dead-lettered task back in its queue with a fresh set of attempts."""
+
+    task_id: Id
+    reason: Text = ""

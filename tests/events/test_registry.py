@@ -12,15 +12,19 @@ from hypothesis import strategies as st
 
 from events import ANY, VOCABULARY, Event, Metadata, NewEvent, Registry, open_store
 from events.catalogue import (
+    AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
     AgentRetired,
     AgentUnresponsive,
+    RequestSubmitted,
     TaskAssigned,
     TaskCompleted,
     TaskDeadLettered,
     TaskFailed,
+    TaskLeaseExpired,
     TaskQueued,
+    TaskRequeued,
     TaskRetried,
     TaskStarted,
     TaskSubmitted,
@@ -49,7 +53,12 @@ PAYLOADS = st.one_of(
     st.builds(TaskFailed, task_id=ids, agent_id=st.none() | ids, attempt=pos, error=text, retryable=st.booleans()),
     st.builds(TaskRetried, task_id=ids, attempt=pos, not_before=seconds),
     st.builds(TaskDeadLettered, task_id=ids, attempts=st.integers(0, 100), last_error=text),
-    st.builds(AgentRegistered, agent_id=ids, role=ids, capabilities=st.lists(caps, max_size=4), version=text, slots=pos),
+    st.builds(TaskLeaseExpired, task_id=ids, agent_id=ids, lease_id=ids, attempt=pos),
+    st.builds(TaskRequeued, task_id=ids, reason=text),
+    st.builds(AgentRegistered, agent_id=ids, role=ids, capabilities=st.lists(caps, max_size=4), version=text, slots=pos,
+              epoch=pos),
+    st.builds(AgentHeartbeat, agent_id=ids, epoch=pos, in_flight=st.integers(0, 100)),
+    st.builds(RequestSubmitted, request_id=ids, title=text, priority=st.integers(0, 3), submitted_by=st.none() | ids),
     st.builds(AgentUnresponsive, agent_id=ids, reason=text, last_seen_at=st.none() | seconds),
     st.builds(AgentRestarted, agent_id=ids, epoch=pos, reason=text),
     st.builds(AgentRetired, agent_id=ids, reason=text),
@@ -77,8 +86,8 @@ def test_payloads_and_metadata_round_trip_through_the_store(batch: list[tuple[Ev
 def test_the_catalogue_names_the_task_and_agent_lifecycles() -> None:
     assert set(VOCABULARY.names()) >= {
         "task.submitted", "task.queued", "task.assigned", "task.started", "task.completed", "task.failed",
-        "task.retried", "task.dead_lettered", "agent.registered", "agent.unresponsive", "agent.restarted",
-        "agent.retired",
+        "task.retried", "task.dead_lettered", "task.lease_expired", "task.requeued", "agent.registered",
+        "agent.heartbeat", "agent.unresponsive", "agent.restarted", "agent.retired", "request.submitted",
     }
 
 
