@@ -1,0 +1,149 @@
+"""The dispatcher's decisions: given what the log says and the time, which events to append.
+
+:func:`decide` never changes what a task *is*; it proposes events, each appended to the task's
+own stream with the stream version the decision was based on. If anything happened to the task
+in between — another dispatcher incarnation assigned it, the agent finished it — the append is
+refused with a concurrency error and the next round decides again from the log. That is why a
+dispatcher killed at any moment, or two of them racing, never assign a task twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actors.dispatch.settings import DispatchSettings
+from actors.dispatch.state import COMPLETED, DEAD, LIVE, SUBMITTED, AgentView, DispatchState, TaskView
+from events import Event
+from events.catalogue import TaskAssigned, TaskDeadLettered, TaskLeaseExpired, TaskQueued, TaskRetried
+
+
+@dataclass(frozen=True)
+class Append:
+    """Events to append to ``stream``, valid only while the stream is at ``expected_version``."""
+
+    stream: str
+    events: tuple[Event, ...]
+    expected_version: int
+
+
+def decide(state: DispatchState, now: float, settings: DispatchSettings,
+           new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16]) -> list[Append]:
+    """Everything the dispatcher should do now, in this order: queue tasks whose dependencies are
+    done, take back expired leases, retry or dead-letter failed attempts, assign queued work.
+
+    Each task gets at most one decision per call. The state is not changed, apart from moving
+    retried tasks whose backoff has passed into their ready queues.
+    """
+    out: list[Append] = []
+    out += _release_dependents(state, now, settings)
+    out += _expire_leases(state, now, settings)
+    out += _retry_or_bury(state, now, settings)
+    state.release_due(now)
+    out += _assign(state, now, settings, new_lease_id)
+    return out
+
+
+def live(agent: AgentView, now: float, settings: DispatchSettings) -> bool:
+    """Whether ``agent`` may take work: registered, not retired or unresponsive, heard from lately."""
+    return agent.status == LIVE and now - agent.last_seen <= settings.heartbeat_timeout
+
+
+def effective_priority(task: TaskView, now: float, settings: DispatchSettings) -> int:
+    """The priority a waiting task competes with: 0 once past its start deadline, otherwise its
+    priority raised one level for every ``settings.ageing`` seconds it has waited."""
+    if task.start_deadline is not None and now > task.start_deadline:
+        return 0
+    return max(0, task.priority - int((now - task.queued_at) // settings.ageing))
+
+
+def _release_dependents(state: DispatchState, now: float, settings: DispatchSettings) -> list[Append]:
+    out = []
+    for task_id in sorted(state.waiting):
+        task = state.tasks[task_id]
+        if task.status != SUBMITTED:
+            continue
+        deps = [state.tasks.get(d) for d in task.depends_on]
+        dead = next((d for d in deps if d is not None and d.status == DEAD), None)
+        if dead is not None:
+            out.append(Append(task.stream, (TaskDeadLettered(
+                task_id=task_id, attempts=0, last_error=f"dependency {dead.task_id} was dead-lettered"),), task.version))
+        elif all(d is not None and d.status == COMPLETED for d in deps):
+            wait = settings.start_deadlines[task.priority]
+            out.append(Append(task.stream, (TaskQueued(
+                task_id=task_id, priority=task.priority, start_deadline=None if wait is None else now + wait),),
+                task.version))
+    return out
+
+
+def _expire_leases(state: DispatchState, now: float, settings: DispatchSettings) -> list[Append]:
+    out = []
+    for task_id in sorted(state.leased):
+        task = state.tasks[task_id]
+        agent = state.agents.get(task.agent_id or "")
+        holder_gone = (agent is None or not live(agent, now, settings)
+                       or task.assigned_at_position < agent.incarnation_position)
+        if now >= task.lease_expires_at or holder_gone:
+            out.append(Append(task.stream, (TaskLeaseExpired(
+                task_id=task_id, agent_id=task.agent_id or "unknown", lease_id=task.lease_id or "unknown",
+                attempt=task.attempt),), task.version))
+    return out
+
+
+def _retry_or_bury(state: DispatchState, now: float, settings: DispatchSettings) -> list[Append]:
+    out = []
+    for task_id in sorted(state.undecided):
+        task = state.tasks[task_id]
+        used = task.attempt - task.first_attempt + 1
+        if task.retryable and used < task.max_attempts:
+            event: Event = TaskRetried(task_id=task_id, attempt=task.attempt + 1, not_before=now + settings.backoff(used))
+        else:
+            event = TaskDeadLettered(task_id=task_id, attempts=used, last_error=task.last_error)
+        out.append(Append(task.stream, (event,), task.version))
+    return out
+
+
+def _assign(state: DispatchState, now: float, settings: DispatchSettings,
+            new_lease_id: Callable[[], str]) -> list[Append]:
+    """Give the most urgent queued tasks to the least loaded capable agents, while slots are free.
+
+    Tasks for which no capable agent has a free slot stay in their queues (backpressure): nothing
+    is held anywhere but in the log.
+    """
+    load = {a.agent_id: len(a.in_flight) for a in state.agents.values()
+            if live(a, now, settings) and a.free_slots() > 0}
+    by_capability: dict[str, list[AgentView]] = {}
+    for agent_id in load:
+        agent = state.agents[agent_id]
+        for capability in agent.capabilities:
+            by_capability.setdefault(capability, []).append(agent)
+    queues = state.ready_queues()
+    taken: list[tuple[tuple[str, int], tuple[float, int, str]]] = []
+    out: list[Append] = []
+    while True:
+        best: tuple[tuple[int, float, int], tuple[str, int], TaskView] | None = None
+        for key, heap in queues.items():
+            if not any(load[a.agent_id] < a.slots for a in by_capability.get(key[0], ())):
+                continue
+            while heap and not state.is_current(heap[0]):
+                heapq.heappop(heap)  # a stale entry: the task moved on
+            if heap:
+                task = state.tasks[heap[0][2]]
+                rank = (effective_priority(task, now, settings), task.queued_at, task.queue_token)
+                if best is None or rank < best[0]:
+                    best = (rank, key, task)
+        if best is None:
+            break
+        _, key, task = best
+        taken.append((key, heapq.heappop(queues[key])))
+        agent = min((a for a in by_capability[key[0]] if load[a.agent_id] < a.slots),
+                    key=lambda a: (load[a.agent_id] / a.slots, a.agent_id))
+        load[agent.agent_id] += 1
+        out.append(Append(task.stream, (TaskAssigned(
+            task_id=task.task_id, agent_id=agent.agent_id, lease_id=new_lease_id(),
+            lease_expires_at=now + settings.lease, attempt=task.attempt),), task.version))
+    for key, entry in taken:  # back in place: entries become stale once the assignment is folded
+        heapq.heappush(queues[key], entry)
+    return out

@@ -1,0 +1,291 @@
+"""The dispatcher's plain logic over a real (in-memory) log: queues, leases, retries, dependencies."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from actors.dispatch import DispatchSettings, DispatchState, decide
+from actors.dispatch.decide import effective_priority
+from events import EventStore, open_store
+from events.catalogue import (
+    AgentHeartbeat,
+    AgentRegistered,
+    AgentRestarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskRequeued,
+    TaskStarted,
+    TaskSubmitted,
+)
+from events.errors import ConcurrencyError
+
+SETTINGS = DispatchSettings(lease=60, heartbeat_timeout=15, backoff_base=2, ageing=600)
+# Tests that look into the future keep agents live: heartbeats are stamped with the real clock.
+PATIENT = DispatchSettings(lease=60, heartbeat_timeout=1e6, backoff_base=2, ageing=600)
+
+
+class Dispatcher:
+    """A dispatcher over a store: fold, decide, append, fold again — what the Ray shell does."""
+
+    def __init__(self, store: EventStore, settings: DispatchSettings = SETTINGS) -> None:
+        self.store, self.settings, self.state = store, settings, DispatchState()
+        self.refused = 0
+
+    def catch_up(self) -> None:
+        for event in self.store.read_all(self.state.position + 1):
+            self.state.evolve(event)
+
+    def round(self, now: float | None = None) -> list[str]:
+        """One round; returns the types appended."""
+        self.catch_up()
+        appended = []
+        for append in decide(self.state, time.time() if now is None else now, self.settings):
+            try:
+                self.store.append(append.stream, list(append.events), append.expected_version)
+                appended += [e.type_name for e in append.events]
+            except ConcurrencyError:
+                self.refused += 1
+        self.catch_up()
+        return appended
+
+
+@pytest.fixture
+def store() -> EventStore:
+    return open_store("memory://")
+
+
+def agent(store: EventStore, agent_id: str, capabilities: list[str], slots: int = 1, role: str = "coder") -> None:
+    store.append(f"agent-{agent_id}", [AgentRegistered(agent_id=agent_id, role=role, capabilities=capabilities,
+                                                       slots=slots)])
+
+
+def submit(store: EventStore, task_id: str, capability: str = "code.generate", **kw: object) -> None:
+    store.append(f"task-{task_id}", [TaskSubmitted(task_id=task_id, capability=capability, **kw)], 0)  # type: ignore[arg-type]
+
+
+def finish(store: EventStore, d: Dispatcher, task_id: str) -> None:
+    task = d.state.tasks[task_id]
+    store.append(task.stream, [TaskStarted(task_id=task_id, agent_id=task.agent_id, attempt=task.attempt),
+                               TaskCompleted(task_id=task_id, agent_id=task.agent_id, attempt=task.attempt)],
+                 task.version)
+
+
+def fail(store: EventStore, d: Dispatcher, task_id: str, retryable: bool = True) -> None:
+    task = d.state.tasks[task_id]
+    store.append(task.stream, [TaskFailed(task_id=task_id, agent_id=task.agent_id, attempt=task.attempt,
+                                          error="boom", retryable=retryable)], task.version)
+
+
+def statuses(d: Dispatcher) -> dict[str, str]:
+    return {t.task_id: t.status for t in d.state.tasks.values()}
+
+
+def test_a_task_is_queued_assigned_and_completed(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1", priority=1)
+    assert d.round() == ["task.queued"]
+    queued = store.read_stream("task-t1")[-1].payload
+    assert queued.start_deadline == pytest.approx(time.time() + 3600, abs=5)
+    assert d.round() == ["task.assigned"]
+    task = d.state.tasks["t1"]
+    assert (task.status, task.agent_id, task.attempt) == ("assigned", "coder-1", 1)
+    assert task.lease_expires_at == pytest.approx(time.time() + 60, abs=5)
+    finish(store, d, "t1")
+    assert d.round() == [] and statuses(d) == {"t1": "completed"}
+    assert d.state.agents["coder-1"].in_flight == set()
+
+
+def test_higher_priority_goes_first_and_each_agent_gets_at_most_its_slots(store: EventStore) -> None:
+    d = Dispatcher(store)
+    for i, p in enumerate([3, 2, 0, 1, 3]):
+        submit(store, f"t{i}", priority=p)
+    d.round()
+    agent(store, "coder-1", ["code.generate"], slots=2)
+    assert d.round().count("task.assigned") == 2
+    assert sorted(t for t, s in statuses(d).items() if s == "assigned") == ["t2", "t3"]  # P0 and P1
+    assert d.round() == []  # backpressure: the other three wait in their queues, not in memory
+    finish(store, d, "t2")
+    d.round()
+    assert statuses(d)["t1"] == "assigned"  # P2 next
+
+
+def test_waiting_raises_priority_and_a_missed_deadline_makes_a_task_critical(store: EventStore) -> None:
+    d = Dispatcher(store, PATIENT)
+    submit(store, "old-low", priority=3)
+    submit(store, "p1", priority=1)
+    d.round()
+    low, p1 = d.state.tasks["old-low"], d.state.tasks["p1"]
+    now = time.time()
+    assert effective_priority(low, now, SETTINGS) == 3
+    assert effective_priority(low, now + 1200, SETTINGS) == 1  # two ageing steps
+    assert effective_priority(p1, now + 3601, SETTINGS) == 0  # past its one-hour start deadline
+    agent(store, "coder-1", ["code.generate"], slots=1)
+    d.catch_up()
+    store.append("agent-coder-1", [AgentHeartbeat(agent_id="coder-1")])
+    assert d.round(now=now + 1900) == ["task.assigned"]
+    assert statuses(d)["old-low"] == "assigned"  # aged to 0, and queued before p1
+
+
+def test_work_goes_to_the_least_loaded_capable_agent(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "small", ["code.generate"], slots=2)
+    agent(store, "big", ["code.generate"], slots=4)
+    agent(store, "tester", ["test.run"], slots=4)
+    for i in range(5):
+        submit(store, f"t{i}")
+    d.round()
+    d.round()
+    load = Counter(t.agent_id for t in d.state.tasks.values())
+    assert load == {"big": 3, "small": 2}
+
+
+def test_a_task_nobody_can_do_does_not_block_others(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "needs-deploy", capability="deploy.local", priority=0)
+    submit(store, "code", priority=3)
+    d.round()
+    d.round()
+    assert statuses(d) == {"needs-deploy": "queued", "code": "assigned"}
+
+
+def test_an_expired_lease_is_taken_back_retried_after_backoff_and_reassigned(store: EventStore) -> None:
+    d = Dispatcher(store, PATIENT)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    d.round()
+    d.round()
+    later = time.time() + 61
+    store.append("agent-coder-1", [AgentHeartbeat(agent_id="coder-1")])
+    assert d.round(now=later) == ["task.lease_expired"]
+    assert d.round(now=later) == ["task.retried"]
+    task = d.state.tasks["t1"]
+    assert (task.status, task.attempt) == ("queued", 2) and task.not_before == pytest.approx(later + 2)
+    assert d.round(now=later + 1) == []  # still backing off
+    assert d.round(now=later + 3) == ["task.assigned"]
+    assert d.state.tasks["t1"].attempt == 2
+
+
+def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(store: EventStore) -> None:
+    d = Dispatcher(store, DispatchSettings(backoff_base=0))
+    agent(store, "coder-1", ["code.generate"], slots=2)
+    submit(store, "t1", max_attempts=2)
+    submit(store, "fatal")
+    d.round()
+    assert d.round() == ["task.assigned", "task.assigned"]
+    fail(store, d, "t1")
+    fail(store, d, "fatal", retryable=False)
+    assert sorted(d.round()) == ["task.dead_lettered", "task.retried"]
+    assert d.round() == ["task.assigned"]
+    assert d.state.tasks["t1"].attempt == 2
+    fail(store, d, "t1")
+    assert d.round() == ["task.dead_lettered"]
+    assert statuses(d) == {"t1": "dead_lettered", "fatal": "dead_lettered"}
+    buried = store.read_stream("task-t1")[-1].payload
+    assert (buried.attempts, buried.last_error) == (2, "boom")
+    assert store.read_stream("task-fatal")[-1].payload.attempts == 1
+    store.append("task-t1", [TaskRequeued(task_id="t1", reason="fixed the config")], d.state.tasks["t1"].version)
+    assert d.round() == ["task.assigned"]
+    task = d.state.tasks["t1"]
+    assert (task.attempt, task.first_attempt, task.attempts_used) == (3, 3, 1)
+
+
+def test_dependencies_are_honoured(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"], slots=4)
+    submit(store, "build")
+    submit(store, "test", depends_on=["build"])
+    submit(store, "deploy", depends_on=["build", "test"])
+    d.round()
+    d.round()
+    assert statuses(d) == {"build": "assigned", "test": "submitted", "deploy": "submitted"}
+    finish(store, d, "build")
+    d.round()
+    d.round()
+    assert statuses(d)["test"] == "assigned" and statuses(d)["deploy"] == "submitted"
+    fail(store, d, "test", retryable=False)
+    d.round()
+    d.round()
+    assert statuses(d)["deploy"] == "dead_lettered"
+    assert store.read_stream("task-deploy")[-1].payload.last_error == "dependency test was dead-lettered"
+
+
+def test_a_silent_agent_gets_no_work_and_loses_its_leases(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    d.round()
+    d.round()
+    assert d.round(now=time.time() + 16) == ["task.lease_expired"]
+    d.round(now=time.time() + 16)
+    assert statuses(d)["t1"] == "queued"
+    assert d.round(now=time.time() + 20) == []  # nobody live to take it
+
+
+def test_a_restarted_agent_loses_what_its_old_incarnation_held(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    d.round()
+    d.round()
+    store.append("agent-coder-1", [AgentRestarted(agent_id="coder-1", epoch=2, reason="crashed")])
+    assert d.round() == ["task.lease_expired"]
+    assert d.round() == ["task.retried"]
+    assert d.round(now=time.time() + 3) == ["task.assigned"]
+    assert d.state.tasks["t1"].attempt == 2
+
+
+def test_two_racing_dispatchers_never_assign_a_task_twice(store: EventStore) -> None:
+    a, b = Dispatcher(store), Dispatcher(store)
+    for i in range(4):
+        agent(store, f"coder-{i}", ["code.generate"], slots=3)
+    for i in range(40):
+        submit(store, f"t{i}", priority=i % 4)
+    for _ in range(3):
+        a.catch_up()
+        b.catch_up()
+        now = time.time()
+        plans = decide(a.state, now, SETTINGS), decide(b.state, now, SETTINGS)
+        for plan in plans:
+            for append in plan:
+                try:
+                    store.append(append.stream, list(append.events), append.expected_version)
+                except ConcurrencyError:
+                    a.refused += 1
+    assigned = Counter(e.payload.task_id for e in store.read_all(types=["task.assigned"]))
+    assert len(assigned) == 12 and set(assigned.values()) == {1}
+    assert a.refused > 0
+
+
+def test_a_fresh_dispatcher_rebuilt_from_the_log_knows_the_same(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate", "test.run"], slots=3)
+    for i in range(12):
+        submit(store, f"t{i}", capability="test.run" if i % 3 else "code.generate", priority=i % 4,
+               depends_on=[f"t{i - 1}"] if i % 4 == 3 else [])
+    for i in range(6):
+        d.round()
+        for task_id, status in list(statuses(d).items()):
+            if status == "assigned":
+                (finish if i % 2 else fail)(store, d, task_id)
+    d.catch_up()
+    fresh = Dispatcher(store)
+    fresh.catch_up()
+    assert fresh.state.tasks == d.state.tasks
+    assert {k: (v.in_flight, v.status) for k, v in fresh.state.agents.items()} == \
+        {k: (v.in_flight, v.status) for k, v in d.state.agents.items()}
+    assert fresh.state.waiting == d.state.waiting and fresh.state.undecided == d.state.undecided
+
+
+def test_settings_are_validated() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="start_deadlines must be >= 0"):
+        DispatchSettings(start_deadlines=(0, -1, 0, None))
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        DispatchSettings(lease_seconds=3)  # type: ignore[call-arg]
+    assert DispatchSettings(backoff_base=1, backoff_max=5).backoff(10) == 5
