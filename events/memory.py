@@ -10,9 +10,9 @@ import threading
 from collections.abc import Sequence
 
 from events.envelope import AppendResult, ExpectedVersion
-from events.errors import StoreClosed
+from events.errors import ConcurrencyError, IdempotencyConflict, StoreClosed, StoreError
 from events.ledger import GENESIS, Row
-from events.recorder import EncodedEvent, Recorder, Stored, plan_append, seal_batch
+from events.recorder import AppendRequest, EncodedEvent, Recorder, Stored, plan_append, seal_batch
 
 
 class MemoryRecorder(Recorder):
@@ -28,28 +28,38 @@ class MemoryRecorder(Recorder):
         self._changed = threading.Condition()
         self._closed = False
 
-    def append(self, stream: str, expected: ExpectedVersion, batch: Sequence[EncodedEvent]) -> AppendResult:
+    def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult | StoreError]:
         with self._changed:
             self._check_open()
-            positions = self._streams.get(stream, [])
-            stored = {}
-            for e in batch:
-                index = self._by_id.get(e[0])
-                if index is not None:
-                    r = self._rows[index]
-                    stored[e[0]] = Stored(r[0], r[1], r[2], r[4], r[8])
-            decided = plan_append(stream, expected, batch, len(positions), stored)
-            if decided is not None:
-                return decided
-            head = self._rows[-1] if self._rows else (0, "", 0, b"", "", 0, 0, b"", b"", GENESIS)
-            sealed = seal_batch(stream, batch, len(positions), head[0], head[9], head[6])
-            for row in sealed.rows(batch):
-                self._by_id[row[3]] = len(self._rows)
-                self._rows.append(row)
-                positions.append(row[0])
-            self._streams[stream] = positions
-            self._changed.notify_all()
-            return sealed.result()
+            results: list[AppendResult | StoreError] = []
+            for stream, expected, batch in requests:
+                try:
+                    results.append(self._append_one(stream, expected, batch))
+                except (ConcurrencyError, IdempotencyConflict) as exc:
+                    results.append(exc)
+            return results
+
+    def _append_one(self, stream: str, expected: ExpectedVersion, batch: Sequence[EncodedEvent]) -> AppendResult:
+        """One append, under the lock the caller holds."""
+        positions = self._streams.get(stream, [])
+        stored = {}
+        for e in batch:
+            index = self._by_id.get(e[0])
+            if index is not None:
+                r = self._rows[index]
+                stored[e[0]] = Stored(r[0], r[1], r[2], r[4], r[8])
+        decided = plan_append(stream, expected, batch, len(positions), stored)
+        if decided is not None:
+            return decided
+        head = self._rows[-1] if self._rows else (0, "", 0, b"", "", 0, 0, b"", b"", GENESIS)
+        sealed = seal_batch(stream, batch, len(positions), head[0], head[9], head[6])
+        for row in sealed.rows(batch):
+            self._by_id[row[3]] = len(self._rows)
+            self._rows.append(row)
+            positions.append(row[0])
+        self._streams[stream] = positions
+        self._changed.notify_all()
+        return sealed.result()
 
     def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:
         with self._changed:

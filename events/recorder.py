@@ -17,7 +17,7 @@ from typing import NamedTuple
 import msgspec
 
 from events.envelope import ANY, NO_STREAM, AppendResult, ExpectedVersion
-from events.errors import ConcurrencyError, IdempotencyConflict
+from events.errors import ConcurrencyError, IdempotencyConflict, StoreError
 from events.ledger import Row, chain
 
 
@@ -25,6 +25,9 @@ EncodedEvent = tuple[bytes, str, int, bytes, bytes]
 """A validated event ready to store: ``(event_id, type, schema_version, metadata bytes, payload bytes)``.
 
 A plain tuple, not a class: one is built per event on the append path, where every allocation shows."""
+
+AppendRequest = tuple[str, ExpectedVersion, Sequence[EncodedEvent]]
+"""One append of a group: stream, expected version, batch."""
 
 
 class Stored(msgspec.Struct, frozen=True, array_like=True):
@@ -55,9 +58,23 @@ class Recorder(abc.ABC):
     shared_across_processes: bool = False
     """Whether other processes can append to and read the same log."""
 
-    @abc.abstractmethod
     def append(self, stream: str, expected: ExpectedVersion, batch: Sequence[EncodedEvent]) -> AppendResult:
-        """Store ``batch`` at the end of ``stream`` under the rules of :func:`plan_append`."""
+        """Store ``batch`` at the end of ``stream`` under the rules of :func:`plan_append`; raise if refused."""
+        result = self.append_many([(stream, expected, batch)])[0]
+        if isinstance(result, StoreError):
+            raise result
+        return result
+
+    @abc.abstractmethod
+    def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult | StoreError]:
+        """Store several appends in one durable transaction (a group commit).
+
+        Each request is decided on its own, in order, seeing the ones before it: its result is an
+        :class:`AppendResult` or the error that refused it (:class:`ConcurrencyError`,
+        :class:`IdempotencyConflict`), and a refused request writes nothing. The accepted ones
+        are durable together when this returns; if the transaction itself fails, this raises and
+        none of them is stored.
+        """
 
     @abc.abstractmethod
     def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:

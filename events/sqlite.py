@@ -33,7 +33,7 @@ import msgspec
 from events.envelope import AppendResult, ExpectedVersion
 from events.errors import ConcurrencyError, CorruptLog, NewerStoreSchema, NotAStore, StoreClosed, StoreError, StoreUnavailable
 from events.ledger import GENESIS, Row
-from events.recorder import EncodedEvent, Recorder, Stored, plan_append, seal_batch
+from events.recorder import AppendRequest, EncodedEvent, Recorder, Stored, plan_append, seal_batch
 
 FORMAT = "agent-council.events"
 SCHEMA_VERSION = 1
@@ -180,7 +180,7 @@ class SqliteRecorder(Recorder):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def append(self, stream: str, expected: ExpectedVersion, batch: Sequence[EncodedEvent]) -> AppendResult:
+    def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult | StoreError]:
         if self._closed:
             raise StoreClosed(f"the store at {self.url} is closed")
         with self._write_lock:
@@ -190,28 +190,13 @@ class SqliteRecorder(Recorder):
             except sqlite3.OperationalError as exc:
                 raise _unavailable(self.path, exc) from None
             try:
-                current, head = self._positions(conn, stream)
-                # Fast path: the batch's ids are not looked up first. A stale expected version
-                # raises ConcurrencyError here, a stored id a PRIMARY KEY violation below; then
-                # the transaction is rolled back and plan_append decides, from the ids that are
-                # stored, between "a retry of a stored batch" and a real error.
-                plan_append(stream, expected, batch, current, {})
-                sealed = seal_batch(stream, batch, current, *head)
-                first, n = sealed.first_position, len(batch)
-                if n == 1:
-                    conn.execute(_INSERT_ID, (batch[0][0], first))
-                else:
-                    conn.execute(_INSERT_IDS, (n, b"".join([e[0] for e in batch]), first))
-                conn.execute(_INSERT_COMMIT, (first + n - 1, first, stream, sealed.first_version + n - 1,
-                                              sealed.recorded_at, _pack(sealed.events)))
-                conn.execute("COMMIT")
-            except (ConcurrencyError, sqlite3.IntegrityError) as refused:
-                conn.execute("ROLLBACK")
-                # Stored events never change, so reading them after the rollback is safe.
-                decided = plan_append(stream, expected, batch, current, self._stored(conn, batch))
-                if decided is None:  # pragma: no cover - a key violation always has stored ids
-                    raise StoreError(f"append to {stream!r} failed: {refused}") from None
-                return decided
+                head = start = self._head(conn)
+                isolate = len(requests) > 1  # one request needs no savepoint: its failure writes nothing
+                results: list[AppendResult | StoreError] = []
+                for stream, expected, batch in requests:
+                    result, head = self._append_one(conn, stream, expected, batch, head, isolate)
+                    results.append(result)
+                conn.execute("COMMIT" if head is not start else "ROLLBACK")
             except sqlite3.OperationalError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -220,33 +205,70 @@ class SqliteRecorder(Recorder):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            self._last = (first + n - 1, sealed.hashes[-1], sealed.recorded_at)  # committed: safe to reuse
-        if self._waiting:  # a waiter that is not counted yet re-checks within one poll interval
+            if head is not start:
+                self._last = head  # committed: safe to reuse as the next append's head
+        if head is not start and self._waiting:  # an uncounted waiter re-checks within one poll interval
             with self._appended:
                 self._appended.notify_all()
-        return sealed.result()
+        return results
 
-    def _positions(self, conn: sqlite3.Connection, stream: str) -> tuple[int, tuple[int, bytes, int]]:
-        """``stream``'s version and the log's head (position, hash, recorded_at), inside the write transaction.
+    def _append_one(self, conn: sqlite3.Connection, stream: str, expected: ExpectedVersion,
+                    batch: Sequence[EncodedEvent], head: tuple[int, bytes, int],
+                    isolate: bool) -> tuple[AppendResult | StoreError, tuple[int, bytes, int]]:
+        """One append inside the group's transaction; returns its result and the log's new head."""
+        current = conn.execute("SELECT MAX(last_version) FROM commits WHERE stream = ?", (stream,)).fetchone()[0] or 0
+        # Fast path: the batch's ids are not looked up first. A stale expected version raises
+        # ConcurrencyError here, a stored id a PRIMARY KEY violation below (which undoes the
+        # statement, or the savepoint); then plan_append decides, from the ids that are stored,
+        # between "a retry of a stored batch" and a real error.
+        try:
+            plan_append(stream, expected, batch, current, {})
+            sealed = seal_batch(stream, batch, current, *head)
+            first, n = sealed.first_position, len(batch)
+            if isolate:
+                conn.execute("SAVEPOINT one")
+            try:
+                if n == 1:
+                    conn.execute(_INSERT_ID, (batch[0][0], first))
+                else:
+                    conn.execute(_INSERT_IDS, (n, b"".join([e[0] for e in batch]), first))
+                conn.execute(_INSERT_COMMIT, (first + n - 1, first, stream, sealed.first_version + n - 1,
+                                              sealed.recorded_at, _pack(sealed.events)))
+            except sqlite3.IntegrityError:
+                if isolate:
+                    conn.execute("ROLLBACK TO one")
+                raise
+            finally:
+                if isolate:
+                    conn.execute("RELEASE one")
+            return sealed.result(), (first + n - 1, sealed.hashes[-1], sealed.recorded_at)
+        except (ConcurrencyError, sqlite3.IntegrityError) as refused:
+            try:
+                decided = plan_append(stream, expected, batch, current, self._stored(conn, batch))
+            except StoreError as exc:
+                return exc, head
+            if decided is None:  # pragma: no cover - a key violation always has stored ids
+                return StoreError(f"append to {stream!r} failed: {refused}"), head
+            return decided, head
 
-        The head's hash is remembered from this recorder's own last commit and trusted only while
-        that commit is still the head; after another process appended, it is read from the log.
+    def _head(self, conn: sqlite3.Connection) -> tuple[int, bytes, int]:
+        """The log's last position, hash and recorded_at, inside the write transaction.
+
+        The hash is remembered from this recorder's own last commit and trusted only while that
+        commit is still the head; after another process appended, it is read from the log.
         """
-        row = conn.execute(
-            "SELECT (SELECT MAX(last_version) FROM commits WHERE stream = ?), last_position, recorded_at "
-            "FROM commits ORDER BY last_position DESC LIMIT 1", (stream,)
-        ).fetchone()
+        row = conn.execute("SELECT last_position, recorded_at FROM commits ORDER BY last_position DESC LIMIT 1").fetchone()
         if row is None:
-            return 0, (0, GENESIS, 0)
-        current, position, recorded_at = row
+            return 0, GENESIS, 0
+        position, recorded_at = row
         if self._last is not None and self._last[0] == position:
-            return current or 0, self._last
+            return self._last
         blob = conn.execute("SELECT events FROM commits WHERE last_position = ?", (position,)).fetchone()[0]
         try:
             last_hash = _unpack_one(_unpack_raw(blob)[-1])[5]
         except (msgspec.DecodeError, UnicodeDecodeError, IndexError) as exc:
             raise CorruptLog(position, f"the last commit cannot be decoded ({exc}); nothing was written") from None
-        return current or 0, (position, last_hash, recorded_at)
+        return position, last_hash, recorded_at
 
     def _stored(self, conn: sqlite3.Connection, batch: Sequence[EncodedEvent]) -> dict[bytes, Stored]:
         ids = [e[0] for e in batch]

@@ -18,11 +18,11 @@ import msgspec
 import events.catalogue  # noqa: F401  (registers the vocabulary)
 from events import merkle
 from events.envelope import ANY, NO_METADATA, AppendResult, Expect, ExpectedVersion, Metadata, NewEvent, RecordedEvent
-from events.errors import CorruptLog, EventTooLarge, InvalidAppend, InvalidStoreUrl, InvalidStreamName, LedgerError
+from events.errors import CorruptLog, CouncilError, EventTooLarge, InvalidAppend, InvalidStoreUrl, InvalidStreamName, LedgerError
 from events.ids import event_id_bytes
 from events.ledger import LedgerVerifier, Row, VerifyReport
 from events.memory import MemoryRecorder
-from events.recorder import EncodedEvent, Recorder
+from events.recorder import AppendRequest, EncodedEvent, Recorder
 from events.registry import VOCABULARY, Event, Registry
 from events.sqlite import SqliteRecorder
 from events.subscription import Subscription
@@ -108,14 +108,43 @@ class EventStore:
         event type, a payload that does not fit its schema, an event over ``max_event_bytes``,
         a malformed stream name or an empty batch raises before anything is written.
         """
+        return self._recorder.append(stream, expected_version, self._prepare(stream, events, expected_version))
+
+    def append_many(
+        self, requests: Sequence[tuple[str, Sequence[Event | NewEvent], ExpectedVersion]]
+    ) -> list[AppendResult | CouncilError]:
+        """Several appends ``(stream, events, expected_version)``, made durable together (a group commit).
+
+        Each request is checked and decided on its own, in order, as :meth:`append` would: its
+        result is an :class:`AppendResult`, or the :class:`events.errors.CouncilError` that refused
+        it, in its place in the returned list; a refused request writes nothing. Accepted ones
+        are stored in one transaction — one disk flush for all of them. If that transaction
+        fails, this raises and none is stored.
+        """
+        results: list[AppendResult | CouncilError | None] = [None] * len(requests)
+        accepted: list[int] = []
+        batches: list[AppendRequest] = []
+        for i, (stream, events, expected) in enumerate(requests):
+            try:
+                batches.append((stream, expected, self._prepare(stream, events, expected)))
+                accepted.append(i)
+            except CouncilError as exc:
+                results[i] = exc
+        if batches:
+            for i, result in zip(accepted, self._recorder.append_many(batches)):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, stream: str, events: Sequence[Event | NewEvent], expected: ExpectedVersion) -> list[EncodedEvent]:
+        """Check an append's arguments and encode its events; raise before anything is written."""
         check_stream(stream)
-        _check_expected(expected_version)
+        _check_expected(expected)
         if not events:
             raise InvalidAppend(f"the append to {stream!r} has no events; pass at least one")
         batch = self._encode(stream, events)
         if len({e[0] for e in batch}) != len(batch):
             raise InvalidAppend(f"the append to {stream!r} repeats an event id within the batch; each event needs its own id")
-        return self._recorder.append(stream, expected_version, batch)
+        return batch
 
     def _encode(self, stream: str, events: Sequence[Event | NewEvent]) -> list[EncodedEvent]:
         kinds = {type(e) for e in events}

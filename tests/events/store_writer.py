@@ -2,6 +2,7 @@
 
     python store_writer.py batches URL WRITER BATCHES SEED   # append BATCHES batches, then exit
     python store_writer.py forever URL BATCH_SIZE            # append batches until killed
+    python store_writer.py groups URL BATCH_SIZE             # append groups of 4 batches until killed
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ def write_batches(store: EventStore, writer: int, batches: int, seed: int) -> in
     return total
 
 
+def write_groups_forever(store: EventStore, size: int) -> None:
+    """Append groups of four batches of ``size`` events (one transaction each) until killed."""
+    g, run = 0, random.getrandbits(32)
+    while True:
+        group = run * 1_000_000 + g
+        results = store.append_many([(f"group{group}-{k}", batch(f"group{group}-{k}", {"g": group, "k": k}, size), 0)
+                                     for k in range(4)])
+        assert all(not isinstance(r, Exception) for r in results), results
+        if g == 0:
+            print("started", flush=True)
+        g += 1
+
+
 def write_forever(store: EventStore, size: int) -> None:
     """Append batches of ``size`` events until the process is killed; say 'started' after the first."""
     b = 0
@@ -51,5 +65,7 @@ if __name__ == "__main__":
     with open_store(url) as s:
         if mode == "batches":
             print(write_batches(s, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])), flush=True)
+        elif mode == "groups":
+            write_groups_forever(s, int(sys.argv[3]))
         else:
             write_forever(s, int(sys.argv[3]))

@@ -104,17 +104,22 @@ def test_an_append_that_returned_survives_the_process(sqlite_url: str) -> None:
         assert [e.payload for e in s.read_all()] == [TaskQueued(task_id="a", priority=1)]
 
 
-@pytest.mark.slow
-def test_sigkill_mid_batch_leaves_each_batch_wholly_present_or_absent(sqlite_url: str) -> None:
+def kill_writer_repeatedly(url: str, mode: str, size: int, rounds: int = 5) -> None:
+    """Start a writer that appends until killed, and SIGKILL it at a random moment, ``rounds`` times."""
     rng = random.Random(7)
-    for round_ in range(5):
-        proc = subprocess.Popen([sys.executable, str(WRITER), "forever", sqlite_url, "400"],
+    for round_ in range(rounds):
+        proc = subprocess.Popen([sys.executable, str(WRITER), mode, url, str(size)],
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
         time.sleep(rng.uniform(0.05, 0.4))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL, f"round {round_}: the writer exited by itself"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_leaves_each_batch_wholly_present_or_absent(sqlite_url: str) -> None:
+    kill_writer_repeatedly(sqlite_url, "forever", 400)
     with open_store(sqlite_url, create=False) as s:
         events = s.read_all()
         report = s.verify()
@@ -126,3 +131,14 @@ def test_sigkill_mid_batch_leaves_each_batch_wholly_present_or_absent(sqlite_url
     for stream, payloads in by_stream.items():
         assert [p.inputs["i"] for p in payloads] == list(range(400)), f"batch {stream} is partial"
     assert [e.position for e in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_group_commit_leaves_each_group_wholly_present_or_absent(sqlite_url: str) -> None:
+    kill_writer_repeatedly(sqlite_url, "groups", 100)
+    with open_store(sqlite_url, create=False) as s:
+        events = s.read_all()
+        assert s.verify().ok
+    per_group = collections.Counter(e.payload.inputs["g"] for e in events)  # type: ignore[attr-defined]
+    assert len(per_group) >= 5
+    assert set(per_group.values()) == {400}, "a group commit was torn"

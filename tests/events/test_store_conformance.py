@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from events import ANY, NO_STREAM, EventStore, Metadata, NewEvent, merkle
+from events import ANY, NO_STREAM, AppendResult, EventStore, Metadata, NewEvent, merkle
 from events.catalogue import AgentRegistered, TaskCompleted, TaskQueued, TaskSubmitted
 from events.errors import (
     ConcurrencyError,
@@ -412,3 +412,36 @@ def test_reads_of_any_window_over_multi_event_batches_match_the_log(store: Event
         while batch := sub.poll(timeout=0):
             followed += batch
     assert followed == [e for e in everything[16:] if e.type == "task.queued"]
+
+
+# -- group commits -------------------------------------------------------------------------------
+
+
+def test_a_group_of_appends_is_decided_one_by_one_and_stored_together(store: EventStore) -> None:
+    store.append("taken", [submitted("x")])
+    retry = [NewEvent(payload=submitted("r"))]
+    store.append("retried", retry)
+    results = store.append_many([
+        ("a", [submitted("a1"), submitted("a2")], NO_STREAM),
+        ("taken", [submitted("late")], NO_STREAM),  # stale: refused, the rest goes on
+        ("a", [submitted("a3")], 2),  # sees the first request of its own group
+        ("retried", retry, ANY),  # a retry inside a group is still a retry
+        ("b", [TaskQueued(task_id="q", priority=9)], ANY),  # invalid payload: refused before the store
+        ("", [submitted("n")], ANY),  # invalid stream name
+        ("b", [submitted("b1")], ANY),
+    ])
+    assert results[0] == AppendResult((3, 4), 2)
+    assert isinstance(results[1], ConcurrencyError)
+    assert results[2] == AppendResult((5,), 3)
+    assert results[3] == AppendResult((2,), 1, duplicate=True)
+    assert isinstance(results[4], InvalidPayload) and isinstance(results[5], InvalidStreamName)
+    assert results[6] == AppendResult((6,), 1)
+    assert store.head() == 6 and [e.stream for e in store.read_all()] == ["taken", "retried", "a", "a", "a", "b"]
+    assert store.verify().ok
+
+
+def test_a_group_of_only_refusals_writes_nothing(store: EventStore) -> None:
+    store.append("s", [submitted("x")])
+    results = store.append_many([("s", [submitted("y")], NO_STREAM), ("t", [], ANY)])
+    assert isinstance(results[0], ConcurrencyError) and isinstance(results[1], InvalidAppend)
+    assert store.head() == 1 and store.append_many([]) == []

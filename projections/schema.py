@@ -1,0 +1,188 @@
+"""The read models' layout: every table and view, each column's type and meaning, and the DDL.
+
+This module is the one place the layout is written down. :data:`TABLES` and :data:`VIEWS` drive
+the DDL, the bulk writer's Arrow schemas and :func:`markdown` (the tables' documentation, for the
+README). Times are ``TIMESTAMPTZ`` in UTC; a time taken from the log is the event's
+``recorded_at``. Raise :data:`SCHEMA_VERSION` whenever a table's or view's columns change: a
+file written with another version is refused (or rebuilt, if asked).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+"""The layout version stored in every projection file's state table."""
+
+STATE_TABLE = "_projector_state"
+"""The projector's private bookkeeping: one row with the schema version, checkpoint and its hash."""
+
+
+class Column(NamedTuple):
+    """One column: its name, DuckDB type and what it means."""
+
+    name: str
+    sql: str
+    meaning: str
+
+
+class Table(NamedTuple):
+    """A read model stored as a table, keyed by its first column."""
+
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+
+    @property
+    def key(self) -> str:
+        """The primary key column."""
+        return self.columns[0].name
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The column names, in order."""
+        return tuple(c.name for c in self.columns)
+
+
+class View(NamedTuple):
+    """A read model computed from the tables at query time."""
+
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    sql: str
+
+
+_TS = "TIMESTAMPTZ"
+
+TASKS = Table("tasks", "One row per task: where it is in its lifecycle, who holds it, when things happened.", (
+    Column("task_id", "VARCHAR", "the task's id (primary key)"),
+    Column("request_id", "VARCHAR", "the request the task carries out; NULL if none"),
+    Column("capability", "VARCHAR", "what an agent needs to do it, e.g. code.generate"),
+    Column("title", "VARCHAR", "a short human title"),
+    Column("priority", "INTEGER", "its queue: 0 critical .. 3 low (from task.submitted, then task.queued)"),
+    Column("status", "VARCHAR", "submitted | queued | assigned | running | completed | failed | dead_lettered "
+                                "('failed' between an attempt's failure and the retry/dead-letter decision)"),
+    Column("agent_id", "VARCHAR", "the agent that holds the task, or held it last"),
+    Column("attempt", "INTEGER", "the attempt the task is on (after task.retried: the one it waits for); 0 before any"),
+    Column("attempts_used", "INTEGER", "attempts begun (assignments) since submission or the last requeue"),
+    Column("max_attempts", "INTEGER", "attempts allowed before the task is dead-lettered"),
+    Column("depends_on", "VARCHAR[]", "ids of the tasks that must complete before this one is queued"),
+    Column("submitted_at", _TS, "when task.submitted was recorded"),
+    Column("queued_at", _TS, "when the task last entered its queue (queued, retried or requeued)"),
+    Column("assigned_at", _TS, "when the current or last attempt was assigned"),
+    Column("started_at", _TS, "when the current or last attempt started; NULL until it does"),
+    Column("finished_at", _TS, "when the task completed or was dead-lettered; NULL otherwise"),
+    Column("not_before", _TS, "retry backoff: the task is not to be assigned before this; NULL if none"),
+    Column("lease_expires_at", _TS, "when the held lease expires; NULL when no lease is held"),
+    Column("duration_s", "DOUBLE", "how long the completing attempt took, as its agent reported"),
+    Column("last_error", "VARCHAR", "the last failure's error (or lease expiry, or dead-letter reason)"),
+    Column("position", "BIGINT", "log position of the last event folded into this row"),
+))
+
+REQUESTS = Table("requests", "One row per request: its tasks' progress, counted by status.", (
+    Column("request_id", "VARCHAR", "the request's id (primary key)"),
+    Column("title", "VARCHAR", "what was asked for"),
+    Column("priority", "INTEGER", "0 critical .. 3 low"),
+    Column("submitted_by", "VARCHAR", "who asked; NULL if not recorded"),
+    Column("submitted_at", _TS, "when request.submitted was recorded; NULL if it is not in the log"),
+    Column("tasks", "INTEGER", "tasks that carry the request's id"),
+    Column("completed", "INTEGER", "of those, completed"),
+    Column("dead_lettered", "INTEGER", "of those, dead-lettered"),
+    Column("in_progress", "INTEGER", "of those, neither completed nor dead-lettered"),
+    Column("status", "VARCHAR", "open | completed (every task completed) | failed (a task is dead-lettered and "
+                                "none is in progress)"),
+    Column("finished_at", _TS, "when the status became completed or failed; NULL while open"),
+    Column("position", "BIGINT", "log position of the last event that changed this row"),
+))
+
+AGENTS = Table("agents", "One row per agent: the registry, its liveness and the tasks it holds.", (
+    Column("agent_id", "VARCHAR", "the agent's id (primary key)"),
+    Column("role", "VARCHAR", "coder, tester, reviewer...; NULL if the agent never registered in the log"),
+    Column("capabilities", "VARCHAR[]", "what the agent can do"),
+    Column("version", "VARCHAR", "the agent's software version"),
+    Column("slots", "INTEGER", "how many tasks it takes at once; NULL if never registered"),
+    Column("epoch", "INTEGER", "its latest incarnation (registered, restarted, or a newer heartbeat)"),
+    Column("status", "VARCHAR", "live | unresponsive | retired; NULL if only seen holding tasks, never registered"),
+    Column("registered_at", _TS, "when agent.registered was last recorded"),
+    Column("last_heartbeat", _TS, "when the last heartbeat of its current epoch was recorded"),
+    Column("in_flight", "INTEGER", "tasks assigned to or running on it now (from the task events)"),
+    Column("position", "BIGINT", "log position of the last event that changed this row"),
+))
+
+TABLES: dict[str, Table] = {t.name: t for t in (TASKS, REQUESTS, AGENTS)}
+"""The read models stored as tables, by name."""
+
+VIEWS: dict[str, View] = {v.name: v for v in (
+    View("agent_load", "Each agent's load: the tasks it holds against its slots.", (
+        Column("agent_id", "VARCHAR", "the agent"),
+        Column("in_flight", "INTEGER", "tasks assigned to or running on it"),
+        Column("slots", "INTEGER", "tasks it takes at once; NULL if unknown"),
+        Column("utilisation", "DOUBLE", "in_flight / slots; NULL if slots is unknown"),
+    ), "SELECT agent_id, in_flight, slots, in_flight::DOUBLE / slots AS utilisation FROM agents"),
+    View("queue", "The four priority queues, always all four rows, P0 first.", (
+        Column("priority", "INTEGER", "0 critical .. 3 low"),
+        Column("depth", "BIGINT", "tasks with status queued at this priority"),
+        Column("oldest_queued_at", _TS, "when the longest-waiting of them entered the queue; NULL if empty"),
+        Column("oldest_age_s", "DOUBLE", "seconds from oldest_queued_at to now(); NULL if empty"),
+    ), "SELECT p.priority::INTEGER AS priority, count(t.task_id) AS depth, min(t.queued_at) AS oldest_queued_at, "
+       "epoch(now() - min(t.queued_at)) AS oldest_age_s "
+       "FROM range(4) AS p(priority) LEFT JOIN tasks AS t ON t.priority = p.priority AND t.status = 'queued' "
+       "GROUP BY p.priority ORDER BY p.priority"),
+    View("dead_letters", "Tasks that will not be tried again until someone requeues them.", (
+        Column("task_id", "VARCHAR", "the task"),
+        Column("request_id", "VARCHAR", "its request"),
+        Column("capability", "VARCHAR", "what it needed"),
+        Column("attempts", "INTEGER", "attempts it used"),
+        Column("last_error", "VARCHAR", "why the last attempt failed"),
+        Column("dead_lettered_at", _TS, "when it was dead-lettered"),
+    ), "SELECT task_id, request_id, capability, attempts_used AS attempts, last_error, "
+       "finished_at AS dead_lettered_at FROM tasks WHERE status = 'dead_lettered'"),
+)}
+"""The read models computed at query time, by name."""
+
+READ_MODELS: tuple[str, ...] = (*TABLES, *VIEWS)
+"""Every table and view a user may read, in documentation order."""
+
+_ARROW = {
+    "VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
+    _TS: pa.timestamp("us", tz="UTC"), "VARCHAR[]": pa.list_(pa.string()),
+}
+
+
+def arrow_schema(table: Table) -> pa.Schema:
+    """The Arrow schema the bulk writer builds ``table``'s batches with (times as UTC microseconds)."""
+    return pa.schema([pa.field(c.name, _ARROW[c.sql]) for c in table.columns])
+
+
+def create_statements() -> list[str]:
+    """The DDL that creates every table, view and the state table in an empty database."""
+    statements = [
+        f"CREATE TABLE {STATE_TABLE} (schema_version INTEGER NOT NULL, position BIGINT NOT NULL, "
+        "last_hash BLOB, store_url VARCHAR)",
+        f"INSERT INTO {STATE_TABLE} VALUES ({SCHEMA_VERSION}, 0, NULL, NULL)",
+    ]
+    for t in TABLES.values():
+        columns = ", ".join(f"{c.name} {c.sql}" + (" PRIMARY KEY" if c.name == t.key else "") for c in t.columns)
+        statements.append(f"CREATE TABLE {t.name} ({columns})")
+    statements += [f"CREATE VIEW {v.name} AS {v.sql}" for v in VIEWS.values()]
+    return statements
+
+
+def drop_statements() -> list[str]:
+    """The DDL that removes everything :func:`create_statements` made (views first)."""
+    return ([f"DROP VIEW IF EXISTS {v}" for v in VIEWS] + [f"DROP TABLE IF EXISTS {t}" for t in TABLES]
+            + [f"DROP TABLE IF EXISTS {STATE_TABLE}"])
+
+
+def markdown() -> str:
+    """The read models' documentation as Markdown: one section per table or view, one row per column."""
+    parts: list[str] = []
+    for model in (*TABLES.values(), *VIEWS.values()):
+        kind = "table" if isinstance(model, Table) else "view"
+        parts.append(f"### `{model.name}` ({kind})\n\n{model.doc}\n\n| column | type | meaning |\n|---|---|---|")
+        parts.extend(f"| `{c.name}` | {c.sql} | {c.meaning} |" for c in model.columns)
+        parts.append("")
+    return "\n".join(parts)
