@@ -11,7 +11,7 @@ The public surface::
             ...
 """
 
-from events.envelope import ANY, NO_STREAM, AppendResult, Expect, Metadata, NewEvent, RecordedEvent
+from events.envelope import ANY, NO_STREAM, AppendResult, Expect, ExpectedVersion, Metadata, NewEvent, RecordedEvent
 from events.errors import CouncilError
 from events.ledger import VerifyReport
 from events.registry import VOCABULARY, Event, Registry, event_type, upcaster
@@ -27,6 +27,7 @@ __all__ = [
     "Event",
     "EventStore",
     "Expect",
+    "ExpectedVersion",
     "Metadata",
     "NewEvent",
     "RecordedEvent",

@@ -63,6 +63,9 @@ class ConcurrencyError(StoreError):
             "nothing was written. Re-read the stream, decide again, and append with the new version."
         )
 
+    def __reduce__(self) -> tuple[type, tuple[str, object, int]]:  # crosses process boundaries intact
+        return (type(self), (self.stream, self.expected, self.actual))
+
 
 class IdempotencyConflict(StoreError):
     """An event id is already stored, but the retried append does not match what was stored."""
@@ -87,6 +90,9 @@ class CorruptLog(StoreError):
         self.position = position
         self.problem = problem
         super().__init__(f"the event log is damaged at position {position}: {problem}; run `council verify`")
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:
+        return (type(self), (self.position, self.problem))
 
 
 class StoreClosed(StoreError):
