@@ -230,6 +230,10 @@ class DispatchState:
             if task is not None and task.status == QUEUED and task.queue_token == token:
                 self.push_ready(task)
 
+    def next_due(self) -> float | None:
+        """When the earliest retried task's backoff ends (it may be stale), or None."""
+        return self._delayed[0][0] if self._delayed else None
+
     def ready_queues(self) -> dict[tuple[str, int], list[tuple[float, int, str]]]:
         """The ready heaps by (capability, priority). Entries of tasks no longer queued are stale."""
         return self._ready

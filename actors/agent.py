@@ -1,0 +1,155 @@
+"""Agents: event-sourced Ray actors that register, send heartbeats and carry out leased tasks.
+
+The plain part (:class:`AgentLife`) folds the agent's own stream — registration, restarts,
+heartbeats — into its epoch and stream version and decides what a starting incarnation appends.
+The Ray shell replays that stream in its constructor (so calls that arrive during recovery wait,
+as Ray delivers none before the constructor returns), claims a new epoch, and then runs tasks.
+
+Fencing: a new incarnation appends ``agent.restarted`` with the next epoch at the stream version
+it read, so of two incarnations racing to start only one succeeds. An old incarnation that
+lingers finds its heartbeats refused (its stream moved on) and stops taking work; its tasks'
+appends are refused too, because every task append expects the task stream's version at the
+time of the lease, and the dispatcher takes back the leases of an old incarnation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from actors.skills import BUILTIN, PermanentFailure, Skill
+from actors.store_client import StoreClient
+from events import NO_STREAM, CouncilError, Event, RecordedEvent
+from events.catalogue import (
+    AgentHeartbeat,
+    AgentRegistered,
+    AgentRestarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskStarted,
+)
+from events.errors import ConcurrencyError
+
+
+@dataclass
+class AgentLife:
+    """An agent's identity over its incarnations, folded from its stream."""
+
+    agent_id: str
+    epoch: int = 0
+    version: int = 0
+    retired: bool = False
+
+    def evolve(self, event: RecordedEvent) -> None:
+        """Fold one event of the agent's stream."""
+        self.version = event.stream_version
+        payload = event.payload
+        if event.type in ("agent.registered", "agent.restarted"):
+            self.epoch = max(self.epoch, payload.epoch)
+        elif event.type == "agent.retired":
+            self.retired = True
+
+    def start(self, role: str, capabilities: Sequence[str], version: str, slots: int) -> list[Event]:
+        """The events a new incarnation appends: a registration, or a restart with the next epoch."""
+        registration = AgentRegistered(agent_id=self.agent_id, role=role, capabilities=list(capabilities),
+                                       version=version, slots=slots, epoch=self.epoch + 1)
+        if self.epoch == 0 or self.retired:
+            return [registration]
+        return [AgentRestarted(agent_id=self.agent_id, epoch=self.epoch + 1, reason="new incarnation"), registration]
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class AgentActor:
+    """A worker agent. Create it with ``max_concurrency`` above its slots so tasks run side by side."""
+
+    def __init__(self, agent_id: str, role: str, capabilities: list[str], slots: int = 1,
+                 heartbeat_every: float = 2.0, skills: dict[str, str] | None = None, version: str = "") -> None:
+        self.agent_id, self.slots = agent_id, slots
+        self.stream = f"agent-{agent_id}"
+        self.client = StoreClient()
+        self.skills: dict[str, Skill] = {c: BUILTIN[(skills or {}).get(c, c)] for c in capabilities
+                                         if (skills or {}).get(c, c) in BUILTIN}
+        life = AgentLife(agent_id)
+        for event in self.client.read_stream(self.stream):
+            life.evolve(event)
+        result = self.client.append(self.stream, life.start(role, capabilities, version, slots),
+                                    life.version if life.version else NO_STREAM)
+        self.epoch, self.version = life.epoch + 1, result.stream_version
+        self.in_flight: set[str] = set()
+        self.fenced = False
+        self._lock = threading.Lock()
+        self._beat = threading.Thread(target=self._heartbeats, args=(heartbeat_every,), daemon=True, name="heartbeat")
+        self._beat.start()
+
+    def _heartbeats(self, every: float) -> None:
+        while not self.fenced:
+            time.sleep(every)
+            with self._lock:
+                beat = AgentHeartbeat(agent_id=self.agent_id, epoch=self.epoch, in_flight=len(self.in_flight))
+            try:
+                self.version = self.client.append(self.stream, [beat], self.version).stream_version
+            except ConcurrencyError:
+                self.fenced = True  # a newer incarnation owns this agent now
+            except CouncilError:
+                continue  # the store is away; the next beat tries again
+
+    def run(self, task_id: str, lease_id: str) -> str:
+        """Carry out task ``task_id`` under lease ``lease_id``; return how it ended.
+
+        Every append expects the task stream's version, so if the lease was taken back in the
+        meantime (expired, or given to another agent) this agent's result is refused and
+        nothing it reports counts: "lost" is returned.
+        """
+        if self.fenced:
+            return "fenced"
+        history = self.client.read_stream(f"task-{task_id}")
+        last = history[-1] if history else None
+        if last is None or last.type != "task.assigned" or last.payload.lease_id != lease_id \
+                or last.payload.agent_id != self.agent_id:
+            return "stale"
+        submitted = history[0].payload
+        attempt = last.payload.attempt
+        stream, version = f"task-{task_id}", last.stream_version
+        try:
+            version = self.client.append(stream, [TaskStarted(task_id=task_id, agent_id=self.agent_id,
+                                                              attempt=attempt)], version).stream_version
+        except ConcurrencyError:
+            return "lost"
+        with self._lock:
+            self.in_flight.add(task_id)
+        started = time.monotonic()
+        outcome: Event
+        try:
+            skill = self.skills.get(getattr(submitted, "capability", ""))
+            if skill is None:
+                raise PermanentFailure(f"agent {self.agent_id} has no skill for {submitted.capability!r}")
+            result: dict[str, Any] = skill(dict(getattr(submitted, "inputs", {})))
+            outcome = TaskCompleted(task_id=task_id, agent_id=self.agent_id, attempt=attempt, result=result,
+                                    duration_s=time.monotonic() - started)
+        except Exception as exc:  # a skill's failure is the task's failure, recorded, never the agent's
+            outcome = TaskFailed(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
+                                 error=f"{type(exc).__name__}: {exc}"[:2000],
+                                 retryable=not isinstance(exc, PermanentFailure))
+        finally:
+            with self._lock:
+                self.in_flight.discard(task_id)
+        try:
+            self.client.append(stream, [outcome], version)
+        except ConcurrencyError:
+            return "lost"
+        return outcome.type_name.removeprefix("task.")
+
+    def pid(self) -> int:
+        """This incarnation's process id."""
+        return os.getpid()
+
+    def describe(self) -> dict[str, object]:
+        """Who this incarnation is and what it holds."""
+        return {"agent_id": self.agent_id, "epoch": self.epoch, "slots": self.slots, "fenced": self.fenced,
+                "in_flight": sorted(self.in_flight), "pid": os.getpid()}

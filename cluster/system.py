@@ -1,0 +1,84 @@
+"""Booting and stopping the system's actors on Ray: the store, the dispatcher, the agents.
+
+Every long-lived actor is named and detached in the ``council`` namespace (rule 6): a driver
+that exits leaves them running, and the next one finds them by name. Booting is idempotent:
+an actor that already runs is reused, not duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from pydantic import BaseModel, ConfigDict, Field
+
+from actors import names
+from actors.agent import AgentActor
+from actors.dispatcher import DispatcherActor
+from actors.store_actor import StoreActor
+
+
+class AgentSpec(BaseModel):
+    """One agent of the team."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent_id: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+    role: str = "worker"
+    capabilities: tuple[str, ...] = ("noop", "echo", "sleep", "fail")
+    slots: int = Field(4, ge=1, le=256)
+
+
+DEFAULT_TEAM = (AgentSpec(agent_id="worker-1"), AgentSpec(agent_id="worker-2"))
+
+
+def _named(actor_class: Any, name: str, *args: Any, **options: Any) -> Any:
+    return actor_class.options(name=name, namespace=names.NAMESPACE, lifetime="detached", get_if_exists=True,
+                               num_cpus=0, **options).remote(*args)
+
+
+def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[AgentSpec] = DEFAULT_TEAM,
+         dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Start (or find) the store, the dispatcher and the team; return their handles by name.
+
+    Returns once every actor has finished its constructor, i.e. has recovered from the log.
+    """
+    store = _named(StoreActor, names.STORE, store_url, max_event_bytes)
+    ray.get(store.head.remote())
+    handles: dict[str, Any] = {names.STORE: store}
+    for spec in team:
+        handles[names.agent(spec.agent_id)] = _named(
+            AgentActor, names.agent(spec.agent_id), spec.agent_id, spec.role, list(spec.capabilities), spec.slots,
+            max_concurrency=spec.slots + 4)
+    handles[names.DISPATCHER] = _named(DispatcherActor, names.DISPATCHER, dispatch or {})
+    ray.get([h.pid.remote() for h in handles.values()])
+    return handles
+
+
+def running() -> list[str]:
+    """Names of the system's actors alive in the ``council`` namespace."""
+    from ray.util.state import list_actors
+
+    return sorted(a.name for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
+                  if a.name and getattr(a, "ray_namespace", names.NAMESPACE) == names.NAMESPACE)
+
+
+def shutdown(actor_names: Sequence[str] | None = None) -> list[str]:
+    """Kill the named system actors for good (no restart); return the names killed."""
+    killed = []
+    for name in actor_names if actor_names is not None else _known_names():
+        try:
+            handle = ray.get_actor(name, namespace=names.NAMESPACE)
+        except ValueError:
+            continue
+        ray.kill(handle, no_restart=True)
+        killed.append(name)
+    return killed
+
+
+def _known_names() -> list[str]:
+    try:
+        return running()
+    except Exception:  # the state API needs the dashboard; fall back to the fixed names
+        return [names.DISPATCHER, names.PROJECTOR, names.STORE]

@@ -1,0 +1,86 @@
+"""The running system on a local Ray: tasks flow through dispatcher and agents exactly once, even
+when the dispatcher and agents are killed mid-run."""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from actors import names
+from actors.store_client import StoreClient
+from cluster.system import AgentSpec, boot, shutdown
+from conftest import ask, sigkill, wait_until
+from events import NO_STREAM, open_store
+from events.catalogue import TaskSubmitted
+
+
+@pytest.fixture
+def system(tmp_path: Path, ray_instance: None):  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    team = [AgentSpec(agent_id="a1", slots=4), AgentSpec(agent_id="a2", slots=4)]
+    handles = boot(url, team=team, dispatch={"heartbeat_timeout": 6, "lease": 30, "backoff_base": 0.1})
+    yield url, handles, StoreClient()
+    shutdown([names.DISPATCHER, names.STORE, names.agent("a1"), names.agent("a2")])
+
+
+def submit(client: StoreClient, count: int, capability: str = "noop", **inputs: object) -> list[str]:
+    ids = [f"t{i:04d}-{time.monotonic_ns() % 10**6}" for i in range(count)]
+    client.append_many([(f"task-{t}", [TaskSubmitted(task_id=t, capability=capability, inputs=dict(inputs))], NO_STREAM)
+                        for t in ids])
+    return ids
+
+
+def completions(url: str) -> collections.Counter[str]:
+    with open_store(url) as s:
+        return collections.Counter(e.payload.task_id for e in s.read_all(types=["task.completed"]))
+
+
+def test_tasks_flow_to_agents_and_complete_once(system) -> None:  # type: ignore[no-untyped-def]
+    url, handles, client = system
+    ids = submit(client, 60)
+    wait_until(lambda: len(completions(url)) == 60, timeout=60)
+    done = completions(url)
+    assert set(done) == set(ids) and set(done.values()) == {1}
+    with open_store(url) as s:
+        by_agent = collections.Counter(e.payload.agent_id for e in s.read_all(types=["task.completed"]))
+        assert s.verify().ok
+    assert set(by_agent) == {"a1", "a2"}
+
+
+def test_failures_are_retried_then_dead_lettered(system) -> None:  # type: ignore[no-untyped-def]
+    url, handles, client = system
+    (flaky,) = submit(client, 1, capability="fail")
+    (fatal,) = submit(client, 1, capability="fail", permanent=True)
+
+    def buried() -> set[str]:
+        with open_store(url) as s:
+            return {e.payload.task_id for e in s.read_all(types=["task.dead_lettered"])}
+
+    wait_until(lambda: buried() == {flaky, fatal}, timeout=60)
+    with open_store(url) as s:
+        attempts = collections.Counter(e.payload.task_id for e in s.read_all(types=["task.failed"]))
+    assert attempts == {flaky: 3, fatal: 1}
+
+
+@pytest.mark.slow
+def test_killing_the_dispatcher_and_an_agent_mid_run_completes_every_task_once(system) -> None:  # type: ignore[no-untyped-def]
+    url, handles, client = system
+    ids = submit(client, 300, capability="sleep", seconds=0.02)
+    wait_until(lambda: len(completions(url)) >= 40, timeout=60)
+    sigkill(ask(handles[names.DISPATCHER].pid))
+    wait_until(lambda: len(completions(url)) >= 120, timeout=60)
+    sigkill(ask(handles[names.agent("a1")].pid))
+    wait_until(lambda: len(completions(url)) >= 200, timeout=90)
+    sigkill(ask(handles[names.DISPATCHER].pid))
+    wait_until(lambda: len(completions(url)) == 300, timeout=120)
+    done = completions(url)
+    assert set(done) == set(ids) and set(done.values()) == {1}, "a task completed twice or never"
+    with open_store(url) as s:
+        assigned = collections.Counter((e.payload.task_id, e.payload.attempt) for e in s.read_all(types=["task.assigned"]))
+        assert s.verify().ok
+    assert set(assigned.values()) == {1}, "an attempt was assigned twice"
+    assert ask(handles[names.DISPATCHER].stats)["position"] > 0
