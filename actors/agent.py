@@ -99,23 +99,18 @@ class AgentActor:
             except CouncilError:
                 continue  # the store is away; the next beat tries again
 
-    def run(self, task_id: str, lease_id: str) -> str:
+    def run(self, task_id: str, lease_id: str, attempt: int, capability: str, inputs: dict[str, Any],
+            version: int) -> str:
         """Carry out task ``task_id`` under lease ``lease_id``; return how it ended.
 
-        Every append expects the task stream's version, so if the lease was taken back in the
-        meantime (expired, or given to another agent) this agent's result is refused and
-        nothing it reports counts: "lost" is returned.
+        ``version`` is the task stream's version at the lease. Every append expects the stream
+        to be where this agent last left it, so if the lease was taken back in the meantime
+        (expired, or given to another agent) this agent's report is refused and counts for
+        nothing: "lost" is returned.
         """
         if self.fenced:
             return "fenced"
-        history = self.client.read_stream(f"task-{task_id}")
-        last = history[-1] if history else None
-        if last is None or last.type != "task.assigned" or last.payload.lease_id != lease_id \
-                or last.payload.agent_id != self.agent_id:
-            return "stale"
-        submitted = history[0].payload
-        attempt = last.payload.attempt
-        stream, version = f"task-{task_id}", last.stream_version
+        stream = f"task-{task_id}"
         try:
             version = self.client.append(stream, [TaskStarted(task_id=task_id, agent_id=self.agent_id,
                                                               attempt=attempt)], version).stream_version
@@ -126,10 +121,10 @@ class AgentActor:
         started = time.monotonic()
         outcome: Event
         try:
-            skill = self.skills.get(getattr(submitted, "capability", ""))
+            skill = self.skills.get(capability)
             if skill is None:
-                raise PermanentFailure(f"agent {self.agent_id} has no skill for {submitted.capability!r}")
-            result: dict[str, Any] = skill(dict(getattr(submitted, "inputs", {})))
+                raise PermanentFailure(f"agent {self.agent_id} has no skill for {capability!r}")
+            result: dict[str, Any] = skill(dict(inputs))
             outcome = TaskCompleted(task_id=task_id, agent_id=self.agent_id, attempt=attempt, result=result,
                                     duration_s=time.monotonic() - started)
         except Exception as exc:  # a skill's failure is the task's failure, recorded, never the agent's

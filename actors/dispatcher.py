@@ -56,9 +56,9 @@ class DispatchLoop:
             return 0
         results = self.client.append_many([(d.stream, list(d.events), d.expected_version) for d in decisions])
         for decision, result in zip(decisions, results):
-            event = decision.events[0]
+            event = decision.events[-1]
             if isinstance(result, AppendResult) and isinstance(event, TaskAssigned):
-                self._deliver(event)
+                self._deliver(event, result.stream_version)
         self.rounds += 1
         return sum(isinstance(r, AppendResult) for r in results)
 
@@ -84,11 +84,14 @@ class DispatchLoop:
         wait = min(due, default=time.time() + 1.0) - time.time()
         return max(0.01, min(1.0, wait))
 
-    def _deliver(self, assigned: TaskAssigned) -> None:
+    def _deliver(self, assigned: TaskAssigned, version: int) -> None:
+        """Hand the lease to its agent, with what it needs to start without reading the log."""
         handle = self._agent(assigned.agent_id)
-        if handle is None:
+        task = self.state.tasks.get(assigned.task_id)
+        if handle is None or task is None:
             return  # the lease runs out, or the agent's silence takes it back
-        ref = handle.run.remote(assigned.task_id, assigned.lease_id)
+        ref = handle.run.remote(assigned.task_id, assigned.lease_id, assigned.attempt, task.capability,
+                                task.inputs or {}, version)
         self._deliveries[ref] = (assigned.task_id, assigned.lease_id)
         self.assigned += 1
 

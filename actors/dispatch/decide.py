@@ -37,12 +37,15 @@ def decide(state: DispatchState, now: float, settings: DispatchSettings,
     Each task gets at most one decision per call. The state is not changed, apart from moving
     retried tasks whose backoff has passed into their ready queues.
     """
-    out: list[Append] = []
-    out += _release_dependents(state, now, settings)
-    out += _expire_leases(state, now, settings)
-    out += _retry_or_bury(state, now, settings)
+    released = _release_dependents(state, now, settings)
+    out = _expire_leases(state, now, settings) + _retry_or_bury(state, now, settings)
     state.release_due(now)
-    out += _assign(state, now, settings, new_lease_id)
+    fresh = {a.stream: a for a in released if isinstance(a.events[0], TaskQueued)}
+    for assignment in _assign(state, now, settings, new_lease_id, list(fresh.values())):
+        queued = fresh.pop(assignment.stream, None)  # queued and assigned in one append
+        out.append(assignment if queued is None else
+                   Append(assignment.stream, queued.events + assignment.events, assignment.expected_version))
+    out += [a for a in released if a.stream in fresh or not isinstance(a.events[0], TaskQueued)]
     return out
 
 
@@ -60,6 +63,7 @@ def effective_priority(task: TaskView, now: float, settings: DispatchSettings) -
 
 
 def _release_dependents(state: DispatchState, now: float, settings: DispatchSettings) -> list[Append]:
+    """Queue submitted tasks whose dependencies completed; dead-letter those with a dead dependency."""
     out = []
     for task_id in sorted(state.waiting):
         task = state.tasks[task_id]
@@ -105,12 +109,14 @@ def _retry_or_bury(state: DispatchState, now: float, settings: DispatchSettings)
     return out
 
 
-def _assign(state: DispatchState, now: float, settings: DispatchSettings,
-            new_lease_id: Callable[[], str]) -> list[Append]:
+def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_lease_id: Callable[[], str],
+            fresh: list[Append]) -> list[Append]:
     """Give the most urgent queued tasks to the least loaded capable agents, while slots are free.
 
-    Tasks for which no capable agent has a free slot stay in their queues (backpressure): nothing
-    is held anywhere but in the log.
+    ``fresh`` are tasks being queued by this same round: they compete as if queued now (behind
+    every task already waiting in their queue) and may be assigned in the same append. Tasks for
+    which no capable agent has a free slot stay in their queues (backpressure): nothing is held
+    anywhere but in the log.
     """
     load = {a.agent_id: len(a.in_flight) for a in state.agents.values()
             if live(a, now, settings) and a.free_slots() > 0}
@@ -120,6 +126,12 @@ def _assign(state: DispatchState, now: float, settings: DispatchSettings,
         for capability in agent.capabilities:
             by_capability.setdefault(capability, []).append(agent)
     queues = state.ready_queues()
+    newcomers: dict[tuple[str, int], list[TaskView]] = {}
+    for append in fresh:
+        task = state.tasks[append.events[0].task_id]  # type: ignore[attr-defined]
+        newcomers.setdefault((task.capability, task.priority), []).append(task)
+    for key in newcomers:
+        queues.setdefault(key, [])
     taken: list[tuple[tuple[str, int], tuple[float, int, str]]] = []
     out: list[Append] = []
     while True:
@@ -132,12 +144,20 @@ def _assign(state: DispatchState, now: float, settings: DispatchSettings,
             if heap:
                 task = state.tasks[heap[0][2]]
                 rank = (effective_priority(task, now, settings), task.queued_at, task.queue_token)
-                if best is None or rank < best[0]:
-                    best = (rank, key, task)
+            elif newcomers.get(key):
+                task = newcomers[key][0]
+                rank = (task.priority, now, 0)
+            else:
+                continue
+            if best is None or rank < best[0]:
+                best = (rank, key, task)
         if best is None:
             break
         _, key, task = best
-        taken.append((key, heapq.heappop(queues[key])))
+        if queues[key] and queues[key][0][2] == task.task_id:
+            taken.append((key, heapq.heappop(queues[key])))
+        else:
+            newcomers[key].pop(0)
         agent = min((a for a in by_capability[key[0]] if load[a.agent_id] < a.slots),
                     key=lambda a: (load[a.agent_id] / a.slots, a.agent_id))
         load[agent.agent_id] += 1

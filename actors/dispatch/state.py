@@ -44,6 +44,7 @@ class TaskView:
     last_error: str = ""
     retryable: bool = True
     queue_token: int = 0  # which queue entry is current; older entries are skipped
+    inputs: dict[str, object] | None = None  # handed to the agent with the lease; dropped once the task ends
 
     @property
     def stream(self) -> str:
@@ -103,7 +104,7 @@ class DispatchState:
         task = self.tasks.get(p.task_id)
         if task is None:
             task = self.tasks[p.task_id] = TaskView(p.task_id, p.capability, p.priority, p.request_id,
-                                                    tuple(p.depends_on), p.max_attempts)
+                                                    tuple(p.depends_on), p.max_attempts, inputs=p.inputs)
         task.version = e.stream_version
         self.waiting.add(task.task_id)
 
@@ -130,7 +131,7 @@ class DispatchState:
     def _completed(self, e: RecordedEvent, at: float) -> None:
         task = self._task(e)
         self._release(task)
-        task.status = COMPLETED
+        task.status, task.inputs = COMPLETED, None
 
     def _failed(self, e: RecordedEvent, at: float) -> None:
         task = self._task(e)
@@ -155,7 +156,7 @@ class DispatchState:
         self._release(task)
         self.undecided.discard(task.task_id)
         self.waiting.discard(task.task_id)
-        task.status = DEAD
+        task.status, task.inputs = DEAD, None
 
     def _requeued(self, e: RecordedEvent, at: float) -> None:
         task = self._task(e)

@@ -15,7 +15,7 @@ from actors import names
 
 @pytest.fixture(scope="module")
 def ray_instance() -> Iterator[None]:
-    ray.init(namespace=names.NAMESPACE, num_cpus=8, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", namespace=names.NAMESPACE, num_cpus=8, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     yield
     ray.shutdown()

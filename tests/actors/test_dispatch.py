@@ -87,10 +87,9 @@ def test_a_task_is_queued_assigned_and_completed(store: EventStore) -> None:
     d = Dispatcher(store)
     agent(store, "coder-1", ["code.generate"])
     submit(store, "t1", priority=1)
-    assert d.round() == ["task.queued"]
-    queued = store.read_stream("task-t1")[-1].payload
+    assert d.round() == ["task.queued", "task.assigned"]  # a free agent: queued and leased in one append
+    queued = store.read_stream("task-t1")[-2].payload
     assert queued.start_deadline == pytest.approx(time.time() + 3600, abs=5)
-    assert d.round() == ["task.assigned"]
     task = d.state.tasks["t1"]
     assert (task.status, task.agent_id, task.attempt) == ("assigned", "coder-1", 1)
     assert task.lease_expires_at == pytest.approx(time.time() + 60, abs=5)
@@ -175,8 +174,7 @@ def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(stor
     agent(store, "coder-1", ["code.generate"], slots=2)
     submit(store, "t1", max_attempts=2)
     submit(store, "fatal")
-    d.round()
-    assert d.round() == ["task.assigned", "task.assigned"]
+    assert d.round().count("task.assigned") == 2
     fail(store, d, "t1")
     fail(store, d, "fatal", retryable=False)
     assert sorted(d.round()) == ["task.dead_lettered", "task.retried"]
@@ -289,3 +287,13 @@ def test_settings_are_validated() -> None:
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         DispatchSettings(lease_seconds=3)  # type: ignore[call-arg]
     assert DispatchSettings(backoff_base=1, backoff_max=5).backoff(10) == 5
+
+
+def test_newly_queued_tasks_wait_behind_those_already_queued(store: EventStore) -> None:
+    d = Dispatcher(store)
+    submit(store, "early")
+    d.round()
+    agent(store, "coder-1", ["code.generate"], slots=1)
+    submit(store, "late")
+    assert sorted(d.round()) == ["task.assigned", "task.queued"]
+    assert statuses(d) == {"early": "assigned", "late": "queued"}
