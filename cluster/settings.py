@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +28,16 @@ class Settings(BaseModel):
 
     store: str = Field(DEFAULT_STORE, description="Event store URL: sqlite:///path/to/events.db or memory://")
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest encoded event accepted")
+    projections: str | None = Field(None, description="DuckDB file of the read models; default: beside the store")
+    address: str | None = Field(None, description="Ray cluster address (auto, host:port, ray://host:port)")
+
+    def projection_path(self) -> Path:
+        """Where the read models live: ``projections``, or ``projections.duckdb`` beside a SQLite store."""
+        if self.projections:
+            return Path(self.projections)
+        if self.store.startswith("sqlite:///"):
+            return Path(self.store.removeprefix("sqlite:///")).with_name("projections.duckdb")
+        return Path(".council/projections.duckdb")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -20,8 +20,12 @@ class ProjectionSchemaMismatch(ProjectionError):
     """The projection file was written with another table layout than this agent-council's."""
 
 
-class ProjectionAheadOfLog(ProjectionError):
+class ProjectionLogMismatch(ProjectionError):
     """The projection's checkpoint is not in the log it was opened with: a different or truncated log."""
+
+
+class ProjectorClosed(ProjectionError):
+    """A closed projector was asked to do something."""
 
 
 class ProjectionBusy(ProjectionError):

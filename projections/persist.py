@@ -8,6 +8,7 @@ the caller's transaction and never commit: the projector decides what is atomic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TypeVar
 
 import duckdb
@@ -25,20 +26,20 @@ _BATCH = "_projection_batch"
 def to_arrow(table: Table, rows: Sequence[msgspec.Struct]) -> pa.Table:
     """``rows`` (structs whose fields are ``table``'s columns, in order) as an Arrow table of its schema."""
     schema = arrow_schema(table)
-    astuple = msgspec.structs.astuple
-    columns = list(zip(*map(astuple, rows))) if rows else [()] * len(schema)
-    return pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
+    # Column by column: no tuple per row, so a large batch does not set off the garbage collector.
+    return pa.Table.from_arrays([pa.array(list(map(attrgetter(f.name), rows)), type=f.type) for f in schema],
+                                schema=schema)
 
 
-def upsert(con: duckdb.DuckDBPyConnection, table: Table, rows: Sequence[msgspec.Struct]) -> None:
-    """Store ``rows`` in ``table``, replacing any stored row with the same key. Does not commit.
+def upsert(con: duckdb.DuckDBPyConnection, table: Table, rows: pa.Table) -> None:
+    """Store ``rows`` (from :func:`to_arrow`) in ``table``, replacing stored rows with the same keys. Does not commit.
 
     Requires an open transaction on ``con`` if the delete and insert are to be seen together;
     each key appears at most once in ``rows`` (the fold reports a changed row once).
     """
-    if not rows:
+    if not rows.num_rows:
         return
-    con.register(_BATCH, to_arrow(table, rows))
+    con.register(_BATCH, rows)
     try:
         con.execute(f"DELETE FROM {table.name} WHERE {table.key} IN (SELECT {table.key} FROM {_BATCH})")
         con.execute(f"INSERT INTO {table.name} SELECT * FROM {_BATCH}")

@@ -63,8 +63,8 @@ TASKS = Table("tasks", "One row per task: where it is in its lifecycle, who hold
     Column("capability", "VARCHAR", "what an agent needs to do it, e.g. code.generate"),
     Column("title", "VARCHAR", "a short human title"),
     Column("priority", "INTEGER", "its queue: 0 critical .. 3 low (from task.submitted, then task.queued)"),
-    Column("status", "VARCHAR", "submitted | queued | assigned | running | completed | failed | dead_lettered "
-                                "('failed' between an attempt's failure and the retry/dead-letter decision)"),
+    Column("status", "VARCHAR", "one of submitted, queued, assigned, running, completed, failed, dead_lettered "
+                                "('failed' between an attempt's failure and the retry or dead-letter decision)"),
     Column("agent_id", "VARCHAR", "the agent that holds the task, or held it last"),
     Column("attempt", "INTEGER", "the attempt the task is on (after task.retried: the one it waits for); 0 before any"),
     Column("attempts_used", "INTEGER", "attempts begun (assignments) since submission or the last requeue"),
@@ -92,8 +92,8 @@ REQUESTS = Table("requests", "One row per request: its tasks' progress, counted 
     Column("completed", "INTEGER", "of those, completed"),
     Column("dead_lettered", "INTEGER", "of those, dead-lettered"),
     Column("in_progress", "INTEGER", "of those, neither completed nor dead-lettered"),
-    Column("status", "VARCHAR", "open | completed (every task completed) | failed (a task is dead-lettered and "
-                                "none is in progress)"),
+    Column("status", "VARCHAR", "open; completed (every task completed); or failed (a task is dead-lettered "
+                                "and none is in progress)"),
     Column("finished_at", _TS, "when the status became completed or failed; NULL while open"),
     Column("position", "BIGINT", "log position of the last event that changed this row"),
 ))
@@ -105,7 +105,7 @@ AGENTS = Table("agents", "One row per agent: the registry, its liveness and the 
     Column("version", "VARCHAR", "the agent's software version"),
     Column("slots", "INTEGER", "how many tasks it takes at once; NULL if never registered"),
     Column("epoch", "INTEGER", "its latest incarnation (registered, restarted, or a newer heartbeat)"),
-    Column("status", "VARCHAR", "live | unresponsive | retired; NULL if only seen holding tasks, never registered"),
+    Column("status", "VARCHAR", "live, unresponsive or retired; NULL if only seen holding tasks, never registered"),
     Column("registered_at", _TS, "when agent.registered was last recorded"),
     Column("last_heartbeat", _TS, "when the last heartbeat of its current epoch was recorded"),
     Column("in_flight", "INTEGER", "tasks assigned to or running on it now (from the task events)"),
@@ -127,10 +127,10 @@ VIEWS: dict[str, View] = {v.name: v for v in (
         Column("depth", "BIGINT", "tasks with status queued at this priority"),
         Column("oldest_queued_at", _TS, "when the longest-waiting of them entered the queue; NULL if empty"),
         Column("oldest_age_s", "DOUBLE", "seconds from oldest_queued_at to now(); NULL if empty"),
-    ), "SELECT p.priority::INTEGER AS priority, count(t.task_id) AS depth, min(t.queued_at) AS oldest_queued_at, "
-       "epoch(now() - min(t.queued_at)) AS oldest_age_s "
-       "FROM range(4) AS p(priority) LEFT JOIN tasks AS t ON t.priority = p.priority AND t.status = 'queued' "
-       "GROUP BY p.priority ORDER BY p.priority"),
+    ), ("SELECT p.priority::INTEGER AS priority, count(t.task_id) AS depth, min(t.queued_at) AS oldest_queued_at, "
+        "epoch(now() - min(t.queued_at)) AS oldest_age_s "
+        "FROM range(4) AS p(priority) LEFT JOIN tasks AS t ON t.priority = p.priority AND t.status = 'queued' "
+        "GROUP BY p.priority ORDER BY p.priority")),
     View("dead_letters", "Tasks that will not be tried again until someone requeues them.", (
         Column("task_id", "VARCHAR", "the task"),
         Column("request_id", "VARCHAR", "its request"),
@@ -138,8 +138,8 @@ VIEWS: dict[str, View] = {v.name: v for v in (
         Column("attempts", "INTEGER", "attempts it used"),
         Column("last_error", "VARCHAR", "why the last attempt failed"),
         Column("dead_lettered_at", _TS, "when it was dead-lettered"),
-    ), "SELECT task_id, request_id, capability, attempts_used AS attempts, last_error, "
-       "finished_at AS dead_lettered_at FROM tasks WHERE status = 'dead_lettered'"),
+    ), ("SELECT task_id, request_id, capability, attempts_used AS attempts, last_error, "
+        "finished_at AS dead_lettered_at FROM tasks WHERE status = 'dead_lettered'")),
 )}
 """The read models computed at query time, by name."""
 
@@ -160,8 +160,8 @@ def arrow_schema(table: Table) -> pa.Schema:
 def create_statements() -> list[str]:
     """The DDL that creates every table, view and the state table in an empty database."""
     statements = [
-        f"CREATE TABLE {STATE_TABLE} (schema_version INTEGER NOT NULL, position BIGINT NOT NULL, "
-        "last_hash BLOB, store_url VARCHAR)",
+        (f"CREATE TABLE {STATE_TABLE} (schema_version INTEGER NOT NULL, position BIGINT NOT NULL, "
+         "last_hash BLOB, store_url VARCHAR)"),
         f"INSERT INTO {STATE_TABLE} VALUES ({SCHEMA_VERSION}, 0, NULL, NULL)",
     ]
     for t in TABLES.values():
@@ -180,9 +180,14 @@ def drop_statements() -> list[str]:
 def markdown() -> str:
     """The read models' documentation as Markdown: one section per table or view, one row per column."""
     parts: list[str] = []
-    for model in (*TABLES.values(), *VIEWS.values()):
-        kind = "table" if isinstance(model, Table) else "view"
-        parts.append(f"### `{model.name}` ({kind})\n\n{model.doc}\n\n| column | type | meaning |\n|---|---|---|")
-        parts.extend(f"| `{c.name}` | {c.sql} | {c.meaning} |" for c in model.columns)
+    models: list[tuple[str, str, str, tuple[Column, ...]]] = [
+        *((t.name, "table", t.doc, t.columns) for t in TABLES.values()),
+        *((v.name, "view", v.doc, v.columns) for v in VIEWS.values()),
+    ]
+    for name, kind, doc, columns in models:
+        parts.append(f"### `{name}` ({kind})\n\n{doc}\n\n| column | type | meaning |\n|---|---|---|")
+        for c in columns:
+            meaning = c.meaning.replace("|", r"\|")  # a pipe would end the Markdown cell
+            parts.append(f"| `{c.name}` | {c.sql} | {meaning} |")
         parts.append("")
     return "\n".join(parts)

@@ -1,0 +1,166 @@
+"""Task overhead: no-op tasks through the whole path, against bare Ray actor calls in the same run.
+
+What it measures
+    * **ours, throughput**: N no-op tasks submitted at once (group commits of 100) go
+      submit → dispatcher → agent → completed → visible in the ``tasks`` read model; tasks/s is N
+      over the time from the first submission until the last task shows as completed there.
+    * **ours, latency**: tasks submitted one at a time at a steady rate (default 50/s); each
+      one's latency is from just before its submission until the driver sees it completed in the
+      ``tasks`` table (polled every 2 ms through the projector). p50 and p99.
+    * **peer**: the same number of calls to a bare Ray actor method that does nothing — all at once
+      for throughput, one at a time for latency.
+
+Everything runs on one local Ray started by this script (SQLite log and DuckDB read models in a
+temporary directory). Checks afterwards: every task completed exactly once and the log verifies.
+
+Usage::
+
+    python bench/task_overhead.py [--tasks 2000] [--latency-tasks 300] [--rate 50] [--agents 2] [--slots 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ray  # noqa: E402
+
+from cluster.driver import Council  # noqa: E402
+from cluster.settings import Settings  # noqa: E402
+from cluster.system import AgentSpec, shutdown  # noqa: E402
+from events import open_store  # noqa: E402
+
+
+@ray.remote(num_cpus=0)
+class Bare:
+    """The peer: an actor whose method does nothing."""
+
+    def noop(self) -> None:
+        return None
+
+
+class Visibility:
+    """Polls the ``tasks`` read model and records when each task is first seen completed."""
+
+    def __init__(self, council: Council) -> None:
+        self.council, self.seen = council, {}
+        self._position, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            rows = ray.get(self.council.projector.query.remote(
+                f"SELECT task_id, position FROM tasks WHERE status = 'completed' AND position > {int(self._position)}"))
+            now = time.perf_counter()
+            for task_id, position in rows.rows:
+                self.seen.setdefault(task_id, now)
+                self._position = max(self._position, position)
+            time.sleep(0.002)
+
+    def wait(self, ids: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(t not in self.seen for t in ids):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sum(t not in self.seen for t in ids)} tasks not visible after {timeout} s")
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--latency-tasks", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=50.0, help="tasks/s in the latency phase")
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=32)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="task-overhead-"))
+    settings = Settings(store=f"sqlite:///{tmp / 'events.db'}", projections=str(tmp / "projections.duckdb"))
+    council = Council.start(settings, team=[AgentSpec(agent_id=f"bench-{i}", capabilities=("noop",), slots=args.slots)
+                                            for i in range(args.agents)], dispatch={"heartbeat_timeout": 30})
+    seen = Visibility(council)
+    warm = [council.submit("noop") for _ in range(20)]
+    seen.wait(warm, 120)
+
+    # -- throughput: everything at once ---------------------------------------------------------
+    started = time.perf_counter()
+    ids: list[str] = []
+    for chunk in range(0, args.tasks, 100):
+        _, chunk_ids = council.request("throughput", [{"capability": "noop"} for _ in range(min(100, args.tasks - chunk))])
+        ids += chunk_ids
+    seen.wait(ids, 600)
+    ours_rate = args.tasks / (max(seen.seen[t] for t in ids) - started)
+
+    # -- latency: one at a time, at a steady rate -------------------------------------------------
+    latencies = []
+    for _ in range(args.latency_tasks):
+        t0 = time.perf_counter()
+        task_id = council.submit("noop")
+        seen.wait([task_id], 60)
+        latencies.append((seen.seen[task_id] - t0) * 1000)
+        time.sleep(max(0.0, 1 / args.rate - (time.perf_counter() - t0)))
+    seen.stop()
+
+    # -- the peer: bare actor calls ---------------------------------------------------------------
+    bare = Bare.remote()
+    ray.get(bare.noop.remote())
+    t0 = time.perf_counter()
+    ray.get([bare.noop.remote() for _ in range(args.tasks)])
+    bare_rate = args.tasks / (time.perf_counter() - t0)
+    bare_latencies = []
+    for _ in range(args.latency_tasks):
+        t1 = time.perf_counter()
+        ray.get(bare.noop.remote())
+        bare_latencies.append((time.perf_counter() - t1) * 1000)
+
+    # -- checks ---------------------------------------------------------------------------------
+    shutdown()
+    with open_store(settings.store) as store:
+        completed = Counter(e.payload.task_id for e in store.read_all(types=["task.completed"]))
+        ok = store.verify().ok
+    total = args.tasks + args.latency_tasks + len(warm)
+    problems = []
+    if len(completed) != total or set(completed.values()) != {1}:
+        problems.append(f"{len(completed)} tasks completed, {sum(v > 1 for v in completed.values())} more than once; "
+                        f"expected {total} exactly once")
+    if not ok:
+        problems.append("the log does not verify")
+
+    print(f"machine: {os.cpu_count()} cores; ray {ray.__version__}; {args.agents} agents x {args.slots} slots; "
+          f"SQLite log + DuckDB read models in {tmp}")
+    print(f"{'':24}{'tasks/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'ours (submit→visible)':24}{ours_rate:>10,.0f}{percentile(latencies, 50):>10.1f}{percentile(latencies, 99):>10.1f}")
+    print(f"{'bare Ray actor calls':24}{bare_rate:>10,.0f}{percentile(bare_latencies, 50):>10.2f}"
+          f"{percentile(bare_latencies, 99):>10.2f}")
+    print(f"ratio (ours / bare): throughput {ours_rate / bare_rate:.3f}; "
+          f"p50 latency {percentile(latencies, 50) / percentile(bare_latencies, 50):.1f}x")
+    met = ours_rate >= 500 and percentile(latencies, 50) <= 20
+    print(f"targets (>= 500 tasks/s, p50 <= 20 ms): {'MET' if met else 'NOT MET'}")
+    ray.shutdown()
+    if problems:
+        print("CHECK FAILED: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    print(f"checks: ok ({total} tasks completed exactly once; the log verifies)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

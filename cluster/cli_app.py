@@ -1,0 +1,56 @@
+"""The ``council`` command line's shared parts: the app, its consoles and its common options.
+
+Every command takes ``--store`` (or ``COUNCIL_STORE``); commands that talk to a running council
+take ``--address`` (or ``COUNCIL_ADDRESS``). An error a user can cause prints one line on stderr
+and exits 2.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cluster.settings import Settings
+from events import EventStore, open_store
+
+app = typer.Typer(
+    name="council",
+    help="agent-council: governed teams of software agents over one append-only, tamper-evident log.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Event store URL (sqlite:///path/events.db or memory://). [env: COUNCIL_STORE]",
+                 show_default=False),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster address: auto, host:port or ray://host:port. [env: COUNCIL_ADDRESS]",
+                 show_default=False),
+]
+
+
+def quiet_ray() -> None:
+    """Keep Ray's own notices off this tool's output (Ray resets its log level when imported)."""
+    import ray  # noqa: F401
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+def settings_for(store: str | None = None, address: str | None = None) -> Settings:
+    """The settings of this invocation: options over ``COUNCIL_*`` variables over defaults."""
+    return Settings.from_env(store=store, address=address)
+
+
+def open_log(store: str | None, *, create: bool) -> EventStore:
+    """Open the configured event store directly (no Ray needed)."""
+    settings = settings_for(store)
+    return open_store(settings.store, create=create, max_event_bytes=settings.max_event_bytes)

@@ -1,0 +1,110 @@
+"""``council demo``, ``council verify`` and ``council events``: the log itself, no Ray needed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import msgspec
+import typer
+
+from cluster.cli_app import StoreOption, app, open_log, out
+from events import RecordedEvent
+
+
+@app.command()
+def demo(store: StoreOption = None) -> None:
+    """Run the demo job: a request's tasks through the log, followed live, then verified."""
+    from cluster.demo import run_demo
+
+    with open_log(store, create=True) as es:
+        out.print(f"[bold]agent-council demo[/] on {es.url}")
+        report = run_demo(es, say=out.print)
+        v = report.verify
+        assert v is not None
+        out.print(
+            f"appended {report.appended} events for {report.request_id}; followed {len(report.followed)} live; "
+            f"retry stored once: {'yes' if report.retry_was_duplicate else 'NO'}; "
+            f"stale writer refused: {'yes' if report.stale_writer_refused else 'NO'}"
+        )
+        _print_verify(v)
+        if not v.ok:
+            raise typer.Exit(1)
+
+
+@app.command()
+def verify(store: StoreOption = None) -> None:
+    """Re-derive every hash of the log and its Merkle root; exit 1 naming the first position that fails."""
+    with open_log(store, create=False) as es:
+        report = es.verify()
+    _print_verify(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_verify(report: msgspec.Struct) -> None:
+    r = report
+    if r.ok:  # type: ignore[attr-defined]
+        out.print(f"ok: {r.checked} events checked, head {r.head}, root {r.root.hex()}")  # type: ignore[attr-defined]
+    else:
+        out.print(f"[red]FAILED[/] at position {r.failed_position}: {r.problem} "  # type: ignore[attr-defined]
+                  f"({r.checked} events before it are intact, head {r.head})")  # type: ignore[attr-defined]
+
+
+@app.command()
+def events(
+    store: StoreOption = None,
+    stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
+    start: Annotated[int, typer.Option("--from", min=1, help="First position (or stream version with --stream).")] = 1,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most this many events.")] = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", help="Only events of this type (repeatable).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events as they are appended.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print events from the log, by position or from one stream."""
+    with open_log(store, create=False) as es:
+        if stream is not None:
+            if follow:
+                raise typer.BadParameter("--follow reads the whole log; use --type to narrow it instead of --stream")
+            items = es.read_stream(stream, start, limit)
+            items = [e for e in items if not type_ or e.type in type_]
+            for event in items:
+                _print_event(event, as_json)
+            return
+        printed = 0
+        with es.subscribe(start, type_ or None) as sub:
+            while limit is None or printed < limit:
+                batch = sub.poll(timeout=0.5 if follow else 0.0, max_events=None if limit is None else limit - printed)
+                if not batch and not follow:
+                    break
+                for event in batch:
+                    _print_event(event, as_json)
+                printed += len(batch)
+
+
+def _print_event(event: RecordedEvent, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(_jsonable(event)) + "\n")
+        sys.stdout.flush()
+        return
+    payload = msgspec.json.encode(event.payload).decode()
+    out.print(f"{event.position:>8} {event.recorded_at:%Y-%m-%d %H:%M:%S} {event.stream}@{event.stream_version} "
+              f"[bold]{event.type}[/] {payload}")
+
+
+def _jsonable(event: RecordedEvent) -> dict[str, object]:
+    return {
+        "position": event.position,
+        "stream": event.stream,
+        "stream_version": event.stream_version,
+        "event_id": str(event.event_id),
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "recorded_at": event.recorded_at.isoformat(),
+        "metadata": msgspec.to_builtins(event.metadata),
+        "payload": msgspec.to_builtins(event.payload),
+        "hash": event.hash.hex(),
+    }
+
+

@@ -1,0 +1,89 @@
+"""``council sql`` and ``council export``: the read models, from the running projector or the file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, settings_for
+from cluster.settings import Settings
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only statement: SELECT, WITH, DESCRIBE, SHOW, EXPLAIN...")],
+    store: StoreOption = None,
+    address: AddressOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json (one object per line) or csv.")] = "table",
+) -> None:
+    """Answer a SQL query from the read models: through the projector if the council runs, else from the file."""
+    if fmt not in ("table", "json", "csv"):
+        raise typer.BadParameter("--format is table, json or csv")
+    result = _running_projector_or_file(settings_for(store, address), "query", query)
+    if fmt == "json":
+        for row in result.rows:
+            sys.stdout.write(json.dumps(dict(zip(result.columns, row)), default=str) + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    else:
+        table = Table()
+        for column in result.columns:
+            table.add_column(column)
+        for row in result.rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="Where to write one <table>.parquet per read model.")],
+    store: StoreOption = None,
+    address: AddressOption = None,
+) -> None:
+    """Write every read model as Parquet, for the DuckDB CLI or any other tool."""
+    written = _running_projector_or_file(settings_for(store, address), "export", str(directory))
+    for path in written:
+        out.print(str(path))
+
+
+def _running_projector_or_file(settings: Settings, what: str, argument: str) -> Any:
+    """Ask the running projector (it holds the DuckDB file), or open the file read-only if none runs."""
+    projector = _running_projector(settings)
+    if projector is not None:
+        import ray
+
+        if what == "query":
+            ray.get(projector.catch_up.remote())
+            return ray.get(projector.query.remote(argument))
+        return ray.get(projector.export.remote(argument))
+    from projections import export_parquet, query_file
+
+    path = settings.projection_path()
+    if what == "query":
+        return query_file(path, argument)
+    return export_parquet(path, argument)
+
+
+def _running_projector(settings: Settings) -> Any:
+    from actors import names
+    from cluster.runtime import RayUnavailable, connect
+
+    quiet_ray()
+    try:
+        connect(settings.address, start="none")
+    except RayUnavailable:
+        return None
+    import ray
+
+    try:
+        return ray.get_actor(names.PROJECTOR, namespace=names.NAMESPACE)
+    except ValueError:
+        return None

@@ -1,0 +1,151 @@
+"""``council up``, ``down``, ``status``, ``submit`` and ``watch``: running the system on Ray."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, settings_for
+from events import CouncilError
+
+
+class InvalidInput(CouncilError):
+    """A command-line argument could not be understood."""
+
+
+@app.command()
+def up(
+    store: StoreOption = None,
+    address: AddressOption = None,
+    agents: Annotated[int, typer.Option(min=1, max=64, help="Worker agents to start.")] = 2,
+    slots: Annotated[int, typer.Option(min=1, max=256, help="Tasks each agent runs at once.")] = 4,
+) -> None:
+    """Start the council: store, dispatcher, projector and a team of agents (on a local Ray if no --address)."""
+    from cluster.driver import Council
+    from cluster.system import AgentSpec
+
+    quiet_ray()
+    settings = settings_for(store, address)
+    team = [AgentSpec(agent_id=f"worker-{i + 1}", slots=slots) for i in range(agents)]
+    Council.start(settings, team=team, ray_start="head")
+    out.print(f"council up: store {settings.store}, read models {settings.projection_path()}, "
+              f"{agents} agents x {slots} slots")
+
+
+@app.command()
+def down(
+    address: AddressOption = None,
+    stop_ray: Annotated[bool, typer.Option("--stop-ray", help="Also stop the local Ray cluster (ray stop).")] = False,
+) -> None:
+    """Stop the council's actors (the log and the read models stay on disk)."""
+    from cluster.runtime import RayUnavailable, connect, stop_local_cluster
+    from cluster.system import shutdown
+
+    quiet_ray()
+    try:
+        connect(settings_for(address=address).address, start="none")
+        killed = shutdown()
+        out.print(f"council down: stopped {len(killed)} actors" + (f" ({', '.join(killed)})" if killed else ""))
+    except RayUnavailable:
+        out.print("council down: no Ray cluster is running here")
+    if stop_ray:
+        import ray
+
+        ray.shutdown()
+        stop_local_cluster()
+        out.print("stopped the local Ray cluster")
+
+
+@app.command()
+def status(store: StoreOption = None, address: AddressOption = None) -> None:
+    """Show agents, queues, load and recent failures."""
+    from cluster.driver import Council
+
+    quiet_ray()
+    council = Council.connect(settings_for(store, address))
+    for table in _status_tables(council):
+        out.print(table)
+
+
+@app.command()
+def submit(
+    capability: Annotated[str, typer.Argument(help="What the task needs, e.g. sleep, echo, code.generate.")],
+    store: StoreOption = None,
+    address: AddressOption = None,
+    inputs: Annotated[str, typer.Option("--inputs", help="Task inputs as a JSON object.")] = "{}",
+    priority: Annotated[int, typer.Option(min=0, max=3, help="0 critical, 1 high, 2 normal, 3 low.")] = 2,
+    depends_on: Annotated[list[str] | None, typer.Option("--depends-on", help="A task id to wait for (repeatable).")] = None,
+    title: Annotated[str, typer.Option(help="A short description.")] = "",
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the task completes or is dead-lettered.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 300.0,
+) -> None:
+    """Submit a task; print its id (and, with --wait, how it ended)."""
+    from cluster.driver import Council
+
+    try:
+        parsed = json.loads(inputs)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--inputs is not valid JSON ({exc.msg} at character {exc.pos}); "
+                           "give an object, like --inputs '{\"seconds\": 1}'") from None
+    if not isinstance(parsed, dict):
+        raise InvalidInput("--inputs must be a JSON object, like --inputs '{\"seconds\": 1}'")
+    quiet_ray()
+    council = Council.connect(settings_for(store, address))
+    task_id = council.submit(capability, parsed, priority=priority, depends_on=depends_on or [], title=title)
+    out.print(task_id)
+    if wait:
+        outcome = council.wait([task_id], timeout=timeout)[task_id]
+        out.print(outcome)
+        if outcome != "completed":
+            raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    store: StoreOption = None,
+    address: AddressOption = None,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 1.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+) -> None:
+    """Live progress: tasks by status, queues, agents and failures, refreshed until Ctrl-C."""
+    from rich.console import Group
+
+    from cluster.driver import Council
+
+    quiet_ray()
+    council = Council.connect(settings_for(store, address))
+    stop_at = None if duration is None else time.monotonic() + duration
+    with Live(Group(*_status_tables(council)), console=out, refresh_per_second=4, transient=False) as live:
+        try:
+            while stop_at is None or time.monotonic() < stop_at:
+                time.sleep(interval)
+                live.update(Group(*_status_tables(council)))
+        except KeyboardInterrupt:
+            pass
+
+
+def _status_tables(council: Any) -> list[Table]:
+    """Tables of what the read models say now: task counts, queues, agents, recent failures."""
+    queries = {
+        "tasks": "SELECT status, count(*) AS tasks FROM tasks GROUP BY status ORDER BY status",
+        "queues": "SELECT priority, depth, oldest_age_s FROM queue ORDER BY priority",
+        "agents": ("SELECT a.agent_id, a.role, a.status, l.in_flight, l.slots, round(l.utilisation, 2) AS utilisation, "
+                   "a.last_heartbeat FROM agents a LEFT JOIN agent_load l USING (agent_id) ORDER BY a.agent_id"),
+        "recent failures": ("SELECT task_id, capability, status, attempts_used, last_error FROM tasks "
+                            "WHERE status IN ('failed', 'dead_lettered') ORDER BY finished_at DESC NULLS LAST LIMIT 5"),
+    }
+    tables = []
+    for title, sql in queries.items():
+        result = council.sql(sql)
+        table = Table(title=title, title_justify="left")
+        for column in result.columns:
+            table.add_column(column)
+        for row in result.rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        tables.append(table)
+    return tables

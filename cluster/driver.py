@@ -1,0 +1,154 @@
+"""The driver API: start or join a council, submit work, wait for it, ask SQL about it.
+
+    from cluster.driver import Council
+
+    with Council.start() as council:                 # local Ray, SQLite log, DuckDB read models
+        ids = [council.submit("sleep", {"seconds": 0.1}) for _ in range(10)]
+        council.wait(ids)
+        print(council.sql("SELECT status, count(*) FROM tasks GROUP BY ALL").rows)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ray
+
+from actors import names
+from actors.projector_actor import ProjectorActor
+from actors.store_client import StoreClient
+from cluster.runtime import connect
+from cluster.settings import Settings
+from cluster.system import DEFAULT_TEAM, AgentSpec, boot
+from events import NO_STREAM, CouncilError, Metadata, NewEvent
+from events.catalogue import RequestSubmitted, TaskSubmitted
+from projections import QueryResult
+
+TERMINAL = ("task.completed", "task.dead_lettered")
+
+
+class CouncilNotRunning(CouncilError):
+    """No council runs where this driver looked."""
+
+
+class Council:
+    """A handle on a running council: its store, projector and dispatcher actors."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._since: int | None = None
+        try:
+            self.store = StoreClient(ray.get_actor(names.STORE, namespace=names.NAMESPACE))
+            self.projector = ray.get_actor(names.PROJECTOR, namespace=names.NAMESPACE)
+        except ValueError:
+            raise CouncilNotRunning("no council is running on this Ray cluster; start one with `council up` "
+                                    "(or Council.start() in a driver)") from None
+
+    @classmethod
+    def start(cls, settings: Settings | None = None, *, team: Sequence[AgentSpec] = DEFAULT_TEAM,
+              dispatch: dict[str, Any] | None = None, ray_start: str = "in-process") -> Council:
+        """Connect to Ray (starting it if needed) and boot the system's actors, or find them running."""
+        settings = settings or Settings.from_env()
+        connect(settings.address, start=ray_start)
+        boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch)
+        projection = settings.projection_path()
+        projection.parent.mkdir(parents=True, exist_ok=True)
+        projector = ProjectorActor.options(name=names.PROJECTOR, namespace=names.NAMESPACE, lifetime="detached",
+                                           get_if_exists=True, num_cpus=0).remote(settings.store, str(projection))
+        ray.get(projector.pid.remote())
+        return cls(settings)
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None) -> Council:
+        """Join the Ray cluster of a council that is already running (``council up``)."""
+        settings = settings or Settings.from_env()
+        connect(settings.address, start="none")
+        return cls(settings)
+
+    # -- work -------------------------------------------------------------------------------
+
+    def submit(self, capability: str, inputs: dict[str, Any] | None = None, *, priority: int = 2,
+               depends_on: Iterable[str] = (), request_id: str | None = None, title: str = "",
+               max_attempts: int = 3, task_id: str | None = None) -> str:
+        """Submit one task; return its id. Idempotent for a given ``task_id``."""
+        task_id = task_id or f"t-{uuid.uuid4().hex[:12]}"
+        self._mark()
+        payload = TaskSubmitted(task_id=task_id, capability=capability, priority=priority, request_id=request_id,
+                                inputs=dict(inputs or {}), depends_on=list(depends_on), max_attempts=max_attempts,
+                                title=title)
+        event = NewEvent(payload=payload, event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:task:{task_id}"),
+                         metadata=Metadata(correlation_id=request_id, actor="driver"))
+        self.store.append(f"task-{task_id}", [event], NO_STREAM)
+        return task_id
+
+    def request(self, title: str, tasks: Sequence[dict[str, Any]], *, priority: int = 2) -> tuple[str, list[str]]:
+        """Submit a request and its tasks (each a dict of :meth:`submit`'s arguments) in one group commit."""
+        request_id = f"r-{uuid.uuid4().hex[:12]}"
+        self._mark()
+        meta = Metadata(correlation_id=request_id, actor="driver")
+        calls: list[tuple[str, list[NewEvent], Any]] = [
+            (f"request-{request_id}", [NewEvent(payload=RequestSubmitted(request_id=request_id, title=title,
+                                                                        priority=priority), metadata=meta)], NO_STREAM)]
+        ids = []
+        for spec in tasks:
+            task_id = spec.get("task_id") or f"t-{uuid.uuid4().hex[:12]}"
+            ids.append(task_id)
+            calls.append((f"task-{task_id}", [NewEvent(payload=TaskSubmitted(
+                task_id=task_id, capability=spec["capability"], priority=spec.get("priority", priority),
+                request_id=request_id, inputs=dict(spec.get("inputs", {})), depends_on=list(spec.get("depends_on", [])),
+                max_attempts=spec.get("max_attempts", 3), title=spec.get("title", "")), metadata=meta)], NO_STREAM))
+        for result in self.store.append_many(calls):
+            if isinstance(result, CouncilError):
+                raise result
+        return request_id, ids
+
+    def wait(self, task_ids: Iterable[str], timeout: float = 300.0, *, since: int | None = None) -> dict[str, str]:
+        """Wait until every task completed or was dead-lettered; return ``{task_id: "completed" | "dead_lettered"}``.
+
+        Looks at the log from ``since`` (default: where it stood before this driver's first
+        submission). Raises :class:`TimeoutError` naming how many are still open after ``timeout``.
+        """
+        open_ids, done = set(task_ids), {}
+        position = since or self._since or 1
+        deadline = time.monotonic() + timeout
+        while open_ids:
+            head = self.store.head()
+            while head >= position:
+                page = self.store.read_all(position, 5000, list(TERMINAL))
+                for event in page:
+                    if event.payload.task_id in open_ids:
+                        open_ids.discard(event.payload.task_id)
+                        done[event.payload.task_id] = event.type.removeprefix("task.")
+                if len(page) < 5000:  # every terminal event up to the head read above is seen
+                    position = head + 1
+                else:
+                    position = page[-1].position + 1
+            if not open_ids:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(open_ids)} of {len(open_ids) + len(done)} tasks still open after {timeout:.0f} s")
+            self.store.wait_for(position, timeout=min(remaining, 1.0))
+        return done
+
+    def _mark(self) -> None:
+        if self._since is None:
+            self._since = self.store.head() + 1
+
+    def sql(self, query: str) -> QueryResult:
+        """Answer a read-only SQL query from the read models (caught up to the log first)."""
+        ray.get(self.projector.catch_up.remote())
+        return ray.get(self.projector.query.remote(query))
+
+    def close(self) -> None:
+        """Disconnect this driver (the council keeps running if it was started with `council up`)."""
+        ray.shutdown()
+
+    def __enter__(self) -> Council:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

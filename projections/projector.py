@@ -1,0 +1,314 @@
+"""The projector: keeps a DuckDB file of read models equal to a fold of the log up to its checkpoint.
+
+It reads the log from its checkpoint onwards in batches, folds each batch in memory
+(:class:`projections.fold.Fold`), then stores the changed rows and the new checkpoint in one
+DuckDB transaction. Opened again, it loads the stored rows and continues where it stopped. The
+file is a cache of the log: :meth:`Projector.rebuild` (or deleting the file) recreates it from
+position 1.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import NamedTuple
+
+import duckdb
+import pyarrow as pa
+
+from events import EventStore
+from projections import persist
+from projections.errors import (
+    NotAProjection,
+    ProjectionBusy,
+    ProjectionLogMismatch,
+    ProjectionSchemaMismatch,
+    ProjectorClosed,
+)
+from projections.fold import FIELDS, Fold
+from projections.payloads import PayloadReader
+from projections.query import QueryResult, configure, run_read_only
+from projections.rows import AgentRow, RequestRow, TaskRow
+from projections.schema import (
+    AGENTS,
+    REQUESTS,
+    SCHEMA_VERSION,
+    STATE_TABLE,
+    TASKS,
+    Table,
+    create_statements,
+    drop_statements,
+)
+
+DEFAULT_BATCH = 50_000
+"""Events folded per DuckDB transaction."""
+
+
+class _Batch(NamedTuple):
+    """A folded batch on its way to the file: the changed rows per table, and the checkpoint they reach."""
+
+    tables: list[tuple[Table, pa.Table]]
+    position: int
+    hash: bytes
+
+
+class Projector:
+    """DuckDB read models of ``store``'s log, at ``path`` (a file) or in memory (``path=None``).
+
+    Its methods may be called from several threads; they take one lock and run one at a time.
+    One projector per file: DuckDB lets only one process write a file, and two projectors in one
+    process would fold the same events twice into it.
+    """
+
+    def __init__(self, store: EventStore, path: str | Path | None = None, *, batch_size: int = DEFAULT_BATCH,
+                 rebuild: bool = False) -> None:
+        """Open (or create) the projection at ``path`` over ``store`` and load its rows.
+
+        ``rebuild=True`` empties the projection first (its next :meth:`catch_up` folds the log
+        from position 1); use it for a file written with another layout or over another log.
+        Raises :class:`NotAProjection`, :class:`ProjectionBusy`, :class:`ProjectionSchemaMismatch`
+        or :class:`ProjectionLogMismatch` (whose messages say what to do).
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        self._store = store
+        self._batch = batch_size
+        self.path = None if path is None else Path(path)
+        self._lock = threading.RLock()
+        self._fold = Fold()
+        self._payloads = PayloadReader(store.registry, FIELDS)
+        self._position = 0
+        self._hash: bytes | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._con = _connect(self.path)
+        try:
+            self._open(rebuild)
+        except BaseException:
+            self._con.close()
+            raise
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def _open(self, rebuild: bool) -> None:
+        names = {r[0] for r in self._con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        where = self.path or "the in-memory projection"
+        if names and STATE_TABLE not in names:
+            raise NotAProjection(f"{where} is a DuckDB database but not an agent-council projection; "
+                                 "give the projector a new file")
+        if names and not rebuild:
+            version = self._con.execute(f"SELECT schema_version FROM {STATE_TABLE}").fetchone()
+            if version is None or version[0] != SCHEMA_VERSION:
+                found = "no" if version is None else version[0]
+                raise ProjectionSchemaMismatch(
+                    f"{where} has projection schema {found}, this agent-council writes schema {SCHEMA_VERSION}; "
+                    "open it with Projector(store, path, rebuild=True) to rebuild it from the log, or delete it")
+        if rebuild or not names:
+            self._reset()
+        self._reload()
+        self._check_log()
+
+    def _reset(self) -> None:
+        """Drop every read model and the checkpoint and create them empty, in one transaction."""
+        self._con.begin()
+        try:
+            for statement in (*drop_statements(), *create_statements()):
+                self._con.execute(statement)
+            self._con.execute(f"UPDATE {STATE_TABLE} SET store_url = ?", [self._store.url])
+            self._con.commit()
+        except BaseException:
+            self._con.rollback()
+            raise
+
+    def _reload(self) -> None:
+        """Make the fold and checkpoint exactly what the file holds (discarding anything not committed)."""
+        state = self._con.execute(f"SELECT position, last_hash FROM {STATE_TABLE}").fetchone()
+        if state is None:
+            raise NotAProjection(f"{self.path or 'the projection'} has lost its checkpoint; open it with "
+                                 "Projector(store, path, rebuild=True) to rebuild it from the log")
+        position, self._hash = state
+        self._fold.load(position, persist.load(self._con, TASKS, TaskRow), persist.load(self._con, REQUESTS, RequestRow),
+                        persist.load(self._con, AGENTS, AgentRow))
+        self._position = position
+
+    def _check_log(self) -> None:
+        """Refuse a log that does not hold the checkpoint's event with the hash it had when folded."""
+        if self._position == 0:
+            return
+        rows = list(self._store.scan_rows(self._position, self._position))
+        if not rows or rows[0][9] != self._hash:
+            problem = (f"ends at position {self._store.head()}" if not rows
+                       else f"holds a different event at position {self._position}")
+            raise ProjectionLogMismatch(
+                f"{self.path or 'the projection'} was folded up to position {self._position}, but the log at "
+                f"{self._store.url} {problem}: it is a different or truncated log; rebuild the projection from "
+                "this log with Projector(store, path, rebuild=True), or delete the file")
+
+    # -- following the log ----------------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """The checkpoint: the log position of the last event folded into the stored read models."""
+        return self._position
+
+    def catch_up(self, max_events: int | None = None) -> int:
+        """Fold the log from the checkpoint to its head (at most ``max_events``); return how many events.
+
+        Each batch is stored with its checkpoint atomically, so a crash at any moment leaves the
+        file at the end of a whole batch. Returns once every batch is stored. Raises
+        :class:`ProjectionLogMismatch` if the log is shorter than the checkpoint.
+        """
+        with self._lock:
+            self._check_open()
+            head = self._store.head()
+            if head < self._position:
+                self._check_log()
+            start = self._position
+            end = head if max_events is None else min(head, start + max(0, max_events))
+            folded = start
+            pending: Future[None] | None = None
+            try:
+                while folded < end:
+                    batch = self._fold_batch(folded + 1, min(end, folded + self._batch))
+                    if batch is None:
+                        break  # the log holds nothing past this point after all
+                    folded = batch.position
+                    # One batch is stored while the next is folded (DuckDB releases the GIL as it
+                    # writes); at most one is in flight, and they are stored in order.
+                    if pending is not None:
+                        pending.result()
+                    pending = self._writer().submit(self._store_batch, batch)
+                if pending is not None:
+                    pending.result()
+            except BaseException:
+                if pending is not None:
+                    wait([pending])
+                # The fold may hold events the file does not: forget them, so the next attempt
+                # folds them again from the stored checkpoint, once.
+                self._reload()
+                raise
+            return self._position - start
+
+    def _fold_batch(self, first: int, until: int) -> _Batch | None:
+        """Fold events ``first..until`` and take the rows they changed, as Arrow tables; None if none."""
+        fold = self._fold
+        reads, apply, decode = fold.reads, fold.apply_payload, self._payloads.decode
+        last = None
+        for row in self._store.scan_rows(first, until):
+            if row[4] in reads:
+                apply(row[0], row[4], row[6], decode(row[4], row[5], row[8]))
+            last = row
+        if last is None:
+            return None
+        fold.position = last[0]
+        changed = fold.take_changed()
+        # Copied into Arrow now: the fold goes on changing these rows while the batch is stored.
+        tables = [(TASKS, persist.to_arrow(TASKS, changed.tasks)), (REQUESTS, persist.to_arrow(REQUESTS, changed.requests)),
+                  (AGENTS, persist.to_arrow(AGENTS, changed.agents))]
+        return _Batch(tables, last[0], last[9])
+
+    def _store_batch(self, batch: _Batch) -> None:
+        """Store a folded batch's rows and its checkpoint in one transaction (on the writer thread)."""
+        # THE invariant: the rows changed by a batch's events and the checkpoint at its last event
+        # commit in ONE transaction. A crash before COMMIT leaves the file at the previous
+        # checkpoint with none of these changes, and reopening folds the batch again; a crash
+        # after leaves all of them and the new checkpoint. Either way no event is applied twice or
+        # skipped. Writing the checkpoint in a separate transaction, or the rows in several, would
+        # break this; so would storing batches out of order (catch_up waits for each in turn).
+        con = self._con
+        con.begin()
+        try:
+            for table, rows in batch.tables:
+                persist.upsert(con, table, rows)
+            con.execute(f"UPDATE {STATE_TABLE} SET position = ?, last_hash = ?", [batch.position, batch.hash])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        self._position, self._hash = batch.position, batch.hash
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector-writer")
+        return self._executor
+
+    def rebuild(self) -> int:
+        """Drop every read model and fold the whole log again from position 1; return how many events."""
+        with self._lock:
+            self._check_open()
+            self._reset()
+            self._reload()
+            return self.catch_up()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def query(self, sql: str) -> QueryResult:
+        """Run read-only ``sql`` (see :func:`projections.query.run_read_only`) on the read models."""
+        with self._lock:
+            self._check_open()
+            cursor = self._con.cursor()
+            try:
+                return run_read_only(cursor, sql, rollback=True)
+            finally:
+                cursor.close()
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the projection's database for a reader in this process (e.g. export); close it after.
+
+        It has the projector's settings (no file access, UTC). Writes through it are not checked
+        and are lost at the next rebuild; use :meth:`query` for anything a user typed.
+        """
+        self._check_open()
+        return self._con.cursor()
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the DuckDB connection; what was stored stays (the log is not touched)."""
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+            self._closed = True
+            self._con.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ProjectorClosed(f"the projector of {self.path or 'the in-memory projection'} is closed; "
+                                  "open a new Projector")
+
+    def __enter__(self) -> Projector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Projector({self._store.url!r}, {str(self.path) if self.path else None!r}, position={self._position})"
+
+
+def _connect(path: Path | None) -> duckdb.DuckDBPyConnection:
+    """A connection to the projection file (created if missing), set up by :func:`projections.query.configure`."""
+    if path is None:
+        return configure(duckdb.connect(":memory:"))
+    if path.is_dir():
+        raise NotAProjection(f"{path} is a directory; give the projector a file path, like {path}/projection.duckdb")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return configure(duckdb.connect(str(path)))
+    except duckdb.ConnectionException as exc:  # this process has the file open already, read-only
+        raise ProjectionBusy(f"{path} is open in this process already ({_first_line(exc)}); close that "
+                             "connection first") from None
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise ProjectionBusy(f"{path} is open in another process (a running projector?); stop it, or query "
+                                 "through it") from None
+        raise NotAProjection(f"{path} cannot be opened as a projection ({_first_line(exc)}); give a new file") from None
+    except duckdb.Error as exc:
+        raise NotAProjection(f"{path} cannot be opened as a projection ({_first_line(exc)}); give a new file") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,151 @@
+"""What each event does to its own row: one small function per event type the read models read.
+
+A step gets the row (a task's or an agent's), the event's payload and its recorded-at time in UTC
+microseconds, and changes the row as the event says. Steps never look at other rows: counts that
+span rows (a request's tasks, an agent's tasks in flight) are :class:`projections.fold.Fold`'s job.
+
+:data:`FIELDS` names the payload fields the steps read, per event type, so a reader can decode
+just those (:mod:`projections.payloads`); a step must read no other field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from projections.rows import AgentRow, RequestRow, TaskRow
+
+Payload = Any
+"""An event's payload: its catalogue class (``events.catalogue``), or a slim struct with the :data:`FIELDS` of its type."""
+
+TaskStep = Callable[[TaskRow, Payload, int], None]
+AgentStep = Callable[[AgentRow, Payload, int], None]
+
+FIELDS: dict[str, tuple[str, ...]] = {
+    "task.submitted": ("task_id", "request_id", "capability", "title", "priority", "max_attempts", "depends_on"),
+    "task.queued": ("task_id", "priority"),
+    "task.assigned": ("task_id", "agent_id", "attempt", "lease_expires_at"),
+    "task.started": ("task_id", "agent_id", "attempt"),
+    "task.completed": ("task_id", "agent_id", "attempt", "duration_s"),
+    "task.failed": ("task_id", "agent_id", "attempt", "error"),
+    "task.lease_expired": ("task_id", "agent_id", "lease_id", "attempt"),
+    "task.retried": ("task_id", "attempt", "not_before"),
+    "task.dead_lettered": ("task_id", "attempts", "last_error"),
+    "task.requeued": ("task_id",),
+    "agent.registered": ("agent_id", "role", "capabilities", "version", "slots", "epoch"),
+    "agent.heartbeat": ("agent_id", "epoch"),
+    "agent.unresponsive": ("agent_id",),
+    "agent.restarted": ("agent_id", "epoch"),
+    "agent.retired": ("agent_id",),
+    "request.submitted": ("request_id", "title", "priority", "submitted_by"),
+}
+"""The event types the read models read, and the payload fields read of each: a reader may decode just these."""
+
+
+def _us(seconds: float | None) -> int | None:
+    """Epoch seconds (as task payloads carry them) to integer microseconds."""
+    return None if seconds is None else round(seconds * 1_000_000)
+
+
+# -- one function per task event: change the row as the event says --------------------------------
+
+
+def _submitted(row: TaskRow, e: Payload, at: int) -> None:
+    row.request_id, row.capability, row.title = e.request_id, e.capability, e.title
+    row.priority, row.max_attempts, row.depends_on = e.priority, e.max_attempts, list(e.depends_on)
+    row.status, row.submitted_at, row.attempts_used = "submitted", at, 0
+
+
+def _queued(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.priority, row.queued_at = "queued", e.priority, at
+
+
+def _assigned(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.agent_id, row.attempt, row.assigned_at = "assigned", e.agent_id, e.attempt, at
+    row.lease_expires_at, row.started_at = _us(e.lease_expires_at), None
+    row.attempts_used += 1
+
+
+def _started(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.agent_id, row.attempt, row.started_at = "running", e.agent_id, e.attempt, at
+
+
+def _completed(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.agent_id, row.attempt, row.finished_at = "completed", e.agent_id, e.attempt, at
+    row.duration_s, row.lease_expires_at = e.duration_s, None
+
+
+def _failed(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.attempt, row.last_error, row.lease_expires_at = "failed", e.attempt, e.error, None
+    if e.agent_id is not None:
+        row.agent_id = e.agent_id
+
+
+def _lease_expired(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.agent_id, row.attempt, row.lease_expires_at = "failed", e.agent_id, e.attempt, None
+    row.last_error = f"lease {e.lease_id} of agent {e.agent_id} expired"
+
+
+def _retried(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.attempt, row.queued_at, row.not_before = "queued", e.attempt, at, _us(e.not_before)
+
+
+def _dead_lettered(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.attempts_used, row.last_error, row.finished_at = "dead_lettered", e.attempts, e.last_error, at
+    row.lease_expires_at = None
+
+
+def _requeued(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.queued_at, row.attempts_used = "queued", at, 0
+    row.finished_at = row.not_before = row.lease_expires_at = None
+
+
+# -- one function per agent event ------------------------------------------------------------------
+
+
+def _registered(row: AgentRow, e: Payload, at: int) -> None:
+    row.role, row.capabilities, row.version, row.slots = e.role, list(e.capabilities), e.version, e.slots
+    row.epoch, row.status, row.registered_at = e.epoch, "live", at
+
+
+def _heartbeat(row: AgentRow, e: Payload, at: int) -> None:
+    if row.epoch is not None and e.epoch < row.epoch:
+        return  # a fenced incarnation's heartbeat says nothing about the agent now
+    row.epoch, row.last_heartbeat = e.epoch, at
+    if row.status != "retired":
+        row.status = "live"
+
+
+def _unresponsive(row: AgentRow, e: Payload, at: int) -> None:
+    if row.status != "retired":
+        row.status = "unresponsive"
+
+
+def _restarted(row: AgentRow, e: Payload, at: int) -> None:
+    row.epoch, row.status = e.epoch, "live"
+
+
+def _retired(row: AgentRow, e: Payload, at: int) -> None:
+    row.status = "retired"
+
+
+# -- and the request's own event -------------------------------------------------------------------
+
+
+def request_submitted(row: RequestRow, e: Payload, at: int) -> None:
+    """``request.submitted``: what was asked, by whom, when (its counts are the fold's)."""
+    row.title, row.priority, row.submitted_by, row.submitted_at = e.title, e.priority, e.submitted_by, at
+
+
+TASK_STEPS: dict[str, TaskStep] = {
+    "task.submitted": _submitted, "task.queued": _queued, "task.assigned": _assigned, "task.started": _started,
+    "task.completed": _completed, "task.failed": _failed, "task.lease_expired": _lease_expired,
+    "task.retried": _retried, "task.dead_lettered": _dead_lettered, "task.requeued": _requeued,
+}
+"""The step of each task event type; every one's payload has a ``task_id``."""
+
+AGENT_STEPS: dict[str, AgentStep] = {
+    "agent.registered": _registered, "agent.heartbeat": _heartbeat, "agent.unresponsive": _unresponsive,
+    "agent.restarted": _restarted, "agent.retired": _retired,
+}
+"""The step of each agent event type; every one's payload has an ``agent_id``."""

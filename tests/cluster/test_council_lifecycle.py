@@ -1,0 +1,69 @@
+"""The council as a user runs it: `council up` on a local Ray, submit, status, sql, export, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def council(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COUNCIL_", "RAY_ADDRESS"))}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("council")
+    up = council("up", "--agents", "2", "--slots", "2", cwd=home)
+    try:
+        assert up.returncode == 0, up.stderr
+        yield home
+    finally:
+        council("down", "--stop-ray", cwd=home)
+
+
+@pytest.mark.slow
+def test_up_submit_status_sql_export_down(running: Path) -> None:
+    home = running
+    assert (home / ".council" / "events.db").exists()
+    done = council("submit", "sleep", "--inputs", '{"seconds": 0.1}', "--wait", cwd=home)
+    assert done.returncode == 0, done.stderr
+    task_id, outcome = done.stdout.split()
+    assert outcome == "completed"
+    failed = council("submit", "fail", "--inputs", '{"permanent": true}', "--wait", cwd=home)
+    assert failed.returncode == 1 and failed.stdout.split()[-1] == "dead_lettered"
+
+    status = council("status", cwd=home)
+    assert status.returncode == 0, status.stderr
+    assert "worker-1" in status.stdout and "worker-2" in status.stdout and "dead_lettered" in status.stdout
+
+    rows = council("sql", f"SELECT task_id, status, attempts_used FROM tasks WHERE task_id = '{task_id}'",
+                   "--format", "json", cwd=home)
+    assert rows.returncode == 0, rows.stderr
+    assert json.loads(rows.stdout) == {"task_id": task_id, "status": "completed", "attempts_used": 1}
+    refused = council("sql", "DELETE FROM tasks", cwd=home)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: only read-only statements run here")
+
+    exported = council("export", str(home / "parquet"), cwd=home)
+    assert exported.returncode == 0, exported.stderr
+    assert {p.name for p in (home / "parquet").iterdir()} >= {"tasks.parquet", "agents.parquet", "queue.parquet"}
+
+    bad = council("submit", "sleep", "--inputs", "{oops", cwd=home)
+    assert bad.returncode == 2 and "--inputs is not valid JSON" in bad.stderr
+
+    down = council("down", cwd=home)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    offline = council("sql", "SELECT count(*) AS n FROM tasks", "--format", "csv", cwd=home)
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.splitlines() == ["n", "2"]
+    assert council("verify", cwd=home).stdout.startswith("ok: ")

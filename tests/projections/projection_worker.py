@@ -1,0 +1,32 @@
+"""A projector in a process of its own, for the crash and lock tests.
+
+    python projection_worker.py STORE_URL PROJECTION_PATH follow BATCH   # catch up, printing the checkpoint
+    python projection_worker.py STORE_URL PROJECTION_PATH hold           # keep the file open until stdin closes
+
+Prints ``ready`` once the projector is open, then (``follow``) the checkpoint after every few
+batches until the log's head, then ``done``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from events import open_store
+from projections import Projector
+
+
+def main(url: str, path: str, mode: str, batch: str = "64") -> None:
+    store = open_store(url, create=False)
+    size = int(batch)
+    with Projector(store, path, batch_size=size) as projector:
+        print("ready", flush=True)
+        if mode == "hold":
+            sys.stdin.read()
+            return
+        while projector.catch_up(size * 4):
+            print(projector.position, flush=True)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
