@@ -21,8 +21,8 @@ from actors import names
 from actors.projector_actor import ProjectorActor
 from actors.store_client import StoreClient
 from cluster.runtime import connect
-from cluster.settings import Settings
-from cluster.system import DEFAULT_TEAM, AgentSpec, boot
+from cluster.settings import ConfigurationError, Settings
+from cluster.system import DEFAULT_TEAM, AgentSpec, boot, here
 from events import NO_STREAM, CouncilError, Metadata, NewEvent
 from events.catalogue import RequestSubmitted, TaskSubmitted
 from projections import QueryResult
@@ -51,13 +51,17 @@ class Council:
     def start(cls, settings: Settings | None = None, *, team: Sequence[AgentSpec] = DEFAULT_TEAM,
               dispatch: dict[str, Any] | None = None, ray_start: str = "in-process") -> Council:
         """Connect to Ray (starting it if needed) and boot the system's actors, or find them running."""
-        settings = settings or Settings.from_env()
+        settings = (settings or Settings.from_env()).absolute()
+        if settings.store.startswith("memory://"):
+            raise ConfigurationError("a memory:// store lives inside one process, but the council's actors are "
+                                     "many; give a file, like --store sqlite:///.council/events.db")
         connect(settings.address, start=ray_start)
         boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch)
         projection = settings.projection_path()
         projection.parent.mkdir(parents=True, exist_ok=True)
         projector = ProjectorActor.options(name=names.PROJECTOR, namespace=names.NAMESPACE, lifetime="detached",
-                                           get_if_exists=True, num_cpus=0).remote(settings.store, str(projection))
+                                           get_if_exists=True, num_cpus=0, scheduling_strategy=here(),
+                                           ).remote(settings.store, str(projection))
         ray.get(projector.pid.remote())
         return cls(settings)
 

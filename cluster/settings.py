@@ -31,6 +31,23 @@ class Settings(BaseModel):
     projections: str | None = Field(None, description="DuckDB file of the read models; default: beside the store")
     address: str | None = Field(None, description="Ray cluster address (auto, host:port, ray://host:port)")
 
+    def absolute(self) -> Settings:
+        """These settings with file paths made absolute against this process's directory.
+
+        Actors run in other processes, in other directories (on a cluster, a job's temporary
+        one): they must be given paths that mean the same file everywhere on this node.
+        """
+        store = self.store
+        if store.startswith("sqlite:///") and not store.startswith("sqlite:////"):
+            store = f"sqlite:///{Path(store.removeprefix('sqlite:///')).resolve()}"
+        elif "://" not in store:
+            store = f"sqlite:///{Path(store).resolve()}"
+        return self.model_copy(update={"store": store, "projections": str(self.with_store(store).projection_path().resolve())})
+
+    def with_store(self, store: str) -> Settings:
+        """A copy with another store URL."""
+        return self.model_copy(update={"store": store})
+
     def projection_path(self) -> Path:
         """Where the read models live: ``projections``, or ``projections.duckdb`` beside a SQLite store."""
         if self.projections:

@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 from pydantic import BaseModel, ConfigDict, Field
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import names
 from actors.agent import AgentActor
@@ -38,13 +39,18 @@ def _named(actor_class: Any, name: str, *args: Any, **options: Any) -> Any:
                                num_cpus=0, **options).remote(*args)
 
 
+def here() -> NodeAffinitySchedulingStrategy:
+    """Run on this driver's node: where the SQLite log and the DuckDB file are."""
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+
+
 def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[AgentSpec] = DEFAULT_TEAM,
          dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
     """Start (or find) the store, the dispatcher and the team; return their handles by name.
 
     Returns once every actor has finished its constructor, i.e. has recovered from the log.
     """
-    store = _named(StoreActor, names.STORE, store_url, max_event_bytes)
+    store = _named(StoreActor, names.STORE, store_url, max_event_bytes, scheduling_strategy=here())
     ray.get(store.head.remote())
     handles: dict[str, Any] = {names.STORE: store}
     for spec in team:
