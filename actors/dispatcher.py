@@ -20,7 +20,7 @@ from ray.exceptions import RayActorError, RayError
 from actors import names
 from actors.dispatch import DispatchSettings, DispatchState, decide
 from actors.store_client import StoreClient
-from events import AppendResult, CouncilError
+from events import AppendResult, CouncilError, EventStore, open_store
 from events.catalogue import TaskAssigned, TaskLeaseExpired
 
 _PAGE = 5000
@@ -29,8 +29,9 @@ _PAGE = 5000
 class DispatchLoop:
     """Catch up, decide, append, deliver — until stopped. Runs in its own thread."""
 
-    def __init__(self, client: StoreClient, settings: DispatchSettings) -> None:
+    def __init__(self, client: StoreClient, settings: DispatchSettings, reader: EventStore | None = None) -> None:
         self.client, self.settings = client, settings
+        self.reader = reader  # the log file itself, when this process can open it: reads skip the store actor
         self.state = DispatchState()
         self.rounds = 0
         self.assigned = 0
@@ -41,7 +42,8 @@ class DispatchLoop:
     def catch_up(self) -> None:
         """Fold every event after the state's position."""
         while True:
-            events = self.client.read_all(self.state.position + 1, _PAGE)
+            source = self.reader if self.reader is not None else self.client
+            events = source.read_all(self.state.position + 1, _PAGE)
             for event in events:
                 self.state.evolve(event)
             if len(events) < _PAGE:
@@ -131,8 +133,9 @@ class DispatchLoop:
 class DispatcherActor:
     """Runs a :class:`DispatchLoop` in a thread from the moment it is created (or restarted)."""
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        self.loop = DispatchLoop(StoreClient(), DispatchSettings(**(settings or {})))
+    def __init__(self, settings: dict[str, Any] | None = None, store_url: str | None = None) -> None:
+        reader = open_store(store_url, create=False) if store_url and store_url.startswith("sqlite:") else None
+        self.loop = DispatchLoop(StoreClient(), DispatchSettings(**(settings or {})), reader)
         self.loop.catch_up()  # recovery: the whole state, from the log, before anything else
         self._thread = threading.Thread(target=self.loop.run, daemon=True, name="dispatch")
         self._thread.start()

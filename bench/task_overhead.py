@@ -6,7 +6,7 @@ What it measures
       over the time from the first submission until the last task shows as completed there.
     * **ours, latency**: tasks submitted one at a time at a steady rate (default 50/s); each
       one's latency is from just before its submission until the driver sees it completed in the
-      ``tasks`` table (polled every 2 ms through the projector). p50 and p99.
+      ``tasks`` table (polled every 3 ms through the projector). p50 and p99.
     * **peer**: the same number of calls to a bare Ray actor method that does nothing — all at once
       for throughput, one at a time for latency.
 
@@ -65,7 +65,7 @@ class Visibility:
             for task_id, position in rows.rows:
                 self.seen.setdefault(task_id, now)
                 self._position = max(self._position, position)
-            time.sleep(0.002)
+            time.sleep(0.003)
 
     def wait(self, ids: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout

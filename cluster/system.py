@@ -57,7 +57,8 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
         handles[names.agent(spec.agent_id)] = _named(
             AgentActor, names.agent(spec.agent_id), spec.agent_id, spec.role, list(spec.capabilities), spec.slots,
             max_concurrency=spec.slots + 4)
-    handles[names.DISPATCHER] = _named(DispatcherActor, names.DISPATCHER, dispatch or {})
+    handles[names.DISPATCHER] = _named(DispatcherActor, names.DISPATCHER, dispatch or {}, store_url,
+                                       scheduling_strategy=here())
     ray.get([h.pid.remote() for h in handles.values()])
     return handles
 
