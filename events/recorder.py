@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -25,6 +25,8 @@ EncodedEvent = tuple[bytes, str, int, bytes, bytes]
 """A validated event ready to store: ``(event_id, type, schema_version, metadata bytes, payload bytes)``.
 
 A plain tuple, not a class: one is built per event on the append path, where every allocation shows."""
+
+_SCAN_PAGE = 5000
 
 AppendRequest = tuple[str, ExpectedVersion, Sequence[EncodedEvent]]
 """One append of a group: stream, expected version, batch."""
@@ -85,6 +87,19 @@ class Recorder(abc.ABC):
         self, from_position: int, limit: int | None, types: Sequence[str] | None, until: int | None
     ) -> list[Row]:
         """Rows from ``from_position`` to ``until`` (both inclusive), in position order, of ``types`` if given."""
+
+    def scan(self, from_position: int, until: int | None) -> Iterator[Row]:
+        """Rows from ``from_position`` to ``until`` (inclusive), in order, for long sequential reads.
+
+        Backends override this when they can stream more cheaply than repeated :meth:`read_all`.
+        """
+        position = from_position
+        while True:
+            rows = self.read_all(position, _SCAN_PAGE, None, until)
+            yield from rows
+            if len(rows) < _SCAN_PAGE:
+                return
+            position = rows[-1][0] + 1
 
     @abc.abstractmethod
     def head(self) -> int:

@@ -321,13 +321,24 @@ class SqliteRecorder(Recorder):
                 return rows[:limit]
         return rows
 
-    def _pages(self, sql: str, params: tuple[object, ...], start: int) -> Iterator[tuple]:
+    def scan(self, from_position: int, until: int | None) -> Iterator[Row]:
+        end = until if until is not None else 2**62
+        for commit in self._pages(
+            f"SELECT last_position, {_COMMIT_COLUMNS} FROM commits WHERE last_position >= ? "
+            "ORDER BY last_position LIMIT ?", (), from_position, first=_PAGE
+        ):
+            first = commit[2]
+            if first > end:
+                return
+            yield from _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
+
+    def _pages(self, sql: str, params: tuple[object, ...], start: int, first: int = 8) -> Iterator[tuple]:
         """Commits in key order from ``start`` (the first column is the key), in pages that grow.
 
         Small first pages keep a short read from fetching commits it will not use; later pages
         grow to ``_PAGE`` so a long read makes few queries.
         """
-        size = 8
+        size = first
         while True:
             page = self._query(sql, (*params, start, size))
             yield from page

@@ -242,14 +242,8 @@ class EventStore:
     # -- the ledger -------------------------------------------------------------------------
 
     def scan_rows(self, from_position: int = 1, until: int | None = None) -> Iterator[Row]:
-        """The raw ledger rows (see :mod:`events.ledger`) from ``from_position`` to ``until``, in batches."""
-        position = from_position
-        while True:
-            rows = self._recorder.read_all(position, _SCAN_BATCH, None, until)
-            yield from rows
-            if len(rows) < _SCAN_BATCH:
-                return
-            position = rows[-1][0] + 1
+        """The raw ledger rows (see :mod:`events.ledger`) from ``from_position`` to ``until``, streamed in order."""
+        return self._recorder.scan(from_position, until)
 
     def verify(self) -> VerifyReport:
         """Re-derive every hash of the log and its Merkle root; report the first position that fails."""
