@@ -106,6 +106,21 @@ def submit(
 
 
 @app.command()
+def requeue(
+    task_id: Annotated[str, typer.Argument(help="A dead-lettered task (see: council sql \"SELECT * FROM dead_letters\").")],
+    reason: Annotated[str, typer.Option(help="Why it may succeed now.")] = "",
+    store: StoreOption = None,
+    address: AddressOption = None,
+) -> None:
+    """Put a dead-lettered task back in its queue with a fresh set of attempts."""
+    from cluster.driver import Council
+
+    quiet_ray()
+    Council.connect(settings_for(store, address)).requeue(task_id, reason)
+    out.print(f"requeued {task_id}")
+
+
+@app.command()
 def watch(
     store: StoreOption = None,
     address: AddressOption = None,

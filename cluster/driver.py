@@ -24,7 +24,7 @@ from cluster.runtime import connect
 from cluster.settings import ConfigurationError, Settings
 from cluster.system import DEFAULT_TEAM, AgentSpec, boot, here
 from events import NO_STREAM, CouncilError, Metadata, NewEvent
-from events.catalogue import RequestSubmitted, TaskSubmitted
+from events.catalogue import RequestSubmitted, TaskRequeued, TaskSubmitted
 from projections import QueryResult
 
 TERMINAL = ("task.completed", "task.dead_lettered")
@@ -32,6 +32,10 @@ TERMINAL = ("task.completed", "task.dead_lettered")
 
 class CouncilNotRunning(CouncilError):
     """No council runs where this driver looked."""
+
+
+class NotDeadLettered(CouncilError):
+    """A requeue named a task that is not in the dead-letter queue."""
 
 
 class Council:
@@ -137,6 +141,18 @@ class Council:
                 raise TimeoutError(f"{len(open_ids)} of {len(open_ids) + len(done)} tasks still open after {timeout:.0f} s")
             self.store.wait_for(position, timeout=min(remaining, 1.0))
         return done
+
+    def requeue(self, task_id: str, reason: str = "") -> None:
+        """Put a dead-lettered task back in its queue with a fresh set of attempts."""
+        history = self.store.read_stream(f"task-{task_id}")
+        if not history:
+            raise NotDeadLettered(f"there is no task {task_id!r}; list dead letters with "
+                                  "`council sql \"SELECT * FROM dead_letters\"`")
+        last = history[-1]
+        if last.type != "task.dead_lettered":
+            raise NotDeadLettered(f"task {task_id!r} is not dead-lettered (its last event is {last.type}); "
+                                  "only dead-lettered tasks can be requeued")
+        self.store.append(f"task-{task_id}", [TaskRequeued(task_id=task_id, reason=reason)], last.stream_version)
 
     def _mark(self) -> None:
         if self._since is None:

@@ -58,6 +58,15 @@ def test_up_submit_status_sql_export_down(running: Path) -> None:
     assert exported.returncode == 0, exported.stderr
     assert {p.name for p in (home / "parquet").iterdir()} >= {"tasks.parquet", "agents.parquet", "queue.parquet"}
 
+    dead = json.loads(council("sql", "SELECT task_id FROM dead_letters", "--format", "json", cwd=home).stdout)
+    again = council("requeue", dead["task_id"], "--reason", "try once more", cwd=home)
+    assert again.returncode == 0 and again.stdout.strip() == f"requeued {dead['task_id']}"
+    not_dead = council("requeue", task_id, cwd=home)
+    assert not_dead.returncode == 2 and "is not dead-lettered" in not_dead.stderr
+
+    watched = council("watch", "--duration", "1", "--interval", "0.5", cwd=home)
+    assert watched.returncode == 0 and "queues" in watched.stdout and "worker-1" in watched.stdout
+
     bad = council("submit", "sleep", "--inputs", "{oops", cwd=home)
     assert bad.returncode == 2 and "--inputs is not valid JSON" in bad.stderr
 
@@ -66,4 +75,6 @@ def test_up_submit_status_sql_export_down(running: Path) -> None:
     offline = council("sql", "SELECT count(*) AS n FROM tasks", "--format", "csv", cwd=home)
     assert offline.returncode == 0, offline.stderr
     assert offline.stdout.splitlines() == ["n", "2"]
+    requeued = council("events", "--type", "task.requeued", "--json", cwd=home)
+    assert json.loads(requeued.stdout)["payload"]["reason"] == "try once more"
     assert council("verify", cwd=home).stdout.startswith("ok: ")
