@@ -87,3 +87,27 @@ def test_killing_the_store_actor_loses_and_duplicates_nothing(store_url) -> None
         ids = [e.event_id for e in s.read_all()]
         assert s.verify().ok
     assert sorted(ids) == sorted(e.event_id for e in planned)  # each exactly once
+
+
+def test_appends_from_many_threads_share_calls_and_each_gets_its_own_answer(store_url) -> None:  # type: ignore[no-untyped-def]
+    url, handle = store_url
+    client = StoreClient(handle)
+    client.append("taken", [TaskQueued(task_id="x", priority=1)])
+    outcomes: dict[int, object] = {}
+
+    def worker(n: int) -> None:
+        stream = "taken" if n % 10 == 0 else f"s{n}"
+        try:
+            outcomes[n] = client.append(stream, [TaskQueued(task_id=str(n), priority=1)], NO_STREAM)
+        except ConcurrencyError as exc:
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    refused = sorted(n for n, o in outcomes.items() if isinstance(o, ConcurrencyError))
+    assert refused == list(range(0, 60, 10))  # exactly the appends to the taken stream
+    with open_store(url) as s:
+        assert s.head() == 1 + 54 and s.verify().ok
