@@ -8,10 +8,11 @@ and exits 2.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from cluster.settings import Settings
 from events import EventStore, open_store
@@ -36,6 +37,16 @@ AddressOption = Annotated[
     typer.Option("--address", help="Ray cluster address: auto, host:port or ray://host:port. [env: COUNCIL_ADDRESS]",
                  show_default=False),
 ]
+
+
+def result_table(result: Any, title: str | None = None) -> Table:
+    """A query result (columns and rows) as a rich table; NULL shows as an empty cell."""
+    table = Table(title=title, title_justify="left")
+    for column in result.columns:
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
 
 
 def quiet_ray() -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, settings_for
+from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, result_table, settings_for
 from cluster.settings import Settings
 
 
@@ -34,12 +33,7 @@ def sql(
         writer.writerow(result.columns)
         writer.writerows(result.rows)
     else:
-        table = Table()
-        for column in result.columns:
-            table.add_column(column)
-        for row in result.rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        out.print(table)
+        out.print(result_table(result))
 
 
 @app.command()

@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, settings_for
+from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, result_table, settings_for
 from events import CouncilError
 
 
@@ -154,13 +154,4 @@ def _status_tables(council: Any) -> list[Table]:
         "recent failures": ("SELECT task_id, capability, status, attempts_used, last_error FROM tasks "
                             "WHERE status IN ('failed', 'dead_lettered') ORDER BY finished_at DESC NULLS LAST LIMIT 5"),
     }
-    tables = []
-    for title, sql in queries.items():
-        result = council.sql(sql)
-        table = Table(title=title, title_justify="left")
-        for column in result.columns:
-            table.add_column(column)
-        for row in result.rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        tables.append(table)
-    return tables
+    return [result_table(council.sql(sql), title) for title, sql in queries.items()]

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import msgspec
 
-import events.catalogue  # noqa: F401  (registers the vocabulary)
+from events import catalogue as _catalogue  # noqa: F401  (registers the vocabulary)
 from events import merkle
 from events.envelope import ANY, NO_METADATA, AppendResult, Expect, ExpectedVersion, Metadata, NewEvent, RecordedEvent
 from events.errors import CorruptLog, CouncilError, EventTooLarge, InvalidAppend, InvalidStoreUrl, InvalidStreamName, LedgerError

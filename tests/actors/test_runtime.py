@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 
 from actors import names
 from actors.store_client import StoreClient
