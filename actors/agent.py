@@ -1,7 +1,7 @@
 """Agents: event-sourced Ray actors that register, send heartbeats and carry out leased tasks.
 
-The plain part (:class:`AgentLife`) folds the agent's own stream — registration, restarts,
-heartbeats — into its epoch and stream version and decides what a starting incarnation appends.
+The plain part (:class:`AgentLifecycle`, an :mod:`actors.eventsourced` behaviour) decides and
+evolves the agent's own stream — registration, restarts with a new epoch, heartbeats.
 The Ray shell replays that stream in its constructor (so calls that arrive during recovery wait,
 as Ray delivers none before the constructor returns), claims a new epoch, and then runs tasks.
 
@@ -17,19 +17,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
+from actors.eventsourced import Entity, Fenced
 from actors.skills import BUILTIN, PermanentFailure, Skill
 from actors.store_client import StoreClient
-from events import NO_STREAM, CouncilError, Event, RecordedEvent
+from events import CouncilError, Event
 from events.catalogue import (
     AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
+    AgentRetired,
     TaskCompleted,
     TaskFailed,
     TaskStarted,
@@ -37,31 +38,57 @@ from events.catalogue import (
 from events.errors import ConcurrencyError
 
 
-@dataclass
-class AgentLife:
-    """An agent's identity over its incarnations, folded from its stream."""
+@dataclass(frozen=True)
+class Life:
+    """An agent's identity over its incarnations."""
 
-    agent_id: str
     epoch: int = 0
-    version: int = 0
     retired: bool = False
 
-    def evolve(self, event: RecordedEvent) -> None:
-        """Fold one event of the agent's stream."""
-        self.version = event.stream_version
-        payload = event.payload
-        if event.type in ("agent.registered", "agent.restarted"):
-            self.epoch = max(self.epoch, payload.epoch)
-        elif event.type == "agent.retired":
-            self.retired = True
 
-    def start(self, role: str, capabilities: Sequence[str], version: str, slots: int) -> list[Event]:
-        """The events a new incarnation appends: a registration, or a restart with the next epoch."""
-        registration = AgentRegistered(agent_id=self.agent_id, role=role, capabilities=list(capabilities),
-                                       version=version, slots=slots, epoch=self.epoch + 1)
-        if self.epoch == 0 or self.retired:
+@dataclass(frozen=True)
+class Start:
+    """Command: a new incarnation starts with this description."""
+
+    role: str
+    capabilities: tuple[str, ...]
+    version: str
+    slots: int
+
+
+@dataclass(frozen=True)
+class Beat:
+    """Command: say the agent is alive and how many tasks it holds."""
+
+    in_flight: int
+
+
+class AgentLifecycle:
+    """The behaviour of an agent's own stream: registration, restarts with new epochs, heartbeats."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        self.stream = f"agent-{agent_id}"
+
+    def initial(self) -> Life:
+        return Life()
+
+    def decide(self, state: Life, command: Start | Beat) -> list[Event]:
+        if isinstance(command, Beat):
+            return [AgentHeartbeat(agent_id=self.agent_id, epoch=state.epoch, in_flight=command.in_flight)]
+        registration = AgentRegistered(agent_id=self.agent_id, role=command.role,
+                                       capabilities=list(command.capabilities), version=command.version,
+                                       slots=command.slots, epoch=state.epoch + 1)
+        if state.epoch == 0 or state.retired:
             return [registration]
-        return [AgentRestarted(agent_id=self.agent_id, epoch=self.epoch + 1, reason="new incarnation"), registration]
+        return [AgentRestarted(agent_id=self.agent_id, epoch=state.epoch + 1, reason="new incarnation"), registration]
+
+    def evolve(self, state: Life, event: Event) -> Life:
+        if isinstance(event, AgentRegistered | AgentRestarted):
+            return Life(max(state.epoch, event.epoch), retired=False)
+        if isinstance(event, AgentRetired):
+            return Life(state.epoch, retired=True)
+        return state
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -75,12 +102,10 @@ class AgentActor:
         self.client = StoreClient()
         self.skills: dict[str, Skill] = {c: BUILTIN[(skills or {}).get(c, c)] for c in capabilities
                                          if (skills or {}).get(c, c) in BUILTIN}
-        life = AgentLife(agent_id)
-        for event in self.client.read_stream(self.stream):
-            life.evolve(event)
-        result = self.client.append(self.stream, life.start(role, capabilities, version, slots),
-                                    life.version if life.version else NO_STREAM)
-        self.epoch, self.version = life.epoch + 1, result.stream_version
+        # Recovery: the agent's own stream, replayed before any call is served; then a new epoch.
+        self.life: Entity[Life, Start | Beat] = Entity(AgentLifecycle(agent_id), self.client.read_stream(self.stream))
+        self.life.handle(Start(role, tuple(capabilities), version, slots), self.client.append)
+        self.epoch = self.life.state.epoch
         self.in_flight: set[str] = set()
         self.fenced = False
         self._lock = threading.Lock()
@@ -91,10 +116,10 @@ class AgentActor:
         while not self.fenced:
             time.sleep(every)
             with self._lock:
-                beat = AgentHeartbeat(agent_id=self.agent_id, epoch=self.epoch, in_flight=len(self.in_flight))
+                beat = Beat(len(self.in_flight))
             try:
-                self.version = self.client.append(self.stream, [beat], self.version).stream_version
-            except ConcurrencyError:
+                self.life.handle(beat, self.client.append)
+            except Fenced:
                 self.fenced = True  # a newer incarnation owns this agent now
             except CouncilError:
                 continue  # the store is away; the next beat tries again
