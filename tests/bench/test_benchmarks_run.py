@@ -23,3 +23,13 @@ def test_store_append_benchmark_runs_and_verifies() -> None:
     assert set(rows) == {"1", "100"}
     assert "verification: ok" in out.stdout
     assert "target 'at batch size 100" in out.stdout
+
+
+def test_projection_catchup_benchmark_runs_and_verifies() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "projection_catchup.py"), "--events", "3000", "--repeat", "1",
+         "--peer-seconds", "1", "--batch", "1000"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "verification: ok" in out.stdout and "ratio ours / naive" in out.stdout
