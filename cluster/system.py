@@ -11,13 +11,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import names
 from actors.agent import AgentActor
 from actors.dispatcher import DispatcherActor
+from actors.skills import BUILTIN
 from actors.store_actor import StoreActor
+from events import CouncilError
+
+
+class CouncilAlreadyRunning(CouncilError):
+    """A council with another log already runs on this Ray cluster."""
 
 
 class AgentSpec(BaseModel):
@@ -29,6 +35,16 @@ class AgentSpec(BaseModel):
     role: str = "worker"
     capabilities: tuple[str, ...] = ("noop", "echo", "sleep", "fail")
     slots: int = Field(4, ge=1, le=256)
+
+    @field_validator("capabilities")
+    @classmethod
+    def _skills_exist(cls, capabilities: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in capabilities if c not in BUILTIN]
+        if unknown:
+            raise ValueError(f"no skill for {', '.join(unknown)}; agents can do: {', '.join(sorted(BUILTIN))}")
+        if not capabilities:
+            raise ValueError("an agent needs at least one capability")
+        return capabilities
 
 
 DEFAULT_TEAM = (AgentSpec(agent_id="worker-1"), AgentSpec(agent_id="worker-2"))
@@ -51,7 +67,10 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
     Returns once every actor has finished its constructor, i.e. has recovered from the log.
     """
     store = _named(StoreActor, names.STORE, store_url, max_event_bytes, scheduling_strategy=here())
-    ray.get(store.head.remote())
+    running_url = ray.get(store.url.remote())
+    if running_url != store_url:
+        raise CouncilAlreadyRunning(f"a council is already running on this Ray cluster with the log {running_url}, "
+                                    f"not {store_url}; use that store, or stop it first with `council down`")
     handles: dict[str, Any] = {names.STORE: store}
     for spec in team:
         handles[names.agent(spec.agent_id)] = _named(

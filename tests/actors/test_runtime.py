@@ -115,3 +115,19 @@ def assert_projection_equals_a_rebuild(url: str, projector) -> None:  # type: ig
                 live = ask(projector.query, sql)
                 assert live.rows == fresh.query(sql).rows, f"{name} differs from a rebuild"
                 assert live.rows or name in ("dead_letters", "requests"), f"{name} is empty"
+
+
+def test_a_second_council_with_another_log_is_refused(system, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cluster.system import CouncilAlreadyRunning
+
+    url, _, _ = system
+    with pytest.raises(CouncilAlreadyRunning, match="already running on this Ray cluster with the log"):
+        boot(f"sqlite:///{tmp_path / 'other.db'}", team=[])
+    assert boot(url, team=[])  # the same log: the running actors are found, not duplicated
+
+
+def test_an_agent_without_a_skill_for_its_capability_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="no skill for code.generate; agents can do: echo, fail, noop, sleep"):
+        AgentSpec(agent_id="a", capabilities=("code.generate",))
