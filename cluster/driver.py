@@ -18,11 +18,10 @@ from typing import Any
 import ray
 
 from actors import names
-from actors.projector_actor import ProjectorActor
 from actors.store_client import StoreClient
 from cluster.runtime import connect
 from cluster.settings import ConfigurationError, Settings
-from cluster.system import DEFAULT_TEAM, AgentSpec, boot, here
+from cluster.system import DEFAULT_TEAM, AgentSpec, boot
 from events import NO_STREAM, CouncilError, Metadata, NewEvent
 from events.catalogue import RequestSubmitted, TaskRequeued, TaskSubmitted
 from projections import QueryResult
@@ -60,13 +59,8 @@ class Council:
             raise ConfigurationError("a memory:// store lives inside one process, but the council's actors are "
                                      "many; give a file, like --store sqlite:///.council/events.db")
         connect(settings.address, start=ray_start)
-        boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch)
-        projection = settings.projection_path()
-        projection.parent.mkdir(parents=True, exist_ok=True)
-        projector = ProjectorActor.options(name=names.PROJECTOR, namespace=names.NAMESPACE, lifetime="detached",
-                                           get_if_exists=True, num_cpus=0, scheduling_strategy=here(),
-                                           ).remote(settings.store, str(projection))
-        ray.get(projector.pid.remote())
+        boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch,
+             projections=str(settings.projection_path()))
         return cls(settings)
 
     @classmethod

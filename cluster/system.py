@@ -1,4 +1,4 @@
-"""Booting and stopping the system's actors on Ray: the store, the dispatcher, the agents.
+"""Booting and stopping the system's actors on Ray: the store, the agents, the dispatcher, the projector.
 
 Every long-lived actor is named and detached in the ``council`` namespace (rule 6): a driver
 that exits leaves them running, and the next one finds them by name. Booting is idempotent:
@@ -8,6 +8,7 @@ an actor that already runs is reused, not duplicated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -17,6 +18,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors import names
 from actors.agent import AgentActor
 from actors.dispatcher import DispatcherActor
+from actors.projector_actor import ProjectorActor
 from actors.skills import BUILTIN
 from actors.store_actor import StoreActor
 from events import CouncilError
@@ -61,10 +63,11 @@ def here() -> NodeAffinitySchedulingStrategy:
 
 
 def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[AgentSpec] = DEFAULT_TEAM,
-         dispatch: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Start (or find) the store, the dispatcher and the team; return their handles by name.
+         dispatch: dict[str, Any] | None = None, projections: str | None = None) -> dict[str, Any]:
+    """Start (or find) the store, the team, the dispatcher and, given a DuckDB path, the projector.
 
-    Returns once every actor has finished its constructor, i.e. has recovered from the log.
+    Returns their handles by name once every actor has finished its constructor, i.e. has
+    recovered from the log.
     """
     store = _named(StoreActor, names.STORE, store_url, max_event_bytes, scheduling_strategy=here())
     running_url = ray.get(store.url.remote())
@@ -78,6 +81,10 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
             max_concurrency=spec.slots + 4)
     handles[names.DISPATCHER] = _named(DispatcherActor, names.DISPATCHER, dispatch or {}, store_url,
                                        scheduling_strategy=here())
+    if projections is not None:
+        Path(projections).parent.mkdir(parents=True, exist_ok=True)
+        handles[names.PROJECTOR] = _named(ProjectorActor, names.PROJECTOR, store_url, projections,
+                                          scheduling_strategy=here())
     ray.get([h.pid.remote() for h in handles.values()])
     return handles
 

@@ -11,8 +11,7 @@ import pytest
 
 from actors import names
 from actors.store_client import StoreClient
-from actors.projector_actor import ProjectorActor
-from cluster.system import AgentSpec, boot, here, shutdown
+from cluster.system import AgentSpec, boot, shutdown
 from projections import Projector
 from conftest import ask, sigkill, wait_until
 from events import NO_STREAM, open_store
@@ -23,10 +22,8 @@ from events.catalogue import TaskSubmitted
 def system(tmp_path: Path, ray_instance: None):  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'events.db'}"
     team = [AgentSpec(agent_id="a1", slots=4), AgentSpec(agent_id="a2", slots=4)]
-    handles = boot(url, team=team, dispatch={"heartbeat_timeout": 6, "lease": 30, "backoff_base": 0.1})
-    handles[names.PROJECTOR] = ProjectorActor.options(
-        name=names.PROJECTOR, namespace=names.NAMESPACE, lifetime="detached", num_cpus=0, scheduling_strategy=here(),
-    ).remote(url, str(tmp_path / "projections.duckdb"))
+    handles = boot(url, team=team, dispatch={"heartbeat_timeout": 6, "lease": 30, "backoff_base": 0.1},
+                   projections=str(tmp_path / "projections.duckdb"))
     yield url, handles, StoreClient()
     shutdown([names.DISPATCHER, names.PROJECTOR, names.STORE, names.agent("a1"), names.agent("a2")])
 
