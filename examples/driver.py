@@ -41,7 +41,8 @@ def main() -> int:
     result = council.sql(f"SELECT status, count(*) AS tasks FROM tasks WHERE request_id = '{request_id}' GROUP BY ALL")
     for row in result.rows:
         print(f"  {row[0]:<14} {row[1]}")
-    print(council.sql("SELECT * FROM queue ORDER BY priority").rows)
+    queues = council.sql("SELECT priority, depth FROM queue ORDER BY priority").rows
+    print("queues now: " + ", ".join(f"P{p} {depth}" for p, depth in queues))
     council.close()
     return 0
 
