@@ -34,7 +34,6 @@ _METADATA_DECODER = msgspec.json.Decoder(Metadata)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BIN16 = b"\xc4\x10"  # MessagePack's header for 16 bytes of binary: msgspec then builds the UUID in C
 _uuid = msgspec.msgpack.Decoder(UUID).decode
-_SCAN_BATCH = 5000
 
 
 def open_store(url: str, *, create: bool = True, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
@@ -249,17 +248,10 @@ class EventStore:
         """Re-derive every hash of the log and its Merkle root; report the first position that fails."""
         head = self.head()
         verifier = LedgerVerifier()
-        position = 1
-        while position <= head:
-            try:
-                rows = self._recorder.read_all(position, _SCAN_BATCH, None, head)
-            except CorruptLog as exc:  # check what comes before the damage, then report the damage
-                if exc.position > position:
-                    verifier.feed(self._recorder.read_all(position, None, None, exc.position - 1))
-                return verifier.report(head, broken=(exc.position, exc.problem))
-            if not rows or not verifier.feed(rows):
-                break
-            position = rows[-1][0] + 1
+        try:
+            verifier.feed(self._recorder.scan(1, head))  # stops at the first failure
+        except CorruptLog as exc:  # the rows before the damage were fed; report the damage
+            return verifier.report(head, broken=(exc.position, exc.problem))
         return verifier.report(head)
 
     def leaf_hashes(self, size: int | None = None) -> list[bytes]:
