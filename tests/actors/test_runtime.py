@@ -13,7 +13,7 @@ from actors import names
 from actors.store_client import StoreClient
 from cluster.system import AgentSpec, boot, shutdown
 from projections import Projector
-from conftest import ask, sigkill, wait_until
+from ray_support import ask, sigkill, wait_until
 from events import NO_STREAM, open_store
 from events.catalogue import TaskSubmitted
 

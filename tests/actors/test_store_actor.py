@@ -12,7 +12,7 @@ import ray
 from actors import names
 from actors.store_actor import StoreActor
 from actors.store_client import StoreClient
-from conftest import ask, sigkill
+from ray_support import ask, sigkill
 from events import NO_STREAM, NewEvent, open_store
 from events.catalogue import TaskQueued, TaskSubmitted
 from events.errors import ConcurrencyError
