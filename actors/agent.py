@@ -124,11 +124,10 @@ class AgentActor:
             except CouncilError:
                 continue  # the store is away; the next beat tries again
 
-    def run(self, task_id: str, lease_id: str, attempt: int, capability: str, inputs: dict[str, Any],
-            version: int) -> str:
-        """Carry out task ``task_id`` under lease ``lease_id``; return how it ended.
+    def run(self, task_id: str, attempt: int, capability: str, inputs: dict[str, Any], version: int) -> str:
+        """Carry out attempt ``attempt`` of task ``task_id``; return how it ended.
 
-        ``version`` is the task stream's version at the lease. Every append expects the stream
+        ``version`` is the task stream's version at the lease: it, not a lease id, is the fence. Every append expects the stream
         to be where this agent last left it, so if the lease was taken back in the meantime
         (expired, or given to another agent) this agent's report is refused and counts for
         nothing: "lost" is returned.

@@ -10,7 +10,7 @@ import msgspec
 import typer
 
 from cluster.cli_app import StoreOption, app, open_log, out
-from events import RecordedEvent
+from events import RecordedEvent, VerifyReport
 
 
 @app.command()
@@ -43,13 +43,12 @@ def verify(store: StoreOption = None) -> None:
         raise typer.Exit(1)
 
 
-def _print_verify(report: msgspec.Struct) -> None:
-    r = report
-    if r.ok:  # type: ignore[attr-defined]
-        out.print(f"ok: {r.checked} events checked, head {r.head}, root {r.root.hex()}")  # type: ignore[attr-defined]
+def _print_verify(report: VerifyReport) -> None:
+    if report.ok:
+        out.print(f"ok: {report.checked} events checked, head {report.head}, root {report.root.hex()}")
     else:
-        out.print(f"[red]FAILED[/] at position {r.failed_position}: {r.problem} "  # type: ignore[attr-defined]
-                  f"({r.checked} events before it are intact, head {r.head})")  # type: ignore[attr-defined]
+        out.print(f"[red]FAILED[/] at position {report.failed_position}: {report.problem} "
+                  f"({report.checked} events before it are intact, head {report.head})")
 
 
 @app.command()
