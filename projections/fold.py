@@ -184,10 +184,14 @@ class Fold:
 
     def take_changed(self) -> Changed:
         """The rows changed since the last call (each once, in no particular order); forget them."""
-        changed = Changed([self.tasks[k] for k in self._dirty_tasks], [self.requests[k] for k in self._dirty_requests],
-                          [self.agents[k] for k in self._dirty_agents])
+        changed = self.peek_changed()
         self._dirty_tasks, self._dirty_requests, self._dirty_agents = set(), set(), set()
         return changed
+
+    def peek_changed(self) -> Changed:
+        """The rows :meth:`take_changed` would return now, without forgetting them (the live rows, not copies)."""
+        return Changed([self.tasks[k] for k in self._dirty_tasks], [self.requests[k] for k in self._dirty_requests],
+                       [self.agents[k] for k in self._dirty_agents])
 
     def load(self, position: int, tasks: Iterable[TaskRow], requests: Iterable[RequestRow],
              agents: Iterable[AgentRow]) -> None:

@@ -1,15 +1,20 @@
 """The projector: keeps a DuckDB file of read models equal to a fold of the log up to its checkpoint.
 
-It reads the log from its checkpoint onwards in batches, folds each batch in memory
-(:class:`projections.fold.Fold`), then stores the changed rows and the new checkpoint in one
-DuckDB transaction. Opened again, it loads the stored rows and continues where it stopped. The
-file is a cache of the log: :meth:`Projector.rebuild` (or deleting the file) recreates it from
-position 1.
+It reads the log onwards in batches and folds them in memory (:class:`projections.fold.Fold`).
+The changed rows and the new checkpoint are stored in one DuckDB transaction: after every batch
+(:meth:`Projector.catch_up`), or, for a projector following a live log, every so often
+(:meth:`Projector.advance` folds, :meth:`Projector.flush` stores) so that a trickle of small
+appends does not cost a transaction each. Queries always answer from the newest fold: rows not
+stored yet are laid over the stored ones (:mod:`projections.overlay`). Opened again, the
+projector loads the stored rows and continues from the checkpoint; what was folded and not
+stored is folded again, once. The file is a cache of the log: :meth:`Projector.rebuild` (or
+deleting the file) recreates it from position 1.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import NamedTuple
@@ -26,9 +31,10 @@ from projections.errors import (
     ProjectionSchemaMismatch,
     ProjectorClosed,
 )
-from projections.fold import FIELDS, Fold
+from projections.fold import FIELDS, Changed, Fold
+from projections.overlay import Overlay
 from projections.payloads import PayloadReader
-from projections.query import QueryResult, configure, run_read_only
+from projections.query import QueryResult, configure
 from projections.rows import AgentRow, RequestRow, TaskRow
 from projections.schema import (
     AGENTS,
@@ -80,11 +86,15 @@ class Projector:
         self._payloads = PayloadReader(store.registry, FIELDS)
         self._position = 0
         self._hash: bytes | None = None
+        self._folded_hash: bytes | None = None
+        self._unstored_since: float | None = None
+        self._generation = 0
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self._con = _connect(self.path)
         try:
             self._open(rebuild)
+            self._overlay = Overlay(self._con, (TASKS, REQUESTS, AGENTS))
         except BaseException:
             self._con.close()
             raise
@@ -131,7 +141,8 @@ class Projector:
         position, self._hash = state
         self._fold.load(position, persist.load(self._con, TASKS, TaskRow), persist.load(self._con, REQUESTS, RequestRow),
                         persist.load(self._con, AGENTS, AgentRow))
-        self._position = position
+        self._position, self._folded_hash, self._unstored_since = position, self._hash, None
+        self._generation += 1
 
     def _check_log(self) -> None:
         """Refuse a log that does not hold the checkpoint's event with the hash it had when folded."""
@@ -150,38 +161,53 @@ class Projector:
 
     @property
     def position(self) -> int:
-        """The checkpoint: the log position of the last event folded into the stored read models."""
+        """The log position of the last event folded: what :meth:`query` answers from."""
+        return self._fold.position
+
+    @property
+    def checkpoint(self) -> int:
+        """The log position of the last event whose rows are stored in the file (at most :attr:`position`)."""
         return self._position
 
+    @property
+    def unstored_events(self) -> int:
+        """How many events are folded but not stored yet (``position - checkpoint``)."""
+        return self._fold.position - self._position
+
+    @property
+    def unstored_age(self) -> float:
+        """Seconds since the oldest folded-but-unstored event was folded; 0.0 when everything is stored."""
+        return 0.0 if self._unstored_since is None else time.monotonic() - self._unstored_since
+
     def catch_up(self, max_events: int | None = None) -> int:
-        """Fold the log from the checkpoint to its head (at most ``max_events``); return how many events.
+        """Fold the log from :attr:`position` to its head (at most ``max_events``) and store it; return how many events.
 
         Each batch is stored with its checkpoint atomically, so a crash at any moment leaves the
-        file at the end of a whole batch. Returns once every batch is stored. Raises
+        file at the end of a whole batch; anything :meth:`advance` folded before is stored with
+        the first one. Returns once every batch is stored (``checkpoint == position``). Raises
         :class:`ProjectionLogMismatch` if the log is shorter than the checkpoint.
         """
         with self._lock:
             self._check_open()
-            head = self._store.head()
-            if head < self._position:
-                self._check_log()
-            start = self._position
-            end = head if max_events is None else min(head, start + max(0, max_events))
-            folded = start
+            start = folded = self._fold.position
+            end = self._end(max_events)
             pending: Future[None] | None = None
             try:
                 while folded < end:
-                    batch = self._fold_batch(folded + 1, min(end, folded + self._batch))
-                    if batch is None:
+                    if self._fold_events(folded + 1, min(end, folded + self._batch)) is None:
                         break  # the log holds nothing past this point after all
-                    folded = batch.position
+                    folded = self._fold.position
                     # One batch is stored while the next is folded (DuckDB releases the GIL as it
                     # writes); at most one is in flight, and they are stored in order.
+                    batch = self._take()
                     if pending is not None:
                         pending.result()
                     pending = self._writer().submit(self._store_batch, batch)
                 if pending is not None:
                     pending.result()
+                    pending = None
+                if self._fold.position > self._position:
+                    self._store_batch(self._take())
             except BaseException:
                 if pending is not None:
                     wait([pending])
@@ -189,10 +215,54 @@ class Projector:
                 # folds them again from the stored checkpoint, once.
                 self._reload()
                 raise
-            return self._position - start
+            return self._fold.position - start
 
-    def _fold_batch(self, first: int, until: int) -> _Batch | None:
-        """Fold events ``first..until`` and take the rows they changed, as Arrow tables; None if none."""
+    def advance(self, max_events: int | None = None) -> int:
+        """Fold the log from :attr:`position` to its head (at most ``max_events``) without storing; return how many events.
+
+        :meth:`query` answers from them at once; the file gets them at the next :meth:`flush`
+        or :meth:`catch_up`. A crash before then loses nothing but the work: the next projector
+        folds them again from the checkpoint. Raises as :meth:`catch_up` does.
+        """
+        with self._lock:
+            self._check_open()
+            start = folded = self._fold.position
+            end = self._end(max_events)
+            try:
+                while folded < end:
+                    if self._fold_events(folded + 1, min(end, folded + self._batch)) is None:
+                        break
+                    folded = self._fold.position
+            except BaseException:
+                self._reload()
+                raise
+            if folded > start and self._unstored_since is None:
+                self._unstored_since = time.monotonic()
+            return folded - start
+
+    def flush(self) -> int:
+        """Store every folded row not stored yet, with the checkpoint, in one transaction; return how many events that covers."""
+        with self._lock:
+            self._check_open()
+            before = self._position
+            if self._fold.position > before:
+                try:
+                    self._store_batch(self._take())
+                except BaseException:
+                    self._reload()
+                    raise
+            return self._position - before
+
+    def _end(self, max_events: int | None) -> int:
+        """Where a fold from :attr:`position` should stop: the log's head, or ``max_events`` past the start."""
+        head = self._store.head()
+        if head < self._fold.position:
+            self._check_log()
+        start = self._fold.position
+        return head if max_events is None else min(head, start + max(0, max_events))
+
+    def _fold_events(self, first: int, until: int) -> int | None:
+        """Fold events ``first..until`` into memory; return the last position folded, None if there were none."""
         fold = self._fold
         reads, apply, decode = fold.reads, fold.apply_payload, self._payloads.decode
         last = None
@@ -202,12 +272,17 @@ class Projector:
             last = row
         if last is None:
             return None
-        fold.position = last[0]
-        changed = fold.take_changed()
+        fold.position, self._folded_hash = last[0], last[9]
+        self._generation += 1
+        return last[0]
+
+    def _take(self) -> _Batch:
+        """Everything folded and not stored, as Arrow tables with the checkpoint they reach; the fold forgets them."""
         # Copied into Arrow now: the fold goes on changing these rows while the batch is stored.
-        tables = [(TASKS, persist.to_arrow(TASKS, changed.tasks)), (REQUESTS, persist.to_arrow(REQUESTS, changed.requests)),
-                  (AGENTS, persist.to_arrow(AGENTS, changed.agents))]
-        return _Batch(tables, last[0], last[9])
+        batch = _Batch(_arrow(self._fold.take_changed()), self._fold.position, self._folded_hash or b"")
+        self._unstored_since = None
+        self._generation += 1
+        return batch
 
     def _store_batch(self, batch: _Batch) -> None:
         """Store a folded batch's rows and its checkpoint in one transaction (on the writer thread)."""
@@ -218,15 +293,16 @@ class Projector:
         # skipped. Writing the checkpoint in a separate transaction, or the rows in several, would
         # break this; so would storing batches out of order (catch_up waits for each in turn).
         con = self._con
-        con.begin()
-        try:
-            for table, rows in batch.tables:
-                persist.upsert(con, table, rows)
-            con.execute(f"UPDATE {STATE_TABLE} SET position = ?, last_hash = ?", [batch.position, batch.hash])
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
+        with self._overlay.lock:  # no query is between showing its unstored rows and reading them
+            con.begin()
+            try:
+                for table, rows in batch.tables:
+                    persist.upsert(con, table, rows)
+                con.execute(f"UPDATE {STATE_TABLE} SET position = ?, last_hash = ?", [batch.position, batch.hash])
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
         self._position, self._hash = batch.position, batch.hash
 
     def _writer(self) -> ThreadPoolExecutor:
@@ -238,41 +314,69 @@ class Projector:
         """Drop every read model and fold the whole log again from position 1; return how many events."""
         with self._lock:
             self._check_open()
-            self._reset()
+            with self._overlay.lock:
+                self._reset()
             self._reload()
             return self.catch_up()
 
     # -- reading --------------------------------------------------------------------------------
 
     def query(self, sql: str) -> QueryResult:
-        """Run read-only ``sql`` (see :func:`projections.query.run_read_only`) on the read models."""
+        """Run read-only ``sql`` (see :func:`projections.query.run_read_only`) on the read models as folded.
+
+        Rows folded but not stored yet are included (:mod:`projections.overlay`); the result's
+        ``position`` is the fold's position the answer reflects.
+        """
+        overlay = self._overlay
         with self._lock:
             self._check_open()
-            cursor = self._con.cursor()
+            position = self._fold.position
+            # Taken before the fold lock is let go: from here until the query ends no commit can
+            # move rows from the snapshot of unstored rows into the file (see projections.overlay),
+            # while the fold itself may go on folding.
+            overlay.lock.acquire()
             try:
-                return run_read_only(cursor, sql, rollback=True)
-            finally:
-                cursor.close()
+                overlay.show(self._unstored, self._generation)
+            except BaseException:
+                overlay.lock.release()
+                raise
+        try:
+            result = overlay.run(sql)
+        finally:
+            overlay.lock.release()
+        return QueryResult(result.columns, result.rows, position)
+
+    def _unstored(self) -> list[pa.Table]:
+        """The folded rows not stored yet, one Arrow table per table in the overlay's order (copies)."""
+        return [rows for _, rows in _arrow(self._fold.peek_changed())]
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """A new cursor on the projection's database for a reader in this process (e.g. export); close it after.
 
-        It has the projector's settings (no file access, UTC). Writes through it are not checked
-        and are lost at the next rebuild; use :meth:`query` for anything a user typed.
+        Everything folded is stored first (:meth:`flush`), so the cursor sees all of it. It has
+        the projector's settings (no file access, UTC). Writes through it are not checked and are
+        lost at the next rebuild; use :meth:`query` for anything a user typed.
         """
-        self._check_open()
+        self.flush()
         return self._con.cursor()
 
     # -- lifetime -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the DuckDB connection; what was stored stays (the log is not touched)."""
+        """Store what is folded (:meth:`flush`) and close the DuckDB connection; the log is not touched."""
         with self._lock:
+            if self._closed:
+                return
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-            self._closed = True
-            self._con.close()
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                with self._overlay.lock:
+                    self._overlay.close()
+                    self._con.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -287,6 +391,12 @@ class Projector:
 
     def __repr__(self) -> str:
         return f"Projector({self._store.url!r}, {str(self.path) if self.path else None!r}, position={self._position})"
+
+
+def _arrow(changed: Changed) -> list[tuple[Table, pa.Table]]:
+    """Changed rows as one Arrow table per table (copies: the fold may go on changing the rows)."""
+    return [(TASKS, persist.to_arrow(TASKS, changed.tasks)), (REQUESTS, persist.to_arrow(REQUESTS, changed.requests)),
+            (AGENTS, persist.to_arrow(AGENTS, changed.agents))]
 
 
 def _connect(path: Path | None) -> duckdb.DuckDBPyConnection:

@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 
 from projections.errors import NotAProjection, ProjectionBusy, QueryFailed, ReadOnlyQueryError
+from projections.schema import STATE_TABLE
 
 _READ = {duckdb.StatementType.SELECT}
 _EXPLAIN = re.compile(r"^\s*explain\s+(?:analy[sz]e\s+)?", re.IGNORECASE)
@@ -36,10 +37,15 @@ _ADVICE = "use SELECT (WITH, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN of a SELECT al
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """What a query returned: column names, and one tuple per row (times as aware UTC datetimes)."""
+    """What a query returned: column names, one tuple per row (times as aware UTC datetimes), and as of when.
+
+    ``position`` is the log position the read models had folded when the query ran: a
+    projector's fold, or a file's stored checkpoint (None if that cannot be known).
+    """
 
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    position: int | None = None
 
 
 def configure(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -108,7 +114,12 @@ def query_file(path: str | Path, sql: str) -> QueryResult:
     """
     con = open_read_only(path)
     try:
-        return run_read_only(con, sql, rollback=False)
+        result = run_read_only(con, sql, rollback=False)
+        try:
+            state = con.execute(f"SELECT position FROM {STATE_TABLE}").fetchall()
+        except duckdb.Error:  # not a projection after all: the answer stands, its position is unknown
+            state = []
+        return QueryResult(result.columns, result.rows, state[0][0] if state else None)
     finally:
         con.close()
 

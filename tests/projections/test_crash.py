@@ -76,16 +76,35 @@ def test_a_projector_killed_mid_catch_up_goes_on_without_repeating_or_skipping(s
     assert equals_a_rebuild_at_its_checkpoint(sqlite_log, path) == head
 
 
-def test_a_batch_folded_but_never_stored_is_folded_again_after_reopening(sqlite_log: EventStore,
-                                                                        tmp_path: Path) -> None:
+def test_events_folded_but_never_stored_are_folded_again_after_a_kill(sqlite_log: EventStore, tmp_path: Path) -> None:
     path = tmp_path / "p.duckdb"
-    with Projector(sqlite_log, path, batch_size=500) as projector:
-        projector.catch_up(1000)
-        projector._fold_batch(1001, 1500)  # folded in memory; the process "dies" before storing it
+    proc = worker(sqlite_log.url, path, "advance", "1000", "500")
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split() == ["1500", "1000"]  # folded to 1500, stored to 1000
+    finally:
+        proc.kill()
+        proc.wait()
     with Projector(sqlite_log, path) as projector:
-        assert projector.position == 1000
+        assert (projector.position, projector.checkpoint) == (1000, 1000)
         projector.catch_up(2000)
     assert equals_a_rebuild_at_its_checkpoint(sqlite_log, path) == 3000
+
+
+def test_advance_answers_queries_at_once_and_flush_stores_them(sqlite_log: EventStore, tmp_path: Path) -> None:
+    path = tmp_path / "p.duckdb"
+    with Projector(sqlite_log, path) as projector, Projector(sqlite_log, None) as fresh:
+        projector.catch_up(700)
+        assert projector.advance(800) == 800 and (projector.position, projector.checkpoint) == (1500, 700)
+        assert projector.unstored_events == 800 and projector.unstored_age > 0
+        fresh.catch_up(1500)
+        assert snapshot(projector) == snapshot(fresh)  # the overlay shows what the file lacks
+        assert recount_problems(projector) == {}
+        assert projector.flush() == 800 and projector.checkpoint == 1500 and projector.unstored_age == 0.0
+        assert snapshot(projector) == snapshot(fresh)
+        assert projector.advance(300) == 300
+    # closing stores what was folded
+    assert equals_a_rebuild_at_its_checkpoint(sqlite_log, path) == 1800
 
 
 @pytest.mark.slow

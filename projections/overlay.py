@@ -1,0 +1,74 @@
+"""Fresh answers before the file catches up: the stored read models overlaid with the fold's unstored rows.
+
+The projector folds events into memory as soon as they are in the log, but stores rows in its
+DuckDB file only now and then (each time in one transaction with the checkpoint, so the file is
+always a whole prefix of the log). A query must see the newest fold, so queries run on a
+connection of their own on which ``tasks``, ``requests`` and ``agents`` are *temporary views*:
+the stored table without the rows the fold changed since the last store, plus those rows,
+registered as Arrow tables. The views ``agent_load``, ``queue`` and ``dead_letters`` name
+``tasks`` and ``agents`` unqualified, so on this connection they read the overlay too.
+
+Temporary views and registered tables belong to the one connection that made them: the file,
+``query_file`` and every other reader see only what is stored.
+
+The overlay's :attr:`Overlay.lock` is what keeps an answer whole: it is held from the moment
+the unstored rows are registered until the query has run, and the projector takes it around
+every commit to the file. So no rows move from "unstored" to "stored" while a query reads both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import threading
+
+import duckdb
+import pyarrow as pa
+
+from projections.query import QueryResult, run_read_only
+from projections.schema import Table, arrow_schema
+
+_UNSTORED = "_unstored_{}"
+"""The name a table's unstored rows are registered under on the overlay's connection."""
+
+
+class Overlay:
+    """A query connection on which each table in ``tables`` shows stored rows replaced by newer unstored ones."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> None:
+        """Make the overlay on a new cursor of ``con`` (whose database must hold ``tables``)."""
+        self._tables = tuple(tables)
+        self.lock = threading.Lock()
+        """Held by a query from :meth:`show` to the end of :meth:`run`, and by the projector around each commit."""
+        self._cursor = con.cursor()
+        database = self._cursor.execute("SELECT current_database()").fetchall()[0][0]
+        stored = '"' + str(database).replace('"', '""') + '".main'
+        self._shown: object = None
+        for table in self._tables:
+            unstored = _UNSTORED.format(table.name)
+            self._cursor.register(unstored, arrow_schema(table).empty_table())
+            # The view reads the stored table by its full name (a bare ``tasks`` here would be the
+            # view itself): stored rows whose key has an unstored version, then those versions.
+            self._cursor.execute(
+                f"CREATE TEMP VIEW {table.name} AS SELECT * FROM {stored}.{table.name} "
+                f"WHERE {table.key} NOT IN (SELECT {table.key} FROM {unstored}) "
+                f"UNION ALL SELECT * FROM {unstored}")
+
+    def show(self, unstored: Callable[[], Sequence[pa.Table]], version: object) -> None:
+        """Lay the unstored rows (one Arrow table per table, in order, copies) over the stored ones; hold :attr:`lock`.
+
+        ``version`` names the unstored rows: while it is the same as last time, the tables
+        registered then are used again and ``unstored`` is not called.
+        """
+        if version != self._shown:
+            for table, rows in zip(self._tables, unstored(), strict=True):
+                self._cursor.register(_UNSTORED.format(table.name), rows)
+            self._shown = version
+
+    def run(self, sql: str) -> QueryResult:
+        """Run read-only ``sql`` over the rows last shown (:func:`projections.query.run_read_only`); hold :attr:`lock`."""
+        return run_read_only(self._cursor, sql, rollback=True)
+
+    def close(self) -> None:
+        """Close the overlay's connection (its views and registrations go with it)."""
+        self._cursor.close()
