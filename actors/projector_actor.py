@@ -19,7 +19,6 @@ from actors.store_client import StoreClient
 from events import CouncilError, open_store
 from projections import Projector, QueryResult, export_parquet
 
-
 FLUSH_INTERVAL = 1.0
 """Seconds a folded event may wait before its rows are stored in the DuckDB file."""
 

@@ -10,12 +10,13 @@ not store twice.
 
 from __future__ import annotations
 
-import asyncio
 import os
+import threading
 from collections.abc import Sequence
 
 import ray
 
+from actors.combiner import Combiner
 from events import AppendResult, CouncilError, EventStore, ExpectedVersion, NewEvent, RecordedEvent, open_store
 from events.registry import Event
 
@@ -23,10 +24,11 @@ AppendCall = tuple[str, Sequence[Event | NewEvent], ExpectedVersion]
 
 
 class GroupCommitter:
-    """Collects appends from concurrent callers and writes each gathered group in one transaction.
+    """Collects appends from concurrent callers (threads) and writes each gathered group in one transaction.
 
-    The invariant: a caller's future is resolved only after the transaction holding its append
-    has committed (or failed), so a returned result is durable.
+    The invariant: a caller's :meth:`submit` returns only after the transaction holding its
+    append has committed (or failed), so a returned result is durable; and :attr:`head` moves,
+    and waiters in :meth:`wait_for` wake, only after that commit.
     """
 
     def __init__(self, store: EventStore) -> None:
@@ -34,99 +36,78 @@ class GroupCommitter:
         self.head = store.head()
         self.flushes = 0
         self.appends = 0
-        self._pending: list[tuple[Sequence[AppendCall], asyncio.Future[list[AppendResult | CouncilError]]]] = []
-        self._flushing = False
-        self._changed: asyncio.Condition | None = None
+        self._moved = threading.Condition()
+        self._combiner = Combiner(store.append_many, after=self._committed)
 
-    async def submit(self, calls: Sequence[AppendCall]) -> list[AppendResult | CouncilError]:
-        """Queue ``calls`` for the next group and wait until it is on disk."""
-        future: asyncio.Future[list[AppendResult | CouncilError]] = asyncio.get_running_loop().create_future()
-        self._pending.append((calls, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return await future
+    def submit(self, calls: Sequence[AppendCall]) -> list[AppendResult | CouncilError]:
+        """Append ``calls`` with the next group and return once it is on disk (each result or refusal in order)."""
+        return self._combiner.submit(list(calls))
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                group, self._pending = self._pending, []
-                calls = [c for cs, _ in group for c in cs]
-                try:
-                    results = await asyncio.to_thread(self.store.append_many, calls)
-                except BaseException as exc:  # the whole transaction failed: every caller hears it
-                    for _, future in group:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                self.flushes += 1
-                self.appends += len(calls)
-                i = 0
-                for cs, future in group:
-                    if not future.done():
-                        future.set_result(results[i : i + len(cs)])
-                    i += len(cs)
-                self.head = max([self.head, *(r.last_position for r in results if isinstance(r, AppendResult))])
-                await self._notify()
-        finally:
-            self._flushing = False
+    def _committed(self, results: list[AppendResult | CouncilError]) -> None:
+        last = max((r.last_position for r in results if isinstance(r, AppendResult)), default=0)
+        with self._moved:
+            self.flushes += 1
+            self.appends += len(results)
+            if last > self.head:
+                self.head = last
+                self._moved.notify_all()
 
-    async def _notify(self) -> None:
-        async with self._condition():
-            self._condition().notify_all()
-
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        return self._changed
-
-    async def wait_for(self, position: int, timeout: float) -> int:
+    def wait_for(self, position: int, timeout: float) -> int:
         """Wait until the log's head reaches ``position`` or ``timeout`` passes; return the head."""
-        condition = self._condition()
-        async with condition:
-            try:
-                await asyncio.wait_for(condition.wait_for(lambda: self.head >= position), timeout)
-            except TimeoutError:
-                pass
-        return self.head
+        with self._moved:
+            self._moved.wait_for(lambda: self.head >= position, max(0.0, timeout))
+            return self.head
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+@ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"append": 32, "poll": 32})
 class StoreActor:
-    """The Ray shell around :class:`GroupCommitter`; it reopens the log when restarted."""
+    """The Ray shell around :class:`GroupCommitter`; it reopens the log when restarted.
+
+    A threaded actor: appends (and reads) run in the ``append`` concurrency group, so callers
+    arriving together are committed together, and long polls wait in the ``poll`` group, where
+    however many watchers there are they cannot take the threads appends need.
+    """
 
     def __init__(self, url: str, max_event_bytes: int) -> None:
         self._committer = GroupCommitter(open_store(url, max_event_bytes=max_event_bytes))
 
-    async def append_many(self, calls: Sequence[AppendCall]) -> list[AppendResult | CouncilError]:
+    @ray.method(concurrency_group="append")
+    def append_many(self, calls: Sequence[AppendCall]) -> list[AppendResult | CouncilError]:
         """Append each ``(stream, events, expected_version)``; results (or refusals) in order."""
-        return await self._committer.submit(calls)
+        return self._committer.submit(calls)
 
-    async def read_all(self, from_position: int = 1, limit: int | None = 1000,
-                       types: Sequence[str] | None = None) -> list[RecordedEvent]:
+    @ray.method(concurrency_group="append")
+    def read_all(self, from_position: int = 1, limit: int | None = 1000,
+                 types: Sequence[str] | None = None) -> list[RecordedEvent]:
         """Events from ``from_position``, as :meth:`events.EventStore.read_all`."""
-        return await asyncio.to_thread(self._committer.store.read_all, from_position, limit, types)
+        return self._committer.store.read_all(from_position, limit, types)
 
-    async def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
+    @ray.method(concurrency_group="append")
+    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
         """Events of ``stream``, as :meth:`events.EventStore.read_stream`."""
-        return await asyncio.to_thread(self._committer.store.read_stream, stream, from_version, limit)
+        return self._committer.store.read_stream(stream, from_version, limit)
 
-    async def head(self) -> int:
+    @ray.method(concurrency_group="poll")
+    def head(self) -> int:
         """The log's last position."""
         return self._committer.head
 
-    async def wait_for(self, position: int, timeout: float = 1.0) -> int:
+    @ray.method(concurrency_group="poll")
+    def wait_for(self, position: int, timeout: float = 1.0) -> int:
         """Long poll: return as soon as the head reaches ``position``, or after ``timeout`` seconds."""
-        return await self._committer.wait_for(position, timeout)
+        return self._committer.wait_for(position, timeout)
 
-    async def stats(self) -> dict[str, int]:
+    @ray.method(concurrency_group="poll")
+    def stats(self) -> dict[str, int]:
         """Appends and disk transactions since this incarnation started (group commit at work)."""
         return {"appends": self._committer.appends, "flushes": self._committer.flushes, "head": self._committer.head}
 
-    async def pid(self) -> int:
+    @ray.method(concurrency_group="poll")
+    def pid(self) -> int:
         """This incarnation's process id (tests kill it to show recovery)."""
         return os.getpid()
 
-    async def url(self) -> str:
+    @ray.method(concurrency_group="poll")
+    def url(self) -> str:
         """The URL of the log this actor writes."""
         return self._committer.store.url

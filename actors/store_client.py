@@ -2,61 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from typing import Any
+from collections.abc import Sequence
 
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors import names
+from actors.combiner import Combiner
 from events import ANY, AppendResult, CouncilError, ExpectedVersion, NewEvent, RecordedEvent
 from events.errors import StoreUnavailable
 from events.registry import Event
-
-
-class _Combiner:
-    """Combines appends made at the same time by many threads into one call to the store actor.
-
-    The first thread to find no call in flight sends everything pending and keeps sending until
-    nothing is left; the others wait for their own results. Each append is still decided on its
-    own by the store, so combining changes how many calls are made, never what they mean.
-    """
-
-    def __init__(self, send: Callable[[list[Any]], list[Any]]) -> None:
-        self._send = send
-        self._lock = threading.Lock()
-        self._pending: list[tuple[list[Any], Future[list[Any]]]] = []
-        self._sending = False
-
-    def submit(self, calls: list[Any]) -> list[Any]:
-        future: Future[list[Any]] = Future()
-        with self._lock:
-            self._pending.append((calls, future))
-            lead, self._sending = not self._sending, True
-        if lead:
-            self._drain()
-        return future.result()
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                group, self._pending = self._pending, []
-                if not group:
-                    self._sending = False
-                    return
-            try:
-                results = self._send([c for calls, _ in group for c in calls])
-            except BaseException as exc:  # the whole call failed: every waiter hears why
-                for _, future in group:
-                    future.set_exception(exc)
-                continue
-            i = 0
-            for calls, future in group:
-                future.set_result(results[i : i + len(calls)])
-                i += len(calls)
 
 
 class StoreClient:
@@ -70,7 +26,7 @@ class StoreClient:
     def __init__(self, handle: ray.actor.ActorHandle | None = None, *, patience: float = 60.0) -> None:
         self._handle = handle or ray.get_actor(names.STORE, namespace=names.NAMESPACE)
         self.patience = patience
-        self._combiner = _Combiner(lambda calls: self._call("append_many", calls))
+        self._combiner = Combiner(lambda calls: self._call("append_many", calls))
 
     @property
     def handle(self) -> ray.actor.ActorHandle:

@@ -42,17 +42,11 @@ class Overlay:
         """Held by a query from :meth:`show` to the end of :meth:`run`, and by the projector around each commit."""
         self._cursor = con.cursor()
         database = self._cursor.execute("SELECT current_database()").fetchall()[0][0]
-        stored = '"' + str(database).replace('"', '""') + '".main'
-        self._shown: object = None
-        for table in self._tables:
-            unstored = _UNSTORED.format(table.name)
-            self._cursor.register(unstored, arrow_schema(table).empty_table())
-            # The view reads the stored table by its full name (a bare ``tasks`` here would be the
-            # view itself): stored rows whose key has an unstored version, then those versions.
-            self._cursor.execute(
-                f"CREATE TEMP VIEW {table.name} AS SELECT * FROM {stored}.{table.name} "
-                f"WHERE {table.key} NOT IN (SELECT {table.key} FROM {unstored}) "
-                f"UNION ALL SELECT * FROM {unstored}")
+        self._stored = '"' + str(database).replace('"', '""') + '".main'
+        self._version: object = None
+        self._shown: list[pa.Table | None] = [None] * len(self._tables)
+        for i, table in enumerate(self._tables):
+            self._lay(i, arrow_schema(table).empty_table())
 
     def show(self, unstored: Callable[[], Sequence[pa.Table]], version: object) -> None:
         """Lay the unstored rows (one Arrow table per table, in order, copies) over the stored ones; hold :attr:`lock`.
@@ -60,10 +54,33 @@ class Overlay:
         ``version`` names the unstored rows: while it is the same as last time, the tables
         registered then are used again and ``unstored`` is not called.
         """
-        if version != self._shown:
-            for table, rows in zip(self._tables, unstored(), strict=True):
-                self._cursor.register(_UNSTORED.format(table.name), rows)
-            self._shown = version
+        if version == self._version:
+            return
+        for i, rows in enumerate(unstored()):
+            shown = self._shown[i]
+            if shown is None or not rows.equals(shown):
+                self._lay(i, rows)
+        self._version = version
+
+    def _lay(self, i: int, rows: pa.Table) -> None:
+        """Make table ``i``'s view show ``rows`` over the stored rows (just the stored rows if there are none)."""
+        table, shown = self._tables[i], self._shown[i]
+        unstored = _UNSTORED.format(table.name)
+        if rows.num_rows:
+            self._cursor.register(unstored, rows)
+        # The view is redefined only when the table goes from no unstored rows to some or back:
+        # with none, it reads just the stored table (a registered Arrow table costs a scan even
+        # when empty). It reads the stored table by its full name (a bare ``tasks`` here would be
+        # the view itself): stored rows whose key has an unstored version, then those versions.
+        if shown is None or bool(shown.num_rows) != bool(rows.num_rows):
+            stored = f"SELECT * FROM {self._stored}.{table.name}"
+            self._cursor.execute(
+                f"CREATE OR REPLACE TEMP VIEW {table.name} AS " + (
+                    f"{stored} WHERE {table.key} NOT IN (SELECT {table.key} FROM {unstored}) "
+                    f"UNION ALL SELECT * FROM {unstored}" if rows.num_rows else stored))
+        if not rows.num_rows and shown is not None and shown.num_rows:
+            self._cursor.unregister(unstored)
+        self._shown[i] = rows
 
     def run(self, sql: str) -> QueryResult:
         """Run read-only ``sql`` over the rows last shown (:func:`projections.query.run_read_only`); hold :attr:`lock`."""
