@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+from ray_support import ask, sigkill, wait_until
 
 from actors import names
 from actors.store_client import StoreClient
 from cluster.system import AgentSpec, boot, shutdown
-from projections import Projector
-from ray_support import ask, sigkill, wait_until
 from events import NO_STREAM, open_store
 from events.catalogue import TaskSubmitted
+from projections import Projector
 
 
 @pytest.fixture

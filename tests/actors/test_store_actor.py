@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import ray
+from ray_support import ask, sigkill
 
 from actors import names
 from actors.store_actor import StoreActor
 from actors.store_client import StoreClient
-from ray_support import ask, sigkill
 from events import NO_STREAM, NewEvent, open_store
 from events.catalogue import TaskQueued, TaskSubmitted
 from events.errors import ConcurrencyError
