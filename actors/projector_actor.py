@@ -84,6 +84,16 @@ class ProjectorActor:
             self.loop.wait_past(newer_than, min(max(0.0, timeout), 30.0))
         return self.projector.query(sql)
 
+    def changes(self, table: str, after: int, timeout: float = 1.0) -> QueryResult:
+        """A long poll on ``table``'s change feed (:meth:`projections.Projector.changes`).
+
+        Answers as soon as the read models have folded past ``after`` (or after ``timeout``
+        seconds, capped at 30): the rows of ``table`` changed since, each once, oldest change
+        first. Pass the result's ``position`` as ``after`` next time.
+        """
+        self.loop.wait_past(after, min(max(0.0, timeout), 30.0))
+        return self.projector.changes(table, after)
+
     def position(self) -> int:
         """The last log position folded into the read models."""
         return self.projector.position

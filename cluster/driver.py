@@ -157,6 +157,14 @@ class Council:
         ray.get(self.projector.catch_up.remote())
         return ray.get(self.projector.query.remote(query))
 
+    def changes(self, table: str, after: int = 0, timeout: float = 1.0) -> QueryResult:
+        """Rows of ``table`` (tasks, requests or agents) changed after log position ``after``, each once.
+
+        A long poll: it answers as soon as the read models have folded past ``after``, or after
+        ``timeout`` seconds. Pass the result's ``position`` as ``after`` to follow the table.
+        """
+        return ray.get(self.projector.changes.remote(table, after, timeout))
+
     def close(self) -> None:
         """Disconnect this driver (the council keeps running if it was started with `council up`)."""
         ray.shutdown()

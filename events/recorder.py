@@ -20,7 +20,6 @@ from events.envelope import ANY, NO_STREAM, AppendResult, ExpectedVersion
 from events.errors import ConcurrencyError, IdempotencyConflict, StoreError
 from events.ledger import Row, chain
 
-
 EncodedEvent = tuple[bytes, str, int, bytes, bytes]
 """A validated event ready to store: ``(event_id, type, schema_version, metadata bytes, payload bytes)``.
 

@@ -188,6 +188,16 @@ class Fold:
         self._dirty_tasks, self._dirty_requests, self._dirty_agents = set(), set(), set()
         return changed
 
+    def changed(self, table: str) -> list[TaskRow] | list[RequestRow] | list[AgentRow]:
+        """The rows of ``table`` (``tasks``, ``requests`` or ``agents``) :meth:`take_changed` would return now."""
+        if table == "tasks":
+            return [self.tasks[k] for k in self._dirty_tasks]
+        if table == "requests":
+            return [self.requests[k] for k in self._dirty_requests]
+        if table == "agents":
+            return [self.agents[k] for k in self._dirty_agents]
+        raise KeyError(table)
+
     def peek_changed(self) -> Changed:
         """The rows :meth:`take_changed` would return now, without forgetting them (the live rows, not copies)."""
         return Changed([self.tasks[k] for k in self._dirty_tasks], [self.requests[k] for k in self._dirty_requests],

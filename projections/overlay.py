@@ -18,9 +18,8 @@ every commit to the file. So no rows move from "unstored" to "stored" while a qu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import threading
+from collections.abc import Callable, Sequence
 
 import duckdb
 import pyarrow as pa

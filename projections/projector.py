@@ -30,17 +30,19 @@ from projections.errors import (
     ProjectionLogMismatch,
     ProjectionSchemaMismatch,
     ProjectorClosed,
+    QueryFailed,
 )
 from projections.fold import FIELDS, Changed, Fold
 from projections.overlay import Overlay
 from projections.payloads import PayloadReader
-from projections.query import QueryResult, configure
+from projections.query import QueryResult, configure, result_of
 from projections.rows import AgentRow, RequestRow, TaskRow
 from projections.schema import (
     AGENTS,
     REQUESTS,
     SCHEMA_VERSION,
     STATE_TABLE,
+    TABLES,
     TASKS,
     Table,
     create_statements,
@@ -345,6 +347,26 @@ class Projector:
         finally:
             overlay.lock.release()
         return QueryResult(result.columns, result.rows, position)
+
+    def changes(self, table: str, after: int) -> QueryResult:
+        """The rows of ``table`` (``tasks``, ``requests`` or ``agents``) changed after log position ``after``: a change feed.
+
+        Each changed row comes once, as it is now (as :meth:`query` shows it), oldest change
+        first; the result's ``position`` is the fold's, to pass as ``after`` next time for only
+        what changed since. Rows changed after the checkpoint come straight from the fold;
+        older changes are read with SQL. Raises :class:`QueryFailed` for any other table name.
+        """
+        spec = TABLES.get(table) if isinstance(table, str) else None
+        if spec is None:
+            raise QueryFailed(f"there is no table {table!r} with a change feed; follow one of {', '.join(TABLES)}")
+        after = int(after)
+        with self._lock:
+            self._check_open()
+            if after >= self._position:  # every row changed since the checkpoint is among the unstored ones
+                rows = sorted((r for r in self._fold.changed(spec.name) if r.position > after),
+                              key=lambda r: r.position)
+                return result_of(persist.to_arrow(spec, rows), self._fold.position)
+        return self.query(f"SELECT * FROM {spec.name} WHERE position > {after} ORDER BY position")
 
     def _unstored(self) -> list[pa.Table]:
         """The folded rows not stored yet, one Arrow table per table in the overlay's order (copies)."""

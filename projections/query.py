@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from projections.errors import NotAProjection, ProjectionBusy, QueryFailed, ReadOnlyQueryError
 from projections.schema import STATE_TABLE
@@ -102,7 +103,12 @@ def run_read_only(con: duckdb.DuckDBPyConnection, sql: str, *, rollback: bool) -
                 con.rollback()
     except duckdb.Error as exc:
         raise QueryFailed(f"the query failed: {_one_line(exc)}") from None
-    return QueryResult(list(table.column_names), list(zip(*(c.to_pylist() for c in table.columns))))
+    return result_of(table)
+
+
+def result_of(table: pa.Table, position: int | None = None) -> QueryResult:
+    """An Arrow table as a :class:`QueryResult` (times become aware UTC datetimes, lists lists)."""
+    return QueryResult(list(table.column_names), list(zip(*(c.to_pylist() for c in table.columns))), position)
 
 
 def query_file(path: str | Path, sql: str) -> QueryResult:

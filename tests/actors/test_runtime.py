@@ -52,6 +52,25 @@ def test_tasks_flow_to_agents_and_complete_once(system) -> None:  # type: ignore
     assert set(by_agent) == {"a1", "a2"}
 
 
+def test_watchers_long_poll_the_projector_and_see_each_change(system) -> None:  # type: ignore[no-untyped-def]
+    url, handles, client = system
+    projector = handles[names.PROJECTOR]
+    position = ask(projector.catch_up)
+    t0 = time.monotonic()
+    quiet = ask(projector.changes, "tasks", position + 10**6, 0.3)  # nothing past there: waits out the timeout
+    assert quiet.rows == [] and time.monotonic() - t0 >= 0.25
+    [task] = submit(client, 1)
+    after, statuses = position, []
+    deadline = time.monotonic() + 30
+    while "completed" not in statuses and time.monotonic() < deadline:
+        result = ask(projector.changes, "tasks", after, 5.0)  # answers as soon as something is folded
+        statuses += [row[result.columns.index("status")] for row in result.rows if row[0] == task]
+        after = result.position
+    assert statuses[-1] == "completed"
+    polled = ask(projector.query, f"SELECT status FROM tasks WHERE task_id = '{task}'", position, 5.0)
+    assert polled.rows == [("completed",)] and polled.position >= after
+
+
 def test_failures_are_retried_then_dead_lettered(system) -> None:  # type: ignore[no-untyped-def]
     url, handles, client = system
     (flaky,) = submit(client, 1, capability="fail")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +31,22 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield home
     finally:
         council("down", "--stop-ray", cwd=home)
+
+
+@pytest.mark.slow
+def test_a_driver_script_runs_as_a_ray_job_against_the_running_council(running: Path) -> None:
+    # Runs before the test that takes the council down. Ray 2.5x clusters have token auth on and
+    # the job client sends the token only when RAY_AUTH_MODE=token, as README says.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COUNCIL_", "RAY_ADDRESS"))}
+    env["RAY_AUTH_MODE"] = "token"
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    assert ray_cli, "the ray CLI is not installed next to this Python"
+    job = subprocess.run([ray_cli, "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", str(ROOT),
+                          "--", "python", "examples/driver.py", "--address", "auto",
+                          "--store", f"sqlite:///{running / '.council' / 'events.db'}", "--tasks", "3"],
+                         capture_output=True, text=True, timeout=300, cwd=running, env=env)
+    assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:]
+    assert "4 of 4 tasks completed" in job.stdout and "succeeded" in job.stdout
 
 
 @pytest.mark.slow
@@ -74,7 +91,7 @@ def test_up_submit_status_sql_export_down(running: Path) -> None:
     assert down.returncode == 0 and "stopped" in down.stdout
     offline = council("sql", "SELECT count(*) AS n FROM tasks", "--format", "csv", cwd=home)
     assert offline.returncode == 0, offline.stderr
-    assert offline.stdout.splitlines() == ["n", "2"]
+    assert offline.stdout.splitlines() == ["n", "6"]  # two tasks submitted here, four by the Ray job
     requeued = council("events", "--type", "task.requeued", "--json", cwd=home)
     assert json.loads(requeued.stdout)["payload"]["reason"] == "try once more"
     assert council("verify", cwd=home).stdout.startswith("ok: ")

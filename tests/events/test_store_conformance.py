@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from store_writer import write_batches
 
 from events import ANY, NO_STREAM, AppendResult, EventStore, Metadata, NewEvent, merkle
 from events.catalogue import AgentRegistered, TaskCompleted, TaskQueued, TaskSubmitted
@@ -27,7 +28,6 @@ from events.errors import (
     UnknownEventType,
 )
 from events.registry import Event
-from store_writer import write_batches
 
 WRITER = Path(__file__).with_name("store_writer.py")
 
