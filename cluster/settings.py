@@ -30,6 +30,7 @@ class Settings(BaseModel):
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest encoded event accepted")
     projections: str | None = Field(None, description="DuckDB file of the read models; default: beside the store")
     address: str | None = Field(None, description="Ray cluster address (auto, host:port, ray://host:port)")
+    home: str = Field(".council", description="The council's directory: keys/, the published checkpoint")
 
     def absolute(self) -> Settings:
         """These settings with file paths made absolute against this process's directory.

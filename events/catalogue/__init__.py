@@ -10,6 +10,27 @@ from events.catalogue.agents import (
     AgentRetired,
     AgentUnresponsive,
 )
+from events.catalogue.governance import (
+    ActionAuthorized,
+    ActionCompleted,
+    ActionDenied,
+    ActionSpec,
+    ApprovalGranted,
+    ApprovalRefused,
+    ApprovalRejected,
+    ApprovalRequested,
+    ApprovalSigned,
+    Budget,
+    BudgetAllocated,
+    CheckpointSigned,
+    PolicyAdopted,
+    PolicyProposed,
+    VoteCast,
+    VoteDecided,
+    VoteProposed,
+    WarrantIssued,
+    WarrantRevoked,
+)
 from events.catalogue.requests import RequestSubmitted
 from events.catalogue.tasks import (
     TaskAssigned,
@@ -25,6 +46,25 @@ from events.catalogue.tasks import (
 )
 
 __all__ = [
+    "ActionAuthorized",
+    "ActionCompleted",
+    "ActionDenied",
+    "ActionSpec",
+    "ApprovalGranted",
+    "ApprovalRefused",
+    "ApprovalRejected",
+    "ApprovalRequested",
+    "ApprovalSigned",
+    "Budget",
+    "BudgetAllocated",
+    "CheckpointSigned",
+    "PolicyAdopted",
+    "PolicyProposed",
+    "VoteCast",
+    "VoteDecided",
+    "VoteProposed",
+    "WarrantIssued",
+    "WarrantRevoked",
     "AgentHeartbeat",
     "AgentRegistered",
     "AgentRestarted",
