@@ -22,20 +22,26 @@ from typing import Any
 
 import ray
 
+from actors import names
 from actors.eventsourced import Entity, Fenced
-from actors.skills import BUILTIN, PermanentFailure, Skill
+from actors.gatekeeper import Gatekeeper
+from actors.skills import ACTING, BUILTIN, ActingSkill, PermanentFailure, Skill
 from actors.store_client import StoreClient
+from actors.tools.gated import ActionRefused, AwaitingAuthority, Tools
+from actors.tools.workspace import Workspace
 from events import CouncilError, Event
 from events.catalogue import (
     AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
     AgentRetired,
+    TaskAwaiting,
     TaskCompleted,
     TaskFailed,
     TaskStarted,
 )
 from events.errors import ConcurrencyError
+from governance.keys import PublicKey
 
 
 @dataclass(frozen=True)
@@ -96,12 +102,20 @@ class AgentActor:
     """A worker agent. Create it with ``max_concurrency`` above its slots so tasks run side by side."""
 
     def __init__(self, agent_id: str, role: str, capabilities: list[str], slots: int = 1,
-                 heartbeat_every: float = 2.0, skills: dict[str, str] | None = None, version: str = "") -> None:
-        self.agent_id, self.slots = agent_id, slots
+                 heartbeat_every: float = 2.0, skills: dict[str, str] | None = None, version: str = "",
+                 workspace: str | None = None, council_key: bytes | None = None, identity: str | None = None) -> None:
+        self.agent_id, self.role, self.slots = agent_id, role, slots
         self.stream = f"agent-{agent_id}"
         self.client = StoreClient()
         self.skills: dict[str, Skill] = {c: BUILTIN[(skills or {}).get(c, c)] for c in capabilities
                                          if (skills or {}).get(c, c) in BUILTIN}
+        self.acting: dict[str, ActingSkill] = {c: ACTING[c] for c in capabilities if c in ACTING}
+        # Acting skills need the council's key (to check warrants) and a workspace; without them
+        # the gate has nothing to trust, and denies every action (fail closed).
+        self.workspace = Workspace(workspace) if workspace else None
+        self.gatekeeper = Gatekeeper(agent_id, identity or agent_id, self.client,
+                                     PublicKey.from_raw("council", council_key) if council_key else
+                                     PublicKey("council", b"\0" * 32), time.time)
         # Recovery: the agent's own stream, replayed before any call is served; then a new epoch.
         self.life: Entity[Life, Start | Beat] = Entity(AgentLifecycle(agent_id), self.client.read_stream(self.stream))
         self.life.handle(Start(role, tuple(capabilities), version, slots), self.client.append)
@@ -124,7 +138,8 @@ class AgentActor:
             except CouncilError:
                 continue  # the store is away; the next beat tries again
 
-    def run(self, task_id: str, attempt: int, capability: str, inputs: dict[str, Any], version: int) -> str:
+    def run(self, task_id: str, attempt: int, capability: str, inputs: dict[str, Any], version: int,
+            request_id: str | None = None) -> str:
         """Carry out attempt ``attempt`` of task ``task_id``; return how it ended.
 
         ``version`` is the task stream's version at the lease: it, not a lease id, is the fence. Every append expects the stream
@@ -145,12 +160,18 @@ class AgentActor:
         started = time.monotonic()
         outcome: Event
         try:
-            skill = self.skills.get(capability)
-            if skill is None:
-                raise PermanentFailure(f"agent {self.agent_id} has no skill for {capability!r}")
-            result: dict[str, Any] = skill(dict(inputs))
+            if capability in self.acting:
+                result = self._act(capability, task_id, dict(inputs), request_id)
+            else:
+                skill = self.skills.get(capability)
+                if skill is None:
+                    raise PermanentFailure(f"agent {self.agent_id} has no skill for {capability!r}")
+                result = skill(dict(inputs))
             outcome = TaskCompleted(task_id=task_id, agent_id=self.agent_id, attempt=attempt, result=result,
                                     duration_s=time.monotonic() - started)
+        except AwaitingAuthority as wait:
+            outcome = TaskAwaiting(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
+                                   authority_id=wait.authority_id, reason=str(wait)[:2000])
         except Exception as exc:  # a skill's failure is the task's failure, recorded, never the agent's
             outcome = TaskFailed(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
                                  error=f"{type(exc).__name__}: {exc}"[:2000],
@@ -163,6 +184,27 @@ class AgentActor:
         except ConcurrencyError:
             return "lost"
         return outcome.type_name.removeprefix("task.")
+
+    def _act(self, capability: str, task_id: str, inputs: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+        """Run an acting skill with gated tools, under the warrant the council issued this agent for the task."""
+        if self.workspace is None:
+            raise PermanentFailure(f"agent {self.agent_id} has no workspace; start the council with one")
+        warrant_id: str | None = None
+        refusal = ""
+        try:
+            council = ray.get_actor(names.COUNCIL, namespace=names.NAMESPACE)
+            issued = ray.get(council.warrant_for.remote(task_id, self.agent_id, self.role, request_id))
+            warrant_id = issued.warrant_id
+        except ValueError:
+            refusal = "no council is running to issue warrants"
+        except ray.exceptions.RayError as exc:  # the council refused (or was unreachable)
+            cause = getattr(exc, "cause", None)
+            refusal = str(cause) if isinstance(cause, CouncilError) else f"the council did not answer ({type(exc).__name__})"
+        try:
+            # Without a warrant the gate denies the skill's first action and records why (fail closed).
+            return self.acting[capability](inputs, Tools(self.gatekeeper, warrant_id, task_id, self.workspace))
+        except ActionRefused as exc:
+            raise ActionRefused(f"{exc}; the council refused a warrant: {refusal}" if refusal else str(exc)) from None
 
     def pid(self) -> int:
         """This incarnation's process id."""

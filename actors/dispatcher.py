@@ -92,7 +92,8 @@ class DispatchLoop:
         task = self.state.tasks.get(assigned.task_id)
         if handle is None or task is None:
             return  # the lease runs out, or the agent's silence takes it back
-        ref = handle.run.remote(assigned.task_id, assigned.attempt, task.capability, task.inputs or {}, version)
+        ref = handle.run.remote(assigned.task_id, assigned.attempt, task.capability, task.inputs or {}, version,
+                                task.request_id)
         self._deliveries[ref] = (assigned.task_id, assigned.lease_id)
         self.assigned += 1
 

@@ -6,6 +6,7 @@ NAMESPACE = "council"
 STORE = "store"
 DISPATCHER = "dispatcher"
 PROJECTOR = "projector"
+COUNCIL = "council"
 
 
 def agent(agent_id: str) -> str:

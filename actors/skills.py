@@ -1,8 +1,10 @@
 """What an agent can do for a capability: a skill turns a task's inputs into a result.
 
-The skills here are the built-in ones that need no outside world (later, tools and models add
-real ones). A skill raises :class:`PermanentFailure` for work that retrying cannot fix; any other
-exception is treated as transient and the task is retried.
+Plain skills (``noop``, ``echo``, ``sleep``, ``fail``) touch nothing. Acting skills
+(:data:`ACTING`) change the world, and only through the gated tools they are handed
+(:class:`actors.tools.gated.Tools`): every file written, command run or deployment passes the
+gate under the task's warrant first. A skill raises :class:`PermanentFailure` for work that
+retrying cannot fix; any other exception is treated as transient and the task is retried.
 """
 
 from __future__ import annotations
@@ -42,5 +44,37 @@ def fail(inputs: dict[str, Any]) -> dict[str, Any]:
     raise RuntimeError(str(inputs.get("error", "asked to fail")))
 
 
+def write_files(inputs: dict[str, Any], tools: Any) -> dict[str, Any]:
+    """Write ``inputs['files']`` (path → text) into the workspace, one gated ``file.write`` each."""
+    files = inputs.get("files")
+    if not isinstance(files, dict) or not files:
+        raise PermanentFailure("files.write needs inputs {'files': {path: text, ...}}")
+    return {"written": [tools.write_file(str(path), str(text)) for path, text in files.items()]}
+
+
+def run_command(inputs: dict[str, Any], tools: Any) -> dict[str, Any]:
+    """Run ``inputs['argv']`` (a list) in ``inputs.get('cwd', '.')``; a non-zero exit fails the task."""
+    argv = inputs.get("argv")
+    if not isinstance(argv, list) or not argv:
+        raise PermanentFailure("command.run needs inputs {'argv': [program, arg, ...]}")
+    done = tools.run([str(a) for a in argv], str(inputs.get("cwd", ".")), float(inputs.get("timeout", 300)))
+    if done.get("returncode", 0) != 0:
+        raise PermanentFailure(f"{argv[0]} exited {done['returncode']}: {done.get('stderr', '')[-500:]}")
+    return done
+
+
+def deploy_local(inputs: dict[str, Any], tools: Any) -> dict[str, Any]:
+    """Deploy ``inputs['artifact']`` to ``inputs['environment']`` (default staging), locally."""
+    artifact = inputs.get("artifact")
+    if not isinstance(artifact, str) or not artifact:
+        raise PermanentFailure("deploy.local needs inputs {'artifact': path, 'environment': name}")
+    return tools.deploy(artifact, str(inputs.get("environment", "staging")))
+
+
+ActingSkill = Callable[[dict[str, Any], Any], dict[str, Any]]
+
 BUILTIN: dict[str, Skill] = {"noop": noop, "echo": echo, "sleep": sleep, "fail": fail}
-"""Capability name → skill, for agents that declare these capabilities."""
+"""Capability name → plain skill, for agents that declare these capabilities."""
+
+ACTING: dict[str, ActingSkill] = {"files.write": write_files, "command.run": run_command, "deploy.local": deploy_local}
+"""Capability name → acting skill: these get gated tools and run under a warrant."""

@@ -24,17 +24,28 @@ def up(
     address: AddressOption = None,
     agents: Annotated[int, typer.Option(min=1, max=64, help="Worker agents to start.")] = 2,
     slots: Annotated[int, typer.Option(min=1, max=256, help="Tasks each agent runs at once.")] = 4,
+    policy: Annotated[str | None, typer.Option(help="Policy file put in force if the log has none yet "
+                                                    "[env: COUNCIL_POLICY; default examples/policy.toml]")] = None,
+    home: Annotated[str | None, typer.Option(help="The council's directory: keys, published checkpoint "
+                                                  "[env: COUNCIL_HOME; default .council]")] = None,
+    workspace: Annotated[str | None, typer.Option(help="Where agents act [env: COUNCIL_WORKSPACE; default "
+                                                       "<home>/workspace]")] = None,
 ) -> None:
-    """Start the council: store, dispatcher, projector and a team of agents (on a local Ray if no --address)."""
+    """Start the council: store, council, dispatcher, projector and a team of agents (on a local Ray if no --address)."""
     from cluster.driver import Council
-    from cluster.system import AgentSpec
+    from cluster.settings import Settings
+    from cluster.system import ROLE_AGENTS, AgentSpec
 
     quiet_ray()
-    settings = settings_for(store, address)
-    team = [AgentSpec(agent_id=f"worker-{i + 1}", slots=slots) for i in range(agents)]
-    Council.start(settings, team=team, ray_start="head")
+    base = settings_for(store, address)
+    settings = Settings.from_env(**{**base.model_dump(), "policy": policy or base.policy, "home": home or base.home,
+                                    "workspace": workspace or base.workspace})
+    team = [AgentSpec(agent_id=f"worker-{i + 1}", slots=slots) for i in range(agents)] + list(ROLE_AGENTS)
+    council = Council.start(settings, team=team, ray_start="head")
+    status = council.council_status()
     out.print(f"council up: store {settings.store}, read models {settings.projection_path()}, "
-              f"{agents} agents x {slots} slots")
+              f"{agents} workers x {slots} slots + {', '.join(a.agent_id for a in ROLE_AGENTS)}; "
+              f"policy {status.get('policy_name')!r} {str(status.get('policy'))[:12]}…, council key {status.get('key')}")
 
 
 @app.command()

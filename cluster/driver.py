@@ -60,7 +60,8 @@ class Council:
                                      "many; give a file, like --store sqlite:///.council/events.db")
         connect(settings.address, start=ray_start)
         boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch,
-             projections=str(settings.projection_path()))
+             projections=str(settings.projection_path()), home=settings.home, policy=settings.policy,
+             workspace=settings.workspace)
         return cls(settings)
 
     @classmethod
@@ -156,6 +157,13 @@ class Council:
         """Answer a read-only SQL query from the read models (caught up to the log first)."""
         ray.get(self.projector.catch_up.remote())
         return ray.get(self.projector.query.remote(query))
+
+    def council_status(self) -> dict[str, Any]:
+        """The council actor's view: its position, the policy in force, open approvals and votes, its key."""
+        try:
+            return ray.get(ray.get_actor(names.COUNCIL, namespace=names.NAMESPACE).status.remote())
+        except ValueError:
+            return {}
 
     def changes(self, table: str, after: int = 0, timeout: float = 1.0) -> QueryResult:
         """Rows of ``table`` (tasks, requests or agents) changed after log position ``after``, each once.

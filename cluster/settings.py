@@ -15,6 +15,8 @@ from events.errors import CouncilError
 from events.store import DEFAULT_MAX_EVENT_BYTES
 
 DEFAULT_STORE = "sqlite:///.council/events.db"
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "examples" / "policy.toml"
+"""The example policy, put in force when a council starts on a log that has none and no other is given."""
 
 
 class ConfigurationError(CouncilError):
@@ -31,6 +33,8 @@ class Settings(BaseModel):
     projections: str | None = Field(None, description="DuckDB file of the read models; default: beside the store")
     address: str | None = Field(None, description="Ray cluster address (auto, host:port, ray://host:port)")
     home: str = Field(".council", description="The council's directory: keys/, the published checkpoint")
+    policy: str | None = Field(None, description="Policy file put in force if the log has none; default the example")
+    workspace: str | None = Field(None, description="Where agents act (files, commands, deployments); default <home>/workspace")
 
     def absolute(self) -> Settings:
         """These settings with file paths made absolute against this process's directory.
@@ -43,7 +47,11 @@ class Settings(BaseModel):
             store = f"sqlite:///{Path(store.removeprefix('sqlite:///')).resolve()}"
         elif "://" not in store:
             store = f"sqlite:///{Path(store).resolve()}"
-        return self.model_copy(update={"store": store, "projections": str(self.with_store(store).projection_path().resolve())})
+        home = Path(self.home).resolve()
+        return self.model_copy(update={
+            "store": store, "projections": str(self.with_store(store).projection_path().resolve()), "home": str(home),
+            "policy": str(Path(self.policy).resolve()) if self.policy else str(DEFAULT_POLICY),
+            "workspace": str(Path(self.workspace).resolve()) if self.workspace else str(home / "workspace")})
 
     def with_store(self, store: str) -> Settings:
         """A copy with another store URL."""

@@ -1,4 +1,4 @@
-"""Booting and stopping the system's actors on Ray: the store, the agents, the dispatcher, the projector.
+"""Booting and stopping the system's actors on Ray: the store, the council, the agents, the dispatcher, the projector.
 
 Every long-lived actor is named and detached in the ``council`` namespace (rule 6): a driver
 that exits leaves them running, and the next one finds them by name. Booting is idempotent:
@@ -17,11 +17,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import names
 from actors.agent import AgentActor
+from actors.council_actor import CouncilActor
 from actors.dispatcher import DispatcherActor
 from actors.projector_actor import ProjectorActor
-from actors.skills import BUILTIN
+from actors.skills import ACTING, BUILTIN
 from actors.store_actor import StoreActor
 from events import CouncilError
+from governance.keys import COUNCIL_KEY, Keyring
 
 
 class CouncilAlreadyRunning(CouncilError):
@@ -41,20 +43,27 @@ class AgentSpec(BaseModel):
     @field_validator("capabilities")
     @classmethod
     def _skills_exist(cls, capabilities: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [c for c in capabilities if c not in BUILTIN]
+        unknown = [c for c in capabilities if c not in BUILTIN and c not in ACTING]
         if unknown:
-            raise ValueError(f"no skill for {', '.join(unknown)}; agents can do: {', '.join(sorted(BUILTIN))}")
+            raise ValueError(f"no skill for {', '.join(unknown)}; agents can do: "
+                             f"{', '.join(sorted([*BUILTIN, *ACTING]))}")
         if not capabilities:
             raise ValueError("an agent needs at least one capability")
         return capabilities
 
 
-DEFAULT_TEAM = (AgentSpec(agent_id="worker-1"), AgentSpec(agent_id="worker-2"))
+ROLE_AGENTS = (AgentSpec(agent_id="coder-1", role="coder", capabilities=("files.write",), slots=2),
+               AgentSpec(agent_id="builder-1", role="builder", capabilities=("command.run",), slots=2),
+               AgentSpec(agent_id="deployer-1", role="deployer", capabilities=("deploy.local",), slots=1))
+"""Agents that act on the world, each under the warrants its role gets from the policy."""
+
+DEFAULT_TEAM = (AgentSpec(agent_id="worker-1"), AgentSpec(agent_id="worker-2"), *ROLE_AGENTS)
 
 
-def _named(actor_class: Any, name: str, *args: Any, **options: Any) -> Any:
+def _named(actor_class: Any, name: str, *args: Any, init: dict[str, Any] | None = None, **options: Any) -> Any:
+    """The named, detached actor ``name``: the running one, or a new one built with ``args`` and ``init``."""
     return actor_class.options(name=name, namespace=names.NAMESPACE, lifetime="detached", get_if_exists=True,
-                               num_cpus=0, **options).remote(*args)
+                               num_cpus=0, **options).remote(*args, **(init or {}))
 
 
 def here() -> NodeAffinitySchedulingStrategy:
@@ -63,11 +72,15 @@ def here() -> NodeAffinitySchedulingStrategy:
 
 
 def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[AgentSpec] = DEFAULT_TEAM,
-         dispatch: dict[str, Any] | None = None, projections: str | None = None) -> dict[str, Any]:
-    """Start (or find) the store, the team, the dispatcher and, given a DuckDB path, the projector.
+         dispatch: dict[str, Any] | None = None, projections: str | None = None, home: str | None = None,
+         policy: str | None = None, workspace: str | None = None) -> dict[str, Any]:
+    """Start (or find) the store, the council, the team, the dispatcher and, given a DuckDB path, the projector.
 
-    Returns their handles by name once every actor has finished its constructor, i.e. has
-    recovered from the log.
+    With a ``home`` (the council's directory), the council actor runs with the council key from
+    ``home/keys`` (created if missing, like each agent's identity key) and puts ``policy`` in
+    force if the log has none yet; agents act in ``workspace``. Without one, there is no council:
+    acting skills are denied at the gate. Returns the handles by name once every actor has
+    finished its constructor, i.e. has recovered from the log.
     """
     store = _named(StoreActor, names.STORE, store_url, max_event_bytes, scheduling_strategy=here())
     running_url = ray.get(store.url.remote())
@@ -75,10 +88,21 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
         raise CouncilAlreadyRunning(f"a council is already running on this Ray cluster with the log {running_url}, "
                                     f"not {store_url}; use that store, or stop it first with `council down`")
     handles: dict[str, Any] = {names.STORE: store}
+    council_key: bytes | None = None
+    identities: dict[str, str] = {}
+    if home is not None:
+        keys = Keyring(Path(home) / "keys")
+        council_key = keys.ensure(COUNCIL_KEY).raw
+        identities = {spec.agent_id: keys.ensure(f"agent-{spec.agent_id.lower()}").fingerprint for spec in team}
+        handles[names.COUNCIL] = _named(CouncilActor, names.COUNCIL, store_url, home, policy,
+                                        scheduling_strategy=here())
+        if workspace is not None:
+            Path(workspace).mkdir(parents=True, exist_ok=True)
     for spec in team:
         handles[names.agent(spec.agent_id)] = _named(
             AgentActor, names.agent(spec.agent_id), spec.agent_id, spec.role, list(spec.capabilities), spec.slots,
-            max_concurrency=spec.slots + 4)
+            max_concurrency=spec.slots + 4,
+            init={"workspace": workspace, "council_key": council_key, "identity": identities.get(spec.agent_id)})
     handles[names.DISPATCHER] = _named(DispatcherActor, names.DISPATCHER, dispatch or {}, store_url,
                                        scheduling_strategy=here())
     if projections is not None:
@@ -114,4 +138,4 @@ def _known_names() -> list[str]:
     try:
         return running()
     except Exception:  # the state API needs the dashboard; fall back to the fixed names
-        return [names.DISPATCHER, names.PROJECTOR, names.STORE]
+        return [names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.STORE]

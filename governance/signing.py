@@ -31,7 +31,12 @@ def digest(obj: Any) -> str:
 
 def message(purpose: str, obj: Any) -> bytes:
     """The exact bytes a signature for ``purpose`` over ``obj`` covers."""
-    return _DOMAIN + purpose.encode() + b"\0" + canonical(obj)
+    return framed(purpose, canonical(obj))
+
+
+def framed(purpose: str, data: bytes) -> bytes:
+    """The exact bytes a signature for ``purpose`` over already-canonical bytes ``data`` covers."""
+    return _DOMAIN + purpose.encode() + b"\0" + data
 
 
 def sign(key: SigningKey, purpose: str, obj: Any) -> bytes:

@@ -63,8 +63,9 @@ TASKS = Table("tasks", "One row per task: where it is in its lifecycle, who hold
     Column("capability", "VARCHAR", "what an agent needs to do it, e.g. code.generate"),
     Column("title", "VARCHAR", "a short human title"),
     Column("priority", "INTEGER", "its queue: 0 critical .. 3 low (from task.submitted, then task.queued)"),
-    Column("status", "VARCHAR", "one of submitted, queued, assigned, running, completed, failed, dead_lettered "
-                                "('failed' between an attempt's failure and the retry or dead-letter decision)"),
+    Column("status", "VARCHAR", "one of submitted, queued, assigned, running, awaiting_approval, completed, failed, "
+                                "dead_lettered ('failed' between an attempt's failure and the retry or dead-letter "
+                                "decision; 'awaiting_approval' while an action waits for approvals or a vote)"),
     Column("agent_id", "VARCHAR", "the agent that holds the task, or held it last"),
     Column("attempt", "INTEGER", "the attempt the task is on (after task.retried: the one it waits for); 0 before any"),
     Column("attempts_used", "INTEGER", "attempts begun (assignments) since submission or the last requeue"),

@@ -32,6 +32,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "task.retried": ("task_id", "attempt", "not_before"),
     "task.dead_lettered": ("task_id", "attempts", "last_error"),
     "task.requeued": ("task_id",),
+    "task.awaiting": ("task_id", "agent_id", "attempt", "authority_id"),
+    "task.resumed": ("task_id", "authority_id"),
     "agent.registered": ("agent_id", "role", "capabilities", "version", "slots", "epoch"),
     "agent.heartbeat": ("agent_id", "epoch"),
     "agent.unresponsive": ("agent_id",),
@@ -137,10 +139,20 @@ def request_submitted(row: RequestRow, e: Payload, at: int) -> None:
     row.title, row.priority, row.submitted_by, row.submitted_at = e.title, e.priority, e.submitted_by, at
 
 
+def _awaiting(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.agent_id, row.attempt, row.lease_expires_at = "awaiting_approval", e.agent_id, e.attempt, None
+    row.attempts_used = max(0, row.attempts_used - 1)  # waiting for an approval does not use up an attempt
+
+
+def _resumed(row: TaskRow, e: Payload, at: int) -> None:
+    row.status, row.queued_at, row.started_at = "queued", at, None
+
+
 TASK_STEPS: dict[str, TaskStep] = {
     "task.submitted": _submitted, "task.queued": _queued, "task.assigned": _assigned, "task.started": _started,
     "task.completed": _completed, "task.failed": _failed, "task.lease_expired": _lease_expired,
     "task.retried": _retried, "task.dead_lettered": _dead_lettered, "task.requeued": _requeued,
+    "task.awaiting": _awaiting, "task.resumed": _resumed,
 }
 """The step of each task event type; every one's payload has a ``task_id``."""
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.dispatch.settings import DispatchSettings
-from actors.dispatch.state import COMPLETED, DEAD, LIVE, SUBMITTED, AgentView, DispatchState, TaskView
+from actors.dispatch.state import AWAITING, COMPLETED, DEAD, LIVE, SUBMITTED, AgentView, DispatchState, TaskView
 from events import Event
-from events.catalogue import TaskAssigned, TaskDeadLettered, TaskLeaseExpired, TaskQueued, TaskRetried
+from events.catalogue import TaskAssigned, TaskDeadLettered, TaskLeaseExpired, TaskQueued, TaskResumed, TaskRetried
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,14 @@ class Append:
 def decide(state: DispatchState, now: float, settings: DispatchSettings,
            new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16]) -> list[Append]:
     """Everything the dispatcher should do now, in this order: queue tasks whose dependencies are
-    done, take back expired leases, retry or dead-letter failed attempts, assign queued work.
+    done, take back expired leases, resume tasks whose approval or vote was decided, retry or
+    dead-letter failed attempts, assign queued work.
 
     Each task gets at most one decision per call. The state is not changed, apart from moving
     retried tasks whose backoff has passed into their ready queues.
     """
     released = _release_dependents(state, now, settings)
-    out = _expire_leases(state, now, settings) + _retry_or_bury(state, now, settings)
+    out = _expire_leases(state, now, settings) + _retry_or_bury(state, now, settings) + _resume(state)
     state.release_due(now)
     fresh = {a.stream: a for a in released if isinstance(a.events[0], TaskQueued)}
     for assignment in _assign(state, now, settings, new_lease_id, list(fresh.values())):
@@ -93,6 +94,19 @@ def _expire_leases(state: DispatchState, now: float, settings: DispatchSettings)
             out.append(Append(task.stream, (TaskLeaseExpired(
                 task_id=task_id, agent_id=task.agent_id or "unknown", lease_id=task.lease_id or "unknown",
                 attempt=task.attempt),), task.version))
+    return out
+
+
+def _resume(state: DispatchState) -> list[Append]:
+    """Send back to their queues tasks whose approval or vote was decided (the gate then acts on the outcome)."""
+    out = []
+    for task_id in sorted(state.resumable):
+        task = state.tasks[task_id]
+        authority = next((a for a, t in state.awaiting.items() if t == task_id), None)
+        if authority is None or task.status != AWAITING:
+            continue
+        out.append(Append(task.stream, (TaskResumed(task_id=task_id, authority_id=authority,
+                                                    outcome=state.decided.get(authority, "")),), task.version))
     return out
 
 

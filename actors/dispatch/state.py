@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from events import RecordedEvent
 
 # Statuses a task moves through (the same words as the ``tasks`` projection).
-SUBMITTED, QUEUED, ASSIGNED, RUNNING, COMPLETED, FAILED, DEAD = (
-    "submitted", "queued", "assigned", "running", "completed", "failed", "dead_lettered",
+SUBMITTED, QUEUED, ASSIGNED, RUNNING, COMPLETED, FAILED, DEAD, AWAITING = (
+    "submitted", "queued", "assigned", "running", "completed", "failed", "dead_lettered", "awaiting_approval",
 )
 LIVE, UNRESPONSIVE, RETIRED = "live", "unresponsive", "retired"
 
@@ -86,6 +86,9 @@ class DispatchState:
         self.waiting: set[str] = set()  # submitted, dependencies not yet checked as done
         self.leased: set[str] = set()  # assigned or running
         self.undecided: set[str] = set()  # failed, waiting for retry-or-dead-letter
+        self.awaiting: dict[str, str] = {}  # authority (approval or vote) id → the task waiting on it
+        self.decided: dict[str, str] = {}  # authority id → how it was decided (granted, refused: ..., vote outcome)
+        self.resumable: set[str] = set()  # tasks whose authority was decided: to be resumed
         self._ready: dict[tuple[str, int], list[tuple[float, int, str]]] = {}  # (capability, priority) → heap
         self._delayed: list[tuple[float, int, str]] = []  # heap by not_before
         self._seq = itertools.count(1)
@@ -163,6 +166,34 @@ class DispatchState:
         task.attempt += 1
         task.first_attempt = task.attempt
         self._enqueue(task, at, not_before=0.0)
+
+    def _awaiting(self, e: RecordedEvent, at: float) -> None:
+        task = self._task(e)
+        self._release(task)
+        task.status = AWAITING
+        authority = e.payload.authority_id
+        self.awaiting[authority] = task.task_id
+        if authority in self.decided:  # decided before the agent's report was folded
+            self.resumable.add(task.task_id)
+
+    def _resumed(self, e: RecordedEvent, at: float) -> None:
+        task = self._task(e)
+        self.resumable.discard(task.task_id)
+        self.awaiting.pop(e.payload.authority_id, None)
+        # A wait is not a failure: the next attempt does not count against max_attempts.
+        task.attempt += 1
+        task.first_attempt += 1
+        self._enqueue(task, at, not_before=0.0)
+
+    def _authority_decided(self, e: RecordedEvent, at: float) -> None:
+        p = e.payload
+        authority = getattr(p, "approval_id", None) or getattr(p, "vote_id", None)
+        outcome = {"approval.granted": "granted", "approval.refused": f"refused: {getattr(p, 'reason', '')}"}.get(
+            e.type, f"vote: {getattr(p, 'outcome', '')}")
+        self.decided[authority] = outcome
+        task_id = self.awaiting.get(authority)
+        if task_id is not None and self.tasks[task_id].status == AWAITING:
+            self.resumable.add(task_id)
 
     def _registered(self, e: RecordedEvent, at: float) -> None:
         p = e.payload
@@ -256,6 +287,11 @@ _HANDLERS = {
     "task.retried": DispatchState._retried,
     "task.dead_lettered": DispatchState._dead_lettered,
     "task.requeued": DispatchState._requeued,
+    "task.awaiting": DispatchState._awaiting,
+    "task.resumed": DispatchState._resumed,
+    "approval.granted": DispatchState._authority_decided,
+    "approval.refused": DispatchState._authority_decided,
+    "vote.decided": DispatchState._authority_decided,
     "agent.registered": DispatchState._registered,
     "agent.heartbeat": DispatchState._heartbeat,
     "agent.unresponsive": DispatchState._unresponsive,

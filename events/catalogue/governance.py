@@ -36,6 +36,9 @@ Digest = Annotated[str, Meta(min_length=64, max_length=64)]
 Signature = Annotated[bytes, Meta(min_length=64, max_length=64)]
 """An Ed25519 signature."""
 
+RawKey = Annotated[bytes, Meta(min_length=32, max_length=32)]
+"""A raw Ed25519 public key, carried beside a signature so it can be checked offline against its fingerprint."""
+
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 """An action (``file.write``), a rule name, a role, an environment."""
 
@@ -195,6 +198,7 @@ class ApprovalSigned(Event, kw_only=True):
     approval_id: Id
     digest: Digest
     key: Fingerprint
+    public_key: RawKey
     signature: Signature
 
 
@@ -205,6 +209,7 @@ class ApprovalRejected(Event, kw_only=True):
     approval_id: Id
     digest: Digest
     key: Fingerprint
+    public_key: RawKey
     signature: Signature
     reason: Text = ""
 
@@ -256,6 +261,7 @@ class VoteCast(Event, kw_only=True):
     vote_id: Id
     option: Name
     key: Fingerprint
+    public_key: RawKey
     signature: Signature
 
 

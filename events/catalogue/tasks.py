@@ -116,3 +116,23 @@ class TaskRequeued(Event):
 
     task_id: Id
     reason: Text = ""
+
+
+@event_type("task.awaiting")
+class TaskAwaiting(Event):
+    """The attempt stopped to wait for an approval or a vote (``authority_id``); it holds no slot while it waits."""
+
+    task_id: Id
+    agent_id: Id
+    attempt: Positive
+    authority_id: Id
+    reason: Text = ""
+
+
+@event_type("task.resumed")
+class TaskResumed(Event):
+    """The approval or vote the task waited for was decided; the task goes back to its queue for a new attempt."""
+
+    task_id: Id
+    authority_id: Id
+    outcome: Text

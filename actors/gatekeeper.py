@@ -1,0 +1,144 @@
+"""The gate, applied: what an agent runs before every side effect, and after it.
+
+:class:`Gatekeeper` reads what the gate needs from the log — the warrant's stream, its
+ancestors, the policy in force, the approval or vote the action waits on — asks
+:func:`governance.gate.check`, and appends the verdict *at the version of the warrant's stream it
+read* before the action may run. If anything landed on that stream in between (a revocation, an
+action spending the same budget), the append is refused, the ledgers are read again and the gate
+decides again; so a revocation stops a warrant at once, and a budget cannot be overspent by a race.
+After the action, :meth:`Gatekeeper.completed` records the outcome (rule 4: intent, then outcome).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from events import ANY, NO_STREAM, NewEvent, RecordedEvent
+from events.catalogue import ActionCompleted, Budget
+from events.errors import ConcurrencyError
+from governance import gate
+from governance.approvals import ApprovalLedger
+from governance.keys import PublicKey
+from governance.ledgers import PolicyLedger, WarrantLedger
+from governance.policy import Policy, parse_policy
+from governance.votes import VoteLedger
+
+RACES = 8
+"""How many times a verdict is decided again after its append lost a race, before the action is denied."""
+
+
+class LogAccess(Protocol):
+    """What the gatekeeper needs of the log: read a stream, append to one (a StoreClient or an EventStore)."""
+
+    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]: ...
+
+    def append(self, stream: str, events: Any, expected_version: Any = ...) -> Any: ...
+
+
+class Gatekeeper:
+    """Decides and records every action of one agent (``agent_id``, whose key fingerprint is ``identity``)."""
+
+    def __init__(self, agent_id: str, identity: str, log: LogAccess, council: PublicKey,
+                 clock: Callable[[], float]) -> None:
+        self.agent_id, self.identity, self.log, self.council, self.clock = agent_id, identity, log, council, clock
+        self._policy = PolicyLedger()
+        self._parsed: dict[str, Policy] = {}
+        self._issued: dict[str, WarrantLedger] = {}  # ancestors: their warrant.issued never changes
+
+    def authorize(self, request: gate.ActionRequest, warrant_id: str | None) -> gate.Verdict:
+        """The gate's verdict for ``request``, recorded in the log before it is returned.
+
+        Authorized: ``action.authorized`` is in the log; run the action, then :meth:`completed`.
+        Denied: ``action.denied`` is in the log; do nothing. Pending: the approval or vote is
+        asked for (once); stop and wait. Done: the action ran before; use its recorded outcome.
+        """
+        for _ in range(RACES):
+            verdict = gate.check(request, warrant_id, self._context(warrant_id))
+            try:
+                if verdict.ask is not None:
+                    stream, event = verdict.ask
+                    self.log.append(stream, [event], NO_STREAM)  # only the first to ask succeeds
+                if verdict.events:
+                    expected = ANY if verdict.expected is None else verdict.expected
+                    # An authorisation has one id per action, so a retried append is never stored
+                    # twice; a denial may be recorded again later, for another reason.
+                    self.log.append(verdict.stream, [NewEvent(payload=e, event_id=_id("authorized", verdict.stream, request.key))
+                                                     if verdict.outcome == "authorized" else e for e in verdict.events],
+                                    expected)
+            except ConcurrencyError:
+                continue  # the warrant's stream moved (or someone asked first): read again, decide again
+            return verdict
+        verdict = gate.Verdict("denied", f"the warrant's stream kept changing while deciding ({RACES} tries)")
+        return verdict
+
+    def completed(self, warrant_id: str, key: str, *, ok: bool, cost: Budget = Budget(), result_digest: str | None = None,
+                  error: str = "") -> None:
+        """Record how an authorised action ended, and what it really cost (idempotent for a key)."""
+        event = ActionCompleted(warrant_id=warrant_id, key=key, ok=ok, cost=cost, result_digest=result_digest,
+                                error=error[:4000])
+        self.log.append(f"warrant-{warrant_id}", [NewEvent(payload=event, event_id=_id("completed", warrant_id, key))], ANY)
+
+    # -- what the gate reads ----------------------------------------------------------------
+
+    def _context(self, warrant_id: str | None) -> gate.Context:
+        return gate.Context(council=self.council, now=self.clock(), ledger=self._warrant(warrant_id),
+                            ancestor=self._ancestor, policy=self._current_policy(), approvers=self._approvers(),
+                            requester=self.identity, approval=self._approval, vote=self._vote)
+
+    def _warrant(self, warrant_id: str | None) -> WarrantLedger | None:
+        if warrant_id is None:
+            return None
+        ledger = WarrantLedger()
+        for event in self.log.read_stream(f"warrant-{warrant_id}"):
+            ledger.evolve(event.payload)
+        return ledger if ledger.issued is not None else None
+
+    def _ancestor(self, warrant_id: str) -> WarrantLedger | None:
+        # An ancestor's revocation also lands in every descendant's own stream, so what is needed
+        # of an ancestor here is only its (immutable) warrant.issued: read it once.
+        found = self._issued.get(warrant_id)
+        if found is None:
+            found = self._warrant(warrant_id)
+            if found is None:
+                return None
+            self._issued[warrant_id] = found
+        return found
+
+    def _current_policy(self) -> Any:
+        for event in self.log.read_stream("policy", self._policy.version + 1):
+            self._policy.evolve(event.payload)
+        adopted = self._policy.adopted
+        if adopted is None:
+            return None
+        parsed = self._parsed.get(adopted.policy_hash)
+        if parsed is None:
+            parsed = self._parsed[adopted.policy_hash] = parse_policy(adopted.text, "the policy in force")
+        return parsed
+
+    def _approvers(self) -> dict[str, str]:
+        return dict(self._policy.adopted.approvers) if self._policy.adopted else {}
+
+    def _approval(self, approval_id: str) -> ApprovalLedger | None:
+        events = self.log.read_stream(f"approval-{approval_id}")
+        if not events:
+            return None
+        ledger = ApprovalLedger()
+        for event in events:
+            ledger.evolve(event.payload, event.recorded_at.timestamp())
+        return ledger
+
+    def _vote(self, vote_id: str) -> VoteLedger | None:
+        events = self.log.read_stream(f"vote-{vote_id}")
+        if not events:
+            return None
+        ledger = VoteLedger()
+        for event in events:
+            ledger.evolve(event.payload, event.recorded_at.timestamp())
+        return ledger
+
+
+def _id(*parts: str) -> uuid.UUID:
+    """A deterministic event id: a retried append of the same decision is recognised, never stored twice."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, "council:gate:" + "\0".join(parts))

@@ -1,0 +1,294 @@
+"""The council's judgement as a plain class: a fold of the governance events, and what to decide next.
+
+:class:`Authority` knows the policy in force, every warrant and what was spent under it, every
+approval request and vote. From that it decides — without Ray, without I/O — which warrant a task
+gets, which approvals are granted or refused, which votes are decided, what a decided policy
+change or budget allocation adopts, and which warrants a revocation reaches. The council actor
+(``actors/council_actor.py``) folds the log into it, appends what it decides, and signs.
+
+Each decision is an :class:`Append` at the version of the stream it was decided from, so two
+council incarnations racing, or a decision racing a new signature, can never both land.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from events import ANY, NO_STREAM, RecordedEvent
+from events.catalogue import (
+    ApprovalGranted,
+    ApprovalRefused,
+    Budget,
+    BudgetAllocated,
+    PolicyAdopted,
+    VoteDecided,
+    WarrantIssued,
+    WarrantRevoked,
+)
+from events.registry import Event
+from governance import approvals, budget, globs, votes
+from governance.approvals import ApprovalLedger
+from governance.errors import WarrantError
+from governance.ledgers import PolicyLedger, WarrantLedger
+from governance.policy import Policy, parse_policy
+from governance.votes import VoteLedger
+from governance.warrant import Warrant, decode
+
+GOVERNANCE_ACTIONS = frozenset({"policy.change"})
+"""Actions people take through the council, never an agent under a warrant."""
+
+WARRANT_TTL = 8 * 24 * 3600.0
+"""How long a task's warrant is valid (seconds): longer than an approval request stays open (7 days), so a
+task that waits for approvals still holds a valid warrant when the last signature lands."""
+
+
+@dataclass(frozen=True)
+class Append:
+    """Events to append to ``stream`` at ``expected`` (a version, ``ANY`` or ``NO_STREAM``)."""
+
+    stream: str
+    events: tuple[Event, ...]
+    expected: Any
+
+
+@dataclass
+class Authority:
+    """Everything the council has decided and been told, folded from the log."""
+
+    policy: PolicyLedger = field(default_factory=PolicyLedger)
+    proposals: dict[str, str] = field(default_factory=dict)
+    """Proposed policy texts by hash."""
+    warrants: dict[str, WarrantLedger] = field(default_factory=dict)
+    children: dict[str, list[str]] = field(default_factory=dict)
+    by_task: dict[str, list[str]] = field(default_factory=dict)
+    approvals: dict[str, ApprovalLedger] = field(default_factory=dict)
+    votes: dict[str, VoteLedger] = field(default_factory=dict)
+    budgets: dict[str, Budget] = field(default_factory=dict)
+    """Budgets allocated to requests (overriding the policy's per-request budget)."""
+    last_checkpoint: int = 0
+    position: int = 0
+    _parsed: dict[str, Policy] = field(default_factory=dict)
+
+    # -- folding ----------------------------------------------------------------------------
+
+    def evolve(self, event: RecordedEvent) -> None:
+        """Fold one event of the log (events of other kinds are ignored)."""
+        self.position = event.position
+        kind, p, stream = event.type, event.payload, event.stream
+        at = event.recorded_at.timestamp()
+        if stream == "policy":
+            self.policy.evolve(p)
+        elif kind == "policy.proposed":
+            self.proposals[p.policy_hash] = p.text
+        elif stream.startswith("warrant-"):
+            wid = stream.removeprefix("warrant-")
+            ledger = self.warrants.setdefault(wid, WarrantLedger())
+            ledger.evolve(p)
+            if kind == "warrant.issued":
+                if p.parent_id:
+                    self.children.setdefault(p.parent_id, []).append(wid)
+                if p.task_id:
+                    self.by_task.setdefault(p.task_id, []).append(wid)
+        elif stream.startswith("approval-"):
+            self.approvals.setdefault(stream.removeprefix("approval-"), ApprovalLedger()).evolve(p, at)
+        elif stream.startswith("vote-"):
+            self.votes.setdefault(stream.removeprefix("vote-"), VoteLedger()).evolve(p, at)
+        elif kind == "budget.allocated":
+            self.budgets[p.request_id] = p.budget
+        elif kind == "checkpoint.signed":
+            self.last_checkpoint = max(self.last_checkpoint, p.tree_size)
+
+    # -- the policy in force ----------------------------------------------------------------
+
+    def current(self) -> Policy | None:
+        """The policy in force, parsed (cached by hash), or None before the first adoption."""
+        adopted = self.policy.adopted
+        if adopted is None:
+            return None
+        parsed = self._parsed.get(adopted.policy_hash)
+        if parsed is None:
+            parsed = self._parsed[adopted.policy_hash] = parse_policy(adopted.text, f"policy {adopted.policy_hash[:12]}")
+        return parsed
+
+    def adopt(self, policy: Policy, approvers: dict[str, str], by: str, authority: str) -> Append:
+        """The ``policy.adopted`` append that puts ``policy`` in force (at the policy stream's version)."""
+        event = PolicyAdopted(policy_hash=policy.hash, name=policy.name, text=policy.text, approvers=approvers,
+                              adopted_by=by, authority=authority)
+        return Append("policy", (event,), self.policy.version if self.policy.version else NO_STREAM)
+
+    # -- warrants ---------------------------------------------------------------------------
+
+    def warrant_for(self, *, task_id: str, agent_id: str, role: str, request_id: str | None, issuer: str,
+                    now: float, warrant_id: str) -> Warrant:
+        """The warrant a task's agent gets under the policy in force (unsigned); :class:`WarrantError` if none.
+
+        It grants what the policy lets ``role`` do at all (allowed, or gated by approval or vote —
+        the gate still asks for those), over the union of those rules' resources and
+        environments; its budget is the tighter of the policy's per-agent budget and the
+        request's, less what the agent and the request have spent so far under other warrants.
+        (Warrants open at the same time are each limited by what was left when they were
+        issued, so together they can overrun the request's budget by what they spend at once.)
+        """
+        policy = self.current()
+        if policy is None:
+            raise WarrantError("no policy is in force, so no warrant can be issued; adopt one with `council up`")
+        actions, resources, environments = grants(policy, role)
+        if not actions:
+            raise WarrantError(f"the policy {policy.name!r} grants role {role!r} nothing; no warrant issued")
+        agent_limit = budget.subtract(policy.budget_for("agent"), self._committed(lambda w: w.holder == agent_id))
+        request_limit = self.budgets.get(request_id or "", policy.budget_for("request"))
+        if request_id is not None:
+            request_limit = budget.subtract(request_limit, self._committed(lambda w: w.request_id == request_id))
+        limit = budget.smallest(agent_limit, request_limit)
+        return Warrant(warrant_id=warrant_id, holder=agent_id, role=role, actions=tuple(actions),
+                       resources=tuple(resources), environments=tuple(environments), budget=limit, not_before=now - 1,
+                       expires_at=now + WARRANT_TTL, policy_hash=policy.hash, issuer=issuer, request_id=request_id,
+                       task_id=task_id)
+
+    def standing_warrant(self, task_id: str, agent_id: str, now: float) -> tuple[WarrantIssued | None, str]:
+        """The warrant this agent already holds for this task, if still good, and the id a new one would take.
+
+        One warrant serves every attempt of a task by the same agent, so what an earlier attempt
+        completed is known (and not done again), and an approval asked for under it still
+        applies after the task waited. An expired warrant is replaced by the next generation; a
+        revoked one is not: :class:`WarrantError`, the task stops.
+        """
+        generation = 1
+        while True:
+            wid = warrant_id_for(task_id, agent_id, generation)
+            ledger = self.warrants.get(wid)
+            if ledger is None or ledger.issued is None:
+                return None, wid
+            if ledger.revoked is not None:
+                raise WarrantError(f"warrant {wid} for task {task_id} was revoked ({ledger.revoked.reason}); "
+                                   "the council issues no other for it")
+            if now < decode(ledger.issued).expires_at:
+                return ledger.issued, wid
+            generation += 1
+
+    def _committed(self, which: Any) -> Budget:
+        """What warrants matching ``which`` have spent (authorised estimates, then actual costs)."""
+        total = Budget()
+        for ledger in self.warrants.values():
+            issued = ledger.issued
+            if issued is None or not which(issued):
+                continue
+            total = budget.add(total, ledger.used)
+        return total
+
+    def revocations(self, warrant_id: str, reason: str, by: str) -> list[Append]:
+        """``warrant.revoked`` for the warrant and every descendant not yet revoked, each in its own stream.
+
+        Appended together (one group commit), they stop the whole subtree at once: the gate
+        appends every action at its warrant stream's version, so an action decided before the
+        revocation landed is refused and decided again.
+        """
+        if warrant_id not in self.warrants or self.warrants[warrant_id].issued is None:
+            raise WarrantError(f"there is no warrant {warrant_id} in the log")
+        out, stack, seen = [], [warrant_id], set()
+        while stack:
+            wid = stack.pop()
+            if wid in seen:
+                continue
+            seen.add(wid)
+            stack.extend(self.children.get(wid, ()))
+            if self.warrants[wid].revoked is None:
+                out.append(Append(f"warrant-{wid}", (WarrantRevoked(warrant_id=wid, cause_id=warrant_id, reason=reason,
+                                                                     revoked_by=by),), ANY))
+        return out
+
+    # -- approvals and votes ----------------------------------------------------------------
+
+    def decisions(self, now: float) -> list[Append]:
+        """Approvals to grant or refuse, votes to decide, and what their outcomes adopt — due now."""
+        out: list[Append] = []
+        policy = self.policy.adopted
+        current_hash = policy.policy_hash if policy is not None else ""
+        for aid, ledger in self.approvals.items():
+            outcome = approvals.tally(ledger, now=now, policy_hash=current_hash)
+            if outcome is None:
+                continue
+            out.append(Append(f"approval-{aid}", (outcome,), ledger.version))
+            spec = ledger.requested.spec  # type: ignore[union-attr]
+            if isinstance(outcome, ApprovalGranted) and spec.action == "policy.change":
+                out += self._adoption(spec.target, f"approval {aid}", outcome.keys)
+        for vid, vote in self.votes.items():
+            decided = votes.tally(vote, now=now)
+            if decided is None:
+                continue
+            out.append(Append(f"vote-{vid}", (decided,), vote.version))
+            out += self._vote_outcome(vote, decided)
+        return out
+
+    def _adoption(self, policy_hash: str, authority: str, keys: Iterable[str]) -> list[Append]:
+        text = self.proposals.get(policy_hash)
+        if text is None:
+            return []
+        candidate = parse_policy(text, f"proposal {policy_hash[:12]}")
+        pinned = dict(self.policy.adopted.approvers) if self.policy.adopted else {}
+        return [self.adopt(candidate, {n: pinned[n] for n in candidate.approver_names() if n in pinned},
+                           by=",".join(keys), authority=authority)]
+
+    def _vote_outcome(self, vote: VoteLedger, decided: VoteDecided) -> list[Append]:
+        proposed = vote.proposed
+        assert proposed is not None
+        if proposed.kind == "policy.change" and decided.outcome == "adopt":
+            return self._adoption(proposed.payload.get("policy", ""), f"vote {proposed.vote_id}", vote.ballots)
+        if proposed.kind == "budget.allocate" and decided.outcome in proposed.options:
+            spec = proposed.payload.get(decided.outcome)
+            if spec:
+                request_id, _, amounts = spec.partition(":")
+                return [Append(f"budget-{request_id}", (BudgetAllocated(
+                    request_id=request_id, budget=parse_budget(amounts), authority=f"vote {proposed.vote_id}"),), ANY)]
+        return []
+
+    def refusal(self, approval_id: str, reason: str) -> Append:
+        """An ``approval.refused`` for an open request (used when the council itself withdraws it)."""
+        ledger = self.approvals[approval_id]
+        assert ledger.requested is not None
+        return Append(f"approval-{approval_id}", (ApprovalRefused(approval_id=approval_id, digest=ledger.requested.digest,
+                                                                  reason=reason),), ledger.version)
+
+
+def grants(policy: Policy, role: str) -> tuple[list[str], list[str], list[str]]:
+    """What a warrant for ``role`` may name: the actions, resources and environments of every rule
+    that lets the role act at all (allow, approve or vote). Deny rules are left to the gate, which
+    applies the whole policy to every action anyway."""
+    actions: list[str] = []
+    resources: list[str] = []
+    environments: list[str] = []
+    for rule in policy.rules:
+        if rule.effect == "deny" or not any(globs.match_name(role, r) for r in rule.roles):
+            continue
+        granted = [a for a in rule.actions if a not in GOVERNANCE_ACTIONS]
+        if not granted:
+            continue
+        actions += [a for a in granted if a not in actions]
+        for found, into, everything in ((rule.resources, resources, "**"), (rule.environments, environments, "*")):
+            for pattern in found or (everything,):
+                if pattern not in into:
+                    into.append(pattern)
+    if "**" in resources:
+        resources = ["**"]
+    if "*" in environments:
+        environments = ["*"]
+    return actions, resources or ["**"], environments or ["*"]
+
+
+def parse_budget(text: str) -> Budget:
+    """A budget from ``tokens=1000,money=2.5,wall_time_s=60,actions=10`` (the form a budget vote carries)."""
+    values: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in budget.FIELDS:
+            raise WarrantError(f"unknown budget field {name!r}; use {', '.join(budget.FIELDS)}")
+        values[name] = float(value) if name in ("money", "wall_time_s") else int(value)
+    return Budget(**values)
+
+
+def warrant_id_for(task_id: str, agent_id: str, generation: int = 1) -> str:
+    """The id of a task's warrant for one agent (``generation`` counts replacements of expired ones)."""
+    return "w-" + hashlib.sha256(f"{task_id}\0{agent_id}\0{generation}".encode()).hexdigest()[:24]

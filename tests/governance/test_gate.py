@@ -1,0 +1,312 @@
+"""The gate over a real log: every refusal is an event with a reason, and nothing happens."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import msgspec
+import pytest
+from governance_support import POLICY, Council, make_council
+
+from actors.tools.gated import ActionRefused, AwaitingAuthority
+from events.catalogue import WarrantIssued
+from events.errors import ConcurrencyError
+from governance import approvals, warrant
+from governance.keys import SigningKey
+
+
+@pytest.fixture
+def council(tmp_path: Path) -> Council:
+    return make_council(tmp_path)
+
+
+def denied(council: Council, stream: str) -> str:
+    """The reason of the last action.denied in ``stream``."""
+    reasons = [e.reason for e in council.events(stream) if type(e).__name__ == "ActionDenied"]
+    assert reasons, f"no action.denied in {stream}"
+    return reasons[-1]
+
+
+def test_an_authorised_write_is_recorded_before_and_after_it_happens(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    result = council.tools("a1", grant.warrant_id, "t-write").write_file("src/app.py", "print('hi')\n")
+    assert (council.home / "workspace" / "src" / "app.py").read_text() == "print('hi')\n"
+    assert council.types(f"warrant-{grant.warrant_id}") == ["warrant.issued", "action.authorized", "action.completed"]
+    authorized = council.events(f"warrant-{grant.warrant_id}")[1]
+    assert authorized.rule == "coders-write-source" and authorized.policy_hash == council.authority.policy.adopted.policy_hash
+    assert result == {"path": "src/app.py", "sha256": hashlib.sha256(b"print('hi')\n").hexdigest()}
+
+
+def test_a_completed_action_is_never_run_again(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    target = council.home / "workspace" / "src" / "once.py"
+    council.tools("a1", grant.warrant_id, "t-once").write_file("src/once.py", "v1")
+    target.write_text("changed by hand")
+    again = council.tools("a1", grant.warrant_id, "t-once").write_file("src/once.py", "v1")  # the skill runs again
+    assert again["already_done"] and target.read_text() == "changed by hand"
+    assert council.types(f"warrant-{grant.warrant_id}").count("action.authorized") == 1
+
+
+@pytest.mark.parametrize(("path", "why"), [
+    ("docs/readme.md", "outside the scope"),
+    (".git/config", 'rule "no-git" denies'),
+    ("../outside.txt", ".."),
+    ("/etc/passwd", "absolute"),
+])
+def test_out_of_scope_paths_are_denied_and_nothing_is_written(council: Council, path: str, why: str) -> None:
+    grant = council.warrant("a1", "coder")
+    with pytest.raises(ActionRefused):
+        council.tools("a1", grant.warrant_id, "t-scope").write_file(path, "x")
+    assert why in denied(council, f"warrant-{grant.warrant_id}")
+    assert not any(p.is_file() for p in (council.home / "workspace").rglob("*"))
+    assert not (council.home / "outside.txt").exists()
+
+
+def test_a_forged_warrant_is_denied(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    mallory = council.keyring.signer("mallory")
+    # Signed by another key, claiming the council as issuer.
+    forged = warrant.Warrant(**{**{f: getattr(grant, f) for f in grant.__struct_fields__}, "warrant_id": "w-forged"})
+    data = msgspec.msgpack.Encoder(order="deterministic").encode(forged)
+    event = WarrantIssued(warrant_id="w-forged", holder="a1", task_id=forged.task_id, warrant=data,
+                          signature=mallory.sign(warrant._signed(data)), issuer=council.key.public.fingerprint)
+    council.store.append("warrant-w-forged", [event])
+    with pytest.raises(ActionRefused):
+        council.tools("a1", "w-forged", "t-forged").write_file("src/a.py", "x")
+    assert "forged" in denied(council, "warrant-w-forged")
+
+
+def test_a_warrant_with_a_widened_scope_but_the_old_signature_is_denied(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    issued = council.events(f"warrant-{grant.warrant_id}")[0]
+    wider = warrant.Warrant(**{**{f: getattr(grant, f) for f in grant.__struct_fields__}, "warrant_id": "w-wide",
+                               "resources": ("**",)})
+    data = msgspec.msgpack.Encoder(order="deterministic").encode(wider)
+    council.store.append("warrant-w-wide", [msgspec.structs.replace(issued, warrant_id="w-wide", warrant=data)])
+    with pytest.raises(ActionRefused):
+        council.tools("a1", "w-wide", "t-wide").write_file("docs/x.md", "x")
+    assert "forged" in denied(council, "warrant-w-wide")
+
+
+def test_an_expired_warrant_is_denied(council: Council) -> None:
+    grant = council.warrant("a1", "coder", expires_at=council.clock() + 60)
+    council.clock.now += 61
+    with pytest.raises(ActionRefused):
+        council.tools("a1", grant.warrant_id, "t-exp").write_file("src/a.py", "x")
+    assert "expired" in denied(council, f"warrant-{grant.warrant_id}")
+
+
+def test_a_warrant_held_by_another_agent_is_denied(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    with pytest.raises(ActionRefused):
+        council.tools("a2", grant.warrant_id, "t-other").write_file("src/a.py", "x")
+    assert "held by a1, not a2" in denied(council, f"warrant-{grant.warrant_id}")
+
+
+def test_no_warrant_is_denied_in_the_agents_gate_stream(council: Council) -> None:
+    with pytest.raises(ActionRefused):
+        council.tools("a1", None, "t-none").write_file("src/a.py", "x")
+    assert "no warrant" in denied(council, "gate-a1")
+
+
+def test_revoking_a_parent_stops_its_children_at_once(council: Council) -> None:
+    parent = council.warrant("a1", "coder")
+    child = warrant.attenuate(council.key, parent, warrant_id="w-child", holder="a2", resources=("src/**",),
+                              task_id="t-child")
+    council.store.append("warrant-w-child", [child])
+    council.tools("a2", "w-child", "t-child").write_file("src/ok.py", "fine")  # works before the revocation
+    for append in council.fold().revocations(parent.warrant_id, "key compromise", "test"):
+        council.store.append(append.stream, list(append.events), append.expected)
+    with pytest.raises(ActionRefused):
+        council.tools("a2", "w-child", "t-child-2").write_file("src/late.py", "x")
+    assert "revoked" in denied(council, "warrant-w-child") and "key compromise" in denied(council, "warrant-w-child")
+    assert not (council.home / "workspace" / "src" / "late.py").exists()
+
+
+def test_a_revocation_that_lands_while_the_gate_decides_wins(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    gatekeeper = council.gatekeeper("a1")
+    real_append = council.store.append
+    raced = []
+
+    def append_after_a_revocation(stream, events, expected=None):  # type: ignore[no-untyped-def]
+        if not raced and stream == f"warrant-{grant.warrant_id}":
+            raced.append(True)
+            for revocation in council.fold().revocations(grant.warrant_id, "revoked mid-decision", "test"):
+                real_append(revocation.stream, list(revocation.events), revocation.expected)
+        return real_append(stream, events, expected)
+
+    gatekeeper.log = type("RacingLog", (), {"read_stream": council.store.read_stream,
+                                            "append": staticmethod(append_after_a_revocation)})()
+    from actors.tools.gated import Tools
+    from actors.tools.workspace import Workspace
+    with pytest.raises(ActionRefused, match="revoked mid-decision"):
+        Tools(gatekeeper, grant.warrant_id, "t-race", Workspace(council.home / "workspace")).write_file("src/a.py", "x")
+    assert council.types(f"warrant-{grant.warrant_id}").count("action.authorized") == 0
+
+
+def test_a_call_over_budget_is_denied(council: Council) -> None:
+    from events.catalogue import Budget
+    grant = council.warrant("a1", "coder", budget=Budget(actions=2))
+    tools = council.tools("a1", grant.warrant_id, "t-budget")
+    tools.write_file("src/1.py", "1")
+    tools.write_file("src/2.py", "2")
+    with pytest.raises(ActionRefused):
+        tools.write_file("src/3.py", "3")
+    assert "budget exhausted: actions 2 used + 1 asked > 2" in denied(council, f"warrant-{grant.warrant_id}")
+    assert not (council.home / "workspace" / "src" / "3.py").exists()
+
+
+# -- approvals --------------------------------------------------------------------------------
+
+
+def deploy_request(council: Council, artifact: str = "dist/app.tar", content: str = "v1", task: str = "t-deploy"):  # type: ignore[no-untyped-def]
+    (council.home / "workspace" / "dist").mkdir(exist_ok=True)
+    (council.home / "workspace" / artifact).write_text(content)
+    grant = council.warrant("d1", "deployer", task=task)
+    with pytest.raises(AwaitingAuthority) as waiting:
+        council.tools("d1", grant.warrant_id, task).deploy(artifact, "production")
+    aid = waiting.value.authority_id
+    ledger = council.fold().approvals[aid]
+    return grant, aid, ledger
+
+
+def sign(council: Council, name: str, aid: str) -> None:
+    ledger = council.fold().approvals[aid]
+    event = approvals.sign_approval(council.keyring.signer(name), ledger.requested)
+    approvals.admit(ledger, event, now=council.clock(), policy_hash=council.authority.policy.adopted.policy_hash)
+    council.store.append(f"approval-{aid}", [event])
+
+
+def decide(council: Council) -> None:
+    for append in council.fold().decisions(council.clock()):
+        council.store.append(append.stream, list(append.events), append.expected)
+    council.fold()
+
+
+def test_a_production_deploy_waits_for_two_approvals_then_runs_once(council: Council) -> None:
+    grant, aid, ledger = deploy_request(council)
+    assert ledger.requested.spec.environment == "production" and ledger.requested.needed == 2
+    assert ledger.requested.spec.artifacts == {"dist/app.tar": hashlib.sha256(b"v1").hexdigest()}
+    assert ledger.requested.digest == approvals.spec_digest(ledger.requested.spec)
+    sign(council, "alice", aid)
+    decide(council)
+    assert council.authority.approvals[aid].open  # one of two
+    sign(council, "bob", aid)
+    decide(council)
+    assert council.authority.approvals[aid].granted is not None
+    manifest = council.tools("d1", grant.warrant_id, "t-deploy").deploy("dist/app.tar", "production")
+    assert manifest["environment"] == "production"
+    authorized = [e for e in council.events(f"warrant-{grant.warrant_id}") if type(e).__name__ == "ActionAuthorized"]
+    assert [a.approval_id for a in authorized] == [aid]
+
+
+def test_self_approval_the_same_key_twice_and_an_unknown_key_are_refused(council: Council) -> None:
+    _, aid, ledger = deploy_request(council)
+    requester = council.keyring.signer("agent-d1")
+    now, policy = council.clock(), council.authority.policy.adopted.policy_hash
+    with pytest.raises(Exception, match="requester's own key never counts"):
+        approvals.admit(ledger, approvals.sign_approval(requester, ledger.requested), now=now, policy_hash=policy)
+    with pytest.raises(Exception, match="not one of the approvers"):
+        approvals.admit(ledger, approvals.sign_approval(council.keyring.signer("mallory"), ledger.requested),
+                        now=now, policy_hash=policy)
+    sign(council, "alice", aid)
+    with pytest.raises(Exception, match="has already signed .* a key counts once"):
+        sign(council, "alice", aid)
+    # even appended behind the checks' back, a second signature by the same key counts once
+    again = approvals.sign_approval(council.keyring.signer("alice"), ledger.requested)
+    council.store.append(f"approval-{aid}", [again])
+    decide(council)
+    assert council.authority.approvals[aid].open and len(council.authority.approvals[aid].approvals) == 1
+
+
+def test_a_signature_for_another_request_expired_or_after_a_policy_change_is_refused(council: Council) -> None:
+    _, aid, ledger = deploy_request(council, task="t-first")
+    _, other, other_ledger = deploy_request(council, artifact="dist/b.tar", task="t-second")
+    replayed = approvals.sign_approval(council.keyring.signer("alice"), other_ledger.requested)  # other nonce, digest
+    replayed = msgspec.structs.replace(replayed, approval_id=aid)
+    now, policy = council.clock(), council.authority.policy.adopted.policy_hash
+    with pytest.raises(Exception, match="different action, request or nonce"):
+        approvals.admit(ledger, replayed, now=now, policy_hash=policy)
+    with pytest.raises(Exception, match="expired"):
+        approvals.admit(ledger, approvals.sign_approval(council.keyring.signer("bob"), ledger.requested),
+                        now=ledger.requested.spec.expires_at + 1, policy_hash=policy)
+    with pytest.raises(Exception, match="policy changed"):
+        approvals.admit(ledger, approvals.sign_approval(council.keyring.signer("bob"), ledger.requested),
+                        now=now, policy_hash="0" * 64)
+
+
+def test_a_tampered_action_after_approval_is_denied(council: Council) -> None:
+    grant, aid, _ = deploy_request(council)
+    sign(council, "alice", aid)
+    sign(council, "bob", aid)
+    decide(council)
+    (council.home / "workspace" / "dist" / "app.tar").write_text("v2, swapped after the approval")
+    with pytest.raises(ActionRefused):
+        council.tools("d1", grant.warrant_id, "t-deploy").deploy("dist/app.tar", "production")
+    assert "digest differs" in denied(council, f"warrant-{grant.warrant_id}")
+    assert not (council.home / "workspace" / ".deployments").exists()
+
+
+def test_a_policy_change_after_the_request_invalidates_its_approvals(council: Council) -> None:
+    grant, aid, _ = deploy_request(council)
+    sign(council, "alice", aid)
+    council.adopt(POLICY.replace('name = "test"', 'name = "test, revised"'))
+    decide(council)
+    assert "policy changed" in council.authority.approvals[aid].refused.reason
+    with pytest.raises(ActionRefused):
+        council.tools("d1", grant.warrant_id, "t-deploy").deploy("dist/app.tar", "production")
+
+
+def test_a_rejection_by_enough_approvers_refuses_the_action(council: Council) -> None:
+    grant, aid, ledger = deploy_request(council)
+    for name in ("alice", "bob"):
+        event = approvals.sign_rejection(council.keyring.signer(name), ledger.requested, reason="not today")
+        council.store.append(f"approval-{aid}", [event])
+    decide(council)
+    assert "rejected by 2" in council.authority.approvals[aid].refused.reason
+    with pytest.raises(ActionRefused, match="refused"):
+        council.tools("d1", grant.warrant_id, "t-deploy").deploy("dist/app.tar", "production")
+
+
+def test_an_approval_lets_one_action_run_once(council: Council) -> None:
+    grant, aid, _ = deploy_request(council)
+    sign(council, "alice", aid)
+    sign(council, "bob", aid)
+    decide(council)
+    tools = council.tools("d1", grant.warrant_id, "t-deploy")
+    tools.deploy("dist/app.tar", "production")
+    with pytest.raises(AwaitingAuthority) as second:  # the next deploy is another action: it needs its own approval
+        tools.deploy("dist/app.tar", "production")
+    assert second.value.authority_id != aid
+
+
+def test_a_vote_gated_deploy_runs_when_the_vote_approves(council: Council) -> None:
+    from governance import votes
+    (council.home / "workspace" / "dist").mkdir()
+    (council.home / "workspace" / "dist" / "app.tar").write_text("v1")
+    grant = council.warrant("d1", "deployer", task="t-canary")
+    with pytest.raises(AwaitingAuthority) as waiting:
+        council.tools("d1", grant.warrant_id, "t-canary").deploy("dist/app.tar", "canary")
+    vid = waiting.value.authority_id
+    proposal = council.fold().votes[vid].proposed
+    for name in ("alice", "bob"):
+        ballot = votes.cast(council.keyring.signer(name), proposal, "approve")
+        votes.admit(council.fold().votes[vid], ballot, now=council.clock())
+        council.store.append(f"vote-{vid}", [ballot])
+    decide(council)
+    assert council.authority.votes[vid].decided.outcome == "approve"
+    assert council.tools("d1", grant.warrant_id, "t-canary").deploy("dist/app.tar", "canary")["environment"] == "canary"
+
+
+def test_signing_keys_never_show_their_secret() -> None:
+    key = SigningKey.generate("x")
+    assert "PRIVATE" not in repr(key) and not any(isinstance(v, bytes) and len(v) == 32 and v != key.public.raw
+                                                  for v in vars(key).values())
+
+
+def test_a_conflicting_append_is_not_swallowed(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    with pytest.raises(ConcurrencyError):
+        council.store.append(f"warrant-{grant.warrant_id}", [council.events(f"warrant-{grant.warrant_id}")[0]], 5)
