@@ -127,7 +127,8 @@ def main() -> int:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="task-overhead-"))
-    settings = Settings(store=f"sqlite:///{tmp / 'events.db'}", projections=str(tmp / "projections.duckdb"))
+    settings = Settings(store=f"sqlite:///{tmp / 'events.db'}", projections=str(tmp / "projections.duckdb"),
+                        home=str(tmp / "council"))
     council = Council.start(settings, team=[AgentSpec(agent_id=f"bench-{i}", capabilities=("noop",), slots=args.slots)
                                             for i in range(args.agents)], dispatch={"heartbeat_timeout": 30})
     seen = Visibility(council, "feed")

@@ -26,6 +26,9 @@ from governance.errors import ApprovalError, GovernanceError
 from governance.keys import COUNCIL_KEY, Keyring
 from governance.policy import load_policy
 
+PROPOSER_ROLE = "human"
+"""The role a person proposing a policy change acts in, as policy rules see it."""
+
 HomeOption = Annotated[str | None, typer.Option("--home", help="The council's directory (keys, published checkpoint). "
                                                                 "[env: COUNCIL_HOME; default .council]", show_default=False)]
 KeyOption = Annotated[str, typer.Option("--key", help="The name of your key in the keyring.")]
@@ -128,7 +131,7 @@ def policy_propose(file: Annotated[Path, typer.Argument(help="The new policy fil
             raise GovernanceError("no policy is in force yet; `council up --policy FILE` adopts the first one")
         if candidate.hash == current.hash:
             raise GovernanceError(f"{file} is the policy already in force ({current.hash[:12]}…)")
-        decision = current.decide("policy.change", "*")
+        decision = current.decide("policy.change", PROPOSER_ROLE)
         approvers = dict(authority.policy.adopted.approvers)  # type: ignore[union-attr]
         log.append(f"policy-{candidate.hash}", [PolicyProposed(policy_hash=candidate.hash, text=candidate.text,
                                                                proposed_by=signer.public.fingerprint)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
@@ -34,12 +35,43 @@ def demo(store: StoreOption = None) -> None:
 
 
 @app.command()
-def verify(store: StoreOption = None) -> None:
-    """Re-derive every hash of the log and its Merkle root; exit 1 naming the first position that fails."""
+def verify(
+    store: StoreOption = None,
+    home: Annotated[str | None, typer.Option("--home", help="The council's directory: its public key and published "
+                                                            "checkpoint. [env: COUNCIL_HOME; default .council]")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="A signed checkpoint (JSON) kept outside the "
+                                                                         "log, to check the log against too.")] = None,
+) -> None:
+    """Re-derive every hash of the log and its Merkle root, then check every signed checkpoint against it.
+
+    Exits 1 naming the first position that fails, or each checkpoint the log does not match (a
+    rewritten or truncated history), even if every hash in it was recomputed.
+    """
+    from cluster.cli_governance import home_dir
+    from governance import checkpoints
+    from governance.keys import COUNCIL_KEY, Keyring
+
     with open_log(store, create=False) as es:
         report = es.verify()
-    _print_verify(report)
-    if not report.ok:
+        _print_verify(report)
+        root = home_dir(home)
+        keys = Keyring(root / "keys")
+        if COUNCIL_KEY not in keys.names():
+            out.print(f"checkpoints: not checked (no council key in {keys.directory})")
+            signed = None
+        else:
+            extra = [c for c in (checkpoints.load_published(root),) if c is not None]
+            if checkpoint is not None:
+                extra.append(checkpoints.load_published_file(checkpoint))
+            signed = checkpoints.check_log(es, keys.public(COUNCIL_KEY), extra)
+            if signed.ok:
+                latest = signed.latest
+                out.print(f"checkpoints: ok, {signed.checked} signed by the council "
+                          f"({keys.public(COUNCIL_KEY).fingerprint}) agree with the log"
+                          + (f"; the latest covers {latest.tree_size} events" if latest else ""))
+            for problem in signed.problems:
+                out.print(f"[red]checkpoint FAILED[/]: {problem}")
+    if not report.ok or (signed is not None and not signed.ok):
         raise typer.Exit(1)
 
 

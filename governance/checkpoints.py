@@ -54,7 +54,7 @@ _identity = msgspec.msgpack.Encoder().encode
 
 __all__ = [
     "BUNDLE_FORMAT", "PURPOSE", "STREAM", "CheckpointReport", "TreeHead", "check_log", "inclusion_bundle",
-    "load_published", "publish", "published_path", "sign_tree_head", "verify_bundle", "verify_tree_head",
+    "load_published", "load_published_file", "publish", "published_path", "sign_root", "sign_tree_head", "verify_bundle", "verify_tree_head",
 ]
 
 
@@ -98,11 +98,20 @@ def sign_tree_head(store: EventStore, key: SigningKey, size: int | None = None,
     size = head if size is None else size
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= head:
         raise CheckpointError(f"cannot sign a tree head of {size!r} events: the log holds 1..{head}")
+    return sign_root(key, size, store.root(size), _origin(store), now)
+
+
+def sign_root(key: SigningKey, size: int, root: bytes, origin: bytes, now: float | None = None) -> CheckpointSigned:
+    """Sign a tree head whose root the caller computed (e.g. incrementally, with ``events.merkle.CompactRange``).
+
+    The caller vouches that ``root`` is the Merkle root of the log's first ``size`` events and
+    ``origin`` the hash of its first; :func:`check_log` will hold the log to it.
+    """
     at = time.time() if now is None else now
     if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at < 0:
         raise CheckpointError(f"cannot sign a tree head at time {at!r}: give UTC epoch seconds >= 0")
     # float(): an int and a float of equal value encode differently, and verifiers rebuild a float.
-    signed = TreeHead(size, store.root(size), float(at), _origin(store))
+    signed = TreeHead(size, bytes(root), float(at), bytes(origin))
     return CheckpointSigned(tree_size=signed.tree_size, root=signed.root, at=signed.at, origin=signed.origin,
                             key=key.public.fingerprint, signature=signing.sign(key, PURPOSE, signed))
 
@@ -391,10 +400,18 @@ def load_published(home: str | Path) -> CheckpointSigned | None:
     not checked here: pass it to :func:`check_log` or :func:`verify_tree_head`.
     """
     path = published_path(home)
+    if not path.exists():
+        return None
+    return load_published_file(path)
+
+
+def load_published_file(path: str | Path) -> CheckpointSigned:
+    """A checkpoint from a JSON file in :func:`publish`'s form (e.g. a copy a verifier kept elsewhere)."""
+    path = Path(path)
     try:
         obj = json.loads(path.read_bytes())
     except FileNotFoundError:
-        return None
+        raise CheckpointError(f"there is no checkpoint file {path}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not JSON ({exc}); publish a checkpoint again") from None
     return _from_json(obj, str(path))

@@ -16,7 +16,8 @@ from projections import QueryFailed, ReadOnlyQueryError
 @pytest.fixture(scope="module")
 def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
     home = tmp_path_factory.mktemp("driver")
-    settings = Settings(store=f"sqlite:///{home / 'events.db'}", projections=str(home / "projections.duckdb"))
+    settings = Settings(store=f"sqlite:///{home / 'events.db'}", projections=str(home / "projections.duckdb"),
+                        home=str(home / "council"))
     team = [AgentSpec(agent_id="d1", capabilities=("noop", "echo", "fail"), slots=2)]
     handle = Council.start(settings, team=team, dispatch={"backoff_base": 0.05})
     yield handle

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import os
 import subprocess
+import tempfile
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -230,8 +232,11 @@ def test_store_proof_arguments_are_checked() -> None:
 
 
 def council(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[2])
+    # Run from an empty directory: a council home (keys, a published checkpoint) must not be picked up.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120,
+                              cwd=cwd, env={k: v for k, v in env.items() if not k.startswith("COUNCIL_")})
 
 
 def test_council_verify_passes_on_an_intact_log(ledger) -> None:  # type: ignore[no-untyped-def]
@@ -240,7 +245,8 @@ def test_council_verify_passes_on_an_intact_log(ledger) -> None:  # type: ignore
     assert out.returncode == 0, out.stderr
     with open_store(url) as s:
         root = s.root().hex()
-    assert out.stdout.strip() == f"ok: {EVENTS} events checked, head {EVENTS}, root {root}"
+    assert out.stdout.splitlines() == [f"ok: {EVENTS} events checked, head {EVENTS}, root {root}",
+                                       "checkpoints: not checked (no council key in .council/keys)"]
 
 
 def test_council_verify_fails_naming_the_position(ledger) -> None:  # type: ignore[no-untyped-def]

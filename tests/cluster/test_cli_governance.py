@@ -1,0 +1,209 @@
+"""The governance commands as a user runs them: keys, policy check/propose, approvals, approve/reject,
+warrants, prove and verify against signed checkpoints. Real processes, a real SQLite log, no Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actors.gatekeeper import Gatekeeper
+from actors.tools.gated import AwaitingAuthority, Tools
+from actors.tools.workspace import Workspace
+from events import open_store
+from events.catalogue import PolicyProposed, TaskSubmitted
+from governance import checkpoints, warrant
+from governance.authority import Authority
+from governance.keys import Keyring
+from governance.policy import parse_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = """
+[policy]
+name = "cli test"
+
+[approvers]
+alice = "alice"
+bob = "bob"
+carol = "carol"
+
+[[rules]]
+name = "deploy-production"
+actions = ["deploy"]
+roles = ["deployer"]
+environments = ["production"]
+effect = "approve"
+approvals = 2
+approvers = ["alice", "bob", "carol"]
+
+[[rules]]
+name = "policy-change"
+actions = ["policy.change"]
+roles = ["*"]
+effect = "approve"
+approvals = 2
+approvers = ["alice", "bob", "carol"]
+"""
+
+
+def council(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("COUNCIL_")}
+    environ["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, env=environ)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A council home with keys, and a log holding a policy, a deployer's warrant and an approval request."""
+    for name in ("alice", "bob", "carol", "mallory"):
+        assert council("keys", "new", name, cwd=tmp_path).returncode == 0
+    keys = Keyring(tmp_path / ".council" / "keys")
+    key = keys.signer(keys.new("council").name)
+    log = open_store(f"sqlite:///{tmp_path / '.council' / 'events.db'}")
+    for i in range(3):
+        log.append(f"task-t{i}", [TaskSubmitted(task_id=f"t{i}", capability="noop")])
+    policy = parse_policy(POLICY)
+    log.append(f"policy-{policy.hash}", [PolicyProposed(policy_hash=policy.hash, text=policy.text, proposed_by="x")])
+    authority = Authority()
+    for event in log.read_all(1, None):
+        authority.evolve(event)
+    pinned = {n: keys.public(n).fingerprint for n in ("alice", "bob", "carol")}
+    adopt = authority.adopt(policy, pinned, by="test", authority="first policy")
+    log.append(adopt.stream, list(adopt.events), adopt.expected)
+    for event in log.read_all(authority.position + 1, None):
+        authority.evolve(event)
+    grant = authority.warrant_for(task_id="deploy-1", agent_id="d1", role="deployer", request_id=None,
+                                  issuer=key.public.fingerprint, now=time.time(), warrant_id="w-deploy")
+    log.append("warrant-w-deploy", [warrant.issue(key, grant)])
+    (tmp_path / "ws" / "dist").mkdir(parents=True)
+    (tmp_path / "ws" / "dist" / "app.tar").write_text("v1")
+    tools = Tools(Gatekeeper("d1", keys.new("agent-d1").fingerprint, log, key.public, time.time), "w-deploy", "deploy-1",
+                  Workspace(tmp_path / "ws"))
+    with pytest.raises(AwaitingAuthority):
+        tools.deploy("dist/app.tar", "production")
+    log.close()
+    return tmp_path
+
+
+def approval_id(home: Path) -> str:
+    listed = council("approvals", "--json", cwd=home)
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout.splitlines()[0])["id"]
+
+
+def test_keys_are_created_0600_listed_and_never_overwritten(tmp_path: Path) -> None:
+    made = council("keys", "new", "alice", cwd=tmp_path)
+    assert made.returncode == 0 and made.stdout.split()[0] == "alice" and len(made.stdout.split()[1]) == 32
+    private = tmp_path / ".council" / "keys" / "alice.key"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    again = council("keys", "new", "alice", cwd=tmp_path)
+    assert again.returncode == 2 and "exists already" in again.stderr
+    bad = council("keys", "new", "../evil", cwd=tmp_path)
+    assert bad.returncode == 2 and "is not a key name" in bad.stderr
+    listed = council("keys", "list", cwd=tmp_path)
+    assert "alice" in listed.stdout and made.stdout.split()[1] in listed.stdout
+
+
+def test_policy_check_prints_what_it_allows_and_refuses_a_bad_file_by_line(tmp_path: Path) -> None:
+    ok = council("policy", "check", str(ROOT / "examples" / "policy.toml"), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("ok: ") and "allow" in ok.stdout and "deny" in ok.stdout and "approve" in ok.stdout
+    (tmp_path / "bad.toml").write_text(POLICY.replace('effect = "approve"\napprovals = 2\napprovers = ["alice", "bob", '
+                                                      '"carol"]\n\n[[rules]]\nname = "policy-change"',
+                                                      'efect = "approve"\napprovals = 2\napprovers = ["alice", "bob", '
+                                                      '"carol"]\n\n[[rules]]\nname = "policy-change"'))
+    bad = council("policy", "check", str(tmp_path / "bad.toml"), cwd=tmp_path)
+    assert bad.returncode == 2 and "bad.toml line 15:" in bad.stderr and 'unknown field "efect"' in bad.stderr
+
+
+def test_approvals_list_the_exact_action_and_approve_refuses_what_cannot_count(home: Path) -> None:
+    listed = council("approvals", cwd=home)
+    assert "deploy production in production" in listed.stdout and "dist/app.tar" in listed.stdout
+    assert "digest:" in listed.stdout and "expires_at:" in listed.stdout
+    aid = approval_id(home)
+    assert council("approve", aid, "--key", "alice", cwd=home).returncode == 0
+    twice = council("approve", aid, "--key", "alice", cwd=home)
+    assert twice.returncode == 2 and "a key counts once" in twice.stderr
+    stranger = council("approve", aid, "--key", "mallory", cwd=home)
+    assert stranger.returncode == 2 and "not one of the approvers" in stranger.stderr
+    nobody = council("approve", "ap-nope", "--key", "bob", cwd=home)
+    assert nobody.returncode == 2 and "there is no approval request ap-nope" in nobody.stderr
+    private = home / ".council" / "keys" / "carol.key"
+    private.chmod(0o644)
+    loose = council("approve", aid, "--key", "carol", cwd=home)
+    assert loose.returncode == 2 and "readable or writable by others" in loose.stderr
+    rejected = council("reject", aid, "--key", "bob", "--reason", "not on a Friday", cwd=home)
+    assert rejected.returncode == 0 and rejected.stdout.startswith(f"rejected {aid} as bob")
+    with open_store(f"sqlite:///{home / '.council' / 'events.db'}") as log:
+        kinds = [e.type for e in log.read_stream(f"approval-{aid}")]
+    assert kinds == ["approval.requested", "approval.signed", "approval.rejected"]  # the refusals wrote nothing
+
+
+def test_a_policy_change_is_proposed_for_approval(home: Path) -> None:
+    (home / "new.toml").write_text(POLICY.replace('name = "cli test"', 'name = "cli test 2"'))
+    proposed = council("policy", "propose", str(home / "new.toml"), "--key", "alice", cwd=home)
+    assert proposed.returncode == 0, proposed.stderr
+    assert "needs 2 of alice, bob, carol" in proposed.stdout
+    listed = council("approvals", "--json", cwd=home)
+    changes = [json.loads(line) for line in listed.stdout.splitlines() if json.loads(line)["action"] == "policy.change"]
+    assert len(changes) == 1 and changes[0]["requester"] == Keyring(home / ".council" / "keys").public("alice").fingerprint
+    self_approval = council("approve", changes[0]["id"], "--key", "alice", cwd=home)
+    assert self_approval.returncode == 2 and "requester's own key never counts" in self_approval.stderr
+    unchanged = council("policy", "propose", str(home / "new.toml").replace("new.toml", "missing.toml"), "--key", "bob",
+                        cwd=home)
+    assert unchanged.returncode == 2 and "missing.toml" in unchanged.stderr
+
+
+def test_warrants_verify_offline_and_revocation_shows(home: Path) -> None:
+    shown = council("warrant", "show", "w-deploy", cwd=home)
+    assert shown.returncode == 0 and "valid now" in shown.stdout
+    revoked = council("warrant", "revoke", "w-deploy", "--reason", "rotating keys", "--key", "alice", cwd=home)
+    assert revoked.returncode == 0 and "revoked 1 warrant(s): w-deploy" in revoked.stdout
+    after = council("warrant", "show", "w-deploy", cwd=home)
+    assert after.returncode == 1 and "revoked" in after.stdout and "rotating keys" in after.stdout
+
+
+def test_prove_gives_a_proof_a_third_party_checks_and_verify_catches_a_truncated_log(home: Path) -> None:
+    none = council("prove", "2", cwd=home)
+    assert none.returncode == 2 and "no signed checkpoint covers position 2" in none.stderr
+    keys = Keyring(home / ".council" / "keys")
+    with open_store(f"sqlite:///{home / '.council' / 'events.db'}") as log:
+        signed = checkpoints.sign_tree_head(log, keys.signer("council"))
+        log.append("checkpoints", [signed])
+        checkpoints.publish(home / ".council", signed)
+        head = log.head()
+    proof = council("prove", "2", cwd=home)
+    assert proof.returncode == 0, proof.stderr
+    (home / "proof.json").write_text(proof.stdout)
+    checked = council("prove", "2", "--check", str(home / "proof.json"), cwd=home)
+    assert checked.returncode == 0 and checked.stdout.startswith("ok: the event at position 2")
+    bundle = json.loads(proof.stdout)
+    bundle["leaf_hash"] = ("0" if bundle["leaf_hash"][0] != "0" else "1") + bundle["leaf_hash"][1:]
+    (home / "forged.json").write_text(json.dumps(bundle))
+    forged = council("prove", "2", "--check", str(home / "forged.json"), cwd=home)
+    assert forged.returncode == 2 and "does not lead to the root" in forged.stderr
+    verified = council("verify", cwd=home)
+    assert verified.returncode == 0 and f"ok: {head} events checked" in verified.stdout
+    assert "checkpoints: ok" in verified.stdout
+    # The same first events, and nothing after: a truncated log, with every hash in it intact.
+    short = home / "short.db"
+    with sqlite3.connect(home / ".council" / "events.db") as source, sqlite3.connect(short) as target:
+        source.backup(target)
+    conn = sqlite3.connect(short, isolation_level=None)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {name}")  # as an intruder would
+    conn.execute("DELETE FROM commits WHERE first_position > 3")
+    conn.execute("DELETE FROM event_ids WHERE position > 3")
+    conn.close()
+    intact = council("verify", "--store", f"sqlite:///{short}", "--home", str(home / "nowhere"), cwd=home)
+    assert intact.returncode == 0 and "ok: 3 events checked" in intact.stdout  # every hash in it is fine
+    truncated = council("verify", "--store", f"sqlite:///{short}", cwd=home)
+    assert truncated.returncode == 1 and "the log was truncated" in truncated.stdout, truncated.stdout
