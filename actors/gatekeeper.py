@@ -46,6 +46,7 @@ class Gatekeeper:
         self._policy = PolicyLedger()
         self._parsed: dict[str, Policy] = {}
         self._issued: dict[str, WarrantLedger] = {}  # ancestors: their warrant.issued never changes
+        self._ledgers: dict[str, WarrantLedger] = {}  # warrants acted under, folded up to their last read version
 
     def authorize(self, request: gate.ActionRequest, warrant_id: str | None) -> gate.Verdict:
         """The gate's verdict for ``request``, recorded in the log before it is returned.
@@ -88,10 +89,13 @@ class Gatekeeper:
                             requester=self.identity, approval=self._approval, vote=self._vote)
 
     def _warrant(self, warrant_id: str | None) -> WarrantLedger | None:
+        """The warrant's ledger, brought up to the stream's end (only events after the cached version are read)."""
         if warrant_id is None:
             return None
-        ledger = WarrantLedger()
-        for event in self.log.read_stream(f"warrant-{warrant_id}"):
+        ledger = self._ledgers.get(warrant_id)
+        if ledger is None:
+            ledger = self._ledgers[warrant_id] = WarrantLedger()
+        for event in self.log.read_stream(f"warrant-{warrant_id}", ledger.version + 1):
             ledger.evolve(event.payload)
         return ledger if ledger.issued is not None else None
 
@@ -100,10 +104,12 @@ class Gatekeeper:
         # of an ancestor here is only its (immutable) warrant.issued: read it once.
         found = self._issued.get(warrant_id)
         if found is None:
-            found = self._warrant(warrant_id)
-            if found is None:
+            ledger = WarrantLedger()
+            for event in self.log.read_stream(f"warrant-{warrant_id}", 1, 1):
+                ledger.evolve(event.payload)
+            if ledger.issued is None:
                 return None
-            self._issued[warrant_id] = found
+            found = self._issued[warrant_id] = ledger
         return found
 
     def _current_policy(self) -> Any:

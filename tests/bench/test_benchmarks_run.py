@@ -33,3 +33,10 @@ def test_projection_catchup_benchmark_runs_and_verifies() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "verification: ok" in out.stdout and "ratio ours / naive" in out.stdout
+
+
+def test_gate_benchmark_runs_and_verifies() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gate.py"), "--actions", "50", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "the gate adds" in out.stdout and "checks: ok" in out.stdout
