@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import os
+import sqlite3
 import subprocess
-import tempfile
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
