@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from cluster.cli_app import StoreOption, app, open_log, out, settings_for
 from events import NO_STREAM, EventStore
@@ -251,7 +251,7 @@ def vote_list(store: StoreOption = None) -> None:
     """List votes: subject, options, ballots so far, deadline, outcome."""
     with open_log(store, create=False) as log:
         authority = authority_of(log)
-    table = Table("id", "subject", "options", "ballots", "quorum", "deadline", "outcome")
+    table = Table(Column("id", no_wrap=True), "subject", "options", "ballots", "quorum", "deadline", "outcome")
     for vid, ledger in authority.votes.items():
         p = ledger.proposed
         if p is None:
@@ -260,6 +260,43 @@ def vote_list(store: StoreOption = None) -> None:
                       time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(p.deadline)),
                       ledger.decided.outcome if ledger.decided else "open")
     out.print(table)
+
+
+@vote_app.command("budget")
+def vote_budget(
+    allocation: Annotated[list[str], typer.Argument(help="One option per request: REQUEST_ID:tokens=N,money=X,"
+                                                         "wall_time_s=S,actions=N (any of the fields).")],
+    key: KeyOption, subject: Annotated[str, typer.Option(help="What the vote is about, for the voters.")] = "",
+    store: StoreOption = None, home: HomeOption = None,
+) -> None:
+    """Put a budget allocation between requests to the vote the policy's ``budget.allocate`` rule names."""
+    from governance.authority import parse_budget
+
+    signer = keyring(home).signer(key)
+    options: dict[str, str] = {}
+    for item in allocation:
+        request_id, sep, amounts = item.partition(":")
+        if not sep or not request_id:
+            raise GovernanceError(f"{item!r} is not REQUEST_ID:field=value,...; e.g. r-1:tokens=5000,money=2")
+        parse_budget(amounts)  # refuses unknown fields before anything is written
+        options[request_id] = f"{request_id}:{amounts}"
+    with open_log(store, create=False) as log:
+        authority = authority_of(log)
+        policy = authority.current()
+        if policy is None:
+            raise GovernanceError("no policy is in force in this log")
+        decision = policy.decide("budget.allocate", PROPOSER_ROLE)
+        if decision.effect != "vote":
+            raise GovernanceError(f"the policy in force does not put budget allocation to a vote: {decision.reason}")
+        approvers = dict(authority.policy.adopted.approvers)  # type: ignore[union-attr]
+        vid = "bv-" + secrets.token_hex(8)
+        proposal = votes.propose(vote_id=vid, subject=subject or f"budget for {', '.join(options)}",
+                                 kind="budget.allocate", options=list(options), quorum=decision.quorum,
+                                 deadline=time.time() + decision.deadline_s,
+                                 voters={n: approvers[n] for n in decision.voters if n in approvers},
+                                 proposer=signer.public.fingerprint, payload=options)
+        log.append(f"vote-{vid}", [proposal], NO_STREAM)
+    out.print(f"vote {vid}: {', '.join(options)} (`council vote cast {vid} REQUEST_ID --key NAME`)")
 
 
 @vote_app.command("cast")

@@ -37,7 +37,7 @@ from governance.policy import Policy, parse_policy
 from governance.votes import VoteLedger
 from governance.warrant import Warrant, decode
 
-GOVERNANCE_ACTIONS = frozenset({"policy.change"})
+GOVERNANCE_ACTIONS = frozenset({"policy.change", "budget.allocate"})
 """Actions people take through the council, never an agent under a warrant."""
 
 WARRANT_TTL = 8 * 24 * 3600.0

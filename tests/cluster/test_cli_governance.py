@@ -50,6 +50,15 @@ roles = ["*"]
 effect = "approve"
 approvals = 2
 approvers = ["alice", "bob", "carol"]
+
+[[rules]]
+name = "budget-allocation"
+actions = ["budget.allocate"]
+roles = ["*"]
+effect = "vote"
+voters = ["alice", "bob", "carol"]
+quorum = 2
+deadline = "1h"
 """
 
 
@@ -207,3 +216,21 @@ def test_prove_gives_a_proof_a_third_party_checks_and_verify_catches_a_truncated
     assert intact.returncode == 0 and "ok: 3 events checked" in intact.stdout  # every hash in it is fine
     truncated = council("verify", "--store", f"sqlite:///{short}", cwd=home)
     assert truncated.returncode == 1 and "the log was truncated" in truncated.stdout, truncated.stdout
+
+
+def test_a_budget_allocation_is_put_to_a_vote_and_ballots_are_checked(home: Path) -> None:
+    bad = council("vote", "budget", "r-1:tokens=100", "r-2:bananas=3", "--key", "alice", cwd=home)
+    assert bad.returncode == 2 and "unknown budget field 'bananas'" in bad.stderr
+    shapeless = council("vote", "budget", "r-1", "r-2:actions=3", "--key", "alice", cwd=home)
+    assert shapeless.returncode == 2 and "is not REQUEST_ID:field=value" in shapeless.stderr
+    made = council("vote", "budget", "r-1:tokens=100", "r-2:actions=3", "--key", "alice", cwd=home)
+    assert made.returncode == 0, made.stderr
+    vid = made.stdout.split()[1].rstrip(":")
+    assert vid in council("vote", "list", cwd=home).stdout
+    assert council("vote", "cast", vid, "r-2", "--key", "bob", cwd=home).returncode == 0
+    again = council("vote", "cast", vid, "r-1", "--key", "bob", cwd=home)
+    assert again.returncode == 2 and "already voted" in again.stderr
+    outsider = council("vote", "cast", vid, "r-1", "--key", "mallory", cwd=home)
+    assert outsider.returncode == 2 and "not one of the voters" in outsider.stderr
+    nonsense = council("vote", "cast", vid, "r-9", "--key", "carol", cwd=home)
+    assert nonsense.returncode == 2 and "is not an option" in nonsense.stderr

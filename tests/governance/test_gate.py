@@ -310,3 +310,46 @@ def test_a_conflicting_append_is_not_swallowed(council: Council) -> None:
     grant = council.warrant("a1", "coder")
     with pytest.raises(ConcurrencyError):
         council.store.append(f"warrant-{grant.warrant_id}", [council.events(f"warrant-{grant.warrant_id}")[0]], 5)
+
+
+# -- governed changes ------------------------------------------------------------------------
+
+
+def test_a_policy_change_is_adopted_once_two_approvers_sign_it(council: Council) -> None:
+    import time as _time
+
+    from cluster.cli_governance import approvals_spec
+    from events.catalogue import ApprovalRequested, PolicyProposed
+    from governance.policy import parse_policy
+
+    new = parse_policy(POLICY.replace('name = "test"', 'name = "test, second edition"'))
+    council.store.append(f"policy-{new.hash}", [PolicyProposed(policy_hash=new.hash, text=new.text, proposed_by="x")])
+    current = council.fold().policy.adopted
+    spec = approvals_spec(new.hash, current.policy_hash, council.keyring.public("alice").fingerprint, _time.time())
+    council.store.append("approval-pc-1", [ApprovalRequested(
+        approval_id="pc-1", digest=approvals.spec_digest(spec), spec=spec, needed=2, approvers=dict(current.approvers),
+        rule="policy-change")])
+    sign(council, "bob", "pc-1")
+    decide(council)
+    assert council.authority.policy.adopted.policy_hash == current.policy_hash  # one signature is not enough
+    sign(council, "carol", "pc-1")
+    decide(council)
+    adopted = council.authority.policy.adopted
+    assert adopted.policy_hash == new.hash and adopted.authority == "approval pc-1"
+    assert adopted.approvers == current.approvers  # the approvers' keys stay pinned
+
+
+def test_a_budget_vote_sets_the_budget_of_the_winning_request(council: Council) -> None:
+    from governance import votes
+
+    proposal = votes.propose(vote_id="bv-1", subject="who gets the tokens", kind="budget.allocate",
+                             options=["r-1", "r-2"], quorum=2, deadline=council.clock() + 3600,
+                             voters=dict(council.fold().policy.adopted.approvers), proposer="x",
+                             payload={"r-1": "r-1:actions=1", "r-2": "r-2:actions=7,money=2.5"})
+    council.store.append("vote-bv-1", [proposal])
+    for name in ("alice", "carol"):
+        council.store.append("vote-bv-1", [votes.cast(council.keyring.signer(name), proposal, "r-2")])
+    decide(council)
+    assert council.authority.budgets["r-2"].actions == 7 and council.authority.budgets["r-2"].money == 2.5
+    grant = council.warrant("a1", "coder", request="r-2")
+    assert grant.budget.actions == 7  # the request's allocation bounds its warrants
