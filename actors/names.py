@@ -7,6 +7,7 @@ STORE = "store"
 DISPATCHER = "dispatcher"
 PROJECTOR = "projector"
 COUNCIL = "council"
+EXPORTER = "exporter"
 
 
 def agent(agent_id: str) -> str:

@@ -128,7 +128,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="task-overhead-"))
     settings = Settings(store=f"sqlite:///{tmp / 'events.db'}", projections=str(tmp / "projections.duckdb"),
-                        home=str(tmp / "council"))
+                        home=str(tmp / "council"), metrics_port=0)
     council = Council.start(settings, team=[AgentSpec(agent_id=f"bench-{i}", capabilities=("noop",), slots=args.slots)
                                             for i in range(args.agents)], dispatch={"heartbeat_timeout": 30})
     seen = Visibility(council, "feed")

@@ -45,7 +45,8 @@ def up(
     status = council.council_status()
     out.print(f"council up: store {settings.store}, read models {settings.projection_path()}, "
               f"{agents} workers x {slots} slots + {', '.join(a.agent_id for a in ROLE_AGENTS)}; "
-              f"policy {status.get('policy_name')!r} {str(status.get('policy'))[:12]}…, council key {status.get('key')}")
+              f"policy {status.get('policy_name')!r} {str(status.get('policy'))[:12]}…, council key {status.get('key')}"
+              + (f"; metrics at http://{metrics}/metrics" if (metrics := council.metrics_address()) else ""))
 
 
 @app.command()

@@ -61,7 +61,7 @@ class Council:
         connect(settings.address, start=ray_start)
         boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch,
              projections=str(settings.projection_path()), home=settings.home, policy=settings.policy,
-             workspace=settings.workspace)
+             workspace=settings.workspace, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host)
         return cls(settings)
 
     @classmethod
@@ -164,6 +164,13 @@ class Council:
             return ray.get(ray.get_actor(names.COUNCIL, namespace=names.NAMESPACE).status.remote())
         except ValueError:
             return {}
+
+    def metrics_address(self) -> str | None:
+        """Where the exporter serves ``/metrics`` (``host:port``), or None if it does not run."""
+        try:
+            return ray.get(ray.get_actor(names.EXPORTER, namespace=names.NAMESPACE).address.remote())
+        except ValueError:
+            return None
 
     def changes(self, table: str, after: int = 0, timeout: float = 1.0) -> QueryResult:
         """Rows of ``table`` (tasks, requests or agents) changed after log position ``after``, each once.

@@ -24,6 +24,7 @@ from actors.skills import ACTING, BUILTIN
 from actors.store_actor import StoreActor
 from events import CouncilError
 from governance.keys import COUNCIL_KEY, Keyring
+from monitoring.exporter import ExporterActor
 
 
 class CouncilAlreadyRunning(CouncilError):
@@ -73,14 +74,16 @@ def here() -> NodeAffinitySchedulingStrategy:
 
 def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[AgentSpec] = DEFAULT_TEAM,
          dispatch: dict[str, Any] | None = None, projections: str | None = None, home: str | None = None,
-         policy: str | None = None, workspace: str | None = None) -> dict[str, Any]:
+         policy: str | None = None, workspace: str | None = None, metrics_port: int | None = None,
+         metrics_host: str = "127.0.0.1") -> dict[str, Any]:
     """Start (or find) the store, the council, the team, the dispatcher and, given a DuckDB path, the projector.
 
     With a ``home`` (the council's directory), the council actor runs with the council key from
     ``home/keys`` (created if missing, like each agent's identity key) and puts ``policy`` in
     force if the log has none yet; agents act in ``workspace``. Without one, there is no council:
-    acting skills are denied at the gate. Returns the handles by name once every actor has
-    finished its constructor, i.e. has recovered from the log.
+    acting skills are denied at the gate. With a ``metrics_port`` (0: any free port), the
+    exporter serves ``/metrics`` on ``metrics_host``. Returns the handles by name once every actor
+    has finished its constructor, i.e. has recovered from the log.
     """
     store = _named(StoreActor, names.STORE, store_url, max_event_bytes, scheduling_strategy=here())
     running_url = ray.get(store.url.remote())
@@ -109,7 +112,16 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
         Path(projections).parent.mkdir(parents=True, exist_ok=True)
         handles[names.PROJECTOR] = _named(ProjectorActor, names.PROJECTOR, store_url, projections,
                                           scheduling_strategy=here())
-    ray.get([h.pid.remote() for h in handles.values()])
+    if metrics_port is not None:
+        handles[names.EXPORTER] = _named(ExporterActor, names.EXPORTER, store_url, metrics_port, metrics_host,
+                                         scheduling_strategy=here())
+    try:
+        ray.get([h.pid.remote() for h in handles.values()])
+    except ray.exceptions.RayActorError as exc:
+        if names.EXPORTER in handles and "Address already in use" in str(exc):
+            raise CouncilError(f"the metrics port {metrics_host}:{metrics_port} is in use; choose another with "
+                               "--metrics-port (or COUNCIL_METRICS_PORT), or 0 for any free port") from None
+        raise
     return handles
 
 
@@ -138,4 +150,4 @@ def _known_names() -> list[str]:
     try:
         return running()
     except Exception:  # the state API needs the dashboard; fall back to the fixed names
-        return [names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.STORE]
+        return [names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.EXPORTER, names.STORE]

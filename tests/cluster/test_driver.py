@@ -17,7 +17,7 @@ from projections import QueryFailed, ReadOnlyQueryError
 def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
     home = tmp_path_factory.mktemp("driver")
     settings = Settings(store=f"sqlite:///{home / 'events.db'}", projections=str(home / "projections.duckdb"),
-                        home=str(home / "council"))
+                        home=str(home / "council"), metrics_port=0)
     team = [AgentSpec(agent_id="d1", capabilities=("noop", "echo", "fail"), slots=2)]
     handle = Council.start(settings, team=team, dispatch={"backoff_base": 0.05})
     yield handle

@@ -1,0 +1,172 @@
+"""What the exporter publishes: counters folded from the log, gauges read from the read models.
+
+:class:`LogMetrics` is a plain fold of the log — events by type, restarts and unresponsive
+detections by agent, task durations, the gate's decisions, approvals waiting, model tokens and
+money spent — so a restarted exporter that folds the log again publishes the same values: they
+are derived, never kept. :class:`CouncilCollector` turns it, and the read models' current state
+(tasks by status, queues, agent load), into Prometheus metric families on every scrape.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from events import RecordedEvent
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+"""Upper bounds (seconds) of the task duration histogram's buckets."""
+
+Query = Callable[[str], Any]
+"""Runs read-only SQL on the read models and returns a result with ``rows`` (e.g. a projector's query)."""
+
+
+class LogMetrics:
+    """Counters and a histogram, folded from the log one event at a time."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.events = Counter[str]()
+        self.restarts = Counter[str]()
+        self.unresponsive = Counter[str]()
+        self.retired = Counter[str]()
+        self.authorized = Counter[str]()
+        self.denied = Counter[str]()
+        self.failed = Counter[str]()
+        self.approvals_open: set[str] = set()
+        self.tokens = 0
+        self.money = 0.0
+        self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.duration_sum = 0.0
+        self.lock = threading.Lock()
+
+    def evolve(self, event: RecordedEvent) -> None:
+        """Fold one event (every type counts in ``events``; some feed other metrics too)."""
+        kind, p = event.type, event.payload
+        with self.lock:
+            self.position = event.position
+            self.events[kind] += 1
+            if kind == "task.completed":
+                self.duration_buckets[bisect.bisect_left(DURATION_BUCKETS, p.duration_s)] += 1
+                self.duration_sum += p.duration_s
+            elif kind == "task.failed":
+                self.failed["permanent" if not p.retryable else "transient"] += 1
+            elif kind == "agent.restarted":
+                self.restarts[p.agent_id] += 1
+            elif kind == "agent.unresponsive":
+                self.unresponsive[p.agent_id] += 1
+            elif kind == "agent.retired":
+                self.retired[p.agent_id] += 1
+            elif kind == "action.authorized":
+                self.authorized[p.action] += 1
+            elif kind == "action.denied":
+                self.denied[p.action] += 1
+            elif kind == "action.completed":
+                self.tokens += p.cost.tokens or 0
+                self.money += p.cost.money or 0.0
+            elif kind == "approval.requested":
+                self.approvals_open.add(p.approval_id)
+            elif kind in ("approval.granted", "approval.refused"):
+                self.approvals_open.discard(p.approval_id)
+
+
+class CouncilCollector(Collector):
+    """Prometheus metric families for one council: ``metrics`` (the log's fold) and ``query`` (the read models)."""
+
+    def __init__(self, metrics: LogMetrics, head: Callable[[], int], query: Query | None) -> None:
+        self.metrics, self.head, self.query = metrics, head, query
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family, computed now (counters from the fold, gauges from the read models)."""
+        m = self.metrics
+        with m.lock:
+            yield _counter("council_events", "Events appended to the log, by type.", ["type"], m.events)
+            yield _counter("council_agent_restarts", "Agent restarts (agent.restarted), by agent.", ["agent"], m.restarts)
+            yield _counter("council_agent_unresponsive", "Times an agent was found unresponsive, by agent.", ["agent"],
+                           m.unresponsive)
+            yield _counter("council_agent_retired", "Agents retired, by agent.", ["agent"], m.retired)
+            yield _counter("council_task_failures", "Failed task attempts, by kind (transient or permanent).", ["kind"],
+                           m.failed)
+            yield _counter("council_actions_authorized", "Actions the gate let through, by action.", ["action"],
+                           m.authorized)
+            yield _counter("council_actions_denied", "Actions the gate denied, by action.", ["action"], m.denied)
+            tokens = CounterMetricFamily("council_model_tokens", "Model tokens spent by completed actions.")
+            tokens.add_metric([], m.tokens)
+            yield tokens
+            money = CounterMetricFamily("council_cost_usd", "Money spent by completed actions, in USD.")
+            money.add_metric([], m.money)
+            yield money
+            waiting = GaugeMetricFamily("council_approvals_waiting", "Approval requests neither granted nor refused.")
+            waiting.add_metric([], len(m.approvals_open))
+            yield waiting
+            durations = HistogramMetricFamily("council_task_duration_seconds", "How long completed tasks ran.")
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(_bound, DURATION_BUCKETS), "+Inf"], m.duration_buckets, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            durations.add_metric([], buckets, m.duration_sum)
+            yield durations
+            position = m.position
+        lag = GaugeMetricFamily("council_exporter_lag_events", "Events in the log the exporter has not folded yet.")
+        lag.add_metric([], max(0, self.head() - position))
+        yield lag
+        yield from self._read_models()
+
+    def _read_models(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("council_read_models_up", "1 if the read models answered this scrape, else 0.")
+        if self.query is None:
+            up.add_metric([], 0)
+            yield up
+            return
+        try:
+            tasks = self.query("SELECT status, count(*) FROM tasks GROUP BY status").rows
+            queue = self.query("SELECT priority, depth, oldest_age_s FROM queue").rows
+            load = self.query("SELECT a.agent_id, a.in_flight, a.slots, a.utilisation, g.status, g.role "
+                              "FROM agent_load a JOIN agents g USING (agent_id)").rows
+        except Exception:  # the projector is away (restarting): say so, and publish the rest
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        by_status = GaugeMetricFamily("council_tasks", "Tasks by status (from the tasks read model).", labels=["status"])
+        for status, count in tasks:
+            by_status.add_metric([str(status)], count)
+        yield by_status
+        depth = GaugeMetricFamily("council_queue_depth", "Queued tasks, by priority (0 critical .. 3 low).",
+                                  labels=["priority"])
+        age = GaugeMetricFamily("council_queue_oldest_age_seconds", "Age of the oldest queued task, by priority.",
+                                labels=["priority"])
+        for priority, n, oldest in queue:
+            depth.add_metric([str(priority)], n)
+            age.add_metric([str(priority)], oldest or 0.0)
+        yield depth
+        yield age
+        in_flight = GaugeMetricFamily("council_agent_in_flight", "Tasks an agent holds.", labels=["agent", "role"])
+        slots = GaugeMetricFamily("council_agent_slots", "Tasks an agent takes at once.", labels=["agent", "role"])
+        utilisation = GaugeMetricFamily("council_agent_utilisation", "In flight over slots.", labels=["agent", "role"])
+        live = GaugeMetricFamily("council_agent_up", "1 if the agent is live, else 0.", labels=["agent", "role"])
+        for agent, held, n, used, status, role in load:
+            labels = [str(agent), str(role or "")]
+            in_flight.add_metric(labels, held or 0)
+            slots.add_metric(labels, n or 0)
+            utilisation.add_metric(labels, used or 0.0)
+            live.add_metric(labels, 1 if status == "live" else 0)
+        yield from (in_flight, slots, utilisation, live)
+
+
+def _counter(name: str, doc: str, labels: list[str], values: Counter[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))

@@ -1,0 +1,101 @@
+"""The exporter on a local Ray, scraped by a real Prometheus server (Debian's package)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+import ray
+
+from actors import names
+from actors.store_client import StoreClient
+from cluster.system import AgentSpec, boot, shutdown
+from events import NO_STREAM
+from events.catalogue import TaskSubmitted
+
+
+def get(url: str, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
+        return response.read().decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+@pytest.fixture(scope="module")
+def council(tmp_path_factory: pytest.TempPathFactory, ray_instance: None):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("exporter")
+    url = f"sqlite:///{tmp / 'events.db'}"
+    handles = boot(url, team=[AgentSpec(agent_id="m1", slots=4)], projections=str(tmp / "p.duckdb"), metrics_port=0)
+    client = StoreClient()
+    client.append_many([(f"task-m{i}", [TaskSubmitted(task_id=f"m{i}", capability="noop")], NO_STREAM)
+                        for i in range(20)])
+    address = ray.get(handles[names.EXPORTER].address.remote())
+    yield address, tmp
+    shutdown([names.EXPORTER, names.DISPATCHER, names.PROJECTOR, names.STORE, names.agent("m1")])
+
+
+def sample(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_are_served_and_follow_the_log(council) -> None:  # type: ignore[no-untyped-def]
+    address, _ = council
+    text = wait_for(lambda: (t := get(f"http://{address}/metrics")) and 'council_tasks{status="completed"} 20.0' in t
+                    and t, 60, "20 completed tasks in /metrics")
+    assert sample(text, 'council_events_total{type="task.completed"}') == 20
+    assert sample(text, "council_read_models_up") == 1
+    assert sample(text, "council_task_duration_seconds_count") == 20
+
+
+def test_a_real_prometheus_scrapes_the_exporter(council) -> None:  # type: ignore[no-untyped-def]
+    address, tmp = council
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is missing: .ci/run installs Debian's prometheus package")
+        pytest.skip("prometheus is not installed here (apt-get install prometheus)")
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: council\n"
+                      f"    static_configs:\n      - targets: ['{address}']\n")
+    server = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                               f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        query = urllib.parse.quote('sum(council_events_total{type="task.completed"})')
+
+        def answered() -> float | None:
+            try:
+                result = json.loads(get(f"http://127.0.0.1:{port}/api/v1/query?query={query}"))["data"]["result"]
+            except OSError:
+                return None
+            return float(result[0]["value"][1]) if result else None
+
+        assert wait_for(answered, 60, "Prometheus has scraped council_events_total") == 20
+    finally:
+        server.terminate()
+        server.wait(10)
