@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 import ray
@@ -19,6 +20,8 @@ from actors.store_client import StoreClient
 from cluster.system import AgentSpec, boot, shutdown
 from events import NO_STREAM
 from events.catalogue import TaskSubmitted
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "monitoring" / "dashboards"
 
 
 def get(url: str, timeout: float = 5) -> str:
@@ -71,7 +74,9 @@ def test_metrics_are_served_and_follow_the_log(council) -> None:  # type: ignore
     assert sample(text, "council_task_duration_seconds_count") == 20
 
 
-def test_a_real_prometheus_scrapes_the_exporter(council) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def prometheus(council):  # type: ignore[no-untyped-def]
+    """A real Prometheus server (Debian's package) scraping the exporter every second; its API's base URL."""
     address, tmp = council
     binary = shutil.which("prometheus")
     if binary is None:
@@ -86,16 +91,38 @@ def test_a_real_prometheus_scrapes_the_exporter(council) -> None:  # type: ignor
                                f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        query = urllib.parse.quote('sum(council_events_total{type="task.completed"})')
-
-        def answered() -> float | None:
-            try:
-                result = json.loads(get(f"http://127.0.0.1:{port}/api/v1/query?query={query}"))["data"]["result"]
-            except OSError:
-                return None
-            return float(result[0]["value"][1]) if result else None
-
-        assert wait_for(answered, 60, "Prometheus has scraped council_events_total") == 20
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(10)
+
+
+def promql(base: str, expr: str) -> list[dict] | None:
+    """The result of an instant query, or None while Prometheus is not answering yet."""
+    try:
+        body = json.loads(get(f"{base}/api/v1/query?query={urllib.parse.quote(expr)}"))
+    except OSError:
+        return None
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]
+
+
+def test_a_real_prometheus_scrapes_the_exporter(prometheus) -> None:  # type: ignore[no-untyped-def]
+    def completed() -> float | None:
+        result = promql(prometheus, 'sum(council_events_total{type="task.completed"})')
+        return float(result[0]["value"][1]) if result else None
+
+    assert wait_for(completed, 60, "Prometheus has scraped council_events_total") == 20
+
+
+def test_every_dashboard_panel_returns_data_from_the_real_prometheus(prometheus) -> None:  # type: ignore[no-untyped-def]
+    # rate() needs two scrapes inside its window: wait until the throughput panel answers.
+    wait_for(lambda: promql(prometheus, 'sum(rate(council_events_total{type="task.completed"}[1m]))'), 60,
+             "two scrapes")
+    empty = []
+    for board in sorted(DASHBOARDS.glob("*.json")):
+        for panel in json.loads(board.read_text())["panels"]:
+            for target in panel["targets"]:
+                if not promql(prometheus, target["expr"]):
+                    empty.append(f"{board.name}: {panel['title']}: {target['expr']}")
+    assert empty == [], "panels without data:\n" + "\n".join(empty)
