@@ -25,7 +25,7 @@ import ray
 from actors import names
 from actors.eventsourced import Entity, Fenced
 from actors.gatekeeper import Gatekeeper
-from actors.skills import ACTING, BUILTIN, ActingSkill, PermanentFailure, Skill
+from actors.skills import ACTING, BUILTIN, ActingSkill, PermanentFailure, Skill, reporting
 from actors.store_client import StoreClient
 from actors.tools.gated import ActionRefused, AwaitingAuthority, Tools
 from actors.tools.workspace import Workspace
@@ -97,7 +97,7 @@ class AgentLifecycle:
         return state
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+@ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"health": 1})
 class AgentActor:
     """A worker agent. Create it with ``max_concurrency`` above its slots so tasks run side by side."""
 
@@ -121,6 +121,7 @@ class AgentActor:
         self.life.handle(Start(role, tuple(capabilities), version, slots), self.client.append)
         self.epoch = self.life.state.epoch
         self.in_flight: set[str] = set()
+        self.progress_at = time.time()
         self.fenced = False
         self._lock = threading.Lock()
         self._beat = threading.Thread(target=self._heartbeats, args=(heartbeat_every,), daemon=True, name="heartbeat")
@@ -157,7 +158,9 @@ class AgentActor:
             return "lost"
         with self._lock:
             self.in_flight.add(task_id)
+            self.progress_at = time.time()
         started = time.monotonic()
+        reporting(self._progress)
         outcome: Event
         try:
             if capability in self.acting:
@@ -177,8 +180,10 @@ class AgentActor:
                                  error=f"{type(exc).__name__}: {exc}"[:2000],
                                  retryable=not isinstance(exc, PermanentFailure))
         finally:
+            reporting(None)
             with self._lock:
                 self.in_flight.discard(task_id)
+                self.progress_at = time.time()
         try:
             self.client.append(stream, [outcome], version)
         except ConcurrencyError:
@@ -205,6 +210,15 @@ class AgentActor:
             return self.acting[capability](inputs, Tools(self.gatekeeper, warrant_id, task_id, self.workspace))
         except ActionRefused as exc:
             raise ActionRefused(f"{exc}; the council refused a warrant: {refusal}" if refusal else str(exc)) from None
+
+    def _progress(self) -> None:
+        self.progress_at = time.time()
+
+    @ray.method(concurrency_group="health")
+    def health(self) -> tuple[int, bool, float]:
+        """For the health monitor, on its own thread: (process id, whether a task is running, last progress time)."""
+        with self._lock:
+            return os.getpid(), bool(self.in_flight), self.progress_at
 
     def pid(self) -> int:
         """This incarnation's process id."""

@@ -8,6 +8,7 @@ DISPATCHER = "dispatcher"
 PROJECTOR = "projector"
 COUNCIL = "council"
 EXPORTER = "exporter"
+HEALTH = "health"
 
 
 def agent(agent_id: str) -> str:

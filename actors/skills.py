@@ -9,6 +9,7 @@ retrying cannot fix; any other exception is treated as transient and the task is
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,21 @@ Skill = Callable[[dict[str, Any]], dict[str, Any]]
 
 class PermanentFailure(Exception):
     """The task cannot succeed as asked; do not retry it."""
+
+
+_reporter = threading.local()
+
+
+def progress() -> None:
+    """Tell the agent running this skill that the work moves on (the health monitor watches for silence)."""
+    report = getattr(_reporter, "report", None)
+    if report is not None:
+        report()
+
+
+def reporting(report: Callable[[], None] | None) -> None:
+    """Route :func:`progress` calls made on this thread to ``report`` (None: nowhere). Used by the agent."""
+    _reporter.report = report
 
 
 def noop(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -31,10 +47,19 @@ def echo(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def sleep(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Wait ``inputs['seconds']`` (default 0.1) seconds."""
+    """Wait ``inputs['seconds']`` (default 0.1) seconds, reporting progress every half second."""
     seconds = float(inputs.get("seconds", 0.1))
-    time.sleep(seconds)
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(0.5, left))
+        progress()
     return {"slept": seconds}
+
+
+def hang(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Block for ``inputs['seconds']`` (default an hour) and report no progress: a fault drill for the health monitor."""
+    time.sleep(float(inputs.get("seconds", 3600)))
+    return {}
 
 
 def fail(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +98,7 @@ def deploy_local(inputs: dict[str, Any], tools: Any) -> dict[str, Any]:
 
 ActingSkill = Callable[[dict[str, Any], Any], dict[str, Any]]
 
-BUILTIN: dict[str, Skill] = {"noop": noop, "echo": echo, "sleep": sleep, "fail": fail}
+BUILTIN: dict[str, Skill] = {"noop": noop, "echo": echo, "sleep": sleep, "fail": fail, "hang": hang}
 """Capability name → plain skill, for agents that declare these capabilities."""
 
 ACTING: dict[str, ActingSkill] = {"files.write": write_files, "command.run": run_command, "deploy.local": deploy_local}

@@ -52,8 +52,13 @@ class Council:
 
     @classmethod
     def start(cls, settings: Settings | None = None, *, team: Sequence[AgentSpec] = DEFAULT_TEAM,
-              dispatch: dict[str, Any] | None = None, ray_start: str = "in-process") -> Council:
-        """Connect to Ray (starting it if needed) and boot the system's actors, or find them running."""
+              dispatch: dict[str, Any] | None = None, ray_start: str = "in-process",
+              health: dict[str, Any] | None = None) -> Council:
+        """Connect to Ray (starting it if needed) and boot the system's actors, or find them running.
+
+        ``health`` overrides the health monitor's settings (``monitoring.health.HealthSettings``);
+        with ``settings.health`` false and no ``health``, no monitor runs.
+        """
         settings = (settings or Settings.from_env()).absolute()
         if settings.store.startswith("memory://"):
             raise ConfigurationError("a memory:// store lives inside one process, but the council's actors are "
@@ -61,7 +66,8 @@ class Council:
         connect(settings.address, start=ray_start)
         boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch,
              projections=str(settings.projection_path()), home=settings.home, policy=settings.policy,
-             workspace=settings.workspace, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host)
+             workspace=settings.workspace, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host,
+             health=health if health is not None else ({} if settings.health else None))
         return cls(settings)
 
     @classmethod

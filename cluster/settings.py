@@ -37,6 +37,7 @@ class Settings(BaseModel):
     workspace: str | None = Field(None, description="Where agents act (files, commands, deployments); default <home>/workspace")
     metrics_port: int | None = Field(9464, ge=0, le=65535, description="Port of /metrics (0: any free one; unset: none)")
     metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on (0.0.0.0 for a remote Prometheus)")
+    health: bool = Field(True, description="Run the health monitor, which restarts crashed and hung actors")
 
     def absolute(self) -> Settings:
         """These settings with file paths made absolute against this process's directory.

@@ -25,6 +25,7 @@ from actors.store_actor import StoreActor
 from events import CouncilError
 from governance.keys import COUNCIL_KEY, Keyring
 from monitoring.exporter import ExporterActor
+from monitoring.health_actor import HealthMonitorActor, Recipe
 
 
 class CouncilAlreadyRunning(CouncilError):
@@ -61,6 +62,14 @@ ROLE_AGENTS = (AgentSpec(agent_id="coder-1", role="coder", capabilities=("files.
 DEFAULT_TEAM = (AgentSpec(agent_id="worker-1"), AgentSpec(agent_id="worker-2"), *ROLE_AGENTS)
 
 
+_PATHS: dict[Any, str] = {
+    StoreActor: "actors.store_actor:StoreActor", CouncilActor: "actors.council_actor:CouncilActor",
+    AgentActor: "actors.agent:AgentActor", DispatcherActor: "actors.dispatcher:DispatcherActor",
+    ProjectorActor: "actors.projector_actor:ProjectorActor", ExporterActor: "monitoring.exporter:ExporterActor",
+}
+"""Where each actor class lives, for the recipes the health monitor re-creates actors from."""
+
+
 def _named(actor_class: Any, name: str, *args: Any, init: dict[str, Any] | None = None, **options: Any) -> Any:
     """The named, detached actor ``name``: the running one, or a new one built with ``args`` and ``init``."""
     return actor_class.options(name=name, namespace=names.NAMESPACE, lifetime="detached", get_if_exists=True,
@@ -75,17 +84,25 @@ def here() -> NodeAffinitySchedulingStrategy:
 def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[AgentSpec] = DEFAULT_TEAM,
          dispatch: dict[str, Any] | None = None, projections: str | None = None, home: str | None = None,
          policy: str | None = None, workspace: str | None = None, metrics_port: int | None = None,
-         metrics_host: str = "127.0.0.1") -> dict[str, Any]:
+         metrics_host: str = "127.0.0.1", health: dict[str, Any] | None = None) -> dict[str, Any]:
     """Start (or find) the store, the council, the team, the dispatcher and, given a DuckDB path, the projector.
 
     With a ``home`` (the council's directory), the council actor runs with the council key from
     ``home/keys`` (created if missing, like each agent's identity key) and puts ``policy`` in
     force if the log has none yet; agents act in ``workspace``. Without one, there is no council:
     acting skills are denied at the gate. With a ``metrics_port`` (0: any free port), the
-    exporter serves ``/metrics`` on ``metrics_host``. Returns the handles by name once every actor
-    has finished its constructor, i.e. has recovered from the log.
+    exporter serves ``/metrics`` on ``metrics_host``. With ``health`` (settings for
+    :class:`monitoring.health.HealthSettings`, ``{}`` for the defaults), a health monitor watches
+    every actor started here and restarts the crashed and the hung. Returns the handles by name
+    once every actor has finished its constructor, i.e. has recovered from the log.
     """
-    store = _named(StoreActor, names.STORE, store_url, max_event_bytes, scheduling_strategy=here())
+    recipes: dict[str, Recipe] = {}
+
+    def start(actor_class: Any, name: str, *args: Any, init: dict[str, Any] | None = None, **options: Any) -> Any:
+        recipes[name] = Recipe(_PATHS[actor_class], args, dict(init or {}), {"num_cpus": 0, **options})
+        return _named(actor_class, name, *args, init=init, **options)
+
+    store = start(StoreActor, names.STORE, store_url, max_event_bytes, scheduling_strategy=here())
     running_url = ray.get(store.url.remote())
     if running_url != store_url:
         raise CouncilAlreadyRunning(f"a council is already running on this Ray cluster with the log {running_url}, "
@@ -97,24 +114,25 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
         keys = Keyring(Path(home) / "keys")
         council_key = keys.ensure(COUNCIL_KEY).raw
         identities = {spec.agent_id: keys.ensure(f"agent-{spec.agent_id.lower()}").fingerprint for spec in team}
-        handles[names.COUNCIL] = _named(CouncilActor, names.COUNCIL, store_url, home, policy,
-                                        scheduling_strategy=here())
+        handles[names.COUNCIL] = start(CouncilActor, names.COUNCIL, store_url, home, policy, scheduling_strategy=here())
         if workspace is not None:
             Path(workspace).mkdir(parents=True, exist_ok=True)
     for spec in team:
-        handles[names.agent(spec.agent_id)] = _named(
+        handles[names.agent(spec.agent_id)] = start(
             AgentActor, names.agent(spec.agent_id), spec.agent_id, spec.role, list(spec.capabilities), spec.slots,
             max_concurrency=spec.slots + 4,
             init={"workspace": workspace, "council_key": council_key, "identity": identities.get(spec.agent_id)})
-    handles[names.DISPATCHER] = _named(DispatcherActor, names.DISPATCHER, dispatch or {}, store_url,
-                                       scheduling_strategy=here())
+    handles[names.DISPATCHER] = start(DispatcherActor, names.DISPATCHER, dispatch or {}, store_url,
+                                      scheduling_strategy=here())
     if projections is not None:
         Path(projections).parent.mkdir(parents=True, exist_ok=True)
-        handles[names.PROJECTOR] = _named(ProjectorActor, names.PROJECTOR, store_url, projections,
-                                          scheduling_strategy=here())
-    if metrics_port is not None:
-        handles[names.EXPORTER] = _named(ExporterActor, names.EXPORTER, store_url, metrics_port, metrics_host,
+        handles[names.PROJECTOR] = start(ProjectorActor, names.PROJECTOR, store_url, projections,
                                          scheduling_strategy=here())
+    if metrics_port is not None:
+        handles[names.EXPORTER] = start(ExporterActor, names.EXPORTER, store_url, metrics_port, metrics_host,
+                                        scheduling_strategy=here())
+    if health is not None:
+        handles[names.HEALTH] = _named(HealthMonitorActor, names.HEALTH, recipes, health, scheduling_strategy=here())
     try:
         ray.get([h.pid.remote() for h in handles.values()])
     except ray.exceptions.RayActorError as exc:
@@ -150,4 +168,4 @@ def _known_names() -> list[str]:
     try:
         return running()
     except Exception:  # the state API needs the dashboard; fall back to the fixed names
-        return [names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.EXPORTER, names.STORE]
+        return [names.HEALTH, names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.EXPORTER, names.STORE]

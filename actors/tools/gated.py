@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from actors.gatekeeper import Gatekeeper
-from actors.skills import PermanentFailure
+from actors.skills import PermanentFailure, progress
 from actors.tools import commands
 from actors.tools.deploy import deploy
 from actors.tools.workspace import Workspace
@@ -102,6 +102,7 @@ class Tools:
         except Exception as exc:
             self.gatekeeper.completed(self.warrant_id, request.key, ok=False, error=f"{type(exc).__name__}: {exc}")
             raise
+        progress()
         cost = actual(result) if actual is not None else Budget()
         digest = hashlib.sha256(repr(sorted(result.items())).encode()).hexdigest()
         self.gatekeeper.completed(self.warrant_id, request.key, ok=True, cost=cost, result_digest=digest)

@@ -31,6 +31,7 @@ from events.catalogue.governance import (
     WarrantIssued,
     WarrantRevoked,
 )
+from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnresponsive, AlertRaised
 from events.catalogue.requests import RequestSubmitted
 from events.catalogue.tasks import (
     TaskAssigned,
@@ -48,6 +49,10 @@ from events.catalogue.tasks import (
 )
 
 __all__ = [
+    "ActorRestarted",
+    "ActorRetired",
+    "ActorUnresponsive",
+    "AlertRaised",
     "ActionAuthorized",
     "ActionCompleted",
     "ActionDenied",

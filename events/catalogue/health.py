@@ -1,0 +1,58 @@
+"""What the health monitor and the error detector record: system actors' failures, and alerts for people.
+
+Agents' own detections and restarts use the agent events (``agent.unresponsive``,
+``agent.restarted``, ``agent.retired``) in the agent's stream; the long-lived system actors (store,
+dispatcher, projector, council, exporter) have these, in ``actor-<name>``. Alerts go to ``alerts``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from events.catalogue.fields import Count, Id, Text
+from events.registry import Event, event_type
+
+Problem = Literal["dead", "unavailable", "hung", "constructor"]
+
+
+@event_type("actor.unresponsive")
+class ActorUnresponsive(Event, kw_only=True):
+    """A system actor did not answer, or answered without progress: ``problem`` says which."""
+
+    actor: Id
+    problem: Problem
+    detail: Text = ""
+    pid: int | None = None
+
+
+@event_type("actor.restarted")
+class ActorRestarted(Event, kw_only=True):
+    """A system actor runs again in a new process (``pid``); ``by`` is who restarted it (ray or the monitor)."""
+
+    actor: Id
+    pid: int
+    previous_pid: int | None = None
+    by: Annotated[str, Meta(max_length=40)] = "ray"
+    restarts: Count = 0
+
+
+@event_type("actor.retired")
+class ActorRetired(Event, kw_only=True):
+    """The monitor stopped restarting an actor: it failed more often than its restart budget allows."""
+
+    actor: Id
+    reason: Text
+
+
+@event_type("alert.raised")
+class AlertRaised(Event, kw_only=True):
+    """Something a person must look at. ``key`` groups repeats of the same alert."""
+
+    key: Id
+    severity: Literal["info", "warning", "critical"] = "warning"
+    source: Id
+    summary: Text
+    detail: Text = ""
+    count: Count = 1
