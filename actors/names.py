@@ -9,6 +9,7 @@ PROJECTOR = "projector"
 COUNCIL = "council"
 EXPORTER = "exporter"
 HEALTH = "health"
+DETECTOR = "detector"
 
 
 def agent(agent_id: str) -> str:

@@ -166,4 +166,11 @@ def _status_tables(council: Any) -> list[Table]:
         "recent failures": ("SELECT task_id, capability, status, attempts_used, last_error FROM tasks "
                             "WHERE status IN ('failed', 'dead_lettered') ORDER BY finished_at DESC NULLS LAST LIMIT 5"),
     }
-    return [result_table(council.sql(sql), title) for title, sql in queries.items()]
+    tables = [result_table(council.sql(sql), title) for title, sql in queries.items()]
+    alerts = council.alerts(limit=5)
+    table = Table(title="recent alerts", title_justify="left")
+    for column in ("at", "severity", "source", "summary"):
+        table.add_column(column)
+    for alert in alerts:
+        table.add_row(alert["at"], alert["severity"], alert["source"], alert["summary"])
+    return [*tables, table]

@@ -171,6 +171,13 @@ class Council:
         except ValueError:
             return {}
 
+    def alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest alerts (newest first): when, severity, source, summary, detail."""
+        found = self.store.read_stream("alerts")[-limit:] if limit else []
+        return [{"at": e.recorded_at.strftime("%Y-%m-%d %H:%M:%SZ"), "severity": e.payload.severity,
+                 "source": e.payload.source, "summary": e.payload.summary, "detail": e.payload.detail}
+                for e in reversed(found)]
+
     def metrics_address(self) -> str | None:
         """Where the exporter serves ``/metrics`` (``host:port``), or None if it does not run."""
         try:

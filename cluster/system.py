@@ -24,6 +24,7 @@ from actors.skills import ACTING, BUILTIN
 from actors.store_actor import StoreActor
 from events import CouncilError
 from governance.keys import COUNCIL_KEY, Keyring
+from monitoring.detector import DetectorActor
 from monitoring.exporter import ExporterActor
 from monitoring.health_actor import HealthMonitorActor, Recipe
 
@@ -66,6 +67,7 @@ _PATHS: dict[Any, str] = {
     StoreActor: "actors.store_actor:StoreActor", CouncilActor: "actors.council_actor:CouncilActor",
     AgentActor: "actors.agent:AgentActor", DispatcherActor: "actors.dispatcher:DispatcherActor",
     ProjectorActor: "actors.projector_actor:ProjectorActor", ExporterActor: "monitoring.exporter:ExporterActor",
+    DetectorActor: "monitoring.detector:DetectorActor",
 }
 """Where each actor class lives, for the recipes the health monitor re-creates actors from."""
 
@@ -132,6 +134,7 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
         handles[names.EXPORTER] = start(ExporterActor, names.EXPORTER, store_url, metrics_port, metrics_host,
                                         scheduling_strategy=here())
     if health is not None:
+        handles[names.DETECTOR] = start(DetectorActor, names.DETECTOR, store_url, {}, scheduling_strategy=here())
         handles[names.HEALTH] = _named(HealthMonitorActor, names.HEALTH, recipes, health, scheduling_strategy=here())
     try:
         ray.get([h.pid.remote() for h in handles.values()])
@@ -168,4 +171,5 @@ def _known_names() -> list[str]:
     try:
         return running()
     except Exception:  # the state API needs the dashboard; fall back to the fixed names
-        return [names.HEALTH, names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.EXPORTER, names.STORE]
+        return [names.HEALTH, names.DETECTOR, names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.EXPORTER,
+                names.STORE]

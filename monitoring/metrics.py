@@ -40,6 +40,7 @@ class LogMetrics:
         self.denied = Counter[str]()
         self.failed = Counter[str]()
         self.approvals_open: set[str] = set()
+        self.alerts = Counter[str]()
         self.tokens = 0
         self.money = 0.0
         self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
@@ -74,6 +75,8 @@ class LogMetrics:
                 self.approvals_open.add(p.approval_id)
             elif kind in ("approval.granted", "approval.refused"):
                 self.approvals_open.discard(p.approval_id)
+            elif kind == "alert.raised":
+                self.alerts[p.severity] += 1
 
 
 class CouncilCollector(Collector):
@@ -96,6 +99,7 @@ class CouncilCollector(Collector):
             yield _counter("council_actions_authorized", "Actions the gate let through, by action.", ["action"],
                            m.authorized)
             yield _counter("council_actions_denied", "Actions the gate denied, by action.", ["action"], m.denied)
+            yield _counter("council_alerts", "Alerts raised for people, by severity.", ["severity"], m.alerts)
             tokens = CounterMetricFamily("council_model_tokens", "Model tokens spent by completed actions.")
             tokens.add_metric([], m.tokens)
             yield tokens
