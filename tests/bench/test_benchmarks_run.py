@@ -40,3 +40,11 @@ def test_gate_benchmark_runs_and_verifies() -> None:
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "the gate adds" in out.stdout and "checks: ok" in out.stdout
+
+
+@pytest.mark.slow
+def test_recovery_benchmark_runs_and_verifies() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "recovery.py"), "--kills", "1", "--hangs", "1"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "crash: kill -> its task running again" in out.stdout and "checks: ok" in out.stdout
