@@ -53,11 +53,12 @@ class Council:
     @classmethod
     def start(cls, settings: Settings | None = None, *, team: Sequence[AgentSpec] = DEFAULT_TEAM,
               dispatch: dict[str, Any] | None = None, ray_start: str = "in-process",
-              health: dict[str, Any] | None = None) -> Council:
+              health: dict[str, Any] | None = None, detector: dict[str, Any] | None = None) -> Council:
         """Connect to Ray (starting it if needed) and boot the system's actors, or find them running.
 
         ``health`` overrides the health monitor's settings (``monitoring.health.HealthSettings``);
-        with ``settings.health`` false and no ``health``, no monitor runs.
+        with ``settings.health`` false and no ``health``, no monitor runs (nor error detector).
+        ``detector`` sets the error detector's thresholds (``monitoring.errors.DetectorSettings``).
         """
         settings = (settings or Settings.from_env()).absolute()
         if settings.store.startswith("memory://"):
@@ -67,7 +68,7 @@ class Council:
         boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch,
              projections=str(settings.projection_path()), home=settings.home, policy=settings.policy,
              workspace=settings.workspace, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host,
-             health=health if health is not None else ({} if settings.health else None))
+             health=health if health is not None else ({} if settings.health else None), detector=detector)
         return cls(settings)
 
     @classmethod

@@ -86,7 +86,8 @@ def here() -> NodeAffinitySchedulingStrategy:
 def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[AgentSpec] = DEFAULT_TEAM,
          dispatch: dict[str, Any] | None = None, projections: str | None = None, home: str | None = None,
          policy: str | None = None, workspace: str | None = None, metrics_port: int | None = None,
-         metrics_host: str = "127.0.0.1", health: dict[str, Any] | None = None) -> dict[str, Any]:
+         metrics_host: str = "127.0.0.1", health: dict[str, Any] | None = None,
+         detector: dict[str, Any] | None = None) -> dict[str, Any]:
     """Start (or find) the store, the council, the team, the dispatcher and, given a DuckDB path, the projector.
 
     With a ``home`` (the council's directory), the council actor runs with the council key from
@@ -95,7 +96,8 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
     acting skills are denied at the gate. With a ``metrics_port`` (0: any free port), the
     exporter serves ``/metrics`` on ``metrics_host``. With ``health`` (settings for
     :class:`monitoring.health.HealthSettings`, ``{}`` for the defaults), a health monitor watches
-    every actor started here and restarts the crashed and the hung. Returns the handles by name
+    every actor started here and restarts the crashed and the hung, and the error detector runs
+    with ``detector`` (settings for :class:`monitoring.errors.DetectorSettings`). Returns the handles by name
     once every actor has finished its constructor, i.e. has recovered from the log.
     """
     recipes: dict[str, Recipe] = {}
@@ -134,7 +136,8 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
         handles[names.EXPORTER] = start(ExporterActor, names.EXPORTER, store_url, metrics_port, metrics_host,
                                         scheduling_strategy=here())
     if health is not None:
-        handles[names.DETECTOR] = start(DetectorActor, names.DETECTOR, store_url, {}, scheduling_strategy=here())
+        handles[names.DETECTOR] = start(DetectorActor, names.DETECTOR, store_url, detector or {},
+                                        scheduling_strategy=here())
         handles[names.HEALTH] = _named(HealthMonitorActor, names.HEALTH, recipes, health, scheduling_strategy=here())
     try:
         ray.get([h.pid.remote() for h in handles.values()])

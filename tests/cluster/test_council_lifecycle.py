@@ -63,6 +63,7 @@ def test_up_submit_status_sql_export_down(running: Path) -> None:
     status = council("status", cwd=home)
     assert status.returncode == 0, status.stderr
     assert "worker-1" in status.stdout and "worker-2" in status.stdout and "dead_lettered" in status.stdout
+    assert "recent alerts" in status.stdout and "error-detector" in status.stdout  # the dead letter raised an alert
 
     rows = council("sql", f"SELECT task_id, status, attempts_used FROM tasks WHERE task_id = '{task_id}'",
                    "--format", "json", cwd=home)
