@@ -81,6 +81,10 @@ class Gatekeeper:
                                 error=error[:4000])
         self.log.append(f"warrant-{warrant_id}", [NewEvent(payload=event, event_id=_id("completed", warrant_id, key))], ANY)
 
+    def record(self, warrant_id: str, key: str, event: Any, what: str) -> None:
+        """Append what an authorised action did (``file.changed``, ``git.committed``...) to the warrant's stream, once."""
+        self.log.append(f"warrant-{warrant_id}", [NewEvent(payload=event, event_id=_id(what, warrant_id, key))], ANY)
+
     # -- what the gate reads ----------------------------------------------------------------
 
     def _context(self, warrant_id: str | None) -> gate.Context:

@@ -267,8 +267,12 @@ def grants(policy: Policy, role: str) -> tuple[list[str], list[str], list[str]]:
         if not granted:
             continue
         actions += [a for a in granted if a not in actions]
-        for found, into, everything in ((rule.resources, resources, "**"), (rule.environments, environments, "*")):
-            for pattern in found or (everything,):
+        # A rule without resources widens the warrant's paths only if it is about files: a rule
+        # that lets a role commit or run commands anywhere must not let it write files anywhere.
+        about_files = any(a == "*" or a.startswith("file") for a in granted)
+        for found, into, everything in ((rule.resources if rule.resources or about_files else (), resources, "**"),
+                                        (rule.environments, environments, "*")):
+            for pattern in found or ((everything,) if into is environments or about_files else ()):
                 if pattern not in into:
                     into.append(pattern)
     if "**" in resources:

@@ -47,8 +47,12 @@ from events.catalogue.tasks import (
     TaskStarted,
     TaskSubmitted,
 )
+from events.catalogue.work import FileChanged, GitCommitted, TestsReported
 
 __all__ = [
+    "FileChanged",
+    "GitCommitted",
+    "TestsReported",
     "ActorRestarted",
     "ActorRetired",
     "ActorUnresponsive",

@@ -79,7 +79,7 @@ def test_an_acting_task_gets_a_warrant_and_its_effects_are_recorded(council) -> 
     assert (tmp / "ws" / "src" / "hello.py").read_text() == "print('hello')\n"
     with open_store(url) as s:
         kinds = [e.type for e in s.read_all(1, None) if e.stream.startswith("warrant-")]
-    assert kinds == ["warrant.issued", "action.authorized", "action.completed"]
+    assert kinds == ["warrant.issued", "action.authorized", "action.completed", "file.changed"]
     submit(client, "write-2", "files.write", files={"../escape.txt": "x"})
     wait_until(lambda: last(url, "write-2") == "task.dead_lettered", timeout=60)
     assert not (tmp / "escape.txt").exists()

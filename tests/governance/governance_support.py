@@ -44,6 +44,12 @@ resources = ["src/**", "tests/**", ".git/**"]
 effect = "allow"
 
 [[rules]]
+name = "coders-commit-and-test"
+actions = ["git.commit", "command.run"]
+roles = ["coder"]
+effect = "allow"
+
+[[rules]]
 name = "deploy-staging"
 actions = ["deploy"]
 roles = ["deployer"]

@@ -32,7 +32,10 @@ def test_an_authorised_write_is_recorded_before_and_after_it_happens(council: Co
     grant = council.warrant("a1", "coder")
     result = council.tools("a1", grant.warrant_id, "t-write").write_file("src/app.py", "print('hi')\n")
     assert (council.home / "workspace" / "src" / "app.py").read_text() == "print('hi')\n"
-    assert council.types(f"warrant-{grant.warrant_id}") == ["warrant.issued", "action.authorized", "action.completed"]
+    assert council.types(f"warrant-{grant.warrant_id}") == ["warrant.issued", "action.authorized", "action.completed",
+                                                            "file.changed"]
+    changed = council.events(f"warrant-{grant.warrant_id}")[-1]
+    assert changed.before is None and changed.after == hashlib.sha256(b"print('hi')\n").hexdigest()
     authorized = council.events(f"warrant-{grant.warrant_id}")[1]
     assert authorized.rule == "coders-write-source" and authorized.policy_hash == council.authority.policy.adopted.policy_hash
     assert result == {"path": "src/app.py", "sha256": hashlib.sha256(b"print('hi')\n").hexdigest()}

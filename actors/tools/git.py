@@ -1,0 +1,96 @@
+"""Git in the workspace: branches, commits with the agent as author and the warrant as a trailer, diffs, patches.
+
+Every call is ``git`` with an argument list (never a shell), a timeout and capped output, run in a
+repository inside the workspace. Commits carry ``Council-Warrant: <id>`` as a trailer, so any
+commit can be traced back to the authority it was made under.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from actors.tools import commands
+from actors.tools.workspace import Workspace, WorkspaceError
+
+BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}(?<!\.lock)(?<![/.])$")
+TIMEOUT = 60.0
+
+
+class GitError(WorkspaceError):
+    """A git command failed; the message has git's own words."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a commit is by: the agent, and the warrant it acts under."""
+
+    name: str
+    email: str
+    warrant_id: str
+
+
+class Git:
+    """The git repository at ``repo`` (a directory in ``workspace``)."""
+
+    def __init__(self, workspace: Workspace, repo: str = ".") -> None:
+        self.workspace, self.repo = workspace, repo
+
+    def run(self, *args: str, identity: Identity | None = None, stdin: str | None = None) -> commands.Completed:
+        """``git ARGS`` in the repository; :class:`GitError` with git's message if it fails."""
+        env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+        if identity is not None:
+            env.update(GIT_AUTHOR_NAME=identity.name, GIT_AUTHOR_EMAIL=identity.email,
+                       GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
+        done = commands.run(self.workspace, ["git", *args], self.repo, TIMEOUT, env=env, stdin=stdin)
+        if done.returncode != 0:
+            raise GitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+        return done
+
+    def head(self) -> str:
+        """The commit id HEAD points at."""
+        return self.run("rev-parse", "HEAD").stdout.strip()
+
+    def current_branch(self) -> str:
+        """The branch checked out."""
+        return self.run("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+
+    def branch(self, name: str) -> str:
+        """Create branch ``name`` at HEAD and check it out (or check it out if it exists); return its name."""
+        if not BRANCH.match(name or ""):
+            raise GitError(f"{name!r} is not a branch name git accepts")
+        existing = self.run("branch", "--list", name).stdout.strip()
+        self.run("checkout", "-q", name) if existing else self.run("checkout", "-q", "-b", name)
+        return name
+
+    def commit(self, message: str, identity: Identity, paths: list[str] | None = None) -> tuple[str, list[str]]:
+        """Commit ``paths`` (all changes if None) with the warrant trailer; return (commit id, files changed)."""
+        if not message.strip():
+            raise GitError("a commit needs a message")
+        for path in paths or []:
+            self.workspace.path(path)  # confined, before git sees it
+        self.run("add", "--all", "--", *(paths or ["."]))
+        staged = [f for f in self.run("diff", "--cached", "--name-only").stdout.splitlines() if f]
+        if not staged:
+            raise GitError("nothing to commit: no file changed")
+        self.run("commit", "-q", "--no-verify", "-F", "-", identity=identity,
+                 stdin=f"{message.strip()}\n\nCouncil-Warrant: {identity.warrant_id}\n")
+        return self.head(), staged
+
+    def diff(self, base: str = "HEAD") -> str:
+        """The unified diff of the working tree against ``base``."""
+        if base.startswith("-"):
+            raise GitError(f"{base!r} is not a revision")
+        return self.run("diff", base, "--").stdout
+
+    def changed_files(self, patch: str) -> list[str]:
+        """The paths a unified diff touches (checked against the repository, not applied)."""
+        done = self.run("apply", "--numstat", "-", stdin=patch)
+        return [line.split("\t", 2)[2] for line in done.stdout.splitlines() if line.count("\t") >= 2]
+
+    def apply(self, patch: str) -> list[str]:
+        """Apply a unified diff to the working tree, all or nothing; return the paths it changed."""
+        files = self.changed_files(patch)
+        self.run("apply", "--check", "-", stdin=patch)
+        self.run("apply", "-", stdin=patch)
+        return files
