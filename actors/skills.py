@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from actors.tools.deploy import HealthCheckFailed
+
 Skill = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -89,11 +91,21 @@ def run_command(inputs: dict[str, Any], tools: Any) -> dict[str, Any]:
 
 
 def deploy_local(inputs: dict[str, Any], tools: Any) -> dict[str, Any]:
-    """Deploy ``inputs['artifact']`` to ``inputs['environment']`` (default staging), locally."""
+    """Deploy ``inputs['artifact']`` to ``inputs['environment']`` (default staging), locally, blue-green.
+
+    ``inputs['health']`` (an argument list) is run against the new release; if it fails, the
+    environment is rolled back and the task fails for good.
+    """
     artifact = inputs.get("artifact")
     if not isinstance(artifact, str) or not artifact:
         raise PermanentFailure("deploy.local needs inputs {'artifact': path, 'environment': name}")
-    return tools.deploy(artifact, str(inputs.get("environment", "staging")))
+    health = inputs.get("health")
+    if health is not None and (not isinstance(health, list) or not all(isinstance(a, str) for a in health)):
+        raise PermanentFailure("deploy.local's health check is an argument list, like ['python3', 'check.py']")
+    try:
+        return tools.deploy(artifact, str(inputs.get("environment", "staging")), health)
+    except HealthCheckFailed as exc:
+        raise PermanentFailure(str(exc)) from None
 
 
 ActingSkill = Callable[[dict[str, Any], Any], dict[str, Any]]

@@ -134,12 +134,12 @@ class Tools:
 
         return self._run(request, execute, actual=lambda r: Budget(wall_time_s=r.get("seconds", 0.0)))
 
-    def deploy(self, artifact: str, environment: str) -> dict[str, Any]:
-        """``deploy``: put ``artifact`` into ``environment`` (locally, under ``.deployments/``)."""
+    def deploy(self, artifact: str, environment: str, health: list[str] | None = None) -> dict[str, Any]:
+        """``deploy``: release ``artifact`` into ``environment`` (blue-green, under ``.deployments/``); roll back if ``health`` fails."""
         digest = self.workspace.digest(artifact)
         request = self._request("deploy", environment, resource=artifact, environment=environment,
-                                artifacts={artifact: digest})
-        return self._run(request, lambda: deploy(self.workspace, artifact, environment))
+                                artifacts={artifact: digest}, arguments={"health": list(health or [])})
+        return self._run(request, lambda: deploy(self.workspace, artifact, environment, health))
 
     # -- the gate, around every call --------------------------------------------------------
 

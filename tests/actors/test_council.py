@@ -106,7 +106,7 @@ def test_a_gated_deploy_waits_as_events_and_resumes_when_approved_even_after_a_c
         signature = approvals.sign_approval(keys.signer(name), requested)
         client.append(f"approval-{requested.approval_id}", [signature], ledger.version)
     wait_until(lambda: last(url, "deploy-1") == "task.completed", timeout=90)
-    assert (tmp / "ws" / ".deployments" / "production" / "app.tar").read_text() == "release 1"
+    assert (tmp / "ws" / ".deployments" / "production" / "current" / "app.tar").read_text() == "release 1"
     with open_store(url) as s:
         types = [e.type for e in s.read_stream("task-deploy-1")]
     assert types.count("task.awaiting") == 1 and "task.resumed" in types and types[-1] == "task.completed"

@@ -4,6 +4,7 @@ real pytest, every effect recorded."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -101,3 +102,24 @@ def test_commands_are_argument_lists_with_a_timeout_and_a_digest_of_all_output(t
         commands.run(ws, "rm -rf /")  # type: ignore[arg-type]
     with pytest.raises(GitError, match="branch name"):
         Git(ws).branch("--force")
+
+
+def test_deploys_switch_current_atomically_and_a_failed_health_check_rolls_back(council: Council) -> None:
+    ws = council.home / "workspace"
+    (ws / "dist").mkdir()
+    grant = council.warrant("d1", "deployer", task="t-staging")
+    tools = council.tools("d1", grant.warrant_id, "t-staging")
+    for version in ("v1", "v2"):
+        (ws / "dist" / "app.tar").write_text(version)
+        first = tools.deploy("dist/app.tar", "staging", health=["python3", "-c", "print('ok')"])
+    current = ws / ".deployments" / "staging" / "current"
+    assert current.is_symlink() and (current / "app.tar").read_text() == "v2" and first["previous"]
+    good = os.readlink(current)
+    (ws / "dist" / "app.tar").write_text("v3, broken")
+    check = ["python3", "-c", "import sys, pathlib; sys.exit('broken' in pathlib.Path('app.tar').read_text())"]
+    with pytest.raises(Exception, match="failed its health check in staging .* rolled back to"):
+        tools.deploy("dist/app.tar", "staging", health=check)
+    assert os.readlink(current) == good and (current / "app.tar").read_text() == "v2"
+    outcomes = [e for e in council.events(f"warrant-{grant.warrant_id}") if type(e).__name__ == "ActionCompleted"]
+    assert [o.ok for o in outcomes] == [True, True, False] and "rolled back" in outcomes[-1].error
+    assert len(list((ws / ".deployments" / "staging" / "releases").iterdir())) == 3  # kept for the record
