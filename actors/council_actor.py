@@ -18,8 +18,9 @@ from typing import Any
 
 import ray
 
+from actors.follow import fold_from
 from actors.store_client import StoreClient
-from events import NO_STREAM, CouncilError, EventStore, open_store
+from events import NO_STREAM, CouncilError, EventStore, RecordedEvent, open_store
 from events.catalogue import PolicyProposed, WarrantIssued
 from events.errors import ConcurrencyError
 from events.merkle import CompactRange
@@ -27,8 +28,6 @@ from governance import checkpoints, warrant
 from governance.authority import Append, Authority
 from governance.keys import COUNCIL_KEY, Keyring
 from governance.policy import load_policy
-
-_PAGE = 5000
 
 
 class CouncilLoop:
@@ -51,16 +50,13 @@ class CouncilLoop:
     def catch_up(self) -> None:
         """Fold every event after the authority's position."""
         with self.lock:
-            while True:
-                source = self.reader if self.reader is not None else self.client
-                events = source.read_all(self.authority.position + 1, _PAGE)
-                for event in events:
-                    self.authority.evolve(event)
-                    self.ledger.append(event.hash)
-                    if event.position == 1:
-                        self.origin = event.hash
-                if len(events) < _PAGE:
-                    return
+            fold_from(self.reader if self.reader is not None else self.client, self.authority.position, self._fold)
+
+    def _fold(self, event: RecordedEvent) -> None:
+        self.authority.evolve(event)
+        self.ledger.append(event.hash)
+        if event.position == 1:
+            self.origin = event.hash
 
     def step(self) -> int:
         """One round: catch up, append what is due; return how many appends were made."""

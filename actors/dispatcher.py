@@ -19,11 +19,10 @@ from ray.exceptions import RayActorError, RayError
 
 from actors import names
 from actors.dispatch import DispatchSettings, DispatchState, decide
+from actors.follow import fold_from
 from actors.store_client import StoreClient
 from events import AppendResult, CouncilError, EventStore, open_store
 from events.catalogue import TaskAssigned, TaskLeaseExpired
-
-_PAGE = 5000
 
 
 class DispatchLoop:
@@ -41,13 +40,7 @@ class DispatchLoop:
 
     def catch_up(self) -> None:
         """Fold every event after the state's position."""
-        while True:
-            source = self.reader if self.reader is not None else self.client
-            events = source.read_all(self.state.position + 1, _PAGE)
-            for event in events:
-                self.state.evolve(event)
-            if len(events) < _PAGE:
-                return
+        fold_from(self.reader if self.reader is not None else self.client, self.state.position, self.state.evolve)
 
     def step(self, now: float | None = None) -> int:
         """One round; returns how many decisions were appended."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from events import ANY, NO_STREAM, NewEvent, RecordedEvent
 from events.catalogue import ActionCompleted, Budget
@@ -24,6 +24,8 @@ from governance.keys import PublicKey
 from governance.ledgers import PolicyLedger, WarrantLedger
 from governance.policy import Policy, parse_policy
 from governance.votes import VoteLedger
+
+L = TypeVar("L", ApprovalLedger, VoteLedger)
 
 RACES = 8
 """How many times a verdict is decided again after its append lost a race, before the action is denied."""
@@ -131,22 +133,17 @@ class Gatekeeper:
         return dict(self._policy.adopted.approvers) if self._policy.adopted else {}
 
     def _approval(self, approval_id: str) -> ApprovalLedger | None:
-        events = self.log.read_stream(f"approval-{approval_id}")
-        if not events:
-            return None
-        ledger = ApprovalLedger()
-        for event in events:
-            ledger.evolve(event.payload, event.recorded_at.timestamp())
-        return ledger
+        return self._timed(f"approval-{approval_id}", ApprovalLedger())
 
     def _vote(self, vote_id: str) -> VoteLedger | None:
-        events = self.log.read_stream(f"vote-{vote_id}")
-        if not events:
-            return None
-        ledger = VoteLedger()
+        return self._timed(f"vote-{vote_id}", VoteLedger())
+
+    def _timed(self, stream: str, ledger: L) -> L | None:
+        """``ledger`` folded from ``stream``, each event with its recorded time (signatures are judged then); None if empty."""
+        events = self.log.read_stream(stream)
         for event in events:
             ledger.evolve(event.payload, event.recorded_at.timestamp())
-        return ledger
+        return ledger if events else None
 
 
 def _id(*parts: str) -> uuid.UUID:

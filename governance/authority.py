@@ -20,7 +20,6 @@ from typing import Any
 from events import ANY, NO_STREAM, RecordedEvent
 from events.catalogue import (
     ApprovalGranted,
-    ApprovalRefused,
     Budget,
     BudgetAllocated,
     PolicyAdopted,
@@ -244,13 +243,6 @@ class Authority:
                 return [Append(f"budget-{request_id}", (BudgetAllocated(
                     request_id=request_id, budget=parse_budget(amounts), authority=f"vote {proposed.vote_id}"),), ANY)]
         return []
-
-    def refusal(self, approval_id: str, reason: str) -> Append:
-        """An ``approval.refused`` for an open request (used when the council itself withdraws it)."""
-        ledger = self.approvals[approval_id]
-        assert ledger.requested is not None
-        return Append(f"approval-{approval_id}", (ApprovalRefused(approval_id=approval_id, digest=ledger.requested.digest,
-                                                                  reason=reason),), ledger.version)
 
 
 def grants(policy: Policy, role: str) -> tuple[list[str], list[str], list[str]]:

@@ -14,7 +14,7 @@ Anyone with the council's public key and the log can verify a warrant and its ch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import msgspec
 
@@ -201,8 +201,3 @@ def covers_name(parent: str, child: str) -> bool:
         return globs.match_name(child, parent)
     head = parent[:-1]
     return parent.endswith("*") and not any(c in head for c in "*?[") and child.startswith(head)
-
-
-def chain_ids(chain: Sequence[Warrant]) -> list[str]:
-    """The ids of a verified chain, the warrant itself first."""
-    return [w.warrant_id for w in chain]

@@ -14,12 +14,11 @@ from typing import Any
 
 import ray
 
+from actors.follow import fold_from
 from actors.store_client import StoreClient
 from events import CouncilError, EventStore, open_store
 from events.errors import ConcurrencyError
 from monitoring.errors import DetectorSettings, ErrorDetector
-
-_PAGE = 5000
 
 
 class DetectorLoop:
@@ -31,13 +30,7 @@ class DetectorLoop:
 
     def catch_up(self) -> None:
         """Fold every event after the detector's position."""
-        while True:
-            source = self.reader if self.reader is not None else self.client
-            events = source.read_all(self.detector.position + 1, _PAGE)
-            for event in events:
-                self.detector.evolve(event)
-            if len(events) < _PAGE:
-                return
+        fold_from(self.reader if self.reader is not None else self.client, self.detector.position, self.detector.evolve)
 
     def step(self) -> int:
         """One round; how many appends were made."""

@@ -15,11 +15,10 @@ import ray
 from prometheus_client import CollectorRegistry, start_http_server
 
 from actors import names
+from actors.follow import fold_from
 from actors.store_client import StoreClient
 from events import CouncilError, EventStore, open_store
 from monitoring.metrics import CouncilCollector, LogMetrics
-
-_PAGE = 5000
 
 
 class MetricsLoop:
@@ -31,15 +30,8 @@ class MetricsLoop:
 
     def catch_up(self) -> int:
         """Fold every event after the metrics' position; return how many."""
-        folded = 0
-        while True:
-            source = self.reader if self.reader is not None else self.client
-            events = source.read_all(self.metrics.position + 1, _PAGE)
-            for event in events:
-                self.metrics.evolve(event)
-            folded += len(events)
-            if len(events) < _PAGE:
-                return folded
+        return fold_from(self.reader if self.reader is not None else self.client, self.metrics.position,
+                         self.metrics.evolve)
 
     def run(self) -> None:
         """Loop until :meth:`stop`."""

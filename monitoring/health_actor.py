@@ -15,14 +15,16 @@ import importlib
 import os
 import threading
 import time
+from collections import deque
 from typing import Any, NamedTuple
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from actors import names
+from actors.follow import fold_from
 from actors.store_client import StoreClient
-from events import CouncilError
+from events import CouncilError, RecordedEvent
 from events.catalogue import (
     ActorRestarted,
     ActorRetired,
@@ -54,7 +56,7 @@ class HealthLoop:
         self.pings: dict[str, tuple[Any, float]] = {}
         self.sent: dict[str, float] = {}
         self.handles: dict[str, Any] = {}
-        self.findings: list[Finding] = []
+        self.findings: deque[Finding] = deque(maxlen=1000)  # the latest, for status and tests; the log keeps all
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -88,24 +90,19 @@ class HealthLoop:
     def recover(self, now: float) -> None:
         """Rebuild restart counts (within the budget window) and retirements from the log's health events."""
         window = self.settings.budget_window
-        position = 1
-        while True:
-            events = self.client.read_all(position, 5000, ["actor.restarted", "actor.retired", "agent.unresponsive",
-                                                           "agent.retired"])
-            for event in events:
-                p, at = event.payload, event.recorded_at.timestamp()
-                name = getattr(p, "actor", None) or names.agent(getattr(p, "agent_id", ""))
-                if name not in self.book.patients:
-                    continue
-                patient = self.book.patients[name]
-                if event.type == "actor.retired" or (event.type == "agent.retired" and "over the budget" in p.reason):
-                    patient.retired = True
-                elif now - at < window and (event.type == "agent.unresponsive"
-                                            or (event.type == "actor.restarted" and p.by == "monitor")):
-                    patient.restarts.append(at)
-            if len(events) < 5000:
+
+        def apply(event: RecordedEvent) -> None:
+            p, at = event.payload, event.recorded_at.timestamp()
+            patient = self.book.patients.get(getattr(p, "actor", None) or names.agent(getattr(p, "agent_id", "")))
+            if patient is None:
                 return
-            position = events[-1].position + 1
+            if event.type == "actor.retired" or (event.type == "agent.retired" and "over the budget" in p.reason):
+                patient.retired = True
+            elif now - at < window and (event.type == "agent.unresponsive"
+                                        or (event.type == "actor.restarted" and p.by == "monitor")):
+                patient.restarts.append(at)
+
+        fold_from(self.client, 0, apply, ["actor.restarted", "actor.retired", "agent.unresponsive", "agent.retired"])
 
     # -- pings ------------------------------------------------------------------------------
 
