@@ -25,9 +25,12 @@ import ray
 from actors import names
 from actors.eventsourced import Entity, Fenced
 from actors.gatekeeper import Gatekeeper
+from actors.pipeline.steps import SKILLS as PIPELINE_SKILLS
 from actors.skills import ACTING, BUILTIN, ActingSkill, PermanentFailure, Skill, reporting
 from actors.store_client import StoreClient
-from actors.tools.gated import ActionRefused, AwaitingAuthority, Tools
+from actors.tools.checkout import tree_of
+from actors.tools.ci import CiTools
+from actors.tools.gated import ActionRefused, AwaitingAuthority
 from actors.tools.workspace import Workspace
 from events import CouncilError, Event
 from events.catalogue import (
@@ -41,7 +44,10 @@ from events.catalogue import (
     TaskStarted,
 )
 from events.errors import ConcurrencyError
-from governance.keys import PublicKey
+from governance.keys import Keyring, PublicKey
+
+ACTING_SKILLS: dict[str, ActingSkill] = {**ACTING, **PIPELINE_SKILLS}
+"""Every capability that acts on the world: the general ones and the pipeline's steps."""
 
 
 @dataclass(frozen=True)
@@ -103,13 +109,15 @@ class AgentActor:
 
     def __init__(self, agent_id: str, role: str, capabilities: list[str], slots: int = 1,
                  heartbeat_every: float = 2.0, skills: dict[str, str] | None = None, version: str = "",
-                 workspace: str | None = None, council_key: bytes | None = None, identity: str | None = None) -> None:
+                 workspace: str | None = None, council_key: bytes | None = None, identity: str | None = None,
+                 keyring: str | None = None) -> None:
         self.agent_id, self.role, self.slots = agent_id, role, slots
         self.stream = f"agent-{agent_id}"
         self.client = StoreClient()
         self.skills: dict[str, Skill] = {c: BUILTIN[(skills or {}).get(c, c)] for c in capabilities
                                          if (skills or {}).get(c, c) in BUILTIN}
-        self.acting: dict[str, ActingSkill] = {c: ACTING[c] for c in capabilities if c in ACTING}
+        self.acting: dict[str, ActingSkill] = {c: ACTING_SKILLS[c] for c in capabilities if c in ACTING_SKILLS}
+        self.keyring = keyring  # where this agent's own signing key is (it signs build provenance)
         # Acting skills need the council's key (to check warrants) and a workspace; without them
         # the gate has nothing to trust, and denies every action (fail closed).
         self.workspace = Workspace(workspace) if workspace else None
@@ -207,9 +215,23 @@ class AgentActor:
             refusal = str(cause) if isinstance(cause, CouncilError) else f"the council did not answer ({type(exc).__name__})"
         try:
             # Without a warrant the gate denies the skill's first action and records why (fail closed).
-            return self.acting[capability](inputs, Tools(self.gatekeeper, warrant_id, task_id, self.workspace))
+            return self.acting[capability](inputs, self._tools(warrant_id, task_id, request_id))
         except ActionRefused as exc:
             raise ActionRefused(f"{exc}; the council refused a warrant: {refusal}" if refusal else str(exc)) from None
+
+    def _tools(self, warrant_id: str | None, task_id: str, request_id: str | None) -> CiTools:
+        """Gated tools in the request's own tree if it has one (``requests/<id>``), else in the workspace."""
+        assert self.workspace is not None
+        root = self.workspace
+        if request_id is not None:
+            tree = self.workspace.path(tree_of(request_id))
+            root = Workspace(tree) if tree.is_dir() else root
+        signer = None
+        if self.keyring is not None and self.role == "builder":
+            signer = Keyring(self.keyring).signer(f"agent-{self.agent_id.lower()}")
+        environments = Workspace(self.workspace.path("environments"))
+        return CiTools(self.gatekeeper, warrant_id, task_id, root, environments, history=self.client.read_stream,
+                       signer=signer, builder_id=f"agent-council/{self.agent_id}")
 
     def _progress(self) -> None:
         self.progress_at = time.time()

@@ -217,9 +217,10 @@ class CouncilActor:
         """What the council knows: its position, the policy in force, open approvals and votes."""
         with self.loop.lock:
             a = self.loop.authority
-            adopted = a.policy.adopted
+            adopted, policy = a.policy.adopted, a.current()
             return {"position": a.position, "policy": adopted.policy_hash if adopted else None,
                     "policy_name": adopted.name if adopted else None, "warrants": len(a.warrants),
+                    "review_block_at": policy.review.block_at if policy else None,
                     "open_approvals": sum(1 for x in a.approvals.values() if x.open),
                     "open_votes": sum(1 for v in a.votes.values() if v.decided is None and v.proposed is not None),
                     "checkpoint": a.last_checkpoint, "key": self.loop.key.public.fingerprint}

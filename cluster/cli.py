@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from cluster import cli_governance, cli_log, cli_query, cli_run  # noqa: F401  (each registers its commands)
+from cluster import cli_governance, cli_log, cli_pipeline, cli_query, cli_run  # noqa: F401  (each registers its commands)
 from cluster.cli_app import app, err
 from events import CouncilError
 

@@ -22,11 +22,16 @@ from actors.store_client import StoreClient
 from cluster.runtime import connect
 from cluster.settings import ConfigurationError, Settings
 from cluster.system import DEFAULT_TEAM, AgentSpec, boot
-from events import NO_STREAM, CouncilError, Metadata, NewEvent
+from events import NO_STREAM, CouncilError, Event, Metadata, NewEvent
 from events.catalogue import RequestSubmitted, TaskRequeued, TaskSubmitted
 from projections import QueryResult
 
 TERMINAL = ("task.completed", "task.dead_lettered")
+
+
+def new_request_id() -> str:
+    """A fresh request id."""
+    return f"r-{uuid.uuid4().hex[:12]}"
 
 
 class CouncilNotRunning(CouncilError):
@@ -94,14 +99,19 @@ class Council:
         self.store.append(f"task-{task_id}", [event], NO_STREAM)
         return task_id
 
-    def request(self, title: str, tasks: Sequence[dict[str, Any]], *, priority: int = 2) -> tuple[str, list[str]]:
-        """Submit a request and its tasks (each a dict of :meth:`submit`'s arguments) in one group commit."""
-        request_id = f"r-{uuid.uuid4().hex[:12]}"
+    def request(self, title: str, tasks: Sequence[dict[str, Any]], *, priority: int = 2, request_id: str | None = None,
+                plan: Event | None = None) -> tuple[str, list[str]]:
+        """Submit a request and its tasks (each a dict of :meth:`submit`'s arguments) in one group commit.
+
+        ``plan`` (an event, like ``pipeline.planned``) goes in the request's stream after the request itself.
+        """
+        request_id = request_id or new_request_id()
         self._mark()
         meta = Metadata(correlation_id=request_id, actor="driver")
-        calls: list[tuple[str, list[NewEvent], Any]] = [
-            (f"request-{request_id}", [NewEvent(payload=RequestSubmitted(request_id=request_id, title=title,
-                                                                        priority=priority), metadata=meta)], NO_STREAM)]
+        opening = [NewEvent(payload=RequestSubmitted(request_id=request_id, title=title, priority=priority), metadata=meta)]
+        if plan is not None:
+            opening.append(NewEvent(payload=plan, metadata=meta))
+        calls: list[tuple[str, list[NewEvent], Any]] = [(f"request-{request_id}", opening, NO_STREAM)]
         ids = []
         for spec in tasks:
             task_id = spec.get("task_id") or f"t-{uuid.uuid4().hex[:12]}"

@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import names
-from actors.agent import AgentActor
+from actors.agent import ACTING_SKILLS, AgentActor
 from actors.council_actor import CouncilActor
 from actors.dispatcher import DispatcherActor
 from actors.projector_actor import ProjectorActor
-from actors.skills import ACTING, BUILTIN
+from actors.skills import BUILTIN
 from actors.store_actor import StoreActor
 from events import CouncilError
 from governance.keys import COUNCIL_KEY, Keyring
@@ -46,19 +46,24 @@ class AgentSpec(BaseModel):
     @field_validator("capabilities")
     @classmethod
     def _skills_exist(cls, capabilities: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [c for c in capabilities if c not in BUILTIN and c not in ACTING]
+        unknown = [c for c in capabilities if c not in BUILTIN and c not in ACTING_SKILLS]
         if unknown:
             raise ValueError(f"no skill for {', '.join(unknown)}; agents can do: "
-                             f"{', '.join(sorted([*BUILTIN, *ACTING]))}")
+                             f"{', '.join(sorted([*BUILTIN, *ACTING_SKILLS]))}")
         if not capabilities:
             raise ValueError("an agent needs at least one capability")
         return capabilities
 
 
 ROLE_AGENTS = (AgentSpec(agent_id="coder-1", role="coder", capabilities=("files.write",), slots=2),
-               AgentSpec(agent_id="builder-1", role="builder", capabilities=("command.run",), slots=2),
-               AgentSpec(agent_id="deployer-1", role="deployer", capabilities=("deploy.local",), slots=1))
-"""Agents that act on the world, each under the warrants its role gets from the policy."""
+               AgentSpec(agent_id="tester-1", role="tester",
+                         capabilities=("ci.changes", "ci.impact", "ci.test", "ci.smoke"), slots=2),
+               AgentSpec(agent_id="reviewer-1", role="reviewer", capabilities=("ci.review",), slots=1),
+               AgentSpec(agent_id="builder-1", role="builder", capabilities=("command.run", "ci.build"), slots=2),
+               AgentSpec(agent_id="deployer-1", role="deployer", capabilities=("deploy.local", "ci.deploy"), slots=1),
+               AgentSpec(agent_id="documenter-1", role="documenter", capabilities=("ci.docs",), slots=1))
+"""Agents that act on the world, each under the warrants its role gets from the policy; together they
+carry out every step of the pipeline (``actors/pipeline``)."""
 
 DEFAULT_TEAM = (AgentSpec(agent_id="worker-1"), AgentSpec(agent_id="worker-2"), *ROLE_AGENTS)
 
@@ -125,7 +130,8 @@ def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[Agent
         handles[names.agent(spec.agent_id)] = start(
             AgentActor, names.agent(spec.agent_id), spec.agent_id, spec.role, list(spec.capabilities), spec.slots,
             max_concurrency=spec.slots + 4,
-            init={"workspace": workspace, "council_key": council_key, "identity": identities.get(spec.agent_id)})
+            init={"workspace": workspace, "council_key": council_key, "identity": identities.get(spec.agent_id),
+                  "keyring": str(Path(home) / "keys") if home is not None else None})
     handles[names.DISPATCHER] = start(DispatcherActor, names.DISPATCHER, dispatch or {}, store_url,
                                       scheduling_strategy=here())
     if projections is not None:

@@ -127,6 +127,12 @@ class Budgets(_Frozen):
     agent: Limits | None = None
 
 
+class Review(_Frozen):
+    """The ``[review]`` table: how severe a static-review finding must be to stop a pipeline."""
+
+    block_at: Literal["info", "low", "medium", "high", "critical"] = "high"
+
+
 class Rule(_Frozen):
     """One ``[[rules]]`` entry. Cross-field requirements (approve needs approvers...) are the policy's to check."""
 
@@ -195,6 +201,7 @@ class Policy(_Frozen):
     policy: About
     approvers: dict[ApproverName, KeyName] = {}
     budgets: Budgets = Budgets()
+    review: Review = Review()
     rules: tuple[Rule, ...] = ()
 
     _text: str = PrivateAttr(default="")

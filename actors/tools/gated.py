@@ -13,16 +13,17 @@ from __future__ import annotations
 import hashlib
 import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actors.gatekeeper import Gatekeeper
 from actors.skills import PermanentFailure, progress
 from actors.tools import commands
-from actors.tools.deploy import deploy
+from actors.tools.deploy import HealthCheckFailed, deploy
 from actors.tools.git import Git, Identity
 from actors.tools.testing import run_pytest
 from actors.tools.workspace import Workspace, WorkspaceError
-from events.catalogue import Budget, FileChanged, GitCommitted, TestsReported
+from events.catalogue import Budget, FileChanged, GitCommitted, ReleaseDeployed, TestsReported
 from governance.gate import ActionRequest, Verdict
 
 
@@ -41,8 +42,11 @@ class AwaitingAuthority(Exception):  # noqa: N818 - a state the task enters, not
 class Tools:
     """Gated effects for one task attempt, under one warrant."""
 
-    def __init__(self, gatekeeper: Gatekeeper, warrant_id: str | None, task_id: str, workspace: Workspace) -> None:
+    def __init__(self, gatekeeper: Gatekeeper, warrant_id: str | None, task_id: str, workspace: Workspace,
+                 environments: Workspace | None = None) -> None:
+        """``environments`` is where deployments go (default: ``.deployments/`` in the workspace)."""
         self.gatekeeper, self.warrant_id, self.task_id, self.workspace = gatekeeper, warrant_id, task_id, workspace
+        self.environments = environments
         self._calls = 0
         self._records: list[tuple[str, Any, str]] = []
 
@@ -61,10 +65,13 @@ class Tools:
 
         return self._run(request, write)
 
-    def patch(self, diff: str, repo: str = ".") -> dict[str, Any]:
-        """``file.write`` for every file a unified diff touches (each checked by the gate), then applied all or nothing."""
+    def patch(self, diff: str, repo: str = ".", strip: int = 1) -> dict[str, Any]:
+        """``file.write`` for every file a unified diff touches (each checked by the gate), then applied all or nothing.
+
+        ``strip``: the leading path components of the diff's names to drop (see :meth:`Git.apply`).
+        """
         git = Git(self.workspace, repo)
-        files = [f"{repo}/{f}" if repo not in ("", ".") else f for f in git.changed_files(diff)]
+        files = [f"{repo}/{f}" if repo not in ("", ".") else f for f in git.changed_files(diff, strip)]
         if not files:
             raise PermanentFailure("the patch changes no file")
         digest = hashlib.sha256(diff.encode()).hexdigest()
@@ -74,7 +81,7 @@ class Tools:
         before = {f: self._digest(f) for f in files}
 
         def apply() -> dict[str, Any]:
-            git.apply(diff)
+            git.apply(diff, strip)
             for f, request in zip(files, requests, strict=True):
                 self._record(request.key, FileChanged(warrant_id=self.warrant_id or "", key=request.key, path=f,
                                                       before=before[f], after=self._digest(f)), "file.changed")
@@ -99,21 +106,28 @@ class Tools:
 
         return self._run(request, commit)
 
-    def run_tests(self, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0) -> dict[str, Any]:
-        """``command.run`` of pytest in ``cwd``; the JUnit report becomes a ``tests.reported`` event."""
-        request = self._request("command.run", shlex.join(["python3", "-m", "pytest", *(args or [])]), resource=cwd,
-                                arguments={"argv": ["pytest", *(args or [])]}, cost=Budget(wall_time_s=timeout))
+    def run_tests(self, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
+                  coverage: bool = False) -> dict[str, Any]:
+        """``command.run`` of pytest in ``cwd`` (under coverage if asked); the JUnit report (and the
+        line coverage per file) becomes a ``tests.reported`` event."""
+        argv = ["python", "-m", *(["coverage", "run", "-m"] if coverage else []), "pytest", *(args or [])]
+        request = self._request("command.run", shlex.join(argv), resource=cwd, environment="local",
+                                arguments={"argv": argv}, cost=Budget(wall_time_s=timeout))
 
         def test() -> dict[str, Any]:
-            report = run_pytest(self.workspace, cwd, args, timeout)
+            report = run_pytest(self.workspace, cwd, args, timeout, coverage=coverage)
             self._record(request.key, TestsReported(
                 warrant_id=self.warrant_id or "", key=request.key, passed=report.passed, failed=report.failed,
                 errors=report.errors, skipped=report.skipped, duration_s=report.duration_s, failures=report.failures,
-                report_digest=report.report_digest), "tests.reported")
-            return {"passed": report.passed, "failed": report.failed, "errors": report.errors,
-                    "skipped": report.skipped, "failures": report.failures, "ok": report.ok}
+                report_digest=report.report_digest, coverage=dict(list(report.coverage.items())[:2000]),
+                coverage_total=report.coverage_total), "tests.reported")
+            return _tests_result(report)
 
-        return self._run(request, test, actual=lambda r: Budget())
+        def replay() -> dict[str, Any]:
+            found = self.recorded(request.key, TestsReported)
+            return _tests_result(found) if found is not None else {}
+
+        return self._run(request, test, actual=lambda r: Budget(), replay=replay)
 
     def read_file(self, path: str) -> str:
         """``file.read``: the text of ``path`` in the workspace."""
@@ -121,25 +135,55 @@ class Tools:
         result = self._run(request, lambda: {"path": path, "text": self.workspace.read(path).decode(errors="replace")})
         return result["text"] if "text" in result else self.workspace.read(path).decode(errors="replace")
 
-    def run(self, argv: list[str], cwd: str = ".", timeout: float = 300.0) -> dict[str, Any]:
-        """``command.run``: run ``argv`` (a list, no shell) in ``cwd`` inside the workspace."""
+    def run(self, argv: list[str], cwd: str = ".", timeout: float = 300.0, *, environment: str = "local",
+            tail: int = 4000, reads_only: bool = False) -> dict[str, Any]:
+        """``command.run``: run ``argv`` (a list, no shell) in ``cwd`` inside the workspace.
+
+        ``environment`` is what the command acts on, for the policy: ``local`` (the workspace)
+        unless it checks a deployment. The result keeps the last ``tail`` characters of each
+        output stream and the digest of all of it. A command that ``reads_only`` (our own tools say
+        so, never an agent's input) is run again for its output if an earlier attempt ran it.
+        """
         request = self._request("command.run", shlex.join(argv), resource=cwd, arguments={"argv": list(argv)},
-                                cost=Budget(wall_time_s=timeout))
+                                environment=environment, cost=Budget(wall_time_s=timeout))
         started = time.monotonic()
 
         def execute() -> dict[str, Any]:
-            done = commands.run(self.workspace, list(argv), cwd, timeout)
+            done = commands.run(self.workspace, list(argv), cwd, timeout, tail=tail)
             return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
-                    "seconds": round(time.monotonic() - started, 3)}
+                    "output_digest": done.output_digest, "seconds": round(time.monotonic() - started, 3)}
 
-        return self._run(request, execute, actual=lambda r: Budget(wall_time_s=r.get("seconds", 0.0)))
+        return self._run(request, execute, actual=lambda r: Budget(wall_time_s=r.get("seconds", 0.0)),
+                         replay=execute if reads_only else None)
 
     def deploy(self, artifact: str, environment: str, health: list[str] | None = None) -> dict[str, Any]:
         """``deploy``: release ``artifact`` into ``environment`` (blue-green, under ``.deployments/``); roll back if ``health`` fails."""
         digest = self.workspace.digest(artifact)
         request = self._request("deploy", environment, resource=artifact, environment=environment,
                                 artifacts={artifact: digest}, arguments={"health": list(health or [])})
-        return self._run(request, lambda: deploy(self.workspace, artifact, environment, health))
+
+        def release() -> dict[str, Any]:
+            try:
+                manifest = deploy(self.workspace, artifact, environment, health, environments=self.environments)
+            except HealthCheckFailed as failed:
+                self._released(request.key, failed.manifest, "rolled_back", str(failed))
+                raise
+            self._released(request.key, manifest, "live", "")
+            return manifest
+
+        def replay() -> dict[str, Any]:
+            found = self.recorded(request.key, ReleaseDeployed)
+            return {} if found is None else {"release": found.release, "previous": found.previous,
+                                             "artifact": found.artefact, "sha256": found.sha256,
+                                             "environment": found.environment}
+
+        return self._run(request, release, replay=replay)
+
+    def _released(self, key: str, manifest: dict[str, Any], outcome: str, detail: str) -> None:
+        self._record(key, ReleaseDeployed(
+            warrant_id=self.warrant_id or "", key=key, environment=str(manifest["environment"]),
+            release=str(manifest["release"]), artefact=str(manifest["artifact"]), sha256=str(manifest["sha256"]),
+            previous=manifest.get("previous"), outcome=outcome, detail=detail[:2000]), "release.deployed")
 
     # -- the gate, around every call --------------------------------------------------------
 
@@ -169,7 +213,20 @@ class Tools:
                              environment=environment, key=f"{self.task_id}#{self._calls}", arguments=arguments or {},
                              artifacts=artifacts or {}, cost=cost)
 
-    def _run(self, request: ActionRequest, effect: Any, actual: Any = None) -> dict[str, Any]:
+    def recorded(self, key: str, kind: type) -> Any | None:
+        """What an action (by its key) recorded of ``kind`` in the warrant's stream, or None."""
+        if self.warrant_id is None:
+            return None
+        for event in reversed(self.gatekeeper.log.read_stream(f"warrant-{self.warrant_id}")):
+            if isinstance(event.payload, kind) and getattr(event.payload, "key", None) == key:
+                return event.payload
+        return None
+
+    def _run(self, request: ActionRequest, effect: Any, actual: Any = None,
+             replay: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Ask the gate, run ``effect``, record the outcome. An action an earlier attempt completed is
+        not run again: ``replay`` rebuilds its result from what it recorded (or, for an action that
+        only reads, by reading again), else only its digest is returned."""
         verdict: Verdict = self.gatekeeper.authorize(request, self.warrant_id)
         if verdict.outcome == "denied":
             raise ActionRefused(f"{request.action} {request.target} denied: {verdict.reason}")
@@ -177,6 +234,10 @@ class Tools:
             raise AwaitingAuthority(verdict.authority_id or "", verdict.reason)
         if verdict.outcome == "done":
             completed = verdict.completed
+            if replay is not None and completed is not None and completed.ok:
+                replayed = replay()
+                self._records.clear()  # a replay records nothing: the first run's records stand
+                return {**replayed, "already_done": True}
             return {"already_done": True, "ok": bool(completed and completed.ok),
                     "result_digest": completed.result_digest if completed else None}
         assert self.warrant_id is not None
@@ -192,3 +253,10 @@ class Tools:
         self.gatekeeper.completed(self.warrant_id, request.key, ok=True, cost=cost, result_digest=digest)
         self._flush()
         return result
+
+
+def _tests_result(report: Any) -> dict[str, Any]:
+    """A test run's result, from a :class:`TestReport` or the ``tests.reported`` event it became."""
+    ok = report.failed == 0 and report.errors == 0 and report.passed > 0
+    return {"passed": report.passed, "failed": report.failed, "errors": report.errors, "skipped": report.skipped,
+            "failures": list(report.failures), "ok": ok, "coverage_total": getattr(report, "coverage_total", None)}

@@ -15,6 +15,8 @@ from actors.tools.workspace import Workspace, WorkspaceError
 
 BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}(?<!\.lock)(?<![/.])$")
 TIMEOUT = 60.0
+OUTPUT = 1 << 22
+"""Git's output is kept whole up to 4 MiB (a diff or a file list is data, not a log)."""
 
 
 class GitError(WorkspaceError):
@@ -42,7 +44,7 @@ class Git:
         if identity is not None:
             env.update(GIT_AUTHOR_NAME=identity.name, GIT_AUTHOR_EMAIL=identity.email,
                        GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
-        done = commands.run(self.workspace, ["git", *args], self.repo, TIMEOUT, env=env, stdin=stdin)
+        done = commands.run(self.workspace, ["git", *args], self.repo, TIMEOUT, env=env, stdin=stdin, tail=OUTPUT)
         if done.returncode != 0:
             raise GitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
         return done
@@ -64,7 +66,8 @@ class Git:
         return name
 
     def commit(self, message: str, identity: Identity, paths: list[str] | None = None) -> tuple[str, list[str]]:
-        """Commit ``paths`` (all changes if None) with the warrant trailer; return (commit id, files changed)."""
+        """Commit ``paths`` (all changes if None) with the warrant trailer (none for an identity without a
+        warrant: the council's own snapshots); return (commit id, files changed)."""
         if not message.strip():
             raise GitError("a commit needs a message")
         for path in paths or []:
@@ -74,7 +77,7 @@ class Git:
         if not staged:
             raise GitError("nothing to commit: no file changed")
         self.run("commit", "-q", "--no-verify", "-F", "-", identity=identity,
-                 stdin=f"{message.strip()}\n\nCouncil-Warrant: {identity.warrant_id}\n")
+                 stdin=f"{message.strip()}\n" + (f"\nCouncil-Warrant: {identity.warrant_id}\n" if identity.warrant_id else ""))
         return self.head(), staged
 
     def diff(self, base: str = "HEAD") -> str:
@@ -83,14 +86,18 @@ class Git:
             raise GitError(f"{base!r} is not a revision")
         return self.run("diff", base, "--").stdout
 
-    def changed_files(self, patch: str) -> list[str]:
-        """The paths a unified diff touches (checked against the repository, not applied)."""
-        done = self.run("apply", "--numstat", "-", stdin=patch)
+    def changed_files(self, patch: str, strip: int = 1) -> list[str]:
+        """The paths a unified diff touches (checked against the repository, not applied).
+
+        ``strip`` is how many leading path components the diff's names carry beyond the path
+        (1 for git's ``a/`` and ``b/``; 0 for tools that write bare paths, like ruff's ``--diff``).
+        """
+        done = self.run("apply", f"-p{int(strip)}", "--numstat", "-", stdin=patch)
         return [line.split("\t", 2)[2] for line in done.stdout.splitlines() if line.count("\t") >= 2]
 
-    def apply(self, patch: str) -> list[str]:
+    def apply(self, patch: str, strip: int = 1) -> list[str]:
         """Apply a unified diff to the working tree, all or nothing; return the paths it changed."""
-        files = self.changed_files(patch)
-        self.run("apply", "--check", "-", stdin=patch)
-        self.run("apply", "-", stdin=patch)
+        files = self.changed_files(patch, strip)
+        self.run("apply", f"-p{int(strip)}", "--check", "-", stdin=patch)
+        self.run("apply", f"-p{int(strip)}", "-", stdin=patch)
         return files

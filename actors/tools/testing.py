@@ -1,11 +1,20 @@
-"""Running a project's tests with pytest and reading what they found from the JUnit XML report."""
+"""Running a project's tests with pytest and reading what they found from the JUnit XML report (and,
+if asked, from coverage.py's JSON report).
+
+Every report is written to a uniquely named file in ``cwd`` inside the workspace and removed
+afterwards, whether the run succeeded or not.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import sys
 import uuid
 import xml.etree.ElementTree as ElementTree  # noqa: S405 - the report is written by pytest in our own workspace
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from actors.tools import commands
 from actors.tools.workspace import Workspace, WorkspaceError
@@ -13,7 +22,12 @@ from actors.tools.workspace import Workspace, WorkspaceError
 
 @dataclass(frozen=True)
 class TestReport:
-    """A test run's outcome: counts, failing test ids, the duration, and the report's digest."""
+    """A test run's outcome: counts, failing test ids, the duration, the report's digest and, if measured, coverage.
+
+    ``coverage`` maps each measured file (relative to the run's ``cwd``) to the percent of it that ran,
+    rounded to 0.1; ``coverage_total`` is the same for all of them together. Both are empty/None
+    when coverage was not measured.
+    """
 
     passed: int
     failed: int
@@ -23,6 +37,8 @@ class TestReport:
     failures: list[str] = field(default_factory=list)
     report_digest: str | None = None
     returncode: int = 0
+    coverage: dict[str, float] = field(default_factory=dict)
+    coverage_total: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -53,17 +69,62 @@ def parse_junit(xml: bytes) -> TestReport:
                       hashlib.sha256(xml).hexdigest())
 
 
-def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0) -> TestReport:
-    """Run ``python -m pytest ARGS`` in ``cwd`` and return what its JUnit report says."""
-    report = f".council-junit-{uuid.uuid4().hex[:8]}.xml"
-    path = workspace.path(f"{cwd}/{report}" if cwd not in ("", ".") else report)
+def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
+               coverage: bool = False) -> TestReport:
+    """Run ``python -m pytest ARGS`` in ``cwd`` and return what its JUnit report says.
+
+    With ``coverage``, pytest runs under ``python -m coverage run`` (the project's coverage
+    configuration applies) and the report also carries per-file and total coverage. ``timeout``
+    bounds each command.
+    """
+    token = uuid.uuid4().hex[:12]
+    report = f".council-junit-{token}.xml"
+    data = f".council-coverage-{token}"
+    directory = workspace.path(cwd)
+    path = workspace.path(_join(cwd, report))
+    pytest = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *(args or [])]
+    # --parallel-mode: the data always lands in DATA.<suffix> files that ``combine`` gathers into DATA,
+    # whether or not the project's configuration asks for parallel mode.
+    argv = [sys.executable, "-m", "coverage", "run", "--parallel-mode", f"--data-file={data}", *pytest] if coverage \
+        else [sys.executable, *pytest]
     try:
-        done = commands.run(workspace, ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-                                        *(args or [])], cwd, timeout)
+        done = commands.run(workspace, argv, cwd, timeout)
         if not path.exists():
             raise WorkspaceError(f"pytest wrote no report (exit {done.returncode}): {done.stderr[-500:] or done.stdout[-500:]}")
         found = parse_junit(path.read_bytes())
+        files, total = _measure(workspace, cwd, data, timeout) if coverage else ({}, None)
     finally:
         path.unlink(missing_ok=True)
+        if coverage:
+            for leftover in directory.glob(f"{data}*"):
+                leftover.unlink(missing_ok=True)
     return TestReport(found.passed, found.failed, found.errors, found.skipped, found.duration_s, found.failures,
-                      found.report_digest, done.returncode)
+                      found.report_digest, done.returncode, files, total)
+
+
+def _measure(workspace: Workspace, cwd: str, data: str, timeout: float) -> tuple[dict[str, float], float | None]:
+    """The per-file and total percent covered that coverage.py recorded in ``data`` (in ``cwd``)."""
+    out = f"{data}.json"
+    for step in (["combine", "-q", f"--data-file={data}"], ["json", "-q", f"--data-file={data}", "-o", out]):
+        done = commands.run(workspace, [sys.executable, "-m", "coverage", *step], cwd, timeout)
+        if done.returncode != 0:
+            raise WorkspaceError(f"coverage {step[0]} failed (exit {done.returncode}); check the project's coverage "
+                                 f"configuration: {done.stderr[-500:].strip() or done.stdout[-500:].strip()}")
+    try:
+        measured = json.loads(workspace.path(_join(cwd, out)).read_bytes())
+        directory = workspace.path(cwd)
+        files = {_relative(name, directory): round(float(entry["summary"]["percent_covered"]), 1)
+                 for name, entry in measured["files"].items()}
+        total = measured.get("totals", {}).get("percent_covered")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WorkspaceError(f"coverage wrote a JSON report that cannot be read ({type(exc).__name__}: {exc})") from None
+    return dict(sorted(files.items())), None if total is None else round(float(total), 1)
+
+
+def _join(cwd: str, relative: str) -> str:
+    return relative if cwd in ("", ".") else f"{cwd}/{relative}"
+
+
+def _relative(filename: str, directory: Path) -> str:
+    absolute = filename if os.path.isabs(filename) else os.path.join(directory, filename)
+    return Path(os.path.relpath(absolute, directory)).as_posix()

@@ -32,7 +32,7 @@ from events.catalogue.governance import (
     WarrantRevoked,
 )
 from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnresponsive, AlertRaised
-from events.catalogue.requests import RequestSubmitted
+from events.catalogue.requests import PipelinePlanned, PlannedStep, RequestSubmitted
 from events.catalogue.tasks import (
     TaskAssigned,
     TaskAwaiting,
@@ -47,9 +47,25 @@ from events.catalogue.tasks import (
     TaskStarted,
     TaskSubmitted,
 )
-from events.catalogue.work import FileChanged, GitCommitted, TestsReported
+from events.catalogue.work import (
+    Artefact,
+    BuildReported,
+    FileChanged,
+    Finding,
+    GitCommitted,
+    ReleaseDeployed,
+    ReviewReported,
+    TestsReported,
+)
 
 __all__ = [
+    "Artefact",
+    "BuildReported",
+    "Finding",
+    "PipelinePlanned",
+    "PlannedStep",
+    "ReleaseDeployed",
+    "ReviewReported",
     "FileChanged",
     "GitCommitted",
     "TestsReported",

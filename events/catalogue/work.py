@@ -5,15 +5,16 @@ All in ``warrant-<id>``, after the ``action.completed`` of the action that did i
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from events.catalogue.fields import Count, Id, Seconds, Text
 from events.registry import Event, event_type
 
 Digest = Annotated[str, Meta(min_length=64, max_length=64)]
 Path = Annotated[str, Meta(min_length=1, max_length=4096)]
+Severity = Literal["info", "low", "medium", "high", "critical"]
 
 
 @event_type("file.changed")
@@ -53,3 +54,73 @@ class TestsReported(Event, kw_only=True):
     duration_s: Seconds
     failures: list[Text] = []
     report_digest: Digest | None = None
+    coverage: dict[Path, Annotated[float, Meta(ge=0, le=100)]] = {}
+    """Percent of lines covered per file (relative to the tested directory), when the run measured coverage."""
+    coverage_total: Annotated[float, Meta(ge=0, le=100)] | None = None
+
+
+class Finding(Struct, frozen=True, kw_only=True):
+    """One review finding: which tool and rule, how severe, where, and what it says."""
+
+    tool: Annotated[str, Meta(max_length=40)]
+    rule: Annotated[str, Meta(max_length=80)]
+    severity: Severity
+    path: Path
+    line: Count = 0
+    message: Text = ""
+
+
+@event_type("review.reported")
+class ReviewReported(Event, kw_only=True):
+    """What static review (ruff, bandit) found, counted by severity; ``blocking`` are those at or above the threshold."""
+
+    warrant_id: Id
+    key: Id
+    counts: dict[Severity, Count] = {}
+    findings: list[Finding] = []
+    """The first 200 findings, most severe first."""
+    threshold: Severity = "high"
+    blocking: Count = 0
+    fix_commit: Annotated[str, Meta(max_length=64)] | None = None
+    """The commit of ruff's safe automatic fixes, made separately, if there were any."""
+
+
+class Artefact(Struct, frozen=True, kw_only=True):
+    """A built file and its SHA-256."""
+
+    name: Path
+    path: Path
+    sha256: Digest
+    size: Count
+
+
+@event_type("build.reported")
+class BuildReported(Event, kw_only=True):
+    """A build with its evidence: the artefacts' digests, whether a second build was byte-identical, signed provenance."""
+
+    warrant_id: Id
+    key: Id
+    commit: Annotated[str, Meta(max_length=64)] | None
+    source_date_epoch: Count
+    artefacts: list[Artefact] = []
+    reproducible: bool
+    mismatches: list[Text] = []
+    provenance: Path | None = None
+    provenance_sha256: Digest | None = None
+    signer: Annotated[str, Meta(max_length=64)] | None = None
+    """The fingerprint of the key that signed the provenance."""
+
+
+@event_type("release.deployed")
+class ReleaseDeployed(Event, kw_only=True):
+    """A release went live in an environment (``outcome`` "live"), or failed its health check and was rolled back."""
+
+    warrant_id: Id
+    key: Id
+    environment: Annotated[str, Meta(max_length=40)]
+    release: Text
+    artefact: Path
+    sha256: Digest
+    previous: Text | None = None
+    outcome: Literal["live", "rolled_back"] = "live"
+    detail: Text = ""

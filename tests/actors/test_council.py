@@ -97,7 +97,7 @@ def test_a_gated_deploy_waits_as_events_and_resumes_when_approved_even_after_a_c
     with open_store(url) as s:
         [requested] = [e.payload for e in s.read_all(1, None, ["approval.requested"])]
     assert requested.spec.environment == "production" and requested.task_id == "deploy-1"
-    assert not (tmp / "ws" / ".deployments").exists()
+    assert not (tmp / "ws" / "environments").exists()
     sigkill(ask(handles[names.COUNCIL].pid))  # the wait holds no process: the council may die meanwhile
     for name in ("alice", "bob"):
         ledger = ApprovalLedger()
@@ -106,7 +106,7 @@ def test_a_gated_deploy_waits_as_events_and_resumes_when_approved_even_after_a_c
         signature = approvals.sign_approval(keys.signer(name), requested)
         client.append(f"approval-{requested.approval_id}", [signature], ledger.version)
     wait_until(lambda: last(url, "deploy-1") == "task.completed", timeout=90)
-    assert (tmp / "ws" / ".deployments" / "production" / "current" / "app.tar").read_text() == "release 1"
+    assert (tmp / "ws" / "environments" / "production" / "current" / "app.tar").read_text() == "release 1"
     with open_store(url) as s:
         types = [e.type for e in s.read_stream("task-deploy-1")]
     assert types.count("task.awaiting") == 1 and "task.resumed" in types and types[-1] == "task.completed"

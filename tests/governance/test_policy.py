@@ -443,9 +443,13 @@ def test_example_policy_decisions():
     policy = load_policy(EXAMPLE)
     change = policy.decide("policy.change", "orchestrator")
     assert (change.effect, change.approvals, change.approvers) == ("approve", 2, ("alice", "bob", "carol"))
-    prod = policy.decide("deploy", "deployer", environment="production")
+    prod = policy.decide("deploy", "deployer", environment="prod")
     assert prod.effect == "approve" and prod.approvals >= 2
     assert policy.decide("deploy", "deployer", environment="staging").allowed
+    assert policy.review.block_at == "high"
+    assert policy.decide("command.run", "tester", environment="staging").allowed
+    assert policy.decide("command.run", "tester", environment="prod").effect == "deny"
+    assert policy.decide("file.write", "reviewer", "src/app.py").allowed and policy.decide("build", "builder").allowed
     assert policy.decide("deploy", "coder", environment="staging").effect == "deny"
     assert policy.decide("file.write", "coder", "src/app.py").allowed
     assert policy.decide("file.write", "coder", ".git/config").effect == "deny"
@@ -454,3 +458,10 @@ def test_example_policy_decisions():
     assert policy.decide("llm.call", "coder").allowed
     assert policy.decide("llm.call", "reviewer").allowed
     assert policy.decide("llm.call", "builder").effect == "deny"
+
+
+def test_a_review_threshold_must_be_a_severity():
+    text = EXAMPLE.read_text().replace('block_at = "high"', 'block_at = "severe"')
+    message = refusal(text)
+    assert message.startswith("policy.toml line ")
+    assert "info, low, medium, high, critical" in message and '"severe"' in message

@@ -1,0 +1,72 @@
+"""What a repository asks of its pipeline: ``[tool.council.ci]`` in its ``pyproject.toml``.
+
+Every field has a default, so a project without the table still gets tests, review, a build and
+a staging deploy (with no health check). Commands are argument lists, run without a shell;
+``python3`` or ``python`` as the program means the interpreter the council's agents run on.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from events import CouncilError
+
+Environment = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+Command = Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=256)]
+
+
+class PipelineConfigError(CouncilError):
+    """The repository's ``[tool.council.ci]`` table is not valid."""
+
+
+class PipelineConfig(BaseModel):
+    """The ``[tool.council.ci]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tests: str = "tests"
+    """The directory of the project's tests (relative to the repository)."""
+    coverage: bool = True
+    """Measure line coverage while the tests run."""
+    health: Command | None = None
+    """Run in a new release's directory after the switch; a non-zero exit rolls the environment back."""
+    smoke: Command | None = None
+    """Run against the release live in staging; a non-zero exit stops the pipeline before production."""
+    staging: Environment = "staging"
+    production: Environment = "prod"
+
+    @field_validator("tests")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if not value or value.startswith("/") or ".." in Path(value).parts or not re.match(r"^[\w./-]+$", value):
+            raise ValueError("must be a directory inside the repository, like \"tests\"")
+        return value
+
+
+def load_config(tree: str | Path) -> PipelineConfig:
+    """The pipeline configuration of the repository at ``tree`` (defaults without ``[tool.council.ci]``)."""
+    pyproject = Path(tree) / "pyproject.toml"
+    if not pyproject.is_file():
+        return PipelineConfig()
+    try:
+        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("council", {}).get("ci", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PipelineConfigError(f"{pyproject} is not valid TOML ({exc}); fix it and run the pipeline again") from None
+    try:
+        return PipelineConfig.model_validate(table)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the table"
+        raise PipelineConfigError(f"{pyproject} [tool.council.ci] {where}: {first['msg']}"
+                                  + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
+
+
+def resolve(argv: list[str]) -> list[str]:
+    """``argv`` with ``python3``/``python`` as the program replaced by this interpreter."""
+    return [sys.executable, *argv[1:]] if argv and argv[0] in ("python", "python3") else list(argv)

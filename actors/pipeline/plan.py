@@ -1,0 +1,106 @@
+"""The pipeline as a graph of tasks: each step a task for an agent with the capability, under its own warrant.
+
+::
+
+    changes → impact → test → review → build → staging → smoke ─┬→ docs ─┐
+                                                                 └───────┴→ prod (waits for approvals)
+
+A step's task is queued once the steps it depends on have completed; a step that fails for good
+dead-letters every step after it, so a failing test never reaches a build and nothing reaches
+production without passing staging. Task ids are the request id and the step's name, so the plan
+is the same however often it is read, and a step finds the results it needs in its inputs' task
+ids. The plan, the request and its tasks are appended in one group commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from actors.pipeline.config import PipelineConfig
+from actors.tools.checkout import Checkout
+from events.catalogue import PipelinePlanned, PlannedStep
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: its name, the capability that carries it out, what it waits for, and a title."""
+
+    name: str
+    capability: str
+    depends_on: tuple[str, ...]
+    title: str
+
+
+STEPS = (
+    Step("changes", "ci.changes", (), "detect the changes"),
+    Step("impact", "ci.impact", ("changes",), "find the tests the changes reach"),
+    Step("test", "ci.test", ("impact",), "run the tests"),
+    Step("review", "ci.review", ("test",), "review: ruff (safe fixes as their own commit), bandit"),
+    Step("build", "ci.build", ("review",), "build twice, compare, sign provenance"),
+    Step("staging", "ci.deploy", ("build",), "deploy to staging"),
+    Step("smoke", "ci.smoke", ("staging",), "smoke-test staging"),
+    Step("docs", "ci.docs", ("smoke",), "changelog and task graph"),
+    Step("prod", "ci.deploy", ("smoke", "docs"), "deploy to production (approvals)"),
+)
+"""The steps of ``council run ci``, in order."""
+
+CAPABILITIES = tuple(sorted({s.capability for s in STEPS}))
+
+
+def task_id(request_id: str, step: str) -> str:
+    """The task that carries out ``step`` of ``request_id``."""
+    return f"{request_id}-{step}"
+
+
+def plan(request_id: str, checkout: Checkout, config: PipelineConfig, threshold: str) -> tuple[PipelinePlanned,
+                                                                                                 list[dict[str, Any]]]:
+    """The ``pipeline.planned`` event and the task specs (for :meth:`cluster.driver.Council.request`) of a CI run.
+
+    ``threshold`` is the policy's review severity that stops the pipeline.
+    """
+    ids = {s.name: task_id(request_id, s.name) for s in STEPS}
+    inputs: dict[str, dict[str, Any]] = {
+        "changes": {"base": checkout.base, "head": checkout.commit},
+        "impact": {"changes": ids["changes"], "tests": config.tests},
+        "test": {"impact": ids["impact"], "tests": config.tests, "coverage": config.coverage},
+        "review": {"threshold": threshold},
+        "build": {"repository": checkout.source, "out": "dist"},
+        "staging": {"build": ids["build"], "environment": config.staging, "health": config.health},
+        "smoke": {"staging": ids["staging"], "environment": config.staging, "argv": config.smoke},
+        "docs": {"request": request_id, "steps": ids, "base": checkout.base, "head": checkout.commit, "repository": checkout.source},
+        "prod": {"build": ids["build"], "environment": config.production, "health": config.health},
+    }
+    specs = [{"task_id": ids[s.name], "capability": s.capability, "title": f"{s.name}: {s.title}",
+              "inputs": {"step": s.name, **inputs[s.name]}, "depends_on": [ids[d] for d in s.depends_on],
+              "max_attempts": 3} for s in STEPS]
+    planned = PipelinePlanned(request_id=request_id, repository=checkout.source, tree=checkout.path,
+                              commit=checkout.commit, base=checkout.base, carried=checkout.carried[:1000],
+                              steps=[PlannedStep(step=s.name, task_id=ids[s.name], capability=s.capability,
+                                                 depends_on=[ids[d] for d in s.depends_on]) for s in STEPS])
+    return planned, specs
+
+
+def mermaid(steps: list[PlannedStep], status: dict[str, str]) -> str:
+    """A Mermaid flowchart of the request's task graph, each task labelled with its step and status."""
+    lines = ["flowchart LR"]
+    for s in steps:
+        shown = _WORDS.get(status.get(s.task_id, "planned"), status.get(s.task_id, "planned"))
+        lines.append(f'    {_node(s.task_id)}["{s.step}<br/>{shown}"]')
+    for s in steps:
+        lines += [f"    {_node(d)} --> {_node(s.task_id)}" for d in s.depends_on]
+    classes = {"completed": "done", "dead_lettered": "failed", "failed": "failed", "awaiting": "waiting"}
+    for s in steps:
+        if status.get(s.task_id) in classes:
+            lines.append(f"    class {_node(s.task_id)} {classes[status[s.task_id]]}")
+    lines += ["    classDef done fill:#d4edda,stroke:#28a745", "    classDef failed fill:#f8d7da,stroke:#dc3545",
+              "    classDef waiting fill:#fff3cd,stroke:#ffc107"]
+    return "\n".join(lines) + "\n"
+
+
+_WORDS = {"started": "running", "awaiting": "awaiting approval", "lease_expired": "retrying", "retried": "retrying",
+          "resumed": "queued", "dead_lettered": "stopped"}
+
+
+def _node(task: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in task)

@@ -1,0 +1,173 @@
+"""The gated tools a pipeline step uses beyond files, git and commands: impact, review, build with provenance.
+
+Each is one action at the gate (``file.read`` of the tree for impact analysis, ``command.run``
+for review, ``build`` for a build) and records what it found after its ``action.completed``:
+``review.reported``, ``build.reported``. A step also reads the results of the steps it depends
+on from the log (:meth:`CiTools.upstream`), never from another agent's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actors.skills import PermanentFailure
+from actors.tools import build as builds
+from actors.tools import commands
+from actors.tools import impact as impacts
+from actors.tools import review as reviews
+from actors.tools.gated import Tools
+from events import RecordedEvent
+from events.catalogue import Artefact, Budget, BuildReported, Finding, ReviewReported
+from governance import provenance
+from governance.keys import SigningKey
+
+BUILD_TYPE = "https://agent-council.dev/pipeline/python-build/v1"
+"""What kind of build the provenance describes: ``python -m build --no-isolation`` at SOURCE_DATE_EPOCH."""
+
+
+class CiTools(Tools):
+    """:class:`Tools` plus the pipeline's own: what a change reaches, review, reproducible builds, upstream results."""
+
+    def __init__(self, *args: Any, history: Callable[[str], list[RecordedEvent]] | None = None,
+                 signer: SigningKey | None = None, builder_id: str = "", **kwargs: Any) -> None:
+        """``history`` reads a stream of the log; ``signer`` is the agent's own key, which signs provenance."""
+        super().__init__(*args, **kwargs)
+        self.history, self.signer, self.builder_id = history, signer, builder_id
+
+    def upstream(self, task_id: str) -> dict[str, Any]:
+        """The result a completed task recorded; :class:`PermanentFailure` if it has not completed."""
+        events = self.history(f"task-{task_id}") if self.history else []
+        done = [e for e in events if e.type == "task.completed"]
+        if not done:
+            raise PermanentFailure(f"task {task_id} has not completed; this step depends on its result")
+        return dict(done[-1].payload.result)
+
+    def status_of(self, task_id: str) -> str:
+        """The last thing that happened to a task (``submitted``, ``completed``, ``awaiting``…), from its stream."""
+        events = self.history(f"task-{task_id}") if self.history else []
+        return events[-1].type.removeprefix("task.") if events else "unknown"
+
+    def impact(self, changed: list[str], scope: str = "tests") -> dict[str, Any]:
+        """``file.read`` of the tree: the tests the changed files reach through imports, or "run all" and why."""
+        request = self._request("file.read", f"impact of {len(changed)} changed files", resource=scope,
+                                arguments={"changed": sorted(changed)[:1000]})
+
+        def analyse() -> dict[str, Any]:
+            found = impacts.analyse(self.workspace.path("."), changed)
+            return {"modules": list(found.modules), "tests": list(found.tests), "run_all": found.run_all,
+                    "reason": found.reason}
+
+        return self._run(request, analyse, replay=analyse)  # it only reads
+
+    def lint_fixes(self, cwd: str = ".") -> str:
+        """``command.run`` of ``ruff check --fix --diff``: the safe automatic fixes as a diff (bare paths), not applied."""
+        argv = [sys.executable, "-m", "ruff", "check", "--fix", "--diff", "--exit-zero", "--no-cache", "."]
+        done = self.run(argv, cwd, 120.0, tail=1 << 22, reads_only=True)  # --diff writes nothing
+        if done["returncode"] != 0:
+            raise PermanentFailure(f"ruff failed (exit {done['returncode']}): {done['stderr'][-500:]}")
+        return str(done["stdout"]) if done["stdout"].lstrip().startswith("---") else ""
+
+    def review(self, cwd: str = ".", threshold: str = "high", fix_commit: str | None = None) -> dict[str, Any]:
+        """``command.run`` of ruff and bandit; ``review.reported`` with the findings, and how many reach ``threshold``."""
+        request = self._request("command.run", "review: ruff check, bandit", resource=cwd,
+                                environment="local", arguments={"threshold": threshold})
+
+        def examine() -> dict[str, Any]:
+            report = reviews.review(self.workspace, cwd)
+            ranked = sorted(report.findings, key=lambda f: (-reviews.SEVERITIES.index(f.severity), f.path, f.line))
+            blocking = reviews.blocking(report.findings, threshold)
+            self._record(request.key, ReviewReported(
+                warrant_id=self.warrant_id or "", key=request.key, counts=dict(report.counts), threshold=threshold,
+                blocking=len(blocking), fix_commit=fix_commit,
+                findings=[Finding(tool=f.tool, rule=f.rule, severity=f.severity, path=f.path, line=max(0, f.line),
+                                  message=f.message[:2000]) for f in ranked[:200]]), "review.reported")
+            return {"counts": dict(report.counts), "blocking": [_finding(f) for f in blocking[:50]],
+                    "findings": len(report.findings), "threshold": threshold,
+                    "top": [_finding(f) for f in ranked[:10]]}
+
+        def replay() -> dict[str, Any]:
+            found = self.recorded(request.key, ReviewReported)
+            if found is None:
+                return {}
+            stopping = [f for f in found.findings if reviews.severity_at_least(f.severity, found.threshold)]
+            return {"counts": dict(found.counts), "blocking": [_finding(f) for f in stopping[:50]],
+                    "findings": sum(found.counts.values()), "threshold": found.threshold,
+                    "top": [_finding(f) for f in found.findings[:10]]}
+
+        return self._run(request, examine, replay=replay)
+
+    def smoke(self, argv: list[str], release: str, environment: str, timeout: float = 120.0) -> dict[str, Any]:
+        """``command.run`` in ``environment``: run ``argv`` in a release directory of the environments (it only reads)."""
+        if self.environments is None:
+            raise PermanentFailure("this agent has no environments to test")
+        request = self._request("command.run", shlex.join(argv), environment=environment,
+                                arguments={"argv": list(argv), "release": release}, cost=Budget(wall_time_s=timeout))
+
+        def execute() -> dict[str, Any]:
+            assert self.environments is not None
+            done = commands.run(self.environments, list(argv), release, timeout)
+            return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
+                    "output_digest": done.output_digest}
+
+        return self._run(request, execute, replay=execute)
+
+    def build(self, cwd: str = ".", out: str = "dist", repository: str = "") -> dict[str, Any]:
+        """``build``: build twice at SOURCE_DATE_EPOCH, compare, sign SLSA provenance; ``build.reported``."""
+        request = self._request("build", f"python -m build in {cwd}", resource=cwd, arguments={"out": out})
+        started = _now()
+
+        def make() -> dict[str, Any]:
+            built = builds.build(self.workspace, cwd, out)
+            subjects = {a.name: a.sha256 for a in built.artifacts}
+            statement = provenance.statement(
+                subjects, builder_id=self.builder_id or f"agent-council/{self.gatekeeper.agent_id}",
+                build_type=BUILD_TYPE,
+                external_parameters={"repository": repository, "directory": cwd, "outdir": out},
+                internal_parameters={"command": built.command, "SOURCE_DATE_EPOCH": built.source_date_epoch,
+                                     "warrant": self.warrant_id, "reproducible": built.reproducible},
+                dependencies=[{"uri": f"git+file://{repository}" if repository else "git+file:", "digest":
+                               {"gitCommit": built.commit}}] if built.commit else [],
+                invocation_id=self.task_id, started_on=started, finished_on=_now(),
+                byproducts=[{"name": "build-output", "digest": {"sha256": built.output_digest}}])
+            signed: dict[str, Any] | None = None
+            where = None
+            if self.signer is not None:
+                signed = provenance.sign(statement, self.signer)
+                where = f"{out}/provenance.intoto.jsonl" if cwd in ("", ".") else f"{cwd}/{out}/provenance.intoto.jsonl"
+                self.workspace.write(where, (json.dumps(signed, sort_keys=True) + "\n").encode())
+            artefacts = [Artefact(name=a.name, path=a.path, sha256=a.sha256, size=a.size) for a in built.artifacts]
+            digest = self.workspace.digest(where) if where else None
+            report = BuildReported(
+                warrant_id=self.warrant_id or "", key=request.key, commit=built.commit,
+                source_date_epoch=built.source_date_epoch, artefacts=artefacts, reproducible=built.reproducible,
+                mismatches=list(built.mismatches), provenance=where, provenance_sha256=digest,
+                signer=self.signer.public.fingerprint if self.signer else None)
+            self._record(request.key, report, "build.reported")
+            return {**_build_result(report), "seconds": round(built.duration_s, 3)}
+
+        def replay() -> dict[str, Any]:
+            found = self.recorded(request.key, BuildReported)
+            return {} if found is None else _build_result(found)
+
+        return self._run(request, make, replay=replay)
+
+
+def _build_result(report: BuildReported) -> dict[str, Any]:
+    return {"artefacts": [{"name": a.name, "path": a.path, "sha256": a.sha256, "size": a.size} for a in report.artefacts],
+            "reproducible": report.reproducible, "mismatches": list(report.mismatches), "commit": report.commit,
+            "source_date_epoch": report.source_date_epoch, "provenance": report.provenance,
+            "provenance_sha256": report.provenance_sha256, "signer": report.signer}
+
+
+def _finding(f: reviews.Finding) -> dict[str, Any]:
+    return {"tool": f.tool, "rule": f.rule, "severity": f.severity, "path": f.path, "line": f.line,
+            "message": f.message[:300]}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,84 @@
+"""``council run ci`` and ``council run report``: the CI/CD pipeline from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, settings_for
+from events import CouncilError
+
+run_app = typer.Typer(help="Run pipelines: `council run ci --repo PATH`.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+
+@run_app.command("ci")
+def ci(
+    repo: Annotated[str, typer.Option(help="The repository (or plain directory) to run the pipeline on.")],
+    base: Annotated[str | None, typer.Option(help="Compare with this revision (branch, tag, commit) to find what "
+                                                  "changed; default: the uncommitted changes, else the last commit")] = None,
+    store: StoreOption = None,
+    address: AddressOption = None,
+    local_approvers: Annotated[bool, typer.Option(
+        "--local-approvers", help="Create keys in this council's keyring for the policy's approvers that have none "
+                                  "(a trial on one machine; on a team each approver makes their own)")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow the run before giving up.")] = 1800.0,
+) -> None:
+    """Run the pipeline on REPO: changes → impacted tests → tests → review → build → staging → smoke → docs →
+    production (after approvals). Starts the council if none runs; prints progress live, then a report."""
+    from cluster.driver import Council
+    from cluster.pipeline import follow, report, start_ci
+
+    quiet_ray()
+    settings = settings_for(store, address).absolute()
+    if local_approvers:
+        _local_approvers(settings.policy, settings.home)
+    council = Council.start(settings, ray_start="head")
+    run = start_ci(council, repo, base)
+    out.print(f"pipeline {run.request_id} on {repo} at {run.commit[:12]}"
+              + (f", compared with {run.base[:12]}" if run.base else ", every file new (no base)"))
+    follow(council, run, lambda line: out.print(f"  {line}"), timeout)
+    found = report(council, run)
+    out.print()
+    out.print(found.text(), markup=False)
+    if found.outcome.startswith("failed"):
+        raise typer.Exit(1)
+
+
+@run_app.command("report")
+def report_command(
+    request_id: Annotated[str, typer.Argument(help="The pipeline's request id (printed by `council run ci`).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it settles first.")] = False,
+    store: StoreOption = None,
+    address: AddressOption = None,
+) -> None:
+    """The report of a pipeline run: its steps, test, review and build results, staging, and what production waits for."""
+    from cluster.driver import Council
+    from cluster.pipeline import Run, follow, report
+
+    quiet_ray()
+    council = Council.connect(settings_for(store, address))
+    if wait:
+        tasks = {s["step"]: s["task_id"] for s in report(council, request_id).steps}
+        follow(council, Run(request_id, Path(), "", None, tasks), lambda line: out.print(f"  {line}"))
+    found = report(council, request_id)
+    out.print(found.text(), markup=False)
+    if found.outcome.startswith("failed"):
+        raise typer.Exit(1)
+
+
+def _local_approvers(policy_path: str | None, home: str) -> None:
+    from governance.keys import Keyring
+    from governance.policy import load_policy
+
+    if policy_path is None:
+        raise CouncilError("--local-approvers needs a policy file (--policy or COUNCIL_POLICY)")
+    keyring = Keyring(Path(home) / "keys")
+    made = [name for name in load_policy(policy_path).key_names().values() if name not in keyring.names()]
+    for name in made:
+        keyring.new(name)
+    if made:
+        out.print(f"created approver keys {', '.join(made)} in {keyring.directory} "
+                  "(each person on a real team keeps their own)")
