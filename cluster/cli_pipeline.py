@@ -50,7 +50,9 @@ def ci(
 @run_app.command("report")
 def report_command(
     request_id: Annotated[str, typer.Argument(help="The pipeline's request id (printed by `council run ci`).")],
-    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it settles first.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until every step, production included, has "
+                                                      "completed or stopped.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow the run with --wait.")] = 1800.0,
     store: StoreOption = None,
     address: AddressOption = None,
 ) -> None:
@@ -62,7 +64,8 @@ def report_command(
     council = Council.connect(settings_for(store, address))
     if wait:
         tasks = {s["step"]: s["task_id"] for s in report(council, request_id).steps}
-        follow(council, Run(request_id, Path(), "", None, tasks), lambda line: out.print(f"  {line}"))
+        follow(council, Run(request_id, Path(), "", None, tasks), lambda line: out.print(f"  {line}"), timeout,
+               through_prod=True)
     found = report(council, request_id)
     out.print(found.text(), markup=False)
     if found.outcome.startswith("failed"):

@@ -58,13 +58,18 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
     return Run(request_id, tree, checkout.commit, checkout.base, {s.name: task_id(request_id, s.name) for s in STEPS})
 
 
-def follow(council: Council, run: Run, show: Callable[[str], None], timeout: float = 1800.0) -> dict[str, str]:
-    """Call ``show`` with a line for every change of a step's status until the run settles; return the statuses."""
+def follow(council: Council, run: Run, show: Callable[[str], None], timeout: float = 1800.0, *,
+           through_prod: bool = False) -> dict[str, str]:
+    """Call ``show`` with a line for every change of a step's status until the run settles; return the statuses.
+
+    A run waiting for production approvals has settled, unless ``through_prod``: then every step must
+    have completed or been dead-lettered.
+    """
     steps = {t: name for name, t in run.tasks.items()}
     status: dict[str, str] = {}
     after = 0
     deadline = time.monotonic() + timeout
-    while not _settled(status, run):
+    while not _settled(status, run, through_prod):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the pipeline {run.request_id} did not settle in {timeout:.0f} s; "
                                f"follow it with `council status`")
@@ -81,12 +86,12 @@ def follow(council: Council, run: Run, show: Callable[[str], None], timeout: flo
     return {steps[t]: s for t, s in status.items()}
 
 
-def _settled(status: dict[str, str], run: Run) -> bool:
+def _settled(status: dict[str, str], run: Run, through_prod: bool) -> bool:
     if len(status) < len(run.tasks):
         return False
     rest = [s for t, s in status.items() if t != run.tasks["prod"]]
     prod = status.get(run.tasks["prod"])
-    return all(s in SETTLED for s in rest) and (prod in SETTLED or prod == "awaiting_approval")
+    return all(s in SETTLED for s in rest) and (prod in SETTLED or (prod == "awaiting_approval" and not through_prod))
 
 
 @dataclass

@@ -126,8 +126,9 @@ class Authority:
 
         It grants what the policy lets ``role`` do at all (allowed, or gated by approval or vote —
         the gate still asks for those), over the union of those rules' resources and
-        environments; its budget is the tighter of the policy's per-agent budget and the
-        request's, less what the agent and the request have spent so far under other warrants.
+        environments; its budget is the tighter of the policy's per-agent budget (what one agent may
+        spend on one request) and the request's, less what the agent spent on that request and
+        what the request spent so far, under other warrants.
         (Warrants open at the same time are each limited by what was left when they were
         issued, so together they can overrun the request's budget by what they spend at once.)
         """
@@ -137,7 +138,8 @@ class Authority:
         actions, resources, environments = grants(policy, role)
         if not actions:
             raise WarrantError(f"the policy {policy.name!r} grants role {role!r} nothing; no warrant issued")
-        agent_limit = budget.subtract(policy.budget_for("agent"), self._committed(lambda w: w.holder == agent_id))
+        agent_limit = budget.subtract(policy.budget_for("agent"), self._committed(
+            lambda w: w.holder == agent_id and w.request_id == request_id))
         request_limit = self.budgets.get(request_id or "", policy.budget_for("request"))
         if request_id is not None:
             request_limit = budget.subtract(request_limit, self._committed(lambda w: w.request_id == request_id))

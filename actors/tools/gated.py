@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from actors.gatekeeper import Gatekeeper
 from actors.skills import PermanentFailure, progress
 from actors.tools import commands
@@ -127,7 +129,7 @@ class Tools:
             found = self.recorded(request.key, TestsReported)
             return _tests_result(found) if found is not None else {}
 
-        return self._run(request, test, actual=lambda r: Budget(), replay=replay)
+        return self._run(request, test, replay=replay)
 
     def read_file(self, path: str) -> str:
         """``file.read``: the text of ``path`` in the workspace."""
@@ -241,14 +243,18 @@ class Tools:
             return {"already_done": True, "ok": bool(completed and completed.ok),
                     "result_digest": completed.result_digest if completed else None}
         assert self.warrant_id is not None
+        started = time.monotonic()
         try:
             result = effect()
         except Exception as exc:
-            self.gatekeeper.completed(self.warrant_id, request.key, ok=False, error=f"{type(exc).__name__}: {exc}")
+            self.gatekeeper.completed(self.warrant_id, request.key, ok=False, error=f"{type(exc).__name__}: {exc}",
+                                      cost=Budget(wall_time_s=round(time.monotonic() - started, 3)))
             self._flush()
             raise
         progress()
         cost = actual(result) if actual is not None else Budget()
+        if cost.wall_time_s is None:  # the estimate (a timeout) is replaced by the time the effect really took
+            cost = msgspec.structs.replace(cost, wall_time_s=round(time.monotonic() - started, 3))
         digest = hashlib.sha256(repr(sorted(result.items())).encode()).hexdigest()
         self.gatekeeper.completed(self.warrant_id, request.key, ok=True, cost=cost, result_digest=digest)
         self._flush()

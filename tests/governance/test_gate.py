@@ -342,3 +342,21 @@ def test_a_budget_vote_sets_the_budget_of_the_winning_request(council: Council) 
     assert council.authority.budgets["r-2"].actions == 7 and council.authority.budgets["r-2"].money == 2.5
     grant = council.warrant("a1", "coder", request="r-2")
     assert grant.budget.actions == 7  # the request's allocation bounds its warrants
+
+
+def test_an_agents_budget_is_what_it_may_spend_on_one_request(council: Council) -> None:
+    first = council.warrant("a1", "coder", request="r-1")
+    tools = council.tools("a1", first.warrant_id, "t-spend")
+    for i in range(3):
+        tools.write_file(f"src/spent{i}.py", "x")
+    same_request = council.warrant("a1", "coder", request="r-1")
+    other_request = council.warrant("a1", "coder", request="r-2")
+    assert first.budget.actions == 50  # the test policy's [budgets.agent]
+    assert same_request.budget.actions == 47 and other_request.budget.actions == 50
+
+
+def test_a_command_is_charged_the_time_it_took_not_its_timeout(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    council.tools("a1", grant.warrant_id, "t-time").run(["true"], ".", timeout=900)
+    [ledger] = [w for wid, w in council.fold().warrants.items() if wid == grant.warrant_id]
+    assert ledger.used.wall_time_s is not None and ledger.used.wall_time_s < 5
