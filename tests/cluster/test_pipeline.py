@@ -23,8 +23,8 @@ from cluster.pipeline import Run, follow, report, start_ci
 from cluster.settings import Settings
 from cluster.system import ROLE_AGENTS, shutdown
 from governance import approvals, provenance
-from governance.keys import Keyring
 from governance.approvals import ApprovalLedger
+from governance.keys import Keyring
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-service"
