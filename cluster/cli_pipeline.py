@@ -32,6 +32,8 @@ def ci(
     from cluster.pipeline import follow, report, start_ci
 
     quiet_ray()
+    if not Path(repo).is_dir():
+        raise CouncilError(f"{repo} is not a directory; give the path of the repository to run the pipeline on")
     settings = settings_for(store, address).absolute()
     if local_approvers:
         _local_approvers(settings.policy, settings.home)

@@ -14,6 +14,7 @@ its approvals (the run goes on, as events, once they are signed: ``council appro
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +51,11 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
     root = Workspace(workspace)
     checkout = prepare(root, request_id, repo, base)
     tree = root.path(checkout.path)
-    config = load_config(tree)
+    try:
+        config = load_config(tree)
+    except CouncilError:
+        shutil.rmtree(tree)  # nothing was submitted: leave nothing behind
+        raise
     threshold = str(council.council_status().get("review_block_at") or "high")
     planned, specs = plan(request_id, checkout, config, threshold)
     council.request(f"ci {Path(checkout.source).name} @ {checkout.commit[:12]}", specs, request_id=request_id,

@@ -44,7 +44,7 @@ class PipelineConfig(BaseModel):
     @field_validator("tests")
     @classmethod
     def _relative(cls, value: str) -> str:
-        if not value or value.startswith("/") or ".." in Path(value).parts or not re.match(r"^[\w./-]+$", value):
+        if not value or value.startswith("/") or ".." in Path(value).parts or not re.fullmatch(r"[\w./-]+", value):
             raise ValueError("must be a directory inside the repository, like \"tests\"")
         return value
 
@@ -55,9 +55,15 @@ def load_config(tree: str | Path) -> PipelineConfig:
     if not pyproject.is_file():
         return PipelineConfig()
     try:
-        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("council", {}).get("ci", {})
+        table: object = tomllib.loads(pyproject.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PipelineConfigError(f"{pyproject} is not valid TOML ({exc}); fix it and run the pipeline again") from None
+    for name in ("tool", "council", "ci"):
+        assert isinstance(table, dict)
+        table = table.get(name, {})
+        if not isinstance(table, dict):
+            raise PipelineConfigError(f"{pyproject}: {name!r} must be a table (like [tool.council.ci]), "
+                                      f"not {type(table).__name__}")
     try:
         return PipelineConfig.model_validate(table)
     except ValidationError as exc:

@@ -54,6 +54,8 @@ def tree_of(request_id: str) -> str:
 
 def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str | None = None) -> Checkout:
     """Make ``request_id``'s tree from ``source``; idempotent: a tree already made is described, not made again."""
+    if base is not None and (not base or base.startswith("-")):
+        raise WorkspaceError(f"{base!r} is not a revision; give a branch, tag or commit id")
     origin = Path(source).expanduser().resolve()
     if not origin.is_dir():
         raise WorkspaceError(f"{source} is not a directory; give the path of the repository to run the pipeline on")
@@ -75,8 +77,6 @@ def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str
     commit = git.head()
     chosen = default_base
     if base is not None:
-        if base.startswith("-"):
-            raise WorkspaceError(f"{base!r} is not a revision")
         found = commands.run(workspace, ["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], relative, 30)
         if found.returncode != 0:
             # the clone knows the source's branches as origin/<name>
@@ -105,15 +105,13 @@ def _clone(workspace: Workspace, origin: Path, relative: str) -> tuple[list[str]
     head = git.head()
     diff = commands.run(source, ["git", "diff", "--binary", "HEAD", "--"], ".", 60, tail=1 << 30)
     untracked = commands.run(source, ["git", "ls-files", "--others", "--exclude-standard", "-z"], ".", 60, tail=1 << 30)
-    carried = []
     if diff.stdout.strip():
-        carried += git.apply(diff.stdout)
+        git.apply(diff.stdout)
     for name in (n for n in untracked.stdout.split("\0") if n):
         _copy_file(origin / name, workspace.path(f"{relative}/{name}"), origin)
-        carried.append(name)
-    if carried:
-        git.commit(f"Working tree of {origin.name}: changes not yet committed", SNAPSHOT)
-        return sorted(set(carried)), head
+    if git.run("status", "--porcelain").stdout.strip():
+        _, carried = git.commit(f"Working tree of {origin.name}: changes not yet committed", SNAPSHOT)
+        return sorted(carried), head  # what the commit holds, not what was asked for
     parent = commands.run(workspace, ["git", "rev-parse", "--verify", "--quiet", "HEAD^"], relative, 30)
     return [], parent.stdout.strip() if parent.returncode == 0 else None
 
@@ -122,21 +120,19 @@ def _snapshot(workspace: Workspace, origin: Path, relative: str) -> list[str]:
     """Copy the files of a plain directory and commit them; return what was copied."""
     target = workspace.path(relative)
     target.mkdir(parents=True)
-    copied = []
+    copied = 0
     for folder, dirs, files in os.walk(origin):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED and not d.endswith(".egg-info"))
         for name in sorted(files):
             path = Path(folder) / name
-            rel = path.relative_to(origin).as_posix()
-            if _copy_file(path, target / rel, origin):
-                copied.append(rel)
-    if not copied:
-        shutil.rmtree(target)
-        raise WorkspaceError(f"{origin} has no files to run the pipeline on")
+            copied += _copy_file(path, target / path.relative_to(origin).as_posix(), origin)
     git = Git(workspace, relative)
     git.run("init", "-q", "-b", "main")
-    git.commit(f"Snapshot of {origin.name}", SNAPSHOT)
-    return copied
+    if not copied or not git.run("status", "--porcelain").stdout.strip():
+        shutil.rmtree(target)
+        raise WorkspaceError(f"{origin} has no files to run the pipeline on")
+    _, committed = git.commit(f"Snapshot of {origin.name}", SNAPSHOT)
+    return sorted(committed)  # the directory's own .gitignore applies: ignored files are not in the snapshot
 
 
 def _copy_file(path: Path, destination: Path, origin: Path) -> bool:

@@ -1,0 +1,286 @@
+"""The CI/CD pipeline run by agents under warrants, against the same tools run directly, on examples/sample-service.
+
+* **governed**: ``start_ci`` then ``follow`` until the run waits for production's approvals: the
+  checkout, the plan and its tasks in one commit, then each step dispatched to a Ray agent that
+  gets a warrant, asks the gate before every action and records its outcome in the log. Timed
+  from the call to ``start_ci`` until the driver sees production ``awaiting_approval``.
+* **direct** (the peer): the same work in this process, one call after another, with the same
+  tool functions and no Ray, no log, no gate and no warrants: the checkout, the list of changes,
+  the tests under coverage, ruff's safe fixes and the review, two builds compared, the deploy to
+  staging with the health check, the smoke test, the changelog commit. It does not sign build
+  provenance nor ask for production's approvals, which only the governed run does.
+
+Both run in this process on one local Ray started once (the council's actors stay up, idle, while
+the direct runs go): one warm-up run of each that is not counted, then ``--runs`` of each,
+alternating. Each step's time in the governed run is what its agent measured (the tools and the
+gate around them); the time a step waited to be dispatched, from the moment its last dependency
+completed until it started, comes from the log's timestamps. Everything lives in a temporary
+directory removed at the end; the council's metrics exporter is not started.
+
+Usage::
+
+    python bench/pipeline.py [--runs 3] [--timeout 300]
+    python bench/pipeline.py --quick        # one run of each, no warm-up (figures not meaningful)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ray  # noqa: E402
+
+from actors import names  # noqa: E402
+from actors.pipeline.config import load_config, resolve  # noqa: E402
+from actors.pipeline.plan import STEPS  # noqa: E402
+from actors.tools import build as builds  # noqa: E402
+from actors.tools import commands  # noqa: E402
+from actors.tools import impact as impacts  # noqa: E402
+from actors.tools import review as reviews  # noqa: E402
+from actors.tools.checkout import prepare  # noqa: E402
+from actors.tools.deploy import deploy  # noqa: E402
+from actors.tools.git import Git, Identity  # noqa: E402
+from actors.tools.testing import run_pytest  # noqa: E402
+from actors.tools.workspace import Workspace  # noqa: E402
+from cluster.driver import Council  # noqa: E402
+from cluster.pipeline import follow, report, start_ci  # noqa: E402
+from cluster.settings import Settings  # noqa: E402
+from cluster.system import ROLE_AGENTS, shutdown  # noqa: E402
+from events import open_store  # noqa: E402
+from governance.keys import Keyring  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "sample-service"
+WORK_STEPS = [s.name for s in STEPS if s.name not in ("impact", "prod")]
+"""The steps both sides do work in (``impact`` only decides "run every test" on a tree with no base)."""
+
+
+class Failed(Exception):
+    """A run did not do what the pipeline must do; the benchmark's figures would mean nothing."""
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def governed_run(council: Council, repo: Path, timeout: float) -> dict[str, float]:
+    """One pipeline run to "awaiting approval"; its wall time and where the time went, in seconds."""
+    began_at = time.time()
+    t0 = time.perf_counter()
+    run = start_ci(council, repo)
+    submitted = time.perf_counter()
+    follow(council, run, lambda line: None, timeout)
+    wall = time.perf_counter() - t0
+    seen_at = began_at + wall
+    found = report(council, run)
+    if found.outcome != "awaiting approval" or [s["status"] for s in found.steps] != ["completed"] * 8 + [
+            "awaiting_approval"]:
+        raise Failed(f"the governed run ended '{found.outcome}':\n{found.text()}")
+    if found.results["test"].get("passed", 0) < 1 or not found.results["build"].get("reproducible"):
+        raise Failed(f"the governed run's tests or build are not as expected:\n{found.text()}")
+    seconds = {s["step"]: s["seconds"] for s in found.steps}
+    stamps: dict[str, dict[str, float]] = {}
+    for step in STEPS:
+        events = council.store.read_stream(f"task-{run.tasks[step.name]}")
+        stamps[step.name] = {e.type.removeprefix("task."): e.recorded_at.timestamp() for e in events}
+    figures = {"wall": wall, "driver": submitted - t0, "dispatch": 0.0, "steps": 0.0}
+    for step in STEPS:
+        ready = max((stamps[d]["completed"] for d in step.depends_on), default=stamps[step.name]["submitted"])
+        if step.name == "prod":
+            figures["prod: ready -> awaiting approval"] = stamps["prod"]["awaiting"] - ready
+            continue
+        figures[f"wait:{step.name}"] = stamps[step.name]["started"] - ready
+        figures[f"step:{step.name}"] = float(seconds[step.name])
+        figures["dispatch"] += figures[f"wait:{step.name}"]
+        figures["steps"] += figures[f"step:{step.name}"]
+    figures["seen"] = seen_at - max(max(s.values()) for s in stamps.values())
+    return figures
+
+
+def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[str, float]:
+    """The same work with the tools called directly, in this process; each step's time in seconds."""
+    times: dict[str, float] = {}
+    clock = time.perf_counter()
+    t0 = clock
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        times[f"step:{step}"] = now - clock
+        clock = now
+
+    workspace = Workspace(root)
+    request = f"direct-{n}"
+    checkout = prepare(workspace, request, repo)
+    tree = Workspace(workspace.path(checkout.path))
+    config = load_config(tree.root)
+    lap("checkout")
+
+    argv = ["git", "diff", "--name-only", "--no-renames", checkout.base, "HEAD", "--"] if checkout.base else [
+        "git", "ls-files"]
+    listed = commands.run(tree, argv, ".", 60.0, tail=1 << 22)
+    files = [line for line in listed.stdout.splitlines() if line]
+    if listed.returncode != 0 or not files:
+        raise Failed(f"git could not list the changes: {listed.stderr[-300:]}")
+    tests = [config.tests]
+    if checkout.base:
+        reach = impacts.analyse(tree.root, files)
+        tests = [config.tests] if reach.run_all else list(reach.tests)
+    lap("changes")
+
+    ran = run_pytest(tree, ".", tests, coverage=config.coverage)
+    if not ran.ok:
+        raise Failed(f"the direct run's tests failed: {ran.failures}")
+    lap("test")
+
+    who = Identity("direct run", "direct@agent-council.invalid", "")
+    fixes = commands.run(tree, [sys.executable, "-m", "ruff", "check", "--fix", "--diff", "--exit-zero", "--no-cache", "."],
+                         ".", 120.0, tail=1 << 22)
+    if fixes.returncode != 0:
+        raise Failed(f"ruff failed: {fixes.stderr[-300:]}")
+    if fixes.stdout.lstrip().startswith("---"):
+        Git(tree).apply(fixes.stdout, 0)
+        Git(tree).commit("review: ruff's safe automatic fixes", who)
+    found = reviews.review(tree, ".")
+    if reviews.blocking(found.findings, "high"):
+        raise Failed("the direct run's review found blocking findings")
+    lap("review")
+
+    built = builds.build(tree, ".", "dist")
+    if not built.reproducible or not built.artifacts:
+        raise Failed(f"the direct run's build is not reproducible: {built.mismatches}")
+    lap("build")
+
+    wheel = next(a for a in built.artifacts if a.name.endswith(".whl"))
+    release = deploy(tree, wheel.path, config.staging, resolve(config.health) if config.health else None,
+                     environments=environments)
+    lap("staging")
+
+    if config.smoke:
+        smoked = commands.run(environments, resolve(list(config.smoke)),
+                              f"{config.staging}/releases/{release['release']}", 120.0)
+        if smoked.returncode != 0:
+            raise Failed(f"the direct run's smoke test failed: {smoked.stderr[-300:] or smoked.stdout[-300:]}")
+    lap("smoke")
+
+    log = commands.run(tree, ["git", "log", "--format=%h %s", "-20"], ".", 60.0, tail=20_000)
+    entry = (f"## pipeline {request}\n\n- Tests: {ran.passed} passed; line coverage {ran.coverage_total}%\n"
+             f"- Review: {sum(found.counts.values())} findings\n"
+             + "".join(f"- Artefact `{a.name}` sha256 `{a.sha256}`\n" for a in built.artifacts)
+             + f"- Staging: release `{release['release']}`\n- Commits:\n"
+             + "".join(f"  - {line}\n" for line in log.stdout.splitlines() if line))
+    tree.write(f"docs/pipeline/{request}.md", f"# Pipeline {request}\n\n{entry}".encode())
+    tree.write("CHANGELOG.md", f"# Changelog\n\n{entry}".encode())
+    Git(tree).commit(f"docs: changelog of {request}", who)
+    lap("docs")
+    times["wall"] = time.perf_counter() - t0
+    return times
+
+
+def row(label: str, governed: list[float], direct: list[float] | None = None) -> str:
+    line = f"{label:<34}{p50(governed):>9.2f}{min(governed):>8.2f}{max(governed):>8.2f}"
+    if direct:
+        line += f"{p50(direct):>10.2f}{min(direct):>8.2f}{max(direct):>8.2f}"
+    return line
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="counted runs of each side (after one warm-up each)")
+    parser.add_argument("--quick", action="store_true", help="one run of each side and no warm-up")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a governed run may take to settle")
+    args = parser.parse_args()
+    runs, warm = (1, 0) if args.quick else (max(1, args.runs), 1)
+
+    tmp = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    verified = False
+    try:
+        repo = tmp / "sample-service"
+        shutil.copytree(SAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__", "dist", "build", "*.egg-info",
+                                                                     ".pytest_cache", ".ruff_cache", ".benchmarks",
+                                                                     ".coverage*"))
+        home = tmp / "council"
+        keys = Keyring(home / "keys")
+        for name in ("alice", "bob"):
+            keys.new(name)  # before the policy is adopted, so production has approvers to wait for
+        settings = Settings(store=f"sqlite:///{tmp / 'events.db'}", projections=str(tmp / "projections.duckdb"),
+                            home=str(home), metrics_port=None, health=False)
+        ray.init(address="local", namespace=names.NAMESPACE, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        started = time.perf_counter()
+        council = Council.start(settings, team=ROLE_AGENTS)
+        boot = time.perf_counter() - started
+        environments = Workspace(tmp / "direct-environments")
+        governed: list[dict[str, float]] = []
+        direct: list[dict[str, float]] = []
+        for n in range(warm + runs):
+            g = governed_run(council, repo, args.timeout)
+            d = direct_run(tmp / f"direct-{n}", environments, repo, n)
+            if n >= warm:
+                governed.append(g)
+                direct.append(d)
+        shutdown()
+        ray.shutdown()
+        log = open_store(settings.store, create=False)
+        verified = log.verify().ok
+        log.close()
+    except Failed as exc:
+        print(f"CHECK FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if ray.is_initialized():  # a run failed: stop the council's actors and Ray all the same
+            try:
+                shutdown()
+            finally:
+                ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"examples/sample-service, {runs} run(s) of each side after {warm} warm-up; {os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]}, ray {ray.__version__}; council booted in {boot:.1f} s (not counted)")
+    print(f"{'seconds':<34}{'p50':>9}{'min':>8}{'max':>8}")
+    print(row("governed: start_ci -> awaiting", [g["wall"] for g in governed]))
+    print(row("direct: same tools, no Ray/log/gate", [d["wall"] for d in direct]))
+    ratio = p50([g["wall"] for g in governed]) / p50([d["wall"] for d in direct])
+    overhead = p50([g["wall"] for g in governed]) - p50([d["wall"] for d in direct])
+    print(f"ratio governed / direct at p50: {ratio:.2f}; governance and dispatch add {overhead:.2f} s to a run")
+    print()
+    print(f"{'per step, seconds':<34}{'governed':>9}{'waited':>8}{'direct':>8}{'ratio':>8}")
+    print(f"{'checkout (driver: + plan, submit)':<34}{p50([g['driver'] for g in governed]):>9.2f}{'':>8}"
+          f"{p50([d['step:checkout'] for d in direct]):>8.2f}"
+          f"{p50([g['driver'] for g in governed]) / p50([d['step:checkout'] for d in direct]):>8.2f}")
+    for step in [s.name for s in STEPS if s.name != "prod"]:
+        ours = p50([g[f"step:{step}"] for g in governed])
+        waited = p50([g[f"wait:{step}"] for g in governed])
+        if step in WORK_STEPS:
+            peer = p50([d[f"step:{step}"] for d in direct])
+            print(f"{step:<34}{ours:>9.2f}{waited:>8.2f}{peer:>8.2f}{ours / peer:>8.2f}")
+        else:
+            print(f"{step:<34}{ours:>9.2f}{waited:>8.2f}{'-':>8}{'':>8}")
+    print(f"{'prod: ready -> awaiting approval':<34}{p50([g['prod: ready -> awaiting approval'] for g in governed]):>9.2f}"
+          f"{'':>8}{'-':>8}")
+    print()
+    print("where a governed run's time goes (p50 of each part; parts need not add up to the p50 of the whole):")
+    for label, key in (("checkout, plan and submit (driver)", "driver"), ("steps at work (tools + gate)", "steps"),
+                       ("steps waiting to be dispatched", "dispatch"),
+                       ("prod: ready -> awaiting approval", "prod: ready -> awaiting approval"),
+                       ("last event -> seen by the driver", "seen")):
+        print(f"  {label:<40}{p50([g[key] for g in governed]):>7.2f} s")
+    print(f"  {'direct: the same steps, back to back':<40}{p50([d['wall'] for d in direct]):>7.2f} s")
+    if not verified:
+        print("CHECK FAILED: the log does not verify", file=sys.stderr)
+        return 1
+    print("checks: ok (every governed run reached awaiting approval with 8 steps completed; every direct run's tests "
+          "passed, its build reproduced and its smoke test passed; the log verifies)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
