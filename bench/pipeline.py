@@ -79,7 +79,7 @@ def governed_run(council: Council, repo: Path, timeout: float) -> dict[str, floa
     submitted = time.perf_counter()
     follow(council, run, lambda line: None, timeout)
     wall = time.perf_counter() - t0
-    seen_at = began_at + wall
+    submitted_at, seen_at = began_at + (submitted - t0), began_at + wall
     found = report(council, run)
     if found.outcome != "awaiting approval" or [s["status"] for s in found.steps] != ["completed"] * 8 + [
             "awaiting_approval"]:
@@ -91,17 +91,22 @@ def governed_run(council: Council, repo: Path, timeout: float) -> dict[str, floa
     for step in STEPS:
         events = council.store.read_stream(f"task-{run.tasks[step.name]}")
         stamps[step.name] = {e.type.removeprefix("task."): e.recorded_at.timestamp() for e in events}
+    # The steps form a chain (each waits for the one before; prod for smoke and docs), so the parts
+    # below add up to the wall time: the driver's call, then for each step the wait from its last
+    # dependency's completion (the first: from start_ci's return) to its start and the span from its
+    # start to its completion as the log recorded them, then prod until it awaits approval, then
+    # the time until the driver saw that.
     figures = {"wall": wall, "driver": submitted - t0, "dispatch": 0.0, "steps": 0.0}
     for step in STEPS:
-        ready = max((stamps[d]["completed"] for d in step.depends_on), default=stamps[step.name]["submitted"])
+        ready = max((stamps[d]["completed"] for d in step.depends_on), default=submitted_at)
         if step.name == "prod":
-            figures["prod: ready -> awaiting approval"] = stamps["prod"]["awaiting"] - ready
+            figures["prod"] = stamps["prod"]["awaiting"] - ready
             continue
         figures[f"wait:{step.name}"] = stamps[step.name]["started"] - ready
         figures[f"step:{step.name}"] = float(seconds[step.name])
         figures["dispatch"] += figures[f"wait:{step.name}"]
-        figures["steps"] += figures[f"step:{step.name}"]
-    figures["seen"] = seen_at - max(max(s.values()) for s in stamps.values())
+        figures["steps"] += stamps[step.name]["completed"] - stamps[step.name]["started"]
+    figures["seen"] = seen_at - stamps["prod"]["awaiting"]
     return figures
 
 
@@ -185,13 +190,6 @@ def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[
     return times
 
 
-def row(label: str, governed: list[float], direct: list[float] | None = None) -> str:
-    line = f"{label:<34}{p50(governed):>9.2f}{min(governed):>8.2f}{max(governed):>8.2f}"
-    if direct:
-        line += f"{p50(direct):>10.2f}{min(direct):>8.2f}{max(direct):>8.2f}"
-    return line
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="counted runs of each side (after one warm-up each)")
@@ -214,7 +212,7 @@ def main() -> int:
         settings = Settings(store=f"sqlite:///{tmp / 'events.db'}", projections=str(tmp / "projections.duckdb"),
                             home=str(home), metrics_port=None, health=False)
         ray.init(address="local", namespace=names.NAMESPACE, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+                 configure_logging=False, _temp_dir=str(tmp / "ray"))  # Ray's session files go with the rest
         started = time.perf_counter()
         council = Council.start(settings, team=ROLE_AGENTS)
         boot = time.perf_counter() - started
@@ -243,37 +241,39 @@ def main() -> int:
                 ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    wall = {"governed": [g["wall"] for g in governed], "direct": [d["wall"] for d in direct]}
     print(f"examples/sample-service, {runs} run(s) of each side after {warm} warm-up; {os.cpu_count()} cores, "
           f"Python {sys.version.split()[0]}, ray {ray.__version__}; council booted in {boot:.1f} s (not counted)")
-    print(f"{'seconds':<34}{'p50':>9}{'min':>8}{'max':>8}")
-    print(row("governed: start_ci -> awaiting", [g["wall"] for g in governed]))
-    print(row("direct: same tools, no Ray/log/gate", [d["wall"] for d in direct]))
-    ratio = p50([g["wall"] for g in governed]) / p50([d["wall"] for d in direct])
-    overhead = p50([g["wall"] for g in governed]) - p50([d["wall"] for d in direct])
-    print(f"ratio governed / direct at p50: {ratio:.2f}; governance and dispatch add {overhead:.2f} s to a run")
+    print(f"{'a run, seconds':<40}{'p50':>8}{'min':>8}{'max':>8}")
+    for label, side in (("governed: start_ci -> awaiting approval", "governed"),
+                        ("direct: same tools, no Ray/log/gate", "direct")):
+        print(f"{label:<40}{p50(wall[side]):>8.2f}{min(wall[side]):>8.2f}{max(wall[side]):>8.2f}")
+    print(f"ratio governed / direct at p50: {p50(wall['governed']) / p50(wall['direct']):.2f}; the governed run takes "
+          f"{p50(wall['governed']) - p50(wall['direct']):.2f} s more")
     print()
-    print(f"{'per step, seconds':<34}{'governed':>9}{'waited':>8}{'direct':>8}{'ratio':>8}")
-    print(f"{'checkout (driver: + plan, submit)':<34}{p50([g['driver'] for g in governed]):>9.2f}{'':>8}"
-          f"{p50([d['step:checkout'] for d in direct]):>8.2f}"
-          f"{p50([g['driver'] for g in governed]) / p50([d['step:checkout'] for d in direct]):>8.2f}")
+    print("per step, p50 seconds: governed = the agent's own measure (tools + gate), waited = from its last")
+    print("dependency's completion to its start (dispatch, warrant), direct = the same tools called directly")
+    print(f"{'step':<36}{'governed':>9}{'waited':>8}{'direct':>8}{'ratio':>8}")
+    driver, checkout = p50([g["driver"] for g in governed]), p50([d["step:checkout"] for d in direct])
+    print(f"{'checkout (governed: + plan, submit)':<36}{driver:>9.3f}{'':>8}{checkout:>8.3f}{driver / checkout:>8.2f}")
     for step in [s.name for s in STEPS if s.name != "prod"]:
         ours = p50([g[f"step:{step}"] for g in governed])
         waited = p50([g[f"wait:{step}"] for g in governed])
         if step in WORK_STEPS:
             peer = p50([d[f"step:{step}"] for d in direct])
-            print(f"{step:<34}{ours:>9.2f}{waited:>8.2f}{peer:>8.2f}{ours / peer:>8.2f}")
+            print(f"{step:<36}{ours:>9.3f}{waited:>8.3f}{peer:>8.3f}{ours / peer:>8.2f}")
         else:
-            print(f"{step:<34}{ours:>9.2f}{waited:>8.2f}{'-':>8}{'':>8}")
-    print(f"{'prod: ready -> awaiting approval':<34}{p50([g['prod: ready -> awaiting approval'] for g in governed]):>9.2f}"
-          f"{'':>8}{'-':>8}")
+            print(f"{step:<36}{ours:>9.3f}{waited:>8.3f}{'-':>8}")
+    print(f"{'prod: ready -> awaiting approval':<36}{p50([g['prod'] for g in governed]):>9.3f}{'':>8}{'-':>8}")
     print()
-    print("where a governed run's time goes (p50 of each part; parts need not add up to the p50 of the whole):")
-    for label, key in (("checkout, plan and submit (driver)", "driver"), ("steps at work (tools + gate)", "steps"),
-                       ("steps waiting to be dispatched", "dispatch"),
-                       ("prod: ready -> awaiting approval", "prod: ready -> awaiting approval"),
-                       ("last event -> seen by the driver", "seen")):
-        print(f"  {label:<40}{p50([g[key] for g in governed]):>7.2f} s")
-    print(f"  {'direct: the same steps, back to back':<40}{p50([d['wall'] for d in direct]):>7.2f} s")
+    print("where a governed run's time goes (p50 of each part; in each run the parts add up to its wall time):")
+    for label, key in (("checkout, plan and submit (driver)", "driver"),
+                       ("steps running, start -> completed in the log", "steps"),
+                       ("steps waiting to start (dispatch, warrant)", "dispatch"),
+                       ("prod: ready -> awaiting approval", "prod"),
+                       ("awaiting approval -> seen by the driver", "seen")):
+        print(f"  {label:<46}{p50([g[key] for g in governed]):>7.3f} s")
+    print(f"  {'direct: the same work, back to back':<46}{p50(wall['direct']):>7.3f} s")
     if not verified:
         print("CHECK FAILED: the log does not verify", file=sys.stderr)
         return 1

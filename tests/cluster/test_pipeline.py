@@ -191,3 +191,19 @@ def test_killing_an_agent_mid_step_resumes_without_redoing_finished_steps(counci
     for step in ("changes", "review", "build", "staging", "smoke"):
         keys = [k for k in authorized if k.startswith(run.tasks[step] + "#")]
         assert keys and len(keys) == len(set(keys)), (step, keys)  # every action of a finished step ran once
+
+
+def test_safe_lint_fixes_are_committed_on_their_own_before_the_build(council: Council, tmp_path: Path) -> None:
+    app = (SAMPLE / "src" / "sample_service" / "app.py").read_text().replace("import json\n", "import json\nimport os\n")
+    run, _ = run_to_the_end(council, sample(tmp_path, **{"src/sample_service/app.py": app}))
+    found = report(council, run)
+    assert found.outcome == "awaiting approval", found.text()
+    fix = found.results["review"]["fix_commit"]
+    assert fix and found.results["review"]["findings"] == 0  # fixed, then reviewed clean
+    log = subprocess.run(["git", "show", "--stat", "--format=%an%n%B", fix], cwd=run.tree, capture_output=True,
+                         text=True, check=True).stdout
+    assert log.startswith("reviewer-1") and "Council-Warrant: w-" in log and "src/sample_service/app.py" in log
+    assert "import os" not in (run.tree / "src" / "sample_service" / "app.py").read_text()
+    assert found.results["build"]["commit"] == fix  # the build is of the fixed tree
+    changed = [c for c in warrant_events(council, "file.changed") if c.key.startswith(run.tasks["review"])]
+    assert [c.path for c in changed] == ["src/sample_service/app.py"] and changed[0].before != changed[0].after
