@@ -252,7 +252,7 @@ def main() -> int:
           f"{p50(wall['governed']) - p50(wall['direct']):.2f} s more")
     print()
     print("per step, p50 seconds: governed = the agent's own measure (tools + gate), waited = from its last")
-    print("dependency's completion to its start (dispatch, warrant), direct = the same tools called directly")
+    print("dependency's completion to its start (queue, lease, dispatch), direct = the same tools called directly")
     print(f"{'step':<36}{'governed':>9}{'waited':>8}{'direct':>8}{'ratio':>8}")
     driver, checkout = p50([g["driver"] for g in governed]), p50([d["step:checkout"] for d in direct])
     print(f"{'checkout (governed: + plan, submit)':<36}{driver:>9.3f}{'':>8}{checkout:>8.3f}{driver / checkout:>8.2f}")
@@ -269,11 +269,11 @@ def main() -> int:
     print("where a governed run's time goes (p50 of each part; in each run the parts add up to its wall time):")
     for label, key in (("checkout, plan and submit (driver)", "driver"),
                        ("steps running, start -> completed in the log", "steps"),
-                       ("steps waiting to start (dispatch, warrant)", "dispatch"),
+                       ("steps waiting to start (queue, lease, dispatch)", "dispatch"),
                        ("prod: ready -> awaiting approval", "prod"),
                        ("awaiting approval -> seen by the driver", "seen")):
-        print(f"  {label:<46}{p50([g[key] for g in governed]):>7.3f} s")
-    print(f"  {'direct: the same work, back to back':<46}{p50(wall['direct']):>7.3f} s")
+        print(f"  {label:<50}{p50([g[key] for g in governed]):>7.3f} s")
+    print(f"  {'direct: the same work, back to back':<50}{p50(wall['direct']):>7.3f} s")
     if not verified:
         print("CHECK FAILED: the log does not verify", file=sys.stderr)
         return 1

@@ -48,3 +48,11 @@ def test_recovery_benchmark_runs_and_verifies() -> None:
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "crash: kill -> its task running again" in out.stdout and "checks: ok" in out.stdout
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_runs_and_checks() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "pipeline.py"), "--quick"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ratio governed / direct" in out.stdout and "checks: ok" in out.stdout
