@@ -103,7 +103,8 @@ def policy_check(file: Annotated[Path, typer.Argument(help="A policy file (TOML)
         limits = policy.budget_for(scope)  # type: ignore[arg-type]
         shown = ", ".join(f"{f} {getattr(limits, f):g}" for f in ("tokens", "money", "wall_time_s", "actions")
                           if getattr(limits, f) is not None)
-        out.print(f"budget per {scope}: {shown or 'unlimited'}")
+        out.print(f"budget per {scope}{' and request' if scope == 'agent' else ''}: {shown or 'unlimited'}")
+    out.print(f"review findings at or above {policy.review.block_at!r} stop a pipeline")
 
 
 @policy_app.command("show")

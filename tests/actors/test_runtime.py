@@ -149,5 +149,5 @@ def test_a_second_council_with_another_log_is_refused(system, tmp_path: Path) ->
 def test_an_agent_without_a_skill_for_its_capability_is_refused() -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="no skill for code.generate; agents can do: command.run, deploy.local, echo, fail, files.write, hang, noop, sleep"):
+    with pytest.raises(ValidationError, match="no skill for code.generate; agents can do: ci.build, ci.changes, .*, command.run, deploy.local, echo, fail, files.write, hang, noop, sleep"):
         AgentSpec(agent_id="a", capabilities=("code.generate",))

@@ -125,6 +125,7 @@ def test_policy_check_prints_what_it_allows_and_refuses_a_bad_file_by_line(tmp_p
     ok = council("policy", "check", str(ROOT / "examples" / "policy.toml"), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok: ") and "allow" in ok.stdout and "deny" in ok.stdout and "approve" in ok.stdout
+    assert "budget per agent and request: " in ok.stdout and "review findings at or above 'high' stop a pipeline" in ok.stdout
     (tmp_path / "bad.toml").write_text(POLICY.replace('effect = "approve"\napprovals = 2\napprovers = ["alice", "bob", '
                                                       '"carol"]\n\n[[rules]]\nname = "policy-change"',
                                                       'efect = "approve"\napprovals = 2\napprovers = ["alice", "bob", '
