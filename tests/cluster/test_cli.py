@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import council
 
 from cluster.settings import DEFAULT_STORE, ConfigurationError, Settings
 from events import open_store
 from events.catalogue import TaskQueued
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def council(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("COUNCIL_")}
-    environ.update(PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, env=environ)
 
 
 def test_demo_appends_follows_and_verifies_in_the_default_store(tmp_path: Path) -> None:

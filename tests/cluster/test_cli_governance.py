@@ -4,15 +4,13 @@ warrants, prove and verify against signed checkpoints. Real processes, a real SQ
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_support import ROOT, council
 
 from actors.gatekeeper import Gatekeeper
 from actors.tools.gated import AwaitingAuthority, Tools
@@ -24,7 +22,6 @@ from governance.authority import Authority
 from governance.keys import Keyring
 from governance.policy import parse_policy
 
-ROOT = Path(__file__).resolve().parents[2]
 POLICY = """
 [policy]
 name = "cli test"
@@ -61,12 +58,6 @@ quorum = 2
 deadline = "1h"
 """
 
-
-def council(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("COUNCIL_")}
-    environ["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, env=environ)
 
 
 @pytest.fixture
