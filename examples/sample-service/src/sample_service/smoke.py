@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from sample_service.app import serve
-from sample_service.client import get
+from sample_service.client import probe
 
 
 def main() -> int:
     """0 if ``/add?a=2&b=3`` answers 5, 1 otherwise."""
-    server = serve()
-    try:
-        status, body = get(server.server_address[1], "/add?a=2&b=3")
-    finally:
-        server.shutdown()
+    status, body = probe("/add?a=2&b=3")
     print(f"smoke: {status} {body}")
     return 0 if status == 200 and body.get("sum") == 5 else 1
 
