@@ -71,13 +71,26 @@ def test(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
 def review(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     """Apply ruff's safe fixes as a commit of their own, then review with ruff and bandit; a finding at
     or above the policy's threshold stops the pipeline."""
-    fix_commit = None
-    diff = tools.lint_fixes(".")
+    # Named calls: whether the fixes are applied and committed depends on what an earlier attempt
+    # already did (the diff is empty once they are applied), so positions would not line up.
+    with tools.named("lint"):
+        diff = tools.lint_fixes(".")
     if diff:
-        tools.patch(diff, ".", strip=0)
-        fix_commit = tools.commit("review: ruff's safe automatic fixes", identity(tools)).get("commit")
+        with tools.named("lint-patch"):
+            tools.patch(diff, ".", strip=0)
+    dirty = False
+    if not diff:  # an earlier attempt may have applied the fixes and stopped before committing them
+        with tools.named("lint-status"):
+            dirty = tools.dirty(".")
+    with tools.named("lint-commit"):
+        fix_commit = None
+        if diff or dirty:
+            fix_commit = tools.commit("review: ruff's safe automatic fixes", identity(tools),
+                                      tracked_only=True).get("commit")
+        fix_commit = fix_commit or tools.committed_by("lint-commit")  # an earlier attempt's
     threshold = str(inputs.get("threshold") or "high")
-    found = tools.review(".", threshold, fix_commit)
+    with tools.named("review"):
+        found = tools.review(".", threshold, fix_commit)
     if found.get("blocking"):
         worst = found["blocking"][0]
         raise PermanentFailure(f"{len(found['blocking'])} review finding(s) at or above {threshold}, first: "
@@ -147,7 +160,8 @@ def docs(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     body = existing[len(header):] if existing.startswith(header) else existing
     tools.write_file(f"docs/pipeline/{request}.md", page)
     tools.write_file("CHANGELOG.md", header + entry + ("\n" + body if body else ""))
-    done = tools.commit(f"docs: changelog and task graph of {request}", identity(tools))
+    done = tools.commit(f"docs: changelog and task graph of {request}", identity(tools),
+                        paths=["CHANGELOG.md", f"docs/pipeline/{request}.md"])
     return {"changelog": "CHANGELOG.md", "graph": f"docs/pipeline/{request}.md", "commit": done.get("commit")}
 
 

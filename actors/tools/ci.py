@@ -22,7 +22,7 @@ from actors.tools import impact as impacts
 from actors.tools import review as reviews
 from actors.tools.gated import Tools
 from events import RecordedEvent
-from events.catalogue import Artefact, Budget, BuildReported, Finding, ReviewReported
+from events.catalogue import Artefact, Budget, BuildReported, Finding, GitCommitted, ReviewReported
 from governance import provenance
 from governance.keys import SigningKey
 
@@ -71,6 +71,17 @@ class CiTools(Tools):
         if done["returncode"] != 0:
             raise PermanentFailure(f"ruff failed (exit {done['returncode']}): {done['stderr'][-500:]}")
         return str(done["stdout"]) if done["stdout"].lstrip().startswith("---") else ""
+
+    def dirty(self, cwd: str = ".") -> bool:
+        """``command.run`` of ``git status``: whether files git tracks have changes not committed."""
+        done = self.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd, 60.0, tail=1 << 20,
+                        reads_only=True)
+        return bool(str(done.get("stdout", "")).strip())
+
+    def committed_by(self, name: str) -> str | None:
+        """The commit the first call named ``name`` made (see :meth:`named`), from the log; None if none."""
+        found = self.recorded(f"{self.task_id}#{name}.1", GitCommitted)
+        return found.commit if found is not None else None
 
     def review(self, cwd: str = ".", threshold: str = "high", fix_commit: str | None = None) -> dict[str, Any]:
         """``command.run`` of ruff and bandit; ``review.reported`` with the findings, and how many reach ``threshold``."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -50,6 +51,7 @@ class Tools:
         self.gatekeeper, self.warrant_id, self.task_id, self.workspace = gatekeeper, warrant_id, task_id, workspace
         self.environments = environments
         self._calls = 0
+        self._scope = ""
         self._records: list[tuple[str, Any, str]] = []
 
     def write_file(self, path: str, content: str) -> dict[str, Any]:
@@ -91,8 +93,10 @@ class Tools:
 
         return self._run(requests[-1], apply)
 
-    def commit(self, message: str, identity: Identity, repo: str = ".", branch: str | None = None) -> dict[str, Any]:
-        """``git.commit``: commit every change in ``repo`` (on ``branch``, made if missing) as ``identity``."""
+    def commit(self, message: str, identity: Identity, repo: str = ".", branch: str | None = None,
+               paths: list[str] | None = None, tracked_only: bool = False) -> dict[str, Any]:
+        """``git.commit``: commit the changes in ``repo`` (``paths`` only, if given; tracked files only, if
+        ``tracked_only``) on ``branch`` (made if missing) as ``identity``."""
         git = Git(self.workspace, repo)
         request = self._request("git.commit", f"{repo}@{branch or 'HEAD'}: {message.splitlines()[0][:200]}",
                                 resource=repo, arguments={"message": message, "branch": branch})
@@ -100,13 +104,32 @@ class Tools:
         def commit() -> dict[str, Any]:
             if branch:
                 git.branch(branch)
-            sha, files = git.commit(message, identity)
+            sha, files = git.commit(message, identity, paths, tracked_only)
             self._record(request.key, GitCommitted(warrant_id=self.warrant_id or "", key=request.key, commit=sha,
                                                    branch=git.current_branch(), author=f"{identity.name} <{identity.email}>",
                                                    message=message[:4000], files=files), "git.committed")
             return {"commit": sha, "files": files}
 
-        return self._run(request, commit)
+        def replay() -> dict[str, Any]:
+            found = self.recorded(request.key, GitCommitted)
+            return {} if found is None else {"commit": found.commit, "files": list(found.files)}
+
+        return self._run(request, commit, replay=replay)
+
+    @contextmanager
+    def named(self, name: str) -> Iterator[None]:
+        """Key the calls made inside by ``name`` and their place within it, not by their place in the skill.
+
+        A call's idempotency key must be the same on every attempt. For calls a skill makes only
+        sometimes (a fix applied only if there is one), a position in the whole skill would shift
+        from one attempt to the next; a name does not.
+        """
+        saved = self._scope, self._calls
+        self._scope, self._calls = f"{name}.", 0
+        try:
+            yield
+        finally:
+            self._scope, self._calls = saved
 
     def run_tests(self, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
                   coverage: bool = False) -> dict[str, Any]:
@@ -212,7 +235,7 @@ class Tools:
         if resource in ("", "."):
             resource = None  # the workspace as a whole: no path to scope (rules with resources do not apply)
         return ActionRequest(agent_id=self.gatekeeper.agent_id, action=action, target=target, resource=resource,
-                             environment=environment, key=f"{self.task_id}#{self._calls}", arguments=arguments or {},
+                             environment=environment, key=f"{self.task_id}#{self._scope}{self._calls}", arguments=arguments or {},
                              artifacts=artifacts or {}, cost=cost)
 
     def recorded(self, key: str, kind: type) -> Any | None:

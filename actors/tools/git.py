@@ -65,14 +65,16 @@ class Git:
         self.run("checkout", "-q", name) if existing else self.run("checkout", "-q", "-b", name)
         return name
 
-    def commit(self, message: str, identity: Identity, paths: list[str] | None = None) -> tuple[str, list[str]]:
+    def commit(self, message: str, identity: Identity, paths: list[str] | None = None,
+               tracked_only: bool = False) -> tuple[str, list[str]]:
         """Commit ``paths`` (all changes if None) with the warrant trailer (none for an identity without a
-        warrant: the council's own snapshots); return (commit id, files changed)."""
+        warrant: the council's own snapshots); return (commit id, files changed). ``tracked_only``
+        leaves files git does not track yet out."""
         if not message.strip():
             raise GitError("a commit needs a message")
         for path in paths or []:
             self.workspace.path(path)  # confined, before git sees it
-        self.run("add", "--all", "--", *(paths or ["."]))
+        self.run("add", "--update" if tracked_only else "--all", "--", *(paths or ["."]))
         staged = [f for f in self.run("diff", "--cached", "--name-only").stdout.splitlines() if f]
         if not staged:
             raise GitError("nothing to commit: no file changed")

@@ -88,7 +88,8 @@ def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = No
     argv = [sys.executable, "-m", "coverage", "run", "--parallel-mode", f"--data-file={data}", *pytest] if coverage \
         else [sys.executable, *pytest]
     try:
-        done = commands.run(workspace, argv, cwd, timeout)
+        # No bytecode: a test run leaves nothing in the tree a later commit could pick up.
+        done = commands.run(workspace, argv, cwd, timeout, env={"PYTHONDONTWRITEBYTECODE": "1"})
         if not path.exists():
             raise WorkspaceError(f"pytest wrote no report (exit {done.returncode}): {done.stderr[-500:] or done.stdout[-500:]}")
         found = parse_junit(path.read_bytes())

@@ -1,0 +1,94 @@
+"""The pipeline's steps run again after a crash: what an earlier attempt completed is not redone, its results come
+back from what it recorded, and a step that stopped halfway finishes the rest — real git, pytest, ruff and builds."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from governance_support import POLICY, Council, make_council
+
+from actors.pipeline import steps
+from actors.tools.ci import CiTools
+from actors.tools.git import Git, Identity
+from actors.tools.workspace import Workspace
+
+APP = "import os\n\n\ndef add(a, b):\n    return a + b\n"
+TEST = "from src.app import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "app"
+version = "1.0"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src"]
+"""
+
+
+@pytest.fixture
+def council(tmp_path: Path) -> Council:
+    council = make_council(tmp_path)
+    ws = tmp_path / "workspace"
+    for path, text in {"src/__init__.py": "", "src/app.py": APP, "tests/test_app.py": TEST, "pyproject.toml": PYPROJECT,
+                       ".gitignore": "dist/\n__pycache__/\n"}.items():
+        (ws / path).parent.mkdir(parents=True, exist_ok=True)
+        (ws / path).write_text(text)
+    git = Git(Workspace(ws))
+    git.run("init", "-q", "-b", "main")
+    git.commit("initial", Identity("seed", "seed@example.invalid", ""))
+    return council
+
+
+def tools(council: Council, warrant_id: str, task: str) -> CiTools:
+    """A fresh attempt's tools: nothing carried over in memory from an earlier attempt."""
+    return CiTools(council.gatekeeper("a1"), warrant_id, task, Workspace(council.home / "workspace"),
+                   history=council.store.read_stream)
+
+
+def kinds(council: Council, warrant_id: str, kind: str) -> list:
+    return [e for e in council.events(f"warrant-{warrant_id}") if type(e).__name__ == kind]
+
+
+def test_a_review_that_stopped_after_applying_its_fixes_commits_them_on_the_next_attempt(council: Council) -> None:
+    grant = council.warrant("a1", "coder", task="t-review")
+    first = tools(council, grant.warrant_id, "t-review")
+    with first.named("lint"):
+        diff = first.lint_fixes(".")
+    with first.named("lint-patch"):
+        first.patch(diff, ".", strip=0)
+    # the agent dies here: the fix is applied, not committed
+    done = steps.review({"threshold": "high"}, tools(council, grant.warrant_id, "t-review"))
+    assert done["fix_commit"] and done["blocking"] == []
+    log = subprocess.run(["git", "log", "-1", "--format=%an%n%B", "--stat"], cwd=council.home / "workspace",
+                         capture_output=True, text=True, check=True).stdout
+    assert log.startswith("a1") and "ruff's safe automatic fixes" in log and "src/app.py" in log
+    assert "import os" not in (council.home / "workspace" / "src" / "app.py").read_text()
+    assert len(kinds(council, grant.warrant_id, "FileChanged")) == 1  # the patch was applied once
+    again = steps.review({"threshold": "high"}, tools(council, grant.warrant_id, "t-review"))
+    assert again["fix_commit"] == done["fix_commit"]  # a third attempt finds the same commit in the log
+    assert len(kinds(council, grant.warrant_id, "GitCommitted")) == 1
+
+
+def test_a_finished_test_run_is_not_run_again_and_its_counts_come_from_the_log(council: Council) -> None:
+    grant = council.warrant("a1", "coder", task="t-test")
+    first = tools(council, grant.warrant_id, "t-test").run_tests(".", ["tests"], coverage=True)
+    again = tools(council, grant.warrant_id, "t-test").run_tests(".", ["tests"], coverage=True)
+    assert first["passed"] == again["passed"] == 1 and again["already_done"] is True
+    assert again["coverage_total"] == first["coverage_total"] is not None
+    assert len(kinds(council, grant.warrant_id, "TestsReported")) == 1
+
+
+def test_a_finished_build_is_not_built_again(council: Council) -> None:
+    council.adopt(POLICY + '\n[[rules]]\nname = "builders-build"\nactions = ["build"]\nroles = ["builder"]\n'
+                           'effect = "allow"\n')
+    grant = council.warrant("a1", "builder", task="t-build")
+    first = tools(council, grant.warrant_id, "t-build").build(".", "dist")
+    built = {p.name: p.stat().st_mtime_ns for p in (council.home / "workspace" / "dist").iterdir()}
+    again = tools(council, grant.warrant_id, "t-build").build(".", "dist")
+    assert again["already_done"] is True and again["artefacts"] == first["artefacts"] and first["reproducible"]
+    assert {p.name: p.stat().st_mtime_ns for p in (council.home / "workspace" / "dist").iterdir()} == built
+    assert len(kinds(council, grant.warrant_id, "BuildReported")) == 1
