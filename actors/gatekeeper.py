@@ -77,10 +77,10 @@ class Gatekeeper:
         return verdict
 
     def completed(self, warrant_id: str, key: str, *, ok: bool, cost: Budget = Budget(), result_digest: str | None = None,
-                  error: str = "") -> None:
+                  error: str = "", output_digest: str | None = None) -> None:
         """Record how an authorised action ended, and what it really cost (idempotent for a key)."""
         event = ActionCompleted(warrant_id=warrant_id, key=key, ok=ok, cost=cost, result_digest=result_digest,
-                                error=error[:4000])
+                                error=error[:4000], output_digest=output_digest)
         self.log.append(f"warrant-{warrant_id}", [NewEvent(payload=event, event_id=_id("completed", warrant_id, key))], ANY)
 
     def record(self, warrant_id: str, key: str, event: Any, what: str) -> None:

@@ -159,7 +159,7 @@ class CiTools(Tools):
                 mismatches=list(built.mismatches), provenance=where, provenance_sha256=digest,
                 signer=self.signer.public.fingerprint if self.signer else None)
             self._record(request.key, report, "build.reported")
-            return {**_build_result(report), "seconds": round(built.duration_s, 3)}
+            return {**_build_result(report), "seconds": round(built.duration_s, 3), "output_digest": built.output_digest}
 
         def replay() -> dict[str, Any]:
             found = self.recorded(request.key, BuildReported)

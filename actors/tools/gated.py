@@ -279,7 +279,8 @@ class Tools:
         if cost.wall_time_s is None:  # the estimate (a timeout) is replaced by the time the effect really took
             cost = msgspec.structs.replace(cost, wall_time_s=round(time.monotonic() - started, 3))
         digest = hashlib.sha256(repr(sorted(result.items())).encode()).hexdigest()
-        self.gatekeeper.completed(self.warrant_id, request.key, ok=True, cost=cost, result_digest=digest)
+        self.gatekeeper.completed(self.warrant_id, request.key, ok=True, cost=cost, result_digest=digest,
+                                  output_digest=result.get("output_digest"))
         self._flush()
         return result
 

@@ -173,6 +173,8 @@ class ActionCompleted(Event, kw_only=True):
     cost: Budget = Budget()
     result_digest: Digest | None = None
     error: Text = ""
+    output_digest: Digest | None = None
+    """For a command: SHA-256 of all it printed (stdout, a NUL, stderr); the output itself is never stored."""
 
 
 # -- approvals ---------------------------------------------------------------------------------

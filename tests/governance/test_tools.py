@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,11 @@ def test_deploys_switch_current_atomically_and_a_failed_health_check_rolls_back(
     outcomes = [e for e in council.events(f"warrant-{grant.warrant_id}") if type(e).__name__ == "ActionCompleted"]
     assert [o.ok for o in outcomes] == [True, True, False] and "rolled back" in outcomes[-1].error
     assert len(list((ws / ".deployments" / "staging" / "releases").iterdir())) == 3  # kept for the record
+
+
+def test_a_commands_output_is_kept_as_a_digest_with_its_outcome(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    done = council.tools("a1", grant.warrant_id, "t-echo").run(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], ".")
+    [completed] = [e for e in council.events(f"warrant-{grant.warrant_id}") if type(e).__name__ == "ActionCompleted"]
+    assert completed.output_digest == hashlib.sha256(b"out\n\0err\n").hexdigest() == done["output_digest"]
