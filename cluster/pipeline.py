@@ -23,10 +23,11 @@ from typing import Any
 
 from actors.pipeline.config import load_config
 from actors.pipeline.plan import STEPS, plan, task_id
-from actors.tools.checkout import prepare
+from actors.tools.checkout import REQUEST, prepare
 from actors.tools.workspace import Workspace
 from cluster.driver import Council, new_request_id
 from events import CouncilError
+from governance.approvals import ApprovalLedger
 
 SETTLED = ("completed", "dead_lettered")
 
@@ -165,46 +166,48 @@ class Report:
 
 
 def report(council: Council, run: Run | str) -> Report:
-    """The report of a run (or a request id), from the task streams and the approval it waits for."""
+    """The report of a run (or a request id): each step's status from the ``tasks`` read model, the
+    results its task recorded, and the approval production waits for."""
     request_id = run.request_id if isinstance(run, Run) else run
     planned = [e.payload for e in council.store.read_stream(f"request-{request_id}") if e.type == "pipeline.planned"]
-    if not planned:
+    if not REQUEST.match(request_id) or not planned:
         raise CouncilError(f"there is no pipeline {request_id}; runs are listed by "
                            "`council sql \"SELECT * FROM requests\"`")
     workspace = council.settings.absolute().workspace or ""
     found = Report(request_id, tree=str(Path(workspace) / planned[0].tree))
+    rows = council.sql("SELECT task_id, status, agent_id, duration_s, last_error FROM tasks "
+                       f"WHERE request_id = '{request_id}'")  # the id matched REQUEST: no quote can be in it
+    tasks = {row[0]: row for row in rows.rows}
     for step in planned[0].steps:
-        events = council.store.read_stream(f"task-{step.task_id}")
-        status, agent, seconds = "submitted", None, None
-        for e in events:
-            kind = e.type.removeprefix("task.")
-            status = {"awaiting": "awaiting_approval", "started": "running"}.get(kind, kind)
-            agent = getattr(e.payload, "agent_id", agent) or agent
-            if kind == "completed":
-                found.results[step.step] = dict(e.payload.result)
-                seconds = e.payload.duration_s
-            elif kind == "dead_lettered" and e.payload.last_error:
-                found.errors[step.step] = e.payload.last_error
-            elif kind == "awaiting":
-                found.approval = _approval(council, e.payload.authority_id)
-            elif kind in ("resumed", "queued", "retried", "assigned"):
-                status = "queued" if kind != "assigned" else "assigned"
+        _, status, agent, seconds, error = tasks.get(step.task_id, (step.task_id, "submitted", None, None, None))
+        if status in ("completed", "awaiting_approval"):
+            last = _last(council, step.task_id, "task.completed" if status == "completed" else "task.awaiting")
+            if status == "completed":
+                found.results[step.step] = dict(last.result)
+            else:
+                found.approval = _approval(council, last.authority_id)
+        elif status == "dead_lettered" and error:
+            found.errors[step.step] = error
         found.steps.append({"step": step.step, "task_id": step.task_id, "status": status, "agent": agent,
-                            "seconds": seconds})
-    if found.approval is not None and next(s for s in found.steps if s["step"] == "prod")["status"] != "awaiting_approval":
-        found.approval = None
+                            "seconds": seconds if status == "completed" else None})
     staging = found.results.get("staging")
     if staging and staging.get("path"):
         found.staging = f"{staging['path']} → release {staging.get('release')} ({staging.get('artefact')})"
     return found
 
 
+def _last(council: Council, task_id: str, kind: str) -> Any:
+    return next(e.payload for e in reversed(council.store.read_stream(f"task-{task_id}")) if e.type == kind)
+
+
 def _approval(council: Council, approval_id: str) -> dict[str, Any] | None:
-    events = council.store.read_stream(f"approval-{approval_id}")
-    asked = next((e.payload for e in events if e.type == "approval.requested"), None)
+    ledger = ApprovalLedger()
+    for event in council.store.read_stream(f"approval-{approval_id}"):
+        ledger.evolve(event.payload, event.recorded_at.timestamp())
+    asked = ledger.requested
     if asked is None:
         return None
-    signed = {e.payload.key for e in events if e.type == "approval.signed"}
+    signed = set(ledger.approvals)  # fingerprints whose signatures count
     keys = [name for name, fp in asked.approvers.items() if fp not in signed]
     return {"approval_id": approval_id, "needed": asked.needed, "approvers": sorted(asked.approvers),
             "keys": keys[:max(0, asked.needed - len(signed))] or keys, "target": asked.spec.target,

@@ -76,9 +76,14 @@ def plan(request_id: str, checkout: Checkout, config: PipelineConfig, threshold:
               "max_attempts": 3} for s in STEPS]
     planned = PipelinePlanned(request_id=request_id, repository=checkout.source, tree=checkout.path,
                               commit=checkout.commit, base=checkout.base, carried=checkout.carried[:1000],
-                              steps=[PlannedStep(step=s.name, task_id=ids[s.name], capability=s.capability,
-                                                 depends_on=[ids[d] for d in s.depends_on]) for s in STEPS])
+                              steps=graph(ids))
     return planned, specs
+
+
+def graph(ids: dict[str, str]) -> list[PlannedStep]:
+    """The task graph of a run whose steps are carried out by the tasks ``ids`` (step name → task id)."""
+    return [PlannedStep(step=s.name, task_id=ids[s.name], capability=s.capability,
+                        depends_on=[ids[d] for d in s.depends_on]) for s in STEPS]
 
 
 def mermaid(steps: list[PlannedStep], status: dict[str, str]) -> str:

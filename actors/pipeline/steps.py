@@ -14,12 +14,11 @@ import time
 from typing import Any
 
 from actors.pipeline.config import resolve
-from actors.pipeline.plan import STEPS, mermaid
+from actors.pipeline.plan import graph, mermaid
 from actors.skills import PermanentFailure
 from actors.tools.ci import CiTools
 from actors.tools.git import Identity
 from actors.tools.workspace import WorkspaceError
-from events.catalogue import PlannedStep
 
 
 def identity(tools: CiTools) -> Identity:
@@ -148,13 +147,11 @@ def docs(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     steps: dict[str, str] = dict(inputs["steps"])
     results = {name: tools.upstream(steps[name]) for name in ("changes", "test", "review", "build", "staging", "smoke")}
     status = {task: tools.status_of(task) for task in steps.values()}
-    graph = [PlannedStep(step=s.name, task_id=steps[s.name], capability=s.capability,
-                         depends_on=[steps[d] for d in s.depends_on]) for s in STEPS if s.name in steps]
     request = str(inputs["request"])
     log = tools.run(["git", "log", "--format=%h %s", f"{inputs['base']}..HEAD" if inputs.get("base") else "-20"], ".",
                     60.0, tail=20_000, reads_only=True)
     entry = _changelog_entry(request, inputs, results, log.get("stdout", ""))
-    page = f"# Pipeline {request}\n\n```mermaid\n{mermaid(graph, status)}```\n\n{entry}"
+    page = f"# Pipeline {request}\n\n```mermaid\n{mermaid(graph(steps), status)}```\n\n{entry}"
     existing = _read(tools, "CHANGELOG.md")
     header = "# Changelog\n\n"
     body = existing[len(header):] if existing.startswith(header) else existing

@@ -127,6 +127,7 @@ def test_the_sample_service_ships_to_staging_and_waits_for_two_approvals_before_
     approve(council, found.approval["approval_id"], "alice")
     time.sleep(1.0)
     assert not (environments(council) / "prod" / "current").exists()  # one signature is not enough
+    assert report(council, run).approval["keys"] == ["bob"]  # the report asks only for what is missing
     approve(council, found.approval["approval_id"], "bob")
     follow(council, run, lines.append, timeout=60, through_prod=True)
     assert report(council, run).outcome == "shipped"
