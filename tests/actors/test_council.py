@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from governance_support import POLICY
 from ray_support import ask, sigkill, wait_until
 
 from actors import names
@@ -16,32 +17,6 @@ from events.catalogue import TaskSubmitted
 from governance import approvals, checkpoints
 from governance.approvals import ApprovalLedger
 from governance.keys import Keyring
-
-POLICY = """
-[policy]
-name = "ray tests"
-
-[approvers]
-alice = "alice"
-bob = "bob"
-carol = "carol"
-
-[[rules]]
-name = "coders-write-source"
-actions = ["file.write"]
-roles = ["coder"]
-resources = ["src/**"]
-effect = "allow"
-
-[[rules]]
-name = "deploy-production"
-actions = ["deploy"]
-roles = ["deployer"]
-environments = ["production"]
-effect = "approve"
-approvals = 2
-approvers = ["alice", "bob", "carol"]
-"""
 
 
 @pytest.fixture

@@ -6,90 +6,31 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
-import time
 from pathlib import Path
 
 import pytest
 from cli_support import ROOT, council
+from governance_support import POLICY, make_council
 
-from actors.gatekeeper import Gatekeeper
-from actors.tools.gated import AwaitingAuthority, Tools
-from actors.tools.workspace import Workspace
+from actors.tools.gated import AwaitingAuthority
 from events import open_store
-from events.catalogue import PolicyProposed, TaskSubmitted
-from governance import checkpoints, warrant
-from governance.authority import Authority
+from events.catalogue import TaskSubmitted
+from governance import checkpoints
 from governance.keys import Keyring
-from governance.policy import parse_policy
-
-POLICY = """
-[policy]
-name = "cli test"
-
-[approvers]
-alice = "alice"
-bob = "bob"
-carol = "carol"
-
-[[rules]]
-name = "deploy-production"
-actions = ["deploy"]
-roles = ["deployer"]
-environments = ["production"]
-effect = "approve"
-approvals = 2
-approvers = ["alice", "bob", "carol"]
-
-[[rules]]
-name = "policy-change"
-actions = ["policy.change"]
-roles = ["*"]
-effect = "approve"
-approvals = 2
-approvers = ["alice", "bob", "carol"]
-
-[[rules]]
-name = "budget-allocation"
-actions = ["budget.allocate"]
-roles = ["*"]
-effect = "vote"
-voters = ["alice", "bob", "carol"]
-quorum = 2
-deadline = "1h"
-"""
-
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A council home with keys, and a log holding a policy, a deployer's warrant and an approval request."""
-    for name in ("alice", "bob", "carol", "mallory"):
-        assert council("keys", "new", name, cwd=tmp_path).returncode == 0
-    keys = Keyring(tmp_path / ".council" / "keys")
-    key = keys.signer(keys.new("council").name)
-    log = open_store(f"sqlite:///{tmp_path / '.council' / 'events.db'}")
+    council = make_council(tmp_path / ".council", f"sqlite:///{tmp_path / '.council' / 'events.db'}")
     for i in range(3):
-        log.append(f"task-t{i}", [TaskSubmitted(task_id=f"t{i}", capability="noop")])
-    policy = parse_policy(POLICY)
-    log.append(f"policy-{policy.hash}", [PolicyProposed(policy_hash=policy.hash, text=policy.text, proposed_by="x")])
-    authority = Authority()
-    for event in log.read_all(1, None):
-        authority.evolve(event)
-    pinned = {n: keys.public(n).fingerprint for n in ("alice", "bob", "carol")}
-    adopt = authority.adopt(policy, pinned, by="test", authority="first policy")
-    log.append(adopt.stream, list(adopt.events), adopt.expected)
-    for event in log.read_all(authority.position + 1, None):
-        authority.evolve(event)
-    grant = authority.warrant_for(task_id="deploy-1", agent_id="d1", role="deployer", request_id=None,
-                                  issuer=key.public.fingerprint, now=time.time(), warrant_id="w-deploy")
-    log.append("warrant-w-deploy", [warrant.issue(key, grant)])
-    (tmp_path / "ws" / "dist").mkdir(parents=True)
-    (tmp_path / "ws" / "dist" / "app.tar").write_text("v1")
-    tools = Tools(Gatekeeper("d1", keys.new("agent-d1").fingerprint, log, key.public, time.time), "w-deploy", "deploy-1",
-                  Workspace(tmp_path / "ws"))
+        council.store.append(f"task-t{i}", [TaskSubmitted(task_id=f"t{i}", capability="noop")])
+    grant = council.warrant("d1", "deployer", task="deploy")
+    (council.home / "workspace" / "dist").mkdir(parents=True)
+    (council.home / "workspace" / "dist" / "app.tar").write_text("v1")
     with pytest.raises(AwaitingAuthority):
-        tools.deploy("dist/app.tar", "production")
-    log.close()
+        council.tools("d1", grant.warrant_id, "deploy").deploy("dist/app.tar", "production")
+    council.store.close()
     return tmp_path
 
 
@@ -117,12 +58,11 @@ def test_policy_check_prints_what_it_allows_and_refuses_a_bad_file_by_line(tmp_p
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok: ") and "allow" in ok.stdout and "deny" in ok.stdout and "approve" in ok.stdout
     assert "budget per agent and request: " in ok.stdout and "review findings at or above 'high' stop a pipeline" in ok.stdout
-    (tmp_path / "bad.toml").write_text(POLICY.replace('effect = "approve"\napprovals = 2\napprovers = ["alice", "bob", '
-                                                      '"carol"]\n\n[[rules]]\nname = "policy-change"',
-                                                      'efect = "approve"\napprovals = 2\napprovers = ["alice", "bob", '
-                                                      '"carol"]\n\n[[rules]]\nname = "policy-change"'))
+    text = POLICY.replace('effect = "approve"', 'efect = "approve"', 1)
+    (tmp_path / "bad.toml").write_text(text)
+    line = text.splitlines().index('efect = "approve"') + 1
     bad = council("policy", "check", str(tmp_path / "bad.toml"), cwd=tmp_path)
-    assert bad.returncode == 2 and "bad.toml line 15:" in bad.stderr and 'unknown field "efect"' in bad.stderr
+    assert bad.returncode == 2 and f"bad.toml line {line}:" in bad.stderr and 'unknown field "efect"' in bad.stderr
 
 
 def test_approvals_list_the_exact_action_and_approve_refuses_what_cannot_count(home: Path) -> None:
@@ -149,7 +89,7 @@ def test_approvals_list_the_exact_action_and_approve_refuses_what_cannot_count(h
 
 
 def test_a_policy_change_is_proposed_for_approval(home: Path) -> None:
-    (home / "new.toml").write_text(POLICY.replace('name = "cli test"', 'name = "cli test 2"'))
+    (home / "new.toml").write_text(POLICY.replace('name = "test"', 'name = "test 2"'))
     proposed = council("policy", "propose", str(home / "new.toml"), "--key", "alice", cwd=home)
     assert proposed.returncode == 0, proposed.stderr
     assert "needs 2 of alice, bob, carol" in proposed.stdout

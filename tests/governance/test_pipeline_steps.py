@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from governance_support import POLICY, Council, make_council
+from governance_support import Council, make_council
 
 from actors.pipeline import steps
 from actors.tools.ci import CiTools
@@ -83,8 +83,6 @@ def test_a_finished_test_run_is_not_run_again_and_its_counts_come_from_the_log(c
 
 
 def test_a_finished_build_is_not_built_again(council: Council) -> None:
-    council.adopt(POLICY + '\n[[rules]]\nname = "builders-build"\nactions = ["build"]\nroles = ["builder"]\n'
-                           'effect = "allow"\n')
     grant = council.warrant("a1", "builder", task="t-build")
     first = tools(council, grant.warrant_id, "t-build").build(".", "dist")
     built = {p.name: p.stat().st_mtime_ns for p in (council.home / "workspace" / "dist").iterdir()}

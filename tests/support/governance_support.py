@@ -1,4 +1,6 @@
-"""Shared setup for governance tests: a keyring, a log with a policy in force, warrants, a gatekeeper."""
+"""Shared setup for tests of the council: a keyring, a log with a policy in force, warrants, a gatekeeper, tools.
+
+On every test module's import path (``pythonpath`` in pyproject.toml), Ray tests and CLI tests included."""
 
 from __future__ import annotations
 
@@ -76,12 +78,27 @@ quorum = 2
 deadline = "1h"
 
 [[rules]]
+name = "builders-build"
+actions = ["build"]
+roles = ["builder"]
+effect = "allow"
+
+[[rules]]
 name = "policy-change"
 actions = ["policy.change"]
 roles = ["*"]
 effect = "approve"
 approvals = 2
 approvers = ["alice", "bob", "carol"]
+
+[[rules]]
+name = "budget-allocation"
+actions = ["budget.allocate"]
+roles = ["*"]
+effect = "vote"
+voters = ["alice", "bob", "carol"]
+quorum = 2
+deadline = "1h"
 """
 
 
