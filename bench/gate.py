@@ -16,11 +16,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from figures import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,9 +35,6 @@ from governance.policy import load_policy  # noqa: E402
 
 POLICY = Path(__file__).resolve().parents[1] / "examples" / "policy.toml"
 
-
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def main() -> int:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from figures import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,10 +34,6 @@ from cluster.driver import Council  # noqa: E402
 from cluster.settings import Settings  # noqa: E402
 from cluster.system import AgentSpec, shutdown  # noqa: E402
 from events import open_store  # noqa: E402
-
-
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
 def wait(predicate, timeout: float = 120.0, step: float = 0.02):  # type: ignore[no-untyped-def]

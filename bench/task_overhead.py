@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
+
+from figures import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -112,9 +113,6 @@ def latency_run(council: Council, how: str, tasks: int, rate: float) -> list[flo
     seen.stop()
     return latencies
 
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def main() -> int:
