@@ -11,7 +11,17 @@ The public surface::
             ...
 """
 
-from events.envelope import ANY, NO_STREAM, AppendResult, Expect, ExpectedVersion, Metadata, NewEvent, RecordedEvent
+from events.envelope import (
+    ANY,
+    NO_STREAM,
+    AppendResult,
+    Expect,
+    ExpectedVersion,
+    Intent,
+    Metadata,
+    NewEvent,
+    RecordedEvent,
+)
 from events.errors import CouncilError
 from events.ledger import VerifyReport
 from events.registry import VOCABULARY, Event, Registry, event_type, upcaster
@@ -28,6 +38,7 @@ __all__ = [
     "EventStore",
     "Expect",
     "ExpectedVersion",
+    "Intent",
     "Metadata",
     "NewEvent",
     "RecordedEvent",

@@ -7,7 +7,9 @@ payload, the way KurrentDB does, so a payload schema never has to carry them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -96,3 +98,17 @@ class AppendResult(msgspec.Struct, frozen=True):
     def last_position(self) -> int:
         """The position of the batch's last event."""
         return self.positions[-1]
+
+
+class Intent(NamedTuple):
+    """A decision not stored yet: ``events`` to append to ``stream``, valid only while it stands at ``expected``.
+
+    Whoever decides (the dispatcher, the council, the gate, the error detector) returns intents;
+    whoever holds the log appends them (``EventStore.append_many`` takes them as they are). An
+    intent decided from a stream at version *v* carries ``expected=v``, so if anything landed on
+    the stream since, the append is refused and the decision is taken again from the log.
+    """
+
+    stream: str
+    events: Sequence[Event | NewEvent]
+    expected: ExpectedVersion

@@ -6,6 +6,11 @@ inclusion proofs (PATH, 2.1.3.1), consistency proofs (PROOF, 2.1.4.1), verifies
 both kinds of proof with the algorithms of 2.1.3.2 and 2.1.4.2, and keeps an
 incremental O(log n) accumulator (``CompactRange``) of the log's root.
 
+A consistency proof is a list of subtree roots. :func:`consistency_ranges` names
+those subtrees as leaf ranges without hashing anything, and :func:`subtree_hashes`
+computes the roots of many ranges in one pass over the leaf hashes, so a verifier
+can check any number of checkpoints against a long log without holding it.
+
 Invariant: every ``leaves`` sequence and every ``leaf`` argument holds *leaf
 hashes*, never raw entries. Callers hash each entry with :func:`leaf_hash`
 (SHA-256 of 0x00 || entry) first; functions here never hash leaves again.
@@ -15,11 +20,11 @@ Leaf indices are 0-based. All hashes are 32-byte ``bytes``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 __all__ = [
-    "EMPTY_ROOT", "CompactRange", "consistency_proof", "inclusion_proof", "leaf_hash",
-    "node_hash", "root", "verify_consistency", "verify_inclusion",
+    "EMPTY_ROOT", "CompactRange", "consistency_proof", "consistency_ranges", "inclusion_proof", "leaf_hash",
+    "node_hash", "root", "subtree_hashes", "verify_consistency", "verify_inclusion",
 ]
 
 _sha256 = hashlib.sha256
@@ -97,6 +102,34 @@ def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     return path
 
 
+def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """Return the leaf ranges ``[lo, hi)`` whose roots form PROOF(old_size, D[new_size]), in proof order.
+
+    This is RFC 9162 2.1.4.1's recursion naming each subtree instead of hashing it:
+    ``[MTH(D[lo:hi]) for lo, hi in consistency_ranges(m, n)]`` is the consistency
+    proof. Every range is either a perfect subtree (a power-of-two width ``w`` with
+    ``lo % w == 0``) or ends at ``new_size`` and starts on the boundary of a peak of
+    the tree of ``new_size`` leaves; :func:`subtree_hashes` computes exactly those.
+    Raises ValueError unless 0 < old_size <= new_size.
+    """
+    if not (_is_size(old_size) and _is_size(new_size) and 0 < old_size <= new_size):
+        raise ValueError(f"old_size {old_size!r} out of range: need 0 < old_size <= {new_size!r}")
+    ranges: list[tuple[int, int]] = []
+    lo, hi, m, complete = 0, new_size, old_size, True  # SUBPROOF(m, D[lo:hi], complete)
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
+            ranges.append((lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:  # m == n with b false: the old subtree's own root
+        ranges.append((lo, hi))
+    ranges.reverse()
+    return ranges
+
+
 def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
     """Return PROOF(old_size, D[n]) (RFC 9162 2.1.4.1) for n = len(leaves).
 
@@ -105,23 +138,70 @@ def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
     ``old_size == n`` the proof is empty. Cost is O(n) hashing in total.
     Raises ValueError unless 0 < old_size <= len(leaves).
     """
-    n = len(leaves)
-    if not 0 < old_size <= n:
-        raise ValueError(f"old_size {old_size} out of range: need 0 < old_size <= {n}")
-    proof: list[bytes] = []
-    lo, hi, m, complete = 0, n, old_size, True  # SUBPROOF(m, D[lo:hi], complete)
-    while m != hi - lo:
-        k = _split(hi - lo)
-        if m <= k:  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
-            proof.append(_mth(leaves, lo + k, hi))
-            hi = lo + k
-        else:  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
-            proof.append(_mth(leaves, lo, lo + k))
-            lo, m, complete = lo + k, m - k, False
-    if not complete:  # m == n with b false: the old subtree's own root
-        proof.append(_mth(leaves, lo, hi))
-    proof.reverse()
-    return proof
+    return [_mth(leaves, lo, hi) for lo, hi in consistency_ranges(old_size, len(leaves))]
+
+
+def _is_perfect(lo: int, hi: int) -> bool:
+    width = hi - lo
+    return width > 0 and width & (width - 1) == 0 and lo % width == 0
+
+
+def _is_peak_run(lo: int, hi: int) -> bool:
+    """Whether ``lo`` is a peak boundary of the tree of ``hi`` leaves: ``lo``'s set bits all lie above ``hi - lo``'s."""
+    return 0 <= lo < hi and lo % (1 << (hi - lo).bit_length()) == 0
+
+
+def subtree_hashes(leaves: Iterable[bytes], ranges: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Return MTH(D[lo:hi]) for each range, from one pass over the leaf hashes in order.
+
+    Each range must be a perfect subtree (width ``w`` a power of two, ``lo % w == 0``)
+    or a run of peaks of the tree of ``hi`` leaves (``lo`` a multiple of the power of
+    two above ``hi - lo``): every range :func:`consistency_ranges` gives, and every
+    prefix ``(0, n)``, is one; any other raises ValueError before a leaf is read. A
+    range whose ``hi`` lies beyond the leaves given is left out of the result.
+
+    Keeps only the frontier (the perfect subtrees whose widths are the set bits of
+    the size so far), in O(log n + len(ranges)) memory, and stops reading after the
+    largest ``hi``. A perfect range is caught the moment the frontier builds it,
+    since a later merge hides it; a run of peaks is folded right to left when the
+    frontier's size reaches its ``hi``, as RFC 9162 splits it.
+    """
+    perfect: set[tuple[int, int]] = set()
+    runs: dict[int, list[int]] = {}
+    for lo, hi in ranges:
+        if not (_is_size(lo) and _is_size(hi)):
+            raise ValueError(f"range {(lo, hi)!r} is not a pair of leaf indices")
+        if _is_perfect(lo, hi):
+            perfect.add((lo, hi))
+        elif _is_peak_run(lo, hi):
+            runs.setdefault(hi, []).append(lo)
+        else:
+            raise ValueError(f"range [{lo}, {hi}) is neither a perfect subtree nor a run of peaks of the tree of "
+                             f"{hi} leaves: no consistency proof or tree head uses it")
+    last = max((hi for _, hi in ranges), default=0)
+    found: dict[tuple[int, int], bytes] = {}
+    peaks: list[tuple[int, bytes]] = []  # (first leaf, root) of each frontier subtree, widest first
+    for index, leaf in enumerate(leaves):
+        if index >= last:
+            break
+        start, node, width, carry = index, bytes(leaf), 1, index
+        if (start, start + 1) in perfect:
+            found[(start, start + 1)] = node
+        while carry & 1:  # each trailing 1 bit of the old size merges two equal subtrees
+            start, left = peaks.pop()
+            node, width, carry = node_hash(left, node), width * 2, carry >> 1
+            if (start, start + width) in perfect:
+                found[(start, start + width)] = node
+        peaks.append((start, node))
+        size = index + 1
+        for lo in runs.get(size, ()):
+            acc = peaks[-1][1]
+            for first, peak in reversed(peaks[:-1]):
+                if first < lo:
+                    break
+                acc = node_hash(peak, acc)
+            found[(lo, size)] = acc
+    return found
 
 
 def _is_size(value: object) -> bool:

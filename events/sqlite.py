@@ -31,7 +31,15 @@ from pathlib import Path
 import msgspec
 
 from events.envelope import AppendResult, ExpectedVersion
-from events.errors import ConcurrencyError, CorruptLog, NewerStoreSchema, NotAStore, StoreClosed, StoreError, StoreUnavailable
+from events.errors import (
+    ConcurrencyError,
+    CorruptLog,
+    NewerStoreSchema,
+    NotAStore,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+)
 from events.ledger import GENESIS, Row
 from events.recorder import AppendRequest, EncodedEvent, Recorder, Stored, plan_append, seal_batch
 

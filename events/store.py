@@ -18,7 +18,15 @@ import msgspec
 from events import catalogue as _catalogue  # noqa: F401  (registers the vocabulary)
 from events import merkle
 from events.envelope import ANY, NO_METADATA, AppendResult, Expect, ExpectedVersion, Metadata, NewEvent, RecordedEvent
-from events.errors import CorruptLog, CouncilError, EventTooLarge, InvalidAppend, InvalidStoreUrl, InvalidStreamName, LedgerError
+from events.errors import (
+    CorruptLog,
+    CouncilError,
+    EventTooLarge,
+    InvalidAppend,
+    InvalidStoreUrl,
+    InvalidStreamName,
+    LedgerError,
+)
 from events.ids import event_id_bytes
 from events.ledger import LedgerVerifier, Row, VerifyReport
 from events.memory import MemoryRecorder
@@ -211,6 +219,15 @@ class EventStore:
 
     def head(self) -> int:
         """The position of the last stored event; 0 for an empty log."""
+        return self._recorder.head()
+
+    def wait_for(self, position: int, timeout: float) -> int:
+        """Block until the log reaches ``position`` or ``timeout`` seconds pass; return the head then.
+
+        Appends by this process wake the waiter at once; appends by other processes sharing the
+        file are seen within the backend's poll interval.
+        """
+        self._recorder.wait_for(position, max(0.0, timeout))
         return self._recorder.head()
 
     def subscribe(self, from_position: int = 1, types: Sequence[str] | None = None, *,

@@ -8,6 +8,7 @@ from events.catalogue.agents import (
     AgentRegistered,
     AgentRestarted,
     AgentRetired,
+    AgentStatus,
     AgentUnresponsive,
 )
 from events.catalogue.governance import (
@@ -34,6 +35,11 @@ from events.catalogue.governance import (
 from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnresponsive, AlertRaised
 from events.catalogue.requests import PipelinePlanned, PlannedStep, RequestSubmitted
 from events.catalogue.tasks import (
+    HOLDING,
+    RETRIED,
+    SETTLED,
+    TASK_EVENTS,
+    FailureKind,
     TaskAssigned,
     TaskAwaiting,
     TaskCompleted,
@@ -44,8 +50,11 @@ from events.catalogue.tasks import (
     TaskRequeued,
     TaskResumed,
     TaskRetried,
+    TaskSpec,
     TaskStarted,
+    TaskStatus,
     TaskSubmitted,
+    next_status,
 )
 from events.catalogue.work import (
     Artefact,
@@ -59,6 +68,15 @@ from events.catalogue.work import (
 )
 
 __all__ = [
+    "AgentStatus",
+    "HOLDING",
+    "RETRIED",
+    "SETTLED",
+    "TASK_EVENTS",
+    "FailureKind",
+    "TaskSpec",
+    "TaskStatus",
+    "next_status",
     "Artefact",
     "BuildReported",
     "Finding",

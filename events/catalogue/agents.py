@@ -6,7 +6,8 @@ incarnations: an instance acts only while its epoch is the agent's latest.
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 from events.catalogue.fields import Capability, Count, Id, Positive, Text
 from events.registry import Event, event_type, upcaster
@@ -60,9 +61,32 @@ class AgentRestarted(Event):
     reason: Text = ""
 
 
-@event_type("agent.retired")
+Retirement = Literal["restart-budget", "person"]
+"""Why an agent was retired: the health monitor restarted it more often than its budget allows, or a person did it."""
+
+
+@event_type("agent.retired", version=2)
 class AgentRetired(Event):
-    """The agent left the registry and takes no more work."""
+    """The agent left the registry and takes no more work; ``cause`` says who retired it and why."""
 
     agent_id: Id
     reason: Text = ""
+    cause: Retirement = "person"
+
+
+@upcaster("agent.retired", from_version=1)
+def _agent_retired_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 told the health monitor's retirements apart only by their reason, which said "over the budget"."""
+    payload["cause"] = "restart-budget" if "over the budget" in str(payload.get("reason", "")) else "person"
+    return payload
+
+
+class AgentStatus(StrEnum):
+    """Whether an agent takes work: the ``agents`` read model's status, and the dispatcher's view."""
+
+    LIVE = "live"
+    """Registered (or restarted, or heard from) and not retired."""
+    UNRESPONSIVE = "unresponsive"
+    """The health monitor found it dead or hung; it takes no work until it is heard from again."""
+    RETIRED = "retired"
+    """Gone for good; it takes no work."""

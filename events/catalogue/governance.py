@@ -19,7 +19,7 @@ are named by fingerprint (see ``governance.keys``). Times are UTC epoch seconds.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -148,6 +148,27 @@ class ActionAuthorized(Event, kw_only=True):
     approval_id: Id | None = None
 
 
+DenialKind = Literal["no-warrant", "warrant", "holder", "scope", "policy", "approval", "vote", "budget",
+                     "nondeterministic", "race", "error"]
+"""Why the gate refused an action, as a kind a program can act on (the ``reason`` says it in words):
+
+* ``no-warrant``: no warrant of that id is in the log;
+* ``warrant``: the warrant or one of its ancestors does not verify: forged, widening its parent,
+  not valid yet, expired or revoked;
+* ``holder``: the warrant is held by another agent;
+* ``scope``: the action, its resource or its environment is outside the warrant;
+* ``policy``: no policy is in force, or the policy denies the action;
+* ``approval``: the approval the action needs cannot be had or does not fit it: refused, expired,
+  used already, asked for another action or under another policy, or not enough approvers' keys;
+* ``vote``: the vote the action needs cannot be held, was decided against it, or is about another action;
+* ``budget``: the warrant's budget cannot hold the action;
+* ``nondeterministic``: the idempotency key names another action already (the skill took another
+  path on this attempt than on its first);
+* ``race``: the warrant's stream kept changing while the gate decided;
+* ``error``: the decision itself failed (the gate fails closed).
+"""
+
+
 @event_type("action.denied")
 class ActionDenied(Event, kw_only=True):
     """The gate refused an action, and why; nothing was done."""
@@ -161,6 +182,8 @@ class ActionDenied(Event, kw_only=True):
     reason: Text
     policy_hash: Digest | None = None
     rule: Text = ""
+    kind: DenialKind | None = None
+    """What kind of denial it is; None for denials recorded before the gate named kinds."""
 
 
 @event_type("action.completed")
@@ -305,5 +328,6 @@ class CheckpointSigned(Event, kw_only=True):
 __all__ = [
     "ActionAuthorized", "ActionCompleted", "ActionDenied", "ActionSpec", "ApprovalGranted", "ApprovalRefused",
     "ApprovalRejected", "ApprovalRequested", "ApprovalSigned", "Budget", "BudgetAllocated", "CheckpointSigned",
-    "PolicyAdopted", "PolicyProposed", "VoteCast", "VoteDecided", "VoteProposed", "WarrantIssued", "WarrantRevoked",
+    "DenialKind", "PolicyAdopted", "PolicyProposed", "VoteCast", "VoteDecided", "VoteProposed", "WarrantIssued",
+    "WarrantRevoked",
 ]

@@ -7,14 +7,14 @@ dispatcher, projector, council, exporter) have these, in ``actor-<name>``. Alert
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from msgspec import Meta
+from typing import Any, Literal
 
 from events.catalogue.fields import Count, Id, Text
-from events.registry import Event, event_type
+from events.registry import Event, event_type, upcaster
 
 Problem = Literal["dead", "unavailable", "hung", "constructor"]
+Restarter = Literal["ray", "monitor"]
+"""Who started a system actor again: Ray on its own after a crash, or the health monitor."""
 
 
 @event_type("actor.unresponsive")
@@ -34,7 +34,7 @@ class ActorRestarted(Event, kw_only=True):
     actor: Id
     pid: int
     previous_pid: int | None = None
-    by: Annotated[str, Meta(max_length=40)] = "ray"
+    by: Restarter = "ray"
     restarts: Count = 0
 
 
@@ -46,9 +46,9 @@ class ActorRetired(Event, kw_only=True):
     reason: Text
 
 
-@event_type("alert.raised")
+@event_type("alert.raised", version=2)
 class AlertRaised(Event, kw_only=True):
-    """Something a person must look at. ``key`` groups repeats of the same alert."""
+    """Something a person must look at. ``key`` groups repeats of the same alert; ``task_id`` is the task it is about."""
 
     key: Id
     severity: Literal["info", "warning", "critical"] = "warning"
@@ -56,3 +56,13 @@ class AlertRaised(Event, kw_only=True):
     summary: Text
     detail: Text = ""
     count: Count = 1
+    task_id: Id | None = None
+
+
+@upcaster("alert.raised", from_version=1)
+def _alert_raised_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 named an alert's task only inside its key, which the error detector wrote as "task:<id>:<kind>"."""
+    source, key = payload.get("source"), str(payload.get("key", ""))
+    parts = key.split(":")
+    payload["task_id"] = parts[1] if source == "error-detector" and len(parts) == 3 and parts[0] == "task" else None
+    return payload

@@ -9,12 +9,36 @@
                   └──────────────────────────────────────────────────────────────────────┘
 
 A task is queued once its dependencies have completed. Times are UTC epoch seconds.
+
+The status a task is in (:class:`TaskStatus`) is a function of its events: :func:`next_status`
+is the one transition table the dispatcher and the read models share. A failed attempt carries
+its :data:`FailureKind`, decided by the agent from the exception's type, which decides whether it
+is retried (:data:`RETRIED`) and what the error detector does once the task is dead-lettered.
 """
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+import msgspec
+
 from events.catalogue.fields import Capability, Count, Id, Inputs, Positive, Priority, Seconds, Text
-from events.registry import Event, event_type
+from events.registry import Event, event_type, upcaster
+
+FailureKind = Literal["transient", "permanent", "denied", "infrastructure", "code"]
+"""Why an attempt failed, as the agent that ran it knew from the exception's type:
+
+* ``transient``: it may work if tried again (a timeout, a lost connection, an expired lease);
+* ``permanent``: it cannot succeed as asked (the skill said so: a failing test, bad inputs);
+* ``denied``: the gate refused an action the skill needed;
+* ``infrastructure``: the system under the skill failed (the log unreachable, a worker lost, a full disk);
+* ``code``: the skill's own code raised a programming error (``TypeError``, ``KeyError``…).
+"""
+
+RETRIED: frozenset[str] = frozenset({"transient", "infrastructure", "code"})
+"""Failure kinds the dispatcher retries (up to the task's ``max_attempts``); the others dead-letter at once."""
 
 
 @event_type("task.submitted")
@@ -71,15 +95,28 @@ class TaskCompleted(Event):
     duration_s: Seconds = 0.0
 
 
-@event_type("task.failed")
+@event_type("task.failed", version=2)
 class TaskFailed(Event):
-    """One attempt failed."""
+    """One attempt failed; ``kind`` says why (see :data:`FailureKind`), ``exception`` names the exception's type."""
 
     task_id: Id
     agent_id: Id | None
     attempt: Positive
     error: Text
-    retryable: bool = True
+    kind: FailureKind
+    exception: Text = ""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the dispatcher tries the task again (if it has attempts left)."""
+        return self.kind in RETRIED
+
+
+@upcaster("task.failed", from_version=1)
+def _task_failed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 said only whether the failure was retryable: retryable ones were transient, the rest permanent."""
+    payload["kind"] = "transient" if payload.pop("retryable", True) else "permanent"
+    return payload
 
 
 @event_type("task.lease_expired")
@@ -101,21 +138,51 @@ class TaskRetried(Event):
     not_before: Seconds
 
 
-@event_type("task.dead_lettered")
+@event_type("task.dead_lettered", version=2)
 class TaskDeadLettered(Event):
-    """The task will not be tried again without a human requeueing it."""
+    """The task will not be tried again without a human requeueing it.
+
+    ``kind`` is the kind of its last failure; ``dependency`` is set instead when it never ran
+    because a task it depends on was dead-lettered.
+    """
 
     task_id: Id
     attempts: Count
     last_error: Text
+    kind: FailureKind
+    dependency: Id | None = None
 
 
-@event_type("task.requeued")
+_DEPENDENCY_V1 = re.compile(r"^dependency (\S+) was dead-lettered$")
+
+
+@upcaster("task.dead_lettered", from_version=1)
+def _task_dead_lettered_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had no kind. A dead dependency was written in one fixed sentence, which names it; any other
+    version 1 dead letter counts as permanent, so an upgraded error detector never requeues it on its own."""
+    found = _DEPENDENCY_V1.match(str(payload.get("last_error", "")))
+    payload["kind"] = "permanent"
+    payload["dependency"] = found[1] if found else None
+    return payload
+
+
+Requeuer = Literal["person", "error-detector"]
+
+
+@event_type("task.requeued", version=2)
 class TaskRequeued(Event):
-    """Someone put a dead-lettered task back in its queue with a fresh set of attempts."""
+    """A dead-lettered task went back in its queue with a fresh set of attempts; ``by`` says who sent it."""
 
     task_id: Id
     reason: Text = ""
+    by: Requeuer = "person"
+
+
+@upcaster("task.requeued", from_version=1)
+def _task_requeued_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 marked the error detector's requeues only by their reason, which it began with "error detector:"."""
+    payload["by"] = "error-detector" if str(payload.get("reason", "")).startswith("error detector:") else "person"
+    return payload
 
 
 @event_type("task.awaiting")
@@ -136,3 +203,81 @@ class TaskResumed(Event):
     task_id: Id
     authority_id: Id
     outcome: Text
+
+
+class TaskStatus(StrEnum):
+    """Where a task is in its lifecycle: the ``status`` column of the ``tasks`` read model, and the dispatcher's view."""
+
+    SUBMITTED = "submitted"
+    """Waiting for the tasks it depends on."""
+    QUEUED = "queued"
+    """In its priority queue (again, after a retry, a requeue or a decided approval)."""
+    ASSIGNED = "assigned"
+    """Leased to an agent, not started yet."""
+    RUNNING = "running"
+    """The agent holding the lease is working on it."""
+    AWAITING_APPROVAL = "awaiting_approval"
+    """Stopped until an approval or a vote it asked for is decided; it holds no slot."""
+    COMPLETED = "completed"
+    """Done; its result is in ``task.completed``."""
+    FAILED = "failed"
+    """An attempt failed (or its lease expired); the dispatcher has not decided yet whether to retry."""
+    DEAD_LETTERED = "dead_lettered"
+    """Will not be tried again unless someone requeues it."""
+
+
+HOLDING: frozenset[TaskStatus] = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
+"""Statuses in which a task occupies a slot of its agent."""
+
+SETTLED: frozenset[TaskStatus] = frozenset({TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED})
+"""Statuses a task leaves only if a person requeues it."""
+
+TASK_EVENTS: tuple[type[Event], ...] = (
+    TaskSubmitted, TaskQueued, TaskAssigned, TaskStarted, TaskCompleted, TaskFailed, TaskLeaseExpired, TaskRetried,
+    TaskDeadLettered, TaskRequeued, TaskAwaiting, TaskResumed,
+)
+"""Every event of a task's stream; each moves the task to the status :func:`next_status` gives."""
+
+_AFTER: dict[type[Event], TaskStatus] = {
+    TaskSubmitted: TaskStatus.SUBMITTED, TaskQueued: TaskStatus.QUEUED, TaskAssigned: TaskStatus.ASSIGNED,
+    TaskStarted: TaskStatus.RUNNING, TaskCompleted: TaskStatus.COMPLETED, TaskFailed: TaskStatus.FAILED,
+    TaskLeaseExpired: TaskStatus.FAILED, TaskRetried: TaskStatus.QUEUED, TaskDeadLettered: TaskStatus.DEAD_LETTERED,
+    TaskRequeued: TaskStatus.QUEUED, TaskAwaiting: TaskStatus.AWAITING_APPROVAL, TaskResumed: TaskStatus.QUEUED,
+}
+_AFTER_NAMED: dict[str, TaskStatus] = {cls.type_name: status for cls, status in _AFTER.items()}
+
+
+def next_status(status: TaskStatus | None, event: type[Event] | str) -> TaskStatus:
+    """The status of a task in ``status`` (None: not seen yet) after an event of type ``event`` (its class or type name).
+
+    ``task.started`` moves only an assigned task (or one not seen yet) to running. Raises
+    ``KeyError`` for an event that is not one of :data:`TASK_EVENTS`.
+    """
+    after = _AFTER_NAMED[event] if isinstance(event, str) else _AFTER[event]
+    if after is TaskStatus.RUNNING and status not in (None, TaskStatus.ASSIGNED):
+        return status
+    return after
+
+
+class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A task to submit: what a driver, a plan or an orchestrator asks for (``Council.request`` takes a list).
+
+    ``task_id`` defaults to a fresh id when the task is submitted; ``depends_on`` names tasks of
+    the same request (or any earlier one) that must complete first.
+    """
+
+    capability: Capability
+    inputs: Inputs = {}
+    task_id: Id | None = None
+    depends_on: list[Id] = []
+    priority: Priority | None = None
+    """The request's priority if None."""
+    max_attempts: Positive = 3
+    title: Text = ""
+
+    def submitted(self, task_id: str, request_id: str | None, priority: int) -> TaskSubmitted:
+        """The ``task.submitted`` event of this task, as ``task_id`` of ``request_id`` (``priority`` if it sets none)."""
+        return TaskSubmitted(task_id=task_id, capability=self.capability,
+                             priority=priority if self.priority is None else self.priority, request_id=request_id,
+                             inputs=dict(self.inputs), depends_on=list(self.depends_on),
+                             max_attempts=self.max_attempts, title=self.title)

@@ -5,7 +5,7 @@ All in ``warrant-<id>``, after the ``action.completed`` of the action that did i
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from msgspec import Meta, Struct
 
@@ -15,6 +15,8 @@ from events.registry import Event, event_type
 Digest = Annotated[str, Meta(min_length=64, max_length=64)]
 Path = Annotated[str, Meta(min_length=1, max_length=4096)]
 Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+"""Review severities, least severe first: the one scale the review, the pipeline and its policy setting use."""
 
 
 @event_type("file.changed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,10 +12,12 @@ from events.merkle import (
     EMPTY_ROOT,
     CompactRange,
     consistency_proof,
+    consistency_ranges,
     inclusion_proof,
     leaf_hash,
     node_hash,
     root,
+    subtree_hashes,
     verify_consistency,
     verify_inclusion,
 )
@@ -308,6 +312,78 @@ def test_matches_recursive_rfc_definitions_exhaustively() -> None:
             assert inclusion_proof(i, d) == _ref_path(i, d)
         for m in range(1, n + 1):
             assert consistency_proof(m, d) == _ref_subproof(m, d, True)
+
+
+# ---------------------------------------------------------------------------
+# Naming a proof's subtrees, and hashing many of them in one pass.
+# ---------------------------------------------------------------------------
+
+RANGES_N = 70
+
+
+def test_consistency_ranges_name_the_rfc_proof_for_every_pair_of_sizes() -> None:
+    proved = 0
+    for n in range(1, RANGES_N + 1):
+        d = LEAVES[:n]
+        for m in range(1, n + 1):
+            ranges = consistency_ranges(m, n)
+            proof = [_ref_mth(d[lo:hi]) for lo, hi in ranges]
+            assert proof == _ref_subproof(m, d, True), (m, n)
+            assert verify_consistency(m, n, PREFIX_ROOTS[m], PREFIX_ROOTS[n], proof), (m, n)
+            assert all(0 <= lo < hi <= n for lo, hi in ranges)
+            proved += len(ranges)
+    assert proved > 10_000
+
+
+def test_subtree_hashes_give_every_proof_range_and_prefix_from_one_pass() -> None:
+    proved = 0
+    for n in range(1, RANGES_N + 1):
+        wanted = {(0, s) for s in range(1, n + 1)}
+        wanted.update(r for m in range(1, n + 1) for r in consistency_ranges(m, n))
+        read: list[int] = []
+        nodes = subtree_hashes((read.append(i) or leaf for i, leaf in enumerate(LEAVES)), wanted)
+        assert set(nodes) == wanted
+        for (lo, hi), node in nodes.items():
+            assert node == root(LEAVES[lo:hi]), (lo, hi)
+            proved += 1
+        for m in range(1, n + 1):
+            proof = [nodes[r] for r in consistency_ranges(m, n)]
+            assert proof == consistency_proof(m, LEAVES[:n])
+            assert verify_consistency(m, n, nodes[(0, m)], nodes[(0, n)], proof)
+        assert len(read) <= n + 1  # it stops once the largest range is done
+    assert proved > 3_000
+
+
+@PROPS
+@given(st.integers(1, MAX_N), st.data())
+def test_subtree_hashes_of_a_few_checkpoints_match_the_proof_functions(n: int, data: st.DataObject) -> None:
+    sizes = sorted(set(data.draw(st.lists(st.integers(1, n), min_size=1, max_size=6))))
+    pairs = list(itertools.pairwise(sizes))
+    wanted = {(0, s) for s in sizes} | {r for a, b in pairs for r in consistency_ranges(a, b)}
+    nodes = subtree_hashes(iter(LEAVES), wanted)
+    for s in sizes:
+        assert nodes[(0, s)] == PREFIX_ROOTS[s]
+    for a, b in pairs:
+        proof = [nodes[r] for r in consistency_ranges(a, b)]
+        assert proof == consistency_proof(a, LEAVES[:b])
+        assert verify_consistency(a, b, nodes[(0, a)], nodes[(0, b)], proof)
+
+
+def test_subtree_hashes_leave_out_ranges_beyond_the_leaves() -> None:
+    nodes = subtree_hashes(iter(LEAVES[:5]), {(0, 4), (0, 5), (0, 6), (4, 6), (6, 7)})
+    assert nodes == {(0, 4): PREFIX_ROOTS[4], (0, 5): PREFIX_ROOTS[5]}
+
+
+@pytest.mark.parametrize("bad", [(0, 0), (3, 2), (-1, 3), (1, 4), (2, 5), (5, 11), (0.0, 4), (True, 2)])
+def test_subtree_hashes_refuse_a_range_no_proof_uses(bad: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="range"):
+        subtree_hashes(iter(LEAVES), {bad})
+
+
+@pytest.mark.parametrize(("old", "new"), [(0, 5), (-1, 5), (6, 5), (0, 0), (True, 3), (1, 2.0)])
+def test_consistency_ranges_refuse_bad_sizes(old: int, new: int) -> None:
+    with pytest.raises(ValueError, match="old_size"):
+        consistency_ranges(old, new)
 
 
 def test_compact_range_matches_root_at_every_size() -> None:

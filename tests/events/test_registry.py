@@ -43,6 +43,7 @@ json_values = st.recursive(
 inputs = st.dictionaries(text, json_values, max_size=5)
 pos = st.integers(1, 10_000)
 
+kinds = st.sampled_from(["transient", "permanent", "denied", "infrastructure", "code"])
 PAYLOADS = st.one_of(
     st.builds(TaskSubmitted, task_id=ids, capability=caps, priority=st.integers(0, 3), request_id=st.none() | ids,
               inputs=inputs, depends_on=st.lists(ids, max_size=3), max_attempts=pos, title=text),
@@ -50,18 +51,20 @@ PAYLOADS = st.one_of(
     st.builds(TaskAssigned, task_id=ids, agent_id=ids, lease_id=ids, lease_expires_at=seconds, attempt=pos),
     st.builds(TaskStarted, task_id=ids, agent_id=ids, attempt=pos),
     st.builds(TaskCompleted, task_id=ids, agent_id=ids, attempt=pos, result=inputs, duration_s=seconds),
-    st.builds(TaskFailed, task_id=ids, agent_id=st.none() | ids, attempt=pos, error=text, retryable=st.booleans()),
+    st.builds(TaskFailed, task_id=ids, agent_id=st.none() | ids, attempt=pos, error=text,
+              kind=kinds),
     st.builds(TaskRetried, task_id=ids, attempt=pos, not_before=seconds),
-    st.builds(TaskDeadLettered, task_id=ids, attempts=st.integers(0, 100), last_error=text),
+    st.builds(TaskDeadLettered, task_id=ids, attempts=st.integers(0, 100), last_error=text, kind=kinds,
+              dependency=st.none() | ids),
     st.builds(TaskLeaseExpired, task_id=ids, agent_id=ids, lease_id=ids, attempt=pos),
-    st.builds(TaskRequeued, task_id=ids, reason=text),
+    st.builds(TaskRequeued, task_id=ids, reason=text, by=st.sampled_from(["person", "error-detector"])),
     st.builds(AgentRegistered, agent_id=ids, role=ids, capabilities=st.lists(caps, max_size=4), version=text, slots=pos,
               epoch=pos),
     st.builds(AgentHeartbeat, agent_id=ids, epoch=pos, in_flight=st.integers(0, 100)),
     st.builds(RequestSubmitted, request_id=ids, title=text, priority=st.integers(0, 3), submitted_by=st.none() | ids),
     st.builds(AgentUnresponsive, agent_id=ids, reason=text, last_seen_at=st.none() | seconds),
     st.builds(AgentRestarted, agent_id=ids, epoch=pos, reason=text),
-    st.builds(AgentRetired, agent_id=ids, reason=text),
+    st.builds(AgentRetired, agent_id=ids, reason=text, cause=st.sampled_from(["person", "restart-budget"])),
 )
 METADATA = st.builds(Metadata, correlation_id=st.none() | ids, causation_id=st.none() | ids, actor=st.none() | ids,
                      warrant_id=st.none() | ids, extra=st.dictionaries(text, text, max_size=3))
