@@ -78,7 +78,8 @@ class ApprovalLedger:
     version: int = 0
 
     def evolve(self, event: Event, at: float | None = None) -> None:
-        """Fold one event of the stream, recorded at ``at``; a signature counts only if :func:`check_signature` accepts it then."""
+        """Fold one event of the stream, recorded at ``at``; a signature counts only if :func:`check_signature`
+        accepts it then."""
         self.version += 1
         if isinstance(event, ApprovalRequested):
             self.requested = event
@@ -112,9 +113,10 @@ def check_signature(ledger: ApprovalLedger, event: ApprovalSigned | ApprovalReje
     what = "approval" if isinstance(event, ApprovalSigned) else "rejection"
     if requested is None:
         return f"there is no approval request {event.approval_id}"
-    if ledger.granted is not None or ledger.refused is not None:
-        state = "granted" if ledger.granted is not None else f"refused ({ledger.refused.reason})"  # type: ignore[union-attr]
-        return f"approval {event.approval_id} is already {state}"
+    if ledger.granted is not None:
+        return f"approval {event.approval_id} is already granted"
+    if ledger.refused is not None:
+        return f"approval {event.approval_id} is already refused ({ledger.refused.reason})"
     if event.digest != requested.digest:
         return (f"the {what} signs digest {event.digest[:16]}…, but request {event.approval_id} is for "
                 f"{requested.digest[:16]}…: it is for a different action, request or nonce")

@@ -6,7 +6,7 @@ gets, which approvals are granted or refused, which votes are decided, what a de
 change or budget allocation adopts, and which warrants a revocation reaches. The council actor
 (``actors/council_actor.py``) folds the log into it, appends what it decides, and signs.
 
-Each decision is an :class:`Append` at the version of the stream it was decided from, so two
+Each decision is an :class:`events.Intent` at the version of the stream it was decided from, so two
 council incarnations racing, or a decision racing a new signature, can never both land.
 """
 
@@ -17,22 +17,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import ANY, NO_STREAM, RecordedEvent
+from events import ANY, NO_STREAM, Intent, RecordedEvent, streams
 from events.catalogue import (
     ApprovalGranted,
     Budget,
     BudgetAllocated,
+    CheckpointSigned,
     PolicyAdopted,
+    PolicyProposed,
     VoteDecided,
     WarrantIssued,
     WarrantRevoked,
 )
-from events.registry import Event
+from events.streams import Kind
 from governance import approvals, budget, globs, votes
 from governance.approvals import ApprovalLedger
 from governance.errors import WarrantError
 from governance.ledgers import PolicyLedger, WarrantLedger
-from governance.policy import Policy, parse_policy
+from governance.policy import Policy, in_force, parse_policy
 from governance.votes import VoteLedger
 from governance.warrant import Warrant, decode
 
@@ -42,15 +44,6 @@ GOVERNANCE_ACTIONS = frozenset({"policy.change", "budget.allocate"})
 WARRANT_TTL = 8 * 24 * 3600.0
 """How long a task's warrant is valid (seconds): longer than an approval request stays open (7 days), so a
 task that waits for approvals still holds a valid warrant when the last signature lands."""
-
-
-@dataclass(frozen=True)
-class Append:
-    """Events to append to ``stream`` at ``expected`` (a version, ``ANY`` or ``NO_STREAM``)."""
-
-    stream: str
-    events: tuple[Event, ...]
-    expected: Any
 
 
 @dataclass
@@ -76,47 +69,48 @@ class Authority:
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event of the log (events of other kinds are ignored)."""
         self.position = event.position
-        kind, p, stream = event.type, event.payload, event.stream
+        p, ref = event.payload, streams.parse(event.stream)
         at = event.recorded_at.timestamp()
-        if stream == "policy":
+        kind = ref.kind if ref is not None else None
+        if kind is Kind.POLICY:
             self.policy.evolve(p)
-        elif kind == "policy.proposed":
+        elif isinstance(p, PolicyProposed):
             self.proposals[p.policy_hash] = p.text
-        elif stream.startswith("warrant-"):
-            wid = stream.removeprefix("warrant-")
-            ledger = self.warrants.setdefault(wid, WarrantLedger())
+        elif kind is Kind.WARRANT and ref is not None:
+            ledger = self.warrants.setdefault(ref.id, WarrantLedger())
             ledger.evolve(p)
-            if kind == "warrant.issued":
+            if isinstance(p, WarrantIssued):
                 if p.parent_id:
-                    self.children.setdefault(p.parent_id, []).append(wid)
+                    self.children.setdefault(p.parent_id, []).append(ref.id)
                 if p.task_id:
-                    self.by_task.setdefault(p.task_id, []).append(wid)
-        elif stream.startswith("approval-"):
-            self.approvals.setdefault(stream.removeprefix("approval-"), ApprovalLedger()).evolve(p, at)
-        elif stream.startswith("vote-"):
-            self.votes.setdefault(stream.removeprefix("vote-"), VoteLedger()).evolve(p, at)
-        elif kind == "budget.allocated":
+                    self.by_task.setdefault(p.task_id, []).append(ref.id)
+        elif kind is Kind.APPROVAL and ref is not None:
+            self.approvals.setdefault(ref.id, ApprovalLedger()).evolve(p, at)
+        elif kind is Kind.VOTE and ref is not None:
+            self.votes.setdefault(ref.id, VoteLedger()).evolve(p, at)
+        elif isinstance(p, BudgetAllocated):
             self.budgets[p.request_id] = p.budget
-        elif kind == "checkpoint.signed":
+        elif isinstance(p, CheckpointSigned):
             self.last_checkpoint = max(self.last_checkpoint, p.tree_size)
 
     # -- the policy in force ----------------------------------------------------------------
 
     def current(self) -> Policy | None:
-        """The policy in force, parsed (cached by hash), or None before the first adoption."""
+        """The policy in force (:func:`governance.policy.in_force`: known by its recorded hash), parsed once per
+        adoption, or None before the first adoption."""
         adopted = self.policy.adopted
         if adopted is None:
             return None
         parsed = self._parsed.get(adopted.policy_hash)
         if parsed is None:
-            parsed = self._parsed[adopted.policy_hash] = parse_policy(adopted.text, f"policy {adopted.policy_hash[:12]}")
+            parsed = self._parsed[adopted.policy_hash] = in_force(adopted)
         return parsed
 
-    def adopt(self, policy: Policy, approvers: dict[str, str], by: str, authority: str) -> Append:
+    def adopt(self, policy: Policy, approvers: dict[str, str], by: str, authority: str) -> Intent:
         """The ``policy.adopted`` append that puts ``policy`` in force (at the policy stream's version)."""
         event = PolicyAdopted(policy_hash=policy.hash, name=policy.name, text=policy.text, approvers=approvers,
                               adopted_by=by, authority=authority)
-        return Append("policy", (event,), self.policy.version if self.policy.version else NO_STREAM)
+        return Intent(streams.POLICY, [event], self.policy.version if self.policy.version else NO_STREAM)
 
     # -- warrants ---------------------------------------------------------------------------
 
@@ -180,12 +174,13 @@ class Authority:
             total = budget.add(total, ledger.used)
         return total
 
-    def revocations(self, warrant_id: str, reason: str, by: str) -> list[Append]:
+    def revocations(self, warrant_id: str, reason: str, by: str) -> list[Intent]:
         """``warrant.revoked`` for the warrant and every descendant not yet revoked, each in its own stream.
 
-        Appended together (one group commit), they stop the whole subtree at once: the gate
-        appends every action at its warrant stream's version, so an action decided before the
-        revocation landed is refused and decided again.
+        Appended together (one group commit) whatever the streams' versions — a revocation never
+        loses a race — they stop the whole subtree at once: the gate appends every action at its
+        warrant stream's version, so an action decided before the revocation landed is refused
+        and decided again, and then denied.
         """
         if warrant_id not in self.warrants or self.warrants[warrant_id].issued is None:
             raise WarrantError(f"there is no warrant {warrant_id} in the log")
@@ -197,34 +192,34 @@ class Authority:
             seen.add(wid)
             stack.extend(self.children.get(wid, ()))
             if self.warrants[wid].revoked is None:
-                out.append(Append(f"warrant-{wid}", (WarrantRevoked(warrant_id=wid, cause_id=warrant_id, reason=reason,
-                                                                     revoked_by=by),), ANY))
+                out.append(Intent(streams.warrant(wid), [WarrantRevoked(warrant_id=wid, cause_id=warrant_id,
+                                                                        reason=reason, revoked_by=by)], ANY))
         return out
 
     # -- approvals and votes ----------------------------------------------------------------
 
-    def decisions(self, now: float) -> list[Append]:
+    def decisions(self, now: float) -> list[Intent]:
         """Approvals to grant or refuse, votes to decide, and what their outcomes adopt — due now."""
-        out: list[Append] = []
+        out: list[Intent] = []
         policy = self.policy.adopted
         current_hash = policy.policy_hash if policy is not None else ""
         for aid, ledger in self.approvals.items():
             outcome = approvals.tally(ledger, now=now, policy_hash=current_hash)
-            if outcome is None:
+            if outcome is None or ledger.requested is None:  # tally decides only requests
                 continue
-            out.append(Append(f"approval-{aid}", (outcome,), ledger.version))
-            spec = ledger.requested.spec  # type: ignore[union-attr]
+            out.append(Intent(streams.approval(aid), [outcome], ledger.version))
+            spec = ledger.requested.spec
             if isinstance(outcome, ApprovalGranted) and spec.action == "policy.change":
                 out += self._adoption(spec.target, f"approval {aid}", outcome.keys)
         for vid, vote in self.votes.items():
             decided = votes.tally(vote, now=now)
             if decided is None:
                 continue
-            out.append(Append(f"vote-{vid}", (decided,), vote.version))
+            out.append(Intent(streams.vote(vid), [decided], vote.version))
             out += self._vote_outcome(vote, decided)
         return out
 
-    def _adoption(self, policy_hash: str, authority: str, keys: Iterable[str]) -> list[Append]:
+    def _adoption(self, policy_hash: str, authority: str, keys: Iterable[str]) -> list[Intent]:
         text = self.proposals.get(policy_hash)
         if text is None:
             return []
@@ -233,7 +228,7 @@ class Authority:
         return [self.adopt(candidate, {n: pinned[n] for n in candidate.approver_names() if n in pinned},
                            by=",".join(keys), authority=authority)]
 
-    def _vote_outcome(self, vote: VoteLedger, decided: VoteDecided) -> list[Append]:
+    def _vote_outcome(self, vote: VoteLedger, decided: VoteDecided) -> list[Intent]:
         proposed = vote.proposed
         assert proposed is not None
         if proposed.kind == "policy.change" and decided.outcome == "adopt":
@@ -242,8 +237,8 @@ class Authority:
             spec = proposed.payload.get(decided.outcome)
             if spec:
                 request_id, _, amounts = spec.partition(":")
-                return [Append(f"budget-{request_id}", (BudgetAllocated(
-                    request_id=request_id, budget=parse_budget(amounts), authority=f"vote {proposed.vote_id}"),), ANY)]
+                return [Intent(streams.budget(request_id), [BudgetAllocated(
+                    request_id=request_id, budget=parse_budget(amounts), authority=f"vote {proposed.vote_id}")], ANY)]
         return []
 
 

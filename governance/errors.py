@@ -16,10 +16,6 @@ class KeyringError(GovernanceError):
     """A key is missing, malformed, badly named, or its file is readable by others."""
 
 
-class SignatureError(GovernanceError):
-    """A signature does not verify, or is not one this council accepts."""
-
-
 class PolicyError(GovernanceError):
     """A policy file is not valid: the message names the line and the field."""
 

@@ -3,16 +3,33 @@
 :func:`check` takes what the log says — the warrant's ledger and its ancestors', the policy in
 force, the approval or vote the action may need — and one :class:`ActionRequest`, and returns a
 :class:`Verdict`: authorized (with the ``action.authorized`` event to append *before* acting),
-denied (with the ``action.denied`` event and the reason), pending (an approval or a vote must be
-asked for or waited on), or done (this very action, by its idempotency key, already ran: its
-recorded outcome is returned and it must not run again).
+denied (with the ``action.denied`` event, the reason and its :data:`DenialKind`), pending (an
+approval or a vote must be asked for or waited on), or done (this very action, by its idempotency
+key, already ran: its recorded outcome is returned and it must not run again).
 
 Fail closed: anything missing, expired, forged, revoked, out of scope or over budget is a denial
 with its reason, and so is any error raised while deciding. The checks, in order: a warrant
 exists → its chain verifies (signatures, narrowing, validity, revocation) → it is held by this
-agent → it covers the action, resource and environment → the action has not run already → the
-policy allows it (or its approval / vote has been granted, for exactly this action) → the budget
-holds it.
+agent → it covers the action, resource and environment → the key has not named another action →
+the action has not run already → the policy allows it (or its approval / vote has been granted,
+for exactly this action) → the budget holds it.
+
+Idempotency keys and digests. An action is named twice: by its idempotency key, what the skill
+calls it (the task and the call's place in the skill, or a name given with ``tools.named``), and
+by its digest, what it does (action, target, resource, environment, arguments and artifacts; not
+who asks, nor what it is estimated to cost). The first authorisation under a key records the
+digest, and from then on the key means that action and no other:
+
+* the same key with the same digest, completed: done, with the recorded outcome (never run twice);
+* the same key with the same digest, authorised but not finished: authorized again (resume it);
+* the same key with another digest: denied, ``nondeterministic``. The skill took another path on
+  this attempt than on its first; answering "done" would report the first action's success for
+  work that never ran.
+
+Calls whose place in a skill is not fixed — model calls above all — are keyed by their content:
+the key is the digest of the call's inputs. The same inputs give the same key, so the recorded
+result is replayed and never paid for again; other inputs give another key, so they are new work,
+authorised and run on their own — never a silent replay of something else.
 """
 
 from __future__ import annotations
@@ -31,18 +48,22 @@ from events.catalogue import (
     ActionSpec,
     ApprovalRequested,
     Budget,
-    VoteProposed,
+    WarrantIssued,
 )
+from events.catalogue.governance import DenialKind
 from governance import budget, votes, warrant
 from governance.approvals import ApprovalLedger, arguments_digest, new_nonce, spec_digest
-from governance.errors import GovernanceError
+from governance.errors import GovernanceError, PolicyError, VoteError, WarrantError
 from governance.keys import PublicKey
 from governance.ledgers import WarrantLedger
+from governance.policy import PolicyDecision
 from governance.signing import digest
 from governance.votes import VoteLedger
 
 APPROVAL_TTL = 7 * 24 * 3600.0
 """How long an approval request stays open before it expires (seconds)."""
+
+__all__ = ["APPROVAL_TTL", "ActionRequest", "Context", "DenialKind", "PolicyView", "Verdict", "authority_id", "check"]
 
 
 class ActionRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,26 +77,21 @@ class ActionRequest(msgspec.Struct, frozen=True, kw_only=True):
     """The workspace path checked against scopes and policy globs (None for actions without one)."""
     environment: str | None = None
     key: str
-    """The idempotency key: the same key under the same warrant is never run twice."""
+    """The idempotency key: under one warrant, a key names one action, which never runs twice."""
     arguments: dict[str, Any] = {}
     artifacts: dict[str, str] = {}
     cost: Budget = Budget()
 
 
-class Decision(Protocol):
-    """What a policy says about an action (``governance.policy.PolicyDecision`` has these fields)."""
-
-    effect: str
-    rule: str | None
-    reason: str
-
-
 class PolicyView(Protocol):
-    """The policy in force, as the gate needs it."""
+    """The policy in force, as the gate needs it (``governance.policy.Policy`` is one)."""
 
-    hash: str
+    @property
+    def hash(self) -> str:
+        """The hash the policy in force is known by."""
 
-    def decide(self, action: str, role: str, resource: str | None = None, environment: str | None = None) -> Any:
+    def decide(self, action: str, role: str, resource: str | None = None,
+               environment: str | None = None) -> PolicyDecision:
         """The policy's decision for one action (see ``governance.policy.Policy.decide``)."""
 
 
@@ -95,6 +111,8 @@ class Verdict:
     """The approval or vote this verdict waits on or used."""
     completed: ActionCompleted | None = None
     """For ``done``: the recorded outcome of the action that already ran."""
+    denial: DenialKind | None = None
+    """For ``denied``: what kind of denial it is (the ``kind`` of the ``action.denied`` event)."""
 
 
 @dataclass(frozen=True)
@@ -126,130 +144,161 @@ def check(request: ActionRequest, warrant_id: str | None, ctx: Context) -> Verdi
     try:
         return _check(request, warrant_id, ctx)
     except GovernanceError as exc:
-        return _deny(request, warrant_id, ctx, str(exc))
+        return _deny(request, warrant_id, ctx, "error", str(exc))
     except Exception as exc:  # fail closed: a bug in a decision denies, and says so
-        return _deny(request, warrant_id, ctx, f"internal error while deciding ({type(exc).__name__}: {exc})")
+        return _deny(request, warrant_id, ctx, "error", f"internal error while deciding ({type(exc).__name__}: {exc})")
 
 
 def _check(request: ActionRequest, warrant_id: str | None, ctx: Context) -> Verdict:
     ledger = ctx.ledger
     if warrant_id is None or ledger is None or ledger.issued is None:
-        return _deny(request, warrant_id, ctx, f"no warrant{f' {warrant_id}' if warrant_id else ''} is in the log: "
-                                               "an agent acts only under a warrant the council issued")
+        return _deny(request, warrant_id, ctx, "no-warrant", f"no warrant{f' {warrant_id}' if warrant_id else ''} "
+                     "is in the log: an agent acts only under a warrant the council issued")
 
     def revoked(wid: str) -> str | None:
         found = ledger if wid == warrant_id else ctx.ancestor(wid)
         return None if found is None or found.revoked is None else found.revoked.reason
 
-    def lookup(wid: str):  # type: ignore[no-untyped-def]
+    def lookup(wid: str) -> WarrantIssued | None:
         found = ctx.ancestor(wid)
         return None if found is None else found.issued
 
-    chain = warrant.verify_chain(ledger.issued, lookup, ctx.council, ctx.now, revoked)
-    grant = chain[0]
+    try:
+        grant = warrant.verify_chain(ledger.issued, lookup, ctx.council, ctx.now, revoked)[0]
+    except WarrantError as exc:
+        return _deny(request, warrant_id, ctx, "warrant", str(exc))
     if grant.holder != request.agent_id:
-        return _deny(request, warrant_id, ctx, f"warrant {warrant_id} is held by {grant.holder}, not {request.agent_id}")
-    outside = warrant.covers_action(grant, request.action, request.resource, request.environment)
+        return _deny(request, warrant_id, ctx, "holder",
+                     f"warrant {warrant_id} is held by {grant.holder}, not {request.agent_id}")
+    try:
+        outside = warrant.covers_action(grant, request.action, request.resource, request.environment)
+    except PolicyError as exc:  # a resource that is not a path inside the workspace
+        return _deny(request, warrant_id, ctx, "scope", str(exc))
     if outside is not None:
-        return _deny(request, warrant_id, ctx, outside)
+        return _deny(request, warrant_id, ctx, "scope", outside)
+    # A key names one action: compared before "done" or "resume" is answered. Every completed key is also an
+    # authorised one (WarrantLedger folds a completion only after its authorisation), so this covers both.
+    earlier = ledger.authorized.get(request.key)
+    if earlier is not None and earlier.digest != _digest(request):
+        return _another_path(request, warrant_id, ctx, earlier, finished=request.key in ledger.completed)
     if request.key in ledger.completed:
         return Verdict("done", f"action {request.key} already ran under {warrant_id}; not running it again",
                        completed=ledger.completed[request.key])
-    if request.key in ledger.authorized:
-        earlier = ledger.authorized[request.key]
-        if earlier.digest != _digest(request):
-            return _deny(request, warrant_id, ctx, f"action {request.key} was authorised for different arguments or "
-                                                   "target; an idempotency key names one action")
+    if earlier is not None:
         return Verdict("authorized", f"action {request.key} was authorised before and has not finished; resuming it")
-    if ctx.policy is None:
-        return _deny(request, warrant_id, ctx, "no policy is in force; adopt one with `council policy adopt`")
-    decision = ctx.policy.decide(request.action, grant.role, request.resource, request.environment)
+    policy = ctx.policy
+    if policy is None:
+        return _deny(request, warrant_id, ctx, "policy", "no policy is in force; adopt one with `council policy adopt`")
+    decision = policy.decide(request.action, grant.role, request.resource, request.environment)
     approval_id: str | None = None
     if decision.effect in ("approve", "vote"):
-        gated = _gated(request, grant, decision, ctx)
+        gated = (_approval_verdict if decision.effect == "approve" else _vote_verdict)(
+            request, grant, decision, ctx, policy.hash)
         if isinstance(gated, Verdict):
             return gated
         approval_id = gated
     elif decision.effect != "allow":
-        return _deny(request, warrant_id, ctx, decision.reason, rule=decision.rule or "")
+        return _deny(request, warrant_id, ctx, "policy", decision.reason, rule=decision.rule or "")
     over = budget.over(ledger.used, budget.add(request.cost, Budget(actions=1)), grant.budget)
     if over is not None:
-        return _deny(request, warrant_id, ctx, f"{over} (warrant {warrant_id})")
+        return _deny(request, warrant_id, ctx, "budget", f"{over} (warrant {warrant_id})")
     event = ActionAuthorized(warrant_id=warrant_id, agent_id=request.agent_id, action=request.action,
                              target=request.target, environment=request.environment, key=request.key,
-                             digest=_digest(request), policy_hash=ctx.policy.hash, rule=decision.rule or "",
+                             digest=_digest(request), policy_hash=policy.hash, rule=decision.rule or "",
                              cost=request.cost, approval_id=approval_id)
     return Verdict("authorized", decision.reason, f"warrant-{warrant_id}", ledger.version, (event,),
                    authority_id=approval_id)
 
 
-def _gated(request: ActionRequest, grant: warrant.Warrant, decision: Any, ctx: Context) -> Verdict | str:
-    """The approval's or vote's verdict for a gated action: a Verdict to return, or the approval id to record."""
-    assert ctx.policy is not None
+def _another_path(request: ActionRequest, warrant_id: str, ctx: Context, recorded: ActionAuthorized, *,
+                  finished: bool) -> Verdict:
+    """The denial for a key that names another action already: which one, which one now, and what to change."""
+    state = "ran" if finished else "was authorised for (and has not finished)"
+    same = (" (the same action and target, but other arguments, resource, environment or artifacts)"
+            if (recorded.action, recorded.target) == (request.action, request.target) else "")
+    return _deny(request, warrant_id, ctx, "nondeterministic",
+                 f"idempotency key {request.key} names another action under warrant {warrant_id}: the first attempt "
+                 f"{state} {recorded.action} {_short(recorded.target)}, this one asks for {request.action} "
+                 f"{_short(request.target)}{same}; the skill took another path on this attempt than on the first; "
+                 "make the calls it makes only sometimes named (`with tools.named(...)`) or keyed by their content")
+
+
+def _approval_verdict(request: ActionRequest, grant: warrant.Warrant, decision: PolicyDecision, ctx: Context,
+                      policy_hash: str) -> Verdict | str:
+    """For an action the policy lets run once approved: ask, wait or deny (a Verdict), or the granted approval's id."""
     wid = grant.warrant_id
     aid = authority_id(wid, request.key)
-    if decision.effect == "approve":
-        approvers = {name: ctx.approvers[name] for name in decision.approvers if name in ctx.approvers}
-        if len(approvers) < decision.approvals:
-            return _deny(request, wid, ctx, f"rule {decision.rule!r} needs {decision.approvals} approvals but only "
-                                            f"{len(approvers)} of its approvers have pinned keys")
-        found = ctx.approval(aid)
-        if found is None or found.requested is None:
-            spec = _spec(request, wid, ctx, new_nonce(), min(ctx.now + APPROVAL_TTL, grant.expires_at))
-            ask = ApprovalRequested(approval_id=aid, digest=spec_digest(spec), spec=spec, needed=decision.approvals,
-                                    approvers=approvers, rule=decision.rule or "", task_id=grant.task_id)
-            return Verdict("pending", f"{decision.reason}: waiting for {decision.approvals} approval(s) ({aid})",
-                           ask=(f"approval-{aid}", ask), authority_id=aid)
-        spec = _spec(request, wid, ctx, found.requested.spec.nonce, found.requested.spec.expires_at)
-        if spec_digest(spec) != found.requested.digest:
-            return _deny(request, wid, ctx, f"the action is not the one {aid} asked approval for (its digest "
-                                            "differs: another target, arguments, artifact or policy)", rule=decision.rule)
-        if found.refused is not None:
-            return _deny(request, wid, ctx, f"approval {aid} was refused: {found.refused.reason}", rule=decision.rule)
-        if found.granted is None:
-            have = len(found.approvals)
-            return Verdict("pending", f"waiting for approvals: {have} of {found.requested.needed} ({aid})",
-                           authority_id=aid)
-    else:
-        found_vote = ctx.vote(aid)
-        if found_vote is None or found_vote.proposed is None:
-            ask_vote = votes.propose(vote_id=aid, subject=f"{request.action} {request.target}", kind="action",
-                                     options=["approve", "reject"], quorum=decision.quorum,
-                                     deadline=ctx.now + decision.deadline_s,
-                                     voters={n: ctx.approvers[n] for n in decision.voters if n in ctx.approvers},
-                                     proposer=ctx.requester, payload={"digest": _digest(request), "warrant": wid,
-                                                                       "policy": ctx.policy.hash})
-            return Verdict("pending", f"{decision.reason}: waiting for a vote ({aid})", ask=(f"vote-{aid}", ask_vote),
-                           authority_id=aid)
-        proposal: VoteProposed = found_vote.proposed
-        if proposal.payload.get("digest") != _digest(request) or proposal.payload.get("policy") != ctx.policy.hash:
-            return _deny(request, wid, ctx, f"the action is not the one vote {aid} is about, or the policy changed since",
-                         rule=decision.rule)
-        if found_vote.decided is None:
-            return Verdict("pending", f"waiting for the vote: {len(found_vote.ballots)} of {proposal.quorum} ({aid})",
-                           authority_id=aid)
-        if found_vote.decided.outcome != "approve":
-            return _deny(request, wid, ctx, f"vote {aid} decided {found_vote.decided.outcome}: "
-                                            f"{found_vote.decided.reason}", rule=decision.rule)
-        return aid
-    assert found is not None and found.requested is not None
-    if found.requested.spec.policy_hash != ctx.policy.hash:
-        return _deny(request, wid, ctx, f"the policy changed since approval {aid} was granted; ask again",
+    approvers = {name: ctx.approvers[name] for name in decision.approvers if name in ctx.approvers}
+    if len(approvers) < decision.approvals:
+        return _deny(request, wid, ctx, "approval", f"rule {decision.rule!r} needs {decision.approvals} approvals but "
+                     f"only {len(approvers)} of its approvers have pinned keys", rule=decision.rule)
+    found = ctx.approval(aid)
+    if found is None or found.requested is None:
+        spec = _spec(request, wid, ctx, policy_hash, new_nonce(), min(ctx.now + APPROVAL_TTL, grant.expires_at))
+        ask = ApprovalRequested(approval_id=aid, digest=spec_digest(spec), spec=spec, needed=decision.approvals,
+                                approvers=approvers, rule=decision.rule or "", task_id=grant.task_id)
+        return Verdict("pending", f"{decision.reason}: waiting for {decision.approvals} approval(s) ({aid})",
+                       ask=(f"approval-{aid}", ask), authority_id=aid)
+    requested = found.requested
+    spec = _spec(request, wid, ctx, policy_hash, requested.spec.nonce, requested.spec.expires_at)
+    if spec_digest(spec) != requested.digest:
+        return _deny(request, wid, ctx, "approval", f"the action is not the one {aid} asked approval for (its digest "
+                     "differs: another target, arguments, artifact or policy)", rule=decision.rule)
+    if found.refused is not None:
+        return _deny(request, wid, ctx, "approval", f"approval {aid} was refused: {found.refused.reason}",
                      rule=decision.rule)
-    if ctx.now >= found.requested.spec.expires_at:
-        return _deny(request, wid, ctx, f"approval {aid} expired at {found.requested.spec.expires_at:.0f}",
+    if found.granted is None:
+        return Verdict("pending", f"waiting for approvals: {len(found.approvals)} of {requested.needed} ({aid})",
+                       authority_id=aid)
+    if requested.spec.policy_hash != policy_hash:
+        return _deny(request, wid, ctx, "approval", f"the policy changed since approval {aid} was granted; ask again",
                      rule=decision.rule)
-    if aid in (ctx.ledger.approvals_used if ctx.ledger else set()):
-        return _deny(request, wid, ctx, f"approval {aid} was used already; an approval lets one action run once",
+    if ctx.now >= requested.spec.expires_at:
+        return _deny(request, wid, ctx, "approval", f"approval {aid} expired at {requested.spec.expires_at:.0f}",
+                     rule=decision.rule)
+    if ctx.ledger is not None and aid in ctx.ledger.approvals_used:
+        return _deny(request, wid, ctx, "approval", f"approval {aid} was used already; an approval lets one action "
+                     "run once", rule=decision.rule)
+    return aid
+
+
+def _vote_verdict(request: ActionRequest, grant: warrant.Warrant, decision: PolicyDecision, ctx: Context,
+                  policy_hash: str) -> Verdict | str:
+    """For an action the policy puts to a vote: propose, wait or deny (a Verdict), or the approving vote's id."""
+    wid = grant.warrant_id
+    aid = authority_id(wid, request.key)
+    found = ctx.vote(aid)
+    if found is None or found.proposed is None:
+        try:
+            ask = votes.propose(vote_id=aid, subject=f"{request.action} {request.target}", kind="action",
+                                options=["approve", "reject"], quorum=decision.quorum,
+                                deadline=ctx.now + decision.deadline_s,
+                                voters={n: ctx.approvers[n] for n in decision.voters if n in ctx.approvers},
+                                proposer=ctx.requester, payload={"digest": _digest(request), "warrant": wid,
+                                                                  "policy": policy_hash})
+        except VoteError as exc:
+            return _deny(request, wid, ctx, "vote", f"rule {decision.rule!r} puts the action to a vote that cannot "
+                         f"be held: {exc}", rule=decision.rule)
+        return Verdict("pending", f"{decision.reason}: waiting for a vote ({aid})", ask=(f"vote-{aid}", ask),
+                       authority_id=aid)
+    proposal = found.proposed
+    if proposal.payload.get("digest") != _digest(request) or proposal.payload.get("policy") != policy_hash:
+        return _deny(request, wid, ctx, "vote", f"the action is not the one vote {aid} is about, or the policy "
+                     "changed since", rule=decision.rule)
+    if found.decided is None:
+        return Verdict("pending", f"waiting for the vote: {len(found.ballots)} of {proposal.quorum} ({aid})",
+                       authority_id=aid)
+    if found.decided.outcome != "approve":
+        return _deny(request, wid, ctx, "vote", f"vote {aid} decided {found.decided.outcome}: {found.decided.reason}",
                      rule=decision.rule)
     return aid
 
 
-def _spec(request: ActionRequest, warrant_id: str, ctx: Context, nonce: str, expires_at: float) -> ActionSpec:
-    assert ctx.policy is not None
+def _spec(request: ActionRequest, warrant_id: str, ctx: Context, policy_hash: str, nonce: str,
+          expires_at: float) -> ActionSpec:
     return ActionSpec(action=request.action, target=request.target, environment=request.environment,
                       artifacts=dict(request.artifacts), arguments_digest=arguments_digest(request.arguments),
-                      warrant_id=warrant_id, policy_hash=ctx.policy.hash, nonce=nonce, expires_at=expires_at,
+                      warrant_id=warrant_id, policy_hash=policy_hash, nonce=nonce, expires_at=expires_at,
                       requester=ctx.requester)
 
 
@@ -260,12 +309,17 @@ def _digest(request: ActionRequest) -> str:
                    "artifacts": request.artifacts})
 
 
-def _deny(request: ActionRequest, warrant_id: str | None, ctx: Context, reason: str, rule: str | None = "") -> Verdict:
+def _short(target: str, limit: int = 200) -> str:
+    return repr(target if len(target) <= limit else target[:limit] + "…")
+
+
+def _deny(request: ActionRequest, warrant_id: str | None, ctx: Context, kind: DenialKind, reason: str,
+          rule: str | None = "") -> Verdict:
     policy_hash = ctx.policy.hash if ctx.policy is not None else None
     event = ActionDenied(warrant_id=warrant_id, agent_id=request.agent_id, action=request.action, target=request.target,
                          environment=request.environment, key=request.key, reason=reason[:4000],
-                         policy_hash=policy_hash, rule=rule or "")
+                         policy_hash=policy_hash, rule=rule or "", kind=kind)
     ledger = ctx.ledger
     if warrant_id is not None and ledger is not None and ledger.issued is not None:
-        return Verdict("denied", reason, f"warrant-{warrant_id}", ledger.version, (event,))
-    return Verdict("denied", reason, f"gate-{request.agent_id}", None, (event,))
+        return Verdict("denied", reason, f"warrant-{warrant_id}", ledger.version, (event,), denial=kind)
+    return Verdict("denied", reason, f"gate-{request.agent_id}", None, (event,), denial=kind)

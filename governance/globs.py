@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 from governance.errors import PolicyError
 
@@ -126,8 +127,8 @@ def _path_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-# A segment is a tuple of tokens: ("lit", c), ("any",), ("star",), ("class", negated, body regex).
-_Token = tuple
+_Token = tuple[Any, ...]
+"""One token of a segment: ("lit", c), ("any",), ("star",) or ("class", negated, body regex)."""
 
 
 def _segment_tokens(segment: str, pattern: str) -> tuple[_Token, ...]:
@@ -142,7 +143,8 @@ def _segment_tokens(segment: str, pattern: str) -> tuple[_Token, ...]:
         elif c == "[":
             end = segment.find("]", i + 1)
             if end < 0:
-                raise PolicyError(f"resource pattern {pattern!r} has a '[' without its ']'; close the class or remove it")
+                raise PolicyError(f"resource pattern {pattern!r} has a '[' without its ']'; close the class or "
+                                  "remove it")
             tokens.append(_class_token(segment[i + 1:end], pattern))
             i = end
         elif c == "]":
@@ -179,7 +181,7 @@ def _class_token(body: str, pattern: str) -> _Token:
 def _token_regex(token: _Token) -> str:
     kind = token[0]
     if kind == "lit":
-        return re.escape(token[1])
+        return re.escape(str(token[1]))
     if kind == "any":
         return "[^/]"
     if kind == "star":
@@ -213,7 +215,8 @@ def _segment_covers(parent: str, child: str) -> bool:
         return re.fullmatch("".join(_token_regex(t) for t in p_tokens), child) is not None
     if not any(t[0] == "star" for t in p_tokens + c_tokens):
         # Same length, one character each: token by token.
-        return len(p_tokens) == len(c_tokens) and all(_token_covers(p, c) for p, c in zip(p_tokens, c_tokens))
+        return len(p_tokens) == len(c_tokens) and all(
+            _token_covers(p, c) for p, c in zip(p_tokens, c_tokens, strict=True))
     stars = [i for i, t in enumerate(p_tokens) if t[0] == "star"]
     if len(stars) == 1 and all(t[0] in ("lit", "star") for t in p_tokens):
         # parent is PREFIX*SUFFIX (literals): every child string must start and end with them.
@@ -247,14 +250,15 @@ def _token_covers(parent: _Token, child: _Token) -> bool:
 
 
 def check_name_pattern(pattern: str) -> str:
-    """``pattern`` unchanged if it is a valid name pattern (``file.write``, ``file.*``, ``*``); else :class:`PolicyError`."""
+    """``pattern`` unchanged if it is a valid name pattern (``file.write``, ``file.*``, ``*``); else
+    :class:`PolicyError`."""
     if not isinstance(pattern, str) or not _NAME_PATTERN.fullmatch(pattern) or len(pattern) > _MAX_NAME:
         raise PolicyError(f"{pattern!r} is not a name pattern: use up to {_MAX_NAME} lowercase letters, digits, "
                           "'.', '_', '-' and '*' (like 'file.write', 'file.*' or '*')")
     return pattern
 
 
-def match_name(name: str, pattern: str) -> bool:
+def match_name(name: object, pattern: str) -> bool:
     """Whether ``name`` matches name pattern ``pattern``; ``*`` matches any characters, dots included.
 
     A ``name`` that is not a valid name (wrong characters, not a string) matches nothing.

@@ -129,7 +129,8 @@ class Keyring:
         if not path.exists():
             if self._private_path(name).exists():
                 return self.signer(name).public
-            raise KeyringError(f"there is no key {name!r} in {self.directory}; create it with `council keys new {name}`")
+            raise KeyringError(f"there is no key {name!r} in {self.directory}; create it with "
+                               f"`council keys new {name}`")
         try:
             key = serialization.load_pem_public_key(path.read_bytes())
         except ValueError:
@@ -152,7 +153,8 @@ class Keyring:
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError):
-            raise KeyringError(f"{path} is not an unencrypted PEM private key; restore it or create a new key") from None
+            raise KeyringError(f"{path} is not an unencrypted PEM private key; restore it or create a new "
+                               "key") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise KeyringError(f"{path} is not an Ed25519 key; agent-council uses Ed25519 only")
         return SigningKey(name, key)
@@ -167,14 +169,6 @@ class Keyring:
     def list(self) -> list[tuple[PublicKey, bool]]:
         """Every key as (public key, whether its private half is here), sorted by name."""
         return [(self.public(n), self._private_path(n).exists()) for n in self.names()]
-
-    def by_fingerprint(self, fp: str) -> PublicKey | None:
-        """The key with fingerprint ``fp``, if the keyring has it."""
-        for name in self.names():
-            key = self.public(name)
-            if key.fingerprint == fp:
-                return key
-        return None
 
     def _private_path(self, name: str) -> Path:
         return self.directory / f"{check_name(name)}.key"

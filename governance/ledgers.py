@@ -36,7 +36,7 @@ class WarrantLedger:
     completed: dict[str, ActionCompleted] = field(default_factory=dict)
     denied: int = 0
     approvals_used: set[str] = field(default_factory=set)
-    used: Budget = Budget()
+    used: Budget = field(default_factory=Budget)
     """What the warrant has spent: each action's actual cost once it completed, its estimate until then."""
     version: int = 0
 
@@ -59,8 +59,8 @@ class WarrantLedger:
                 self.completed[event.key] = event
                 # The estimate charged at authorisation is replaced by what the action really cost
                 # (fields the completion leaves out keep their estimate).
-                actual = msgspec.structs.replace(
-                    before.cost, **{f: getattr(event.cost, f) for f in budget.FIELDS[:3] if getattr(event.cost, f) is not None})
+                measured = {f: getattr(event.cost, f) for f in budget.FIELDS[:3] if getattr(event.cost, f) is not None}
+                actual = msgspec.structs.replace(before.cost, **measured)
                 self.used = budget.add(budget.subtract_amount(self.used, before.cost), actual)
         elif isinstance(event, ActionDenied):
             self.denied += 1

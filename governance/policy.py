@@ -2,18 +2,23 @@
 
 A policy is a TOML file (see ``examples/policy.toml``) validated into a frozen :class:`Policy`.
 Anything wrong in it — an unknown field, a bad pattern, an approver nobody defined — is refused
-with one :class:`PolicyError` naming the file, the line and the field. A policy is known by its
-:attr:`Policy.hash`, the SHA-256 of its canonical validated form, so comments and layout never
-change it.
+with one :class:`PolicyError` naming the file, the line and the field (the wording is
+:mod:`governance.policy_errors`'). A policy is known by its :attr:`Policy.hash`, the SHA-256 of its
+canonical validated form, so comments and layout never change it; the policy in force is known by
+the hash its adoption recorded (:func:`in_force`).
 
 :meth:`Policy.decide` answers for one action. Rules match on action, role, resource and
 environment; then a matching ``deny`` wins, else the first matching ``vote``, else the matching
 ``approve`` asking the most approvals, else a matching ``allow``; with none, the answer is deny.
+
+Other parts of the system keep their own settings in ``[tool.<name>]`` tables (as
+``pyproject.toml`` does): governed with the policy, part of its hash, never read here.
 """
 
 from __future__ import annotations
 
-import difflib
+import copy
+import datetime
 import hashlib
 import json
 import math
@@ -38,10 +43,11 @@ from pydantic import (
     model_validator,
 )
 
-from events.catalogue import Budget
+from events.catalogue import Budget, PolicyAdopted
 from governance import globs
 from governance.errors import PolicyError
 from governance.keys import NAME as KEY_NAME
+from governance.policy_errors import consistency_problems, refusal, validation_problems, with_count
 from governance.toml_lines import TomlLines
 
 Effect = Literal["allow", "deny", "approve", "vote"]
@@ -62,13 +68,26 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, str):
         found = _DURATION.fullmatch(value.strip())
         if not found:
-            raise ValueError(f'{json.dumps(value)} is not a duration: write "90s", "15m", "2h", "1d" or a number of seconds')
+            raise ValueError(f'{json.dumps(value)} is not a duration: write "90s", "15m", "2h", "1d" or a number '
+                             "of seconds")
         seconds = float(found[1]) * _UNITS[found[2]]
     else:
         seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"must be a positive, finite duration, not {value!r}")
     return seconds
+
+
+def _toml_value(value: Any) -> Any:
+    """``value`` if it is a TOML value (a string, number, boolean, date or time, or an array or table of them)."""
+    if isinstance(value, str | int | float | datetime.date | datetime.time):  # bool is an int; datetime a date
+        return value
+    if isinstance(value, list | tuple):
+        return [_toml_value(item) for item in value]
+    if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
+        return {key: _toml_value(item) for key, item in value.items()}
+    raise ValueError(f"must be a TOML value (a string, number, boolean, date or time, or an array or table of "
+                     f"them), not {type(value).__name__}")
 
 
 def _checked(check: Callable[[Any], Any]) -> AfterValidator:
@@ -98,10 +117,12 @@ RuleName = Annotated[StrictStr, _named("a rule name", _RULE_NAME)]
 Count = Annotated[int, Field(ge=0, strict=True)]
 Money = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
 Positive = Annotated[int, Field(ge=1, strict=True)]
+TomlValue = Annotated[Any, AfterValidator(_toml_value)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # "constants": a NaN or an infinity in a [tool.*] table keeps its own canonical form (not null).
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
 
 class About(_Frozen):
@@ -125,12 +146,6 @@ class Budgets(_Frozen):
 
     request: Limits | None = None
     agent: Limits | None = None
-
-
-class Review(_Frozen):
-    """The ``[review]`` table: how severe a static-review finding must be to stop a pipeline."""
-
-    block_at: Literal["info", "low", "medium", "high", "critical"] = "high"
 
 
 class Rule(_Frozen):
@@ -201,7 +216,8 @@ class Policy(_Frozen):
     policy: About
     approvers: dict[ApproverName, KeyName] = {}
     budgets: Budgets = Budgets()
-    review: Review = Review()
+    tool: dict[StrictStr, dict[StrictStr, TomlValue]] = {}
+    """The ``[tool.<name>]`` tables: other parts' settings, validated only as TOML values, never read here."""
     rules: tuple[Rule, ...] = ()
 
     _text: str = PrivateAttr(default="")
@@ -214,9 +230,9 @@ class Policy(_Frozen):
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Policy:
         if not (info.context or {}).get(_DEFERRED):
-            problems = _consistency_problems(self.model_dump(), lambda loc: None)
+            problems = consistency_problems(self.model_dump(), lambda loc: None)
             if problems:
-                raise ValueError(_with_count(problems[0].message, len(problems) - 1))
+                raise ValueError(with_count(problems[0].message, len(problems) - 1))
         return self
 
     @property
@@ -226,13 +242,20 @@ class Policy(_Frozen):
 
     @property
     def hash(self) -> str:
-        """SHA-256 (hex) of the canonical validated policy; comments and formatting do not change it."""
+        """SHA-256 (hex) of the canonical validated policy; comments and formatting do not change it.
+
+        For the policy in force (:func:`in_force`), the hash its adoption recorded.
+        """
         return self._hash
 
     @property
     def text(self) -> str:
         """The source text this policy was parsed from ("" if it was built otherwise); not part of the hash."""
         return self._text
+
+    def tool_table(self, name: str) -> dict[str, Any]:
+        """A copy of the ``[tool.<name>]`` table (empty if the policy has none); what it means is its owner's to say."""
+        return copy.deepcopy(self.tool.get(name, {}))
 
     def decide(self, action: str, role: str, resource: str | None = None,
                environment: str | None = None) -> PolicyDecision:
@@ -270,14 +293,16 @@ class Policy(_Frozen):
             return PolicyDecision("deny", rule.name, f'rule "{rule.name}" denies {what}')
         if first["vote"]:
             rule = first["vote"][0]
+            voters, deadline = rule.voters or (), rule.deadline or 0.0
             return PolicyDecision("vote", rule.name, f'rule "{rule.name}" puts {what} to a vote of '
-                                  f"{', '.join(rule.voters)} (quorum {rule.quorum}, within {_duration_text(rule.deadline)})",
-                                  voters=rule.voters, quorum=rule.quorum, deadline_s=rule.deadline)
+                                  f"{', '.join(voters)} (quorum {rule.quorum}, within {_duration_text(deadline)})",
+                                  voters=voters, quorum=rule.quorum or 0, deadline_s=deadline)
         if first["approve"]:
-            rule = max(first["approve"], key=lambda r: r.approvals)  # max() keeps the first of equals
+            rule = max(first["approve"], key=lambda r: r.approvals or 0)  # max() keeps the first of equals
+            approvers = rule.approvers or ()
             return PolicyDecision("approve", rule.name, f'rule "{rule.name}" lets {what} run once '
-                                  f"{rule.approvals} of {', '.join(rule.approvers)} approve",
-                                  approvals=rule.approvals, approvers=rule.approvers)
+                                  f"{rule.approvals} of {', '.join(approvers)} approve",
+                                  approvals=rule.approvals or 0, approvers=approvers)
         if first["allow"]:
             rule = first["allow"][0]
             return PolicyDecision("allow", rule.name, f'rule "{rule.name}" allows {what}')
@@ -293,7 +318,8 @@ class Policy(_Frozen):
 
     def summary(self) -> list[tuple[str, str, str]]:
         """Every rule as (effect, rule name, who may do what where), grouped allow, deny, approve, vote."""
-        return [(effect, rule.name, rule.sentence()) for effect in EFFECTS for rule in self.rules if rule.effect == effect]
+        return [(effect, rule.name, rule.sentence()) for effect in EFFECTS for rule in self.rules
+                if rule.effect == effect]
 
     def approver_names(self) -> tuple[str, ...]:
         """The names defined under ``[approvers]``, in file order."""
@@ -324,6 +350,11 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
 
     Raises one :class:`PolicyError` for the first problem by line ("``source`` line N: ...",
     naming the table and field), saying how many more there are.
+
+    Legacy: a top-level ``[review]`` table with ``block_at = X`` (the pipeline's review
+    threshold, before ``[tool.*]`` tables existed) is read as ``[tool.pipeline] review_block_at =
+    X``. Policies adopted then are stored as text in the log and parsed again from it, so the old
+    spelling must keep its meaning; writing both spellings in one policy is refused.
     """
     if not isinstance(text, str):
         raise PolicyError(f"{source}: a policy must be TOML text, not {type(text).__name__}")
@@ -332,119 +363,47 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: TOML syntax error: {exc}; fix the syntax there") from None
     lines = TomlLines(text)
-    problems = _consistency_problems(data, lines.line)
+    problems = consistency_problems(data, lines.line)
+    _upgrade_legacy(data)
     try:
         policy = Policy.model_validate(data, context={_DEFERRED: True})
     except ValidationError as exc:
-        problems += _pydantic_problems(exc, data)
-    meant = {p.meant for p in problems if p.meant}
-    problems = [p for p in problems if not (p.missing and p.loc in meant)]
-    if problems:
-        problems.sort(key=lambda p: lines.line(p.loc) or 0)
-        first = problems[0]
-        line = lines.line(first.loc)
-        where = f"{source} line {line}" if line else source
-        raise PolicyError(_with_count(f"{where}: {first.message}", len(problems) - 1))
+        problems += validation_problems(exc, data, Policy)
+    message = refusal(problems, lines, source)
+    if message is not None:
+        raise PolicyError(message)
     policy._text = text
     return policy
 
 
-@dataclass(frozen=True, slots=True)
-class _Problem:
-    """One thing wrong in a policy: where (a path of keys and indexes) and what, in words."""
+def in_force(adopted: PolicyAdopted) -> Policy:
+    """The policy an adoption put in force: the text it recorded, parsed, known by the hash it recorded.
 
-    loc: tuple[str | int, ...]
-    message: str
-    missing: bool = False
-    """Whether it is a field left out, which a misspelt field (:attr:`meant`) explains instead."""
-    meant: tuple[str | int, ...] | None = None
-    """For an unknown field that looks like a misspelling: the location of the field meant."""
-
-
-def _consistency_problems(data: Mapping[str, Any], line_of: Callable[[tuple], int | None]) -> list[_Problem]:
-    """What is wrong across fields of policy ``data`` (raw TOML or a model dump); shapes are pydantic's to check.
-
-    Rule names unique; an approve rule has approvals and approvers with k <= n, a vote rule
-    voters, quorum <= len(voters) and a deadline, and no rule takes another effect's fields;
-    every approver or voter named is defined; no two approvers share a key.
+    The hash a ``policy.adopted`` event records names the policy in force everywhere — in the
+    warrants issued under it, the approvals asked for and the actions authorised — so the parsed
+    policy carries that hash, whatever this version's canonical form of the same text would hash
+    to (the form changes when the schema does: ``[review]`` became ``[tool.pipeline]``). The text
+    is what the log holds, and the log is tamper-evident. Raises :class:`PolicyError` if the text
+    no longer parses. Callers cache the result by hash: parsing is not free.
     """
-    problems: list[_Problem] = []
-    approvers = data.get("approvers")
-    defined = approvers if isinstance(approvers, Mapping) else {}
-    owners: dict[str, str] = {}
-    for name, key in defined.items():
-        if not isinstance(key, str):
-            continue
-        if key in owners:
-            problems.append(_Problem(("approvers", name), f'[approvers] "{name}" uses key "{key}", as "{owners[key]}" '
-                                    "does; each approver needs a key of their own"))
-        owners.setdefault(key, name)
-    rules = data.get("rules")
-    seen: dict[str, int] = {}
-    for i, rule in enumerate(rules if isinstance(rules, list | tuple) else ()):
-        if not isinstance(rule, Mapping):
-            continue
-        label = _rule_label(i, data)
-        name = rule.get("name")
-        if isinstance(name, str) and name in seen:
-            first = line_of(("rules", seen[name], "name"))
-            problems.append(_Problem(("rules", i, "name"), f'rule name "{name}" is used twice '
-                                    f"(first at {f'line {first}' if first else f'rules[{seen[name]}]'}); "
-                                    "give each rule its own name"))
-        elif isinstance(name, str):
-            seen[name] = i
-        problems += _effect_problems(i, label, rule)
-        for field in ("approvers", "voters"):
-            named = rule.get(field)
-            if not isinstance(named, list | tuple):
-                continue
-            for j, who in enumerate(named):
-                if who in named[:j]:
-                    problems.append(_Problem(("rules", i, field), f'{label} field "{field}" names "{who}" twice; name each once'))
-                elif isinstance(who, str) and who not in defined:
-                    where = ("approvers",) if "approvers" in data else ("rules", i, field)
-                    problems.append(_Problem(where, f'[approvers] "{who}" is named by {label} but not defined; '
-                                            f'add {who} = "<key name>" under [approvers]'))
-    return problems
+    policy = parse_policy(adopted.text, f"the policy in force ({adopted.policy_hash[:12]})")
+    policy._hash = adopted.policy_hash
+    return policy
 
 
-_EFFECT_FIELDS = {"approve": ("approvals", "approvers"), "vote": ("voters", "quorum", "deadline")}
-_NEEDS = {"approvals": "how many must approve", "approvers": "who may approve, from [approvers]",
-          "voters": "who votes, from [approvers]", "quorum": "how many votes decide", "deadline": 'like "24h"'}
+def _upgrade_legacy(data: dict[str, Any]) -> None:
+    """Move a legacy ``[review] block_at`` to ``[tool.pipeline] review_block_at``, in place (see :func:`parse_policy`).
 
-
-def _effect_problems(i: int, label: str, rule: Mapping[str, Any]) -> list[_Problem]:
-    effect = rule.get("effect")
-    if effect not in EFFECTS:
-        return []  # pydantic names the bad effect
-    problems = []
-    for owner, fields in _EFFECT_FIELDS.items():
-        for field in fields:
-            given = rule.get(field) is not None
-            if owner == effect and not given:
-                problems.append(_Problem(("rules", i, field), f'{label} field "{field}" is missing: {_a(owner)} rule '
-                                        f"needs it ({_NEEDS[field]})", missing=True))
-            elif owner != effect and given:
-                problems.append(_Problem(("rules", i, field), f'{label} field "{field}": only {_a(owner)} rule takes '
-                                        f'{field}; remove it or set effect = "{owner}"'))
-    for count, names, noun in (("approvals", "approvers", "approvals"), ("quorum", "voters", "votes")):
-        k, named = rule.get(count), rule.get(names)
-        if effect == ("approve" if count == "approvals" else "vote") and _is_int(k) and isinstance(named, list | tuple) and named and k > len(named):
-            problems.append(_Problem(("rules", i, count), f'{label} field "{count}": asks for {k} {noun} but names only '
-                                    f"{len(named)} {names}; lower {count} or name more {names}"))
-    return problems
-
-
-def _a(effect: str) -> str:
-    return f'{"an" if effect[0] in "aeiou" else "a"} "{effect}"'
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _with_count(message: str, more: int) -> str:
-    return message if not more else f"{message} (and {more} more problem{'s' if more > 1 else ''})"
+    A ``[review]`` table that is malformed, or clashes with ``review_block_at``, is only removed:
+    :func:`governance.policy_errors.consistency_problems` has reported it already.
+    """
+    review = data.pop("review", None)
+    if not isinstance(review, Mapping) or set(review) != {"block_at"}:
+        return
+    tool = data.setdefault("tool", {})
+    pipeline = tool.setdefault("pipeline", {}) if isinstance(tool, dict) else None
+    if isinstance(pipeline, dict):
+        pipeline.setdefault("review_block_at", review["block_at"])
 
 
 def _duration_text(seconds: float) -> str:
@@ -452,114 +411,3 @@ def _duration_text(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
-
-
-# -- saying where ------------------------------------------------------------------------------
-
-
-def _rule_label(i: int, data: Mapping[str, Any]) -> str:
-    rules = data.get("rules")
-    rule = rules[i] if isinstance(rules, list | tuple) and i < len(rules) else None
-    name = rule.get("name") if isinstance(rule, Mapping) else None
-    return f'rules[{i}] ("{name}")' if isinstance(name, str) else f"rules[{i}]"
-
-
-def _where(loc: tuple, data: Mapping[str, Any]) -> str:
-    head, rest = loc[0], loc[1:]
-    if head == "rules" and rest and isinstance(rest[0], int):
-        table, rest = _rule_label(rest[0], data), rest[1:]
-    elif head == "budgets" and rest:
-        table, rest = f"[budgets.{rest[0]}]", rest[1:]
-    elif head in ("policy", "budgets", "approvers", "rules"):
-        table = "[[rules]]" if head == "rules" else f"[{head}]"
-    else:
-        return f'top-level field "{head}"'
-    if not rest:
-        return table
-    if head == "approvers":
-        return f'{table} "{rest[0]}"'
-    return f'{table} field "{rest[0]}"' + "".join(f"[{part}]" for part in rest[1:])
-
-
-_TYPES = {"string_type": "a string", "int_type": "a whole number", "float_type": "a number", "bool_type": "true or false",
-          "list_type": "a list", "tuple_type": "a list", "dict_type": "a table", "model_type": "a table",
-          "model_attributes_type": "a table"}
-
-
-def _pydantic_problems(error: ValidationError, data: Mapping[str, Any]) -> list[_Problem]:
-    errors = error.errors()
-    problems = []
-    for err in errors:
-        loc = tuple(part for part in err["loc"] if part != "[key]")
-        if err["type"] == "too_short" and any(other["loc"][:len(loc)] == loc and len(other["loc"]) > len(loc)
-                                              for other in errors):
-            continue  # a list emptied by its own bad items: the items say what is wrong
-        if err["type"] == "extra_forbidden":
-            parent, key = loc[:-1], str(loc[-1])
-            known = _known_fields(parent)
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else f"; expected one of {', '.join(known)}"
-            where = _where(parent, data) if parent else "the policy"
-            problems.append(_Problem(loc, f'{where} has an unknown field "{key}"{hint}',
-                                    meant=parent + (close[0],) if close else None))
-        elif err["type"] == "missing":
-            problems.append(_Problem(loc, f"{_where(loc, data)} is missing; add it", missing=True))
-        else:
-            problems.append(_Problem(loc, f"{_where(loc, data)}: {_what(err)}"))
-    return problems
-
-
-def _what(err: Any) -> str:
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    if kind in _TYPES:
-        return f"must be {_TYPES[kind]}, not {_kind(value)}"
-    if kind == "literal_error":
-        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
-        return f"must be one of {expected}, not {_show(value)}"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    if kind == "too_short":
-        return "must not be empty" if isinstance(value, str) else "must list at least one item"
-    if kind == "too_long":
-        return f"is too long (at most {ctx.get('max_length')})"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')}, not {_show(value)}"
-    if kind == "finite_number":
-        return f"must be a finite number, not {_show(value)}"
-    message = str(err["msg"])
-    return message[:1].lower() + message[1:]
-
-
-def _kind(value: Any) -> str:
-    for kind, name in ((bool, "true or false"), (str, "a string"), (int, "a whole number"), (float, "a number"),
-                       (list, "a list"), (dict, "a table")):
-        if isinstance(value, kind):
-            return f"{name} ({_show(value)})" if kind in (str, int, float) else name
-    return type(value).__name__
-
-
-def _show(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _known_fields(loc: tuple) -> list[str]:
-    model: Any = Policy
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if _is_model(model) else None
-        model = _model_in(field.annotation) if field else None
-    return list(model.model_fields) if _is_model(model) else []
-
-
-def _model_in(annotation: Any) -> Any:
-    if _is_model(annotation):
-        return annotation
-    return next((found for arg in typing.get_args(annotation) if (found := _model_in(arg)) is not None), None)
-
-
-def _is_model(value: Any) -> bool:
-    return isinstance(value, type) and issubclass(value, BaseModel)

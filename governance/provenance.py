@@ -49,7 +49,8 @@ def statement(subjects: dict[str, str], *, builder_id: str, build_type: str, ext
         if not isinstance(name, str) or not name:
             raise ProvenanceError(f"subject name {name!r} is not a non-empty string")
         if not isinstance(digest, str) or not _SHA256.match(digest):
-            raise ProvenanceError(f"subject {name!r} has digest {digest!r}; give its SHA-256 as 64 lowercase hex digits")
+            raise ProvenanceError(f"subject {name!r} has digest {digest!r}; give its SHA-256 as 64 lowercase hex "
+                                  "digits")
     for field, value in (("builder_id", builder_id), ("build_type", build_type), ("invocation_id", invocation_id)):
         if not isinstance(value, str) or not value:
             raise ProvenanceError(f"{field} must be a non-empty string (a URI for builder_id and build_type)")
@@ -77,7 +78,8 @@ def statement(subjects: dict[str, str], *, builder_id: str, build_type: str, ext
         },
     }
     # The round trip through canonical JSON both copies the arguments and proves the statement is signable.
-    return json.loads(canonical(result))
+    copied: dict[str, Any] = json.loads(canonical(result))
+    return copied
 
 
 def canonical(obj: Any) -> bytes:
@@ -85,7 +87,8 @@ def canonical(obj: Any) -> bytes:
     try:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
-        raise ProvenanceError(f"provenance must be plain JSON data (str, number, bool, None, list, dict): {exc}") from None
+        raise ProvenanceError(f"provenance must be plain JSON data (str, number, bool, None, list, dict): "
+                              f"{exc}") from None
 
 
 def pae(payload_type: str, body: bytes) -> bytes:
@@ -123,7 +126,8 @@ def verify(envelope: dict[str, Any], keys: PublicKey | list[PublicKey], *,
         raise ProvenanceError("the provenance envelope is malformed: it needs payloadType and payload (strings) "
                               "and signatures (a list)")
     if payload_type != PAYLOAD_TYPE:
-        raise ProvenanceError(f"the envelope's payloadType is {payload_type!r}, not {PAYLOAD_TYPE!r}: it is not provenance")
+        raise ProvenanceError(f"the envelope's payloadType is {payload_type!r}, not {PAYLOAD_TYPE!r}: it is not "
+                              "provenance")
     body = _b64("payload", payload)
     known = {key.fingerprint: key for key in ([keys] if isinstance(keys, PublicKey) else list(keys))}
     if not signatures:
@@ -173,9 +177,11 @@ def _parse(body: bytes, predicate_type: str | None) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError):
         raise ProvenanceError("the signed provenance payload is not JSON") from None
     _check_statement(parsed)
-    if predicate_type is not None and parsed["predicateType"] != predicate_type:
-        raise ProvenanceError(f"the statement's predicateType is {parsed['predicateType']!r}, not {predicate_type!r}")
-    return parsed
+    statement: dict[str, Any] = parsed  # _check_statement refused anything but a Statement object
+    if predicate_type is not None and statement["predicateType"] != predicate_type:
+        raise ProvenanceError(f"the statement's predicateType is {statement['predicateType']!r}, not "
+                              f"{predicate_type!r}")
+    return statement
 
 
 def _check_statement(obj: Any) -> None:

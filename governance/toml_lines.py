@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import re
 
+Loc = tuple[str | int, ...]
+"""A place in a TOML document as pydantic reports it: keys and array indexes, outermost first."""
+
 
 class TomlLines:
     """The line where each table and key of a TOML text starts (tomllib keeps no positions).
@@ -19,9 +22,9 @@ class TomlLines:
     """
 
     def __init__(self, text: str) -> None:
-        self._at: dict[tuple, int] = {}
-        arrays: dict[tuple, int] = {}  # each [[array]] seen -> how many of its tables so far
-        table: tuple = ()
+        self._at: dict[Loc, int] = {}
+        arrays: dict[Loc, int] = {}  # each [[array]] seen -> how many of its tables so far
+        table: Loc = ()
         lines = text.splitlines()
         n = 0
         while n < len(lines):
@@ -31,7 +34,7 @@ class TomlLines:
                 parts, _ = _key_parts(line, 2)
                 key = self._resolve(parts[:-1], arrays) + tuple(parts[-1:])
                 arrays[key] = arrays.get(key, 0) + 1
-                table = key + (arrays[key] - 1,)
+                table = (*key, arrays[key] - 1)
                 self._mark(table, number)
             elif line.startswith("["):
                 table = self._resolve(_key_parts(line, 1)[0], arrays)
@@ -42,20 +45,20 @@ class TomlLines:
                     self._mark(table + tuple(parts), number)
                     n = _after_value(lines, n, line[end + 1:])
 
-    def line(self, loc: tuple) -> int | None:
+    def line(self, loc: Loc) -> int | None:
         """The line of ``loc``, or of its nearest ancestor that is in the text; None if none is."""
         for size in range(len(loc), 0, -1):
             if loc[:size] in self._at:
                 return self._at[loc[:size]]
         return None
 
-    def _mark(self, loc: tuple, number: int) -> None:
+    def _mark(self, loc: Loc, number: int) -> None:
         for size in range(1, len(loc) + 1):
             self._at.setdefault(loc[:size], number)
 
     @staticmethod
-    def _resolve(parts: list[str], arrays: dict[tuple, int]) -> tuple:
-        loc: tuple = ()
+    def _resolve(parts: list[str], arrays: dict[Loc, int]) -> Loc:
+        loc: Loc = ()
         for part in parts:
             loc += (part,)
             if loc in arrays:  # [a.b] under [[a]] means the latest table of a

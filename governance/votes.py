@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import msgspec
+
 from events.catalogue import VoteCast, VoteDecided, VoteProposed
 from events.registry import Event
 from governance.errors import VoteError
@@ -30,13 +32,15 @@ def propose(*, vote_id: str, subject: str, kind: str, options: list[str], quorum
         raise VoteError(f"{NO_DECISION!r} is the tally's own outcome, not an option")
     if not voters or not 1 <= quorum <= len(voters):
         raise VoteError(f"quorum {quorum} cannot be reached by {len(voters)} voter(s)")
-    fields = {"vote_id": vote_id, "subject": subject, "kind": kind, "options": list(options), "quorum": quorum,
-              "deadline": deadline, "voters": dict(voters), "proposer": proposer, "payload": dict(payload or {})}
-    return VoteProposed(**fields, digest=digest(fields))  # type: ignore[arg-type]
+    draft = VoteProposed(vote_id=vote_id, subject=subject, kind=kind, options=list(options), quorum=quorum,
+                         deadline=deadline, voters=dict(voters), proposer=proposer, payload=dict(payload or {}),
+                         digest="")
+    return msgspec.structs.replace(draft, digest=proposal_digest(draft))
 
 
 def proposal_digest(proposed: VoteProposed) -> str:
-    """The digest of a proposal's fields, recomputed (it must equal ``proposed.digest``)."""
+    """The digest of every field of a proposal but ``digest`` itself: what its ballots sign (it must equal
+    ``proposed.digest``)."""
     return digest({"vote_id": proposed.vote_id, "subject": proposed.subject, "kind": proposed.kind,
                    "options": list(proposed.options), "quorum": proposed.quorum, "deadline": proposed.deadline,
                    "voters": dict(proposed.voters), "proposer": proposed.proposer, "payload": dict(proposed.payload)})

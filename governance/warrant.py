@@ -76,16 +76,16 @@ def decode(issued: WarrantIssued) -> Warrant:
 
 
 def verify(issued: WarrantIssued, council: PublicKey) -> Warrant:
-    """The warrant, if ``council`` signed exactly these bytes and the envelope agrees with them; else :class:`WarrantError`."""
+    """The warrant, if ``council`` signed exactly these bytes and the envelope agrees with them; else
+    :class:`WarrantError`."""
     if issued.issuer != council.fingerprint:
         raise WarrantError(f"warrant {issued.warrant_id} was issued by key {issued.issuer}, not by this council "
                            f"({council.fingerprint})")
     if not council.verify(issued.signature, _signed(issued.warrant)):
         raise WarrantError(f"warrant {issued.warrant_id} is forged: its signature does not verify with the council key")
     warrant = decode(issued)
-    envelope = (issued.warrant_id, issued.holder, issued.parent_id, issued.task_id, issued.request_id, issued.issuer)
-    inside = (warrant.warrant_id, warrant.holder, warrant.parent_id, warrant.task_id, warrant.request_id, warrant.issuer)
-    if envelope != inside:
+    fields = ("warrant_id", "holder", "parent_id", "task_id", "request_id", "issuer")
+    if any(getattr(issued, f) != getattr(warrant, f) for f in fields):
         raise WarrantError(f"warrant {issued.warrant_id} is forged: its envelope does not match the signed warrant")
     return warrant
 
@@ -117,7 +117,8 @@ def widening(parent: Warrant, child: Warrant) -> str | None:
 
 
 def attenuate(key: SigningKey, parent: Warrant, **narrower: object) -> WarrantIssued:
-    """A child of ``parent`` with some fields narrowed (``warrant_id`` and ``holder`` required), signed.
+    """A child of ``parent``, signed, with some fields narrowed (``warrant_id`` required; the rest default to the
+    parent's).
 
     Raises :class:`WarrantError` if any field would widen the parent; nothing is issued then.
     """
@@ -126,7 +127,7 @@ def attenuate(key: SigningKey, parent: Warrant, **narrower: object) -> WarrantIs
     fields = {f: getattr(parent, f) for f in Warrant.__struct_fields__}
     fields.update(narrower, parent_id=parent.warrant_id)
     try:
-        child = Warrant(**fields)  # type: ignore[arg-type]
+        child = Warrant(**fields)
     except TypeError as exc:
         raise WarrantError(f"cannot narrow warrant {parent.warrant_id}: {exc}") from None
     reason = widening(parent, child)
@@ -157,7 +158,8 @@ def verify_chain(issued: WarrantIssued, lookup: Callable[[str], WarrantIssued | 
             which = "it was" if not chain else f"its ancestor {warrant.warrant_id} was"
             raise WarrantError(f"warrant {issued.warrant_id} is revoked: {which} revoked ({reason})")
         if now < warrant.not_before:
-            raise WarrantError(f"warrant {warrant.warrant_id} is not valid until {warrant.not_before:.0f} (now {now:.0f})")
+            raise WarrantError(f"warrant {warrant.warrant_id} is not valid until {warrant.not_before:.0f} "
+                               f"(now {now:.0f})")
         if now >= warrant.expires_at:
             raise WarrantError(f"warrant {warrant.warrant_id} expired at {warrant.expires_at:.0f} (now {now:.0f})")
         chain.append(warrant)
@@ -165,7 +167,8 @@ def verify_chain(issued: WarrantIssued, lookup: Callable[[str], WarrantIssued | 
             return chain
         current = lookup(warrant.parent_id)
         if current is None:
-            raise WarrantError(f"warrant {warrant.warrant_id} names parent {warrant.parent_id}, which is not in the log")
+            raise WarrantError(f"warrant {warrant.warrant_id} names parent {warrant.parent_id}, which is not in "
+                               "the log")
     return chain
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from governance_support import POLICY, Council, make_council
 
 from actors.tools.gated import ActionRefused, AwaitingAuthority
-from events.catalogue import WarrantIssued
-from governance import approvals, warrant
+from events import VOCABULARY
+from events.catalogue import ActionAuthorized, ActionDenied, PolicyAdopted, WarrantIssued
+from governance import approvals, gate, warrant
+from governance.policy import parse_policy
 
 
 @pytest.fixture
@@ -19,11 +23,19 @@ def council(tmp_path: Path) -> Council:
     return make_council(tmp_path)
 
 
-def denied(council: Council, stream: str) -> str:
-    """The reason of the last action.denied in ``stream``."""
-    reasons = [e.reason for e in council.events(stream) if type(e).__name__ == "ActionDenied"]
-    assert reasons, f"no action.denied in {stream}"
-    return reasons[-1]
+def denial(council: Council, stream: str) -> ActionDenied:
+    """The last action.denied in ``stream``."""
+    found = [e for e in council.events(stream) if isinstance(e, ActionDenied)]
+    assert found, f"no action.denied in {stream}"
+    return found[-1]
+
+
+def denied(council: Council, stream: str, kind: str | None = None) -> str:
+    """The reason of the last action.denied in ``stream`` (checking its kind, if given)."""
+    event = denial(council, stream)
+    if kind is not None:
+        assert event.kind == kind, (event.kind, event.reason)
+    return event.reason
 
 
 def test_an_authorised_write_is_recorded_before_and_after_it_happens(council: Council) -> None:
@@ -49,17 +61,78 @@ def test_a_completed_action_is_never_run_again(council: Council) -> None:
     assert council.types(f"warrant-{grant.warrant_id}").count("action.authorized") == 1
 
 
-@pytest.mark.parametrize(("path", "why"), [
-    ("docs/readme.md", "outside the scope"),
-    (".git/config", 'rule "no-git" denies'),
-    ("../outside.txt", ".."),
-    ("/etc/passwd", "absolute"),
+def test_a_retry_that_takes_another_path_is_denied_not_told_done(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    stream = f"warrant-{grant.warrant_id}"
+    council.tools("a1", grant.warrant_id, "t-path").write_file("src/first.py", "v1")
+    again = council.tools("a1", grant.warrant_id, "t-path").write_file("src/first.py", "v1")  # the same first call
+    assert again["already_done"]
+    with pytest.raises(ActionRefused, match="took another path"):  # a retry whose first call differs
+        council.tools("a1", grant.warrant_id, "t-path").write_file("src/second.py", "v1")
+    assert not (council.home / "workspace" / "src" / "second.py").exists()
+    reason = denied(council, stream, "nondeterministic")
+    assert reason.startswith(f"idempotency key t-path#1 names another action under warrant {grant.warrant_id}: "
+                             "the first attempt ran file.write 'src/first.py', this one asks for file.write "
+                             "'src/second.py'; the skill took another path on this attempt than on the first; ")
+    assert "`with tools.named(...)`" in reason and "keyed by their content" in reason
+    assert council.types(stream).count("action.authorized") == 1
+
+
+def test_the_same_target_with_other_arguments_is_another_action(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    council.tools("a1", grant.warrant_id, "t-args").write_file("src/a.py", "v1")
+    with pytest.raises(ActionRefused):
+        council.tools("a1", grant.warrant_id, "t-args").write_file("src/a.py", "v2")
+    reason = denied(council, f"warrant-{grant.warrant_id}", "nondeterministic")
+    assert "(the same action and target, but other arguments, resource, environment or artifacts)" in reason
+    assert (council.home / "workspace" / "src" / "a.py").read_text() == "v1"
+
+
+def _write(agent: str, key: str, path: str, content: str = "x") -> gate.ActionRequest:
+    return gate.ActionRequest(agent_id=agent, action="file.write", target=path, resource=path, key=key,
+                              arguments={"sha256": hashlib.sha256(content.encode()).hexdigest()})
+
+
+def test_the_gatekeeper_records_each_verdict_with_its_kind(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    keeper = council.gatekeeper("a1")
+    first = keeper.authorize(_write("a1", "k-1", "src/a.py"), grant.warrant_id)
+    assert (first.outcome, first.denial) == ("authorized", None)
+    resumed = keeper.authorize(_write("a1", "k-1", "src/a.py"), grant.warrant_id)  # authorised, not finished
+    assert resumed.outcome == "authorized" and "resuming" in resumed.reason
+    other = keeper.authorize(_write("a1", "k-1", "src/b.py"), grant.warrant_id)
+    assert (other.outcome, other.denial) == ("denied", "nondeterministic")
+    assert "the first attempt was authorised for (and has not finished) file.write 'src/a.py'" in other.reason
+    assert "this one asks for file.write 'src/b.py'" in other.reason
+    keeper.completed(grant.warrant_id, "k-1", ok=True)
+    done = keeper.authorize(_write("a1", "k-1", "src/a.py"), grant.warrant_id)
+    assert (done.outcome, done.denial) == ("done", None) and done.completed is not None and done.completed.ok
+    after = keeper.authorize(_write("a1", "k-1", "src/b.py"), grant.warrant_id)
+    assert (after.outcome, after.denial) == ("denied", "nondeterministic") and "the first attempt ran" in after.reason
+    recorded = [e for e in council.events(f"warrant-{grant.warrant_id}") if isinstance(e, ActionDenied)]
+    assert [(e.key, e.kind, e.reason) for e in recorded] == [("k-1", "nondeterministic", other.reason),
+                                                           ("k-1", "nondeterministic", after.reason)]
+    outside = keeper.authorize(_write("a1", "k-2", "docs/a.md"), grant.warrant_id)
+    assert outside.denial == "scope" and denial(council, f"warrant-{grant.warrant_id}").kind == "scope"
+
+
+def test_a_denial_recorded_before_kinds_existed_still_reads() -> None:
+    payload = {"warrant_id": "w-1", "agent_id": "a1", "action": "file.write", "target": "x", "key": "k", "reason": "no"}
+    event = VOCABULARY.decode("action.denied", 1, json.dumps(payload).encode())
+    assert isinstance(event, ActionDenied) and event.kind is None
+
+
+@pytest.mark.parametrize(("path", "why", "kind"), [
+    ("docs/readme.md", "outside the scope", "scope"),
+    (".git/config", 'rule "no-git" denies', "policy"),
+    ("../outside.txt", "..", "scope"),
+    ("/etc/passwd", "absolute", "scope"),
 ])
-def test_out_of_scope_paths_are_denied_and_nothing_is_written(council: Council, path: str, why: str) -> None:
+def test_out_of_scope_paths_are_denied_and_nothing_is_written(council: Council, path: str, why: str, kind: str) -> None:
     grant = council.warrant("a1", "coder")
     with pytest.raises(ActionRefused):
         council.tools("a1", grant.warrant_id, "t-scope").write_file(path, "x")
-    assert why in denied(council, f"warrant-{grant.warrant_id}")
+    assert why in denied(council, f"warrant-{grant.warrant_id}", kind)
     assert not any(p.is_file() for p in (council.home / "workspace").rglob("*"))
     assert not (council.home / "outside.txt").exists()
 
@@ -75,7 +148,7 @@ def test_a_forged_warrant_is_denied(council: Council) -> None:
     council.store.append("warrant-w-forged", [event])
     with pytest.raises(ActionRefused):
         council.tools("a1", "w-forged", "t-forged").write_file("src/a.py", "x")
-    assert "forged" in denied(council, "warrant-w-forged")
+    assert "forged" in denied(council, "warrant-w-forged", "warrant")
 
 
 def test_a_warrant_with_a_widened_scope_but_the_old_signature_is_denied(council: Council) -> None:
@@ -87,7 +160,7 @@ def test_a_warrant_with_a_widened_scope_but_the_old_signature_is_denied(council:
     council.store.append("warrant-w-wide", [msgspec.structs.replace(issued, warrant_id="w-wide", warrant=data)])
     with pytest.raises(ActionRefused):
         council.tools("a1", "w-wide", "t-wide").write_file("docs/x.md", "x")
-    assert "forged" in denied(council, "warrant-w-wide")
+    assert "forged" in denied(council, "warrant-w-wide", "warrant")
 
 
 def test_an_expired_warrant_is_denied(council: Council) -> None:
@@ -95,20 +168,20 @@ def test_an_expired_warrant_is_denied(council: Council) -> None:
     council.clock.now += 61
     with pytest.raises(ActionRefused):
         council.tools("a1", grant.warrant_id, "t-exp").write_file("src/a.py", "x")
-    assert "expired" in denied(council, f"warrant-{grant.warrant_id}")
+    assert "expired" in denied(council, f"warrant-{grant.warrant_id}", "warrant")
 
 
 def test_a_warrant_held_by_another_agent_is_denied(council: Council) -> None:
     grant = council.warrant("a1", "coder")
     with pytest.raises(ActionRefused):
         council.tools("a2", grant.warrant_id, "t-other").write_file("src/a.py", "x")
-    assert "held by a1, not a2" in denied(council, f"warrant-{grant.warrant_id}")
+    assert "held by a1, not a2" in denied(council, f"warrant-{grant.warrant_id}", "holder")
 
 
 def test_no_warrant_is_denied_in_the_agents_gate_stream(council: Council) -> None:
     with pytest.raises(ActionRefused):
         council.tools("a1", None, "t-none").write_file("src/a.py", "x")
-    assert "no warrant" in denied(council, "gate-a1")
+    assert "no warrant" in denied(council, "gate-a1", "no-warrant")
 
 
 def test_revoking_a_parent_stops_its_children_at_once(council: Council) -> None:
@@ -121,7 +194,8 @@ def test_revoking_a_parent_stops_its_children_at_once(council: Council) -> None:
         council.store.append(append.stream, list(append.events), append.expected)
     with pytest.raises(ActionRefused):
         council.tools("a2", "w-child", "t-child-2").write_file("src/late.py", "x")
-    assert "revoked" in denied(council, "warrant-w-child") and "key compromise" in denied(council, "warrant-w-child")
+    reason = denied(council, "warrant-w-child", "warrant")
+    assert "revoked" in reason and "key compromise" in reason
     assert not (council.home / "workspace" / "src" / "late.py").exists()
 
 
@@ -155,7 +229,7 @@ def test_a_call_over_budget_is_denied(council: Council) -> None:
     tools.write_file("src/2.py", "2")
     with pytest.raises(ActionRefused):
         tools.write_file("src/3.py", "3")
-    assert "budget exhausted: actions 2 used + 1 asked > 2" in denied(council, f"warrant-{grant.warrant_id}")
+    assert "budget exhausted: actions 2 used + 1 asked > 2" in denied(council, f"warrant-{grant.warrant_id}", "budget")
     assert not (council.home / "workspace" / "src" / "3.py").exists()
 
 
@@ -246,7 +320,7 @@ def test_a_tampered_action_after_approval_is_denied(council: Council) -> None:
     (council.home / "workspace" / "dist" / "app.tar").write_text("v2, swapped after the approval")
     with pytest.raises(ActionRefused):
         council.tools("d1", grant.warrant_id, "t-deploy").deploy("dist/app.tar", "production")
-    assert "digest differs" in denied(council, f"warrant-{grant.warrant_id}")
+    assert "digest differs" in denied(council, f"warrant-{grant.warrant_id}", "approval")
     assert not (council.home / "workspace" / ".deployments").exists()
 
 
@@ -307,8 +381,8 @@ def test_a_vote_gated_deploy_runs_when_the_vote_approves(council: Council) -> No
 def test_a_policy_change_is_adopted_once_two_approvers_sign_it(council: Council) -> None:
     import time as _time
 
-    from cluster.cli_governance import approvals_spec
     from events.catalogue import ApprovalRequested, PolicyProposed
+    from governance.motions import policy_change_spec as approvals_spec
     from governance.policy import parse_policy
 
     new = parse_policy(POLICY.replace('name = "test"', 'name = "test, second edition"'))
@@ -360,3 +434,42 @@ def test_a_command_is_charged_the_time_it_took_not_its_timeout(council: Council)
     council.tools("a1", grant.warrant_id, "t-time").run(["true"], ".", timeout=900)
     [ledger] = [w for wid, w in council.fold().warrants.items() if wid == grant.warrant_id]
     assert ledger.used.wall_time_s is not None and ledger.used.wall_time_s < 5
+
+
+# -- the policy in force is the one its adoption recorded ----------------------------------------
+
+
+def _hash_before_tool_tables(text: str) -> str:
+    """The hash an earlier version gave this policy: its canonical form had ``review`` where ``tool`` is now."""
+    form: dict[str, Any] = parse_policy(text).model_dump(mode="json")
+    pipeline = form.pop("tool").get("pipeline", {})
+    form["review"] = {"block_at": pipeline.get("review_block_at", "high")}
+    return hashlib.sha256(json.dumps(form, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def test_a_policy_adopted_under_an_older_hash_is_in_force_under_that_hash(council: Council) -> None:
+    legacy = POLICY + '\n[review]\nblock_at = "medium"\n'
+    recorded = _hash_before_tool_tables(legacy)
+    assert recorded != parse_policy(legacy).hash  # what this version alone would call it
+    ledger = council.fold().policy
+    council.store.append("policy", [PolicyAdopted(policy_hash=recorded, name="test", text=legacy,
+                                                  approvers=dict(ledger.adopted.approvers), adopted_by="test",
+                                                  authority="an earlier version")], ledger.version)
+    in_force = council.fold().current()
+    assert in_force is not None and in_force.hash == recorded
+    assert in_force.tool_table("pipeline") == {"review_block_at": "medium"}
+
+    writer = council.warrant("a1", "coder")
+    assert writer.policy_hash == recorded
+    council.tools("a1", writer.warrant_id, "t-legacy").write_file("src/a.py", "x")
+    [authorized] = [e for e in council.events(f"warrant-{writer.warrant_id}") if isinstance(e, ActionAuthorized)]
+    assert authorized.policy_hash == recorded
+
+    grant, aid, ledger_ = deploy_request(council)
+    assert ledger_.requested.spec.policy_hash == recorded
+    sign(council, "alice", aid)
+    sign(council, "bob", aid)
+    decide(council)
+    assert council.authority.approvals[aid].refused is None and council.authority.approvals[aid].granted is not None
+    assert council.tools("d1", grant.warrant_id, "t-deploy").deploy("dist/app.tar", "production")["environment"] == \
+        "production"

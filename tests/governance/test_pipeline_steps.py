@@ -3,16 +3,21 @@ back from what it recorded, and a step that stopped halfway finishes the rest â€
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 from governance_support import Council, make_council
 
 from actors.pipeline import steps
+from actors.pipeline.results import BuildResult, Release
 from actors.tools.ci import CiTools
 from actors.tools.git import Git, Identity
 from actors.tools.workspace import Workspace
+from events import streams
+from events.catalogue import Artefact, TaskCompleted
 
 APP = "import os\n\n\ndef add(a, b):\n    return a + b\n"
 TEST = "from src.app import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
@@ -43,10 +48,10 @@ def council(tmp_path: Path) -> Council:
     return council
 
 
-def tools(council: Council, warrant_id: str, task: str) -> CiTools:
+def tools(council: Council, warrant_id: str, task: str, agent: str = "a1") -> CiTools:
     """A fresh attempt's tools: nothing carried over in memory from an earlier attempt."""
-    return CiTools(council.gatekeeper("a1"), warrant_id, task, Workspace(council.home / "workspace"),
-                   history=council.store.read_stream)
+    return CiTools(council.gatekeeper(agent), warrant_id, task, Workspace(council.home / "workspace"),
+                   Workspace(council.home / "environments"), history=council.store.read_stream)
 
 
 def kinds(council: Council, warrant_id: str, kind: str) -> list:
@@ -62,14 +67,14 @@ def test_a_review_that_stopped_after_applying_its_fixes_commits_them_on_the_next
         first.patch(diff, ".", strip=0)
     # the agent dies here: the fix is applied, not committed
     done = steps.review({"threshold": "high"}, tools(council, grant.warrant_id, "t-review"))
-    assert done["fix_commit"] and done["blocking"] == []
+    assert done.fix_commit and done.blocking == []
     log = subprocess.run(["git", "log", "-1", "--format=%an%n%B", "--stat"], cwd=council.home / "workspace",
                          capture_output=True, text=True, check=True).stdout
     assert log.startswith("a1") and "ruff's safe automatic fixes" in log and "src/app.py" in log
     assert "import os" not in (council.home / "workspace" / "src" / "app.py").read_text()
     assert len(kinds(council, grant.warrant_id, "FileChanged")) == 1  # the patch was applied once
     again = steps.review({"threshold": "high"}, tools(council, grant.warrant_id, "t-review"))
-    assert again["fix_commit"] == done["fix_commit"]  # a third attempt finds the same commit in the log
+    assert again == done  # a third attempt finds the same commit, and the same review, in the log
     assert len(kinds(council, grant.warrant_id, "GitCommitted")) == 1
 
 
@@ -87,6 +92,27 @@ def test_a_finished_build_is_not_built_again(council: Council) -> None:
     first = tools(council, grant.warrant_id, "t-build").build(".", "dist")
     built = {p.name: p.stat().st_mtime_ns for p in (council.home / "workspace" / "dist").iterdir()}
     again = tools(council, grant.warrant_id, "t-build").build(".", "dist")
-    assert again["already_done"] is True and again["artefacts"] == first["artefacts"] and first["reproducible"]
+    assert again == first and first.reproducible and first.artefacts  # rebuilt from build.reported, not built
     assert {p.name: p.stat().st_mtime_ns for p in (council.home / "workspace" / "dist").iterdir()} == built
     assert len(kinds(council, grant.warrant_id, "BuildReported")) == 1
+
+
+def test_a_finished_deploy_is_not_released_again_and_its_step_returns_the_same_release(council: Council) -> None:
+    content = b"the release"
+    (council.home / "workspace" / "dist").mkdir()
+    (council.home / "workspace" / "dist" / "app.tar").write_bytes(content)
+    artefact = Artefact(name="app.tar", path="dist/app.tar", sha256=hashlib.sha256(content).hexdigest(),
+                        size=len(content))
+    built = BuildResult(artefacts=[artefact], reproducible=True, commit=None, source_date_epoch=0)
+    council.store.append(streams.task("t-build"), [TaskCompleted(task_id="t-build", agent_id="b1", attempt=1,
+                                                                 result=msgspec.to_builtins(built))])
+    grant = council.warrant("d1", "deployer", task="t-staging")
+    inputs = {"build": "t-build", "environment": "staging"}
+    first = steps.deploy(inputs, tools(council, grant.warrant_id, "t-staging", "d1"))
+    current = council.home / "environments" / "staging" / "current"
+    assert first == Release(environment="staging", release=first.release, artefact="app.tar",
+                            sha256=artefact.sha256, path=str(current))
+    again = steps.deploy(inputs, tools(council, grant.warrant_id, "t-staging", "d1"))
+    assert again == first, "the replayed release is the one deployed, rebuilt from release.deployed"
+    assert len(kinds(council, grant.warrant_id, "ReleaseDeployed")) == 1
+    assert len(list((council.home / "environments" / "staging" / "releases").iterdir())) == 1

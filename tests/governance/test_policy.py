@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from events.catalogue import Budget
+from events.catalogue import Budget, PolicyAdopted
 from governance import globs
 from governance.errors import PolicyError
-from governance.policy import PolicyDecision, load_policy, parse_duration, parse_policy
+from governance.policy import EFFECTS, Policy, PolicyDecision, in_force, load_policy, parse_duration, parse_policy
+from governance.policy_errors import EFFECT_FIELDS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
 
@@ -446,7 +447,7 @@ def test_example_policy_decisions():
     prod = policy.decide("deploy", "deployer", environment="prod")
     assert prod.effect == "approve" and prod.approvals >= 2
     assert policy.decide("deploy", "deployer", environment="staging").allowed
-    assert policy.review.block_at == "high"
+    assert policy.tool_table("pipeline") == {"review_block_at": "high"}
     assert policy.decide("command.run", "tester", environment="staging").allowed
     assert policy.decide("command.run", "tester", environment="prod").effect == "deny"
     assert policy.decide("file.write", "reviewer", "src/app.py").allowed and policy.decide("build", "builder").allowed
@@ -460,8 +461,83 @@ def test_example_policy_decisions():
     assert policy.decide("llm.call", "builder").effect == "deny"
 
 
-def test_a_review_threshold_must_be_a_severity():
-    text = EXAMPLE.read_text().replace('block_at = "high"', 'block_at = "severe"')
-    message = refusal(text)
-    assert message.startswith("policy.toml line ")
-    assert "info, low, medium, high, critical" in message and '"severe"' in message
+def test_every_effect_says_which_fields_it_takes():
+    assert set(EFFECT_FIELDS) == set(EFFECTS)
+
+
+# -- [tool.*] tables, and the legacy [review] table ----------------------------------------------
+
+
+TOOLS = HEAD + """
+[tool.pipeline]
+review_block_at = "severe"   # not a severity: governance does not read it, the pipeline refuses it
+
+[tool.dashboards]
+panels = ["queue", {name = "costs", rows = 3}]
+since = 2025-01-01
+ratio = nan
+"""
+
+
+def test_tool_tables_are_opaque_copies_and_part_of_the_hash():
+    policy = parse_policy(TOOLS)
+    assert policy.tool_table("pipeline") == {"review_block_at": "severe"}
+    assert policy.tool_table("dashboards")["panels"] == ["queue", {"name": "costs", "rows": 3}]
+    assert policy.tool_table("nobody") == {}
+    policy.tool_table("pipeline")["review_block_at"] = "info"
+    policy.tool_table("dashboards")["panels"][1]["rows"] = 9
+    assert policy.tool_table("pipeline") == {"review_block_at": "severe"}
+    assert policy.tool_table("dashboards")["panels"][1]["rows"] == 3
+    assert policy.hash != parse_policy(TOOLS.replace('"severe"', '"high"')).hash
+    assert policy.hash != parse_policy(TOOLS.replace("rows = 3", "rows = 4")).hash
+    assert policy.hash != parse_policy(TOOLS.replace("ratio = nan", "ratio = inf")).hash
+    assert policy.hash == parse_policy(TOOLS.replace("ratio = nan", "ratio=nan  # not a number")).hash
+    assert policy.hash != parse_policy(HEAD).hash
+
+
+def test_a_tool_entry_must_be_a_table_of_toml_values():
+    text = HEAD + "\n[tool]\npipeline = 3\n"
+    assert refusal(text) == f'policy.toml line {line_of(text, "pipeline")}: [tool.pipeline]: must be a table, not a ' \
+                            "whole number (3)"
+    text = 'tool = "pipeline"\n' + HEAD
+    assert refusal(text).endswith('[tool]: must be a table, not a string ("pipeline")')
+    data = parse_policy(HEAD).model_dump()
+    data["tool"] = {"pipeline": {"review_block_at": {"high", "low"}}}
+    with pytest.raises(ValidationError, match="must be a TOML value"):
+        Policy.model_validate(data)
+
+
+LEGACY = HEAD + '\n[review]\nblock_at = "medium"\n' + rule("x")
+
+
+def test_a_legacy_review_table_is_read_as_the_pipelines_tool_table():
+    policy = parse_policy(LEGACY)
+    assert policy.tool_table("pipeline") == {"review_block_at": "medium"}
+    modern = LEGACY.replace('[review]\nblock_at = "medium"', '[tool.pipeline]\nreview_block_at = "medium"')
+    assert policy.hash == parse_policy(modern).hash
+    assert policy.text == LEGACY
+    beside = parse_policy(LEGACY + '\n[tool.pipeline]\nretries = 2\n')
+    assert beside.tool_table("pipeline") == {"retries": 2, "review_block_at": "medium"}
+
+
+def test_a_legacy_review_table_with_its_replacement_or_other_fields_is_refused():
+    both = LEGACY + '\n[tool.pipeline]\nreview_block_at = "high"\n'
+    assert refusal(both) == (f'policy.toml line {line_of(both, "block_at =")}: [review] block_at and [tool.pipeline] '
+                             "review_block_at both set the pipeline's review threshold; keep only [tool.pipeline] "
+                             "review_block_at")
+    other = LEGACY.replace('block_at = "medium"', 'block_at = "medium"\nstrict = true')
+    assert refusal(other) == (f'policy.toml line {line_of(other, "strict")}: [review] has an unknown field "strict"; it '
+                              'takes only "block_at" (write [tool.pipeline] review_block_at instead)')
+    assert refusal('review = "high"\n' + HEAD).endswith('[review]: must be a table, not a string ("high")')
+
+
+def test_the_policy_in_force_is_known_by_the_hash_its_adoption_recorded():
+    recorded = "0123456789abcdef" * 4
+    assert parse_policy(LEGACY).hash != recorded
+    adopted = PolicyAdopted(policy_hash=recorded, name="test", text=LEGACY, adopted_by="test")
+    policy = in_force(adopted)
+    assert policy.hash == recorded and policy.text == LEGACY
+    assert policy.tool_table("pipeline") == {"review_block_at": "medium"}
+    with pytest.raises(PolicyError, match=r"^the policy in force \(0123456789ab\) line "):
+        in_force(PolicyAdopted(policy_hash=recorded, name="test", text=HEAD + rule("x", effect="maybe"),
+                               adopted_by="test"))

@@ -53,7 +53,8 @@ def test_a_patch_is_applied_whole_and_recorded_with_digests_before_and_after(cou
     assert council.tools("a1", grant.warrant_id, "t-patch").patch(diff)["files"] == ["src/app.py"]
     assert "return b + a" in (ws / "src" / "app.py").read_text()
     [changed] = [e for e in council.events(f"warrant-{grant.warrant_id}") if type(e).__name__ == "FileChanged"]
-    assert changed.before == before and changed.after == hashlib.sha256((ws / "src" / "app.py").read_bytes()).hexdigest()
+    after = hashlib.sha256((ws / "src" / "app.py").read_bytes()).hexdigest()
+    assert changed.before == before and changed.after == after
 
 
 def test_a_patch_touching_a_forbidden_path_is_denied_and_nothing_changes(council: Council) -> None:
@@ -96,7 +97,8 @@ def test_junit_that_is_not_xml_is_refused() -> None:
 def test_commands_are_argument_lists_with_a_timeout_and_a_digest_of_all_output(tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
     done = commands.run(ws, ["python3", "-c", "print('x' * 10000)"], tail=100)
-    assert len(done.stdout) == 100 and done.output_digest == hashlib.sha256(("x" * 10000 + "\n").encode() + b"\0").hexdigest()
+    digest = hashlib.sha256(("x" * 10000 + "\n").encode() + b"\0").hexdigest()
+    assert len(done.stdout) == 100 and done.output_digest == digest
     with pytest.raises(WorkspaceError, match="ran longer than"):
         commands.run(ws, ["python3", "-c", "import time; time.sleep(5)"], timeout=0.5)
     with pytest.raises(WorkspaceError, match="non-empty list"):
@@ -118,7 +120,7 @@ def test_deploys_switch_current_atomically_and_a_failed_health_check_rolls_back(
     good = os.readlink(current)
     (ws / "dist" / "app.tar").write_text("v3, broken")
     check = ["python3", "-c", "import sys, pathlib; sys.exit('broken' in pathlib.Path('app.tar').read_text())"]
-    with pytest.raises(Exception, match="failed its health check in staging .* rolled back to"):
+    with pytest.raises(Exception, match=r"failed its health check in staging .* rolled back to"):
         tools.deploy("dist/app.tar", "staging", health=check)
     assert os.readlink(current) == good and (current / "app.tar").read_text() == "v2"
     outcomes = [e for e in council.events(f"warrant-{grant.warrant_id}") if type(e).__name__ == "ActionCompleted"]
