@@ -17,22 +17,23 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import ray
 
 from actors import names
 from actors.eventsourced import Entity, Fenced
 from actors.gatekeeper import Gatekeeper
-from actors.pipeline.steps import SKILLS as PIPELINE_SKILLS
-from actors.skills import ACTING, BUILTIN, ActingSkill, PermanentFailure, Skill, reporting
+from actors.skills import PermanentFailure, Skill, SkillRegistry, failure_kind, reporting
 from actors.store_client import StoreClient
 from actors.tools.checkout import tree_of
-from actors.tools.ci import CiTools
 from actors.tools.gated import ActionRefused, AwaitingAuthority
+from actors.tools.toolsets import Bench, tools_for
 from actors.tools.workspace import Workspace
-from events import CouncilError, Event
+from events import CouncilError, Event, streams
 from events.catalogue import (
     AgentHeartbeat,
     AgentRegistered,
@@ -44,10 +45,11 @@ from events.catalogue import (
     TaskStarted,
 )
 from events.errors import ConcurrencyError
-from governance.keys import Keyring, PublicKey
+from governance.keys import Keyring, PublicKey, SigningKey
 
-ACTING_SKILLS: dict[str, ActingSkill] = {**ACTING, **PIPELINE_SKILLS}
-"""Every capability that acts on the world: the general ones and the pipeline's steps."""
+Outcome = str
+"""How an attempt ended, as :meth:`AgentActor.run` reports it: ``completed``, ``failed``, ``awaiting`` (an
+approval or vote), ``lost`` (the lease was taken back first) or ``fenced`` (a newer incarnation owns the agent)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class AgentLifecycle:
 
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
-        self.stream = f"agent-{agent_id}"
+        self.stream = streams.agent(agent_id)
 
     def initial(self) -> Life:
         return Life()
@@ -105,19 +107,23 @@ class AgentLifecycle:
 
 @ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"health": 1})
 class AgentActor:
-    """A worker agent. Create it with ``max_concurrency`` above its slots so tasks run side by side."""
+    """A worker agent. Create it with ``max_concurrency`` above its slots so tasks run side by side.
+
+    Its skills come from the skill registry (installed entry points and ``skill_modules``), one
+    per capability; each is handed the tools its toolset names, and only a skill that signs gets
+    the agent's own key (``keyring``).
+    """
 
     def __init__(self, agent_id: str, role: str, capabilities: list[str], slots: int = 1,
-                 heartbeat_every: float = 2.0, skills: dict[str, str] | None = None, version: str = "",
+                 heartbeat_every: float = 2.0, skill_modules: Sequence[str] = (), version: str = "",
                  workspace: str | None = None, council_key: bytes | None = None, identity: str | None = None,
                  keyring: str | None = None) -> None:
         self.agent_id, self.role, self.slots = agent_id, role, slots
-        self.stream = f"agent-{agent_id}"
+        self.stream = streams.agent(agent_id)
         self.client = StoreClient()
-        self.skills: dict[str, Skill] = {c: BUILTIN[(skills or {}).get(c, c)] for c in capabilities
-                                         if (skills or {}).get(c, c) in BUILTIN}
-        self.acting: dict[str, ActingSkill] = {c: ACTING_SKILLS[c] for c in capabilities if c in ACTING_SKILLS}
-        self.keyring = keyring  # where this agent's own signing key is (it signs build provenance)
+        registry = SkillRegistry.load(skill_modules)
+        self.skills: dict[str, Skill] = {c: registry.get(c) for c in capabilities}
+        self.keyring = keyring  # where this agent's own signing key is (for skills that sign)
         # Acting skills need the council's key (to check warrants) and a workspace; without them
         # the gate has nothing to trust, and denies every action (fail closed).
         self.workspace = Workspace(workspace) if workspace else None
@@ -148,17 +154,17 @@ class AgentActor:
                 continue  # the store is away; the next beat tries again
 
     def run(self, task_id: str, attempt: int, capability: str, inputs: dict[str, Any], version: int,
-            request_id: str | None = None) -> str:
-        """Carry out attempt ``attempt`` of task ``task_id``; return how it ended.
+            request_id: str | None = None) -> Outcome:
+        """Carry out attempt ``attempt`` of task ``task_id``; return how it ended (see :data:`Outcome`).
 
-        ``version`` is the task stream's version at the lease: it, not a lease id, is the fence. Every append expects the stream
-        to be where this agent last left it, so if the lease was taken back in the meantime
-        (expired, or given to another agent) this agent's report is refused and counts for
-        nothing: "lost" is returned.
+        ``version`` is the task stream's version at the lease: it, not a lease id, is the fence.
+        Every append expects the stream to be where this agent last left it, so if the lease was
+        taken back in the meantime (expired, or given to another agent) this agent's report is
+        refused and counts for nothing: "lost" is returned.
         """
         if self.fenced:
             return "fenced"
-        stream = f"task-{task_id}"
+        stream = streams.task(task_id)
         try:
             version = self.client.append(stream, [TaskStarted(task_id=task_id, agent_id=self.agent_id,
                                                               attempt=attempt)], version).stream_version
@@ -171,22 +177,19 @@ class AgentActor:
         reporting(self._progress)
         outcome: Event
         try:
-            if capability in self.acting:
-                result = self._act(capability, task_id, dict(inputs), request_id)
-            else:
-                skill = self.skills.get(capability)
-                if skill is None:
-                    raise PermanentFailure(f"agent {self.agent_id} has no skill for {capability!r}")
-                result = skill(dict(inputs))
-            outcome = TaskCompleted(task_id=task_id, agent_id=self.agent_id, attempt=attempt, result=result,
-                                    duration_s=time.monotonic() - started)
+            skill = self.skills.get(capability)
+            if skill is None:
+                raise PermanentFailure(f"agent {self.agent_id} has no skill for {capability!r}")
+            result = self._act(skill, task_id, dict(inputs), request_id) if skill.acts else skill(dict(inputs))
+            outcome = TaskCompleted(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
+                                    result=_as_result(result), duration_s=time.monotonic() - started)
         except AwaitingAuthority as wait:
             outcome = TaskAwaiting(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
                                    authority_id=wait.authority_id, reason=str(wait)[:2000])
         except Exception as exc:  # a skill's failure is the task's failure, recorded, never the agent's
             outcome = TaskFailed(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
-                                 error=f"{type(exc).__name__}: {exc}"[:2000],
-                                 retryable=not isinstance(exc, PermanentFailure))
+                                 error=f"{type(exc).__name__}: {exc}"[:2000], kind=failure_kind(exc),
+                                 exception=type(exc).__qualname__[:200])
         finally:
             reporting(None)
             with self._lock:
@@ -196,10 +199,10 @@ class AgentActor:
             self.client.append(stream, [outcome], version)
         except ConcurrencyError:
             return "lost"
-        return outcome.type_name.removeprefix("task.")
+        return _OUTCOMES[type(outcome)]
 
-    def _act(self, capability: str, task_id: str, inputs: dict[str, Any], request_id: str | None) -> dict[str, Any]:
-        """Run an acting skill with gated tools, under the warrant the council issued this agent for the task."""
+    def _act(self, skill: Skill, task_id: str, inputs: dict[str, Any], request_id: str | None) -> Any:
+        """Run an acting skill with its tools, under the warrant the council issued this agent for the task."""
         if self.workspace is None:
             raise PermanentFailure(f"agent {self.agent_id} has no workspace; start the council with one")
         warrant_id: str | None = None
@@ -215,23 +218,26 @@ class AgentActor:
             refusal = str(cause) if isinstance(cause, CouncilError) else f"the council did not answer ({type(exc).__name__})"
         try:
             # Without a warrant the gate denies the skill's first action and records why (fail closed).
-            return self.acting[capability](inputs, self._tools(warrant_id, task_id, request_id))
+            return skill(inputs, tools_for(skill, self._bench(warrant_id, task_id, request_id)))
         except ActionRefused as exc:
-            raise ActionRefused(f"{exc}; the council refused a warrant: {refusal}" if refusal else str(exc)) from None
+            if not refusal:
+                raise
+            raise ActionRefused(f"{exc}; the council refused a warrant: {refusal}", exc.denial) from None
 
-    def _tools(self, warrant_id: str | None, task_id: str, request_id: str | None) -> CiTools:
-        """Gated tools in the request's own tree if it has one (``requests/<id>``), else in the workspace."""
+    def _bench(self, warrant_id: str | None, task_id: str, request_id: str | None) -> Bench:
+        """Where this attempt works: the request's own tree if it has one (``requests/<id>``), else the workspace."""
         assert self.workspace is not None
         root = self.workspace
         if request_id is not None:
             tree = self.workspace.path(tree_of(request_id))
             root = Workspace(tree) if tree.is_dir() else root
-        signer = None
-        if self.keyring is not None and self.role == "builder":
-            signer = Keyring(self.keyring).signer(f"agent-{self.agent_id.lower()}")
-        environments = Workspace(self.workspace.path("environments"))
-        return CiTools(self.gatekeeper, warrant_id, task_id, root, environments, history=self.client.read_stream,
-                       signer=signer, builder_id=f"agent-council/{self.agent_id}")
+        return Bench(self.gatekeeper, warrant_id, task_id, root, Workspace(self.workspace.path("environments")),
+                     history=self.client.read_stream, signer=self._signer)
+
+    def _signer(self) -> SigningKey:
+        if self.keyring is None:
+            raise PermanentFailure(f"agent {self.agent_id} has no keyring, so it cannot sign; start the council with a home")
+        return Keyring(self.keyring).signer(f"agent-{self.agent_id.lower()}")
 
     def _progress(self) -> None:
         self.progress_at = time.time()
@@ -246,7 +252,15 @@ class AgentActor:
         """This incarnation's process id."""
         return os.getpid()
 
-    def describe(self) -> dict[str, object]:
-        """Who this incarnation is and what it holds."""
-        return {"agent_id": self.agent_id, "epoch": self.epoch, "slots": self.slots, "fenced": self.fenced,
-                "in_flight": sorted(self.in_flight), "pid": os.getpid()}
+
+_OUTCOMES: dict[type[Event], Outcome] = {TaskCompleted: "completed", TaskFailed: "failed", TaskAwaiting: "awaiting"}
+
+
+def _as_result(result: Any) -> dict[str, Any]:
+    """A skill's result as ``task.completed`` stores it: a msgspec Struct or a dict, as plain data."""
+    if isinstance(result, msgspec.Struct):
+        result = msgspec.to_builtins(result)
+    if not isinstance(result, dict):
+        raise PermanentFailure(f"the skill returned a {type(result).__name__}; a skill returns a dict or a msgspec "
+                               "Struct of its results")
+    return result

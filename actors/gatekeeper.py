@@ -22,7 +22,7 @@ from governance import gate
 from governance.approvals import ApprovalLedger
 from governance.keys import PublicKey
 from governance.ledgers import PolicyLedger, WarrantLedger
-from governance.policy import Policy, parse_policy
+from governance.policy import Policy, in_force
 from governance.votes import VoteLedger
 
 L = TypeVar("L", ApprovalLedger, VoteLedger)
@@ -73,8 +73,8 @@ class Gatekeeper:
             except ConcurrencyError:
                 continue  # the warrant's stream moved (or someone asked first): read again, decide again
             return verdict
-        verdict = gate.Verdict("denied", f"the warrant's stream kept changing while deciding ({RACES} tries)")
-        return verdict
+        return gate.Verdict("denied", f"the warrant's stream kept changing while deciding ({RACES} tries)",
+                            denial="race")
 
     def completed(self, warrant_id: str, key: str, *, ok: bool, cost: Budget = Budget(), result_digest: str | None = None,
                   error: str = "", output_digest: str | None = None) -> None:
@@ -118,7 +118,7 @@ class Gatekeeper:
             found = self._issued[warrant_id] = ledger
         return found
 
-    def _current_policy(self) -> Any:
+    def _current_policy(self) -> Policy | None:
         for event in self.log.read_stream("policy", self._policy.version + 1):
             self._policy.evolve(event.payload)
         adopted = self._policy.adopted
@@ -126,7 +126,7 @@ class Gatekeeper:
             return None
         parsed = self._parsed.get(adopted.policy_hash)
         if parsed is None:
-            parsed = self._parsed[adopted.policy_hash] = parse_policy(adopted.text, "the policy in force")
+            parsed = self._parsed[adopted.policy_hash] = in_force(adopted)
         return parsed
 
     def _approvers(self) -> dict[str, str]:

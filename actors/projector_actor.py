@@ -15,63 +15,72 @@ import threading
 
 import ray
 
+from actors.follow import Follower, Process, Source
 from actors.store_client import StoreClient
-from events import CouncilError, open_store
+from events import open_store
 from projections import Projector, QueryResult, export_parquet
 
 FLUSH_INTERVAL = 1.0
 """Seconds a folded event may wait before its rows are stored in the DuckDB file."""
 
 FLUSH_EVENTS = 50_000
-"""Folded-but-unstored events that make the loop store them at once."""
+"""Folded-but-unstored events that make the projector store them at once."""
 
 
-class ProjectionLoop:
-    """Fold what is new, store it when due, then wait for the log to move; until stopped. Runs in its own thread."""
+class Projection(Process):
+    """The read models as a :class:`actors.follow.Process`: it folds and stores, and decides nothing.
 
-    def __init__(self, projector: Projector, client: StoreClient, *, flush_interval: float = FLUSH_INTERVAL,
+    It folds from its own reader of the log (the projector decodes only the fields the read
+    models use, straight from the stored rows), so :meth:`advance` ignores the follower's source.
+    """
+
+    def __init__(self, projector: Projector, *, flush_interval: float = FLUSH_INTERVAL,
                  flush_events: int = FLUSH_EVENTS) -> None:
-        self.projector, self.client = projector, client
+        self.projector = projector
         self.flush_interval, self.flush_events = flush_interval, flush_events
-        self._stop = threading.Event()
         self._moved = threading.Condition()
 
-    def run(self) -> None:
-        """Loop until :meth:`stop`."""
+    @property  # type: ignore[override]
+    def position(self) -> int:
+        """The last log position folded into the read models."""
+        return self.projector.position
+
+    def advance(self, source: Source) -> int:
+        """Fold what is new (at most :attr:`flush_events` at a time); wake queries waiting for it."""
+        moved = self.projector.advance(max_events=self.flush_events)
+        if moved:
+            with self._moved:
+                self._moved.notify_all()
+        return moved
+
+    def sense(self, now: float) -> None:
+        """Store the folded rows in the DuckDB file when enough have waited long enough."""
         projector = self.projector
-        while not self._stop.is_set():
-            try:
-                moved = projector.advance(max_events=self.flush_events)
-                if projector.unstored_events >= self.flush_events or projector.unstored_age >= self.flush_interval:
-                    projector.flush()
-                if moved:
-                    with self._moved:
-                        self._moved.notify_all()
-                    continue
-                due = self.flush_interval - projector.unstored_age if projector.unstored_events else 1.0
-                self.client.wait_for(projector.position + 1, timeout=min(1.0, max(0.01, due)))
-            except CouncilError:
-                self._stop.wait(0.5)
+        if projector.unstored_events >= self.flush_events or (
+                projector.unstored_events and projector.unstored_age >= self.flush_interval):
+            projector.flush()
+
+    def due(self, now: float) -> float:
+        """When unstored rows must be stored; a second from now if none wait."""
+        if not self.projector.unstored_events:
+            return now + 1.0
+        return now + max(0.01, self.flush_interval - self.projector.unstored_age)
 
     def wait_past(self, position: int, timeout: float) -> bool:
         """Block until the read models have folded past ``position`` or ``timeout`` seconds pass; whether they have."""
         with self._moved:
             return self._moved.wait_for(lambda: self.projector.position > position, timeout)
 
-    def stop(self) -> None:
-        """End :meth:`run` after its current batch."""
-        self._stop.set()
-
 
 @ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)
 class ProjectorActor:
-    """Runs a :class:`ProjectionLoop` from the moment it is created (or restarted)."""
+    """Runs the read models' :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 
     def __init__(self, store_url: str, path: str) -> None:
         self.projector = Projector(open_store(store_url, create=False), path)
-        self.loop = ProjectionLoop(self.projector, StoreClient())
-        self._thread = threading.Thread(target=self.loop.run, daemon=True, name="project")
-        self._thread.start()
+        self.projection = Projection(self.projector)
+        self.follower = Follower(self.projection, StoreClient())
+        self.follower.start("project")
 
     def query(self, sql: str, newer_than: int | None = None, timeout: float = 1.0) -> QueryResult:
         """Run one read-only query over the read models (anything else is refused).
@@ -81,7 +90,7 @@ class ProjectorActor:
         seconds (capped at 30) if the log has not moved.
         """
         if newer_than is not None:
-            self.loop.wait_past(newer_than, min(max(0.0, timeout), 30.0))
+            self.projection.wait_past(newer_than, min(max(0.0, timeout), 30.0))
         return self.projector.query(sql)
 
     def changes(self, table: str, after: int, timeout: float = 1.0) -> QueryResult:
@@ -91,7 +100,7 @@ class ProjectorActor:
         seconds, capped at 30): the rows of ``table`` changed since, each once, oldest change
         first. Pass the result's ``position`` as ``after`` next time.
         """
-        self.loop.wait_past(after, min(max(0.0, timeout), 30.0))
+        self.projection.wait_past(after, min(max(0.0, timeout), 30.0))
         return self.projector.changes(table, after)
 
     def position(self) -> int:

@@ -1,10 +1,11 @@
-"""The dispatcher's logic as plain classes: its state is a fold of the log, its decisions are events.
+"""The dispatcher's logic as plain classes: its state is a fold of the log, its decisions are intents.
 
-No Ray here; :mod:`actors.dispatcher` is the thin Ray shell around it.
+No Ray here; :mod:`actors.dispatcher` is the thin Ray shell around :class:`Dispatch`.
 """
 
-from actors.dispatch.decide import Append, decide
+from actors.dispatch.decide import decide
+from actors.dispatch.process import Dispatch
 from actors.dispatch.settings import DispatchSettings
 from actors.dispatch.state import AgentView, DispatchState, TaskView
 
-__all__ = ["Append", "AgentView", "DispatchSettings", "DispatchState", "TaskView", "decide"]
+__all__ = ["AgentView", "Dispatch", "DispatchSettings", "DispatchState", "TaskView", "decide"]

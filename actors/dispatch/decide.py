@@ -11,48 +11,50 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Set
 
 from actors.dispatch.settings import DispatchSettings
-from actors.dispatch.state import AWAITING, COMPLETED, DEAD, LIVE, SUBMITTED, AgentView, DispatchState, TaskView
-from events import Event
-from events.catalogue import TaskAssigned, TaskDeadLettered, TaskLeaseExpired, TaskQueued, TaskResumed, TaskRetried
-
-
-@dataclass(frozen=True)
-class Append:
-    """Events to append to ``stream``, valid only while the stream is at ``expected_version``."""
-
-    stream: str
-    events: tuple[Event, ...]
-    expected_version: int
+from actors.dispatch.state import AgentView, DispatchState, TaskView
+from events import Event, Intent
+from events.catalogue import (
+    AgentStatus,
+    TaskAssigned,
+    TaskDeadLettered,
+    TaskLeaseExpired,
+    TaskQueued,
+    TaskResumed,
+    TaskRetried,
+    TaskStatus,
+)
+from events.catalogue.tasks import RETRIED
 
 
 def decide(state: DispatchState, now: float, settings: DispatchSettings,
-           new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16]) -> list[Append]:
+           new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16], gone: Set[str] = frozenset()) -> list[Intent]:
     """Everything the dispatcher should do now, in this order: queue tasks whose dependencies are
     done, take back expired leases, resume tasks whose approval or vote was decided, retry or
     dead-letter failed attempts, assign queued work.
 
-    Each task gets at most one decision per call. The state is not changed, apart from moving
-    retried tasks whose backoff has passed into their ready queues.
+    ``gone`` are agents seen dead since their last registration (their actor died while running
+    a task): their leases are taken back at once. Each task gets at most one decision per call.
+    No fact in the state changes; only retried tasks whose backoff has passed move between the
+    state's queue indexes.
     """
     released = _release_dependents(state, now, settings)
-    out = _expire_leases(state, now, settings) + _retry_or_bury(state, now, settings) + _resume(state)
+    out = _expire_leases(state, now, settings, gone) + _retry_or_bury(state, now, settings) + _resume(state)
     state.release_due(now)
     fresh = {a.stream: a for a in released if isinstance(a.events[0], TaskQueued)}
-    for assignment in _assign(state, now, settings, new_lease_id, list(fresh.values())):
+    for assignment in _assign(state, now, settings, new_lease_id, list(fresh.values()), gone):
         queued = fresh.pop(assignment.stream, None)  # queued and assigned in one append
         out.append(assignment if queued is None else
-                   Append(assignment.stream, queued.events + assignment.events, assignment.expected_version))
+                   Intent(assignment.stream, [*queued.events, *assignment.events], assignment.expected))
     out += [a for a in released if a.stream in fresh or not isinstance(a.events[0], TaskQueued)]
     return out
 
 
 def live(agent: AgentView, now: float, settings: DispatchSettings) -> bool:
     """Whether ``agent`` may take work: registered, not retired or unresponsive, heard from lately."""
-    return agent.status == LIVE and now - agent.last_seen <= settings.heartbeat_timeout
+    return agent.status == AgentStatus.LIVE and now - agent.last_seen <= settings.heartbeat_timeout
 
 
 def effective_priority(task: TaskView, now: float, settings: DispatchSettings) -> int:
@@ -63,68 +65,69 @@ def effective_priority(task: TaskView, now: float, settings: DispatchSettings) -
     return max(0, task.priority - int((now - task.queued_at) // settings.ageing))
 
 
-def _release_dependents(state: DispatchState, now: float, settings: DispatchSettings) -> list[Append]:
+def _release_dependents(state: DispatchState, now: float, settings: DispatchSettings) -> list[Intent]:
     """Queue submitted tasks whose dependencies completed; dead-letter those with a dead dependency."""
     out = []
     for task_id in sorted(state.waiting):
         task = state.tasks[task_id]
-        if task.status != SUBMITTED:
+        if task.status != TaskStatus.SUBMITTED:
             continue
         deps = [state.tasks.get(d) for d in task.depends_on]
-        dead = next((d for d in deps if d is not None and d.status == DEAD), None)
+        dead = next((d for d in deps if d is not None and d.status == TaskStatus.DEAD_LETTERED), None)
         if dead is not None:
-            out.append(Append(task.stream, (TaskDeadLettered(
-                task_id=task_id, attempts=0, last_error=f"dependency {dead.task_id} was dead-lettered"),), task.version))
-        elif all(d is not None and d.status == COMPLETED for d in deps):
+            out.append(Intent(task.stream, [TaskDeadLettered(
+                task_id=task_id, attempts=0, last_error=f"dependency {dead.task_id} was dead-lettered",
+                kind=dead.failure, dependency=dead.task_id)], task.version))
+        elif all(d is not None and d.status == TaskStatus.COMPLETED for d in deps):
             wait = settings.start_deadlines[task.priority]
-            out.append(Append(task.stream, (TaskQueued(
-                task_id=task_id, priority=task.priority, start_deadline=None if wait is None else now + wait),),
+            out.append(Intent(task.stream, [TaskQueued(
+                task_id=task_id, priority=task.priority, start_deadline=None if wait is None else now + wait)],
                 task.version))
     return out
 
 
-def _expire_leases(state: DispatchState, now: float, settings: DispatchSettings) -> list[Append]:
+def _expire_leases(state: DispatchState, now: float, settings: DispatchSettings, gone: Set[str]) -> list[Intent]:
     out = []
     for task_id in sorted(state.leased):
         task = state.tasks[task_id]
         agent = state.agents.get(task.agent_id or "")
-        holder_gone = (agent is None or not live(agent, now, settings)
+        holder_gone = (agent is None or not live(agent, now, settings) or agent.agent_id in gone
                        or task.assigned_at_position < agent.incarnation_position)
         if now >= task.lease_expires_at or holder_gone:
-            out.append(Append(task.stream, (TaskLeaseExpired(
+            out.append(Intent(task.stream, [TaskLeaseExpired(
                 task_id=task_id, agent_id=task.agent_id or "unknown", lease_id=task.lease_id or "unknown",
-                attempt=task.attempt),), task.version))
+                attempt=task.attempt)], task.version))
     return out
 
 
-def _resume(state: DispatchState) -> list[Append]:
+def _resume(state: DispatchState) -> list[Intent]:
     """Send back to their queues tasks whose approval or vote was decided (the gate then acts on the outcome)."""
     out = []
     for task_id in sorted(state.resumable):
         task = state.tasks[task_id]
         authority = next((a for a, t in state.awaiting.items() if t == task_id), None)
-        if authority is None or task.status != AWAITING:
+        if authority is None or task.status != TaskStatus.AWAITING_APPROVAL:
             continue
-        out.append(Append(task.stream, (TaskResumed(task_id=task_id, authority_id=authority,
-                                                    outcome=state.decided.get(authority, "")),), task.version))
+        out.append(Intent(task.stream, [TaskResumed(task_id=task_id, authority_id=authority,
+                                                    outcome=state.decided.get(authority, ""))], task.version))
     return out
 
 
-def _retry_or_bury(state: DispatchState, now: float, settings: DispatchSettings) -> list[Append]:
+def _retry_or_bury(state: DispatchState, now: float, settings: DispatchSettings) -> list[Intent]:
     out = []
     for task_id in sorted(state.undecided):
         task = state.tasks[task_id]
         used = task.attempt - task.first_attempt + 1
-        if task.retryable and used < task.max_attempts:
+        if task.failure in RETRIED and used < task.max_attempts:
             event: Event = TaskRetried(task_id=task_id, attempt=task.attempt + 1, not_before=now + settings.backoff(used))
         else:
-            event = TaskDeadLettered(task_id=task_id, attempts=used, last_error=task.last_error)
-        out.append(Append(task.stream, (event,), task.version))
+            event = TaskDeadLettered(task_id=task_id, attempts=used, last_error=task.last_error, kind=task.failure)
+        out.append(Intent(task.stream, [event], task.version))
     return out
 
 
 def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_lease_id: Callable[[], str],
-            fresh: list[Append]) -> list[Append]:
+            fresh: list[Intent], gone: Set[str]) -> list[Intent]:
     """Give the most urgent queued tasks to the least loaded capable agents, while slots are free.
 
     ``fresh`` are tasks being queued by this same round: they compete as if queued now (behind
@@ -133,7 +136,7 @@ def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_le
     anywhere but in the log.
     """
     load = {a.agent_id: len(a.in_flight) for a in state.agents.values()
-            if live(a, now, settings) and a.free_slots() > 0}
+            if live(a, now, settings) and a.agent_id not in gone and a.free_slots() > 0}
     by_capability: dict[str, list[AgentView]] = {}
     for agent_id in load:
         agent = state.agents[agent_id]
@@ -142,12 +145,14 @@ def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_le
     queues = state.ready_queues()
     newcomers: dict[tuple[str, int], list[TaskView]] = {}
     for append in fresh:
-        task = state.tasks[append.events[0].task_id]  # type: ignore[attr-defined]
+        queued = append.events[0]
+        assert isinstance(queued, TaskQueued)
+        task = state.tasks[queued.task_id]
         newcomers.setdefault((task.capability, task.priority), []).append(task)
     for key in newcomers:
         queues.setdefault(key, [])
     taken: list[tuple[tuple[str, int], tuple[float, int, str]]] = []
-    out: list[Append] = []
+    out: list[Intent] = []
     while True:
         best: tuple[tuple[int, float, int], tuple[str, int], TaskView] | None = None
         for key, heap in queues.items():
@@ -175,9 +180,9 @@ def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_le
         agent = min((a for a in by_capability[key[0]] if load[a.agent_id] < a.slots),
                     key=lambda a: (load[a.agent_id] / a.slots, a.agent_id))
         load[agent.agent_id] += 1
-        out.append(Append(task.stream, (TaskAssigned(
+        out.append(Intent(task.stream, [TaskAssigned(
             task_id=task.task_id, agent_id=agent.agent_id, lease_id=new_lease_id(),
-            lease_expires_at=now + settings.lease, attempt=task.attempt),), task.version))
+            lease_expires_at=now + settings.lease, attempt=task.attempt)], task.version))
     for key, entry in taken:  # back in place: entries become stale once the assignment is folded
         heapq.heappush(queues[key], entry)
     return out

@@ -12,12 +12,33 @@ import itertools
 from dataclasses import dataclass, field
 
 from events import RecordedEvent
-
-# Statuses a task moves through (the same words as the ``tasks`` projection).
-SUBMITTED, QUEUED, ASSIGNED, RUNNING, COMPLETED, FAILED, DEAD, AWAITING = (
-    "submitted", "queued", "assigned", "running", "completed", "failed", "dead_lettered", "awaiting_approval",
+from events.catalogue import (
+    AgentHeartbeat,
+    AgentRegistered,
+    AgentRestarted,
+    AgentRetired,
+    AgentStatus,
+    AgentUnresponsive,
+    ApprovalGranted,
+    ApprovalRefused,
+    FailureKind,
+    TaskAssigned,
+    TaskAwaiting,
+    TaskCompleted,
+    TaskDeadLettered,
+    TaskFailed,
+    TaskLeaseExpired,
+    TaskQueued,
+    TaskRequeued,
+    TaskResumed,
+    TaskRetried,
+    TaskStarted,
+    TaskStatus,
+    TaskSubmitted,
+    VoteDecided,
+    next_status,
 )
-LIVE, UNRESPONSIVE, RETIRED = "live", "unresponsive", "retired"
+from events.streams import task as task_stream
 
 
 @dataclass
@@ -30,7 +51,7 @@ class TaskView:
     request_id: str | None
     depends_on: tuple[str, ...]
     max_attempts: int
-    status: str = SUBMITTED
+    status: TaskStatus = TaskStatus.SUBMITTED
     version: int = 0  # the task stream's version: every decision appends with it as the expectation
     attempt: int = 1  # the attempt now running, or the next one to run
     first_attempt: int = 1  # the attempt a requeue started counting from
@@ -42,19 +63,19 @@ class TaskView:
     lease_expires_at: float = 0.0
     assigned_at_position: int = 0
     last_error: str = ""
-    retryable: bool = True
+    failure: FailureKind = "transient"
     queue_token: int = 0  # which queue entry is current; older entries are skipped
-    inputs: dict[str, object] | None = None  # handed to the agent with the lease; dropped once the task ends
+    inputs: dict[str, object] | None = None  # handed to the agent with the lease; dropped once the task completes
 
     @property
     def stream(self) -> str:
         """The task's stream in the log."""
-        return f"task-{self.task_id}"
+        return task_stream(self.task_id)
 
     @property
     def attempts_used(self) -> int:
         """Attempts spent since the task was submitted or last requeued, counting a finished one."""
-        return self.attempt - self.first_attempt + (0 if self.status in (QUEUED, SUBMITTED) else 1)
+        return self.attempt - self.first_attempt + (0 if self.status in (TaskStatus.QUEUED, TaskStatus.SUBMITTED) else 1)
 
 
 @dataclass
@@ -66,7 +87,7 @@ class AgentView:
     capabilities: frozenset[str]
     slots: int
     epoch: int
-    status: str = LIVE
+    status: AgentStatus = AgentStatus.LIVE
     last_seen: float = 0.0
     incarnation_position: int = 0  # where its current epoch began: older assignments died with the old one
     in_flight: set[str] = field(default_factory=set)
@@ -97,13 +118,41 @@ class DispatchState:
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event; events of other kinds are ignored."""
-        handler = _HANDLERS.get(event.type)
-        if handler is not None:
-            handler(self, event, event.recorded_at.timestamp())
+        at = event.recorded_at.timestamp()
+        match event.payload:
+            case TaskSubmitted() as p:
+                self._submitted(p, event)
+            case AgentRegistered() as p:
+                self._registered(p, event, at)
+            case AgentHeartbeat() as p:
+                agent = self.agents.get(p.agent_id)
+                if agent is not None and p.epoch >= agent.epoch and agent.status != AgentStatus.RETIRED:
+                    agent.last_seen, agent.status = at, AgentStatus.LIVE
+            case AgentUnresponsive() as p:
+                agent = self.agents.get(p.agent_id)
+                if agent is not None and agent.status != AgentStatus.RETIRED:
+                    agent.status = AgentStatus.UNRESPONSIVE
+            case AgentRestarted() as p:
+                agent = self.agents.get(p.agent_id)
+                if agent is not None and agent.status != AgentStatus.RETIRED:
+                    agent.epoch, agent.status, agent.last_seen = p.epoch, AgentStatus.LIVE, at
+                    agent.incarnation_position = event.position
+            case AgentRetired() as p:
+                agent = self.agents.get(p.agent_id)
+                if agent is not None:
+                    agent.status = AgentStatus.RETIRED
+            case ApprovalGranted() as p:
+                self._authority_decided(p.approval_id, "granted")
+            case ApprovalRefused() as p:
+                self._authority_decided(p.approval_id, f"refused: {p.reason}")
+            case VoteDecided() as p:
+                self._authority_decided(p.vote_id, f"vote: {p.outcome}")
+            case (TaskQueued() | TaskAssigned() | TaskStarted() | TaskCompleted() | TaskFailed() | TaskLeaseExpired()
+                  | TaskRetried() | TaskDeadLettered() | TaskRequeued() | TaskAwaiting() | TaskResumed()):
+                self._task_moved(event, at)
         self.position = event.position
 
-    def _submitted(self, e: RecordedEvent, at: float) -> None:
-        p = e.payload
+    def _submitted(self, p: TaskSubmitted, e: RecordedEvent) -> None:
         task = self.tasks.get(p.task_id)
         if task is None:
             task = self.tasks[p.task_id] = TaskView(p.task_id, p.capability, p.priority, p.request_id,
@@ -111,121 +160,78 @@ class DispatchState:
         task.version = e.stream_version
         self.waiting.add(task.task_id)
 
-    def _queued(self, e: RecordedEvent, at: float) -> None:
+    def _task_moved(self, e: RecordedEvent, at: float) -> None:
+        """A task event after its submission: the status moves as :func:`events.catalogue.next_status` says."""
+        payload = e.payload
         task = self._task(e)
-        self.waiting.discard(task.task_id)
-        task.priority, task.start_deadline = e.payload.priority, e.payload.start_deadline
-        self._enqueue(task, at, not_before=0.0)
+        task.status = next_status(task.status, type(payload))
+        match payload:
+            case TaskQueued():
+                self.waiting.discard(task.task_id)
+                task.priority, task.start_deadline = payload.priority, payload.start_deadline
+                self._enqueue(task, at, not_before=0.0)
+            case TaskAssigned():
+                task.agent_id, task.lease_id = payload.agent_id, payload.lease_id
+                task.lease_expires_at, task.attempt, task.assigned_at_position = (
+                    payload.lease_expires_at, payload.attempt, e.position)
+                self.leased.add(task.task_id)
+                agent = self.agents.get(payload.agent_id)
+                if agent is not None:
+                    agent.in_flight.add(task.task_id)
+            case TaskStarted():
+                pass
+            case TaskCompleted():
+                self._release(task)
+                task.inputs = None
+            case TaskFailed():
+                self._release(task)
+                task.last_error, task.failure = payload.error, payload.kind
+                self.undecided.add(task.task_id)
+            case TaskLeaseExpired():
+                self._release(task)
+                task.last_error, task.failure = f"lease {payload.lease_id} expired", "transient"
+                self.undecided.add(task.task_id)
+            case TaskRetried():
+                self.undecided.discard(task.task_id)
+                task.attempt = payload.attempt
+                self._enqueue(task, at, not_before=payload.not_before)
+            case TaskDeadLettered():
+                self._release(task)
+                self.undecided.discard(task.task_id)
+                self.waiting.discard(task.task_id)  # its inputs stay: a requeue runs it again with them
+            case TaskRequeued():
+                task.attempt += 1
+                task.first_attempt = task.attempt
+                self._enqueue(task, at, not_before=0.0)
+            case TaskAwaiting():
+                self._release(task)
+                self.awaiting[payload.authority_id] = task.task_id
+                if payload.authority_id in self.decided:  # decided before the agent's report was folded
+                    self.resumable.add(task.task_id)
+            case TaskResumed():
+                self.resumable.discard(task.task_id)
+                self.awaiting.pop(payload.authority_id, None)
+                # A wait is not a failure: the next attempt does not count against max_attempts.
+                task.attempt += 1
+                task.first_attempt += 1
+                self._enqueue(task, at, not_before=0.0)
 
-    def _assigned(self, e: RecordedEvent, at: float) -> None:
-        task, p = self._task(e), e.payload
-        task.status, task.agent_id, task.lease_id = ASSIGNED, p.agent_id, p.lease_id
-        task.lease_expires_at, task.attempt, task.assigned_at_position = p.lease_expires_at, p.attempt, e.position
-        self.leased.add(task.task_id)
-        agent = self.agents.get(p.agent_id)
-        if agent is not None:
-            agent.in_flight.add(task.task_id)
-
-    def _started(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        if task.status == ASSIGNED:
-            task.status = RUNNING
-
-    def _completed(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        self._release(task)
-        task.status, task.inputs = COMPLETED, None
-
-    def _failed(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        self._release(task)
-        task.status, task.last_error, task.retryable = FAILED, e.payload.error, e.payload.retryable
-        self.undecided.add(task.task_id)
-
-    def _lease_expired(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        self._release(task)
-        task.status, task.last_error, task.retryable = FAILED, f"lease {e.payload.lease_id} expired", True
-        self.undecided.add(task.task_id)
-
-    def _retried(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        self.undecided.discard(task.task_id)
-        task.attempt = e.payload.attempt
-        self._enqueue(task, at, not_before=e.payload.not_before)
-
-    def _dead_lettered(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        self._release(task)
-        self.undecided.discard(task.task_id)
-        self.waiting.discard(task.task_id)
-        task.status, task.inputs = DEAD, None
-
-    def _requeued(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        task.attempt += 1
-        task.first_attempt = task.attempt
-        self._enqueue(task, at, not_before=0.0)
-
-    def _awaiting(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        self._release(task)
-        task.status = AWAITING
-        authority = e.payload.authority_id
-        self.awaiting[authority] = task.task_id
-        if authority in self.decided:  # decided before the agent's report was folded
-            self.resumable.add(task.task_id)
-
-    def _resumed(self, e: RecordedEvent, at: float) -> None:
-        task = self._task(e)
-        self.resumable.discard(task.task_id)
-        self.awaiting.pop(e.payload.authority_id, None)
-        # A wait is not a failure: the next attempt does not count against max_attempts.
-        task.attempt += 1
-        task.first_attempt += 1
-        self._enqueue(task, at, not_before=0.0)
-
-    def _authority_decided(self, e: RecordedEvent, at: float) -> None:
-        p = e.payload
-        authority = getattr(p, "approval_id", None) or getattr(p, "vote_id", None)
-        outcome = {"approval.granted": "granted", "approval.refused": f"refused: {getattr(p, 'reason', '')}"}.get(
-            e.type, f"vote: {getattr(p, 'outcome', '')}")
+    def _authority_decided(self, authority: str, outcome: str) -> None:
         self.decided[authority] = outcome
         task_id = self.awaiting.get(authority)
-        if task_id is not None and self.tasks[task_id].status == AWAITING:
+        if task_id is not None and self.tasks[task_id].status == TaskStatus.AWAITING_APPROVAL:
             self.resumable.add(task_id)
 
-    def _registered(self, e: RecordedEvent, at: float) -> None:
-        p = e.payload
+    def _registered(self, p: AgentRegistered, e: RecordedEvent, at: float) -> None:
         old = self.agents.get(p.agent_id)
         agent = self.agents[p.agent_id] = AgentView(p.agent_id, p.role, frozenset(p.capabilities), p.slots, p.epoch,
-                                                   LIVE, at, e.position)
+                                                   AgentStatus.LIVE, at, e.position)
         if old is not None:
             agent.in_flight = old.in_flight
 
-    def _heartbeat(self, e: RecordedEvent, at: float) -> None:
-        agent = self.agents.get(e.payload.agent_id)
-        if agent is not None and e.payload.epoch >= agent.epoch and agent.status != RETIRED:
-            agent.last_seen, agent.status = at, LIVE
-
-    def _unresponsive(self, e: RecordedEvent, at: float) -> None:
-        agent = self.agents.get(e.payload.agent_id)
-        if agent is not None and agent.status != RETIRED:
-            agent.status = UNRESPONSIVE
-
-    def _restarted(self, e: RecordedEvent, at: float) -> None:
-        agent = self.agents.get(e.payload.agent_id)
-        if agent is not None and agent.status != RETIRED:
-            agent.epoch, agent.status, agent.last_seen, agent.incarnation_position = e.payload.epoch, LIVE, at, e.position
-
-    def _retired(self, e: RecordedEvent, at: float) -> None:
-        agent = self.agents.get(e.payload.agent_id)
-        if agent is not None:
-            agent.status = RETIRED
-
     def _task(self, e: RecordedEvent) -> TaskView:
         """The task an event is about; a stub if its submission was never seen (a foreign log)."""
-        task_id = e.payload.task_id
+        task_id: str = e.payload.task_id  # type: ignore[attr-defined]  # every task event has one
         task = self.tasks.get(task_id)
         if task is None:
             task = self.tasks[task_id] = TaskView(task_id, "unknown", 3, None, (), 1)
@@ -239,7 +245,7 @@ class DispatchState:
             agent.in_flight.discard(task.task_id)
 
     def _enqueue(self, task: TaskView, at: float, *, not_before: float) -> None:
-        task.status, task.queued_at, task.not_before = QUEUED, at, not_before
+        task.queued_at, task.not_before = at, not_before
         task.agent_id = task.lease_id = None
         task.queue_token = next(self._seq)
         if not_before > at:
@@ -259,7 +265,7 @@ class DispatchState:
         while self._delayed and self._delayed[0][0] <= now:
             _, token, task_id = heapq.heappop(self._delayed)
             task = self.tasks.get(task_id)
-            if task is not None and task.status == QUEUED and task.queue_token == token:
+            if task is not None and task.status == TaskStatus.QUEUED and task.queue_token == token:
                 self.push_ready(task)
 
     def next_due(self) -> float | None:
@@ -273,28 +279,4 @@ class DispatchState:
     def is_current(self, entry: tuple[float, int, str]) -> bool:
         """Whether a queue entry still stands for a queued task."""
         task = self.tasks.get(entry[2])
-        return task is not None and task.status == QUEUED and task.queue_token == entry[1]
-
-
-_HANDLERS = {
-    "task.submitted": DispatchState._submitted,
-    "task.queued": DispatchState._queued,
-    "task.assigned": DispatchState._assigned,
-    "task.started": DispatchState._started,
-    "task.completed": DispatchState._completed,
-    "task.failed": DispatchState._failed,
-    "task.lease_expired": DispatchState._lease_expired,
-    "task.retried": DispatchState._retried,
-    "task.dead_lettered": DispatchState._dead_lettered,
-    "task.requeued": DispatchState._requeued,
-    "task.awaiting": DispatchState._awaiting,
-    "task.resumed": DispatchState._resumed,
-    "approval.granted": DispatchState._authority_decided,
-    "approval.refused": DispatchState._authority_decided,
-    "vote.decided": DispatchState._authority_decided,
-    "agent.registered": DispatchState._registered,
-    "agent.heartbeat": DispatchState._heartbeat,
-    "agent.unresponsive": DispatchState._unresponsive,
-    "agent.restarted": DispatchState._restarted,
-    "agent.retired": DispatchState._retired,
-}
+        return task is not None and task.status == TaskStatus.QUEUED and task.queue_token == entry[1]

@@ -16,6 +16,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from events import CouncilError
+from events.catalogue.work import SEVERITIES, Severity
+from governance.errors import PolicyError
+from governance.policy import Policy
 
 Environment = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 Command = Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=256)]
@@ -76,3 +79,22 @@ def load_config(tree: str | Path) -> PipelineConfig:
 def resolve(argv: list[str]) -> list[str]:
     """``argv`` with ``python3``/``python`` as the program replaced by this interpreter."""
     return [sys.executable, *argv[1:]] if argv and argv[0] in ("python", "python3") else list(argv)
+
+
+def review_threshold(policy: Policy | None) -> Severity:
+    """The severity at or above which a review finding stops the pipeline, as the policy in force sets it.
+
+    The pipeline's own setting in the policy, ``[tool.pipeline] review_block_at`` (governed like the
+    rest of it, so the repository under review can never lower it); ``high`` when no policy is in
+    force or it sets none. Governance never reads the table, so the value is checked here: anything
+    but a severity raises :class:`governance.errors.PolicyError`, and no pipeline runs on a guess.
+    """
+    if policy is None:
+        return "high"
+    value = policy.tool_table("pipeline").get("review_block_at", "high")
+    for severity in SEVERITIES:
+        if isinstance(value, str) and value == severity:
+            return severity
+    raise PolicyError(f"the policy in force sets [tool.pipeline] review_block_at = {value!r}, which is not a review "
+                      f"severity: use one of {', '.join(SEVERITIES)}, and propose the corrected policy "
+                      "(`council policy propose`)")

@@ -14,12 +14,14 @@ ids. The plan, the request and its tasks are appended in one group commit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from actors.pipeline.config import PipelineConfig
 from actors.tools.checkout import Checkout
-from events.catalogue import PipelinePlanned, PlannedStep
+from events.catalogue import PipelinePlanned, PlannedStep, TaskSpec, TaskStatus
+from events.catalogue.work import Severity
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ def task_id(request_id: str, step: str) -> str:
     return f"{request_id}-{step}"
 
 
-def plan(request_id: str, checkout: Checkout, config: PipelineConfig, threshold: str) -> tuple[PipelinePlanned,
-                                                                                                 list[dict[str, Any]]]:
+def plan(request_id: str, checkout: Checkout, config: PipelineConfig,
+         threshold: Severity) -> tuple[PipelinePlanned, list[TaskSpec]]:
     """The ``pipeline.planned`` event and the task specs (for :meth:`cluster.driver.Council.request`) of a CI run.
 
     ``threshold`` is the policy's review severity that stops the pipeline.
@@ -68,12 +70,13 @@ def plan(request_id: str, checkout: Checkout, config: PipelineConfig, threshold:
         "build": {"repository": checkout.source, "out": "dist"},
         "staging": {"build": ids["build"], "environment": config.staging, "health": config.health},
         "smoke": {"staging": ids["staging"], "environment": config.staging, "argv": config.smoke},
-        "docs": {"request": request_id, "steps": ids, "base": checkout.base, "head": checkout.commit, "repository": checkout.source},
+        "docs": {"request": request_id, "steps": ids, "base": checkout.base, "head": checkout.commit,
+                 "repository": checkout.source},
         "prod": {"build": ids["build"], "environment": config.production, "health": config.health},
     }
-    specs = [{"task_id": ids[s.name], "capability": s.capability, "title": f"{s.name}: {s.title}",
-              "inputs": {"step": s.name, **inputs[s.name]}, "depends_on": [ids[d] for d in s.depends_on],
-              "max_attempts": 3} for s in STEPS]
+    specs = [TaskSpec(task_id=ids[s.name], capability=s.capability, title=f"{s.name}: {s.title}",
+                      inputs={"step": s.name, **inputs[s.name]}, depends_on=[ids[d] for d in s.depends_on],
+                      max_attempts=3) for s in STEPS]
     planned = PipelinePlanned(request_id=request_id, repository=checkout.source, tree=checkout.path,
                               commit=checkout.commit, base=checkout.base, carried=checkout.carried[:1000],
                               steps=graph(ids))
@@ -86,25 +89,29 @@ def graph(ids: dict[str, str]) -> list[PlannedStep]:
                         depends_on=[ids[d] for d in s.depends_on]) for s in STEPS]
 
 
-def mermaid(steps: list[PlannedStep], status: dict[str, str]) -> str:
-    """A Mermaid flowchart of the request's task graph, each task labelled with its step and status."""
+def mermaid(steps: list[PlannedStep], status: Mapping[str, TaskStatus]) -> str:
+    """A Mermaid flowchart of the request's task graph, each task labelled with its step and its status in
+    ``status`` (task id → status; a task not in it is drawn as planned)."""
     lines = ["flowchart LR"]
     for s in steps:
-        shown = _WORDS.get(status.get(s.task_id, "planned"), status.get(s.task_id, "planned"))
+        now = status.get(s.task_id)
+        shown = "planned" if now is None else _WORDS.get(now, str(now))
         lines.append(f'    {_node(s.task_id)}["{s.step}<br/>{shown}"]')
     for s in steps:
         lines += [f"    {_node(d)} --> {_node(s.task_id)}" for d in s.depends_on]
-    classes = {"completed": "done", "dead_lettered": "failed", "failed": "failed", "awaiting": "waiting"}
     for s in steps:
-        if status.get(s.task_id) in classes:
-            lines.append(f"    class {_node(s.task_id)} {classes[status[s.task_id]]}")
+        now = status.get(s.task_id)
+        if now is not None and now in _CLASSES:
+            lines.append(f"    class {_node(s.task_id)} {_CLASSES[now]}")
     lines += ["    classDef done fill:#d4edda,stroke:#28a745", "    classDef failed fill:#f8d7da,stroke:#dc3545",
               "    classDef waiting fill:#fff3cd,stroke:#ffc107"]
     return "\n".join(lines) + "\n"
 
 
-_WORDS = {"started": "running", "awaiting": "awaiting approval", "lease_expired": "retrying", "retried": "retrying",
-          "resumed": "queued", "dead_lettered": "stopped"}
+_WORDS = {TaskStatus.AWAITING_APPROVAL: "awaiting approval", TaskStatus.DEAD_LETTERED: "stopped"}
+"""How a status reads in the picture; the others read as themselves."""
+_CLASSES = {TaskStatus.COMPLETED: "done", TaskStatus.FAILED: "failed", TaskStatus.DEAD_LETTERED: "failed",
+            TaskStatus.AWAITING_APPROVAL: "waiting"}
 
 
 def _node(task: str) -> str:

@@ -1,24 +1,49 @@
 """The skills of the pipeline's steps: each turns its inputs (from the plan) into a result, through gated tools only.
 
-A step raises :class:`PermanentFailure` when the pipeline must stop there (a failing test, a
-blocking review finding, a build that fails, a health check that rolled an environment back): the
-task is dead-lettered at once and every step after it with it. Anything else it raises is
-transient, and the step is retried. Every step can be run again after a crash: the actions an
-earlier attempt completed are not done again (the gate answers "done" and the tools rebuild their
-results from what they recorded).
+Each is registered (``@skill``) with the CI toolset, like any plug-in's skill, through the
+``agent_council.skills`` entry point ``pipeline``, and returns its step's typed result
+(:mod:`actors.pipeline.results`); it reads the results of the steps before it as their types
+(:meth:`CiTools.upstream`). A step raises :class:`PermanentFailure` when the pipeline must stop
+there (a failing test, a blocking review finding, a build that fails, a health check that rolled
+an environment back): the task is dead-lettered at once and every step after it with it. Anything
+else it raises is transient, and the step is retried. Every step can be run again after a crash:
+the actions an earlier attempt completed are not done again (the gate answers "done" and the tools
+rebuild their results from what they recorded).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from actors.pipeline.config import resolve
 from actors.pipeline.plan import graph, mermaid
-from actors.skills import PermanentFailure
+from actors.pipeline.results import (
+    BuildResult,
+    ChangesResult,
+    DocsResult,
+    ImpactResult,
+    Release,
+    ReviewResult,
+    SmokeResult,
+    StepResult,
+    TestResult,
+    pick,
+    read,
+    result_type,
+    severity,
+)
+from actors.skills import PermanentFailure, Toolset, skill
 from actors.tools.ci import CiTools
 from actors.tools.git import Identity
 from actors.tools.workspace import WorkspaceError
+
+R = TypeVar("R", bound=StepResult)
+
+CHANGELOG_STEPS = ("changes", "test", "review", "build", "staging", "smoke")
+"""The steps whose results the changelog entry tells of."""
 
 
 def identity(tools: CiTools) -> Identity:
@@ -27,49 +52,57 @@ def identity(tools: CiTools) -> Identity:
     return Identity(f"{agent} (agent-council)", f"{agent}@agent-council.invalid", tools.warrant_id or "none")
 
 
-def changes(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
+@skill("ci.changes", toolset=Toolset.CI)
+def changes(inputs: dict[str, Any], tools: CiTools) -> ChangesResult:
     """The files that differ between the base and HEAD (every tracked file when there is no base)."""
     base = inputs.get("base")
     argv = ["git", "diff", "--name-only", "--no-renames", base, "HEAD", "--"] if base else ["git", "ls-files"]
     done = tools.run(argv, ".", 60.0, tail=1 << 22, reads_only=True)
-    if done["returncode"] != 0:
-        raise PermanentFailure(f"git could not list the changes: {done['stderr'][-300:]}")
+    if done.get("returncode") != 0:
+        raise PermanentFailure(f"git could not list the changes: {str(done.get('stderr', ''))[-300:]}")
     files = [line for line in done["stdout"].splitlines() if line]
-    return {"base": base, "head": inputs.get("head"), "files": files[:5000], "count": len(files)}
+    return ChangesResult(base=base, head=inputs.get("head"), files=files[:5000], count=len(files))
 
 
-def impact(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
+@skill("ci.impact", toolset=Toolset.CI)
+def impact(inputs: dict[str, Any], tools: CiTools) -> ImpactResult:
     """The tests the changes reach; every test when there is no base to compare with."""
-    found = tools.upstream(str(inputs["changes"]))
-    if found.get("base") is None:
-        return {"modules": [], "tests": [], "run_all": True, "reason": "no base to compare with: every test runs",
-                "changed": found.get("count", 0)}
-    result = tools.impact(list(found.get("files", [])), str(inputs.get("tests", "tests")))
-    return {**{k: result.get(k) for k in ("modules", "tests", "run_all", "reason")}, "changed": found.get("count", 0)}
+    found = tools.upstream(str(inputs["changes"]), ChangesResult)
+    if found.base is None:
+        return ImpactResult(run_all=True, reason="no base to compare with: every test runs", changed=found.count)
+    reach = tools.impact(found.files, str(inputs.get("tests", "tests")))
+    return ImpactResult(modules=list(reach.modules), tests=list(reach.tests), run_all=reach.run_all,
+                        reason=reach.reason, changed=found.count)
 
 
-def test(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
+@skill("ci.test", toolset=Toolset.CI)
+def test(inputs: dict[str, Any], tools: CiTools) -> TestResult:
     """Run the tests the change reaches (or all); any failure stops the pipeline."""
-    reach = tools.upstream(str(inputs["impact"]))
+    reach = tools.upstream(str(inputs["impact"]), ImpactResult)
     tests_dir = str(inputs.get("tests", "tests"))
-    if reach.get("run_all"):
+    if reach.run_all:
         args = [tests_dir]
-    elif reach.get("tests"):
-        args = list(reach["tests"])
+    elif reach.tests:
+        args = list(reach.tests)
     else:
-        return {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "ran": [], "ok": True,
-                "reason": "the change reaches no test"}
-    report = tools.run_tests(".", args, coverage=bool(inputs.get("coverage", True)))
-    if not report.get("ok"):
-        failing = ", ".join(report.get("failures", [])[:5]) or "no test passed"
-        raise PermanentFailure(f"tests failed ({report.get('failed', 0)} failed, {report.get('errors', 0)} errors): "
-                               f"{failing}")
-    return {**report, "ran": args}
+        return TestResult(passed=0, failed=0, errors=0, skipped=0, ok=True, reason="the change reaches no test")
+    report = _outcome(tools.run_tests(".", args, coverage=bool(inputs.get("coverage", True))), TestResult,
+                      "the test run")
+    if not report.ok:
+        failing = ", ".join(report.failures[:5]) or "no test passed"
+        raise PermanentFailure(f"tests failed ({report.failed} failed, {report.errors} errors): {failing}")
+    return msgspec.structs.replace(report, ran=args)
 
 
-def review(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
+@skill("ci.review", toolset=Toolset.CI)
+def review(inputs: dict[str, Any], tools: CiTools) -> ReviewResult:
     """Apply ruff's safe fixes as a commit of their own, then review with ruff and bandit; a finding at
     or above the policy's threshold stops the pipeline."""
+    try:
+        threshold = severity(str(inputs.get("threshold") or "high"))
+    except ValueError as exc:
+        raise PermanentFailure(f"the review threshold is not valid: {exc} (the policy's [tool.pipeline] "
+                               "review_block_at)") from None
     # Named calls: whether the fixes are applied and committed depends on what an earlier attempt
     # already did (the diff is empty once they are applied), so positions would not line up.
     with tools.named("lint"):
@@ -87,70 +120,77 @@ def review(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
             fix_commit = tools.commit("review: ruff's safe automatic fixes", identity(tools),
                                       tracked_only=True).get("commit")
         fix_commit = fix_commit or tools.committed_by("lint-commit")  # an earlier attempt's
-    threshold = str(inputs.get("threshold") or "high")
     with tools.named("review"):
         found = tools.review(".", threshold, fix_commit)
-    if found.get("blocking"):
-        worst = found["blocking"][0]
-        raise PermanentFailure(f"{len(found['blocking'])} review finding(s) at or above {threshold}, first: "
-                               f"{worst['tool']} {worst['rule']} ({worst['severity']}) {worst['path']}:{worst['line']} "
-                               f"{worst['message']}")
-    return {**found, "fix_commit": fix_commit}
+    if found.blocking:
+        worst = found.blocking[0]
+        raise PermanentFailure(f"{found.stopping()} review finding(s) at or above {threshold}, first: {worst.tool} "
+                               f"{worst.rule} ({worst.severity}) {worst.path}:{worst.line} {worst.message}")
+    return found
 
 
-def build(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
+@skill("ci.build", toolset=Toolset.CI, signs=True)
+def build(inputs: dict[str, Any], tools: CiTools) -> BuildResult:
     """Build twice at SOURCE_DATE_EPOCH, compare, and sign the provenance with the builder's key."""
     try:
         built = tools.build(".", str(inputs.get("out", "dist")), str(inputs.get("repository", "")))
     except WorkspaceError as exc:
         raise PermanentFailure(str(exc)) from None
-    if not built.get("artefacts"):
+    if not built.artefacts:
         raise PermanentFailure("the build produced no artefact")
     return built
 
 
-def deploy(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
+@skill("ci.deploy", toolset=Toolset.CI)
+def deploy(inputs: dict[str, Any], tools: CiTools) -> Release:
     """Deploy the build's wheel (else its first artefact) to the environment, blue-green, with the health check."""
-    built = tools.upstream(str(inputs["build"]))
-    artefacts = built.get("artefacts", [])
-    wheel = next((a for a in artefacts if a["name"].endswith(".whl")), artefacts[0] if artefacts else None)
+    built = tools.upstream(str(inputs["build"]), BuildResult)
+    wheel = built.deployable()
     if wheel is None:
         raise PermanentFailure("the build has no artefact to deploy")
+    environment = str(inputs["environment"])
     health = inputs.get("health")
     try:
-        release = tools.deploy(wheel["path"], str(inputs["environment"]), resolve(health) if health else None)
+        done = tools.deploy(wheel.path, environment, resolve(health) if health else None)
     except WorkspaceError as exc:
         raise PermanentFailure(str(exc)) from None
-    return {**release, "artefact": wheel["name"], "sha256": wheel["sha256"]}
+    release = _outcome(done, Release, f"the deploy to {environment}", artefact=wheel.name, sha256=wheel.sha256)
+    if release.path is None and tools.environments is not None:  # replayed: the manifest is not read again
+        release = msgspec.structs.replace(release, path=str(tools.environments.path(environment) / "current"))
+    return release
 
 
-def smoke(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
+@skill("ci.smoke", toolset=Toolset.CI)
+def smoke(inputs: dict[str, Any], tools: CiTools) -> SmokeResult:
     """Run the smoke test in the release live in staging; a failure stops the pipeline before production."""
-    live = tools.upstream(str(inputs["staging"]))
+    live = tools.upstream(str(inputs["staging"]), Release)
     argv = inputs.get("argv")
     if not argv:
-        return {"ran": False, "reason": "the repository names no smoke test ([tool.council.ci] smoke)"}
+        return SmokeResult(ran=False, reason="the repository names no smoke test ([tool.council.ci] smoke)")
     if tools.environments is None:
         raise PermanentFailure("no environments to smoke-test")
     environment = str(inputs["environment"])
-    release = f"{environment}/releases/{live['release']}"
-    done = tools.smoke(resolve(list(argv)), release, environment)
-    if done.get("returncode", 0) != 0:
+    done = tools.smoke(resolve(list(argv)), f"{environment}/releases/{live.release}", environment)
+    if "returncode" not in done:
+        raise PermanentFailure(f"the smoke test in {environment} failed in an earlier attempt of this task and is not "
+                               "run again under its key; start the pipeline again")
+    if done["returncode"] != 0:
         raise PermanentFailure(f"the smoke test failed in {environment} (exit {done['returncode']}): "
                                f"{(done.get('stderr') or done.get('stdout') or '')[-300:]}")
-    return {"ran": True, "release": live["release"], "returncode": done.get("returncode", 0),
-            "output": (done.get("stdout") or "")[-500:]}
+    return SmokeResult(ran=True, release=live.release, returncode=done["returncode"],
+                       output=(done.get("stdout") or "")[-500:])
 
 
-def docs(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
+@skill("ci.docs", toolset=Toolset.CI)
+def docs(inputs: dict[str, Any], tools: CiTools) -> DocsResult:
     """Add the run to the changelog (from its steps' recorded results) and draw its task graph in Mermaid."""
     steps: dict[str, str] = dict(inputs["steps"])
-    results = {name: tools.upstream(steps[name]) for name in ("changes", "test", "review", "build", "staging", "smoke")}
-    status = {task: tools.status_of(task) for task in steps.values()}
+    results = {name: tools.upstream(steps[name], result_type(name)) for name in CHANGELOG_STEPS}
+    status = {task: now for task in steps.values() if (now := tools.status_of(task)) is not None}
     request = str(inputs["request"])
     log = tools.run(["git", "log", "--format=%h %s", f"{inputs['base']}..HEAD" if inputs.get("base") else "-20"], ".",
                     60.0, tail=20_000, reads_only=True)
-    entry = _changelog_entry(request, inputs, results, log.get("stdout", ""))
+    entry = _changelog_entry(request, inputs, results, str(log.get("stdout", "")))
     page = f"# Pipeline {request}\n\n```mermaid\n{mermaid(graph(steps), status)}```\n\n{entry}"
     existing = _read(tools, "CHANGELOG.md")
     header = "# Changelog\n\n"
@@ -159,18 +199,12 @@ def docs(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     tools.write_file("CHANGELOG.md", header + entry + ("\n" + body if body else ""))
     done = tools.commit(f"docs: changelog and task graph of {request}", identity(tools),
                         paths=["CHANGELOG.md", f"docs/pipeline/{request}.md"])
-    return {"changelog": "CHANGELOG.md", "graph": f"docs/pipeline/{request}.md", "commit": done.get("commit")}
+    return DocsResult(changelog="CHANGELOG.md", graph=f"docs/pipeline/{request}.md", commit=done.get("commit"))
 
 
-def _read(tools: CiTools, path: str) -> str:
-    try:
-        return tools.workspace.read(path).decode(errors="replace")
-    except WorkspaceError:
-        return ""
-
-
-def _changelog_entry(request: str, inputs: dict[str, Any], results: dict[str, dict[str, Any]], log: str) -> str:
-    test, review_, built, staging = results["test"], results["review"], results["build"], results["staging"]
+def _changelog_entry(request: str, inputs: dict[str, Any], results: dict[str, StepResult], log: str) -> str:
+    """The changelog entry of a run: its source, commits (``log``: ``git log --format='%h %s'``) and the results of
+    :data:`CHANGELOG_STEPS` (a step missing from ``results`` is left out)."""
     lines = [f"## {time.strftime('%Y-%m-%d', time.gmtime())} — pipeline {request}", ""]
     lines.append(f"- Source: `{inputs.get('repository', '')}` at `{str(inputs.get('head', ''))[:12]}`"
                  + (f", compared with `{str(inputs['base'])[:12]}`" if inputs.get("base") else ", no base"))
@@ -178,22 +212,43 @@ def _changelog_entry(request: str, inputs: dict[str, Any], results: dict[str, di
     if commits:
         lines.append("- Commits:")
         lines += [f"  - {c}" for c in commits[:30]]
-    lines.append(f"- Changed files: {results['changes'].get('count', 0)}")
-    coverage = test.get("coverage_total")
-    lines.append(f"- Tests: {test.get('passed', 0)} passed, {test.get('failed', 0)} failed, {test.get('skipped', 0)} skipped"
-                 + (f"; line coverage {coverage:.1f}%" if isinstance(coverage, int | float) else ""))
-    counts = review_.get("counts", {})
-    lines.append("- Review: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no findings")
-                 + (f"; safe fixes in {str(review_['fix_commit'])[:12]}" if review_.get("fix_commit") else ""))
-    for a in built.get("artefacts", []):
-        lines.append(f"- Artefact `{a['name']}` sha256 `{a['sha256']}`")
-    lines.append(f"- Reproducible: {'yes' if built.get('reproducible') else 'no'}; provenance `{built.get('provenance')}`"
-                 f" signed by `{built.get('signer')}`")
-    lines.append(f"- Staging: release `{staging.get('release')}`"
-                 + (", smoke test passed" if results["smoke"].get("ran") else ", no smoke test"))
+    if changed := pick(results, "changes", ChangesResult):
+        lines.append(f"- Changed files: {changed.count}")
+    if tested := pick(results, "test", TestResult):
+        lines.append(f"- Tests: {tested.summary()}")
+    if reviewed := pick(results, "review", ReviewResult):
+        lines.append(f"- Review: {reviewed.summary()}"
+                     + (f"; safe fixes in {reviewed.fix_commit[:12]}" if reviewed.fix_commit else ""))
+    if built := pick(results, "build", BuildResult):
+        lines += [f"- Artefact `{a.name}` sha256 `{a.sha256}`" for a in built.artefacts]
+        lines.append(f"- Reproducible: {'yes' if built.reproducible else 'no'}; provenance `{built.provenance}`"
+                     f" signed by `{built.signer}`")
+    if staged := pick(results, "staging", Release):
+        smoked = pick(results, "smoke", SmokeResult)
+        lines.append(f"- Staging: release `{staged.release}`"
+                     + (", smoke test passed" if smoked and smoked.ran else ", no smoke test"))
     return "\n".join(lines) + "\n"
 
 
-SKILLS = {"ci.changes": changes, "ci.impact": impact, "ci.test": test, "ci.review": review, "ci.build": build,
-          "ci.deploy": deploy, "ci.smoke": smoke, "ci.docs": docs}
-"""Capability → the step's skill."""
+def _outcome(done: dict[str, Any], kind: type[R], what: str, **extra: Any) -> R:
+    """A gated tool's result (plus ``extra``) as ``kind``.
+
+    An action an earlier attempt completed comes back as "done" and is rebuilt from what it
+    recorded; one that failed then, or recorded nothing, has nothing to rebuild from, and the step
+    cannot go on (:class:`PermanentFailure`).
+    """
+    if done.get("already_done") and set(done) <= _DONE_ONLY:
+        failed = " failed in an earlier attempt of this task and" if done.get("ok") is False else " left no record and"
+        raise PermanentFailure(f"{what}{failed} is not run again under its key; start the pipeline again")
+    return read({**done, **extra}, kind, what)
+
+
+_DONE_ONLY = frozenset({"already_done", "ok", "result_digest"})
+"""The keys of a gated tool's answer for an action that ran before and whose result cannot be rebuilt."""
+
+
+def _read(tools: CiTools, path: str) -> str:
+    try:
+        return tools.workspace.read(path).decode(errors="replace")
+    except WorkspaceError:
+        return ""

@@ -2,8 +2,10 @@
 
 Each is one action at the gate (``file.read`` of the tree for impact analysis, ``command.run``
 for review, ``build`` for a build) and records what it found after its ``action.completed``:
-``review.reported``, ``build.reported``. A step also reads the results of the steps it depends
-on from the log (:meth:`CiTools.upstream`), never from another agent's memory.
+``review.reported``, ``build.reported``. Review and build return the step's typed result
+(:mod:`actors.pipeline.results`) made from that event, on a first run and on a replay alike. A
+step also reads the results of the steps it depends on from the log, as their types
+(:meth:`CiTools.upstream`), never from another agent's memory.
 """
 
 from __future__ import annotations
@@ -13,46 +15,70 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
+
+from actors.pipeline.results import SEVERITIES, BuildResult, ReviewResult, StepResult, read, severity
 from actors.skills import PermanentFailure
 from actors.tools import build as builds
 from actors.tools import commands
 from actors.tools import impact as impacts
 from actors.tools import review as reviews
-from actors.tools.gated import Tools
-from events import RecordedEvent
-from events.catalogue import Artefact, Budget, BuildReported, Finding, GitCommitted, ReviewReported
+from actors.tools.gated import Tools, action_key
+from events import RecordedEvent, streams
+from events.catalogue import (
+    Artefact,
+    Budget,
+    BuildReported,
+    Finding,
+    GitCommitted,
+    ReviewReported,
+    TaskCompleted,
+    TaskStatus,
+    next_status,
+)
+from events.catalogue.work import Severity
 from governance import provenance
-from governance.keys import SigningKey
 
 BUILD_TYPE = "https://agent-council.dev/pipeline/python-build/v1"
 """What kind of build the provenance describes: ``python -m build --no-isolation`` at SOURCE_DATE_EPOCH."""
+
+R = TypeVar("R", bound=StepResult)
 
 
 class CiTools(Tools):
     """:class:`Tools` plus the pipeline's own: what a change reaches, review, reproducible builds, upstream results."""
 
     def __init__(self, *args: Any, history: Callable[[str], list[RecordedEvent]] | None = None,
-                 signer: SigningKey | None = None, builder_id: str = "", **kwargs: Any) -> None:
-        """``history`` reads a stream of the log; ``signer`` is the agent's own key, which signs provenance."""
+                 builder_id: str = "", **kwargs: Any) -> None:
+        """``history`` reads a stream of the log; a build signs its provenance with ``signer`` (the agent's own key)."""
         super().__init__(*args, **kwargs)
-        self.history, self.signer, self.builder_id = history, signer, builder_id
+        self.history, self.builder_id = history, builder_id
 
-    def upstream(self, task_id: str) -> dict[str, Any]:
-        """The result a completed task recorded; :class:`PermanentFailure` if it has not completed."""
-        events = self.history(f"task-{task_id}") if self.history else []
-        done = [e for e in events if e.type == "task.completed"]
+    def upstream(self, task_id: str, kind: type[R]) -> R:
+        """The result completed task ``task_id`` recorded, as a ``kind``.
+
+        :class:`PermanentFailure` if the task has not completed; :class:`~actors.pipeline.results.ResultMismatch`
+        (a PermanentFailure) naming the task, the type and the field's path if its result does not fit ``kind``.
+        """
+        events = self.history(streams.task(task_id)) if self.history else []
+        done = [e.payload for e in events if isinstance(e.payload, TaskCompleted)]
         if not done:
             raise PermanentFailure(f"task {task_id} has not completed; this step depends on its result")
-        return dict(done[-1].payload.result)
+        return read(done[-1].result, kind, f"task {task_id}")
 
-    def status_of(self, task_id: str) -> str:
-        """The last thing that happened to a task (``submitted``, ``completed``, ``awaiting``…), from its stream."""
-        events = self.history(f"task-{task_id}") if self.history else []
-        return events[-1].type.removeprefix("task.") if events else "unknown"
+    def status_of(self, task_id: str) -> TaskStatus | None:
+        """Where a task is now (its stream folded), or None if its stream is empty."""
+        status: TaskStatus | None = None
+        for event in self.history(streams.task(task_id)) if self.history else []:
+            try:
+                status = next_status(status, event.type)
+            except KeyError:  # not an event that moves a task
+                continue
+        return status
 
-    def impact(self, changed: list[str], scope: str = "tests") -> dict[str, Any]:
+    def impact(self, changed: list[str], scope: str = "tests") -> impacts.Impact:
         """``file.read`` of the tree: the tests the changed files reach through imports, or "run all" and why."""
         request = self._request("file.read", f"impact of {len(changed)} changed files", resource=scope,
                                 arguments={"changed": sorted(changed)[:1000]})
@@ -62,10 +88,14 @@ class CiTools(Tools):
             return {"modules": list(found.modules), "tests": list(found.tests), "run_all": found.run_all,
                     "reason": found.reason}
 
-        return self._run(request, analyse, replay=analyse)  # it only reads
+        done = self._run(request, analyse, replay=analyse)  # it only reads
+        if "run_all" not in done:
+            raise PermanentFailure(f"the impact analysis {request.key} failed in an earlier attempt of this task and "
+                                   "is not run again under its key; start the pipeline again")
+        return impacts.Impact(tuple(done["modules"]), tuple(done["tests"]), bool(done["run_all"]), str(done["reason"]))
 
     def lint_fixes(self, cwd: str = ".") -> str:
-        """``command.run`` of ``ruff check --fix --diff``: the safe automatic fixes as a diff (bare paths), not applied."""
+        """``command.run`` of ``ruff check --fix --diff``: ruff's safe fixes as a diff (bare paths), not applied."""
         argv = [sys.executable, "-m", "ruff", "check", "--fix", "--diff", "--exit-zero", "--no-cache", "."]
         done = self.run(argv, cwd, 120.0, tail=1 << 22, reads_only=True)  # --diff writes nothing
         if done["returncode"] != 0:
@@ -80,40 +110,47 @@ class CiTools(Tools):
 
     def committed_by(self, name: str) -> str | None:
         """The commit the first call named ``name`` made (see :meth:`named`), from the log; None if none."""
-        found = self.recorded(f"{self.task_id}#{name}.1", GitCommitted)
+        found = self.recorded(action_key(self.task_id, name, 1), GitCommitted)
         return found.commit if found is not None else None
 
-    def review(self, cwd: str = ".", threshold: str = "high", fix_commit: str | None = None) -> dict[str, Any]:
-        """``command.run`` of ruff and bandit; ``review.reported`` with the findings, and how many reach ``threshold``."""
+    def review(self, cwd: str = ".", threshold: Severity = "high", fix_commit: str | None = None) -> ReviewResult:
+        """``command.run`` of ruff and bandit; ``review.reported`` with the findings, and how many reach ``threshold``.
+
+        The result is made from that event, so an earlier attempt's review is replayed unchanged.
+        """
         request = self._request("command.run", "review: ruff check, bandit", resource=cwd,
                                 environment="local", arguments={"threshold": threshold})
+        reported: list[ReviewReported] = []
 
         def examine() -> dict[str, Any]:
             report = reviews.review(self.workspace, cwd)
-            ranked = sorted(report.findings, key=lambda f: (-reviews.SEVERITIES.index(f.severity), f.path, f.line))
-            blocking = reviews.blocking(report.findings, threshold)
-            self._record(request.key, ReviewReported(
-                warrant_id=self.warrant_id or "", key=request.key, counts=dict(report.counts), threshold=threshold,
-                blocking=len(blocking), fix_commit=fix_commit,
-                findings=[Finding(tool=f.tool, rule=f.rule, severity=f.severity, path=f.path, line=max(0, f.line),
-                                  message=f.message[:2000]) for f in ranked[:200]]), "review.reported")
-            return {"counts": dict(report.counts), "blocking": [_finding(f) for f in blocking[:50]],
-                    "findings": len(report.findings), "threshold": threshold,
-                    "top": [_finding(f) for f in ranked[:10]]}
+            findings = [Finding(tool=f.tool, rule=f.rule, severity=severity(f.severity), path=f.path,
+                                line=max(0, f.line), message=f.message[:2000]) for f in report.findings]
+            ranked = sorted(findings, key=lambda f: (-SEVERITIES.index(f.severity), f.path, f.line))
+            event = ReviewReported(
+                warrant_id=self.warrant_id or "", key=request.key,
+                counts={severity(s): n for s, n in report.counts.items()}, threshold=threshold,
+                blocking=len(reviews.blocking(report.findings, threshold)), fix_commit=fix_commit,
+                findings=ranked[:200])
+            self._record(request.key, event, "review.reported")
+            reported.append(event)
+            return msgspec.to_builtins(ReviewResult.reported(event))
 
         def replay() -> dict[str, Any]:
             found = self.recorded(request.key, ReviewReported)
-            if found is None:
-                return {}
-            stopping = [f for f in found.findings if reviews.severity_at_least(f.severity, found.threshold)]
-            return {"counts": dict(found.counts), "blocking": [_finding(f) for f in stopping[:50]],
-                    "findings": sum(found.counts.values()), "threshold": found.threshold,
-                    "top": [_finding(f) for f in found.findings[:10]]}
+            if found is not None:
+                reported.append(found)
+            return {}
 
-        return self._run(request, examine, replay=replay)
+        self._run(request, examine, replay=replay)
+        if not reported:
+            raise PermanentFailure(f"the review {request.key} ran in an earlier attempt of this task, which failed or "
+                                   "stopped before recording its review.reported; it is not run again under its key: "
+                                   "start the pipeline again")
+        return ReviewResult.reported(reported[-1])
 
     def smoke(self, argv: list[str], release: str, environment: str, timeout: float = 120.0) -> dict[str, Any]:
-        """``command.run`` in ``environment``: run ``argv`` in a release directory of the environments (it only reads)."""
+        """``command.run`` in ``environment``: ``argv`` in a release directory of the environments (it only reads)."""
         if self.environments is None:
             raise PermanentFailure("this agent has no environments to test")
         request = self._request("command.run", shlex.join(argv), environment=environment,
@@ -127,10 +164,14 @@ class CiTools(Tools):
 
         return self._run(request, execute, replay=execute)
 
-    def build(self, cwd: str = ".", out: str = "dist", repository: str = "") -> dict[str, Any]:
-        """``build``: build twice at SOURCE_DATE_EPOCH, compare, sign SLSA provenance; ``build.reported``."""
+    def build(self, cwd: str = ".", out: str = "dist", repository: str = "") -> BuildResult:
+        """``build``: build twice at SOURCE_DATE_EPOCH, compare, sign SLSA provenance; ``build.reported``.
+
+        The result is made from that event, so an earlier attempt's build is replayed unchanged.
+        """
         request = self._request("build", f"python -m build in {cwd}", resource=cwd, arguments={"out": out})
         started = _now()
+        reported: list[BuildReported] = []
 
         def make() -> dict[str, Any]:
             built = builds.build(self.workspace, cwd, out)
@@ -159,25 +200,22 @@ class CiTools(Tools):
                 mismatches=list(built.mismatches), provenance=where, provenance_sha256=digest,
                 signer=self.signer.public.fingerprint if self.signer else None)
             self._record(request.key, report, "build.reported")
-            return {**_build_result(report), "seconds": round(built.duration_s, 3), "output_digest": built.output_digest}
+            reported.append(report)
+            return {**msgspec.to_builtins(BuildResult.reported(report)), "seconds": round(built.duration_s, 3),
+                    "output_digest": built.output_digest}
 
         def replay() -> dict[str, Any]:
             found = self.recorded(request.key, BuildReported)
-            return {} if found is None else _build_result(found)
+            if found is not None:
+                reported.append(found)
+            return {}
 
-        return self._run(request, make, replay=replay)
-
-
-def _build_result(report: BuildReported) -> dict[str, Any]:
-    return {"artefacts": [{"name": a.name, "path": a.path, "sha256": a.sha256, "size": a.size} for a in report.artefacts],
-            "reproducible": report.reproducible, "mismatches": list(report.mismatches), "commit": report.commit,
-            "source_date_epoch": report.source_date_epoch, "provenance": report.provenance,
-            "provenance_sha256": report.provenance_sha256, "signer": report.signer}
-
-
-def _finding(f: reviews.Finding) -> dict[str, Any]:
-    return {"tool": f.tool, "rule": f.rule, "severity": f.severity, "path": f.path, "line": f.line,
-            "message": f.message[:300]}
+        self._run(request, make, replay=replay)
+        if not reported:
+            raise PermanentFailure(f"the build {request.key} ran in an earlier attempt of this task, which failed or "
+                                   "stopped before recording its build.reported; it is not run again under its key: "
+                                   "start the pipeline again")
+        return BuildResult.reported(reported[-1])
 
 
 def _now() -> str:

@@ -1,11 +1,17 @@
 """The tools a skill is handed: every call asks the gate first and records its outcome after.
 
-A call becomes an :class:`governance.gate.ActionRequest` with an idempotency key made of the task
-id and the call's place in the skill (its n-th call), so a skill run again after a crash asks for
-the same keys: calls that already completed are not run again (their recorded digest is
-returned), and only the rest run. A denial raises :class:`ActionRefused` (the task fails for good);
-an action waiting for approvals or a vote raises :class:`AwaitingAuthority` (the task waits, as
-events, holding no process).
+A call becomes an :class:`governance.gate.ActionRequest` with an idempotency key
+(:func:`action_key`) made of the task id and the call's place in the skill — its n-th call, or
+its n-th call inside a scope named with :meth:`Tools.named` — so a skill run again after a crash
+asks for the same keys: calls that already completed are not run again (the tools rebuild their
+results from what was recorded), and only the rest run. The gate checks that a key names the same
+action it named before: a retry that takes another path (its n-th call is another action) is
+refused as nondeterministic (:class:`Nondeterministic`) rather than handed the first attempt's
+outcome. A denial raises :class:`ActionRefused` (the task fails for good); an action waiting for
+approvals or a vote raises :class:`AwaitingAuthority` (the task waits, as events, holding no process).
+
+Calls whose result depends only on their inputs (a model's answer, later) are keyed by content
+instead (:func:`content_key`): the same inputs find the recorded result, other inputs are new work.
 """
 
 from __future__ import annotations
@@ -27,11 +33,47 @@ from actors.tools.git import Git, Identity
 from actors.tools.testing import run_pytest
 from actors.tools.workspace import Workspace, WorkspaceError
 from events.catalogue import Budget, FileChanged, GitCommitted, ReleaseDeployed, TestsReported
+from governance import signing
 from governance.gate import ActionRequest, Verdict
+from governance.keys import SigningKey
+
+
+def action_key(task_id: str, scope: str, n: int) -> str:
+    """The idempotency key of the ``n``-th call (from 1) a skill makes in ``scope`` during task ``task_id``.
+
+    ``scope`` is "" for the skill as a whole, or the name given to :meth:`Tools.named`. Every
+    attempt of the task that takes the same path asks for the same keys.
+    """
+    return f"{task_id}#{scope}.{n}" if scope else f"{task_id}#{n}"
+
+
+def content_key(task_id: str, name: str, digest: str) -> str:
+    """The idempotency key of a call named ``name`` keyed by the digest of its inputs: new inputs, new key."""
+    return f"{task_id}#{name}@{digest[:32]}"
 
 
 class ActionRefused(PermanentFailure):
-    """The gate denied an action; the reason is the message."""
+    """The gate denied an action; the reason is the message, ``denial`` the gate's kind of denial."""
+
+    kind = "denied"
+
+    def __init__(self, message: str, denial: str = "") -> None:
+        super().__init__(message)
+        self.denial = denial
+
+    def __reduce__(self) -> tuple[type[ActionRefused], tuple[str, str]]:
+        return type(self), (str(self), self.denial)
+
+
+class Nondeterministic(ActionRefused):
+    """A retried attempt asked for an action under a key that named another action on the first attempt.
+
+    The skill took another path than before, so the key cannot tell the two apart; retrying can
+    never succeed. The fix is in the skill: name the calls it makes only sometimes
+    (``with tools.named("fix"): ...``) or key them by their content.
+    """
+
+    kind = "permanent"
 
 
 class AwaitingAuthority(Exception):  # noqa: N818 - a state the task enters, not a failure
@@ -46,10 +88,11 @@ class Tools:
     """Gated effects for one task attempt, under one warrant."""
 
     def __init__(self, gatekeeper: Gatekeeper, warrant_id: str | None, task_id: str, workspace: Workspace,
-                 environments: Workspace | None = None) -> None:
-        """``environments`` is where deployments go (default: ``.deployments/`` in the workspace)."""
+                 environments: Workspace | None = None, signer: SigningKey | None = None) -> None:
+        """``environments`` is where deployments go (default: ``.deployments/`` in the workspace); ``signer`` is
+        the agent's own key, for a skill that signs (None otherwise)."""
         self.gatekeeper, self.warrant_id, self.task_id, self.workspace = gatekeeper, warrant_id, task_id, workspace
-        self.environments = environments
+        self.environments, self.signer = environments, signer
         self._calls = 0
         self._scope = ""
         self._records: list[tuple[str, Any, str]] = []
@@ -125,7 +168,7 @@ class Tools:
         from one attempt to the next; a name does not.
         """
         saved = self._scope, self._calls
-        self._scope, self._calls = f"{name}.", 0
+        self._scope, self._calls = name, 0
         try:
             yield
         finally:
@@ -153,12 +196,6 @@ class Tools:
             return _tests_result(found) if found is not None else {}
 
         return self._run(request, test, replay=replay)
-
-    def read_file(self, path: str) -> str:
-        """``file.read``: the text of ``path`` in the workspace."""
-        request = self._request("file.read", path, resource=path)
-        result = self._run(request, lambda: {"path": path, "text": self.workspace.read(path).decode(errors="replace")})
-        return result["text"] if "text" in result else self.workspace.read(path).decode(errors="replace")
 
     def run(self, argv: list[str], cwd: str = ".", timeout: float = 300.0, *, environment: str = "local",
             tail: int = 4000, reads_only: bool = False) -> dict[str, Any]:
@@ -235,8 +272,8 @@ class Tools:
         if resource in ("", "."):
             resource = None  # the workspace as a whole: no path to scope (rules with resources do not apply)
         return ActionRequest(agent_id=self.gatekeeper.agent_id, action=action, target=target, resource=resource,
-                             environment=environment, key=f"{self.task_id}#{self._scope}{self._calls}", arguments=arguments or {},
-                             artifacts=artifacts or {}, cost=cost)
+                             environment=environment, key=action_key(self.task_id, self._scope, self._calls),
+                             arguments=arguments or {}, artifacts=artifacts or {}, cost=cost)
 
     def recorded(self, key: str, kind: type) -> Any | None:
         """What an action (by its key) recorded of ``kind`` in the warrant's stream, or None."""
@@ -254,7 +291,9 @@ class Tools:
         only reads, by reading again), else only its digest is returned."""
         verdict: Verdict = self.gatekeeper.authorize(request, self.warrant_id)
         if verdict.outcome == "denied":
-            raise ActionRefused(f"{request.action} {request.target} denied: {verdict.reason}")
+            denial = verdict.denial or ""
+            refused = Nondeterministic if denial == "nondeterministic" else ActionRefused
+            raise refused(f"{request.action} {request.target} denied: {verdict.reason}", denial)
         if verdict.outcome == "pending":
             raise AwaitingAuthority(verdict.authority_id or "", verdict.reason)
         if verdict.outcome == "done":
@@ -278,7 +317,7 @@ class Tools:
         cost = actual(result) if actual is not None else Budget()
         if cost.wall_time_s is None:  # the estimate (a timeout) is replaced by the time the effect really took
             cost = msgspec.structs.replace(cost, wall_time_s=round(time.monotonic() - started, 3))
-        digest = hashlib.sha256(repr(sorted(result.items())).encode()).hexdigest()
+        digest = signing.digest(result)
         self.gatekeeper.completed(self.warrant_id, request.key, ok=True, cost=cost, result_digest=digest,
                                   output_digest=result.get("output_digest"))
         self._flush()

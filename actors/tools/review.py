@@ -37,9 +37,7 @@ from typing import Any
 from actors.tools import commands
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import CouncilError
-
-SEVERITIES = ("info", "low", "medium", "high", "critical")
-"""Severities from least to most severe."""
+from events.catalogue.work import SEVERITIES
 
 EXCLUDED_DIRS = (".git", ".venv", "venv", "__pycache__", ".tox", ".eggs", "node_modules", "dist", "build", ".deployments")
 """Directories neither tool looks into when it walks a directory (a path given explicitly is still reviewed)."""

@@ -11,7 +11,8 @@ from ray_support import ask, sigkill, wait_until
 
 from actors import names
 from actors.store_client import StoreClient
-from cluster.system import AgentSpec, boot, shutdown
+from cluster.system import System, boot, shutdown
+from cluster.team import AgentSpec
 from events import NO_STREAM, open_store
 from events.catalogue import TaskSubmitted
 from governance import approvals, checkpoints
@@ -29,8 +30,8 @@ def council(tmp_path: Path, ray_instance: None):  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'events.db'}"
     team = [AgentSpec(agent_id="c1", role="coder", capabilities=("files.write",), slots=2),
             AgentSpec(agent_id="d1", role="deployer", capabilities=("deploy.local",), slots=1)]
-    handles = boot(url, team=team, dispatch={"heartbeat_timeout": 6, "backoff_base": 0.1}, home=str(home),
-                   policy=str(tmp_path / "policy.toml"), workspace=str(tmp_path / "ws"))
+    handles = boot(System.of(url, team, dispatch={"heartbeat_timeout": 6, "backoff_base": 0.1}, home=str(home),
+                             policy=str(tmp_path / "policy.toml"), workspace=str(tmp_path / "ws")))
     yield url, handles, StoreClient(), keys, tmp_path
     shutdown([names.DISPATCHER, names.COUNCIL, names.STORE, names.agent("c1"), names.agent("d1")])
 

@@ -1,15 +1,18 @@
-"""The dispatcher's plain logic over a real (in-memory) log: queues, leases, retries, dependencies."""
+"""The dispatcher's plain logic over a real (in-memory) log, run by the real follower: queues, leases, retries,
+dependencies, and a store that is away for a round."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 
-from actors.dispatch import DispatchSettings, DispatchState, decide
+from actors.dispatch import Dispatch, DispatchSettings, decide
 from actors.dispatch.decide import effective_priority
-from events import EventStore, open_store
+from actors.follow import Follower
+from events import AppendResult, CouncilError, EventStore, Intent, open_store
 from events.catalogue import (
     AgentHeartbeat,
     AgentRegistered,
@@ -20,36 +23,45 @@ from events.catalogue import (
     TaskStarted,
     TaskSubmitted,
 )
-from events.errors import ConcurrencyError
+from events.errors import ConcurrencyError, StoreUnavailable
 
 SETTINGS = DispatchSettings(lease=60, heartbeat_timeout=15, backoff_base=2, ageing=600)
 # Tests that look into the future keep agents live: heartbeats are stamped with the real clock.
 PATIENT = DispatchSettings(lease=60, heartbeat_timeout=1e6, backoff_base=2, ageing=600)
 
 
+class Recording(Dispatch):
+    """The dispatcher's process, remembering what each round stored (where the Ray shell hands out leases)."""
+
+    def __init__(self, settings: DispatchSettings) -> None:
+        super().__init__(settings)
+        self.appended: list[str] = []
+
+    def react(self, stored: Sequence[tuple[Intent, AppendResult]]) -> None:
+        self.appended += [type(e).type_name for intent, _ in stored for e in intent.events]
+
+
 class Dispatcher:
-    """A dispatcher over a store: fold, decide, append, fold again — what the Ray shell does."""
+    """The real follower running the dispatcher's process over a store, a round at a time."""
 
     def __init__(self, store: EventStore, settings: DispatchSettings = SETTINGS) -> None:
-        self.store, self.settings, self.state = store, settings, DispatchState()
-        self.refused = 0
+        self.process = Recording(settings)
+        self.follower = Follower(self.process, store)
+        self.state = self.process.state
+
+    @property
+    def refused(self) -> int:
+        return self.follower.refused
 
     def catch_up(self) -> None:
-        for event in self.store.read_all(self.state.position + 1):
-            self.state.evolve(event)
+        self.follower.catch_up()
 
     def round(self, now: float | None = None) -> list[str]:
-        """One round; returns the types appended."""
-        self.catch_up()
-        appended = []
-        for append in decide(self.state, time.time() if now is None else now, self.settings):
-            try:
-                self.store.append(append.stream, list(append.events), append.expected_version)
-                appended += [e.type_name for e in append.events]
-            except ConcurrencyError:
-                self.refused += 1
-        self.catch_up()
-        return appended
+        """One round of the follower; returns the types it appended (and folds them, as its next round would)."""
+        self.process.appended = []
+        self.follower.step(now)
+        self.follower.catch_up()
+        return self.process.appended
 
 
 @pytest.fixture
@@ -76,7 +88,7 @@ def finish(store: EventStore, d: Dispatcher, task_id: str) -> None:
 def fail(store: EventStore, d: Dispatcher, task_id: str, retryable: bool = True) -> None:
     task = d.state.tasks[task_id]
     store.append(task.stream, [TaskFailed(task_id=task_id, agent_id=task.agent_id, attempt=task.attempt,
-                                          error="boom", retryable=retryable)], task.version)
+                                          error="boom", kind="transient" if retryable else "permanent")], task.version)
 
 
 def statuses(d: Dispatcher) -> dict[str, str]:
@@ -172,7 +184,7 @@ def test_an_expired_lease_is_taken_back_retried_after_backoff_and_reassigned(sto
 def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(store: EventStore) -> None:
     d = Dispatcher(store, DispatchSettings(backoff_base=0))
     agent(store, "coder-1", ["code.generate"], slots=2)
-    submit(store, "t1", max_attempts=2)
+    submit(store, "t1", max_attempts=2, inputs={"n": 1})
     submit(store, "fatal")
     assert d.round().count("task.assigned") == 2
     fail(store, d, "t1")
@@ -190,6 +202,7 @@ def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(stor
     assert d.round() == ["task.assigned"]
     task = d.state.tasks["t1"]
     assert (task.attempt, task.first_attempt, task.attempts_used) == (3, 3, 1)
+    assert task.inputs == {"n": 1}  # a requeued task runs again with the inputs it was submitted with
 
 
 def test_dependencies_are_honoured(store: EventStore) -> None:
@@ -243,20 +256,76 @@ def test_two_racing_dispatchers_never_assign_a_task_twice(store: EventStore) -> 
         agent(store, f"coder-{i}", ["code.generate"], slots=3)
     for i in range(40):
         submit(store, f"t{i}", priority=i % 4)
+    refused = 0
     for _ in range(3):
         a.catch_up()
         b.catch_up()
         now = time.time()
         plans = decide(a.state, now, SETTINGS), decide(b.state, now, SETTINGS)
         for plan in plans:
-            for append in plan:
+            for intent in plan:
                 try:
-                    store.append(append.stream, list(append.events), append.expected_version)
+                    store.append(intent.stream, list(intent.events), intent.expected)
                 except ConcurrencyError:
-                    a.refused += 1
+                    refused += 1
     assigned = Counter(e.payload.task_id for e in store.read_all(types=["task.assigned"]))
     assert len(assigned) == 12 and set(assigned.values()) == {1}
-    assert a.refused > 0
+    assert refused > 0
+
+
+class Overtaken(Recording):
+    """A dispatcher whose rival runs a whole round between this one's catching up and its deciding."""
+
+    def __init__(self, rival: Dispatcher) -> None:
+        super().__init__(SETTINGS)
+        self.rival: Dispatcher | None = rival
+
+    def sense(self, now: float) -> None:
+        if self.rival is not None:
+            self.rival.follower.step(now)
+            self.rival = None
+
+
+def test_two_racing_followers_never_assign_a_task_twice_and_the_loser_decides_again(store: EventStore) -> None:
+    a = Dispatcher(store)
+    b = Follower(Overtaken(a), store)
+    for i in range(4):
+        agent(store, f"coder-{i}", ["code.generate"], slots=3)
+    for i in range(40):
+        submit(store, f"t{i}", priority=i % 4)
+    now = time.time()
+    assert b.step(now) == (0, 40)  # b decided from the log as it was before a's round: every append is refused
+    assert b.step(now) == (0, 0)  # the next round folds what a did: nothing is left to assign
+    assigned = Counter(e.payload.task_id for e in store.read_all(types=["task.assigned"]))
+    assert len(assigned) == 12 and set(assigned.values()) == {1}
+
+
+class AwayOnce:
+    """The log, except that the first append fails as if the store actor were down."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store, self.failed = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def append_many(self, requests: Sequence[Intent]) -> list[AppendResult | CouncilError]:
+        if not self.failed:
+            self.failed += 1
+            raise StoreUnavailable("the store actor did not answer append_many within 60 s")
+        return self.store.append_many(requests)
+
+
+def test_a_round_whose_append_fails_changes_nothing_and_the_next_round_acts(store: EventStore) -> None:
+    process = Recording(SETTINGS)
+    follower = Follower(process, AwayOnce(store))  # type: ignore[arg-type]
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    with pytest.raises(StoreUnavailable):
+        follower.step()
+    assert process.appended == [] and process.state.tasks["t1"].status == "submitted"
+    assert follower.step() == (1, 0)
+    assert process.appended == ["task.queued", "task.assigned"]
 
 
 def test_a_fresh_dispatcher_rebuilt_from_the_log_knows_the_same(store: EventStore) -> None:

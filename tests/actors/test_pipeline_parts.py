@@ -11,6 +11,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from actors.pipeline import config as config_module
 from actors.pipeline.config import PipelineConfig, PipelineConfigError, load_config, resolve
@@ -19,7 +20,7 @@ from actors.tools import checkout as checkout_module
 from actors.tools.checkout import Checkout, prepare, tree_of
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import VOCABULARY, CouncilError
-from events.catalogue import PipelinePlanned, PlannedStep
+from events.catalogue import PipelinePlanned, PlannedStep, TaskStatus
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -364,7 +365,7 @@ production = "live"
                                  smoke=["curl", "-fsS", "http://localhost:8000/health"], staging="stage-2",
                                  production="live")
     assert got.health == ["python3", "-m", "demo.health"] and got.production == "live"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         got.tests = "elsewhere"  # type: ignore[misc]  # frozen
 
 
@@ -447,26 +448,26 @@ def test_there_is_one_task_per_step_named_after_the_request_and_the_step() -> No
     specs = _specs()
     names = [s.name for s in STEPS]
     assert len(set(names)) == len(names) == len(specs)
-    assert [s["task_id"] for s in specs] == [f"r1-{n}" for n in names] == [task_id("r1", n) for n in names]
-    assert [s["inputs"]["step"] for s in specs] == names
-    assert [s["capability"] for s in specs] == [s.capability for s in STEPS]
-    assert all(s["title"].startswith(f"{n}: ") for s, n in zip(specs, names))
-    assert all(s["max_attempts"] >= 1 for s in specs)
+    assert [s.task_id for s in specs] == [f"r1-{n}" for n in names] == [task_id("r1", n) for n in names]
+    assert [s.inputs["step"] for s in specs] == names
+    assert [s.capability for s in specs] == [s.capability for s in STEPS]
+    assert all(s.title.startswith(f"{n}: ") for s, n in zip(specs, names, strict=True))
+    assert all(s.max_attempts >= 1 for s in specs)
 
 
 def test_the_dependencies_follow_the_steps_and_form_an_acyclic_graph_ending_in_prod() -> None:
     specs = _specs()
-    ids = {s["task_id"] for s in specs}
-    by_id = {s["task_id"]: s for s in specs}
-    for spec, step in zip(specs, STEPS):
-        assert spec["depends_on"] == [task_id("r1", d) for d in step.depends_on]
-        assert set(spec["depends_on"]) <= ids, "every dependency is a task of the plan"
-        assert spec["task_id"] not in spec["depends_on"]
-    assert set(by_id["r1-prod"]["depends_on"]) == {"r1-smoke", "r1-docs"}
-    assert not any("r1-prod" in s["depends_on"] for s in specs), "nothing waits for production"
-    assert by_id["r1-changes"]["depends_on"] == []
+    ids = {s.task_id for s in specs}
+    by_id = {s.task_id: s for s in specs}
+    for spec, step in zip(specs, STEPS, strict=True):
+        assert spec.depends_on == [task_id("r1", d) for d in step.depends_on]
+        assert set(spec.depends_on) <= ids, "every dependency is a task of the plan"
+        assert spec.task_id not in spec.depends_on
+    assert set(by_id["r1-prod"].depends_on) == {"r1-smoke", "r1-docs"}
+    assert not any("r1-prod" in s.depends_on for s in specs), "nothing waits for production"
+    assert by_id["r1-changes"].depends_on == []
     try:
-        order = list(TopologicalSorter({s["task_id"]: s["depends_on"] for s in specs}).static_order())
+        order = list(TopologicalSorter({s.task_id: s.depends_on for s in specs}).static_order())
     except CycleError as exc:  # pragma: no cover - the assertion below says what went wrong
         pytest.fail(f"the plan has a cycle: {exc}")
     assert order[0] == "r1-changes" and order[-1] == "r1-prod"
@@ -476,12 +477,12 @@ def test_the_dependencies_follow_the_steps_and_form_an_acyclic_graph_ending_in_p
 
 
 def test_each_step_gets_the_inputs_it_needs() -> None:
-    inputs = {s["inputs"]["step"]: s["inputs"] for s in _specs()}
+    inputs = {s.inputs["step"]: s.inputs for s in _specs()}
     assert inputs["changes"]["base"] == "b" * 40 and inputs["changes"]["head"] == "c" * 40
     assert inputs["impact"]["tests"] == inputs["test"]["tests"] == "src/tests"
     assert inputs["test"]["coverage"] is False and inputs["test"]["impact"] == "r1-impact"
     assert inputs["review"]["threshold"] == "high"
-    assert plan("r1", CHECKOUT, CONFIG, "critical")[1][3]["inputs"]["threshold"] == "critical"
+    assert plan("r1", CHECKOUT, CONFIG, "critical")[1][3].inputs["threshold"] == "critical"
     assert inputs["staging"]["environment"] == "stage" and inputs["prod"]["environment"] == "live"
     assert inputs["staging"]["health"] == inputs["prod"]["health"] == ["python3", "-m", "h"]
     assert inputs["staging"]["build"] == inputs["prod"]["build"] == "r1-build"
@@ -489,7 +490,7 @@ def test_each_step_gets_the_inputs_it_needs() -> None:
     assert inputs["smoke"]["staging"] == "r1-staging"
     assert inputs["build"]["repository"] == "/home/dev/project"
     assert inputs["docs"]["steps"] == {s.name: f"r1-{s.name}" for s in STEPS}
-    defaults = {s["inputs"]["step"]: s["inputs"] for s in plan("r1", CHECKOUT, PipelineConfig(), "high")[1]}
+    defaults = {s.inputs["step"]: s.inputs for s in plan("r1", CHECKOUT, PipelineConfig(), "high")[1]}
     assert defaults["staging"]["environment"] == "staging" and defaults["prod"]["environment"] == "prod"
     assert defaults["staging"]["health"] is None and defaults["smoke"]["argv"] is None
 
@@ -500,7 +501,7 @@ def test_the_planned_event_mirrors_the_specs() -> None:
     assert (planned.request_id, planned.repository, planned.tree, planned.commit, planned.base, planned.carried) == (
         "r1", "/home/dev/project", "requests/r1", "c" * 40, "b" * 40, ["app.py", "new.py"])
     assert [(p.step, p.task_id, p.capability, p.depends_on) for p in planned.steps] == [
-        (s["inputs"]["step"], s["task_id"], s["capability"], s["depends_on"]) for s in specs]
+        (s.inputs["step"], s.task_id, s.capability, s.depends_on) for s in specs]
 
 
 @pytest.mark.parametrize("base", ["b" * 40, None])
@@ -517,7 +518,7 @@ def test_the_planned_event_encodes_and_decodes_unchanged(base: str | None) -> No
 
 def test_the_plan_is_the_same_however_often_it_is_made() -> None:
     assert plan("r1", CHECKOUT, CONFIG, "high") == plan("r1", CHECKOUT, CONFIG, "high")
-    assert plan("r2", CHECKOUT, CONFIG, "high")[1][0]["task_id"] == "r2-changes"
+    assert plan("r2", CHECKOUT, CONFIG, "high")[1][0].task_id == "r2-changes"
 
 
 # --------------------------------------------------------------------------------------------- mermaid
@@ -556,8 +557,9 @@ def test_mermaid_draws_one_node_per_step_and_one_edge_per_dependency() -> None:
 
 def test_mermaid_labels_each_step_with_its_status_and_class() -> None:
     planned, _ = plan("r1", CHECKOUT, CONFIG, "high")
-    status = {"r1-changes": "completed", "r1-impact": "completed", "r1-test": "dead_lettered", "r1-review": "failed",
-              "r1-build": "started", "r1-staging": "awaiting", "r1-smoke": "queued"}
+    status = {"r1-changes": TaskStatus.COMPLETED, "r1-impact": TaskStatus.COMPLETED,
+              "r1-test": TaskStatus.DEAD_LETTERED, "r1-review": TaskStatus.FAILED, "r1-build": TaskStatus.RUNNING,
+              "r1-staging": TaskStatus.AWAITING_APPROVAL, "r1-smoke": TaskStatus.QUEUED}
     nodes, _, classes = _parse(mermaid(planned.steps, status))
     words = {step: word for step, word in nodes.values()}
     assert words == {"changes": "completed", "impact": "completed", "test": "stopped", "review": "failed",
@@ -573,6 +575,6 @@ def test_mermaid_labels_each_step_with_its_status_and_class() -> None:
 def test_mermaid_of_hand_made_steps() -> None:
     steps = [PlannedStep(step="a", task_id="x-a", capability="c"),
              PlannedStep(step="b", task_id="x-b", capability="c", depends_on=["x-a"])]
-    nodes, edges, classes = _parse(mermaid(steps, {"x-a": "dead_lettered"}))
+    nodes, edges, classes = _parse(mermaid(steps, {"x-a": TaskStatus.DEAD_LETTERED}))
     assert nodes == {"x_a": ("a", "stopped"), "x_b": ("b", "planned")}
     assert edges == [("x_a", "x_b")] and classes == {"x_a": "failed"}

@@ -12,7 +12,8 @@ from ray_support import ask, sigkill, wait_until
 
 from actors import names
 from actors.store_client import StoreClient
-from cluster.system import AgentSpec, boot, shutdown
+from cluster.system import System, boot, shutdown
+from cluster.team import AgentSpec
 from events import NO_STREAM, open_store
 from events.catalogue import TaskSubmitted
 from projections import Projector
@@ -22,8 +23,8 @@ from projections import Projector
 def system(tmp_path: Path, ray_instance: None):  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'events.db'}"
     team = [AgentSpec(agent_id="a1", slots=4), AgentSpec(agent_id="a2", slots=4)]
-    handles = boot(url, team=team, dispatch={"heartbeat_timeout": 6, "lease": 30, "backoff_base": 0.1},
-                   projections=str(tmp_path / "projections.duckdb"))
+    handles = boot(System.of(url, team, dispatch={"heartbeat_timeout": 6, "lease": 30, "backoff_base": 0.1},
+                             projections=str(tmp_path / "projections.duckdb")))
     yield url, handles, StoreClient()
     shutdown([names.DISPATCHER, names.PROJECTOR, names.STORE, names.agent("a1"), names.agent("a2")])
 
@@ -142,12 +143,15 @@ def test_a_second_council_with_another_log_is_refused(system, tmp_path: Path) ->
 
     url, _, _ = system
     with pytest.raises(CouncilAlreadyRunning, match="already running on this Ray cluster with the log"):
-        boot(f"sqlite:///{tmp_path / 'other.db'}", team=[])
-    assert boot(url, team=[])  # the same log: the running actors are found, not duplicated
+        boot(System.of(f"sqlite:///{tmp_path / 'other.db'}"))
+    assert boot(System.of(url))  # the same log: the running actors are found, not duplicated
 
 
-def test_an_agent_without_a_skill_for_its_capability_is_refused() -> None:
-    from pydantic import ValidationError
+def test_an_agent_without_a_skill_for_its_capability_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    from cluster.team import TeamError
 
-    with pytest.raises(ValidationError, match="no skill for code.generate; agents can do: ci.build, ci.changes, .*, command.run, deploy.local, echo, fail, files.write, hang, noop, sleep"):
-        AgentSpec(agent_id="a", capabilities=("code.generate",))
+    team = [AgentSpec(agent_id="a", capabilities=("code.generate",))]
+    with pytest.raises(TeamError, match="no skill is registered for capability 'code.generate'; known: ci.build, "
+                                        ".*, echo, fail, files.write, hang, noop, sleep"):
+        boot(System.of(f"sqlite:///{tmp_path / 'events.db'}", team))
+    assert not (tmp_path / "events.db").exists()

@@ -1,0 +1,92 @@
+"""The skills every council has: plain ones that touch nothing, and general ones that act through the gate.
+
+Registered, as any package's skills are, through the ``agent_council.skills`` entry point group
+(``builtin`` in agent-council's own metadata).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from actors.skills.skill import PermanentFailure, Toolset, progress, skill
+from actors.tools.deploy import HealthCheckFailed
+from actors.tools.gated import Tools
+
+
+@skill("noop")
+def noop(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Do nothing, successfully."""
+    return {}
+
+
+@skill("echo")
+def echo(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Return the inputs."""
+    return dict(inputs)
+
+
+@skill("sleep")
+def sleep(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Wait ``inputs['seconds']`` (default 0.1) seconds, reporting progress every half second."""
+    seconds = float(inputs.get("seconds", 0.1))
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(0.5, left))
+        progress()
+    return {"slept": seconds}
+
+
+@skill("hang")
+def hang(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Block for ``inputs['seconds']`` (default an hour) and report no progress: a fault drill for the health monitor."""
+    time.sleep(float(inputs.get("seconds", 3600)))
+    return {}
+
+
+@skill("fail")
+def fail(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Fail: permanently if ``inputs['permanent']``, otherwise transiently."""
+    if inputs.get("permanent"):
+        raise PermanentFailure(str(inputs.get("error", "asked to fail")))
+    raise RuntimeError(str(inputs.get("error", "asked to fail")))
+
+
+@skill("files.write", toolset=Toolset.GATED)
+def write_files(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
+    """Write ``inputs['files']`` (path → text) into the workspace, one gated ``file.write`` each."""
+    files = inputs.get("files")
+    if not isinstance(files, dict) or not files:
+        raise PermanentFailure("files.write needs inputs {'files': {path: text, ...}}")
+    return {"written": [tools.write_file(str(path), str(text)) for path, text in files.items()]}
+
+
+@skill("command.run", toolset=Toolset.GATED)
+def run_command(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
+    """Run ``inputs['argv']`` (a list) in ``inputs.get('cwd', '.')``; a non-zero exit fails the task."""
+    argv = inputs.get("argv")
+    if not isinstance(argv, list) or not argv:
+        raise PermanentFailure("command.run needs inputs {'argv': [program, arg, ...]}")
+    done = tools.run([str(a) for a in argv], str(inputs.get("cwd", ".")), float(inputs.get("timeout", 300)))
+    if done.get("returncode", 0) != 0:
+        raise PermanentFailure(f"{argv[0]} exited {done['returncode']}: {done.get('stderr', '')[-500:]}")
+    return done
+
+
+@skill("deploy.local", toolset=Toolset.GATED)
+def deploy_local(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
+    """Deploy ``inputs['artifact']`` to ``inputs['environment']`` (default staging), locally, blue-green.
+
+    ``inputs['health']`` (an argument list) is run against the new release; if it fails, the
+    environment is rolled back and the task fails for good.
+    """
+    artifact = inputs.get("artifact")
+    if not isinstance(artifact, str) or not artifact:
+        raise PermanentFailure("deploy.local needs inputs {'artifact': path, 'environment': name}")
+    health = inputs.get("health")
+    if health is not None and (not isinstance(health, list) or not all(isinstance(a, str) for a in health)):
+        raise PermanentFailure("deploy.local's health check is an argument list, like ['python3', 'check.py']")
+    try:
+        return tools.deploy(artifact, str(inputs.get("environment", "staging")), health)
+    except HealthCheckFailed as exc:
+        raise PermanentFailure(str(exc)) from None

@@ -1,0 +1,45 @@
+"""The tools each toolset hands a skill: the one table from :class:`actors.skills.Toolset` to the tools themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actors.gatekeeper import Gatekeeper
+from actors.skills import Skill, Toolset
+from actors.tools.ci import CiTools
+from actors.tools.gated import Tools
+from actors.tools.workspace import Workspace
+from events import RecordedEvent
+from governance.keys import SigningKey
+
+
+@dataclass(frozen=True)
+class Bench:
+    """Where and under what an attempt works: what every toolset is built from."""
+
+    gatekeeper: Gatekeeper
+    warrant_id: str | None
+    task_id: str
+    tree: Workspace
+    """The request's own tree, or the workspace for a task outside a request."""
+    environments: Workspace
+    history: Callable[[str], list[RecordedEvent]]
+    """Reads a stream of the log."""
+    signer: Callable[[], SigningKey]
+    """The agent's own signing key, loaded only for a skill that signs."""
+
+
+def tools_for(skill: Skill, bench: Bench) -> Tools | None:
+    """The tools ``skill``'s toolset gives it for this attempt (None for a plain skill)."""
+    signer = bench.signer() if skill.signs else None
+    match skill.toolset:
+        case Toolset.PLAIN:
+            return None
+        case Toolset.GATED:
+            return Tools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
+                         signer=signer)
+        case Toolset.CI:
+            return CiTools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
+                           signer=signer, history=bench.history,
+                           builder_id=f"agent-council/{bench.gatekeeper.agent_id}")
