@@ -1,58 +1,67 @@
-"""The error detector's judgement as a plain class: what each failure is, and what to do about it.
+"""The error detector's judgement as a plain :class:`actors.follow.Process`: what to do about each failure.
 
 :class:`ErrorDetector` folds task failures, dead letters, agent restarts and queue entries from
-the log and decides, for each dead-lettered task, by the kind of its last error:
+the log and decides, for each dead-lettered task, by the kind of failure its agent recorded
+(``events.catalogue.FailureKind``, set from the exception's type — never read from the message):
 
-* **transient** (timeouts, lost connections, expired leases): requeue it once more;
-* **code** (a Python error raised by the skill): submit a fix task for an agent with the
-  ``code.fix`` capability, when one is registered; otherwise alert;
-* **configuration** (bad inputs, a missing skill or workspace, a gate denial) and
-  **infrastructure** (dead workers, full disks, out of memory): alert a person.
+* **transient** (a timeout, a lost connection, an expired lease): requeue it once more;
+* **code** (the skill's own code raised a programming error): submit a fix task for an agent with
+  the ``code.fix`` capability, when one is registered; otherwise alert;
+* **infrastructure** (the log or a worker was lost): alert, as critical;
+* **denied** (the gate refused an action) and **permanent** (the skill said it cannot succeed as
+  asked: a failing test, a blocking review finding): alert, for a person to read;
+* a task dead-lettered because a task it depends on was: nothing (the dependency is handled).
 
 It also alerts when the failure rate, the restart rate or a queue's wait past its start deadline
-crosses a threshold. Everything it decides is an event, and it recognises its own earlier events
-when it folds the log again, so a restarted detector does nothing twice.
+crosses a threshold. Everything it decides is an intent; what it has done is known only from its
+own events folded back (``task.requeued`` by the error detector, ``task.submitted`` of a fix,
+``alert.raised``), so a decision whose append failed is simply decided again, and a restarted
+detector does nothing twice.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import ANY, NO_STREAM, NewEvent, RecordedEvent
-from events.catalogue import AlertRaised, TaskRequeued, TaskSubmitted
-from events.registry import Event
-
-Kind = Literal["transient", "configuration", "code", "infrastructure"]
-
-_PATTERNS: tuple[tuple[Kind, re.Pattern[str]], ...] = (
-    ("infrastructure", re.compile(r"worker died|actor died|out of memory|oom|no space left|disk full|"
-                                  r"node .* (lost|died)|RayActorError|ObjectLostError", re.I)),
-    ("transient", re.compile(r"timeout|timed out|temporar|unavailable|connection (reset|refused|error)|"
-                             r"rate limit|try again|lease .* expired|ConnectionError|BrokenPipe", re.I)),
-    ("configuration", re.compile(r"needs inputs|no skill for|no workspace|denied|not valid JSON|"
-                                 r"is not a program on PATH|not an environment|permission|no warrant|"
-                                 r"PermanentFailure|ActionRefused|not allowed|refused", re.I)),
-    ("code", re.compile(r"\b(TypeError|AttributeError|NameError|KeyError|IndexError|ValueError|"
-                        r"ZeroDivisionError|AssertionError|SyntaxError|ImportError|ModuleNotFoundError|"
-                        r"RecursionError|NotImplementedError|UnboundLocalError)\b")),
+from actors.follow import Process
+from events import ANY, NO_STREAM, Intent, NewEvent, RecordedEvent, streams
+from events.catalogue import (
+    AgentRegistered,
+    AgentRestarted,
+    AlertRaised,
+    FailureKind,
+    TaskAssigned,
+    TaskCompleted,
+    TaskDeadLettered,
+    TaskFailed,
+    TaskQueued,
+    TaskRequeued,
+    TaskSubmitted,
 )
+
+SOURCE = "error-detector"
+"""The ``source`` of the detector's alerts, and ``by`` of its requeues."""
 
 FIX_CAPABILITY = "code.fix"
 """The capability an agent registers to be sent fix tasks for code errors."""
 
+Severity = Literal["info", "warning", "critical"]
 
-def classify(error: str) -> Kind:
-    """The kind of an error message (the first matching family; unknown errors count as code)."""
-    for kind, pattern in _PATTERNS:
-        if pattern.search(error or ""):
-            return kind
-    return "code"
+_SEVERITY: dict[FailureKind, Severity] = {"infrastructure": "critical", "code": "warning", "denied": "warning",
+                                          "permanent": "info", "transient": "warning"}
+_SAYS: dict[FailureKind, str] = {
+    "transient": "a transient error, already retried",
+    "code": "an error in the skill's code",
+    "infrastructure": "the system under it failed",
+    "denied": "the gate denied an action it needed",
+    "permanent": "it cannot succeed as asked",
+}
 
 
 class DetectorSettings(BaseModel):
@@ -66,8 +75,22 @@ class DetectorSettings(BaseModel):
     requeue_transient: bool = Field(True, description="requeue a task dead-lettered by transient errors, once")
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-lettered task the detector has not acted on yet."""
+
+    task_id: str
+    version: int
+    """The task stream's version at the dead letter: a requeue is appended there, so it never races a person's."""
+    kind: FailureKind
+    error: str
+    capability: str
+    requeued: bool
+    """Whether the detector requeued this task before (it requeues a task once)."""
+
+
 @dataclass
-class ErrorDetector:
+class ErrorDetector(Process):
     """The fold, and the decisions."""
 
     settings: DetectorSettings = field(default_factory=DetectorSettings)
@@ -76,10 +99,10 @@ class ErrorDetector:
     """Agents that registered the fix capability."""
     failures: deque[float] = field(default_factory=deque)
     restarts: deque[float] = field(default_factory=deque)
-    dead: dict[str, tuple[str, int, str]] = field(default_factory=dict)
-    """Dead-lettered tasks not handled yet: task id → (last error, stream version, capability)."""
-    handled: set[str] = field(default_factory=set)
-    """Tasks the detector already acted on (requeued, sent to a fixer, or alerted about)."""
+    dead: dict[str, DeadLetter] = field(default_factory=dict)
+    """Dead-lettered tasks not handled yet."""
+    requeued: set[str] = field(default_factory=set)
+    """Tasks the detector requeued once already."""
     alerted: dict[str, float] = field(default_factory=dict)
     """Alert key → when it was last raised (repeats inside the window are not raised again)."""
     capabilities: dict[str, str] = field(default_factory=dict)
@@ -88,77 +111,82 @@ class ErrorDetector:
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event of the log."""
-        self.position = event.position
-        kind, p, at = event.type, event.payload, event.recorded_at.timestamp()
-        if kind == "task.submitted":
-            self.capabilities[p.task_id] = p.capability
-            failed = (p.inputs or {}).get("failed_task") if p.capability == FIX_CAPABILITY else None
-            if isinstance(failed, str):
-                self.handled.add(failed)
-        elif kind == "task.failed":
-            self.failures.append(at)
-        elif kind == "task.dead_lettered":
-            self.dead[p.task_id] = (p.last_error, event.stream_version, self.capabilities.get(p.task_id, ""))
-            self.queued.pop(p.task_id, None)
-        elif kind == "task.requeued":
-            self.dead.pop(p.task_id, None)
-            if p.reason.startswith("error detector:"):
-                self.handled.add(p.task_id)
-        elif kind == "task.queued" and p.start_deadline is not None:
-            self.queued[p.task_id] = p.start_deadline
-        elif kind in ("task.assigned", "task.completed"):
-            self.queued.pop(p.task_id, None)
-        elif kind == "agent.registered" and FIX_CAPABILITY in p.capabilities:
-            self.fixers.add(p.agent_id)
-        elif kind == "agent.restarted":
-            self.restarts.append(at)
-        elif kind == "alert.raised":
-            self.alerted[p.key] = at
-            if p.key.startswith("task:"):
-                self.handled.add(p.key.split(":", 2)[1])
+        at = event.recorded_at.timestamp()
+        for times in (self.failures, self.restarts):  # samples past the window no longer count: the fold stays small
+            while times and at - times[0] > self.settings.window:
+                times.popleft()
+        match event.payload:
+            case TaskSubmitted() as p:
+                self.capabilities[p.task_id] = p.capability
+                failed = (p.inputs or {}).get("failed_task") if p.capability == FIX_CAPABILITY else None
+                if isinstance(failed, str):
+                    self.dead.pop(failed, None)  # a fix was asked for
+            case TaskFailed():
+                self.failures.append(at)
+            case TaskDeadLettered() as p:
+                self.queued.pop(p.task_id, None)
+                if p.dependency is None:
+                    self.dead[p.task_id] = DeadLetter(p.task_id, event.stream_version, p.kind, p.last_error,
+                                                      self.capabilities.get(p.task_id, ""), p.task_id in self.requeued)
+            case TaskRequeued() as p:
+                self.dead.pop(p.task_id, None)
+                if p.by == SOURCE:
+                    self.requeued.add(p.task_id)
+            case TaskQueued() as p if p.start_deadline is not None:
+                self.queued[p.task_id] = p.start_deadline
+            case TaskAssigned() | TaskCompleted() as p:
+                self.queued.pop(p.task_id, None)
+            case AgentRegistered() as p if FIX_CAPABILITY in p.capabilities:
+                self.fixers.add(p.agent_id)
+            case AgentRestarted():
+                self.restarts.append(at)
+            case AlertRaised() as p:
+                self.alerted[p.key] = at
+                if p.task_id is not None and p.source == SOURCE:
+                    self.dead.pop(p.task_id, None)
 
-    def decide(self, now: float) -> list[tuple[str, list[Event | NewEvent], object]]:
-        """The appends to make now: requeues, fix tasks and alerts (each at most once)."""
-        out: list[tuple[str, list[Event | NewEvent], object]] = []
-        for task_id, (error, version, capability) in sorted(self.dead.items()):
-            if task_id in self.handled:
-                continue
-            self.handled.add(task_id)
-            kind = classify(error)
-            if kind == "transient" and self.settings.requeue_transient:
-                out.append((f"task-{task_id}", [TaskRequeued(task_id=task_id, reason=(
-                    f"error detector: transient failure ({error[:200]}); one more try"))], version))
-            elif kind == "code" and self.fixers:
-                fix = f"fix-{task_id}"[:200]
-                out.append((f"task-{fix}", [NewEvent(payload=TaskSubmitted(
-                    task_id=fix, capability=FIX_CAPABILITY, title=f"fix the error in {task_id}", priority=1,
-                    inputs={"failed_task": task_id, "capability": capability, "error": error[:4000]}),
-                    event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:fix:{task_id}"))], NO_STREAM))
-            else:
-                out.append(self._alert(f"task:{task_id}:{kind}", "warning", f"task {task_id} ({capability or '?'}) "
-                                       f"failed for good: a {kind} error", error[:2000], now, force=True))
-        for queue, threshold, what in ((self.failures, self.settings.max_failures, "failed task attempts"),
+    def decide(self, now: float) -> Sequence[Intent]:
+        """The appends to make now: requeues, fix tasks and alerts; nothing here changes the detector."""
+        out = [self._handle(dead, now) for _, dead in sorted(self.dead.items())]
+        for times, threshold, what in ((self.failures, self.settings.max_failures, "failed task attempts"),
                                        (self.restarts, self.settings.max_restarts, "agent restarts")):
-            while queue and now - queue[0] > self.settings.window:
-                queue.popleft()
-            if len(queue) >= threshold:
-                alert = self._alert(f"rate:{what}", "warning", f"{len(queue)} {what} in the last "
-                                    f"{self.settings.window:.0f} s (threshold {threshold})", "", now)
-                if alert is not None:
-                    out.append(alert)
+            recent = sum(1 for t in times if now - t <= self.settings.window)
+            if recent >= threshold and self._due(f"rate:{what}", now):
+                out.append(_alert(f"rate:{what}", "warning", f"{recent} {what} in the last "
+                                  f"{self.settings.window:.0f} s (threshold {threshold})", "", now))
         late = sorted(t for t, deadline in self.queued.items() if now > deadline)
-        if late:
-            alert = self._alert("queue:late", "warning", f"{len(late)} queued task(s) waited past their start "
-                                f"deadline", ", ".join(late[:20]), now)
-            if alert is not None:
-                out.append(alert)
-        return [a for a in out if a is not None]
+        if late and self._due("queue:late", now):
+            out.append(_alert("queue:late", "warning", f"{len(late)} queued task(s) waited past their start deadline",
+                              ", ".join(late[:20]), now))
+        return out
 
-    def _alert(self, key: str, severity: str, summary: str, detail: str, now: float,
-               force: bool = False) -> tuple[str, list[Event | NewEvent], object] | None:
+    def due(self, now: float) -> float:
+        """Rates and start deadlines are measured on the clock: look again every few seconds."""
+        return now + 2.0
+
+    def _handle(self, dead: DeadLetter, now: float) -> Intent:
+        if dead.kind == "transient" and self.settings.requeue_transient and not dead.requeued:
+            return Intent(streams.task(dead.task_id), [TaskRequeued(
+                task_id=dead.task_id, by=SOURCE, reason=f"transient failure ({dead.error[:200]}); one more try")],
+                dead.version)
+        if dead.kind == "code" and self.fixers:
+            fix = f"fix-{dead.task_id}"[:200]
+            return Intent(streams.task(fix), [NewEvent(payload=TaskSubmitted(
+                task_id=fix, capability=FIX_CAPABILITY, title=f"fix the error in {dead.task_id}", priority=1,
+                inputs={"failed_task": dead.task_id, "capability": dead.capability, "error": dead.error[:4000]}),
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:fix:{dead.task_id}"))], NO_STREAM)
+        key = f"task:{dead.task_id}"
+        return _alert(key, _SEVERITY[dead.kind], f"task {dead.task_id} ({dead.capability or '?'}) failed for good: "
+                      f"{_SAYS[dead.kind]}", dead.error[:2000], now, task_id=dead.task_id,
+                      event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:alert:{key}:{dead.version}"))
+
+    def _due(self, key: str, now: float) -> bool:
         last = self.alerted.get(key)
-        if not force and last is not None and now - last < self.settings.window:
-            return None
-        self.alerted[key] = now
-        return ("alerts", [AlertRaised(key=key[:200], severity=severity, source="error-detector",  # type: ignore[arg-type]
-                                       summary=summary[:2000], detail=detail)], ANY)
+        return last is None or now - last >= self.settings.window
+
+
+def _alert(key: str, severity: Severity, summary: str, detail: str, now: float, *, task_id: str | None = None,
+           event_id: uuid.UUID | None = None) -> Intent:
+    alert = AlertRaised(key=key[:200], severity=severity, source=SOURCE, summary=summary[:2000], detail=detail,
+                        task_id=task_id)
+    return Intent(streams.ALERTS, [alert if event_id is None else NewEvent(payload=alert, event_id=event_id)], ANY)

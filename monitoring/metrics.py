@@ -1,10 +1,11 @@
 """What the exporter publishes: counters folded from the log, gauges read from the read models.
 
-:class:`LogMetrics` is a plain fold of the log — events by type, restarts and unresponsive
-detections by agent, task durations, the gate's decisions, approvals waiting, model tokens and
-money spent — so a restarted exporter that folds the log again publishes the same values: they
-are derived, never kept. :class:`CouncilCollector` turns it, and the read models' current state
-(tasks by status, queues, agent load), into Prometheus metric families on every scrape.
+:class:`LogMetrics` is a plain fold of the log (an :class:`actors.follow.Process` that decides
+nothing) — events by type, restarts and unresponsive detections by agent, task durations, failures
+by kind, the gate's decisions, the wall time actions took, approvals waiting — so a restarted
+exporter that folds the log again publishes the same values: they are derived, never kept.
+:class:`CouncilCollector` turns it, and the read models' current state (tasks by status, queues,
+agent load), into Prometheus metric families on every scrape.
 """
 
 from __future__ import annotations
@@ -18,7 +19,22 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from actors.follow import Process
 from events import RecordedEvent
+from events.catalogue import (
+    ActionAuthorized,
+    ActionCompleted,
+    ActionDenied,
+    AgentRestarted,
+    AgentRetired,
+    AgentUnresponsive,
+    AlertRaised,
+    ApprovalGranted,
+    ApprovalRefused,
+    ApprovalRequested,
+    TaskCompleted,
+    TaskFailed,
+)
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 """Upper bounds (seconds) of the task duration histogram's buckets."""
@@ -27,7 +43,7 @@ Query = Callable[[str], Any]
 """Runs read-only SQL on the read models and returns a result with ``rows`` (e.g. a projector's query)."""
 
 
-class LogMetrics:
+class LogMetrics(Process):
     """Counters and a histogram, folded from the log one event at a time."""
 
     def __init__(self) -> None:
@@ -41,42 +57,44 @@ class LogMetrics:
         self.failed = Counter[str]()
         self.approvals_open: set[str] = set()
         self.alerts = Counter[str]()
-        self.tokens = 0
-        self.money = 0.0
+        self.action_seconds = Counter[str]()
+        self._running: dict[tuple[str, str], str] = {}  # (warrant, key) of an authorised action → its action
         self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         self.lock = threading.Lock()
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event (every type counts in ``events``; some feed other metrics too)."""
-        kind, p = event.type, event.payload
         with self.lock:
             self.position = event.position
-            self.events[kind] += 1
-            if kind == "task.completed":
-                self.duration_buckets[bisect.bisect_left(DURATION_BUCKETS, p.duration_s)] += 1
-                self.duration_sum += p.duration_s
-            elif kind == "task.failed":
-                self.failed["permanent" if not p.retryable else "transient"] += 1
-            elif kind == "agent.restarted":
-                self.restarts[p.agent_id] += 1
-            elif kind == "agent.unresponsive":
-                self.unresponsive[p.agent_id] += 1
-            elif kind == "agent.retired":
-                self.retired[p.agent_id] += 1
-            elif kind == "action.authorized":
-                self.authorized[p.action] += 1
-            elif kind == "action.denied":
-                self.denied[p.action] += 1
-            elif kind == "action.completed":
-                self.tokens += p.cost.tokens or 0
-                self.money += p.cost.money or 0.0
-            elif kind == "approval.requested":
-                self.approvals_open.add(p.approval_id)
-            elif kind in ("approval.granted", "approval.refused"):
-                self.approvals_open.discard(p.approval_id)
-            elif kind == "alert.raised":
-                self.alerts[p.severity] += 1
+            self.events[event.type] += 1
+            match event.payload:
+                case TaskCompleted() as p:
+                    self.duration_buckets[bisect.bisect_left(DURATION_BUCKETS, p.duration_s)] += 1
+                    self.duration_sum += p.duration_s
+                case TaskFailed() as p:
+                    self.failed[p.kind] += 1
+                case AgentRestarted() as p:
+                    self.restarts[p.agent_id] += 1
+                case AgentUnresponsive() as p:
+                    self.unresponsive[p.agent_id] += 1
+                case AgentRetired() as p:
+                    self.retired[p.agent_id] += 1
+                case ActionAuthorized() as p:
+                    self.authorized[p.action] += 1
+                    self._running[(p.warrant_id, p.key)] = p.action
+                case ActionDenied() as p:
+                    self.denied[p.action] += 1
+                case ActionCompleted() as p:
+                    action = self._running.pop((p.warrant_id, p.key), None)
+                    if action is not None and p.cost.wall_time_s:
+                        self.action_seconds[action] += p.cost.wall_time_s
+                case ApprovalRequested() as p:
+                    self.approvals_open.add(p.approval_id)
+                case ApprovalGranted() | ApprovalRefused() as p:
+                    self.approvals_open.discard(p.approval_id)
+                case AlertRaised() as p:
+                    self.alerts[p.severity] += 1
 
 
 class CouncilCollector(Collector):
@@ -94,18 +112,14 @@ class CouncilCollector(Collector):
             yield _counter("council_agent_unresponsive", "Times an agent was found unresponsive, by agent.", ["agent"],
                            m.unresponsive)
             yield _counter("council_agent_retired", "Agents retired, by agent.", ["agent"], m.retired)
-            yield _counter("council_task_failures", "Failed task attempts, by kind (transient or permanent).", ["kind"],
-                           m.failed)
+            yield _counter("council_task_failures", "Failed task attempts, by the kind of failure the agent recorded.",
+                           ["kind"], m.failed)
             yield _counter("council_actions_authorized", "Actions the gate let through, by action.", ["action"],
                            m.authorized)
             yield _counter("council_actions_denied", "Actions the gate denied, by action.", ["action"], m.denied)
             yield _counter("council_alerts", "Alerts raised for people, by severity.", ["severity"], m.alerts)
-            tokens = CounterMetricFamily("council_model_tokens", "Model tokens spent by completed actions.")
-            tokens.add_metric([], m.tokens)
-            yield tokens
-            money = CounterMetricFamily("council_cost_usd", "Money spent by completed actions, in USD.")
-            money.add_metric([], m.money)
-            yield money
+            yield _counter("council_action_seconds", "Wall time completed actions took, by action.", ["action"],
+                           m.action_seconds)
             waiting = GaugeMetricFamily("council_approvals_waiting", "Approval requests neither granted nor refused.")
             waiting.add_metric([], len(m.approvals_open))
             yield waiting

@@ -20,9 +20,10 @@ import ray
 
 from actors import names
 from actors.store_client import StoreClient
-from cluster.system import AgentSpec, boot, shutdown
+from cluster.system import System, boot, shutdown
+from cluster.team import AgentSpec
 from events import NO_STREAM, open_store
-from events.catalogue import TaskSubmitted
+from events.catalogue import TaskStatus, TaskSubmitted, next_status
 from projections import Projector
 
 TASKS = 500
@@ -48,9 +49,9 @@ def test_every_task_completes_once_while_actors_are_killed_and_hung(tmp_path: Pa
     team = [AgentSpec(agent_id=f"c{i}", capabilities=("sleep", "hang"), slots=4) for i in range(3)]
     health = {"ping_every": 0.3, "ping_timeout": 10.0, "hang_after": 3.0, "restart_budget": 50, "backoff_base": 0.2,
               "backoff_max": 2.0}
-    handles = boot(url, team=team, dispatch={"heartbeat_timeout": 10, "lease": 30, "backoff_base": 0.05,
-                                             "backoff_max": 1.0},
-                   projections=str(tmp_path / "p.duckdb"), home=str(tmp_path / "home"), health=health)
+    handles = boot(System.of(url, team, dispatch={"heartbeat_timeout": 10, "lease": 30, "backoff_base": 0.05,
+                                                  "backoff_max": 1.0},
+                             projections=str(tmp_path / "p.duckdb"), home=str(tmp_path / "home"), health=health))
     victims = [names.STORE, names.PROJECTOR, names.DISPATCHER, names.COUNCIL, names.HEALTH,
                *(names.agent(a.agent_id) for a in team)]
     client = StoreClient()
@@ -111,9 +112,18 @@ def test_every_task_completes_once_while_actors_are_killed_and_hung(tmp_path: Pa
         still, last = (still + 1 if now == last else 0), now
     with open_store(url) as log:
         events = log.read_all(1, None)
-        assert len({e.event_id for e in events}) == len(events), "an event is stored twice"
-        assert len({(e.stream, e.stream_version) for e in events}) == len(events)
         head = log.head()
+    # Fencing held: no attempt was started twice (two incarnations, or two dispatchers, leasing it), and
+    # nothing happened to a task once it completed.
+    starts = collections.Counter((e.payload.task_id, e.payload.attempt) for e in events if e.type == "task.started")
+    assert starts and max(starts.values()) == 1, "an attempt was started twice"
+    status: dict[str, TaskStatus] = {}
+    for e in events:
+        if e.type.startswith("task."):
+            before = status.get(e.payload.task_id)
+            assert before is not TaskStatus.COMPLETED, f"{e.type} after {e.payload.task_id} completed"
+            status[e.payload.task_id] = next_status(before, e.type)
+    assert all(status[t] is TaskStatus.COMPLETED for t in ids)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     verified = subprocess.run([sys.executable, "-m", "cluster.cli", "verify", "--store", url, "--home",
                                str(tmp_path / "home")], capture_output=True, text=True, timeout=300, env=env)

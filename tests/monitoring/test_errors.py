@@ -1,69 +1,99 @@
-"""The error detector over a real log: classification, requeue of transient failures, fix tasks, alerts, no repeats."""
+"""The error detector over a real log, run by the real follower: what each kind of failure leads to, no repeats,
+and a round whose append failed is decided again."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import pytest
 
-from events import EventStore, open_store
-from events.catalogue import AgentRegistered, AgentRestarted, TaskDeadLettered, TaskQueued, TaskSubmitted
-from monitoring.errors import DetectorSettings, ErrorDetector, classify
+from actors.follow import Follower
+from events import AppendResult, CouncilError, EventStore, Intent, open_store
+from events.catalogue import (
+    AgentRegistered,
+    AgentRestarted,
+    AlertRaised,
+    FailureKind,
+    TaskDeadLettered,
+    TaskQueued,
+    TaskRequeued,
+    TaskSubmitted,
+)
+from events.errors import StoreUnavailable
+from monitoring.errors import DetectorSettings, ErrorDetector
 
 
-@pytest.mark.parametrize(("error", "kind"), [
-    ("TimeoutError: the model did not answer in 30 s", "transient"),
-    ("lease l-1 of agent a1 expired", "transient"),
-    ("ConnectionError: connection reset by peer", "transient"),
-    ("files.write needs inputs {'files': {path: text, ...}}", "configuration"),
-    ("file.write ../x denied: '..' leads outside the workspace", "configuration"),
-    ("TypeError: unsupported operand type(s) for +: 'int' and 'str'", "code"),
-    ("KeyError: 'summary'", "code"),
-    ("OSError: [Errno 28] No space left on device", "infrastructure"),
-    ("The actor died unexpectedly: worker died", "infrastructure"),
-])
-def test_errors_are_classified_by_kind(error: str, kind: str) -> None:
-    assert classify(error) == kind
-
-
-def dead(log: EventStore, task_id: str, error: str, capability: str = "echo") -> None:
+def dead(log: EventStore, task_id: str, error: str, kind: FailureKind, capability: str = "echo",
+         dependency: str | None = None) -> None:
     log.append(f"task-{task_id}", [TaskSubmitted(task_id=task_id, capability=capability)])
-    log.append(f"task-{task_id}", [TaskDeadLettered(task_id=task_id, attempts=3, last_error=error)])
+    log.append(f"task-{task_id}", [TaskDeadLettered(task_id=task_id, attempts=3, last_error=error, kind=kind,
+                                                    dependency=dependency)])
 
 
 def run(detector: ErrorDetector, log: EventStore, now: float | None = None) -> list[str]:
-    for event in log.read_all(detector.position + 1, None):
-        detector.evolve(event)
-    made = []
-    for stream, events, expected in detector.decide(now or time.time()):
-        log.append(stream, events, expected)
-        made.append(stream)
-    return made
+    """One round of the follower; the streams it appended to, sorted."""
+    before = log.head()
+    Follower(detector, log).step(now or time.time())
+    return sorted(e.stream for e in log.read_all(before + 1, None))
 
 
-def test_dead_letters_are_requeued_sent_to_a_fixer_or_alerted_once_each() -> None:
+def alerts(log: EventStore) -> dict[str, AlertRaised]:
+    found = {}
+    for event in log.read_stream("alerts"):
+        assert isinstance(event.payload, AlertRaised)
+        found[event.payload.key] = event.payload
+    return found
+
+
+def test_each_kind_of_failure_is_handled_as_its_kind_says_whatever_its_message() -> None:
     log = open_store("memory://")
-    dead(log, "flaky", "TimeoutError: upstream timed out")
-    dead(log, "buggy", "TypeError: 'NoneType' object is not subscriptable")
-    dead(log, "misconfigured", "files.write needs inputs {'files': ...}")
+    # The messages lie on purpose: only the kind the agent recorded counts.
+    dead(log, "flaky", "PermanentFailure: review found B113: requests call without timeout", "transient")
+    dead(log, "failing-test", "TimeoutError in the test name, but the test failed", "permanent")
+    dead(log, "buggy", "nothing that looks like a TypeError", "code")
+    dead(log, "refused", "connection reset (or so it says)", "denied")
+    dead(log, "lost-worker", "KeyError", "infrastructure")
+    dead(log, "downstream", "dependency failing-test was dead-lettered", "permanent", dependency="failing-test")
     detector = ErrorDetector()
-    made = run(detector, log)
-    assert sorted(made) == ["alerts", "alerts", "task-flaky"]  # no fixer registered: the code error is alerted
-    assert log.read_stream("task-flaky")[-1].payload.reason.startswith("error detector: transient failure")
-    alerts = {e.payload.key: e.payload for e in log.read_stream("alerts")}
-    assert set(alerts) == {"task:buggy:code", "task:misconfigured:configuration"}
+    assert run(detector, log) == ["alerts"] * 4 + ["task-flaky"]  # no fixer registered: the code error is alerted
+    requeue = log.read_stream("task-flaky")[-1].payload
+    assert isinstance(requeue, TaskRequeued) and requeue.by == "error-detector"
+    raised = alerts(log)
+    assert {a.task_id: a.severity for a in raised.values()} == {
+        "failing-test": "info", "buggy": "warning", "refused": "warning", "lost-worker": "critical"}
+    assert "cannot succeed as asked" in raised["task:failing-test"].summary  # not "a configuration error"
     assert run(detector, log) == []  # nothing twice
-    again = ErrorDetector()  # a restarted detector folds its own decisions and repeats none
-    assert run(again, log) == []
+    assert run(ErrorDetector(), log) == []  # a restarted detector folds its own decisions and repeats none
+
+
+def test_a_transient_failure_is_requeued_once_then_alerted() -> None:
+    log = open_store("memory://")
+    dead(log, "flaky", "TimeoutError: upstream timed out", "transient")
+    detector = ErrorDetector()
+    assert run(detector, log) == ["task-flaky"]
+    log.append("task-flaky", [TaskDeadLettered(task_id="flaky", attempts=3, last_error="timed out again",
+                                               kind="transient")])
+    assert run(detector, log) == ["alerts"]
+    assert alerts(log)["task:flaky"].task_id == "flaky"
+
+
+def test_a_person_requeueing_is_not_mistaken_for_the_detector() -> None:
+    log = open_store("memory://")
+    dead(log, "flaky", "TimeoutError", "transient")
+    log.append("task-flaky", [TaskRequeued(task_id="flaky", reason="error detector: said a person", by="person")])
+    log.append("task-flaky", [TaskDeadLettered(task_id="flaky", attempts=3, last_error="again", kind="transient")])
+    assert run(ErrorDetector(), log) == ["task-flaky"]  # the detector has not used its one requeue yet
 
 
 def test_a_code_error_becomes_a_fix_task_when_a_fixer_is_registered() -> None:
     log = open_store("memory://")
     log.append("agent-fixer", [AgentRegistered(agent_id="fixer", role="coder", capabilities=["code.fix"], version="",
                                                slots=1, epoch=1)])
-    dead(log, "buggy", "AttributeError: 'dict' object has no attribute 'items2'", capability="build.python")
+    dead(log, "buggy", "AttributeError: 'dict' object has no attribute 'items2'", "code", capability="build.python")
     assert run(ErrorDetector(), log) == ["task-fix-buggy"]
     fix = log.read_stream("task-fix-buggy")[0].payload
+    assert isinstance(fix, TaskSubmitted)
     assert fix.capability == "code.fix" and fix.inputs["failed_task"] == "buggy" and "items2" in fix.inputs["error"]
     assert run(ErrorDetector(), log) == []
 
@@ -76,7 +106,36 @@ def test_rates_and_late_queues_raise_one_alert_per_window() -> None:
     log.append("task-late", [TaskQueued(task_id="late", priority=0, start_deadline=time.time() - 1)])
     detector = ErrorDetector(settings)
     assert run(detector, log) == ["alerts", "alerts"]
-    keys = sorted(e.payload.key for e in log.read_stream("alerts"))
-    assert keys == ["queue:late", "rate:agent restarts"]
+    assert sorted(alerts(log)) == ["queue:late", "rate:agent restarts"]
     assert run(detector, log) == []  # the same alerts are not raised again inside the window
-    assert len(run(detector, log, now=time.time() + 120)) == 1  # the queue is still late a window later
+    assert run(detector, log, now=time.time() + 120) == ["alerts"]  # the queue is still late a window later
+
+
+class AwayOnce:
+    """The log, except that the first append fails as if the store actor were down."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store, self.failed = store, False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def append_many(self, requests: Sequence[Intent]) -> list[AppendResult | CouncilError]:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailable("the store actor did not answer append_many within 60 s")
+        return self.store.append_many(requests)
+
+
+def test_a_decision_whose_append_failed_is_made_again_in_the_next_round() -> None:
+    log = open_store("memory://")
+    dead(log, "flaky", "TimeoutError", "transient")
+    dead(log, "failing-test", "tests failed", "permanent")
+    detector = ErrorDetector()
+    follower = Follower(detector, AwayOnce(log))  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailable):
+        follower.step()
+    assert set(detector.dead) == {"flaky", "failing-test"}  # deciding changed nothing
+    assert follower.step() == (2, 0)
+    assert log.read_stream("task-flaky")[-1].type == "task.requeued" and "task:failing-test" in alerts(log)
+    assert follower.step() == (0, 0)

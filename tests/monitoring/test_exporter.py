@@ -17,7 +17,9 @@ import ray
 
 from actors import names
 from actors.store_client import StoreClient
-from cluster.system import AgentSpec, boot, shutdown
+from cluster.settings import DEFAULT_POLICY
+from cluster.system import System, boot, shutdown
+from cluster.team import AgentSpec
 from events import NO_STREAM
 from events.catalogue import TaskSubmitted
 
@@ -49,13 +51,19 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
 def council(tmp_path_factory: pytest.TempPathFactory, ray_instance: None):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("exporter")
     url = f"sqlite:///{tmp / 'events.db'}"
-    handles = boot(url, team=[AgentSpec(agent_id="m1", slots=4)], projections=str(tmp / "p.duckdb"), metrics_port=0)
+    team = [AgentSpec(agent_id="m1", slots=4), AgentSpec(agent_id="c1", role="coder", capabilities=("files.write",))]
+    handles = boot(System.of(url, team, projections=str(tmp / "p.duckdb"), metrics_port=0, home=str(tmp / "home"),
+                             policy=str(DEFAULT_POLICY), workspace=str(tmp / "workspace")))
     client = StoreClient()
+    # Nineteen plain tasks, and one that acts (a gated file write), so every dashboard panel has data.
     client.append_many([(f"task-m{i}", [TaskSubmitted(task_id=f"m{i}", capability="noop")], NO_STREAM)
-                        for i in range(20)])
+                        for i in range(19)])
+    client.append("task-w1", [TaskSubmitted(task_id="w1", capability="files.write",
+                                            inputs={"files": {"src/app.py": "print('hi')\n"}})], NO_STREAM)
     address = ray.get(handles[names.EXPORTER].address.remote())
     yield address, tmp
-    shutdown([names.EXPORTER, names.DISPATCHER, names.PROJECTOR, names.STORE, names.agent("m1")])
+    shutdown([names.EXPORTER, names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.STORE, names.agent("m1"),
+              names.agent("c1")])
 
 
 def sample(text: str, name: str) -> float | None:
@@ -72,6 +80,7 @@ def test_metrics_are_served_and_follow_the_log(council) -> None:  # type: ignore
     assert sample(text, 'council_events_total{type="task.completed"}') == 20
     assert sample(text, "council_read_models_up") == 1
     assert sample(text, "council_task_duration_seconds_count") == 20
+    assert sample(text, 'council_action_seconds_total{action="file.write"}') > 0
 
 
 @pytest.fixture(scope="module")

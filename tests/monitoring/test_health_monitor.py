@@ -10,11 +10,14 @@ import pytest
 import ray
 
 from actors import names
+from actors.projector_actor import ProjectorActor
+from actors.specs import ActorSpec
 from actors.store_client import StoreClient
-from cluster.system import AgentSpec, boot, shutdown
+from cluster.system import System, boot, shutdown
+from cluster.team import AgentSpec
 from events import NO_STREAM, open_store
 from events.catalogue import TaskSubmitted
-from monitoring.health_actor import HealthMonitorActor, Recipe
+from monitoring.health_actor import HealthMonitorActor
 
 FAST = {"ping_every": 0.2, "ping_timeout": 5.0, "hang_after": 2.0, "restart_budget": 3, "budget_window": 60.0,
         "backoff_base": 0.2, "backoff_max": 1.0}
@@ -35,7 +38,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, ray_instance: None):  # typ
     tmp = tmp_path_factory.mktemp("health")
     url = f"sqlite:///{tmp / 'events.db'}"
     team = [AgentSpec(agent_id="h1", capabilities=("noop", "hang"), slots=2)]
-    handles = boot(url, team=team, dispatch={"heartbeat_timeout": 30, "backoff_base": 0.1}, health=FAST)
+    handles = boot(System.of(url, team, dispatch={"heartbeat_timeout": 30, "backoff_base": 0.1}, health=FAST))
     yield url, handles, tmp
     shutdown([names.HEALTH, names.DISPATCHER, names.STORE, names.agent("h1")])
 
@@ -82,13 +85,13 @@ def test_an_actor_whose_constructor_keeps_failing_is_retired_with_an_alert(syste
     url, _, _ = system
     not_a_file = tmp_path / "a-directory"
     not_a_file.mkdir()
-    recipe = Recipe("actors.projector_actor:ProjectorActor", (url, str(not_a_file)), {}, {"num_cpus": 0})
-    monitor = HealthMonitorActor.options(namespace=names.NAMESPACE).remote({"broken-projector": recipe}, FAST)
+    spec = ActorSpec("broken-projector", ProjectorActor, (url, str(not_a_file)))
+    monitor = HealthMonitorActor.options(namespace=names.NAMESPACE).remote([spec], FAST, url)
     try:
         wait_until(lambda: ray.get(monitor.watched.remote())["broken-projector"]["retired"], 90, "retired")
         deaths = [d for _, k, d in ray.get(monitor.findings.remote()) if k == "dead"]
         assert len(deaths) == 4 and "dead again after its restart" in deaths[-1]  # 1 + the budget of 3, no more
-        assert ray.get(monitor.watched.remote())["broken-projector"]["restarts"] == 3
+        assert ray.get(monitor.watched.remote())["broken-projector"]["failures"] == 4
         with open_store(url) as log:
             retired = [e.payload for e in log.read_all(1, None, ["actor.retired"])]
             alerts = [e.payload for e in log.read_all(1, None, ["alert.raised"])]

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from events import open_store
 from events.catalogue import (
+    ActionAuthorized,
     ActionCompleted,
     AgentRestarted,
     ApprovalRequested,
@@ -43,9 +44,12 @@ def a_log(tmp_path: Path):  # type: ignore[no-untyped-def]
     log = open_store(f"sqlite:///{tmp_path / 'e.db'}")
     log.append("task-t1", [TaskSubmitted(task_id="t1", capability="noop")])
     log.append("task-t1", [TaskCompleted(task_id="t1", agent_id="a1", attempt=1, duration_s=0.3)])
-    log.append("task-t2", [TaskFailed(task_id="t2", agent_id="a1", attempt=1, error="boom", retryable=False)])
+    log.append("task-t2", [TaskFailed(task_id="t2", agent_id="a1", attempt=1, error="boom", kind="permanent")])
     log.append("agent-a1", [AgentRestarted(agent_id="a1", epoch=2, reason="crash")])
-    log.append("warrant-w", [ActionCompleted(warrant_id="w", key="k", ok=True, cost=Budget(tokens=120, money=0.25))])
+    log.append("warrant-w", [ActionAuthorized(warrant_id="w", agent_id="a1", action="command.run", target="pytest",
+                                              key="k", digest="0" * 64, policy_hash="0" * 64, rule="r",
+                                              cost=Budget(wall_time_s=900)),
+                             ActionCompleted(warrant_id="w", key="k", ok=True, cost=Budget(wall_time_s=2.5))])
     return log
 
 
@@ -72,7 +76,8 @@ def test_counters_come_from_the_log_and_gauges_from_the_read_models(tmp_path: Pa
     assert found[("council_events_total", (("type", "task.submitted"),))] == 1
     assert found[("council_agent_restarts_total", (("agent", "a1"),))] == 1
     assert found[("council_task_failures_total", (("kind", "permanent"),))] == 1
-    assert found[("council_model_tokens_total", ())] == 120 and found[("council_cost_usd_total", ())] == 0.25
+    assert found[("council_action_seconds_total", (("action", "command.run"),))] == 2.5  # what it took, not its limit
+    assert not any(name.startswith(("council_model_tokens", "council_cost_usd")) for name, _ in found)
     assert found[("council_task_duration_seconds_count", ())] == 1
     assert found[("council_task_duration_seconds_bucket", (("le", "0.25"),))] == 0
     assert found[("council_task_duration_seconds_bucket", (("le", "0.5"),))] == 1
