@@ -41,6 +41,7 @@ import ray  # noqa: E402
 from actors import names  # noqa: E402
 from actors.pipeline.config import load_config, resolve  # noqa: E402
 from actors.pipeline.plan import STEPS  # noqa: E402
+from actors.pipeline.results import BuildResult, TestResult  # noqa: E402
 from actors.tools import build as builds  # noqa: E402
 from actors.tools import commands  # noqa: E402
 from actors.tools import impact as impacts  # noqa: E402
@@ -52,9 +53,10 @@ from actors.tools.testing import run_pytest  # noqa: E402
 from actors.tools.workspace import Workspace  # noqa: E402
 from cluster.driver import Council  # noqa: E402
 from cluster.pipeline import follow, report, start_ci  # noqa: E402
-from cluster.settings import Settings  # noqa: E402
-from cluster.system import ROLE_AGENTS, shutdown  # noqa: E402
-from events import open_store  # noqa: E402
+from cluster.settings import DEFAULT_TEAM, Settings  # noqa: E402
+from cluster.system import shutdown  # noqa: E402
+from cluster.team import load_team  # noqa: E402
+from events import open_store, streams  # noqa: E402
 from governance.keys import Keyring  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,12 +86,14 @@ def governed_run(council: Council, repo: Path, timeout: float) -> dict[str, floa
     if found.outcome != "awaiting approval" or [s["status"] for s in found.steps] != ["completed"] * 8 + [
             "awaiting_approval"]:
         raise Failed(f"the governed run ended '{found.outcome}':\n{found.text()}")
-    if found.results["test"].get("passed", 0) < 1 or not found.results["build"].get("reproducible"):
+    tested, built = found.results.get("test"), found.results.get("build")
+    if not isinstance(tested, TestResult) or tested.passed < 1 or not isinstance(built, BuildResult) \
+            or not built.reproducible:
         raise Failed(f"the governed run's tests or build are not as expected:\n{found.text()}")
     seconds = {s["step"]: s["seconds"] for s in found.steps}
     stamps: dict[str, dict[str, float]] = {}
     for step in STEPS:
-        events = council.store.read_stream(f"task-{run.tasks[step.name]}")
+        events = council.store.read_stream(streams.task(run.tasks[step.name]))
         stamps[step.name] = {e.type.removeprefix("task."): e.recorded_at.timestamp() for e in events}
     # The steps form a chain (each waits for the one before; prod for smoke and docs), so the parts
     # below add up to the wall time: the driver's call, then for each step the wait from its last
@@ -214,7 +218,7 @@ def main() -> int:
         ray.init(address="local", namespace=names.NAMESPACE, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, _temp_dir=str(tmp / "ray"))  # Ray's session files go with the rest
         started = time.perf_counter()
-        council = Council.start(settings, team=ROLE_AGENTS)
+        council = Council.start(settings, team=[m for m in load_team(DEFAULT_TEAM).members() if m.role != "worker"])
         boot = time.perf_counter() - started
         environments = Workspace(tmp / "direct-environments")
         governed: list[dict[str, float]] = []

@@ -220,7 +220,7 @@ def generate(events: int, agents: int, requests: int, seed: int) -> Workload:
                 if rng.random() < (0.5 if t.flaky else 0.04):
                     if rng.random() < 0.85:
                         work.emit(stream, [TaskFailed(task_id=t.task_id, agent_id=t.agent_id, attempt=t.attempt,
-                                                      error="tests failed: 3 of 41")])
+                                                      error="tests failed: 3 of 41", kind="transient")])
                         holding[t.agent_id].discard(t)
                         t.phase = "failed"
                     else:
@@ -237,7 +237,8 @@ def generate(events: int, agents: int, requests: int, seed: int) -> Workload:
                     work.emit(stream, [TaskRetried(task_id=t.task_id, attempt=t.attempt + 1, not_before=clock + 5)])
                     t.phase = "queued"
                 else:
-                    work.emit(stream, [TaskDeadLettered(task_id=t.task_id, attempts=t.used, last_error="gave up")])
+                    work.emit(stream, [TaskDeadLettered(task_id=t.task_id, attempts=t.used, last_error="gave up",
+                                                        kind="transient")])
                     t.phase = "dead_lettered"
                     deactivate(t)
                     dead.append(t)

@@ -32,7 +32,8 @@ import ray  # noqa: E402
 
 from cluster.driver import Council  # noqa: E402
 from cluster.settings import Settings  # noqa: E402
-from cluster.system import AgentSpec, shutdown  # noqa: E402
+from cluster.system import shutdown  # noqa: E402
+from cluster.team import AgentSpec  # noqa: E402
 from events import open_store  # noqa: E402
 
 

@@ -38,7 +38,9 @@ import ray  # noqa: E402
 
 from cluster.driver import Council  # noqa: E402
 from cluster.settings import Settings  # noqa: E402
-from cluster.system import AgentSpec, shutdown  # noqa: E402
+from cluster.system import shutdown  # noqa: E402
+from cluster.team import AgentSpec  # noqa: E402
+from events.catalogue import TaskSpec  # noqa: E402
 from events import open_store  # noqa: E402
 
 
@@ -137,7 +139,8 @@ def main() -> int:
     started = time.perf_counter()
     ids: list[str] = []
     for chunk in range(0, args.tasks, 100):
-        _, chunk_ids = council.request("throughput", [{"capability": "noop"} for _ in range(min(100, args.tasks - chunk))])
+        _, chunk_ids = council.request("throughput",
+                                        [TaskSpec(capability="noop") for _ in range(min(100, args.tasks - chunk))])
         ids += chunk_ids
     seen.wait(ids, 600)
     ours_rate = args.tasks / (max(seen.seen[t] for t in ids) - started)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from cluster import cli_governance, cli_log, cli_pipeline, cli_query, cli_run  # noqa: F401  (each registers its commands)
+# Each module registers its commands, and `council --help` lists them in the order imported here.
+from cluster import cli_approvals, cli_proofs, cli_log, cli_query, cli_run  # noqa: F401  # isort: skip
+from cluster import cli_keys, cli_policy, cli_votes, cli_warrants, cli_pipeline, cli_skills  # noqa: F401  # isort: skip
 from cluster.cli_app import app, err
 from events import CouncilError
 

@@ -47,7 +47,7 @@ def verify(
     Exits 1 naming the first position that fails, or each checkpoint the log does not match (a
     rewritten or truncated history), even if every hash in it was recomputed.
     """
-    from cluster.cli_governance import home_dir
+    from cluster.cli_council import home_dir
     from governance import checkpoints
     from governance.keys import COUNCIL_KEY, Keyring
 

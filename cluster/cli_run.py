@@ -22,8 +22,11 @@ class InvalidInput(CouncilError):
 def up(
     store: StoreOption = None,
     address: AddressOption = None,
-    agents: Annotated[int, typer.Option(min=1, max=64, help="Worker agents to start.")] = 2,
-    slots: Annotated[int, typer.Option(min=1, max=256, help="Tasks each agent runs at once.")] = 4,
+    team: Annotated[str | None, typer.Option(help="Team file: which agents run, with which capabilities "
+                                                  "[env: COUNCIL_TEAM; default examples/team.toml]")] = None,
+    agents: Annotated[int | None, typer.Option(min=1, max=64, help="Plain worker agents to start (the team's "
+                                                                   "worker entry; default 2).")] = None,
+    slots: Annotated[int | None, typer.Option(min=1, max=256, help="Tasks each worker runs at once (default 4).")] = None,
     policy: Annotated[str | None, typer.Option(help="Policy file put in force if the log has none yet "
                                                     "[env: COUNCIL_POLICY; default examples/policy.toml]")] = None,
     home: Annotated[str | None, typer.Option(help="The council's directory: keys, published checkpoint "
@@ -31,20 +34,26 @@ def up(
     workspace: Annotated[str | None, typer.Option(help="Where agents act [env: COUNCIL_WORKSPACE; default "
                                                        "<home>/workspace]")] = None,
 ) -> None:
-    """Start the council: store, council, dispatcher, projector and a team of agents (on a local Ray if no --address)."""
+    """Start the council: store, council, dispatcher, projector and a team of agents (on a local Ray if no --address).
+
+    The team is checked first: a capability no registered skill carries out, a role the policy
+    never names for an agent that acts, or a skills module that fails to import is refused with
+    one line saying what to fix, and nothing starts.
+    """
     from cluster.driver import Council
     from cluster.settings import Settings
-    from cluster.system import ROLE_AGENTS, AgentSpec
+    from cluster.team import load_team
 
     quiet_ray()
     base = settings_for(store, address)
     settings = Settings.from_env(**{**base.model_dump(), "policy": policy or base.policy, "home": home or base.home,
-                                    "workspace": workspace or base.workspace})
-    team = [AgentSpec(agent_id=f"worker-{i + 1}", slots=slots) for i in range(agents)] + list(ROLE_AGENTS)
-    council = Council.start(settings, team=team, ray_start="head")
+                                    "workspace": workspace or base.workspace, "team": team or base.team}).absolute()
+    chosen = load_team(settings.team or "").with_workers(agents, slots)
+    council = Council.start(settings, team=chosen, ray_start="head")
     status = council.council_status()
+    members = chosen.members()
     out.print(f"council up: store {settings.store}, read models {settings.projection_path()}, "
-              f"{agents} workers x {slots} slots + {', '.join(a.agent_id for a in ROLE_AGENTS)}; "
+              f"team {settings.team} ({len(members)} agents: {', '.join(m.agent_id for m in members)}); "
               f"policy {status.get('policy_name')!r} {str(status.get('policy'))[:12]}…, council key {status.get('key')}"
               + (f"; metrics at http://{metrics}/metrics" if (metrics := council.metrics_address()) else ""))
 
@@ -86,7 +95,8 @@ def status(store: StoreOption = None, address: AddressOption = None) -> None:
 
 @app.command()
 def submit(
-    capability: Annotated[str, typer.Argument(help="What the task needs, e.g. sleep, echo, code.generate.")],
+    capability: Annotated[str, typer.Argument(help="What the task needs, e.g. sleep or echo (`council skills` lists "
+                                                   "them all).")],
     store: StoreOption = None,
     address: AddressOption = None,
     inputs: Annotated[str, typer.Option("--inputs", help="Task inputs as a JSON object.")] = "{}",

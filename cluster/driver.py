@@ -21,12 +21,24 @@ from actors import names
 from actors.store_client import StoreClient
 from cluster.runtime import connect
 from cluster.settings import ConfigurationError, Settings
-from cluster.system import DEFAULT_TEAM, AgentSpec, boot
-from events import NO_STREAM, CouncilError, Event, Metadata, NewEvent
-from events.catalogue import RequestSubmitted, TaskRequeued, TaskSubmitted
+from cluster.system import System, boot, check
+from cluster.team import AgentSpec, Team, load_team
+from events import NO_STREAM, CouncilError, Event, Intent, Metadata, NewEvent, streams
+from events.catalogue import (
+    RequestSubmitted,
+    TaskCompleted,
+    TaskDeadLettered,
+    TaskRequeued,
+    TaskSpec,
+    TaskStatus,
+    TaskSubmitted,
+)
+from governance.ledgers import PolicyLedger
+from governance.policy import Policy, in_force
 from projections import QueryResult
 
-TERMINAL = ("task.completed", "task.dead_lettered")
+TERMINAL = {TaskCompleted.type_name: TaskStatus.COMPLETED, TaskDeadLettered.type_name: TaskStatus.DEAD_LETTERED}
+"""The events that settle a task, and the status each leaves it in."""
 
 
 def new_request_id() -> str:
@@ -56,11 +68,12 @@ class Council:
                                     "(or Council.start() in a driver)") from None
 
     @classmethod
-    def start(cls, settings: Settings | None = None, *, team: Sequence[AgentSpec] = DEFAULT_TEAM,
+    def start(cls, settings: Settings | None = None, *, team: Team | Sequence[AgentSpec] | None = None,
               dispatch: dict[str, Any] | None = None, ray_start: str = "in-process",
               health: dict[str, Any] | None = None, detector: dict[str, Any] | None = None) -> Council:
         """Connect to Ray (starting it if needed) and boot the system's actors, or find them running.
 
+        ``team`` defaults to the team file of ``settings`` (``examples/team.toml`` unless set).
         ``health`` overrides the health monitor's settings (``monitoring.health.HealthSettings``);
         with ``settings.health`` false and no ``health``, no monitor runs (nor error detector).
         ``detector`` sets the error detector's thresholds (``monitoring.errors.DetectorSettings``).
@@ -69,11 +82,16 @@ class Council:
         if settings.store.startswith("memory://"):
             raise ConfigurationError("a memory:// store lives inside one process, but the council's actors are "
                                      "many; give a file, like --store sqlite:///.council/events.db")
+        chosen = team if team is not None else load_team(settings.team or "")
+        system = System.of(settings.store, chosen, max_event_bytes=settings.max_event_bytes, dispatch=dispatch,
+                           projections=str(settings.projection_path()), home=settings.home, policy=settings.policy,
+                           workspace=settings.workspace, metrics_port=settings.metrics_port,
+                           metrics_host=settings.metrics_host,
+                           health=health if health is not None else ({} if settings.health else None),
+                           detector=detector)
+        check(system)  # a team that cannot work is refused before Ray is even started
         connect(settings.address, start=ray_start)
-        boot(settings.store, max_event_bytes=settings.max_event_bytes, team=team, dispatch=dispatch,
-             projections=str(settings.projection_path()), home=settings.home, policy=settings.policy,
-             workspace=settings.workspace, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host,
-             health=health if health is not None else ({} if settings.health else None), detector=detector)
+        boot(system)
         return cls(settings)
 
     @classmethod
@@ -96,14 +114,16 @@ class Council:
                                 title=title)
         event = NewEvent(payload=payload, event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:task:{task_id}"),
                          metadata=Metadata(correlation_id=request_id, actor="driver"))
-        self.store.append(f"task-{task_id}", [event], NO_STREAM)
+        self.store.append(streams.task(task_id), [event], NO_STREAM)
         return task_id
 
-    def request(self, title: str, tasks: Sequence[dict[str, Any]], *, priority: int = 2, request_id: str | None = None,
+    def request(self, title: str, tasks: Sequence[TaskSpec], *, priority: int = 2, request_id: str | None = None,
                 plan: Event | None = None) -> tuple[str, list[str]]:
-        """Submit a request and its tasks (each a dict of :meth:`submit`'s arguments) in one group commit.
+        """Submit a request and its tasks in one group commit; return the request's id and the tasks' ids.
 
-        ``plan`` (an event, like ``pipeline.planned``) goes in the request's stream after the request itself.
+        A task without a ``task_id`` gets a fresh one; one without a ``priority`` gets the
+        request's. ``plan`` (an event, like ``pipeline.planned``) goes in the request's stream
+        after the request itself. Nothing is written if any task is refused.
         """
         request_id = request_id or new_request_id()
         self._mark()
@@ -111,22 +131,23 @@ class Council:
         opening = [NewEvent(payload=RequestSubmitted(request_id=request_id, title=title, priority=priority), metadata=meta)]
         if plan is not None:
             opening.append(NewEvent(payload=plan, metadata=meta))
-        calls: list[tuple[str, list[NewEvent], Any]] = [(f"request-{request_id}", opening, NO_STREAM)]
+        intents = [Intent(streams.request(request_id), opening, NO_STREAM)]
         ids = []
         for spec in tasks:
-            task_id = spec.get("task_id") or f"t-{uuid.uuid4().hex[:12]}"
+            if not isinstance(spec, TaskSpec):
+                raise TypeError(f"a request's tasks are TaskSpec values (events.catalogue.TaskSpec), not "
+                                f"{type(spec).__name__}")
+            task_id = spec.task_id or f"t-{uuid.uuid4().hex[:12]}"
             ids.append(task_id)
-            calls.append((f"task-{task_id}", [NewEvent(payload=TaskSubmitted(
-                task_id=task_id, capability=spec["capability"], priority=spec.get("priority", priority),
-                request_id=request_id, inputs=dict(spec.get("inputs", {})), depends_on=list(spec.get("depends_on", [])),
-                max_attempts=spec.get("max_attempts", 3), title=spec.get("title", "")), metadata=meta)], NO_STREAM))
-        for result in self.store.append_many(calls):
+            intents.append(Intent(streams.task(task_id), [NewEvent(
+                payload=spec.submitted(task_id, request_id, priority), metadata=meta)], NO_STREAM))
+        for result in self.store.append_many(intents):
             if isinstance(result, CouncilError):
                 raise result
         return request_id, ids
 
-    def wait(self, task_ids: Iterable[str], timeout: float = 300.0, *, since: int | None = None) -> dict[str, str]:
-        """Wait until every task completed or was dead-lettered; return ``{task_id: "completed" | "dead_lettered"}``.
+    def wait(self, task_ids: Iterable[str], timeout: float = 300.0, *, since: int | None = None) -> dict[str, TaskStatus]:
+        """Wait until every task completed or was dead-lettered; return each one's :class:`TaskStatus` then.
 
         Looks at the log from ``since`` (default: where it stood before this driver's first
         submission). Raises :class:`TimeoutError` naming how many are still open after ``timeout``.
@@ -139,9 +160,11 @@ class Council:
             while head >= position:
                 page = self.store.read_all(position, 5000, list(TERMINAL))
                 for event in page:
-                    if event.payload.task_id in open_ids:
-                        open_ids.discard(event.payload.task_id)
-                        done[event.payload.task_id] = event.type.removeprefix("task.")
+                    settled = event.payload
+                    assert isinstance(settled, TaskCompleted | TaskDeadLettered)
+                    if settled.task_id in open_ids:
+                        open_ids.discard(settled.task_id)
+                        done[settled.task_id] = TERMINAL[event.type]
                 if len(page) < 5000:  # every terminal event up to the head read above is seen
                     position = head + 1
                 else:
@@ -156,15 +179,16 @@ class Council:
 
     def requeue(self, task_id: str, reason: str = "") -> None:
         """Put a dead-lettered task back in its queue with a fresh set of attempts."""
-        history = self.store.read_stream(f"task-{task_id}")
+        history = self.store.read_stream(streams.task(task_id))
         if not history:
             raise NotDeadLettered(f"there is no task {task_id!r}; list dead letters with "
                                   "`council sql \"SELECT * FROM dead_letters\"`")
         last = history[-1]
-        if last.type != "task.dead_lettered":
+        if not isinstance(last.payload, TaskDeadLettered):
             raise NotDeadLettered(f"task {task_id!r} is not dead-lettered (its last event is {last.type}); "
                                   "only dead-lettered tasks can be requeued")
-        self.store.append(f"task-{task_id}", [TaskRequeued(task_id=task_id, reason=reason)], last.stream_version)
+        self.store.append(streams.task(task_id), [TaskRequeued(task_id=task_id, reason=reason, by="person")],
+                          last.stream_version)
 
     def _mark(self) -> None:
         if self._since is None:
@@ -182,9 +206,16 @@ class Council:
         except ValueError:
             return {}
 
+    def policy(self) -> Policy | None:
+        """The policy in force, from the log (None before the council adopts one)."""
+        ledger = PolicyLedger()
+        for event in self.store.read_stream(streams.POLICY):
+            ledger.evolve(event.payload)
+        return None if ledger.adopted is None else in_force(ledger.adopted)
+
     def alerts(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest alerts (newest first): when, severity, source, summary, detail."""
-        found = self.store.read_stream("alerts")[-limit:] if limit else []
+        found = self.store.read_stream(streams.ALERTS)[-limit:] if limit else []
         return [{"at": e.recorded_at.strftime("%Y-%m-%d %H:%M:%SZ"), "severity": e.payload.severity,
                  "source": e.payload.source, "summary": e.payload.summary, "detail": e.payload.detail}
                 for e in reversed(found)]

@@ -19,17 +19,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from actors.pipeline.config import load_config
+from actors.pipeline.config import load_config, review_threshold
 from actors.pipeline.plan import STEPS, plan, task_id
+from actors.pipeline.results import (
+    BuildResult,
+    DocsResult,
+    Release,
+    ResultMismatch,
+    ReviewResult,
+    StepResult,
+    TestResult,
+    pick,
+    read,
+    result_type,
+)
 from actors.tools.checkout import REQUEST, prepare
 from actors.tools.workspace import Workspace
 from cluster.driver import Council, new_request_id
-from events import CouncilError
+from events import CouncilError, streams
+from events.catalogue import SETTLED, PipelinePlanned, TaskAwaiting, TaskCompleted, TaskStatus
 from governance.approvals import ApprovalLedger
-
-SETTLED = ("completed", "dead_lettered")
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,8 @@ class Run:
 
 
 def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run:
-    """Check ``repo`` out into a tree of its own and submit the pipeline over it (request, plan and tasks in one commit)."""
+    """Check ``repo`` out into a tree of its own and submit the pipeline over it (request, plan and tasks in one
+    commit)."""
     workspace = council.settings.absolute().workspace
     if workspace is None:
         raise CouncilError("the council has no workspace; start it with a home (`council up`)")
@@ -57,7 +69,11 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
     except CouncilError:
         shutil.rmtree(tree)  # nothing was submitted: leave nothing behind
         raise
-    threshold = str(council.council_status().get("review_block_at") or "high")
+    try:
+        threshold = review_threshold(council.policy())
+    except CouncilError:
+        shutil.rmtree(tree)
+        raise
     planned, specs = plan(request_id, checkout, config, threshold)
     council.request(f"ci {Path(checkout.source).name} @ {checkout.commit[:12]}", specs, request_id=request_id,
                     plan=planned)
@@ -65,14 +81,14 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
 
 
 def follow(council: Council, run: Run, show: Callable[[str], None], timeout: float = 1800.0, *,
-           through_prod: bool = False) -> dict[str, str]:
+           through_prod: bool = False) -> dict[str, TaskStatus]:
     """Call ``show`` with a line for every change of a step's status until the run settles; return the statuses.
 
     A run waiting for production approvals has settled, unless ``through_prod``: then every step must
     have completed or been dead-lettered.
     """
     steps = {t: name for name, t in run.tasks.items()}
-    status: dict[str, str] = {}
+    status: dict[str, TaskStatus] = {}
     after = 0
     deadline = time.monotonic() + timeout
     while not _settled(status, run, through_prod):
@@ -80,50 +96,62 @@ def follow(council: Council, run: Run, show: Callable[[str], None], timeout: flo
             raise TimeoutError(f"the pipeline {run.request_id} did not settle in {timeout:.0f} s; "
                                f"follow it with `council status`")
         feed = council.changes("tasks", after, timeout=1.0)
-        after = max(after, feed.position)
-        columns = feed.columns
+        after = max(after, feed.position or 0)
         for row in feed.rows:
-            record = dict(zip(columns, row, strict=True))
-            task = record["task_id"]
-            if task in steps and status.get(task) != record["status"]:
-                status[task] = record["status"]
+            record = dict(zip(feed.columns, row, strict=True))
+            task, now = record["task_id"], TaskStatus(record["status"])
+            if task in steps and status.get(task) != now:
+                status[task] = now
                 agent = f" ({record['agent_id']})" if record.get("agent_id") else ""
-                show(f"{steps[task]:<8} {record['status']}{agent}")
+                show(f"{steps[task]:<8} {now}{agent}")
     return {steps[t]: s for t, s in status.items()}
 
 
-def _settled(status: dict[str, str], run: Run, through_prod: bool) -> bool:
+def _settled(status: dict[str, TaskStatus], run: Run, through_prod: bool) -> bool:
     if len(status) < len(run.tasks):
         return False
     rest = [s for t, s in status.items() if t != run.tasks["prod"]]
     prod = status.get(run.tasks["prod"])
-    return all(s in SETTLED for s in rest) and (prod in SETTLED or (prod == "awaiting_approval" and not through_prod))
+    return all(s in SETTLED for s in rest) and (
+        prod in SETTLED or (prod is TaskStatus.AWAITING_APPROVAL and not through_prod))
 
 
 @dataclass
 class Report:
-    """What a pipeline run did, read back from the log."""
+    """What a pipeline run did, read back from the log: each step's status, and the results of those that completed,
+    as their types (:func:`actors.pipeline.results.result_type`)."""
 
     request_id: str
     steps: list[dict[str, Any]] = field(default_factory=list)
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per step, in the plan's order: ``step``, ``task_id``, ``status`` (a :class:`TaskStatus`), ``agent``,
+    ``seconds``."""
+    results: dict[str, StepResult] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    """Per step: why it was dead-lettered, or why its recorded result cannot be read."""
     approval: dict[str, Any] | None = None
-    staging: str | None = None
     tree: str = ""
 
     @property
     def outcome(self) -> str:
         """``shipped``, ``awaiting approval``, ``failed at <step>``, or ``running``."""
         by_step = {s["step"]: s["status"] for s in self.steps}
-        failed = next((s["step"] for s in self.steps if s["status"] == "dead_lettered" and s["step"] in self.errors), None)
+        failed = next((s["step"] for s in self.steps
+                       if s["status"] is TaskStatus.DEAD_LETTERED and s["step"] in self.errors), None)
         if failed:
             return f"failed at {failed}"
-        if by_step.get("prod") == "completed":
+        if by_step.get("prod") is TaskStatus.COMPLETED:
             return "shipped"
-        if by_step.get("prod") == "awaiting_approval":
+        if by_step.get("prod") is TaskStatus.AWAITING_APPROVAL:
             return "awaiting approval"
         return "running"
+
+    @property
+    def staging(self) -> str | None:
+        """Where staging's release is live, and which: ``<current link> → release <id> (<artefact>)``."""
+        release = pick(self.results, "staging", Release)
+        if release is None or not release.path:
+            return None
+        return f"{release.path} → release {release.release} ({release.artefact})"
 
     def text(self) -> str:
         """The report, for a terminal."""
@@ -133,30 +161,22 @@ class Report:
             lines.append(f"  {s['step']:<8} {s['status']:<18} {s.get('agent') or '':<13} {took}")
         for step, error in self.errors.items():
             lines.append(f"  ! {step}: {error}")
-        test, review, build = self.results.get("test"), self.results.get("review"), self.results.get("build")
-        if test:
-            coverage = test.get("coverage_total")
-            lines += ["", f"tests: {test.get('passed', 0)} passed, {test.get('failed', 0)} failed, "
-                          f"{test.get('skipped', 0)} skipped" + (f"; line coverage {coverage:.1f}%" if coverage is not None
-                                                                 else "")
-                      + (f" (ran {', '.join(test['ran'])})" if test.get("ran") else "")]
-        if review:
-            counts = ", ".join(f"{n} {s}" for s, n in review.get("counts", {}).items() if n) or "no findings"
-            lines.append(f"review: {counts}; blocks at {review.get('threshold')}"
-                         + (f"; safe fixes committed as {str(review['fix_commit'])[:12]}" if review.get("fix_commit")
-                            else ""))
-        if build:
-            lines.append(f"build: {'reproducible' if build.get('reproducible') else 'NOT reproducible'} "
-                         f"(two builds compared byte for byte) at commit {str(build.get('commit'))[:12]}")
-            lines += [f"  {a['sha256']}  {a['name']}" for a in build.get("artefacts", [])]
-            if build.get("provenance"):
-                lines.append(f"  provenance: {self.tree}/{build['provenance']} (in-toto SLSA v1, DSSE, "
-                             f"signed by {build.get('signer')})")
+        if test := pick(self.results, "test", TestResult):
+            lines += ["", f"tests: {test.summary()}" + (f" (ran {', '.join(test.ran)})" if test.ran else "")]
+        if review := pick(self.results, "review", ReviewResult):
+            lines.append(f"review: {review.summary()}; blocks at {review.threshold}"
+                         + (f"; safe fixes committed as {review.fix_commit[:12]}" if review.fix_commit else ""))
+        if build := pick(self.results, "build", BuildResult):
+            lines.append(f"build: {'reproducible' if build.reproducible else 'NOT reproducible'} "
+                         f"(two builds compared byte for byte) at commit {str(build.commit)[:12]}")
+            lines += [f"  {a.sha256}  {a.name}" for a in build.artefacts]
+            if build.provenance:
+                lines.append(f"  provenance: {self.tree}/{build.provenance} (in-toto SLSA v1, DSSE, "
+                             f"signed by {build.signer})")
         if self.staging:
             lines.append(f"staging: {self.staging}")
-        docs = self.results.get("docs")
-        if docs:
-            lines.append(f"docs: {self.tree}/{docs['changelog']}, {self.tree}/{docs['graph']}")
+        if docs := pick(self.results, "docs", DocsResult):
+            lines.append(f"docs: {self.tree}/{docs.changelog}, {self.tree}/{docs.graph}")
         if self.approval:
             a = self.approval
             lines += ["", f"production waits for {a['needed']} approvals of {', '.join(a['approvers'])} "
@@ -167,9 +187,10 @@ class Report:
 
 def report(council: Council, run: Run | str) -> Report:
     """The report of a run (or a request id): each step's status from the ``tasks`` read model, the
-    results its task recorded, and the approval production waits for."""
+    results its task recorded (as their types), and the approval production waits for."""
     request_id = run.request_id if isinstance(run, Run) else run
-    planned = [e.payload for e in council.store.read_stream(f"request-{request_id}") if e.type == "pipeline.planned"]
+    planned = [e.payload for e in council.store.read_stream(streams.request(request_id))
+               if isinstance(e.payload, PipelinePlanned)]
     if not REQUEST.match(request_id) or not planned:
         raise CouncilError(f"there is no pipeline {request_id}; runs are listed by "
                            "`council sql \"SELECT * FROM requests\"`")
@@ -179,30 +200,36 @@ def report(council: Council, run: Run | str) -> Report:
                        f"WHERE request_id = '{request_id}'")  # the id matched REQUEST: no quote can be in it
     tasks = {row[0]: row for row in rows.rows}
     for step in planned[0].steps:
-        _, status, agent, seconds, error = tasks.get(step.task_id, (step.task_id, "submitted", None, None, None))
-        if status in ("completed", "awaiting_approval"):
-            last = _last(council, step.task_id, "task.completed" if status == "completed" else "task.awaiting")
-            if status == "completed":
-                found.results[step.step] = dict(last.result)
-            else:
-                found.approval = _approval(council, last.authority_id)
-        elif status == "dead_lettered" and error:
+        unseen = (step.task_id, TaskStatus.SUBMITTED, None, None, None)  # not folded into the read model yet
+        _, named, agent, seconds, error = tasks.get(step.task_id, unseen)
+        status = TaskStatus(named)
+        if status is TaskStatus.COMPLETED:
+            completed = _last(council, step.task_id, TaskCompleted)
+            try:
+                found.results[step.step] = read(completed.result, result_type(step.step), f"task {step.task_id}")
+            except (KeyError, ResultMismatch) as unreadable:  # a step this pipeline does not know, a result of
+                found.errors[step.step] = str(unreadable.args[0])  # another shape: said in the report, not raised
+        elif status is TaskStatus.AWAITING_APPROVAL:
+            found.approval = _approval(council, _last(council, step.task_id, TaskAwaiting).authority_id)
+        elif status is TaskStatus.DEAD_LETTERED and error:
             found.errors[step.step] = error
         found.steps.append({"step": step.step, "task_id": step.task_id, "status": status, "agent": agent,
-                            "seconds": seconds if status == "completed" else None})
-    staging = found.results.get("staging")
-    if staging and staging.get("path"):
-        found.staging = f"{staging['path']} → release {staging.get('release')} ({staging.get('artefact')})"
+                            "seconds": seconds if status is TaskStatus.COMPLETED else None})
     return found
 
 
-def _last(council: Council, task_id: str, kind: str) -> Any:
-    return next(e.payload for e in reversed(council.store.read_stream(f"task-{task_id}")) if e.type == kind)
+E = TypeVar("E", TaskCompleted, TaskAwaiting)
+
+
+def _last(council: Council, task_id: str, kind: type[E]) -> E:
+    """The last event of ``kind`` in the task's stream (the read model says there is one)."""
+    return next(e.payload for e in reversed(council.store.read_stream(streams.task(task_id)))
+                if isinstance(e.payload, kind))
 
 
 def _approval(council: Council, approval_id: str) -> dict[str, Any] | None:
     ledger = ApprovalLedger()
-    for event in council.store.read_stream(f"approval-{approval_id}"):
+    for event in council.store.read_stream(streams.approval(approval_id)):
         ledger.evolve(event.payload, event.recorded_at.timestamp())
     asked = ledger.requested
     if asked is None:

@@ -17,6 +17,8 @@ from events.store import DEFAULT_MAX_EVENT_BYTES
 DEFAULT_STORE = "sqlite:///.council/events.db"
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "examples" / "policy.toml"
 """The example policy, put in force when a council starts on a log that has none and no other is given."""
+DEFAULT_TEAM = Path(__file__).resolve().parents[1] / "examples" / "team.toml"
+"""The example team: two plain workers and the pipeline's agents."""
 
 
 class ConfigurationError(CouncilError):
@@ -34,6 +36,7 @@ class Settings(BaseModel):
     address: str | None = Field(None, description="Ray cluster address (auto, host:port, ray://host:port)")
     home: str = Field(".council", description="The council's directory: keys/, the published checkpoint")
     policy: str | None = Field(None, description="Policy file put in force if the log has none; default the example")
+    team: str | None = Field(None, description="Team file: which agents run, with which capabilities; default the example")
     workspace: str | None = Field(None, description="Where agents act (files, commands, deployments); default <home>/workspace")
     metrics_port: int | None = Field(9464, ge=0, le=65535, description="Port of /metrics (0: any free one; unset: none)")
     metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on (0.0.0.0 for a remote Prometheus)")
@@ -54,6 +57,7 @@ class Settings(BaseModel):
         return self.model_copy(update={
             "store": store, "projections": str(self.with_store(store).projection_path().resolve()), "home": str(home),
             "policy": str(Path(self.policy).resolve()) if self.policy else str(DEFAULT_POLICY),
+            "team": str(Path(self.team).resolve()) if self.team else str(DEFAULT_TEAM),
             "workspace": str(Path(self.workspace).resolve()) if self.workspace else str(home / "workspace")})
 
     def with_store(self, store: str) -> Settings:

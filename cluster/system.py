@@ -1,158 +1,177 @@
 """Booting and stopping the system's actors on Ray: the store, the council, the agents, the dispatcher, the projector.
 
-Every long-lived actor is named and detached in the ``council`` namespace (rule 6): a driver
-that exits leaves them running, and the next one finds them by name. Booting is idempotent:
-an actor that already runs is reused, not duplicated.
+Booting is a plan and a start. :func:`plan` is pure: from a :class:`System` (what to run) and the
+keys it needs, it lists an :class:`actors.specs.ActorSpec` per actor, in the order they start.
+:func:`boot` checks the team against the skills and the policy, makes the keys, starts the plan,
+and hands the health monitor the same specs, from which it creates again an actor that is gone
+for good. Every long-lived actor is named and detached in the ``council`` namespace (rule 6): a
+driver that exits leaves them running, and the next one finds them by name. Booting is
+idempotent: an actor that already runs is reused, not duplicated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import names
-from actors.agent import ACTING_SKILLS, AgentActor
+from actors.agent import AgentActor
 from actors.council_actor import CouncilActor
 from actors.dispatcher import DispatcherActor
+from actors.follow import reader_for
 from actors.projector_actor import ProjectorActor
-from actors.skills import BUILTIN
+from actors.skills import SkillRegistry
+from actors.specs import ActorSpec
 from actors.store_actor import StoreActor
-from events import CouncilError
+from cluster.team import AgentSpec, Team, check_team
+from events import CouncilError, streams
 from governance.keys import COUNCIL_KEY, Keyring
+from governance.ledgers import PolicyLedger
+from governance.policy import Policy, in_force, load_policy
 from monitoring.detector import DetectorActor
 from monitoring.exporter import ExporterActor
-from monitoring.health_actor import HealthMonitorActor, Recipe
+from monitoring.health_actor import HealthMonitorActor
 
 
 class CouncilAlreadyRunning(CouncilError):
     """A council with another log already runs on this Ray cluster."""
 
 
-class AgentSpec(BaseModel):
-    """One agent of the team."""
+class System(BaseModel):
+    """What to run: the log, the team and its skills, and which of the optional actors.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Without ``home`` (the council's directory) there is no council: acting skills are denied at
+    the gate. With ``metrics_port`` (0: any free port) the exporter serves ``/metrics`` on
+    ``metrics_host``. With ``health`` (settings for :class:`monitoring.health.HealthSettings`,
+    ``{}`` for the defaults) a health monitor watches every actor started here and the error
+    detector runs with ``detector`` (:class:`monitoring.errors.DetectorSettings`).
+    """
 
-    agent_id: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-    role: str = "worker"
-    capabilities: tuple[str, ...] = ("noop", "echo", "sleep", "fail")
-    slots: int = Field(4, ge=1, le=256)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    @field_validator("capabilities")
+    store: str
+    max_event_bytes: int = 1 << 20
+    team: tuple[AgentSpec, ...] = ()
+    skills: tuple[str, ...] = ()
+    """Modules of skills besides the installed entry points (a team file's ``skills``)."""
+    dispatch: dict[str, Any] | None = None
+    projections: str | None = None
+    home: str | None = None
+    policy: str | None = None
+    workspace: str | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    health: dict[str, Any] | None = None
+    detector: dict[str, Any] | None = None
+
     @classmethod
-    def _skills_exist(cls, capabilities: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [c for c in capabilities if c not in BUILTIN and c not in ACTING_SKILLS]
-        if unknown:
-            raise ValueError(f"no skill for {', '.join(unknown)}; agents can do: "
-                             f"{', '.join(sorted([*BUILTIN, *ACTING_SKILLS]))}")
-        if not capabilities:
-            raise ValueError("an agent needs at least one capability")
-        return capabilities
+    def of(cls, store: str, team: Team | Sequence[AgentSpec] = (), **options: Any) -> System:
+        """A system with ``team`` (a team file's team, or its members) and ``options`` (the other fields)."""
+        if isinstance(team, Team):
+            return cls(store=store, team=tuple(team.members()),
+                       skills=(*team.skills, *options.pop("skills", ())), **options)
+        return cls(store=store, team=tuple(team), **options)
 
 
-ROLE_AGENTS = (AgentSpec(agent_id="coder-1", role="coder", capabilities=("files.write",), slots=2),
-               AgentSpec(agent_id="tester-1", role="tester",
-                         capabilities=("ci.changes", "ci.impact", "ci.test", "ci.smoke"), slots=2),
-               AgentSpec(agent_id="reviewer-1", role="reviewer", capabilities=("ci.review",), slots=1),
-               AgentSpec(agent_id="builder-1", role="builder", capabilities=("command.run", "ci.build"), slots=2),
-               AgentSpec(agent_id="deployer-1", role="deployer", capabilities=("deploy.local", "ci.deploy"), slots=1),
-               AgentSpec(agent_id="documenter-1", role="documenter", capabilities=("ci.docs",), slots=1))
-"""Agents that act on the world, each under the warrants its role gets from the policy; together they
-carry out every step of the pipeline (``actors/pipeline``)."""
+@dataclass(frozen=True)
+class Keys:
+    """What the plan needs of the keyring: the council's public key, and each agent's identity."""
 
-DEFAULT_TEAM = (AgentSpec(agent_id="worker-1"), AgentSpec(agent_id="worker-2"), *ROLE_AGENTS)
+    council: bytes | None = None
+    identities: dict[str, str] = field(default_factory=dict)
 
 
-_PATHS: dict[Any, str] = {
-    StoreActor: "actors.store_actor:StoreActor", CouncilActor: "actors.council_actor:CouncilActor",
-    AgentActor: "actors.agent:AgentActor", DispatcherActor: "actors.dispatcher:DispatcherActor",
-    ProjectorActor: "actors.projector_actor:ProjectorActor", ExporterActor: "monitoring.exporter:ExporterActor",
-    DetectorActor: "monitoring.detector:DetectorActor",
-}
-"""Where each actor class lives, for the recipes the health monitor re-creates actors from."""
+def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None) -> list[ActorSpec]:
+    """The actors ``system`` runs, in the order they start (the health monitor last, watching all the others).
+
+    Pure: no Ray call, no file. ``node`` pins the actors that open the log file (the store, the
+    council, the dispatcher, the projector, the exporter, the detector, the monitor) to the node
+    that holds it; agents may run anywhere.
+    """
+    here = {"scheduling_strategy": node} if node is not None else {}
+    keyring = str(Path(system.home) / "keys") if system.home is not None else None
+    specs = [ActorSpec(names.STORE, StoreActor, (system.store, system.max_event_bytes), options=here)]
+    if system.home is not None:
+        specs.append(ActorSpec(names.COUNCIL, CouncilActor, (system.store, system.home, system.policy), options=here))
+    for member in system.team:
+        specs.append(ActorSpec(names.agent(member.agent_id), AgentActor,
+                               (member.agent_id, member.role, list(member.capabilities), member.slots),
+                               init={"skill_modules": list(system.skills), "workspace": system.workspace,
+                                     "council_key": keys.council, "identity": keys.identities.get(member.agent_id),
+                                     "keyring": keyring},
+                               options={"max_concurrency": member.slots + 4}))
+    specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store), options=here))
+    if system.projections is not None:
+        specs.append(ActorSpec(names.PROJECTOR, ProjectorActor, (system.store, system.projections), options=here))
+    if system.metrics_port is not None:
+        specs.append(ActorSpec(names.EXPORTER, ExporterActor, (system.store, system.metrics_port, system.metrics_host),
+                               options=here))
+    if system.health is not None:
+        specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}), options=here))
+        watched = list(specs)
+        specs.append(ActorSpec(names.HEALTH, HealthMonitorActor, (watched, system.health, system.store), options=here))
+    return specs
 
 
-def _named(actor_class: Any, name: str, *args: Any, init: dict[str, Any] | None = None, **options: Any) -> Any:
-    """The named, detached actor ``name``: the running one, or a new one built with ``args`` and ``init``."""
-    return actor_class.options(name=name, namespace=names.NAMESPACE, lifetime="detached", get_if_exists=True,
-                               num_cpus=0, **options).remote(*args, **(init or {}))
+def boot(system: System) -> dict[str, Any]:
+    """Start (or find) every actor of ``system``; return the handles by name once each has recovered from the log.
+
+    Refuses, before anything starts, a team with a capability no registered skill carries out or
+    an acting agent in a role the policy never names (:class:`cluster.team.TeamError`), and a
+    second council on a cluster whose running council writes another log.
+    """
+    check(system)
+    keys = _keys(system)
+    specs = plan(system, keys, here())
+    store = specs[0].start()
+    running_url = ray.get(store.url.remote())
+    if running_url != system.store:
+        raise CouncilAlreadyRunning(f"a council is already running on this Ray cluster with the log {running_url}, "
+                                    f"not {system.store}; use that store, or stop it first with `council down`")
+    if system.workspace is not None and system.home is not None:
+        Path(system.workspace).mkdir(parents=True, exist_ok=True)
+    if system.projections is not None:
+        Path(system.projections).parent.mkdir(parents=True, exist_ok=True)
+    handles = {names.STORE: store, **{spec.name: spec.start() for spec in specs[1:]}}
+    try:
+        ray.get([h.pid.remote() for h in handles.values()])
+    except ray.exceptions.RayActorError as exc:
+        if names.EXPORTER in handles and "Address already in use" in str(exc):
+            raise CouncilError(f"the metrics port {system.metrics_host}:{system.metrics_port} is in use; choose "
+                               "another with --metrics-port (or COUNCIL_METRICS_PORT), or 0 for any free port") from None
+        raise
+    return handles
+
+
+def check(system: System) -> None:
+    """Refuse a system whose team cannot work (see :func:`cluster.team.check_team`), before anything starts."""
+    check_team(list(system.team), SkillRegistry.load(system.skills), policy_for(system))
+
+
+def policy_for(system: System) -> Policy | None:
+    """The policy the team will act under: the one in force in the log, else the one the council will adopt."""
+    if system.home is None:
+        return None
+    reader = reader_for(system.store)
+    if reader is not None:
+        with reader:
+            ledger = PolicyLedger()
+            for event in reader.read_stream(streams.POLICY):
+                ledger.evolve(event.payload)
+        if ledger.adopted is not None:
+            return in_force(ledger.adopted)
+    return load_policy(system.policy) if system.policy is not None else None
 
 
 def here() -> NodeAffinitySchedulingStrategy:
     """Run on this driver's node: where the SQLite log and the DuckDB file are."""
     return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-
-
-def boot(store_url: str, *, max_event_bytes: int = 1 << 20, team: Sequence[AgentSpec] = DEFAULT_TEAM,
-         dispatch: dict[str, Any] | None = None, projections: str | None = None, home: str | None = None,
-         policy: str | None = None, workspace: str | None = None, metrics_port: int | None = None,
-         metrics_host: str = "127.0.0.1", health: dict[str, Any] | None = None,
-         detector: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Start (or find) the store, the council, the team, the dispatcher and, given a DuckDB path, the projector.
-
-    With a ``home`` (the council's directory), the council actor runs with the council key from
-    ``home/keys`` (created if missing, like each agent's identity key) and puts ``policy`` in
-    force if the log has none yet; agents act in ``workspace``. Without one, there is no council:
-    acting skills are denied at the gate. With a ``metrics_port`` (0: any free port), the
-    exporter serves ``/metrics`` on ``metrics_host``. With ``health`` (settings for
-    :class:`monitoring.health.HealthSettings`, ``{}`` for the defaults), a health monitor watches
-    every actor started here and restarts the crashed and the hung, and the error detector runs
-    with ``detector`` (settings for :class:`monitoring.errors.DetectorSettings`). Returns the handles by name
-    once every actor has finished its constructor, i.e. has recovered from the log.
-    """
-    recipes: dict[str, Recipe] = {}
-
-    def start(actor_class: Any, name: str, *args: Any, init: dict[str, Any] | None = None, **options: Any) -> Any:
-        recipes[name] = Recipe(_PATHS[actor_class], args, dict(init or {}), {"num_cpus": 0, **options})
-        return _named(actor_class, name, *args, init=init, **options)
-
-    store = start(StoreActor, names.STORE, store_url, max_event_bytes, scheduling_strategy=here())
-    running_url = ray.get(store.url.remote())
-    if running_url != store_url:
-        raise CouncilAlreadyRunning(f"a council is already running on this Ray cluster with the log {running_url}, "
-                                    f"not {store_url}; use that store, or stop it first with `council down`")
-    handles: dict[str, Any] = {names.STORE: store}
-    council_key: bytes | None = None
-    identities: dict[str, str] = {}
-    if home is not None:
-        keys = Keyring(Path(home) / "keys")
-        council_key = keys.ensure(COUNCIL_KEY).raw
-        identities = {spec.agent_id: keys.ensure(f"agent-{spec.agent_id.lower()}").fingerprint for spec in team}
-        handles[names.COUNCIL] = start(CouncilActor, names.COUNCIL, store_url, home, policy, scheduling_strategy=here())
-        if workspace is not None:
-            Path(workspace).mkdir(parents=True, exist_ok=True)
-    for spec in team:
-        handles[names.agent(spec.agent_id)] = start(
-            AgentActor, names.agent(spec.agent_id), spec.agent_id, spec.role, list(spec.capabilities), spec.slots,
-            max_concurrency=spec.slots + 4,
-            init={"workspace": workspace, "council_key": council_key, "identity": identities.get(spec.agent_id),
-                  "keyring": str(Path(home) / "keys") if home is not None else None})
-    handles[names.DISPATCHER] = start(DispatcherActor, names.DISPATCHER, dispatch or {}, store_url,
-                                      scheduling_strategy=here())
-    if projections is not None:
-        Path(projections).parent.mkdir(parents=True, exist_ok=True)
-        handles[names.PROJECTOR] = start(ProjectorActor, names.PROJECTOR, store_url, projections,
-                                         scheduling_strategy=here())
-    if metrics_port is not None:
-        handles[names.EXPORTER] = start(ExporterActor, names.EXPORTER, store_url, metrics_port, metrics_host,
-                                        scheduling_strategy=here())
-    if health is not None:
-        handles[names.DETECTOR] = start(DetectorActor, names.DETECTOR, store_url, detector or {},
-                                        scheduling_strategy=here())
-        handles[names.HEALTH] = _named(HealthMonitorActor, names.HEALTH, recipes, health, scheduling_strategy=here())
-    try:
-        ray.get([h.pid.remote() for h in handles.values()])
-    except ray.exceptions.RayActorError as exc:
-        if names.EXPORTER in handles and "Address already in use" in str(exc):
-            raise CouncilError(f"the metrics port {metrics_host}:{metrics_port} is in use; choose another with "
-                               "--metrics-port (or COUNCIL_METRICS_PORT), or 0 for any free port") from None
-        raise
-    return handles
 
 
 def running() -> list[str]:
@@ -176,9 +195,18 @@ def shutdown(actor_names: Sequence[str] | None = None) -> list[str]:
     return killed
 
 
+def _keys(system: System) -> Keys:
+    """The council's key and each agent's identity key, created if missing (only with a home)."""
+    if system.home is None:
+        return Keys()
+    keyring = Keyring(Path(system.home) / "keys")
+    return Keys(keyring.ensure(COUNCIL_KEY).raw,
+                {m.agent_id: keyring.ensure(f"agent-{m.agent_id.lower()}").fingerprint for m in system.team})
+
+
 def _known_names() -> list[str]:
     try:
         return running()
-    except Exception:  # the state API needs the dashboard; fall back to the fixed names
+    except Exception:  # noqa: BLE001 - the state API needs the dashboard; fall back to the fixed names
         return [names.HEALTH, names.DETECTOR, names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.EXPORTER,
                 names.STORE]

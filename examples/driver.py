@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from cluster.driver import Council  # noqa: E402
 from cluster.settings import Settings  # noqa: E402
+from events.catalogue import TaskSpec, TaskStatus  # noqa: E402
 
 
 def main() -> int:
@@ -31,12 +32,13 @@ def main() -> int:
     settings = Settings.from_env(store=args.store, address=args.address)
     started = time.monotonic()
     council = Council.start(settings)
-    tasks = [{"capability": "sleep", "inputs": {"seconds": 0.05}, "priority": i % 4, "title": f"step {i}"}
+    tasks = [TaskSpec(capability="sleep", inputs={"seconds": 0.05}, priority=i % 4, title=f"step {i}")
              for i in range(args.tasks)]
-    tasks.append({"capability": "echo", "inputs": {"summary": True}, "depends_on": [], "title": "summary"})
+    tasks.append(TaskSpec(capability="echo", inputs={"summary": True}, title="summary"))
     request_id, ids = council.request("example request", tasks)
     outcome = council.wait(ids, timeout=600)
-    print(f"request {request_id}: {sum(v == 'completed' for v in outcome.values())} of {len(ids)} tasks completed "
+    done = sum(status is TaskStatus.COMPLETED for status in outcome.values())
+    print(f"request {request_id}: {done} of {len(ids)} tasks completed "
           f"in {time.monotonic() - started:.1f} s")
     result = council.sql(f"SELECT status, count(*) AS tasks FROM tasks WHERE request_id = '{request_id}' GROUP BY ALL")
     for row in result.rows:

@@ -19,18 +19,17 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from events import RecordedEvent
+from events.catalogue import HOLDING, TaskStatus, next_status
 from projections.rows import AgentRow, RequestRow, TaskRow
 from projections.steps import AGENT_STEPS, FIELDS, TASK_STEPS, Payload, request_submitted
 
 __all__ = ["FIELDS", "Changed", "Fold"]
 
-_HOLDING = frozenset({"assigned", "running"})
-"""Task statuses in which the task occupies one of its agent's slots."""
-
 _UNCOUNTED = "(not counted yet)"
 """Stands for the status of a task the fold has not seen before: it is in no count yet."""
 
-_BUCKETS: dict[str | None, str | None] = {"completed": "completed", "dead_lettered": "dead_lettered", _UNCOUNTED: None}
+_BUCKETS: dict[str | None, str | None] = {TaskStatus.COMPLETED: "completed", TaskStatus.DEAD_LETTERED: "dead_lettered",
+                                          _UNCOUNTED: None}
 """Which of a request's counters a task in a status counts in; any status not here: ``in_progress``."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,6 +93,7 @@ class Fold:
             status, agent_id, request_id = _UNCOUNTED, None, None
         else:
             status, agent_id, request_id = row.status, row.agent_id, row.request_id
+        row.status = next_status(row.status, type_name)  # type: ignore[arg-type]  # a stored status is a TaskStatus value
         step(row, payload, recorded_at_us)
         row.position = position
         self._dirty_tasks.add(task_id)
@@ -125,8 +125,8 @@ class Fold:
         first time (``status`` is ``_UNCOUNTED``) has no weight to take back.
         """
         new_status, new_agent, new_request = row.status, row.agent_id, row.request_id
-        held = agent_id if status in _HOLDING else None
-        holds = new_agent if new_status in _HOLDING else None
+        held = agent_id if status in HOLDING else None
+        holds = new_agent if new_status in HOLDING else None
         if held != holds:
             if held is not None:
                 self._hold(held, -1, position)

@@ -1,8 +1,10 @@
 """What each event does to its own row: one small function per event type the read models read.
 
 A step gets the row (a task's or an agent's), the event's payload and its recorded-at time in UTC
-microseconds, and changes the row as the event says. Steps never look at other rows: counts that
-span rows (a request's tasks, an agent's tasks in flight) are :class:`projections.fold.Fold`'s job.
+microseconds, and changes the row as the event says. A task's status is not a step's to set: the
+fold moves it by :func:`events.catalogue.next_status`, the one transition table the dispatcher
+shares. Steps never look at other rows: counts that span rows (a request's tasks, an agent's tasks
+in flight) are :class:`projections.fold.Fold`'s job.
 
 :data:`FIELDS` names the payload fields the steps read, per event type, so a reader can decode
 just those (:mod:`projections.payloads`); a step must read no other field.
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from events.catalogue import AgentStatus
 from projections.rows import AgentRow, RequestRow, TaskRow
 
 Payload = Any
@@ -55,50 +58,50 @@ def _us(seconds: float | None) -> int | None:
 def _submitted(row: TaskRow, e: Payload, at: int) -> None:
     row.request_id, row.capability, row.title = e.request_id, e.capability, e.title
     row.priority, row.max_attempts, row.depends_on = e.priority, e.max_attempts, list(e.depends_on)
-    row.status, row.submitted_at, row.attempts_used = "submitted", at, 0
+    row.submitted_at, row.attempts_used = at, 0
 
 
 def _queued(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.priority, row.queued_at = "queued", e.priority, at
+    row.priority, row.queued_at = e.priority, at
 
 
 def _assigned(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.agent_id, row.attempt, row.assigned_at = "assigned", e.agent_id, e.attempt, at
+    row.agent_id, row.attempt, row.assigned_at = e.agent_id, e.attempt, at
     row.lease_expires_at, row.started_at = _us(e.lease_expires_at), None
     row.attempts_used += 1
 
 
 def _started(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.agent_id, row.attempt, row.started_at = "running", e.agent_id, e.attempt, at
+    row.agent_id, row.attempt, row.started_at = e.agent_id, e.attempt, at
 
 
 def _completed(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.agent_id, row.attempt, row.finished_at = "completed", e.agent_id, e.attempt, at
+    row.agent_id, row.attempt, row.finished_at = e.agent_id, e.attempt, at
     row.duration_s, row.lease_expires_at = e.duration_s, None
 
 
 def _failed(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.attempt, row.last_error, row.lease_expires_at = "failed", e.attempt, e.error, None
+    row.attempt, row.last_error, row.lease_expires_at = e.attempt, e.error, None
     if e.agent_id is not None:
         row.agent_id = e.agent_id
 
 
 def _lease_expired(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.agent_id, row.attempt, row.lease_expires_at = "failed", e.agent_id, e.attempt, None
+    row.agent_id, row.attempt, row.lease_expires_at = e.agent_id, e.attempt, None
     row.last_error = f"lease {e.lease_id} of agent {e.agent_id} expired"
 
 
 def _retried(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.attempt, row.queued_at, row.not_before = "queued", e.attempt, at, _us(e.not_before)
+    row.attempt, row.queued_at, row.not_before = e.attempt, at, _us(e.not_before)
 
 
 def _dead_lettered(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.attempts_used, row.last_error, row.finished_at = "dead_lettered", e.attempts, e.last_error, at
+    row.attempts_used, row.last_error, row.finished_at = e.attempts, e.last_error, at
     row.lease_expires_at = None
 
 
 def _requeued(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.queued_at, row.attempts_used = "queued", at, 0
+    row.queued_at, row.attempts_used = at, 0
     row.finished_at = row.not_before = row.lease_expires_at = None
 
 
@@ -107,28 +110,28 @@ def _requeued(row: TaskRow, e: Payload, at: int) -> None:
 
 def _registered(row: AgentRow, e: Payload, at: int) -> None:
     row.role, row.capabilities, row.version, row.slots = e.role, list(e.capabilities), e.version, e.slots
-    row.epoch, row.status, row.registered_at = e.epoch, "live", at
+    row.epoch, row.status, row.registered_at = e.epoch, AgentStatus.LIVE, at
 
 
 def _heartbeat(row: AgentRow, e: Payload, at: int) -> None:
     if row.epoch is not None and e.epoch < row.epoch:
         return  # a fenced incarnation's heartbeat says nothing about the agent now
     row.epoch, row.last_heartbeat = e.epoch, at
-    if row.status != "retired":
-        row.status = "live"
+    if row.status != AgentStatus.RETIRED:
+        row.status = AgentStatus.LIVE
 
 
 def _unresponsive(row: AgentRow, e: Payload, at: int) -> None:
-    if row.status != "retired":
-        row.status = "unresponsive"
+    if row.status != AgentStatus.RETIRED:
+        row.status = AgentStatus.UNRESPONSIVE
 
 
 def _restarted(row: AgentRow, e: Payload, at: int) -> None:
-    row.epoch, row.status = e.epoch, "live"
+    row.epoch, row.status = e.epoch, AgentStatus.LIVE
 
 
 def _retired(row: AgentRow, e: Payload, at: int) -> None:
-    row.status = "retired"
+    row.status = AgentStatus.RETIRED
 
 
 # -- and the request's own event -------------------------------------------------------------------
@@ -140,12 +143,12 @@ def request_submitted(row: RequestRow, e: Payload, at: int) -> None:
 
 
 def _awaiting(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.agent_id, row.attempt, row.lease_expires_at = "awaiting_approval", e.agent_id, e.attempt, None
+    row.agent_id, row.attempt, row.lease_expires_at = e.agent_id, e.attempt, None
     row.attempts_used = max(0, row.attempts_used - 1)  # waiting for an approval does not use up an attempt
 
 
 def _resumed(row: TaskRow, e: Payload, at: int) -> None:
-    row.status, row.queued_at, row.started_at = "queued", at, None
+    row.queued_at, row.started_at = at, None
 
 
 TASK_STEPS: dict[str, TaskStep] = {

@@ -67,3 +67,31 @@ def test_a_bad_environment_setting_is_refused() -> None:
     assert Settings.from_env({}).store == DEFAULT_STORE
     assert Settings.from_env({"COUNCIL_STORE": "memory://"}, store=None).store == "memory://"
     assert Settings.from_env({"COUNCIL_STORE": "memory://"}, store="sqlite:///x.db").store == "sqlite:///x.db"
+
+
+def test_skills_lists_every_capability_with_its_origin_and_toolset(tmp_path: Path) -> None:
+    out = council("skills", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = {row["capability"]: row for row in map(json.loads, out.stdout.splitlines())}
+    assert (rows["ci.build"]["toolset"], rows["ci.build"]["acts"], rows["ci.build"]["signs"]) == ("ci", True, True)
+    assert rows["ci.build"]["from"].startswith("entry point pipeline of agent-council")
+    assert (rows["files.write"]["toolset"], rows["files.write"]["signs"]) == ("gated", False)
+    assert rows["echo"] == {"capability": "echo", "toolset": "plain", "acts": False, "signs": False,
+                            "from": rows["echo"]["from"], "description": "Return the inputs."}
+    table = council("skills", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert table.returncode == 0 and "files.write" in table.stdout and "what it does" in table.stdout
+
+
+def test_skills_checks_a_team_file_and_up_refuses_a_bad_one_before_starting_anything(tmp_path: Path) -> None:
+    team = tmp_path / "team.toml"
+    team.write_text('[[agents]]\nname = "coder"\nrole = "coder"\ncapabilities = ["code.generate"]\n')
+    out = council("skills", "--team", str(team), cwd=tmp_path)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith(f"error: {team} line 4: agents[0] (\"coder\"): no skill is registered for capability "
+                                 "'code.generate'")
+    up = council("up", "--team", str(team), "--address", "127.0.0.1:1", cwd=tmp_path)
+    assert up.returncode == 2 and up.stderr.startswith(f"error: {team} line 4: agents[0] (\"coder\"): no skill")
+    assert not (tmp_path / ".council").exists()  # refused before Ray, the log or a key was touched
+    team.write_text(team.read_text().replace("capabilities", "capabilites"))
+    typo = council("up", "--team", str(team), cwd=tmp_path)
+    assert typo.returncode == 2 and 'has an unknown field "capabilites" (did you mean "capabilities"?)' in typo.stderr

@@ -9,7 +9,9 @@ import ray
 
 from cluster.driver import Council, NotDeadLettered
 from cluster.settings import ConfigurationError, Settings
-from cluster.system import AgentSpec, shutdown
+from cluster.system import shutdown
+from cluster.team import AgentSpec
+from events.catalogue import TaskSpec
 from projections import QueryFailed, ReadOnlyQueryError
 
 
@@ -27,8 +29,8 @@ def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
 
 def test_requests_with_dependencies_complete_and_show_in_sql_and_the_change_feed(council: Council) -> None:
     request_id, (first, second) = council.request("two steps", [
-        {"capability": "echo", "inputs": {"n": 1}, "task_id": "step-1"},
-        {"capability": "echo", "inputs": {"n": 2}, "depends_on": ["step-1"]},
+        TaskSpec(capability="echo", inputs={"n": 1}, task_id="step-1"),
+        TaskSpec(capability="echo", inputs={"n": 2}, depends_on=["step-1"]),
     ])
     assert first == "step-1"
     assert council.wait([first, second], timeout=60) == {first: "completed", second: "completed"}
@@ -57,3 +59,5 @@ def test_bad_input_is_refused_with_a_clear_error(council: Council) -> None:
         council.changes("queue")
     with pytest.raises(ConfigurationError, match="memory:// store lives inside one process"):
         Council.start(Settings(store="memory://"))
+    with pytest.raises(TypeError, match="a request's tasks are TaskSpec values"):
+        council.request("untyped", [{"capability": "echo"}])  # type: ignore[list-item]

@@ -18,10 +18,12 @@ import pytest
 import ray
 
 from actors import names
+from actors.pipeline.results import BuildResult, ReviewResult
 from cluster.driver import Council
 from cluster.pipeline import Run, follow, report, start_ci
-from cluster.settings import Settings
-from cluster.system import ROLE_AGENTS, shutdown
+from cluster.settings import DEFAULT_TEAM, Settings
+from cluster.system import shutdown
+from cluster.team import load_team
 from governance import approvals, provenance
 from governance.approvals import ApprovalLedger
 from governance.keys import Keyring
@@ -40,7 +42,7 @@ def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
         keys.new(name)  # before the policy is adopted, so the approvers are pinned
     settings = Settings(store=f"sqlite:///{home / 'events.db'}", projections=str(home / "projections.duckdb"),
                         home=str(home / ".council"), health=False)
-    handle = Council.start(settings, team=ROLE_AGENTS, dispatch={"backoff_base": 0.05})
+    handle = Council.start(settings, team=[m for m in load_team(DEFAULT_TEAM).members() if m.role != "worker"], dispatch={"backoff_base": 0.05})
     yield handle
     shutdown()
     ray.shutdown()
@@ -101,18 +103,20 @@ def test_the_sample_service_ships_to_staging_and_waits_for_two_approvals_before_
 
     # a reproducible build whose provenance the builder signed, over the artefacts on disk
     built = found.results["build"]
-    assert built["reproducible"] is True and {a["name"].rsplit(".", 1)[-1] for a in built["artefacts"]} == {"whl", "gz"}
-    envelope = json.loads((run.tree / built["provenance"]).read_text())
+    assert isinstance(built, BuildResult)
+    assert built.reproducible is True and {a.name.rsplit(".", 1)[-1] for a in built.artefacts} == {"whl", "gz"}
+    assert built.provenance is not None
+    envelope = json.loads((run.tree / built.provenance).read_text())
     builder = Keyring(Path(council.settings.absolute().home) / "keys").public("agent-builder-1")
     statement = provenance.verify(envelope, builder)
-    provenance.check_subjects(statement, {a["name"]: (run.tree / a["path"]).read_bytes() for a in built["artefacts"]})
-    assert statement["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"]["gitCommit"] == built["commit"]
+    provenance.check_subjects(statement, {a.name: (run.tree / a.path).read_bytes() for a in built.artefacts})
+    assert statement["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"]["gitCommit"] == built.commit
 
     # staging serves the wheel; prod is untouched without approvals
     staging = environments(council) / "staging" / "current"
     assert (staging / "sample_service" / "app.py").exists()
     assert json.loads((staging / "manifest.json").read_text())["sha256"] == next(
-        a["sha256"] for a in built["artefacts"] if a["name"].endswith(".whl"))
+        a.sha256 for a in built.artefacts if a.name.endswith(".whl"))
     assert not (environments(council) / "prod").exists()
 
     # the documenter's commit: changelog and task graph, under its warrant
@@ -199,12 +203,15 @@ def test_safe_lint_fixes_are_committed_on_their_own_before_the_build(council: Co
     run, _ = run_to_the_end(council, sample(tmp_path, **{"src/sample_service/app.py": app}))
     found = report(council, run)
     assert found.outcome == "awaiting approval", found.text()
-    fix = found.results["review"]["fix_commit"]
-    assert fix and found.results["review"]["findings"] == 0  # fixed, then reviewed clean
+    review = found.results["review"]
+    assert isinstance(review, ReviewResult)
+    fix = review.fix_commit
+    assert fix and review.findings == 0  # fixed, then reviewed clean
     log = subprocess.run(["git", "show", "--stat", "--format=%an%n%B", fix], cwd=run.tree, capture_output=True,
                          text=True, check=True).stdout
     assert log.startswith("reviewer-1") and "Council-Warrant: w-" in log and "src/sample_service/app.py" in log
     assert "import os" not in (run.tree / "src" / "sample_service" / "app.py").read_text()
-    assert found.results["build"]["commit"] == fix  # the build is of the fixed tree
+    built = found.results["build"]
+    assert isinstance(built, BuildResult) and built.commit == fix  # the build is of the fixed tree
     changed = [c for c in warrant_events(council, "file.changed") if c.key.startswith(run.tasks["review"])]
     assert [c.path for c in changed] == ["src/sample_service/app.py"] and changed[0].before != changed[0].after

@@ -154,7 +154,8 @@ def _step(store: EventStore, t: _Task, rng: Random, agent_ids: list[str], done: 
             return True
         if r < 0.9:
             agent = None if rng.random() < 0.1 else t.agent_id
-            store.append(stream, [TaskFailed(task_id=tid, agent_id=agent, attempt=t.attempt, error=f"boom {t.attempt}")])
+            store.append(stream, [TaskFailed(task_id=tid, agent_id=agent, attempt=t.attempt, error=f"boom {t.attempt}",
+                                                     kind="transient")])
         else:
             store.append(stream, [TaskLeaseExpired(task_id=tid, agent_id=t.agent_id, lease_id=f"{tid}/{t.attempt}",
                                                    attempt=t.attempt)])
@@ -164,7 +165,8 @@ def _step(store: EventStore, t: _Task, rng: Random, agent_ids: list[str], done: 
             store.append(stream, [TaskRetried(task_id=tid, attempt=t.attempt + 1, not_before=1.8e9 + t.attempt)])
             t.phase = "queued"
         else:
-            store.append(stream, [TaskDeadLettered(task_id=tid, attempts=t.used, last_error="out of attempts")])
+            store.append(stream, [TaskDeadLettered(task_id=tid, attempts=t.used, last_error="out of attempts",
+                                                           kind="transient")])
             t.phase = "dead_lettered"
             return True
     return False

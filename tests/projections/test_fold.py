@@ -92,7 +92,7 @@ def test_a_failed_attempt_is_retried_with_backoff() -> None:
     log = Log()
     log.task("t1", submitted(), TaskQueued(task_id="t1", priority=2), assigned(),
              TaskStarted(task_id="t1", agent_id="a1", attempt=1))
-    log.task("t1", TaskFailed(task_id="t1", agent_id=None, attempt=1, error="tests failed"))
+    log.task("t1", TaskFailed(task_id="t1", agent_id=None, attempt=1, error="tests failed", kind="permanent"))
     row = log.fold.tasks["t1"]
     assert (row.status, row.last_error, row.agent_id, row.lease_expires_at) == ("failed", "tests failed", "a1", None)
     assert log.fold.agents["a1"].in_flight == 0
@@ -112,7 +112,7 @@ def test_lease_expiry_dead_letter_and_requeue() -> None:
     row = log.fold.tasks["t1"]
     assert row.status == "failed" and "lease L1" in (row.last_error or "")
     assert log.fold.agents["a1"].in_flight == 0
-    e = log.task("t1", TaskDeadLettered(task_id="t1", attempts=3, last_error="gave up"))
+    e = log.task("t1", TaskDeadLettered(task_id="t1", attempts=3, last_error="gave up", kind="permanent"))
     assert (row.status, row.attempts_used, row.last_error, row.finished_at) == ("dead_lettered", 3, "gave up",
                                                                                  us(e.recorded_at))
     req = log.fold.requests["r1"]
@@ -145,7 +145,7 @@ def test_a_request_counts_its_tasks_by_status() -> None:
                                                                                        us(e.recorded_at), 2)
     log.task("t1", TaskCompleted(task_id="t1", agent_id="a1", attempt=1))
     assert (req.completed, req.in_progress, req.status) == (1, 1, "open")
-    log.task("t2", TaskDeadLettered(task_id="t2", attempts=1, last_error="no"))
+    log.task("t2", TaskDeadLettered(task_id="t2", attempts=1, last_error="no", kind="permanent"))
     assert (req.completed, req.dead_lettered, req.in_progress, req.status) == (1, 1, 0, "failed")
     log.task("t2", TaskRequeued(task_id="t2"))
     e = log.task("t2", assigned("t2"), TaskCompleted(task_id="t2", agent_id="a1", attempt=1))
@@ -215,7 +215,7 @@ def test_a_fold_loaded_from_stored_rows_continues_like_one_that_never_stopped(cu
     log.task("t1", submitted(), TaskQueued(task_id="t1", priority=2), assigned(),
              TaskStarted(task_id="t1", agent_id="a1", attempt=1))
     log.task("t2", submitted("t2"), TaskQueued(task_id="t2", priority=1), assigned("t2"),
-             TaskFailed(task_id="t2", agent_id="a1", attempt=1, error="x"), TaskRetried(task_id="t2", attempt=2,
+             TaskFailed(task_id="t2", agent_id="a1", attempt=1, error="x", kind="transient"), TaskRetried(task_id="t2", attempt=2,
                                                                                       not_before=1.8e9))
     events = log.store.read_all()
     first = Fold()
