@@ -27,6 +27,7 @@ import ray
 from actors import names
 from actors.eventsourced import Entity, Fenced
 from actors.gatekeeper import Gatekeeper
+from actors.remote import ask
 from actors.skills import PermanentFailure, Skill, SkillRegistry, failure_kind, reporting
 from actors.store_client import StoreClient
 from actors.tools.checkout import tree_of
@@ -43,9 +44,10 @@ from events.catalogue import (
     TaskCompleted,
     TaskFailed,
     TaskStarted,
+    WarrantIssued,
 )
 from events.errors import ConcurrencyError
-from governance.keys import Keyring, PublicKey, SigningKey
+from governance.keys import Keyring, PublicKey, SigningKey, agent_key
 
 Outcome = str
 """How an attempt ended, as :meth:`AgentActor.run` reports it: ``completed``, ``failed``, ``awaiting`` (an
@@ -105,7 +107,7 @@ class AgentLifecycle:
         return state
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"health": 1})
+@ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"health": 1})  # type: ignore[call-overload]  # Ray's stub takes no actor options
 class AgentActor:
     """A worker agent. Create it with ``max_concurrency`` above its slots so tasks run side by side.
 
@@ -186,7 +188,7 @@ class AgentActor:
         except AwaitingAuthority as wait:
             outcome = TaskAwaiting(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
                                    authority_id=wait.authority_id, reason=str(wait)[:2000])
-        except Exception as exc:  # a skill's failure is the task's failure, recorded, never the agent's
+        except Exception as exc:  # noqa: BLE001 - a skill's failure is the task's failure, recorded, never the agent's
             outcome = TaskFailed(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
                                  error=f"{type(exc).__name__}: {exc}"[:2000], kind=failure_kind(exc),
                                  exception=type(exc).__qualname__[:200])
@@ -209,13 +211,14 @@ class AgentActor:
         refusal = ""
         try:
             council = ray.get_actor(names.COUNCIL, namespace=names.NAMESPACE)
-            issued = ray.get(council.warrant_for.remote(task_id, self.agent_id, self.role, request_id))
+            issued: WarrantIssued = ask(council.warrant_for, task_id, self.agent_id, self.role, request_id)
             warrant_id = issued.warrant_id
         except ValueError:
             refusal = "no council is running to issue warrants"
         except ray.exceptions.RayError as exc:  # the council refused (or was unreachable)
             cause = getattr(exc, "cause", None)
-            refusal = str(cause) if isinstance(cause, CouncilError) else f"the council did not answer ({type(exc).__name__})"
+            refusal = (str(cause) if isinstance(cause, CouncilError)
+                       else f"the council did not answer ({type(exc).__name__})")
         try:
             # Without a warrant the gate denies the skill's first action and records why (fail closed).
             return skill(inputs, tools_for(skill, self._bench(warrant_id, task_id, request_id)))
@@ -236,8 +239,9 @@ class AgentActor:
 
     def _signer(self) -> SigningKey:
         if self.keyring is None:
-            raise PermanentFailure(f"agent {self.agent_id} has no keyring, so it cannot sign; start the council with a home")
-        return Keyring(self.keyring).signer(f"agent-{self.agent_id.lower()}")
+            raise PermanentFailure(f"agent {self.agent_id} has no keyring, so it cannot sign; start the council "
+                                   "with a home")
+        return Keyring(self.keyring).signer(agent_key(self.agent_id))
 
     def _progress(self) -> None:
         self.progress_at = time.time()

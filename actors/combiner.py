@@ -52,7 +52,7 @@ class Combiner:
                 results = self._send([item for items, _ in group for item in items])
                 if self._after is not None:
                     self._after(results)
-            except BaseException as exc:  # the whole send failed: every waiter hears why
+            except BaseException as exc:  # noqa: BLE001 - the whole send failed: every waiter hears why
                 for _, future in group:
                     future.set_exception(exc)
                 continue

@@ -81,7 +81,7 @@ class CouncilProcess(Process):
         return min(now + 1.0, max(now + 0.01, self.signed_at + self.checkpoint_every))
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=8)
+@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=8)  # type: ignore[call-overload]  # Ray's stub takes no actor options
 class CouncilActor:
     """Runs the council's :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 
@@ -123,7 +123,8 @@ class CouncilActor:
         return {approver: self.keyring.public(key).fingerprint for approver, key in names.items() if key in present}
 
     def warrant_for(self, task_id: str, agent_id: str, role: str, request_id: str | None = None) -> WarrantIssued:
-        """The warrant ``agent_id`` holds for ``task_id``: the one issued before if still good, else a new one, signed."""
+        """The warrant ``agent_id`` holds for ``task_id``: the one issued before if still good, else a new one,
+        signed."""
         with self.follower.lock:
             self.follower.catch_up()
             authority = self.process.authority

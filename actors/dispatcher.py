@@ -80,7 +80,7 @@ class RayDispatch(Dispatch):
         return handle
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)
+@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)  # type: ignore[call-overload]  # Ray's stub takes no actor options
 class DispatcherActor:
     """Runs the dispatcher's :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 

@@ -19,7 +19,8 @@ from events.errors import ConcurrencyError
 
 S = TypeVar("S")
 C = TypeVar("C", contravariant=True)
-Append = Callable[[str, Sequence[Event], ExpectedVersion], AppendResult]
+Writer = Callable[[str, Sequence[Event], ExpectedVersion], AppendResult]
+"""Appends events to a stream at an expected version (``StoreClient.append``, ``EventStore.append``)."""
 
 
 class Fenced(CouncilError):
@@ -54,7 +55,7 @@ class Entity(Generic[S, C]):
             self.state = behaviour.evolve(self.state, event.payload)
             self.version = event.stream_version
 
-    def handle(self, command: C, append: Append) -> list[Event]:
+    def handle(self, command: C, append: Writer) -> list[Event]:
         """Decide on ``command``, append the events at this entity's version, then evolve; return them.
 
         Raises :class:`Fenced` if the stream moved on since this state was built.

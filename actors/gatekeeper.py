@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from events import ANY, NO_STREAM, NewEvent, RecordedEvent
+from events import ANY, NO_STREAM, NewEvent, RecordedEvent, streams
 from events.catalogue import ActionCompleted, Budget
 from events.errors import ConcurrencyError
-from governance import gate
+from governance import budget, gate
 from governance.approvals import ApprovalLedger
 from governance.keys import PublicKey
 from governance.ledgers import PolicyLedger, WarrantLedger
@@ -63,11 +63,12 @@ class Gatekeeper:
                 if verdict.ask is not None:
                     stream, event = verdict.ask
                     self.log.append(stream, [event], NO_STREAM)  # only the first to ask succeeds
-                if verdict.events:
+                if verdict.events and verdict.stream is not None:
                     expected = ANY if verdict.expected is None else verdict.expected
                     # An authorisation has one id per action, so a retried append is never stored
                     # twice; a denial may be recorded again later, for another reason.
-                    self.log.append(verdict.stream, [NewEvent(payload=e, event_id=_id("authorized", verdict.stream, request.key))
+                    key = _id("authorized", verdict.stream, request.key)
+                    self.log.append(verdict.stream, [NewEvent(payload=e, event_id=key)
                                                      if verdict.outcome == "authorized" else e for e in verdict.events],
                                     expected)
             except ConcurrencyError:
@@ -76,16 +77,19 @@ class Gatekeeper:
         return gate.Verdict("denied", f"the warrant's stream kept changing while deciding ({RACES} tries)",
                             denial="race")
 
-    def completed(self, warrant_id: str, key: str, *, ok: bool, cost: Budget = Budget(), result_digest: str | None = None,
-                  error: str = "", output_digest: str | None = None) -> None:
+    def completed(self, warrant_id: str, key: str, *, ok: bool, cost: Budget = budget.NOTHING,
+                  result_digest: str | None = None, error: str = "", output_digest: str | None = None) -> None:
         """Record how an authorised action ended, and what it really cost (idempotent for a key)."""
         event = ActionCompleted(warrant_id=warrant_id, key=key, ok=ok, cost=cost, result_digest=result_digest,
                                 error=error[:4000], output_digest=output_digest)
-        self.log.append(f"warrant-{warrant_id}", [NewEvent(payload=event, event_id=_id("completed", warrant_id, key))], ANY)
+        recorded = NewEvent(payload=event, event_id=_id("completed", warrant_id, key))
+        self.log.append(streams.warrant(warrant_id), [recorded], ANY)
 
     def record(self, warrant_id: str, key: str, event: Any, what: str) -> None:
-        """Append what an authorised action did (``file.changed``, ``git.committed``...) to the warrant's stream, once."""
-        self.log.append(f"warrant-{warrant_id}", [NewEvent(payload=event, event_id=_id(what, warrant_id, key))], ANY)
+        """Append what an authorised action did (``file.changed``, ``git.committed``...) to the warrant's stream,
+        once."""
+        recorded = NewEvent(payload=event, event_id=_id(what, warrant_id, key))
+        self.log.append(streams.warrant(warrant_id), [recorded], ANY)
 
     # -- what the gate reads ----------------------------------------------------------------
 
@@ -101,7 +105,7 @@ class Gatekeeper:
         ledger = self._ledgers.get(warrant_id)
         if ledger is None:
             ledger = self._ledgers[warrant_id] = WarrantLedger()
-        for event in self.log.read_stream(f"warrant-{warrant_id}", ledger.version + 1):
+        for event in self.log.read_stream(streams.warrant(warrant_id), ledger.version + 1):
             ledger.evolve(event.payload)
         return ledger if ledger.issued is not None else None
 
@@ -111,7 +115,7 @@ class Gatekeeper:
         found = self._issued.get(warrant_id)
         if found is None:
             ledger = WarrantLedger()
-            for event in self.log.read_stream(f"warrant-{warrant_id}", 1, 1):
+            for event in self.log.read_stream(streams.warrant(warrant_id), 1, 1):
                 ledger.evolve(event.payload)
             if ledger.issued is None:
                 return None
@@ -119,7 +123,7 @@ class Gatekeeper:
         return found
 
     def _current_policy(self) -> Policy | None:
-        for event in self.log.read_stream("policy", self._policy.version + 1):
+        for event in self.log.read_stream(streams.POLICY, self._policy.version + 1):
             self._policy.evolve(event.payload)
         adopted = self._policy.adopted
         if adopted is None:
@@ -133,13 +137,14 @@ class Gatekeeper:
         return dict(self._policy.adopted.approvers) if self._policy.adopted else {}
 
     def _approval(self, approval_id: str) -> ApprovalLedger | None:
-        return self._timed(f"approval-{approval_id}", ApprovalLedger())
+        return self._timed(streams.approval(approval_id), ApprovalLedger())
 
     def _vote(self, vote_id: str) -> VoteLedger | None:
-        return self._timed(f"vote-{vote_id}", VoteLedger())
+        return self._timed(streams.vote(vote_id), VoteLedger())
 
     def _timed(self, stream: str, ledger: L) -> L | None:
-        """``ledger`` folded from ``stream``, each event with its recorded time (signatures are judged then); None if empty."""
+        """``ledger`` folded from ``stream``, each event with its recorded time (signatures are judged then); None if
+        the stream is empty."""
         events = self.log.read_stream(stream)
         for event in events:
             ledger.evolve(event.payload, event.recorded_at.timestamp())

@@ -40,10 +40,14 @@ class Projection(Process):
         self.flush_interval, self.flush_events = flush_interval, flush_events
         self._moved = threading.Condition()
 
-    @property  # type: ignore[override]
+    @property
     def position(self) -> int:
         """The last log position folded into the read models."""
         return self.projector.position
+
+    @position.setter
+    def position(self, value: int) -> None:
+        raise AttributeError("the read models' position moves only by folding (Projection.advance)")
 
     def advance(self, source: Source) -> int:
         """Fold what is new (at most :attr:`flush_events` at a time); wake queries waiting for it."""
@@ -72,7 +76,7 @@ class Projection(Process):
             return self._moved.wait_for(lambda: self.projector.position > position, timeout)
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)
+@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)  # type: ignore[call-overload]  # Ray's stub takes no actor options
 class ProjectorActor:
     """Runs the read models' :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 

@@ -59,7 +59,7 @@ class GroupCommitter:
             return self.head
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"append": 32, "poll": 32})
+@ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"append": 32, "poll": 32})  # type: ignore[call-overload]  # Ray's stub takes no actor options
 class StoreActor:
     """The Ray shell around :class:`GroupCommitter`; it reopens the log when restarted.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
@@ -23,17 +24,18 @@ class StoreClient:
     stores an event twice (rule 6). Retries back off up to ``patience`` seconds in all.
     """
 
-    def __init__(self, handle: ray.actor.ActorHandle | None = None, *, patience: float = 60.0) -> None:
+    def __init__(self, handle: ray.actor.ActorHandle[Any] | None = None, *, patience: float = 60.0) -> None:
         self._handle = handle or ray.get_actor(names.STORE, namespace=names.NAMESPACE)
         self.patience = patience
         self._combiner = Combiner(lambda calls: self._call("append_many", calls))
 
     @property
-    def handle(self) -> ray.actor.ActorHandle:
+    def handle(self) -> ray.actor.ActorHandle[Any]:
         """The store actor."""
         return self._handle
 
-    def append(self, stream: str, events: Sequence[Event | NewEvent], expected_version: ExpectedVersion = ANY) -> AppendResult:
+    def append(self, stream: str, events: Sequence[Event | NewEvent],
+               expected_version: ExpectedVersion = ANY) -> AppendResult:
         """Append ``events`` to ``stream`` as :meth:`events.EventStore.append` does; raise its errors."""
         result = self.append_many([(stream, events, expected_version)])[0]
         if isinstance(result, CouncilError):
@@ -50,21 +52,25 @@ class StoreClient:
     def read_all(self, from_position: int = 1, limit: int | None = 1000,
                  types: Sequence[str] | None = None) -> list[RecordedEvent]:
         """Events from ``from_position`` in global order."""
-        return self._call("read_all", from_position, limit, types)
+        events: list[RecordedEvent] = self._call("read_all", from_position, limit, types)
+        return events
 
     def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
         """Events of one stream from ``from_version``."""
-        return self._call("read_stream", stream, from_version, limit)
+        events: list[RecordedEvent] = self._call("read_stream", stream, from_version, limit)
+        return events
 
     def head(self) -> int:
         """The log's last position."""
-        return self._call("head")
+        head: int = self._call("head")
+        return head
 
     def wait_for(self, position: int, timeout: float = 1.0) -> int:
         """Block until the log reaches ``position`` (or ``timeout`` passes); return the head."""
-        return self._call("wait_for", position, timeout, call_timeout=timeout + 30)
+        head: int = self._call("wait_for", position, timeout, call_timeout=timeout + 30)
+        return head
 
-    def _call(self, method: str, *args: object, call_timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    def _call(self, method: str, *args: object, call_timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + self.patience
         delay = 0.05
         while True:

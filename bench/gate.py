@@ -25,13 +25,13 @@ from figures import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.gatekeeper import Gatekeeper  # noqa: E402
-from events import NewEvent, open_store  # noqa: E402
-from events.catalogue import ActionAuthorized, Budget, PolicyProposed  # noqa: E402
-from governance import gate, warrant  # noqa: E402
-from governance.authority import Authority  # noqa: E402
-from governance.keys import Keyring  # noqa: E402
-from governance.policy import load_policy  # noqa: E402
+from actors.gatekeeper import Gatekeeper
+from events import NewEvent, open_store
+from events.catalogue import ActionAuthorized, Budget, PolicyProposed
+from governance import gate, warrant
+from governance.authority import Authority
+from governance.keys import Keyring
+from governance.policy import load_policy
 
 POLICY = Path(__file__).resolve().parents[1] / "examples" / "policy.toml"
 
@@ -48,7 +48,8 @@ def main() -> int:
     council = keys.signer(keys.new("council").name)
     log = open_store(f"sqlite:///{tmp / 'events.db'}")
     policy = load_policy(POLICY)
-    log.append(f"policy-{policy.hash}", [PolicyProposed(policy_hash=policy.hash, text=policy.text, proposed_by="bench")])
+    proposed = PolicyProposed(policy_hash=policy.hash, text=policy.text, proposed_by="bench")
+    log.append(f"policy-{policy.hash}", [proposed])
     authority = Authority()
     for event in log.read_all(1, None):
         authority.evolve(event)
@@ -112,7 +113,8 @@ def main() -> int:
     print(f"{'gate decision alone (no I/O)':34}{len(decisions) / sum(decisions):>11,.0f}"
           f"{percentile(decisions, 50) * ms:>9.3f}{percentile(decisions, 99) * ms:>9.3f}")
     added = (percentile(ours, 50) - percentile(peer, 50)) * ms
-    print(f"the gate adds {added:.3f} ms at p50 to an action (ratio ours/peer {percentile(ours, 50) / percentile(peer, 50):.2f}); "
+    ratio = percentile(ours, 50) / percentile(peer, 50)
+    print(f"the gate adds {added:.3f} ms at p50 to an action (ratio ours/peer {ratio:.2f}); "
           f"target <= 1 ms: {'MET' if added <= 1 else 'NOT MET'}")
     if not verified:
         print("CHECK FAILED: the log does not verify", file=sys.stderr)

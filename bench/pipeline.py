@@ -36,28 +36,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ray  # noqa: E402
+import ray
 
-from actors import names  # noqa: E402
-from actors.pipeline.config import load_config, resolve  # noqa: E402
-from actors.pipeline.plan import STEPS  # noqa: E402
-from actors.pipeline.results import BuildResult, TestResult  # noqa: E402
-from actors.tools import build as builds  # noqa: E402
-from actors.tools import commands  # noqa: E402
-from actors.tools import impact as impacts  # noqa: E402
-from actors.tools import review as reviews  # noqa: E402
-from actors.tools.checkout import prepare  # noqa: E402
-from actors.tools.deploy import deploy  # noqa: E402
-from actors.tools.git import Git, Identity  # noqa: E402
-from actors.tools.testing import run_pytest  # noqa: E402
-from actors.tools.workspace import Workspace  # noqa: E402
-from cluster.driver import Council  # noqa: E402
-from cluster.pipeline import follow, report, start_ci  # noqa: E402
-from cluster.settings import DEFAULT_TEAM, Settings  # noqa: E402
-from cluster.system import shutdown  # noqa: E402
-from cluster.team import load_team  # noqa: E402
-from events import open_store, streams  # noqa: E402
-from governance.keys import Keyring  # noqa: E402
+from actors import names
+from actors.pipeline.config import load_config, resolve
+from actors.pipeline.plan import STEPS
+from actors.pipeline.results import BuildResult, TestResult
+from actors.tools import build as builds
+from actors.tools import commands
+from actors.tools import impact as impacts
+from actors.tools import review as reviews
+from actors.tools.checkout import prepare
+from actors.tools.deploy import deploy
+from actors.tools.git import Git, Identity
+from actors.tools.testing import run_pytest
+from actors.tools.workspace import Workspace
+from cluster.driver import Council
+from cluster.pipeline import follow, report, start_ci
+from cluster.settings import DEFAULT_TEAM, Settings
+from cluster.system import shutdown
+from cluster.team import load_team
+from events import open_store, streams
+from governance.keys import Keyring
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-service"
@@ -151,8 +151,8 @@ def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[
     lap("test")
 
     who = Identity("direct run", "direct@agent-council.invalid", "")
-    fixes = commands.run(tree, [sys.executable, "-m", "ruff", "check", "--fix", "--diff", "--exit-zero", "--no-cache", "."],
-                         ".", 120.0, tail=1 << 22)
+    ruff = [sys.executable, "-m", "ruff", "check", "--fix", "--diff", "--exit-zero", "--no-cache", "."]
+    fixes = commands.run(tree, ruff, ".", 120.0, tail=1 << 22)
     if fixes.returncode != 0:
         raise Failed(f"ruff failed: {fixes.stderr[-300:]}")
     if fixes.stdout.lstrip().startswith("---"):

@@ -56,6 +56,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as dist_version
+from itertools import pairwise
 from pathlib import Path
 from random import Random
 from typing import NamedTuple
@@ -195,7 +196,8 @@ def generate(events: int, agents: int, requests: int, seed: int) -> Workload:
             depends = [rng.choice(done_in[r])] if done_in[r] and rng.random() < 0.1 else []
             work.emit(f"task-{t.task_id}", [
                 TaskSubmitted(task_id=t.task_id, capability=rng.choice(CAPABILITIES), priority=priority, request_id=r,
-                              inputs={"prompt": "Write a function that parses an ISO-8601 duration.", "files": ["a.py"]},
+                              inputs={"prompt": "Write a function that parses an ISO-8601 duration.",
+                                      "files": ["a.py"]},
                               depends_on=depends, max_attempts=3, title=f"task {t.task_id}"),
                 TaskQueued(task_id=t.task_id, priority=priority),
             ])
@@ -211,7 +213,8 @@ def generate(events: int, agents: int, requests: int, seed: int) -> Workload:
                     work.emit(stream, [assigned])
                     t.phase = "assigned"
                 else:
-                    work.emit(stream, [assigned, TaskStarted(task_id=t.task_id, agent_id=t.agent_id, attempt=t.attempt)])
+                    started = TaskStarted(task_id=t.task_id, agent_id=t.agent_id, attempt=t.attempt)
+                    work.emit(stream, [assigned, started])
                     t.phase = "running"
             elif t.phase == "assigned":
                 work.emit(stream, [TaskStarted(task_id=t.task_id, agent_id=t.agent_id, attempt=t.attempt)])
@@ -388,7 +391,7 @@ def where_time_goes(store: EventStore, path: Path, batch: int) -> dict[str, floa
             fold.apply_payload(*event)
         changed = fold.take_changed()
         marks.append(time.perf_counter())
-        tables = [(t, persist.to_arrow(t, r)) for t, r in zip((TASKS, REQUESTS, AGENTS), changed)]
+        tables = [(t, persist.to_arrow(t, r)) for t, r in zip((TASKS, REQUESTS, AGENTS), changed, strict=True)]
         marks.append(time.perf_counter())
         con.begin()
         for table, arrow in tables:
@@ -396,7 +399,7 @@ def where_time_goes(store: EventStore, path: Path, batch: int) -> dict[str, floa
         con.execute(f"UPDATE {STATE_TABLE} SET position = ?", [rows[-1][0]])
         con.commit()
         marks.append(time.perf_counter())
-        for stage, begun, ended in zip(stages, marks, marks[1:]):
+        for stage, (begun, ended) in zip(stages, pairwise(marks), strict=True):
             seconds[stage] += ended - begun
         del rows, events, changed, tables
     con.close()
@@ -431,8 +434,9 @@ def check_ours(store: EventStore, path: Path, work: Workload) -> list[str]:
         if depth != work.expected.task_statuses.get("queued", 0):
             problems.append(f"ours: queue depth {depth}, expected {work.expected.task_statuses.get('queued', 0)}")
         dead = q("SELECT count(*) FROM dead_letters").rows[0][0]
-        if dead != work.expected.task_statuses.get("dead_lettered", 0):
-            problems.append(f"ours: {dead} dead letters, expected {work.expected.task_statuses.get('dead_lettered', 0)}")
+        expected_dead = work.expected.task_statuses.get("dead_lettered", 0)
+        if dead != expected_dead:
+            problems.append(f"ours: {dead} dead letters, expected {expected_dead}")
         ours = snapshot(projector)
     with Projector(store, None) as fresh:
         fresh.rebuild()
@@ -454,7 +458,7 @@ def check_naive(store: EventStore, path: Path, position: int) -> list[str]:
     con = configure(duckdb.connect(str(path), read_only=True))
     got = {name: con.sql(f"SELECT * FROM {name} ORDER BY {t.key}").to_arrow_table() for name, t in TABLES.items()}
     con.close()
-    got_rows = {name: list(zip(*(c.to_pylist() for c in table.columns))) for name, table in got.items()}
+    got_rows = {name: list(zip(*(c.to_pylist() for c in table.columns), strict=True)) for name, table in got.items()}
     return [] if got_rows == want else [f"peer: its tables at position {position} differ from ours at that position"]
 
 
@@ -466,7 +470,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=200_000, help="events in the log; default 200000")
     parser.add_argument("--agents", type=int, default=300, help="agents; default 300")
     parser.add_argument("--requests", type=int, default=400, help="requests; default 400")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"events per transaction; default {DEFAULT_BATCH}")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                        help=f"events per transaction; default {DEFAULT_BATCH}")
     parser.add_argument("--peer-seconds", type=float, default=10.0,
                         help="time budget of the naive peer (it stops after the batch that crosses it); default 10")
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours; the median is reported; default 3")

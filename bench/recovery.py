@@ -28,13 +28,13 @@ from figures import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ray  # noqa: E402
+import ray
 
-from cluster.driver import Council  # noqa: E402
-from cluster.settings import Settings  # noqa: E402
-from cluster.system import shutdown  # noqa: E402
-from cluster.team import AgentSpec  # noqa: E402
-from events import open_store  # noqa: E402
+from cluster.driver import Council
+from cluster.settings import Settings
+from cluster.system import shutdown
+from cluster.team import AgentSpec
+from events import open_store
 
 
 def wait(predicate, timeout: float = 120.0, step: float = 0.02):  # type: ignore[no-untyped-def]
@@ -68,15 +68,19 @@ def main() -> int:
         events = [e for e in log.read_stream(f"task-{task_id}") if e.type == "task.started" and e.position > after]
         return events[0].recorded_at.timestamp() if events else None
 
+    def restarted(after: int) -> float | None:
+        events = log.read_all(after + 1, None, ["agent.restarted"])
+        return next((e.recorded_at.timestamp() for e in events), None)
+
     def answering() -> bool:
         try:
             ray.get(agent.pid.remote(), timeout=0.5)
             return True
-        except Exception:
+        except ray.exceptions.RayError:  # the actor died, is restarting, or did not answer in time
             return False
 
     crash, ray_restart = [], []
-    for i in range(args.kills):
+    for _ in range(args.kills):
         task = council.submit("sleep", {"seconds": 1.0}, max_attempts=5)
         wait(lambda t=task: started(t, 0))
         pid = ray.get(agent.pid.remote())
@@ -88,13 +92,11 @@ def main() -> int:
         council.wait([task], timeout=120)
 
     hang = []
-    for i in range(args.hangs):
+    for _ in range(args.hangs):
         task = council.submit("hang", {"seconds": 3600}, max_attempts=1)
         began = wait(lambda t=task: started(t, 0))
         head = log.head()
-        restarted = wait(lambda h=head: next((e.recorded_at.timestamp() for e in log.read_all(h + 1, None,
-                                                                                             ["agent.restarted"])), None))
-        hang.append(restarted - began)
+        hang.append(wait(lambda h=head: restarted(h)) - began)
         council.wait([task], timeout=120)
 
     shutdown()

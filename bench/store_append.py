@@ -349,7 +349,8 @@ def print_table(args: argparse.Namespace, results: dict[tuple[System, int], list
           f"eventsourcing {dist_version('eventsourcing')}, msgspec {msgspec.__version__}")
     print(f"ours:          {settings_of('ours')}; validates, encodes, hashes (SHA-256 chain); BEGIN IMMEDIATE")
     print(f"eventsourcing: {settings_of('eventsourcing')}; SQLiteApplicationRecorder.insert_events; BEGIN")
-    print(f"median of {args.repeat} run(s), each system first in turn; identical payload bytes; one new stream per batch")
+    print(f"median of {args.repeat} run(s), each system first in turn; identical payload bytes; "
+          "one new stream per batch")
     print("from objects: both start from the same prebuilt TaskSubmitted objects (the reference encodes them "
           "with the same msgspec encoder into StoredEvents inside the clock)")
     print("from bytes:   the reference recorder alone, given StoredEvents encoded before the clock starts")

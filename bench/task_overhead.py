@@ -34,14 +34,14 @@ from figures import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ray  # noqa: E402
+import ray
 
-from cluster.driver import Council  # noqa: E402
-from cluster.settings import Settings  # noqa: E402
-from cluster.system import shutdown  # noqa: E402
-from cluster.team import AgentSpec  # noqa: E402
-from events.catalogue import TaskSpec  # noqa: E402
-from events import open_store  # noqa: E402
+from cluster.driver import Council
+from cluster.settings import Settings
+from cluster.system import shutdown
+from cluster.team import AgentSpec
+from events import open_store
+from events.catalogue import TaskSpec
 
 
 @ray.remote(num_cpus=0)
@@ -178,8 +178,10 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores; ray {ray.__version__}; {args.agents} agents x {args.slots} slots; "
           f"SQLite log + DuckDB read models in {tmp}")
     print(f"{'':24}{'tasks/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{'ours, change feed':24}{ours_rate:>10,.0f}{percentile(latencies, 50):>10.1f}{percentile(latencies, 99):>10.1f}")
-    print(f"{'ours, SQL long poll':24}{'':>10}{percentile(sql_latencies, 50):>10.1f}{percentile(sql_latencies, 99):>10.1f}")
+    print(f"{'ours, change feed':24}{ours_rate:>10,.0f}{percentile(latencies, 50):>10.1f}"
+          f"{percentile(latencies, 99):>10.1f}")
+    print(f"{'ours, SQL long poll':24}{'':>10}{percentile(sql_latencies, 50):>10.1f}"
+          f"{percentile(sql_latencies, 99):>10.1f}")
     print(f"{'bare Ray actor calls':24}{bare_rate:>10,.0f}{percentile(bare_latencies, 50):>10.2f}"
           f"{percentile(bare_latencies, 99):>10.2f}")
     print(f"ratio (ours / bare): throughput {ours_rate / bare_rate:.3f}; "

@@ -51,7 +51,7 @@ def result_table(result: Any, title: str | None = None) -> Table:
 
 def quiet_ray() -> None:
     """Keep Ray's own notices off this tool's output (Ray resets its log level when imported)."""
-    import ray  # noqa: F401
+    import ray  # noqa: F401 - imported for its side effect: it resets its loggers' levels
 
     logging.getLogger("ray").setLevel(logging.ERROR)
 

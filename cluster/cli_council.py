@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
@@ -168,7 +168,7 @@ class _FileWriter:
 class _CouncilWriter:
     """Appends through the running council's store actor; revokes through its council actor when that runs."""
 
-    def __init__(self, client: StoreClient, council: ActorHandle | None) -> None:
+    def __init__(self, client: StoreClient, council: ActorHandle[Any] | None) -> None:
         self.client, self.council = client, council
 
     def append(self, intents: Sequence[Intent]) -> None:

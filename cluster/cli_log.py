@@ -38,7 +38,8 @@ def demo(store: StoreOption = None) -> None:
 def verify(
     store: StoreOption = None,
     home: Annotated[str | None, typer.Option("--home", help="The council's directory: its public key and published "
-                                                            "checkpoint. [env: COUNCIL_HOME; default .council]")] = None,
+                                                            "checkpoint. [env: COUNCIL_HOME; default "
+                                                            ".council]")] = None,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="A signed checkpoint (JSON) kept outside the "
                                                                          "log, to check the log against too.")] = None,
 ) -> None:
@@ -90,7 +91,8 @@ def events(
     start: Annotated[int, typer.Option("--from", min=1, help="First position (or stream version with --stream).")] = 1,
     limit: Annotated[int | None, typer.Option(min=0, help="At most this many events.")] = None,
     type_: Annotated[list[str] | None, typer.Option("--type", help="Only events of this type (repeatable).")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events as they are appended.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f",
+                                         help="Keep printing new events as they are appended.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Print events from the log, by position or from one stream."""

@@ -18,7 +18,8 @@ app.add_typer(run_app, name="run")
 def ci(
     repo: Annotated[str, typer.Option(help="The repository (or plain directory) to run the pipeline on.")],
     base: Annotated[str | None, typer.Option(help="Compare with this revision (branch, tag, commit) to find what "
-                                                  "changed; default: the uncommitted changes, else the last commit")] = None,
+                                                  "changed; default: the uncommitted changes, else the last "
+                                                  "commit")] = None,
     store: StoreOption = None,
     address: AddressOption = None,
     local_approvers: Annotated[bool, typer.Option(
@@ -58,7 +59,8 @@ def report_command(
     store: StoreOption = None,
     address: AddressOption = None,
 ) -> None:
-    """The report of a pipeline run: its steps, test, review and build results, staging, and what production waits for."""
+    """The report of a pipeline run: its steps, test, review and build results, staging, and what production waits
+    for."""
     from cluster.driver import Council
     from cluster.pipeline import Run, follow, report
 

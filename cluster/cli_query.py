@@ -27,7 +27,7 @@ def sql(
     result = _running_projector_or_file(settings_for(store, address), "query", query)
     if fmt == "json":
         for row in result.rows:
-            sys.stdout.write(json.dumps(dict(zip(result.columns, row)), default=str) + "\n")
+            sys.stdout.write(json.dumps(dict(zip(result.columns, row, strict=True)), default=str) + "\n")
     elif fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(result.columns)

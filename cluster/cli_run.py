@@ -26,7 +26,8 @@ def up(
                                                   "[env: COUNCIL_TEAM; default examples/team.toml]")] = None,
     agents: Annotated[int | None, typer.Option(min=1, max=64, help="Plain worker agents to start (the team's "
                                                                    "worker entry; default 2).")] = None,
-    slots: Annotated[int | None, typer.Option(min=1, max=256, help="Tasks each worker runs at once (default 4).")] = None,
+    slots: Annotated[int | None, typer.Option(min=1, max=256,
+                                              help="Tasks each worker runs at once (default 4).")] = None,
     policy: Annotated[str | None, typer.Option(help="Policy file put in force if the log has none yet "
                                                     "[env: COUNCIL_POLICY; default examples/policy.toml]")] = None,
     home: Annotated[str | None, typer.Option(help="The council's directory: keys, published checkpoint "
@@ -101,7 +102,8 @@ def submit(
     address: AddressOption = None,
     inputs: Annotated[str, typer.Option("--inputs", help="Task inputs as a JSON object.")] = "{}",
     priority: Annotated[int, typer.Option(min=0, max=3, help="0 critical, 1 high, 2 normal, 3 low.")] = 2,
-    depends_on: Annotated[list[str] | None, typer.Option("--depends-on", help="A task id to wait for (repeatable).")] = None,
+    depends_on: Annotated[list[str] | None,
+                          typer.Option("--depends-on", help="A task id to wait for (repeatable).")] = None,
     title: Annotated[str, typer.Option(help="A short description.")] = "",
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the task completes or is dead-lettered.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 300.0,
@@ -129,7 +131,8 @@ def submit(
 
 @app.command()
 def requeue(
-    task_id: Annotated[str, typer.Argument(help="A dead-lettered task (see: council sql \"SELECT * FROM dead_letters\").")],
+    task_id: Annotated[str, typer.Argument(
+        help="A dead-lettered task (see: council sql \"SELECT * FROM dead_letters\").")],
     reason: Annotated[str, typer.Option(help="Why it may succeed now.")] = "",
     store: StoreOption = None,
     address: AddressOption = None,
@@ -147,7 +150,8 @@ def watch(
     store: StoreOption = None,
     address: AddressOption = None,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 1.0,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    duration: Annotated[float | None,
+                        typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
 ) -> None:
     """Live progress: tasks by status, queues, agents and failures, refreshed until Ctrl-C."""
     from rich.console import Group

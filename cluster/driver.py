@@ -18,13 +18,16 @@ from typing import Any
 import ray
 
 from actors import names
+from actors.follow import Process
+from actors.remote import ask
 from actors.store_client import StoreClient
 from cluster.runtime import connect
 from cluster.settings import ConfigurationError, Settings
 from cluster.system import System, boot, check
 from cluster.team import AgentSpec, Team, load_team
-from events import NO_STREAM, CouncilError, Event, Intent, Metadata, NewEvent, streams
+from events import NO_STREAM, CouncilError, Event, Intent, Metadata, NewEvent, RecordedEvent, streams
 from events.catalogue import (
+    AlertRaised,
     RequestSubmitted,
     TaskCompleted,
     TaskDeadLettered,
@@ -44,6 +47,24 @@ TERMINAL = {TaskCompleted.type_name: TaskStatus.COMPLETED, TaskDeadLettered.type
 def new_request_id() -> str:
     """A fresh request id."""
     return f"r-{uuid.uuid4().hex[:12]}"
+
+
+class Settling(Process):
+    """Which of some tasks have settled (completed or dead-lettered), folded from the log's settling events only."""
+
+    types = tuple(TERMINAL)
+
+    def __init__(self, task_ids: Iterable[str], after: int) -> None:
+        self.open = set(task_ids)
+        self.done: dict[str, TaskStatus] = {}
+        self.position = after
+
+    def evolve(self, event: RecordedEvent) -> None:
+        """A task settled: if it is one of ours, note how."""
+        settled = event.payload
+        if isinstance(settled, TaskCompleted | TaskDeadLettered) and settled.task_id in self.open:
+            self.open.discard(settled.task_id)
+            self.done[settled.task_id] = TERMINAL[event.type]
 
 
 class CouncilNotRunning(CouncilError):
@@ -128,7 +149,8 @@ class Council:
         request_id = request_id or new_request_id()
         self._mark()
         meta = Metadata(correlation_id=request_id, actor="driver")
-        opening = [NewEvent(payload=RequestSubmitted(request_id=request_id, title=title, priority=priority), metadata=meta)]
+        submitted = RequestSubmitted(request_id=request_id, title=title, priority=priority)
+        opening = [NewEvent(payload=submitted, metadata=meta)]
         if plan is not None:
             opening.append(NewEvent(payload=plan, metadata=meta))
         intents = [Intent(streams.request(request_id), opening, NO_STREAM)]
@@ -146,36 +168,24 @@ class Council:
                 raise result
         return request_id, ids
 
-    def wait(self, task_ids: Iterable[str], timeout: float = 300.0, *, since: int | None = None) -> dict[str, TaskStatus]:
+    def wait(self, task_ids: Iterable[str], timeout: float = 300.0, *,
+             since: int | None = None) -> dict[str, TaskStatus]:
         """Wait until every task completed or was dead-lettered; return each one's :class:`TaskStatus` then.
 
         Looks at the log from ``since`` (default: where it stood before this driver's first
         submission). Raises :class:`TimeoutError` naming how many are still open after ``timeout``.
         """
-        open_ids, done = set(task_ids), {}
-        position = since or self._since or 1
+        settling = Settling(task_ids, after=(since or self._since or 1) - 1)
         deadline = time.monotonic() + timeout
-        while open_ids:
-            head = self.store.head()
-            while head >= position:
-                page = self.store.read_all(position, 5000, list(TERMINAL))
-                for event in page:
-                    settled = event.payload
-                    assert isinstance(settled, TaskCompleted | TaskDeadLettered)
-                    if settled.task_id in open_ids:
-                        open_ids.discard(settled.task_id)
-                        done[settled.task_id] = TERMINAL[event.type]
-                if len(page) < 5000:  # every terminal event up to the head read above is seen
-                    position = head + 1
-                else:
-                    position = page[-1].position + 1
-            if not open_ids:
-                break
+        while True:
+            settling.advance(self.store)
+            if not settling.open:
+                return settling.done
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{len(open_ids)} of {len(open_ids) + len(done)} tasks still open after {timeout:.0f} s")
-            self.store.wait_for(position, timeout=min(remaining, 1.0))
-        return done
+                raise TimeoutError(f"{len(settling.open)} of {len(settling.open) + len(settling.done)} tasks still "
+                                   f"open after {timeout:.0f} s")
+            self.store.wait_for(settling.position + 1, timeout=min(remaining, 1.0))
 
     def requeue(self, task_id: str, reason: str = "") -> None:
         """Put a dead-lettered task back in its queue with a fresh set of attempts."""
@@ -196,13 +206,15 @@ class Council:
 
     def sql(self, query: str) -> QueryResult:
         """Answer a read-only SQL query from the read models (caught up to the log first)."""
-        ray.get(self.projector.catch_up.remote())
-        return ray.get(self.projector.query.remote(query))
+        ask(self.projector.catch_up)
+        result: QueryResult = ask(self.projector.query, query)
+        return result
 
     def council_status(self) -> dict[str, Any]:
         """The council actor's view: its position, the policy in force, open approvals and votes, its key."""
         try:
-            return ray.get(ray.get_actor(names.COUNCIL, namespace=names.NAMESPACE).status.remote())
+            status: dict[str, Any] = ask(ray.get_actor(names.COUNCIL, namespace=names.NAMESPACE).status)
+            return status
         except ValueError:
             return {}
 
@@ -218,12 +230,13 @@ class Council:
         found = self.store.read_stream(streams.ALERTS)[-limit:] if limit else []
         return [{"at": e.recorded_at.strftime("%Y-%m-%d %H:%M:%SZ"), "severity": e.payload.severity,
                  "source": e.payload.source, "summary": e.payload.summary, "detail": e.payload.detail}
-                for e in reversed(found)]
+                for e in reversed(found) if isinstance(e.payload, AlertRaised)]
 
     def metrics_address(self) -> str | None:
         """Where the exporter serves ``/metrics`` (``host:port``), or None if it does not run."""
         try:
-            return ray.get(ray.get_actor(names.EXPORTER, namespace=names.NAMESPACE).address.remote())
+            address: str = ask(ray.get_actor(names.EXPORTER, namespace=names.NAMESPACE).address)
+            return address
         except ValueError:
             return None
 
@@ -233,7 +246,8 @@ class Council:
         A long poll: it answers as soon as the read models have folded past ``after``, or after
         ``timeout`` seconds. Pass the result's ``position`` as ``after`` to follow the table.
         """
-        return ray.get(self.projector.changes.remote(table, after, timeout))
+        result: QueryResult = ask(self.projector.changes, table, after, timeout)
+        return result
 
     def close(self) -> None:
         """Disconnect this driver (the council keeps running if it was started with `council up`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from typing import Any
 
 import ray
 
@@ -27,7 +28,7 @@ def connect(address: str | None = None, *, start: str = "in-process") -> str:
     """
     if ray.is_initialized():
         return "connected"
-    options = {"namespace": names.NAMESPACE, "log_to_driver": False, "configure_logging": False}
+    options: dict[str, Any] = {"namespace": names.NAMESPACE, "log_to_driver": False, "configure_logging": False}
     try:
         if address:
             ray.init(address=address, **options)
@@ -48,10 +49,10 @@ def connect(address: str | None = None, *, start: str = "in-process") -> str:
                          "or pass --address for a cluster")
 
 
-def _join_local(options: dict[str, object]) -> bool:
+def _join_local(options: dict[str, Any]) -> bool:
     """Join the cluster `ray start` left on this machine, if there is one."""
     try:
-        ray.init(address="auto", **options)  # type: ignore[arg-type]
+        ray.init(address="auto", **options)
     except ConnectionError:
         return False
     return True
@@ -60,7 +61,8 @@ def _join_local(options: dict[str, object]) -> bool:
 def _start_head() -> None:
     ray_cli = shutil.which("ray")
     if ray_cli is None:
-        raise RayUnavailable("the `ray` command is not on PATH; install agent-council's dependencies (pip install -e .)")
+        raise RayUnavailable("the `ray` command is not on PATH; install agent-council's dependencies "
+                             "(pip install -e .)")
     result = subprocess.run([ray_cli, "start", "--head", "--disable-usage-stats"], capture_output=True, text=True,
                             timeout=120, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
     if result.returncode != 0:

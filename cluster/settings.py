@@ -36,9 +36,12 @@ class Settings(BaseModel):
     address: str | None = Field(None, description="Ray cluster address (auto, host:port, ray://host:port)")
     home: str = Field(".council", description="The council's directory: keys/, the published checkpoint")
     policy: str | None = Field(None, description="Policy file put in force if the log has none; default the example")
-    team: str | None = Field(None, description="Team file: which agents run, with which capabilities; default the example")
-    workspace: str | None = Field(None, description="Where agents act (files, commands, deployments); default <home>/workspace")
-    metrics_port: int | None = Field(9464, ge=0, le=65535, description="Port of /metrics (0: any free one; unset: none)")
+    team: str | None = Field(None, description="Team file: which agents run, with which capabilities; default the "
+                                               "example")
+    workspace: str | None = Field(None, description="Where agents act (files, commands, deployments); default "
+                                                    "<home>/workspace")
+    metrics_port: int | None = Field(9464, ge=0, le=65535,
+                                     description="Port of /metrics (0: any free one; unset: none)")
     metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on (0.0.0.0 for a remote Prometheus)")
     health: bool = Field(True, description="Run the health monitor, which restarts crashed and hung actors")
 
@@ -88,4 +91,5 @@ class Settings(BaseModel):
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
             )
-            raise ConfigurationError(f"invalid configuration ({problems}); fix the option or COUNCIL_* variable") from None
+            raise ConfigurationError(f"invalid configuration ({problems}); fix the option or COUNCIL_* "
+                                     "variable") from None

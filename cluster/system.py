@@ -31,7 +31,7 @@ from actors.specs import ActorSpec
 from actors.store_actor import StoreActor
 from cluster.team import AgentSpec, Team, check_team
 from events import CouncilError, streams
-from governance.keys import COUNCIL_KEY, Keyring
+from governance.keys import COUNCIL_KEY, Keyring, agent_key
 from governance.ledgers import PolicyLedger
 from governance.policy import Policy, in_force, load_policy
 from monitoring.detector import DetectorActor
@@ -144,7 +144,8 @@ def boot(system: System) -> dict[str, Any]:
     except ray.exceptions.RayActorError as exc:
         if names.EXPORTER in handles and "Address already in use" in str(exc):
             raise CouncilError(f"the metrics port {system.metrics_host}:{system.metrics_port} is in use; choose "
-                               "another with --metrics-port (or COUNCIL_METRICS_PORT), or 0 for any free port") from None
+                               "another with --metrics-port (or COUNCIL_METRICS_PORT), or 0 for any free "
+                               "port") from None
         raise
     return handles
 
@@ -201,7 +202,7 @@ def _keys(system: System) -> Keys:
         return Keys()
     keyring = Keyring(Path(system.home) / "keys")
     return Keys(keyring.ensure(COUNCIL_KEY).raw,
-                {m.agent_id: keyring.ensure(f"agent-{m.agent_id.lower()}").fingerprint for m in system.team})
+                {m.agent_id: keyring.ensure(agent_key(m.agent_id)).fingerprint for m in system.team})
 
 
 def _known_names() -> list[str]:

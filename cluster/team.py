@@ -78,7 +78,8 @@ class Team(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     skills: tuple[Annotated[str, StringConstraints(min_length=1, max_length=300)], ...] = ()
-    """Modules (``package.module`` or ``package.module:name``) whose skills this team uses, besides the installed ones."""
+    """Modules (``package.module`` or ``package.module:name``) whose skills this team uses, besides the installed
+    ones."""
     agents: Annotated[tuple[AgentGroup, ...], Field(min_length=1)]
 
     _source: str = PrivateAttr("the team")
@@ -180,8 +181,8 @@ def _meant(errors: list[Any]) -> list[Any]:
     for error in errors:
         if error["type"] == "extra_forbidden":
             known = list(AgentGroup.model_fields) if len(error["loc"]) > 2 else list(Team.model_fields)
-            misspelt |= {(*error["loc"][:-1], close) for close in difflib.get_close_matches(str(error["loc"][-1]), known,
-                                                                                        n=1)}
+            closest = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+            misspelt |= {(*error["loc"][:-1], close) for close in closest}
     locs = [tuple(e["loc"]) for e in errors]
     return [e for e in errors
             if not (e["type"] == "missing" and tuple(e["loc"]) in misspelt)

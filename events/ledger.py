@@ -106,16 +106,16 @@ class LedgerVerifier:
         if self.failure:
             return False
         for row in rows:
-            position, stream, version = row[0], row[1], row[2]
+            position, stream, version = row[0], str(row[1]), row[2]
             if position != self._next:
                 return self._fail(self._next, f"position {self._next} is missing (the next stored is {position})")
             expected = event_hash(row, self._prev)
             if row[9] != expected:
                 return self._fail(position, "its bytes or its predecessor's do not match the stored hash")
-            want = self._versions.get(stream, 0) + 1  # type: ignore[arg-type]
+            want = self._versions.get(stream, 0) + 1
             if version != want:
                 return self._fail(position, f"stream {stream!r} version {version} where {want} was due")
-            self._versions[stream] = want  # type: ignore[index]
+            self._versions[stream] = want
             self._tree.append(expected)
             self._prev = expected
             self._next += 1
@@ -133,7 +133,8 @@ class LedgerVerifier:
             self._fail(checked + 1, f"the store's head is {head} but only {checked} events could be read")
         if self.failure:
             pos, problem = self.failure
-            return VerifyReport(ok=False, checked=pos - 1, head=head, root=self._tree.root(), failed_position=pos, problem=problem)
+            return VerifyReport(ok=False, checked=pos - 1, head=head, root=self._tree.root(), failed_position=pos,
+                                problem=problem)
         return VerifyReport(ok=True, checked=checked, head=head, root=self._tree.root())
 
     def _fail(self, position: int, problem: str) -> bool:

@@ -87,7 +87,8 @@ class MemoryRecorder(Recorder):
 
     def wait_for(self, position: int, timeout: float) -> bool:
         with self._changed:
-            return self._changed.wait_for(lambda: self._closed or len(self._rows) >= position, timeout) and not self._closed
+            reached = self._changed.wait_for(lambda: self._closed or len(self._rows) >= position, timeout)
+            return reached and not self._closed
 
     def close(self) -> None:
         with self._changed:

@@ -172,7 +172,7 @@ class Sealed(NamedTuple):
         """The ledger rows of ``batch`` (the batch this was sealed from)."""
         p, v, at, s = self.first_position, self.first_version, self.recorded_at, self.stream
         return [(p + i, s, v + i, eid, t, sv, at, meta, data, h)
-                for i, ((eid, t, sv, meta, data), h) in enumerate(zip(batch, self.hashes))]
+                for i, ((eid, t, sv, meta, data), h) in enumerate(zip(batch, self.hashes, strict=True))]
 
     def result(self) -> AppendResult:
         """The :class:`AppendResult` of writing the batch."""

@@ -39,8 +39,8 @@ class _Entry(msgspec.Struct, frozen=True):
     cls: type[Event]
     name: str
     version: int
-    decoder: msgspec.json.Decoder
-    many: msgspec.json.Decoder
+    decoder: msgspec.json.Decoder[Event]
+    many: msgspec.json.Decoder[list[Event]]
 
 
 class Registry:
@@ -97,7 +97,7 @@ class Registry:
         bytes are decoded once, strictly, before they may be stored; payloads of one class are
         checked together in one decode.
         """
-        entries = {kind: self._by_class.get(kind) for kind in {type(p) for p in payloads}}  # type: ignore[arg-type]
+        entries = {kind: self._by_class.get(kind) for kind in {type(p) for p in payloads}}
         if None in entries.values():
             i, payload = next((i, p) for i, p in enumerate(payloads) if entries[type(p)] is None)
             raise UnknownEventType(
@@ -110,7 +110,7 @@ class Registry:
             self._raise_first_invalid(payloads, strict=False)
             raise
         for kind, entry in entries.items():
-            group = datas if len(entries) == 1 else [d for d, p in zip(datas, payloads) if type(p) is kind]
+            group = datas if len(entries) == 1 else [d for d, p in zip(datas, payloads, strict=True) if type(p) is kind]
             try:
                 entry.many.decode(b"[" + b",".join(group) + b"]")  # type: ignore[union-attr]
             except msgspec.ValidationError:

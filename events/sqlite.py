@@ -22,11 +22,13 @@ position below it. Subscriptions rely on this to never skip an event.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -122,7 +124,8 @@ class SqliteRecorder(Recorder):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         if self.path.is_dir():
-            raise NotAStore(f"{self.path} is a directory; give the path of an event store file, like {self.path}/events.db")
+            raise NotAStore(f"{self.path} is a directory; give the path of an event store file, like "
+                            f"{self.path}/events.db")
         if not self.path.exists():
             if not create:
                 raise NotAStore(f"there is no event store at {self.path}; check --store, or append to create one")
@@ -265,7 +268,8 @@ class SqliteRecorder(Recorder):
         The hash is remembered from this recorder's own last commit and trusted only while that
         commit is still the head; after another process appended, it is read from the log.
         """
-        row = conn.execute("SELECT last_position, recorded_at FROM commits ORDER BY last_position DESC LIMIT 1").fetchone()
+        row = conn.execute("SELECT last_position, recorded_at FROM commits ORDER BY last_position DESC "
+                           "LIMIT 1").fetchone()
         if row is None:
             return 0, GENESIS, 0
         position, recorded_at = row
@@ -340,7 +344,7 @@ class SqliteRecorder(Recorder):
                 return
             yield from _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
 
-    def _pages(self, sql: str, params: tuple[object, ...], start: int, first: int = 8) -> Iterator[tuple]:
+    def _pages(self, sql: str, params: tuple[object, ...], start: int, first: int = 8) -> Iterator[tuple[Any, ...]]:
         """Commits in key order from ``start`` (the first column is the key), in pages that grow.
 
         Small first pages keep a short read from fetching commits it will not use; later pages
@@ -356,9 +360,10 @@ class SqliteRecorder(Recorder):
             size = min(size * 2, _PAGE)
 
     def head(self) -> int:
-        return self._query("SELECT COALESCE(MAX(last_position), 0) FROM commits", ())[0][0]
+        head: int = self._query("SELECT COALESCE(MAX(last_position), 0) FROM commits", ())[0][0]
+        return head
 
-    def _query(self, sql: str, params: Sequence[object]) -> list:
+    def _query(self, sql: str, params: Sequence[object]) -> list[Any]:
         try:
             return self._reader().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
@@ -392,10 +397,8 @@ class SqliteRecorder(Recorder):
         with self._connections_lock:
             conns, self._connections = self._connections, []
         for conn in conns:
-            try:
+            with contextlib.suppress(sqlite3.Error):  # closing is best effort
                 conn.close()
-            except sqlite3.Error:  # pragma: no cover - closing is best effort
-                pass
 
 
 def _unavailable(path: Path, exc: sqlite3.OperationalError) -> StoreError:

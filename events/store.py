@@ -15,7 +15,7 @@ from uuid import UUID
 
 import msgspec
 
-from events import catalogue as _catalogue  # noqa: F401  (registers the vocabulary)
+from events import catalogue as _catalogue  # noqa: F401 - importing it registers the vocabulary
 from events import merkle
 from events.envelope import ANY, NO_METADATA, AppendResult, Expect, ExpectedVersion, Metadata, NewEvent, RecordedEvent
 from events.errors import (
@@ -104,7 +104,8 @@ class EventStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def append(self, stream: str, events: Sequence[Event | NewEvent], expected_version: ExpectedVersion = ANY) -> AppendResult:
+    def append(self, stream: str, events: Sequence[Event | NewEvent],
+               expected_version: ExpectedVersion = ANY) -> AppendResult:
         """Append ``events`` to ``stream`` atomically: all of them are stored, or none.
 
         ``expected_version`` is the stream version the writer decided on (0 or ``NO_STREAM`` for a
@@ -138,11 +139,12 @@ class EventStore:
             except CouncilError as exc:
                 results[i] = exc
         if batches:
-            for i, result in zip(accepted, self._recorder.append_many(batches)):
+            for i, result in zip(accepted, self._recorder.append_many(batches), strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]
 
-    def _prepare(self, stream: str, events: Sequence[Event | NewEvent], expected: ExpectedVersion) -> list[EncodedEvent]:
+    def _prepare(self, stream: str, events: Sequence[Event | NewEvent],
+                 expected: ExpectedVersion) -> list[EncodedEvent]:
         """Check an append's arguments and encode its events; raise before anything is written."""
         check_stream(stream)
         _check_expected(expected)
@@ -150,27 +152,28 @@ class EventStore:
             raise InvalidAppend(f"the append to {stream!r} has no events; pass at least one")
         batch = self._encode(stream, events)
         if len({e[0] for e in batch}) != len(batch):
-            raise InvalidAppend(f"the append to {stream!r} repeats an event id within the batch; each event needs its own id")
+            raise InvalidAppend(f"the append to {stream!r} repeats an event id within the batch; each event needs "
+                                "its own id")
         return batch
 
     def _encode(self, stream: str, events: Sequence[Event | NewEvent]) -> list[EncodedEvent]:
         kinds = {type(e) for e in events}
-        if not all(issubclass(kind, Event) for kind in kinds):
-            payloads, ids, metas = self._unwrap(stream, events)
-        else:
-            payloads, ids, metas = events, None, None  # plain events: fresh ids, no metadata
-        names, versions, datas = self.registry.encode_many(payloads)
-        fresh = event_id_bytes(len(datas))
-        if metas is None:
+        if all(issubclass(kind, Event) for kind in kinds):  # plain events: fresh ids, no metadata
+            names, versions, datas = self.registry.encode_many(events)  # type: ignore[arg-type]  # checked above
+            fresh = event_id_bytes(len(datas))
             if max(map(len, datas)) + 2 > self.max_event_bytes:
                 i = next(i for i, d in enumerate(datas) if len(d) + 2 > self.max_event_bytes)
                 self._too_large(stream, i, names[i], len(datas[i]) + 2)
-            return [(eid, name, version, b"{}", data) for eid, name, version, data in zip(fresh, names, versions, datas)]
-        for i, (data, meta) in enumerate(zip(datas, metas)):
+            return [(eid, name, version, b"{}", data)
+                    for eid, name, version, data in zip(fresh, names, versions, datas, strict=True)]
+        payloads, ids, metas = self._unwrap(stream, events)
+        names, versions, datas = self.registry.encode_many(payloads)
+        fresh = event_id_bytes(len(datas))
+        for i, (data, meta) in enumerate(zip(datas, metas, strict=True)):
             if len(data) + len(meta) > self.max_event_bytes:
                 self._too_large(stream, i, names[i], len(data) + len(meta))
         return [(eid or new, name, version, meta, data)
-                for eid, new, name, version, meta, data in zip(ids, fresh, names, versions, metas, datas)]  # type: ignore[arg-type]
+                for eid, new, name, version, meta, data in zip(ids, fresh, names, versions, metas, datas, strict=True)]
 
     @staticmethod
     def _unwrap(stream: str, events: Sequence[Event | NewEvent]) -> tuple[list[Event], list[bytes | None], list[bytes]]:
@@ -188,7 +191,8 @@ class EventStore:
                 metas.append(b"{}")
             else:
                 raise InvalidAppend(
-                    f"item {i} of the append to {stream!r} is a {type(event).__name__}; pass Event or NewEvent instances"
+                    f"item {i} of the append to {stream!r} is a {type(event).__name__}; pass Event or NewEvent "
+                    "instances"
                 )
         return payloads, ids, metas
 
@@ -209,7 +213,8 @@ class EventStore:
 
     def read_all(self, from_position: int = 1, limit: int | None = None,
                  types: Sequence[str] | None = None) -> list[RecordedEvent]:
-        """Events from ``from_position`` (1-based, inclusive) in global order, at most ``limit``, only ``types`` if given."""
+        """Events from ``from_position`` (1-based, inclusive) in global order, at most ``limit``, only ``types`` if
+        given."""
         _check_count("from_position", from_position, 1)
         _check_limit(limit)
         if types is not None:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout or a job's working dir
 
-from cluster.driver import Council  # noqa: E402
-from cluster.settings import Settings  # noqa: E402
-from events.catalogue import TaskSpec, TaskStatus  # noqa: E402
+from cluster.driver import Council
+from cluster.settings import Settings
+from events.catalogue import TaskSpec, TaskStatus
 
 
 def main() -> int:

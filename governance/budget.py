@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from events.catalogue import Budget
 
+NOTHING = Budget()
+"""No amount of anything (as a cost), or no limit on anything (as a limit)."""
+
 FIELDS = ("tokens", "money", "wall_time_s", "actions")
 UNITS = {"tokens": "tokens", "money": "USD", "wall_time_s": "s", "actions": "actions"}
 

@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from events import streams
 from events.catalogue import (
     ActionAuthorized,
     ActionCompleted,
@@ -145,7 +146,7 @@ def check(request: ActionRequest, warrant_id: str | None, ctx: Context) -> Verdi
         return _check(request, warrant_id, ctx)
     except GovernanceError as exc:
         return _deny(request, warrant_id, ctx, "error", str(exc))
-    except Exception as exc:  # fail closed: a bug in a decision denies, and says so
+    except Exception as exc:  # noqa: BLE001 - fail closed: a bug in a decision denies, and says so
         return _deny(request, warrant_id, ctx, "error", f"internal error while deciding ({type(exc).__name__}: {exc})")
 
 
@@ -206,7 +207,7 @@ def _check(request: ActionRequest, warrant_id: str | None, ctx: Context) -> Verd
                              target=request.target, environment=request.environment, key=request.key,
                              digest=_digest(request), policy_hash=policy.hash, rule=decision.rule or "",
                              cost=request.cost, approval_id=approval_id)
-    return Verdict("authorized", decision.reason, f"warrant-{warrant_id}", ledger.version, (event,),
+    return Verdict("authorized", decision.reason, streams.warrant(warrant_id), ledger.version, (event,),
                    authority_id=approval_id)
 
 
@@ -238,7 +239,7 @@ def _approval_verdict(request: ActionRequest, grant: warrant.Warrant, decision: 
         ask = ApprovalRequested(approval_id=aid, digest=spec_digest(spec), spec=spec, needed=decision.approvals,
                                 approvers=approvers, rule=decision.rule or "", task_id=grant.task_id)
         return Verdict("pending", f"{decision.reason}: waiting for {decision.approvals} approval(s) ({aid})",
-                       ask=(f"approval-{aid}", ask), authority_id=aid)
+                       ask=(streams.approval(aid), ask), authority_id=aid)
     requested = found.requested
     spec = _spec(request, wid, ctx, policy_hash, requested.spec.nonce, requested.spec.expires_at)
     if spec_digest(spec) != requested.digest:
@@ -279,7 +280,7 @@ def _vote_verdict(request: ActionRequest, grant: warrant.Warrant, decision: Poli
         except VoteError as exc:
             return _deny(request, wid, ctx, "vote", f"rule {decision.rule!r} puts the action to a vote that cannot "
                          f"be held: {exc}", rule=decision.rule)
-        return Verdict("pending", f"{decision.reason}: waiting for a vote ({aid})", ask=(f"vote-{aid}", ask),
+        return Verdict("pending", f"{decision.reason}: waiting for a vote ({aid})", ask=(streams.vote(aid), ask),
                        authority_id=aid)
     proposal = found.proposed
     if proposal.payload.get("digest") != _digest(request) or proposal.payload.get("policy") != policy_hash:
@@ -321,5 +322,5 @@ def _deny(request: ActionRequest, warrant_id: str | None, ctx: Context, kind: De
                          policy_hash=policy_hash, rule=rule or "", kind=kind)
     ledger = ctx.ledger
     if warrant_id is not None and ledger is not None and ledger.issued is not None:
-        return Verdict("denied", reason, f"warrant-{warrant_id}", ledger.version, (event,), denial=kind)
-    return Verdict("denied", reason, f"gate-{request.agent_id}", None, (event,), denial=kind)
+        return Verdict("denied", reason, streams.warrant(warrant_id), ledger.version, (event,), denial=kind)
+    return Verdict("denied", reason, streams.gate(request.agent_id), None, (event,), denial=kind)

@@ -29,6 +29,11 @@ COUNCIL_KEY = "council"
 """The name of the council's own key, which signs warrants and checkpoints."""
 
 
+def agent_key(agent_id: str) -> str:
+    """The name of agent ``agent_id``'s own key: its identity at the gate, and what its signing skills sign with."""
+    return f"agent-{agent_id.lower()}"
+
+
 def fingerprint(raw: bytes) -> str:
     """The fingerprint of a raw 32-byte Ed25519 public key: 32 hex digits."""
     return hashlib.sha256(raw).hexdigest()[:32]

@@ -266,10 +266,10 @@ class Policy(_Frozen):
         """
         try:
             return self._decide(action, role, resource, environment)
-        except Exception as exc:  # fail closed: a decision that cannot be made is a denial
+        except Exception as exc:  # noqa: BLE001 - fail closed: a decision that cannot be made is a denial
             try:
                 detail = f"{type(exc).__name__}: {exc}"
-            except Exception:
+            except Exception:  # noqa: BLE001 - str() of a failing exception may itself raise
                 detail = type(exc).__name__
             return PolicyDecision("deny", None, f"the policy could not decide ({detail}); denied, failing closed")
 

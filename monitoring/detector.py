@@ -18,7 +18,7 @@ from actors.store_client import StoreClient
 from monitoring.errors import DetectorSettings, ErrorDetector
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=2)
+@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=2)  # type: ignore[call-overload]  # Ray's stub takes no actor options
 class DetectorActor:
     """Runs the error detector's :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 

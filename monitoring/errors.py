@@ -45,7 +45,7 @@ from events.catalogue import (
     TaskSubmitted,
 )
 
-SOURCE = "error-detector"
+SOURCE: Literal["error-detector"] = "error-detector"
 """The ``source`` of the detector's alerts, and ``by`` of its requeues."""
 
 FIX_CAPABILITY = "code.fix"
@@ -93,7 +93,7 @@ class DeadLetter:
 class ErrorDetector(Process):
     """The fold, and the decisions."""
 
-    settings: DetectorSettings = field(default_factory=DetectorSettings)
+    settings: DetectorSettings = field(default_factory=lambda: DetectorSettings())
     position: int = 0
     fixers: set[str] = field(default_factory=set)
     """Agents that registered the fix capability."""

@@ -26,7 +26,7 @@ def _projector_query(sql: str) -> Any:
     return ray.get(projector.query.remote(sql), timeout=5)
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)
+@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)  # type: ignore[call-overload]  # Ray's stub takes no actor options
 class ExporterActor:
     """Serves ``/metrics`` on ``host:port`` from the moment it is created (or restarted)."""
 

@@ -281,7 +281,8 @@ def _record(finding: Finding, patient: Patient) -> Intent:
     agent_id = patient.agent_id
     if agent_id is not None:
         return Intent(streams.agent(agent_id), [AgentUnresponsive(
-            agent_id=agent_id, reason=f"{problem}: {finding.detail}"[:2000], last_seen_at=patient.alive_at or None)], ANY)
+            agent_id=agent_id, reason=f"{problem}: {finding.detail}"[:2000],
+            last_seen_at=patient.alive_at or None)], ANY)
     return Intent(streams.actor(finding.name), [ActorUnresponsive(
         actor=finding.name, problem=problem, detail=finding.detail[:2000], pid=finding.pid)], ANY)
 

@@ -12,6 +12,7 @@ actor in a new process; an actor gone for good is created again from the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -124,7 +125,7 @@ class RayHealth(HealthMonitor):
             try:
                 ray.kill(handle, no_restart=False)
                 return
-            except Exception:  # noqa: BLE001 - gone already: create it again below
+            except Exception:  # noqa: BLE001 - gone already: create it again from its spec below
                 self.handles.pop(name, None)
         self.handles[name] = self.specs[name].start()
         self.book.patients[name].pid = None
@@ -133,13 +134,11 @@ class RayHealth(HealthMonitor):
         self.pings.pop(name, None)
         handle = self._handle(name)
         if handle is not None:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ray.kill(handle, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)
+@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)  # type: ignore[call-overload]  # Ray's stub takes no actor options
 class HealthMonitorActor:
     """Runs the health monitor's :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -57,7 +57,7 @@ class LogMetrics(Process):
         self.failed = Counter[str]()
         self.approvals_open: set[str] = set()
         self.alerts = Counter[str]()
-        self.action_seconds = Counter[str]()
+        self.action_seconds: defaultdict[str, float] = defaultdict(float)
         self._running: dict[tuple[str, str], str] = {}  # (warrant, key) of an authorised action → its action
         self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
@@ -108,7 +108,8 @@ class CouncilCollector(Collector):
         m = self.metrics
         with m.lock:
             yield _counter("council_events", "Events appended to the log, by type.", ["type"], m.events)
-            yield _counter("council_agent_restarts", "Agent restarts (agent.restarted), by agent.", ["agent"], m.restarts)
+            yield _counter("council_agent_restarts", "Agent restarts (agent.restarted), by agent.", ["agent"],
+                           m.restarts)
             yield _counter("council_agent_unresponsive", "Times an agent was found unresponsive, by agent.", ["agent"],
                            m.unresponsive)
             yield _counter("council_agent_retired", "Agents retired, by agent.", ["agent"], m.retired)
@@ -147,13 +148,14 @@ class CouncilCollector(Collector):
             queue = self.query("SELECT priority, depth, oldest_age_s FROM queue").rows
             load = self.query("SELECT a.agent_id, a.in_flight, a.slots, a.utilisation, g.status, g.role "
                               "FROM agent_load a JOIN agents g USING (agent_id)").rows
-        except Exception:  # the projector is away (restarting): say so, and publish the rest
+        except Exception:  # noqa: BLE001 - the projector is away (restarting): say so, and publish the rest
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
         yield up
-        by_status = GaugeMetricFamily("council_tasks", "Tasks by status (from the tasks read model).", labels=["status"])
+        by_status = GaugeMetricFamily("council_tasks", "Tasks by status (from the tasks read model).",
+                                      labels=["status"])
         for status, count in tasks:
             by_status.add_metric([str(status)], count)
         yield by_status
@@ -179,7 +181,7 @@ class CouncilCollector(Collector):
         yield from (in_flight, slots, utilisation, live)
 
 
-def _counter(name: str, doc: str, labels: list[str], values: Counter[str]) -> CounterMetricFamily:
+def _counter(name: str, doc: str, labels: list[str], values: Mapping[str, float]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=labels)
     for key, value in sorted(values.items()):
         family.add_metric([key], value)

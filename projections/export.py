@@ -34,7 +34,8 @@ def export_parquet(source: Projector | str | Path, directory: str | Path) -> lis
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(f"could not create the export directory {target} ({exc}); give a directory you can write") from None
+        raise ExportError(f"could not create the export directory {target} ({exc}); give a directory you can "
+                          "write") from None
     con = _open(source)
     written: list[Path] = []
     try:

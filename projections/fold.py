@@ -43,7 +43,7 @@ class Changed(NamedTuple):
     requests: list[RequestRow]
     agents: list[AgentRow]
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return len(self.tasks) + len(self.requests) + len(self.agents)
 
 

@@ -82,7 +82,8 @@ class Overlay:
         self._shown[i] = rows
 
     def run(self, sql: str) -> QueryResult:
-        """Run read-only ``sql`` over the rows last shown (:func:`projections.query.run_read_only`); hold :attr:`lock`."""
+        """Run read-only ``sql`` over the rows last shown (:func:`projections.query.run_read_only`); hold
+        :attr:`lock`."""
         return run_read_only(self._cursor, sql, rollback=True)
 
     def close(self) -> None:

@@ -141,8 +141,8 @@ class Projector:
             raise NotAProjection(f"{self.path or 'the projection'} has lost its checkpoint; open it with "
                                  "Projector(store, path, rebuild=True) to rebuild it from the log")
         position, self._hash = state
-        self._fold.load(position, persist.load(self._con, TASKS, TaskRow), persist.load(self._con, REQUESTS, RequestRow),
-                        persist.load(self._con, AGENTS, AgentRow))
+        self._fold.load(position, persist.load(self._con, TASKS, TaskRow),
+                        persist.load(self._con, REQUESTS, RequestRow), persist.load(self._con, AGENTS, AgentRow))
         self._position, self._folded_hash, self._unstored_since = position, self._hash, None
         self._generation += 1
 
@@ -220,7 +220,8 @@ class Projector:
             return self._fold.position - start
 
     def advance(self, max_events: int | None = None) -> int:
-        """Fold the log from :attr:`position` to its head (at most ``max_events``) without storing; return how many events.
+        """Fold the log from :attr:`position` to its head (at most ``max_events``) without storing; return how many
+        events.
 
         :meth:`query` answers from them at once; the file gets them at the next :meth:`flush`
         or :meth:`catch_up`. A crash before then loses nothing but the work: the next projector
@@ -243,7 +244,8 @@ class Projector:
             return folded - start
 
     def flush(self) -> int:
-        """Store every folded row not stored yet, with the checkpoint, in one transaction; return how many events that covers."""
+        """Store every folded row not stored yet, with the checkpoint, in one transaction; return how many events
+        that covers."""
         with self._lock:
             self._check_open()
             before = self._position
@@ -349,7 +351,8 @@ class Projector:
         return QueryResult(result.columns, result.rows, position)
 
     def changes(self, table: str, after: int) -> QueryResult:
-        """The rows of ``table`` (``tasks``, ``requests`` or ``agents``) changed after log position ``after``: a change feed.
+        """The rows of ``table`` (``tasks``, ``requests`` or ``agents``) changed after log position ``after``: a
+        change feed.
 
         Each changed row comes once, as it is now (as :meth:`query` shows it), oldest change
         first; the result's ``position`` is the fold's, to pass as ``after`` next time for only

@@ -108,7 +108,8 @@ def run_read_only(con: duckdb.DuckDBPyConnection, sql: str, *, rollback: bool) -
 
 def result_of(table: pa.Table, position: int | None = None) -> QueryResult:
     """An Arrow table as a :class:`QueryResult` (times become aware UTC datetimes, lists lists)."""
-    return QueryResult(list(table.column_names), list(zip(*(c.to_pylist() for c in table.columns))), position)
+    rows = list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+    return QueryResult(list(table.column_names), rows, position)
 
 
 def query_file(path: str | Path, sql: str) -> QueryResult:

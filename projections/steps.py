@@ -19,7 +19,8 @@ from events.catalogue import AgentStatus
 from projections.rows import AgentRow, RequestRow, TaskRow
 
 Payload = Any
-"""An event's payload: its catalogue class (``events.catalogue``), or a slim struct with the :data:`FIELDS` of its type."""
+"""An event's payload: its catalogue class (``events.catalogue``), or a slim struct with the :data:`FIELDS` of its
+type."""
 
 TaskStep = Callable[[TaskRow, Payload, int], None]
 AgentStep = Callable[[AgentRow, Payload, int], None]

@@ -30,7 +30,8 @@ from events.catalogue.tasks import RETRIED
 
 
 def decide(state: DispatchState, now: float, settings: DispatchSettings,
-           new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16], gone: Set[str] = frozenset()) -> list[Intent]:
+           new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
+           gone: Set[str] = frozenset()) -> list[Intent]:
     """Everything the dispatcher should do now, in this order: queue tasks whose dependencies are
     done, take back expired leases, resume tasks whose approval or vote was decided, retry or
     dead-letter failed attempts, assign queued work.
@@ -119,7 +120,8 @@ def _retry_or_bury(state: DispatchState, now: float, settings: DispatchSettings)
         task = state.tasks[task_id]
         used = task.attempt - task.first_attempt + 1
         if task.failure in RETRIED and used < task.max_attempts:
-            event: Event = TaskRetried(task_id=task_id, attempt=task.attempt + 1, not_before=now + settings.backoff(used))
+            event: Event = TaskRetried(task_id=task_id, attempt=task.attempt + 1,
+                                       not_before=now + settings.backoff(used))
         else:
             event = TaskDeadLettered(task_id=task_id, attempts=used, last_error=task.last_error, kind=task.failure)
         out.append(Intent(task.stream, [event], task.version))

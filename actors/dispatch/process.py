@@ -24,13 +24,13 @@ class Dispatch(Process):
 
     def __init__(self, settings: DispatchSettings | None = None,
                  new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16]) -> None:
-        self.settings = settings or DispatchSettings()
+        self.settings = settings or DispatchSettings.model_validate({})
         self.state = DispatchState()
         self.new_lease_id = new_lease_id
         self.gone: set[str] = set()
         """Agents seen dead (by the shell) since they last registered: what they hold is taken back at once."""
 
-    @property  # type: ignore[override]
+    @property
     def position(self) -> int:
         """The last log position folded."""
         return self.state.position

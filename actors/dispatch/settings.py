@@ -31,4 +31,5 @@ class DispatchSettings(BaseModel):
 
     def backoff(self, attempt: int) -> float:
         """The delay before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
-        return min(self.backoff_max, self.backoff_base * 2 ** max(0, attempt - 1))
+        delay: float = min(self.backoff_max, self.backoff_base * 2 ** max(0, attempt - 1))
+        return delay

@@ -75,7 +75,8 @@ class TaskView:
     @property
     def attempts_used(self) -> int:
         """Attempts spent since the task was submitted or last requeued, counting a finished one."""
-        return self.attempt - self.first_attempt + (0 if self.status in (TaskStatus.QUEUED, TaskStatus.SUBMITTED) else 1)
+        waiting = self.status in (TaskStatus.QUEUED, TaskStatus.SUBMITTED)
+        return self.attempt - self.first_attempt + (0 if waiting else 1)
 
 
 @dataclass

@@ -39,7 +39,8 @@ def sleep(inputs: dict[str, Any]) -> dict[str, Any]:
 
 @skill("hang")
 def hang(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Block for ``inputs['seconds']`` (default an hour) and report no progress: a fault drill for the health monitor."""
+    """Block for ``inputs['seconds']`` (default an hour), reporting no progress: a fault drill for the health
+    monitor."""
     time.sleep(float(inputs.get("seconds", 3600)))
     return {}
 

@@ -52,7 +52,7 @@ class SkillRegistry:
                 origin = f"entry point {point.name}{dist}"
                 try:
                     found = point.load()
-                except Exception as exc:  # a plug-in that cannot be imported is the plug-in's problem: say whose
+                except Exception as exc:  # noqa: BLE001 - a plug-in that cannot be imported is the plug-in's problem: say whose
                     raise SkillError(f"the skills of {origin} ({point.value}) fail to import ({type(exc).__name__}: "
                                      f"{exc}); fix or uninstall that package") from None
                 registry.add_all(skills_in(found, f"{origin} ({point.value})"), origin)
@@ -101,21 +101,23 @@ class SkillRegistry:
 
 
 def import_path(path: str) -> Any:
-    """The object at ``package.module`` or ``package.module:name``; :class:`SkillError` saying why if it cannot be imported."""
+    """The object at ``package.module`` or ``package.module:name``; :class:`SkillError` saying why if it cannot be
+    imported."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not all(part.isidentifier() for part in module_name.split(".")) or (
             attribute and not all(part.isidentifier() for part in attribute.split("."))):
         raise SkillError(f"{path!r} is not a module path; write package.module or package.module:name")
     try:
         found: Any = importlib.import_module(module_name)
-    except Exception as exc:  # what a plug-in module raises on import is its own; say which and why
+    except Exception as exc:  # noqa: BLE001 - what a plug-in module raises on import is its own; say which and why
         raise SkillError(f"the skills module {module_name} fails to import ({type(exc).__name__}: {exc}); "
                          "check it is installed where the council runs, or fix it") from None
     for part in attribute.split(".") if attribute else ():
         try:
             found = getattr(found, part)
         except AttributeError:
-            raise SkillError(f"{module_name} has no {attribute!r}; name a Skill, a list of skills, or the module") from None
+            raise SkillError(f"{module_name} has no {attribute!r}; name a Skill, a list of skills, or the "
+                             "module") from None
     return found
 
 
@@ -125,8 +127,7 @@ def skills_in(found: Any, where: str) -> list[Skill]:
         return [found]
     if isinstance(found, types.ModuleType):
         return [value for value in vars(found).values() if isinstance(value, Skill)]
-    if isinstance(found, list | tuple):
-        if all(isinstance(item, Skill) for item in found):
-            return list(found)
+    if isinstance(found, list | tuple) and all(isinstance(item, Skill) for item in found):
+        return list(found)
     raise SkillError(f"{where} is a {type(found).__name__}, not a skill: name a function decorated with @skill, a list "
                      "of them, or the module that defines them")

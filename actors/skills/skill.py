@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from events import CouncilError
 from events.catalogue import FailureKind
@@ -72,7 +72,8 @@ class Skill:
         if not callable(self.function):
             raise SkillError(f"the skill for {self.capability!r} is not a function")
         if self.signs and self.toolset is Toolset.PLAIN:
-            raise SkillError(f"the skill for {self.capability!r} signs, so it needs tools: give it toolset 'gated' or 'ci'")
+            raise SkillError(f"the skill for {self.capability!r} signs, so it needs tools: give it toolset 'gated' "
+                             "or 'ci'")
 
     @property
     def acts(self) -> bool:
@@ -127,8 +128,10 @@ def failure_kind(exc: BaseException) -> FailureKind:
     ``code``; anything else ``transient``.
     """
     kind = getattr(exc, "kind", None)
-    if kind in ("transient", "permanent", "denied", "infrastructure", "code"):
-        return kind  # type: ignore[no-any-return]
+    for known in get_args(FailureKind):
+        if kind == known:
+            named: FailureKind = known
+            return named
     if isinstance(exc, StoreUnavailable | MemoryError):
         return "infrastructure"
     if isinstance(exc, TimeoutError | ConnectionError):

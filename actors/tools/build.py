@@ -79,7 +79,8 @@ def build(workspace: Workspace, cwd: str = ".", out: str = "dist", timeout: floa
     if not project.is_dir():
         raise BuildFailed(f"{cwd} is not a directory in the workspace; give the directory holding pyproject.toml")
     if target == workspace.root or target == project or target in project.parents:
-        raise BuildFailed(f"out={out!r} would empty the workspace or the project; give a separate directory such as 'dist'")
+        raise BuildFailed(f"out={out!r} would empty the workspace or the project; give a separate directory such "
+                          "as 'dist'")
     if target.exists() and not target.is_dir():
         raise BuildFailed(f"out={out!r} is a file, not a directory; remove it or choose another out")
     commit, committed_at = _head(workspace, cwd)
@@ -89,7 +90,8 @@ def build(workspace: Workspace, cwd: str = ".", out: str = "dist", timeout: floa
                               "with; commit the project, or pass source_date_epoch")
         source_date_epoch = committed_at
     if isinstance(source_date_epoch, bool) or not isinstance(source_date_epoch, int) or source_date_epoch < 0:
-        raise BuildFailed(f"source_date_epoch must be a non-negative integer (seconds since 1970), got {source_date_epoch!r}")
+        raise BuildFailed("source_date_epoch must be a non-negative integer (seconds since 1970), got "
+                          f"{source_date_epoch!r}")
     env = {"SOURCE_DATE_EPOCH": str(source_date_epoch), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     # The rebuild goes inside `out`, so whatever leaves `out` out of an sdist leaves it out too.
     scratch = target / f".rebuild-{uuid.uuid4().hex[:12]}"

@@ -70,9 +70,9 @@ def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str
         shutil.rmtree(target)  # a tree left half-made by a crash: made again from the start
     target.parent.mkdir(parents=True, exist_ok=True)
     if _is_repository_root(workspace, origin):
-        carried, default_base = _clone(workspace, origin, relative)
+        files, default_base = _clone(workspace, origin, relative)
     else:
-        carried, default_base = _snapshot(workspace, origin, relative), None
+        files, default_base = _snapshot(workspace, origin, relative), None
     git = Git(workspace, relative)
     commit = git.head()
     chosen = default_base
@@ -86,8 +86,8 @@ def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str
             shutil.rmtree(target)
             raise WorkspaceError(f"the base {base!r} is not a revision of {origin}; give a branch, tag or commit id")
         chosen = found.stdout.strip()
-    marker.write_text(f"{commit}\n{chosen or ''}\n{chr(0).join(carried)}")
-    return Checkout(relative, str(origin), commit, chosen, carried)
+    marker.write_text(f"{commit}\n{chosen or ''}\n{chr(0).join(files)}")
+    return Checkout(relative, str(origin), commit, chosen, files)
 
 
 def _is_repository_root(workspace: Workspace, origin: Path) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from actors.pipeline.results import SEVERITIES, BuildResult, ReviewResult, StepResult, read, severity
+from actors.pipeline.results import BuildResult, ReviewResult, StepResult, read, severity
 from actors.skills import PermanentFailure
 from actors.tools import build as builds
 from actors.tools import commands
@@ -38,7 +38,7 @@ from events.catalogue import (
     TaskStatus,
     next_status,
 )
-from events.catalogue.work import Severity
+from events.catalogue.work import SEVERITIES, Severity
 from governance import provenance
 
 BUILD_TYPE = "https://agent-council.dev/pipeline/python-build/v1"
@@ -134,7 +134,8 @@ class CiTools(Tools):
                 findings=ranked[:200])
             self._record(request.key, event, "review.reported")
             reported.append(event)
-            return msgspec.to_builtins(ReviewResult.reported(event))
+            result: dict[str, Any] = msgspec.to_builtins(ReviewResult.reported(event))
+            return result
 
         def replay() -> dict[str, Any]:
             found = self.recorded(request.key, ReviewReported)

@@ -1,4 +1,6 @@
-"""Deploying locally, blue-green: releases side by side, a ``current`` link switched atomically, rollback on a failed health check.
+"""Deploying locally, blue-green: releases side by side, a ``current`` link switched atomically, rollback on a
+failed health check.
+
 
 An environment is a directory ``<environment>/`` of the environments root (by default
 ``.deployments/`` in the workspace): each deployment copies the artifact into

@@ -21,7 +21,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -32,8 +32,9 @@ from actors.tools.deploy import HealthCheckFailed, deploy
 from actors.tools.git import Git, Identity
 from actors.tools.testing import run_pytest
 from actors.tools.workspace import Workspace, WorkspaceError
-from events.catalogue import Budget, FileChanged, GitCommitted, ReleaseDeployed, TestsReported
-from governance import signing
+from events import streams
+from events.catalogue import Budget, FailureKind, FileChanged, GitCommitted, ReleaseDeployed, TestsReported
+from governance import budget, signing
 from governance.gate import ActionRequest, Verdict
 from governance.keys import SigningKey
 
@@ -55,7 +56,7 @@ def content_key(task_id: str, name: str, digest: str) -> str:
 class ActionRefused(PermanentFailure):
     """The gate denied an action; the reason is the message, ``denial`` the gate's kind of denial."""
 
-    kind = "denied"
+    kind: FailureKind = "denied"
 
     def __init__(self, message: str, denial: str = "") -> None:
         super().__init__(message)
@@ -73,10 +74,10 @@ class Nondeterministic(ActionRefused):
     (``with tools.named("fix"): ...``) or key them by their content.
     """
 
-    kind = "permanent"
+    kind: FailureKind = "permanent"
 
 
-class AwaitingAuthority(Exception):  # noqa: N818 - a state the task enters, not a failure
+class AwaitingAuthority(Exception):
     """The action needs approvals or a vote that are not in yet."""
 
     def __init__(self, authority_id: str, reason: str) -> None:
@@ -148,8 +149,9 @@ class Tools:
             if branch:
                 git.branch(branch)
             sha, files = git.commit(message, identity, paths, tracked_only)
+            author = f"{identity.name} <{identity.email}>"
             self._record(request.key, GitCommitted(warrant_id=self.warrant_id or "", key=request.key, commit=sha,
-                                                   branch=git.current_branch(), author=f"{identity.name} <{identity.email}>",
+                                                   branch=git.current_branch(), author=author,
                                                    message=message[:4000], files=files), "git.committed")
             return {"commit": sha, "files": files}
 
@@ -219,7 +221,8 @@ class Tools:
                          replay=execute if reads_only else None)
 
     def deploy(self, artifact: str, environment: str, health: list[str] | None = None) -> dict[str, Any]:
-        """``deploy``: release ``artifact`` into ``environment`` (blue-green, under ``.deployments/``); roll back if ``health`` fails."""
+        """``deploy``: release ``artifact`` into ``environment`` (blue-green, under ``.deployments/``); roll back if
+        ``health`` fails."""
         digest = self.workspace.digest(artifact)
         request = self._request("deploy", environment, resource=artifact, environment=environment,
                                 artifacts={artifact: digest}, arguments={"health": list(health or [])})
@@ -241,7 +244,8 @@ class Tools:
 
         return self._run(request, release, replay=replay)
 
-    def _released(self, key: str, manifest: dict[str, Any], outcome: str, detail: str) -> None:
+    def _released(self, key: str, manifest: dict[str, Any], outcome: Literal["live", "rolled_back"],
+                  detail: str) -> None:
         self._record(key, ReleaseDeployed(
             warrant_id=self.warrant_id or "", key=key, environment=str(manifest["environment"]),
             release=str(manifest["release"]), artefact=str(manifest["artifact"]), sha256=str(manifest["sha256"]),
@@ -267,7 +271,7 @@ class Tools:
 
     def _request(self, action: str, target: str, *, resource: str | None = None, environment: str | None = None,
                  arguments: dict[str, Any] | None = None, artifacts: dict[str, str] | None = None,
-                 cost: Budget = Budget()) -> ActionRequest:
+                 cost: Budget = budget.NOTHING) -> ActionRequest:
         self._calls += 1
         if resource in ("", "."):
             resource = None  # the workspace as a whole: no path to scope (rules with resources do not apply)
@@ -279,12 +283,13 @@ class Tools:
         """What an action (by its key) recorded of ``kind`` in the warrant's stream, or None."""
         if self.warrant_id is None:
             return None
-        for event in reversed(self.gatekeeper.log.read_stream(f"warrant-{self.warrant_id}")):
+        for event in reversed(self.gatekeeper.log.read_stream(streams.warrant(self.warrant_id))):
             if isinstance(event.payload, kind) and getattr(event.payload, "key", None) == key:
                 return event.payload
         return None
 
-    def _run(self, request: ActionRequest, effect: Any, actual: Any = None,
+    def _run(self, request: ActionRequest, effect: Callable[[], dict[str, Any]],
+             actual: Callable[[dict[str, Any]], Budget] | None = None,
              replay: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
         """Ask the gate, run ``effect``, record the outcome. An action an earlier attempt completed is
         not run again: ``replay`` rebuilds its result from what it recorded (or, for an action that

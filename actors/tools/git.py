@@ -79,7 +79,8 @@ class Git:
         if not staged:
             raise GitError("nothing to commit: no file changed")
         self.run("commit", "-q", "--no-verify", "-F", "-", identity=identity,
-                 stdin=f"{message.strip()}\n" + (f"\nCouncil-Warrant: {identity.warrant_id}\n" if identity.warrant_id else ""))
+                 stdin=f"{message.strip()}\n"
+                 + (f"\nCouncil-Warrant: {identity.warrant_id}\n" if identity.warrant_id else ""))
         return self.head(), staged
 
     def diff(self, base: str = "HEAD") -> str:

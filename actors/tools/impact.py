@@ -72,7 +72,7 @@ def analyse(root: str | Path, changed: Iterable[str]) -> Impact:
             imports[path] = _imports((root / path).read_text(errors="replace"))
         except SyntaxError as exc:
             return Impact((), (), True, f"{path} does not parse ({exc.msg}, line {exc.lineno}): running everything")
-    modules = {module_name(p): p for p in files if not _is_test(p) and module_name(p)}
+    modules = {name: p for p in files if not _is_test(p) and (name := module_name(p)) is not None}
     reached = {m for m in (module_name(p) for p in changed if not _is_test(p)) if m}
     grew = True
     while grew:  # a module that imports a reached module is reached too

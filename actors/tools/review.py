@@ -37,9 +37,10 @@ from typing import Any
 from actors.tools import commands
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import CouncilError
-from events.catalogue.work import SEVERITIES
+from events.catalogue.work import SEVERITIES, Severity
 
-EXCLUDED_DIRS = (".git", ".venv", "venv", "__pycache__", ".tox", ".eggs", "node_modules", "dist", "build", ".deployments")
+EXCLUDED_DIRS = (".git", ".venv", "venv", "__pycache__", ".tox", ".eggs", "node_modules", "dist", "build",
+                 ".deployments")
 """Directories neither tool looks into when it walks a directory (a path given explicitly is still reviewed)."""
 
 _BANDIT_SEVERITY = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
@@ -69,7 +70,7 @@ class ReviewReport:
     findings: list[Finding]
     ruff_digest: str
     bandit_digest: str
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[Severity, int] = field(default_factory=dict)
 
 
 def severity_at_least(severity: str, threshold: str) -> bool:
@@ -95,19 +96,22 @@ def ruff_severity(code: str | None) -> str:
 
 
 def fix(workspace: Workspace, cwd: str = ".", timeout: float = 120.0) -> list[str]:
-    """Apply ruff's safe fixes to the files ruff checks in ``cwd``; return those it changed (relative to ``cwd``, sorted).
+    """Apply ruff's safe fixes to the files ruff checks in ``cwd``; return those it changed (relative to ``cwd``,
+    sorted).
 
     Unsafe fixes are never applied, whatever the project's configuration says. Nothing is committed.
     """
     directory = _directory(workspace, cwd)
     listed = _ruff(workspace, cwd, ["--show-files"], timeout, tail=_LISTING_TAIL)
-    files = [Path(line) if os.path.isabs(line) else directory / line for line in listed.stdout.splitlines() if line.strip()]
+    files = [Path(line) if os.path.isabs(line) else directory / line
+             for line in listed.stdout.splitlines() if line.strip()]
     before = {f: _digest(f) for f in files}
     _ruff(workspace, cwd, ["--fix", "--no-unsafe-fixes", "--exit-zero", "--quiet"], timeout)
     return sorted(_relative(str(f), directory) for f in files if _digest(f) != before[f])
 
 
-def review(workspace: Workspace, cwd: str = ".", paths: list[str] | None = None, timeout: float = 300.0) -> ReviewReport:
+def review(workspace: Workspace, cwd: str = ".", paths: list[str] | None = None,
+           timeout: float = 300.0) -> ReviewReport:
     """Run ruff and bandit over ``paths`` (relative to ``cwd``; all of ``cwd`` if none) and gather what they found.
 
     A path outside the workspace or missing is a :class:`WorkspaceError`; a tool that crashes or writes
@@ -161,7 +165,8 @@ def _ruff(workspace: Workspace, cwd: str, args: list[str], timeout: float, tail:
 def _bandit(workspace: Workspace, cwd: str, out: str, targets: list[str], timeout: float) -> commands.Completed:
     excluded = ",".join(f"*/{d}/*" for d in EXCLUDED_DIRS)  # globs: bandit also matches plain substrings
     config = ["-c", "pyproject.toml"] if _has_bandit_table(workspace.path(cwd) / "pyproject.toml") else []
-    argv = [sys.executable, "-m", "bandit", *config, "-f", "json", "-o", out, "-q", "-x", excluded, "-r", "--", *targets]
+    argv = [sys.executable, "-m", "bandit", *config, "-f", "json", "-o", out, "-q", "-x", excluded, "-r", "--",
+            *targets]
     # bandit's plugin loader caches entry points under $XDG_CACHE_HOME (else $HOME, the workspace): keep it out.
     with tempfile.TemporaryDirectory(prefix="council-bandit-") as cache:
         done = commands.run(workspace, argv, cwd, timeout, env={"XDG_CACHE_HOME": cache})

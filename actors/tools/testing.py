@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import uuid
-import xml.etree.ElementTree as ElementTree  # noqa: S405 - the report is written by pytest in our own workspace
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +49,7 @@ class TestReport:
 def parse_junit(xml: bytes) -> TestReport:
     """The counts and failures in a JUnit XML report (pytest's ``--junitxml``)."""
     try:
-        root = ElementTree.fromstring(xml)  # noqa: S314 - see the module import
+        root = ElementTree.fromstring(xml)
     except ElementTree.ParseError as exc:
         raise WorkspaceError(f"the test report is not JUnit XML ({exc})") from None
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
@@ -91,7 +91,8 @@ def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = No
         # No bytecode: a test run leaves nothing in the tree a later commit could pick up.
         done = commands.run(workspace, argv, cwd, timeout, env={"PYTHONDONTWRITEBYTECODE": "1"})
         if not path.exists():
-            raise WorkspaceError(f"pytest wrote no report (exit {done.returncode}): {done.stderr[-500:] or done.stdout[-500:]}")
+            said = done.stderr[-500:] or done.stdout[-500:]
+            raise WorkspaceError(f"pytest wrote no report (exit {done.returncode}): {said}")
         found = parse_junit(path.read_bytes())
         files, total = _measure(workspace, cwd, data, timeout) if coverage else ({}, None)
     finally:
@@ -118,7 +119,8 @@ def _measure(workspace: Workspace, cwd: str, data: str, timeout: float) -> tuple
                  for name, entry in measured["files"].items()}
         total = measured.get("totals", {}).get("percent_covered")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise WorkspaceError(f"coverage wrote a JSON report that cannot be read ({type(exc).__name__}: {exc})") from None
+        raise WorkspaceError(f"coverage wrote a JSON report that cannot be read ({type(exc).__name__}: "
+                             f"{exc})") from None
     return dict(sorted(files.items())), None if total is None else round(float(total), 1)
 
 

@@ -14,7 +14,7 @@ from events.registry import Event, event_type, upcaster
 
 
 @event_type("agent.registered", version=2)
-class AgentRegistered(Event):
+class AgentRegistered(Event, frozen=True):
     """An agent joined the registry with what it can do and how much at once."""
 
     agent_id: Id
@@ -35,7 +35,7 @@ def _agent_registered_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @event_type("agent.heartbeat")
-class AgentHeartbeat(Event):
+class AgentHeartbeat(Event, frozen=True):
     """The agent is alive and holds ``in_flight`` tasks."""
 
     agent_id: Id
@@ -44,7 +44,7 @@ class AgentHeartbeat(Event):
 
 
 @event_type("agent.unresponsive")
-class AgentUnresponsive(Event):
+class AgentUnresponsive(Event, frozen=True):
     """A health check found the agent dead or making no progress."""
 
     agent_id: Id
@@ -53,7 +53,7 @@ class AgentUnresponsive(Event):
 
 
 @event_type("agent.restarted")
-class AgentRestarted(Event):
+class AgentRestarted(Event, frozen=True):
     """A new incarnation of the agent started; ``epoch`` fences the old one."""
 
     agent_id: Id
@@ -66,7 +66,7 @@ Retirement = Literal["restart-budget", "person"]
 
 
 @event_type("agent.retired", version=2)
-class AgentRetired(Event):
+class AgentRetired(Event, frozen=True):
     """The agent left the registry and takes no more work; ``cause`` says who retired it and why."""
 
     agent_id: Id

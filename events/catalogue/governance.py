@@ -78,7 +78,7 @@ class Budget(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @event_type("policy.proposed")
-class PolicyProposed(Event, kw_only=True):
+class PolicyProposed(Event, frozen=True, kw_only=True):
     """A policy text was put forward; it is in force only once ``policy.adopted`` names its hash."""
 
     policy_hash: Digest
@@ -87,7 +87,7 @@ class PolicyProposed(Event, kw_only=True):
 
 
 @event_type("policy.adopted")
-class PolicyAdopted(Event, kw_only=True):
+class PolicyAdopted(Event, frozen=True, kw_only=True):
     """The policy with this hash is in force from here on; ``approvers`` pins each named approver's key."""
 
     policy_hash: Digest
@@ -103,7 +103,7 @@ class PolicyAdopted(Event, kw_only=True):
 
 
 @event_type("warrant.issued")
-class WarrantIssued(Event, kw_only=True):
+class WarrantIssued(Event, frozen=True, kw_only=True):
     """The council signed a warrant; ``warrant`` is its canonical bytes, ``signature`` covers them."""
 
     warrant_id: Id
@@ -117,7 +117,7 @@ class WarrantIssued(Event, kw_only=True):
 
 
 @event_type("warrant.revoked")
-class WarrantRevoked(Event, kw_only=True):
+class WarrantRevoked(Event, frozen=True, kw_only=True):
     """The warrant stops working now; ``cause_id`` is the warrant whose revocation reached this one."""
 
     warrant_id: Id
@@ -130,7 +130,7 @@ class WarrantRevoked(Event, kw_only=True):
 
 
 @event_type("action.authorized")
-class ActionAuthorized(Event, kw_only=True):
+class ActionAuthorized(Event, frozen=True, kw_only=True):
     """The gate let an action through; written before the action runs (its intent record)."""
 
     warrant_id: Id
@@ -170,7 +170,7 @@ DenialKind = Literal["no-warrant", "warrant", "holder", "scope", "policy", "appr
 
 
 @event_type("action.denied")
-class ActionDenied(Event, kw_only=True):
+class ActionDenied(Event, frozen=True, kw_only=True):
     """The gate refused an action, and why; nothing was done."""
 
     warrant_id: Id | None = None
@@ -187,7 +187,7 @@ class ActionDenied(Event, kw_only=True):
 
 
 @event_type("action.completed")
-class ActionCompleted(Event, kw_only=True):
+class ActionCompleted(Event, frozen=True, kw_only=True):
     """An authorised action ran; its outcome and what it really cost (the outcome record)."""
 
     warrant_id: Id
@@ -204,7 +204,7 @@ class ActionCompleted(Event, kw_only=True):
 
 
 @event_type("approval.requested")
-class ApprovalRequested(Event, kw_only=True):
+class ApprovalRequested(Event, frozen=True, kw_only=True):
     """An action waits for ``needed`` signatures from ``approvers`` over ``digest`` (the digest of ``spec``)."""
 
     approval_id: Id
@@ -217,7 +217,7 @@ class ApprovalRequested(Event, kw_only=True):
 
 
 @event_type("approval.signed")
-class ApprovalSigned(Event, kw_only=True):
+class ApprovalSigned(Event, frozen=True, kw_only=True):
     """An approver signed the action's digest."""
 
     approval_id: Id
@@ -228,7 +228,7 @@ class ApprovalSigned(Event, kw_only=True):
 
 
 @event_type("approval.rejected")
-class ApprovalRejected(Event, kw_only=True):
+class ApprovalRejected(Event, frozen=True, kw_only=True):
     """An approver signed a rejection of the action's digest."""
 
     approval_id: Id
@@ -240,7 +240,7 @@ class ApprovalRejected(Event, kw_only=True):
 
 
 @event_type("approval.granted")
-class ApprovalGranted(Event, kw_only=True):
+class ApprovalGranted(Event, frozen=True, kw_only=True):
     """Enough distinct authorised keys signed: the action may run, once, until the request expires."""
 
     approval_id: Id
@@ -249,7 +249,7 @@ class ApprovalGranted(Event, kw_only=True):
 
 
 @event_type("approval.refused")
-class ApprovalRefused(Event, kw_only=True):
+class ApprovalRefused(Event, frozen=True, kw_only=True):
     """The request can no longer be granted: rejected, expired, or the policy changed."""
 
     approval_id: Id
@@ -261,7 +261,7 @@ class ApprovalRefused(Event, kw_only=True):
 
 
 @event_type("vote.proposed")
-class VoteProposed(Event, kw_only=True):
+class VoteProposed(Event, frozen=True, kw_only=True):
     """A question put to ``voters`` with ``options``; decided at ``quorum`` votes or at ``deadline``."""
 
     vote_id: Id
@@ -280,7 +280,7 @@ class VoteProposed(Event, kw_only=True):
 
 
 @event_type("vote.cast")
-class VoteCast(Event, kw_only=True):
+class VoteCast(Event, frozen=True, kw_only=True):
     """A voter's signed choice."""
 
     vote_id: Id
@@ -291,7 +291,7 @@ class VoteCast(Event, kw_only=True):
 
 
 @event_type("vote.decided")
-class VoteDecided(Event, kw_only=True):
+class VoteDecided(Event, frozen=True, kw_only=True):
     """The tally: ``outcome`` is the winning option, or "no decision" without quorum or on a tie."""
 
     vote_id: Id
@@ -301,7 +301,7 @@ class VoteDecided(Event, kw_only=True):
 
 
 @event_type("budget.allocated")
-class BudgetAllocated(Event, kw_only=True):
+class BudgetAllocated(Event, frozen=True, kw_only=True):
     """A request's budget was set (by a vote, or by the policy's default when it was submitted)."""
 
     request_id: Id
@@ -313,7 +313,7 @@ class BudgetAllocated(Event, kw_only=True):
 
 
 @event_type("checkpoint.signed")
-class CheckpointSigned(Event, kw_only=True):
+class CheckpointSigned(Event, frozen=True, kw_only=True):
     """The council signed the ledger's Merkle root over the first ``tree_size`` events (a signed tree head)."""
 
     tree_size: Annotated[int, Meta(ge=1)]

@@ -18,7 +18,7 @@ Restarter = Literal["ray", "monitor"]
 
 
 @event_type("actor.unresponsive")
-class ActorUnresponsive(Event, kw_only=True):
+class ActorUnresponsive(Event, frozen=True, kw_only=True):
     """A system actor did not answer, or answered without progress: ``problem`` says which."""
 
     actor: Id
@@ -28,7 +28,7 @@ class ActorUnresponsive(Event, kw_only=True):
 
 
 @event_type("actor.restarted")
-class ActorRestarted(Event, kw_only=True):
+class ActorRestarted(Event, frozen=True, kw_only=True):
     """A system actor runs again in a new process (``pid``); ``by`` is who restarted it (ray or the monitor)."""
 
     actor: Id
@@ -39,7 +39,7 @@ class ActorRestarted(Event, kw_only=True):
 
 
 @event_type("actor.retired")
-class ActorRetired(Event, kw_only=True):
+class ActorRetired(Event, frozen=True, kw_only=True):
     """The monitor stopped restarting an actor: it failed more often than its restart budget allows."""
 
     actor: Id
@@ -47,8 +47,9 @@ class ActorRetired(Event, kw_only=True):
 
 
 @event_type("alert.raised", version=2)
-class AlertRaised(Event, kw_only=True):
-    """Something a person must look at. ``key`` groups repeats of the same alert; ``task_id`` is the task it is about."""
+class AlertRaised(Event, frozen=True, kw_only=True):
+    """Something a person must look at. ``key`` groups repeats of the same alert; ``task_id`` is the task it is
+    about, if any."""
 
     key: Id
     severity: Literal["info", "warning", "critical"] = "warning"

@@ -12,7 +12,7 @@ from events.registry import Event, event_type
 
 
 @event_type("request.submitted")
-class RequestSubmitted(Event):
+class RequestSubmitted(Event, frozen=True):
     """Someone asked for work; the tasks that carry out the request follow."""
 
     request_id: Id
@@ -31,7 +31,7 @@ class PlannedStep(Struct, frozen=True, kw_only=True):
 
 
 @event_type("pipeline.planned")
-class PipelinePlanned(Event, kw_only=True):
+class PipelinePlanned(Event, frozen=True, kw_only=True):
     """A request became a pipeline over a repository: where its tree is, what it was made from, and the plan.
 
     Appended in the same commit as the request and its tasks; ``tree`` is relative to the workspace.

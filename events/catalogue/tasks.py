@@ -42,7 +42,7 @@ RETRIED: frozenset[str] = frozenset({"transient", "infrastructure", "code"})
 
 
 @event_type("task.submitted")
-class TaskSubmitted(Event):
+class TaskSubmitted(Event, frozen=True):
     """A unit of work was asked for."""
 
     task_id: Id
@@ -56,7 +56,7 @@ class TaskSubmitted(Event):
 
 
 @event_type("task.queued")
-class TaskQueued(Event):
+class TaskQueued(Event, frozen=True):
     """The task waits in its priority queue (its dependencies, if any, are done)."""
 
     task_id: Id
@@ -65,7 +65,7 @@ class TaskQueued(Event):
 
 
 @event_type("task.assigned")
-class TaskAssigned(Event):
+class TaskAssigned(Event, frozen=True):
     """The task was leased to an agent until ``lease_expires_at``."""
 
     task_id: Id
@@ -76,7 +76,7 @@ class TaskAssigned(Event):
 
 
 @event_type("task.started")
-class TaskStarted(Event):
+class TaskStarted(Event, frozen=True):
     """The agent holding the lease began the work."""
 
     task_id: Id
@@ -85,7 +85,7 @@ class TaskStarted(Event):
 
 
 @event_type("task.completed")
-class TaskCompleted(Event):
+class TaskCompleted(Event, frozen=True):
     """The work finished; ``result`` is the agent's output."""
 
     task_id: Id
@@ -96,7 +96,7 @@ class TaskCompleted(Event):
 
 
 @event_type("task.failed", version=2)
-class TaskFailed(Event):
+class TaskFailed(Event, frozen=True):
     """One attempt failed; ``kind`` says why (see :data:`FailureKind`), ``exception`` names the exception's type."""
 
     task_id: Id
@@ -120,7 +120,7 @@ def _task_failed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @event_type("task.lease_expired")
-class TaskLeaseExpired(Event):
+class TaskLeaseExpired(Event, frozen=True):
     """The agent holding the lease did not finish in time, or died; the attempt is over."""
 
     task_id: Id
@@ -130,7 +130,7 @@ class TaskLeaseExpired(Event):
 
 
 @event_type("task.retried")
-class TaskRetried(Event):
+class TaskRetried(Event, frozen=True):
     """The task goes back to its queue for attempt ``attempt`` after ``not_before``."""
 
     task_id: Id
@@ -139,7 +139,7 @@ class TaskRetried(Event):
 
 
 @event_type("task.dead_lettered", version=2)
-class TaskDeadLettered(Event):
+class TaskDeadLettered(Event, frozen=True):
     """The task will not be tried again without a human requeueing it.
 
     ``kind`` is the kind of its last failure; ``dependency`` is set instead when it never ran
@@ -170,7 +170,7 @@ Requeuer = Literal["person", "error-detector"]
 
 
 @event_type("task.requeued", version=2)
-class TaskRequeued(Event):
+class TaskRequeued(Event, frozen=True):
     """A dead-lettered task went back in its queue with a fresh set of attempts; ``by`` says who sent it."""
 
     task_id: Id
@@ -186,7 +186,7 @@ def _task_requeued_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @event_type("task.awaiting")
-class TaskAwaiting(Event):
+class TaskAwaiting(Event, frozen=True):
     """The attempt stopped to wait for an approval or a vote (``authority_id``); it holds no slot while it waits."""
 
     task_id: Id
@@ -197,7 +197,7 @@ class TaskAwaiting(Event):
 
 
 @event_type("task.resumed")
-class TaskResumed(Event):
+class TaskResumed(Event, frozen=True):
     """The approval or vote the task waited for was decided; the task goes back to its queue for a new attempt."""
 
     task_id: Id
@@ -206,7 +206,8 @@ class TaskResumed(Event):
 
 
 class TaskStatus(StrEnum):
-    """Where a task is in its lifecycle: the ``status`` column of the ``tasks`` read model, and the dispatcher's view."""
+    """Where a task is in its lifecycle: the ``status`` column of the ``tasks`` read model, and the dispatcher's
+    view."""
 
     SUBMITTED = "submitted"
     """Waiting for the tasks it depends on."""
@@ -248,7 +249,8 @@ _AFTER_NAMED: dict[str, TaskStatus] = {cls.type_name: status for cls, status in 
 
 
 def next_status(status: TaskStatus | None, event: type[Event] | str) -> TaskStatus:
-    """The status of a task in ``status`` (None: not seen yet) after an event of type ``event`` (its class or type name).
+    """The status of a task in ``status`` (None: not seen yet) after an event of type ``event`` (its class or
+    type name).
 
     ``task.started`` moves only an assigned task (or one not seen yet) to running. Raises
     ``KeyError`` for an event that is not one of :data:`TASK_EVENTS`.
@@ -276,7 +278,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     title: Text = ""
 
     def submitted(self, task_id: str, request_id: str | None, priority: int) -> TaskSubmitted:
-        """The ``task.submitted`` event of this task, as ``task_id`` of ``request_id`` (``priority`` if it sets none)."""
+        """The ``task.submitted`` event of this task, as ``task_id`` of ``request_id`` (``priority`` if it sets
+        none)."""
         return TaskSubmitted(task_id=task_id, capability=self.capability,
                              priority=priority if self.priority is None else self.priority, request_id=request_id,
                              inputs=dict(self.inputs), depends_on=list(self.depends_on),

@@ -20,7 +20,7 @@ SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 
 
 @event_type("file.changed")
-class FileChanged(Event, kw_only=True):
+class FileChanged(Event, frozen=True, kw_only=True):
     """A file was written or patched: its SHA-256 before (None: it was new) and after (None: it was removed)."""
 
     warrant_id: Id
@@ -31,7 +31,7 @@ class FileChanged(Event, kw_only=True):
 
 
 @event_type("git.committed")
-class GitCommitted(Event, kw_only=True):
+class GitCommitted(Event, frozen=True, kw_only=True):
     """A commit was made: its id, branch, author and the files it changed."""
 
     warrant_id: Id
@@ -44,7 +44,7 @@ class GitCommitted(Event, kw_only=True):
 
 
 @event_type("tests.reported")
-class TestsReported(Event, kw_only=True):
+class TestsReported(Event, frozen=True, kw_only=True):
     """What a test run found, from its JUnit XML: counts, the failing tests, and the report's digest."""
 
     warrant_id: Id
@@ -73,8 +73,9 @@ class Finding(Struct, frozen=True, kw_only=True):
 
 
 @event_type("review.reported")
-class ReviewReported(Event, kw_only=True):
-    """What static review (ruff, bandit) found, counted by severity; ``blocking`` are those at or above the threshold."""
+class ReviewReported(Event, frozen=True, kw_only=True):
+    """What static review (ruff, bandit) found, counted by severity; ``blocking`` are those at or above the
+    threshold."""
 
     warrant_id: Id
     key: Id
@@ -97,8 +98,9 @@ class Artefact(Struct, frozen=True, kw_only=True):
 
 
 @event_type("build.reported")
-class BuildReported(Event, kw_only=True):
-    """A build with its evidence: the artefacts' digests, whether a second build was byte-identical, signed provenance."""
+class BuildReported(Event, frozen=True, kw_only=True):
+    """A build with its evidence: the artefacts' digests, whether a second build was byte-identical, signed
+    provenance."""
 
     warrant_id: Id
     key: Id
@@ -114,7 +116,7 @@ class BuildReported(Event, kw_only=True):
 
 
 @event_type("release.deployed")
-class ReleaseDeployed(Event, kw_only=True):
+class ReleaseDeployed(Event, frozen=True, kw_only=True):
     """A release went live in an environment (``outcome`` "live"), or failed its health check and was rolled back."""
 
     warrant_id: Id

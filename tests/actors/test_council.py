@@ -49,7 +49,7 @@ def last(url: str, task_id: str) -> str:
 
 
 def test_an_acting_task_gets_a_warrant_and_its_effects_are_recorded(council) -> None:  # type: ignore[no-untyped-def]
-    url, handles, client, _, tmp = council
+    url, _handles, client, _, tmp = council
     submit(client, "write-1", "files.write", files={"src/hello.py": "print('hello')\n"})
     wait_until(lambda: last(url, "write-1") == "task.completed", timeout=60)
     assert (tmp / "ws" / "src" / "hello.py").read_text() == "print('hello')\n"

@@ -42,7 +42,7 @@ def completions(url: str) -> collections.Counter[str]:
 
 
 def test_tasks_flow_to_agents_and_complete_once(system) -> None:  # type: ignore[no-untyped-def]
-    url, handles, client = system
+    url, _handles, client = system
     ids = submit(client, 60)
     wait_until(lambda: len(completions(url)) == 60, timeout=60)
     done = completions(url)
@@ -54,7 +54,7 @@ def test_tasks_flow_to_agents_and_complete_once(system) -> None:  # type: ignore
 
 
 def test_watchers_long_poll_the_projector_and_see_each_change(system) -> None:  # type: ignore[no-untyped-def]
-    url, handles, client = system
+    _url, handles, client = system
     projector = handles[names.PROJECTOR]
     position = ask(projector.catch_up)
     t0 = time.monotonic()
@@ -73,7 +73,7 @@ def test_watchers_long_poll_the_projector_and_see_each_change(system) -> None:  
 
 
 def test_failures_are_retried_then_dead_lettered(system) -> None:  # type: ignore[no-untyped-def]
-    url, handles, client = system
+    url, _handles, client = system
     (flaky,) = submit(client, 1, capability="fail")
     (fatal,) = submit(client, 1, capability="fail", permanent=True)
 
@@ -102,7 +102,8 @@ def test_killing_the_dispatcher_and_an_agent_mid_run_completes_every_task_once(s
     done = completions(url)
     assert set(done) == set(ids) and set(done.values()) == {1}, "a task completed twice or never"
     with open_store(url) as s:
-        assigned = collections.Counter((e.payload.task_id, e.payload.attempt) for e in s.read_all(types=["task.assigned"]))
+        assigned = collections.Counter((e.payload.task_id, e.payload.attempt)
+                                       for e in s.read_all(types=["task.assigned"]))
         assert s.verify().ok
     assert set(assigned.values()) == {1}, "an attempt was assigned twice"
     assert ask(handles[names.DISPATCHER].stats)["position"] > 0
@@ -151,7 +152,7 @@ def test_an_agent_without_a_skill_for_its_capability_is_refused_before_anything_
     from cluster.team import TeamError
 
     team = [AgentSpec(agent_id="a", capabilities=("code.generate",))]
-    with pytest.raises(TeamError, match="no skill is registered for capability 'code.generate'; known: ci.build, "
-                                        ".*, echo, fail, files.write, hang, noop, sleep"):
+    with pytest.raises(TeamError, match=r"no skill is registered for capability 'code\.generate'; known: ci\.build, "
+                                        r".*, echo, fail, files\.write, hang, noop, sleep"):
         boot(System.of(f"sqlite:///{tmp_path / 'events.db'}", team))
     assert not (tmp_path / "events.db").exists()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_support import council
+from cli_support import ROOT, council
 
 from cluster.settings import DEFAULT_STORE, ConfigurationError, Settings
 from events import open_store
@@ -35,7 +35,8 @@ def test_events_prints_filters_and_emits_json(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [e["position"] for e in lines] == [2, 3]
-    assert lines[0]["type"] == "task.queued" and lines[0]["payload"] == {"task_id": "t1", "priority": 1, "start_deadline": None}
+    assert lines[0]["type"] == "task.queued"
+    assert lines[0]["payload"] == {"task_id": "t1", "priority": 1, "start_deadline": None}
     assert len(lines[0]["hash"]) == 64
     one = council("events", "--store", url, "--stream", "task-4", cwd=tmp_path)
     assert one.returncode == 0 and "task-4@1" in one.stdout and one.stdout.count("\n") == 1
@@ -48,8 +49,10 @@ def test_events_prints_filters_and_emits_json(tmp_path: Path) -> None:
     [
         (("events", "--store", "sqlite:///{tmp}/none.db"), "error: there is no event store at"),
         (("verify", "--store", "mysql://x"), "error: store URL scheme 'mysql' is not supported"),
-        (("events", "--store", "sqlite:///{tmp}/e.db", "--type", "task.nope"), "error: event type 'task.nope' is not known"),
-        (("events", "--store", "sqlite:///{tmp}/e.db", "--stream", "bad name"), "error: stream name 'bad name' is not valid"),
+        (("events", "--store", "sqlite:///{tmp}/e.db", "--type", "task.nope"),
+         "error: event type 'task.nope' is not known"),
+        (("events", "--store", "sqlite:///{tmp}/e.db", "--stream", "bad name"),
+         "error: stream name 'bad name' is not valid"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
@@ -60,9 +63,9 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ..
 
 
 def test_a_bad_environment_setting_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match="max_event_bytes: .*greater than or equal to 1024"):
+    with pytest.raises(ConfigurationError, match=r"max_event_bytes: .*greater than or equal to 1024"):
         Settings.from_env({"COUNCIL_MAX_EVENT_BYTES": "10"})
-    with pytest.raises(ConfigurationError, match="max_event_bytes: .*valid integer"):
+    with pytest.raises(ConfigurationError, match=r"max_event_bytes: .*valid integer"):
         Settings.from_env({"COUNCIL_MAX_EVENT_BYTES": "lots"})
     assert Settings.from_env({}).store == DEFAULT_STORE
     assert Settings.from_env({"COUNCIL_STORE": "memory://"}, store=None).store == "memory://"
@@ -95,3 +98,15 @@ def test_skills_checks_a_team_file_and_up_refuses_a_bad_one_before_starting_anyt
     team.write_text(team.read_text().replace("capabilities", "capabilites"))
     typo = council("up", "--team", str(team), cwd=tmp_path)
     assert typo.returncode == 2 and 'has an unknown field "capabilites" (did you mean "capabilities"?)' in typo.stderr
+
+
+def test_up_refuses_a_team_whose_skills_module_fails_to_import(tmp_path: Path) -> None:
+    (tmp_path / "broken_notes.py").write_text("raise RuntimeError('half-written plug-in')\n")
+    team = tmp_path / "team.toml"
+    team.write_text('skills = ["broken_notes"]\n\n[[agents]]\nname = "worker"\nrole = "worker"\n'
+                    'capabilities = ["echo"]\n')
+    up = council("up", "--team", str(team), cwd=tmp_path, env={"PYTHONPATH": f"{ROOT}:{tmp_path}"})
+    assert up.returncode == 2 and len(up.stderr.strip().splitlines()) == 1
+    assert up.stderr.startswith("error: the skills module broken_notes fails to import (RuntimeError: half-written "
+                                "plug-in); check it is installed where the council runs, or fix it")
+    assert not (tmp_path / ".council").exists()

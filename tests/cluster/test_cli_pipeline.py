@@ -1,4 +1,5 @@
-"""README's main job from the command line: `council run ci` on the sample service, two `council approve`s, the report."""
+"""README's main job from the command line: `council run ci` on the sample service, two `council approve`s, the
+report."""
 
 from __future__ import annotations
 

@@ -42,7 +42,8 @@ def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
         keys.new(name)  # before the policy is adopted, so the approvers are pinned
     settings = Settings(store=f"sqlite:///{home / 'events.db'}", projections=str(home / "projections.duckdb"),
                         home=str(home / ".council"), health=False)
-    handle = Council.start(settings, team=[m for m in load_team(DEFAULT_TEAM).members() if m.role != "worker"], dispatch={"backoff_base": 0.05})
+    team = [m for m in load_team(DEFAULT_TEAM).members() if m.role != "worker"]
+    handle = Council.start(settings, team=team, dispatch={"backoff_base": 0.05})
     yield handle
     shutdown()
     ray.shutdown()
@@ -199,7 +200,8 @@ def test_killing_an_agent_mid_step_resumes_without_redoing_finished_steps(counci
 
 
 def test_safe_lint_fixes_are_committed_on_their_own_before_the_build(council: Council, tmp_path: Path) -> None:
-    app = (SAMPLE / "src" / "sample_service" / "app.py").read_text().replace("import json\n", "import json\nimport os\n")
+    source = (SAMPLE / "src" / "sample_service" / "app.py").read_text()
+    app = source.replace("import json\n", "import json\nimport os\n")
     run, _ = run_to_the_end(council, sample(tmp_path, **{"src/sample_service/app.py": app}))
     found = report(council, run)
     assert found.outcome == "awaiting approval", found.text()

@@ -90,6 +90,7 @@ def test_a_team_that_names_a_skill_nobody_installed_is_refused_before_anything_s
     from cluster.team import TeamError
 
     with pytest.raises(TeamError, match=r"team.toml line \d+: agents\[0\] \(\"scribe\"\): no skill is registered for "
-                                        r"capability 'notes.summarise' \(did you mean \"notes.\w+\"\?\); known: .*notes.count"):
+                                        r"capability 'notes.summarise' \(did you mean \"notes.\w+\"\?\); "
+                                        r"known: .*notes.count"):
         Council.start(settings.absolute(), team=load_team(team))
     assert not (tmp_path / "events.db").exists()

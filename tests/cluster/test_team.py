@@ -57,7 +57,8 @@ def test_council_up_resizes_the_worker_entry_only() -> None:
                                                 r"is missing; add it"),
     (('name = "coder"', 'name = "worker"'), r"team.toml: .*two \[\[agents\]\] entries are named \"worker\""),
     (('skills = []', 'skills = "mine"'), r'team.toml line 2: skills: input should be a valid tuple'),
-    (('skills = []', 'skils = []'), r'team.toml line 2: the team has an unknown field "skils" \(did you mean "skills"\?\)'),
+    (('skills = []', 'skils = []'), r'team.toml line 2: the team has an unknown field "skils" '
+                                    r'\(did you mean "skills"\?\)'),
     (('[[agents]]\nname = "coder"', '[[agents]\nname = "coder"'), r"team.toml: TOML syntax error"),
 ])
 def test_a_bad_team_file_is_refused_naming_the_line_and_the_field(tmp_path: Path, change: tuple[str, str],
@@ -69,7 +70,7 @@ def test_a_bad_team_file_is_refused_naming_the_line_and_the_field(tmp_path: Path
 
 
 def test_a_missing_team_file_says_what_to_give(tmp_path: Path) -> None:
-    with pytest.raises(TeamError, match="there is no team file .*nope.toml; give the path of one"):
+    with pytest.raises(TeamError, match=r"there is no team file .*nope\.toml; give the path of one"):
         load_team(tmp_path / "nope.toml")
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from events import EventStore, NewEvent, open_store  # noqa: E402
-from events.catalogue import TaskSubmitted  # noqa: E402
+from events import EventStore, NewEvent, open_store
+from events.catalogue import TaskSubmitted
 
 
 def batch(stream: str, tag: dict[str, int], size: int) -> list[NewEvent]:

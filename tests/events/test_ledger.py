@@ -186,7 +186,7 @@ def test_any_single_bit_flip_in_the_stored_events_is_caught(tmp_path_factory: py
 def test_reading_a_damaged_commit_raises_a_clear_error(ledger) -> None:  # type: ignore[no-untyped-def]
     url, t = ledger
     t.set(5, "events", b"\xc1garbage")
-    with open_store(url) as s, pytest.raises(CorruptLog, match="damaged at position 5.*run `council verify`"):
+    with open_store(url) as s, pytest.raises(CorruptLog, match=r"damaged at position 5.*run `council verify`"):
         s.read_all()
     report = verify(url)
     assert not report.ok and report.failed_position == 5 and "cannot be decoded" in (report.problem or "")

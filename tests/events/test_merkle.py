@@ -177,8 +177,8 @@ def test_vector_inclusion(index: int, size: int, proof: list[str]) -> None:
                                 (index, size * 2), (index, size // 2)]:
         assert not verify_inclusion(leaf, bad_index, bad_size, expected, root_hash)
     assert not verify_inclusion(leaf, index, size, expected, EMPTY_ROOT)
-    assert not verify_inclusion(leaf, index, size, expected + [root_hash], root_hash)
-    assert not verify_inclusion(leaf, index, size, [root_hash] + expected, root_hash)
+    assert not verify_inclusion(leaf, index, size, [*expected, root_hash], root_hash)
+    assert not verify_inclusion(leaf, index, size, [root_hash, *expected], root_hash)
 
 
 @pytest.mark.parametrize(("old", "new", "proof"), CONSISTENCY_VECTORS)
@@ -193,7 +193,7 @@ def test_vector_consistency(old: int, new: int, proof: list[str]) -> None:
             assert not verify_consistency(bad_old, bad_new, r1, r2, expected)
         assert not verify_consistency(old, new, r2, r1, expected)
         assert not verify_consistency(old, new, r1, r2, [])
-        assert not verify_consistency(old, new, r1, r2, [expected[0]] + expected)
+        assert not verify_consistency(old, new, r1, r2, [expected[0], *expected])
 
 
 # ---------------------------------------------------------------------------
@@ -236,11 +236,11 @@ def test_inclusion_roundtrip_and_tamper(ti: tuple[int, int], pos: int, mask: int
     assert not verify_inclusion(_flip(leaf, pos, mask), i, n, proof, r)
     assert not verify_inclusion(leaf, i, n, proof, _flip(r, pos, mask))
     for k in range(len(proof)):
-        bad = proof[:k] + [_flip(proof[k], pos, mask)] + proof[k + 1:]
+        bad = [*proof[:k], _flip(proof[k], pos, mask), *proof[k + 1:]]
         assert not verify_inclusion(leaf, i, n, bad, r)
         assert not verify_inclusion(leaf, i, n, proof[:k] + proof[k + 1:], r)
     j = at % (len(proof) + 1)
-    assert not verify_inclusion(leaf, i, n, proof[:j] + [extra] + proof[j:], r)
+    assert not verify_inclusion(leaf, i, n, [*proof[:j], extra, *proof[j:]], r)
 
 
 @PROPS
@@ -255,11 +255,11 @@ def test_consistency_roundtrip_and_tamper(sizes: tuple[int, int], pos: int, mask
     assert not verify_consistency(m, n, _flip(r1, pos, mask), r2, proof)
     assert not verify_consistency(m, n, r1, _flip(r2, pos, mask), proof)
     for k in range(len(proof)):
-        bad = proof[:k] + [_flip(proof[k], pos, mask)] + proof[k + 1:]
+        bad = [*proof[:k], _flip(proof[k], pos, mask), *proof[k + 1:]]
         assert not verify_consistency(m, n, r1, r2, bad)
         assert not verify_consistency(m, n, r1, r2, proof[:k] + proof[k + 1:])
     j = at % (len(proof) + 1)
-    assert not verify_consistency(m, n, r1, r2, proof[:j] + [extra] + proof[j:])
+    assert not verify_consistency(m, n, r1, r2, [*proof[:j], extra, *proof[j:]])
 
 
 @PROPS
@@ -290,8 +290,8 @@ def _ref_path(m: int, d: list[bytes]) -> list[bytes]:
         return []
     k = 1 << ((len(d) - 1).bit_length() - 1)
     if m < k:
-        return _ref_path(m, d[:k]) + [_ref_mth(d[k:])]
-    return _ref_path(m - k, d[k:]) + [_ref_mth(d[:k])]
+        return [*_ref_path(m, d[:k]), _ref_mth(d[k:])]
+    return [*_ref_path(m - k, d[k:]), _ref_mth(d[:k])]
 
 
 def _ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
@@ -300,8 +300,8 @@ def _ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
         return [] if b else [_ref_mth(d)]
     k = 1 << ((len(d) - 1).bit_length() - 1)
     if m <= k:
-        return _ref_subproof(m, d[:k], b) + [_ref_mth(d[k:])]
-    return _ref_subproof(m - k, d[k:], False) + [_ref_mth(d[:k])]
+        return [*_ref_subproof(m, d[:k], b), _ref_mth(d[k:])]
+    return [*_ref_subproof(m - k, d[k:], False), _ref_mth(d[:k])]
 
 
 def test_matches_recursive_rfc_definitions_exhaustively() -> None:
@@ -446,7 +446,7 @@ def test_verify_inclusion_bad_input_returns_false() -> None:
     cases = [
         (leaf, n, n, proof, r), (leaf, n + 3, n, proof, r), (leaf, -1, n, proof, r),
         (leaf, 0, 0, [], EMPTY_ROOT), (leaf, i, -n, proof, r), (leaf, i, 0, proof, r),
-        (leaf[:31], i, n, proof, r), (leaf, i, n, proof, r[:31]), (leaf, i, n, proof + [b""], r),
+        (leaf[:31], i, n, proof, r), (leaf, i, n, proof, r[:31]), (leaf, i, n, [*proof, b""], r),
         (leaf, i, n, [p[:16] for p in proof], r), (None, i, n, proof, r), (leaf, i, n, None, r),
         (leaf, "2", n, proof, r), (leaf, i, 5.0, proof, r), (leaf, i, n, b"".join(proof), r),
         (leaf, i, n, [None] * len(proof), r), (leaf, i, n, proof, None), (leaf, True, n, proof, r),
@@ -464,7 +464,7 @@ def test_verify_consistency_bad_input_returns_false() -> None:
         (0, n, EMPTY_ROOT, r2, proof), (0, n, EMPTY_ROOT, r2, []), (0, 0, EMPTY_ROOT, EMPTY_ROOT, []),
         (n, m, r2, r1, proof), (n, m, r1, r2, proof), (-1, n, r1, r2, proof), (m, -n, r1, r2, proof),
         (m, n, r1, r2, []), (m, m, r1, r2, []), (m, m, r1, r1, [r1]), (m, n, r1[:31], r2, proof),
-        (m, n, r1, r2, proof + [b""]), (m, n, None, r2, proof), (m, n, r1, r2, None),
+        (m, n, r1, r2, [*proof, b""]), (m, n, None, r2, proof), (m, n, r1, r2, None),
         (m, n, r1, r2, b"".join(proof)), (m, n, r1, r2, [None] * len(proof)), ("3", n, r1, r2, proof),
         (m, float(n), r1, r2, proof), (True, n, r1, r2, proof),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -35,8 +36,9 @@ ids = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:@/+=-]{0,40}", fullmatch=True)
 caps = st.from_regex(r"[a-z][a-z0-9_-]{0,10}(\.[a-z][a-z0-9_-]{0,10}){0,2}", fullmatch=True)
 text = st.text(max_size=200)
 seconds = st.floats(min_value=0, max_value=4e9, allow_nan=False)
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | text,
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite_floats | text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=12,
 )
@@ -108,7 +110,8 @@ def test_a_version_1_agent_registration_is_upcast_on_read(sqlite_url: str) -> No
     with open_store(sqlite_url) as store:
         store_raw(store, "agent.registered", 1,
                   {"agent_id": "coder-1", "role": "coder", "capabilities": "code.generate, test.run", "version": "0.1"})
-        store.append("agents", [AgentRegistered(agent_id="coder-2", role="coder", capabilities=["code.review"], slots=4)])
+        store.append("agents", [AgentRegistered(agent_id="coder-2", role="coder", capabilities=["code.review"],
+                                                slots=4)])
         old, new = store.read_stream("agents")
         assert old.schema_version == 1 and new.schema_version == 2
         assert old.payload == AgentRegistered(agent_id="coder-1", role="coder",
@@ -119,7 +122,7 @@ def test_a_version_1_agent_registration_is_upcast_on_read(sqlite_url: str) -> No
 def test_a_payload_from_a_newer_schema_is_refused_with_advice() -> None:
     with open_store("memory://") as store:
         store_raw(store, "agent.registered", 3, {"agent_id": "x"})
-        with pytest.raises(UnsupportedSchemaVersion, match="schema version 3.*upgrade agent-council"):
+        with pytest.raises(UnsupportedSchemaVersion, match=r"schema version 3.*upgrade agent-council"):
             store.read_all()
 
 
@@ -137,12 +140,12 @@ def test_a_missing_upcaster_is_named() -> None:
 
 
 def test_an_upcast_that_does_not_fit_the_schema_is_an_invalid_payload() -> None:
-    with pytest.raises(InvalidPayload, match="stored agent.registered v1 payload does not fit"):
+    with pytest.raises(InvalidPayload, match=re.escape("stored agent.registered v1 payload does not fit")):
         VOCABULARY.decode("agent.registered", 1, b'{"agent_id": "x", "capabilities": "a"}')
 
 
 def test_an_unknown_stored_type_is_named() -> None:
-    with pytest.raises(UnknownEventType, match="'order.shipped' is not known"):
+    with pytest.raises(UnknownEventType, match=re.escape("'order.shipped' is not known")):
         VOCABULARY.decode("order.shipped", 1, b"{}")
 
 

@@ -69,7 +69,7 @@ def test_a_store_from_a_newer_schema_is_refused(sqlite_url: str) -> None:
     path = sqlite_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
-    with pytest.raises(NewerStoreSchema, match="newer agent-council .*store schema 99"):
+    with pytest.raises(NewerStoreSchema, match=r"newer agent-council .*store schema 99"):
         open_store(sqlite_url)
 
 
@@ -92,12 +92,14 @@ def test_uses_wal_and_full_synchronous(sqlite_url: str) -> None:
 
 
 def test_an_append_that_returned_survives_the_process(sqlite_url: str) -> None:
+    root = str(Path(__file__).resolve().parents[2])
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {root!r})\n"
         "from events import open_store\nfrom events.catalogue import TaskQueued\n"
-        "s = open_store(%r)\nprint(s.append('s', [TaskQueued(task_id='a', priority=1)]).positions[0], flush=True)\n"
+        f"s = open_store({sqlite_url!r})\n"
+        "print(s.append('s', [TaskQueued(task_id='a', priority=1)]).positions[0], flush=True)\n"
         "import os; os._exit(0)\n"  # no close, no cleanup
-    ) % (str(Path(__file__).resolve().parents[2]), sqlite_url)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "1"
     with open_store(sqlite_url, create=False) as s:

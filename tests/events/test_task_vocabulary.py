@@ -55,7 +55,7 @@ def test_only_task_events_have_a_transition() -> None:
 def test_statuses_are_the_read_models_words_and_settled_ones_are_final() -> None:
     assert [s.value for s in TaskStatus] == ["submitted", "queued", "assigned", "running", "awaiting_approval",
                                              "completed", "failed", "dead_lettered"]
-    assert SETTLED == {TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED}
+    assert {TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED} == SETTLED
     assert set(get_args(FailureKind)) >= RETRIED and RETRIED.isdisjoint({"permanent", "denied"})
 
 

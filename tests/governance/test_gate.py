@@ -47,7 +47,8 @@ def test_an_authorised_write_is_recorded_before_and_after_it_happens(council: Co
     changed = council.events(f"warrant-{grant.warrant_id}")[-1]
     assert changed.before is None and changed.after == hashlib.sha256(b"print('hi')\n").hexdigest()
     authorized = council.events(f"warrant-{grant.warrant_id}")[1]
-    assert authorized.rule == "coders-write-source" and authorized.policy_hash == council.authority.policy.adopted.policy_hash
+    assert authorized.rule == "coders-write-source"
+    assert authorized.policy_hash == council.authority.policy.adopted.policy_hash
     assert result == {"path": "src/app.py", "sha256": hashlib.sha256(b"print('hi')\n").hexdigest()}
 
 
@@ -287,7 +288,7 @@ def test_self_approval_the_same_key_twice_and_an_unknown_key_are_refused(council
         approvals.admit(ledger, approvals.sign_approval(council.keyring.signer("mallory"), ledger.requested),
                         now=now, policy_hash=policy)
     sign(council, "alice", aid)
-    with pytest.raises(Exception, match="has already signed .* a key counts once"):
+    with pytest.raises(Exception, match=r"has already signed .* a key counts once"):
         sign(council, "alice", aid)
     # even appended behind the checks' back, a second signature by the same key counts once
     again = approvals.sign_approval(council.keyring.signer("alice"), ledger.requested)
@@ -298,7 +299,7 @@ def test_self_approval_the_same_key_twice_and_an_unknown_key_are_refused(council
 
 def test_a_signature_for_another_request_expired_or_after_a_policy_change_is_refused(council: Council) -> None:
     _, aid, ledger = deploy_request(council, task="t-first")
-    _, other, other_ledger = deploy_request(council, artifact="dist/b.tar", task="t-second")
+    _, _other, other_ledger = deploy_request(council, artifact="dist/b.tar", task="t-second")
     replayed = approvals.sign_approval(council.keyring.signer("alice"), other_ledger.requested)  # other nonce, digest
     replayed = msgspec.structs.replace(replayed, approval_id=aid)
     now, policy = council.clock(), council.authority.policy.adopted.policy_hash

@@ -35,7 +35,8 @@ def test_a_change_reaches_the_tests_of_every_module_that_imports_it(project: Pat
 def test_a_leaf_change_runs_only_its_tests_and_a_changed_test_runs_itself(project: Path) -> None:
     assert analyse(project, ["src/shop/cart.py"]).tests == ("tests/test_cart.py",)
     assert analyse(project, ["tests/test_health.py"]).tests == ("tests/test_health.py",)
-    assert analyse(project, ["README.md"]).tests == () and analyse(project, ["README.md"]).reason == "no Python module changed"
+    assert analyse(project, ["README.md"]).tests == ()
+    assert analyse(project, ["README.md"]).reason == "no Python module changed"
 
 
 @pytest.mark.parametrize("path", ["pyproject.toml", "tests/conftest.py", "setup.cfg"])

@@ -27,7 +27,8 @@ carol = "carol"
 """  # 7 lines; the first rule written after it starts on line 9
 
 
-def rule(name: str, effect: str = "allow", actions: str = '["file.write"]', roles: str = '["coder"]', **more: str) -> str:
+def rule(name: str, effect: str = "allow", actions: str = '["file.write"]', roles: str = '["coder"]',
+         **more: str) -> str:
     """One [[rules]] table; ``more`` values are TOML text, written in the order given."""
     lines = ["", "[[rules]]", f'name = "{name}"', f"actions = {actions}", f"roles = {roles}", f'effect = "{effect}"']
     lines += [f"{key} = {value}" for key, value in more.items()]
@@ -71,7 +72,8 @@ def test_unknown_field_in_budgets():
     assert refusal(text).startswith(f'policy.toml line {line_of(text, "tokenz")}: [budgets.request] has an unknown '
                                     'field "tokenz" (did you mean "tokens"?)')
     text = HEAD + '\n[budgets.weekly]\ntokens = 5\n'
-    assert refusal(text).startswith(f'policy.toml line {line_of(text, "weekly")}: [budgets] has an unknown field "weekly"')
+    assert refusal(text).startswith(f'policy.toml line {line_of(text, "weekly")}: '
+                                    '[budgets] has an unknown field "weekly"')
 
 
 def test_budget_values_are_checked():
@@ -122,8 +124,8 @@ def test_bad_effect():
 
 def test_approve_without_approvers():
     text = HEAD + rule("x", effect="approve", approvals="1")
-    assert refusal(text) == (f'policy.toml line {line_of(text, "[[rules]]")}: rules[0] ("x") field "approvers" is missing: '
-                             'an "approve" rule needs it (who may approve, from [approvers])')
+    assert refusal(text) == (f'policy.toml line {line_of(text, "[[rules]]")}: rules[0] ("x") field "approvers" '
+                             'is missing: an "approve" rule needs it (who may approve, from [approvers])')
 
 
 def test_approve_without_approvals():
@@ -133,14 +135,15 @@ def test_approve_without_approvals():
 
 def test_more_approvals_than_approvers():
     text = HEAD + rule("x", effect="approve", approvals="3", approvers='["alice", "bob"]')
-    assert refusal(text) == (f'policy.toml line {line_of(text, "approvals")}: rules[0] ("x") field "approvals": asks for '
-                             "3 approvals but names only 2 approvers; lower approvals or name more approvers")
+    assert refusal(text) == (f'policy.toml line {line_of(text, "approvals")}: rules[0] ("x") field "approvals": '
+                             "asks for 3 approvals but names only 2 approvers; lower approvals or name more approvers")
 
 
 def test_approver_not_defined():
-    text = HEAD + rule("a") + rule("b") + rule("deploy-prod", effect="approve", approvals="1", approvers='["alice", "dave"]')
-    assert refusal(text) == ('policy.toml line 4: [approvers] "dave" is named by rules[2] ("deploy-prod") but not defined; '
-                             'add dave = "<key name>" under [approvers]')
+    deploy = rule("deploy-prod", effect="approve", approvals="1", approvers='["alice", "dave"]')
+    text = HEAD + rule("a") + rule("b") + deploy
+    assert refusal(text) == ('policy.toml line 4: [approvers] "dave" is named by rules[2] ("deploy-prod") '
+                             'but not defined; add dave = "<key name>" under [approvers]')
 
 
 def test_approver_named_without_any_approvers_table():
@@ -167,8 +170,8 @@ def test_bad_approver_and_key_names():
 
 def test_vote_without_quorum():
     text = HEAD + rule("x", effect="vote", voters='["alice", "bob"]', deadline='"24h"')
-    assert refusal(text) == (f'policy.toml line {line_of(text, "[[rules]]")}: rules[0] ("x") field "quorum" is missing: '
-                             'a "vote" rule needs it (how many votes decide)')
+    assert refusal(text) == (f'policy.toml line {line_of(text, "[[rules]]")}: rules[0] ("x") field "quorum" '
+                             'is missing: a "vote" rule needs it (how many votes decide)')
 
 
 def test_vote_quorum_above_voters_and_bad_deadline():
@@ -180,8 +183,8 @@ def test_vote_quorum_above_voters_and_bad_deadline():
 
 def test_fields_of_another_effect_are_refused():
     text = HEAD + rule("x", approvals="2")
-    assert refusal(text) == (f'policy.toml line {line_of(text, "approvals")}: rules[0] ("x") field "approvals": only an '
-                             '"approve" rule takes approvals; remove it or set effect = "approve"')
+    assert refusal(text) == (f'policy.toml line {line_of(text, "approvals")}: rules[0] ("x") field "approvals": '
+                             'only an "approve" rule takes approvals; remove it or set effect = "approve"')
     text = HEAD + rule("x", effect="approve", approvals="1", approvers='["alice"]', quorum="1")
     assert 'field "quorum": only a "vote" rule takes quorum' in refusal(text)
 
@@ -214,8 +217,8 @@ def test_several_problems_report_the_first_by_line_and_count_the_rest():
 
 
 def test_lines_are_found_inside_multi_line_values():
-    text = HEAD + '\n[[rules]]\nname = "x"\ndescription = """\nrole = "not a key"\n"""\nactions = [\n  "file.write",\n' \
-        '  "FILE",  # a comment ]\n]\nroles = ["coder"]\neffect = "allow"\n'
+    text = HEAD + ('\n[[rules]]\nname = "x"\ndescription = """\nrole = "not a key"\n"""\nactions = [\n'
+                   '  "file.write",\n  "FILE",  # a comment ]\n]\nroles = ["coder"]\neffect = "allow"\n')
     assert refusal(text).startswith(f'policy.toml line {line_of(text, "actions")}: rules[0] ("x") field "actions"[1]')
 
 
@@ -252,7 +255,8 @@ def test_approve_wins_over_allow_and_the_largest_k_wins():
         rule("two-again", effect="approve", actions='["deploy"]', roles='["deployer"]', approvals="2",
              approvers='["bob", "carol"]'))
     decision = policy.decide("deploy", "deployer", environment="production")
-    assert decision == PolicyDecision("approve", "two-sign", decision.reason, approvals=2, approvers=("alice", "bob", "carol"))
+    assert decision == PolicyDecision("approve", "two-sign", decision.reason, approvals=2,
+                                      approvers=("alice", "bob", "carol"))
     assert "2 of alice, bob, carol approve" in decision.reason
     assert policy.decide("deploy", "deployer", environment="staging").rule == "two-again"  # first of the largest k
     assert policy.decide("deploy", "monitor").rule == "one-signs"
@@ -262,7 +266,8 @@ def test_approve_wins_over_allow_and_the_largest_k_wins():
 def test_vote_wins_over_approve_and_allow():
     policy = policy_of(
         rule("ok", actions='["deploy"]', roles='["*"]'),
-        rule("sign", effect="approve", actions='["deploy"]', roles='["*"]', approvals="3", approvers='["alice", "bob", "carol"]'),
+        rule("sign", effect="approve", actions='["deploy"]', roles='["*"]', approvals="3",
+             approvers='["alice", "bob", "carol"]'),
         rule("ask", effect="vote", actions='["deploy"]', roles='["monitor"]', voters='["alice", "bob"]', quorum="2",
              deadline='"90m"'))
     decision = policy.decide("deploy", "monitor")
@@ -274,7 +279,8 @@ def test_vote_wins_over_approve_and_allow():
 def test_deny_by_default():
     policy = policy_of(rule("coders-write-source", resources='["src/**"]'))
     decision = policy.decide("file.write", "coder", "tests/a.py")
-    assert decision == PolicyDecision("deny", None, 'no rule allows file.write on "tests/a.py" for role "coder" (deny by default)')
+    reason = 'no rule allows file.write on "tests/a.py" for role "coder" (deny by default)'
+    assert decision == PolicyDecision("deny", None, reason)
     assert policy.decide("file.write", "tester", "src/a.py").effect == "deny"
     assert policy.decide("file.read", "coder", "src/a.py").effect == "deny"
     assert policy.decide("file.write", "coder", "src/a.py").allowed
@@ -333,7 +339,8 @@ def test_decide_never_raises_and_fails_closed(monkeypatch):
 
 def test_hash_ignores_comments_and_layout_but_not_content():
     text = HEAD + rule("x", resources='["src/**"]', description='"writes"')
-    relaid = "# our policy\n\n" + text.replace("\n", "   # note\n").replace(" = ", "=").replace('["src/**"]', '[\n "src/**",\n]')
+    relaid = "# our policy\n\n" + text.replace("\n", "   # note\n").replace(" = ", "=")
+    relaid = relaid.replace('["src/**"]', '[\n "src/**",\n]')
     relaid = relaid.replace("[policy]   # note", "[policy]")
     assert parse_policy(relaid).hash == parse_policy(text).hash
     assert re.fullmatch("[0-9a-f]{64}", parse_policy(text).hash)
@@ -526,8 +533,8 @@ def test_a_legacy_review_table_with_its_replacement_or_other_fields_is_refused()
                              "review_block_at both set the pipeline's review threshold; keep only [tool.pipeline] "
                              "review_block_at")
     other = LEGACY.replace('block_at = "medium"', 'block_at = "medium"\nstrict = true')
-    assert refusal(other) == (f'policy.toml line {line_of(other, "strict")}: [review] has an unknown field "strict"; it '
-                              'takes only "block_at" (write [tool.pipeline] review_block_at instead)')
+    assert refusal(other) == (f'policy.toml line {line_of(other, "strict")}: [review] has an unknown field "strict"; '
+                              'it takes only "block_at" (write [tool.pipeline] review_block_at instead)')
     assert refusal('review = "high"\n' + HEAD).endswith('[review]: must be a table, not a string ("high")')
 
 

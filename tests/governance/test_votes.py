@@ -19,9 +19,9 @@ NOW = time.time()
 
 def ledger_with(quorum: int = 2, deadline: float = NOW + 3600) -> votes.VoteLedger:
     ledger = votes.VoteLedger()
-    ledger.evolve(votes.propose(vote_id="v1", subject="adopt policy X", kind="policy.change", options=["adopt", "reject"],
-                                quorum=quorum, deadline=deadline, voters=VOTERS, proposer=KEYS["alice"].public.fingerprint,
-                                payload={"policy": "f" * 64}))
+    ledger.evolve(votes.propose(vote_id="v1", subject="adopt policy X", kind="policy.change",
+                                options=["adopt", "reject"], quorum=quorum, deadline=deadline, voters=VOTERS,
+                                proposer=KEYS["alice"].public.fingerprint, payload={"policy": "f" * 64}))
     return ledger
 
 
@@ -37,7 +37,8 @@ def test_the_vote_is_decided_at_quorum_by_the_most_votes() -> None:
     assert votes.tally(ledger, now=NOW) is None
     vote(ledger, "bob", "adopt")
     decided = votes.tally(ledger, now=NOW)
-    assert isinstance(decided, VoteDecided) and decided.outcome == "adopt" and decided.tally == {"adopt": 2, "reject": 0}
+    assert isinstance(decided, VoteDecided)
+    assert decided.outcome == "adopt" and decided.tally == {"adopt": 2, "reject": 0}
 
 
 def test_a_tie_or_a_deadline_without_quorum_decides_nothing() -> None:

@@ -1,4 +1,5 @@
-"""The Grafana dashboards and provisioning files: well-formed, wired to the provisioned datasource, every metric ours."""
+"""The Grafana dashboards and provisioning files: well-formed, wired to the provisioned datasource, every metric
+ours."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ DASHBOARDS = Path(__file__).resolve().parents[2] / "monitoring" / "dashboards"
 
 
 def get(url: str, timeout: float = 5) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
 
 

@@ -55,7 +55,7 @@ def kinds(handles, actor: str) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_a_crashed_agent_is_seen_back_in_a_new_process(system) -> None:  # type: ignore[no-untyped-def]
-    url, handles, _ = system
+    _url, handles, _ = system
     agent = handles[names.agent("h1")]
     before = pid_of(agent)
     wait_until(lambda: ray.get(handles[names.HEALTH].watched.remote())[names.agent("h1")]["pid"] == before, 30,

@@ -233,9 +233,11 @@ RECOUNTS = {
            OR r.status <> CASE WHEN r.tasks > 0 AND r.completed = r.tasks THEN 'completed'
                                WHEN r.dead_lettered > 0 AND r.in_progress = 0 THEN 'failed' ELSE 'open' END""",
     "tasks held by unknown agents": """
-        SELECT task_id FROM tasks WHERE status IN ('assigned', 'running') AND agent_id NOT IN (SELECT agent_id FROM agents)""",
+        SELECT task_id FROM tasks WHERE status IN ('assigned', 'running')
+        AND agent_id NOT IN (SELECT agent_id FROM agents)""",
     "tasks of unknown requests": """
-        SELECT task_id FROM tasks WHERE request_id IS NOT NULL AND request_id NOT IN (SELECT request_id FROM requests)""",
+        SELECT task_id FROM tasks WHERE request_id IS NOT NULL
+        AND request_id NOT IN (SELECT request_id FROM requests)""",
 }
 """Queries that return the rows whose derived counts disagree with a recount of the task rows."""
 

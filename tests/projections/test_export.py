@@ -18,7 +18,7 @@ ORDER = {"tasks": "task_id", "requests": "request_id", "agents": "agent_id", "ag
 def read_back(directory: Path, name: str) -> list[tuple[object, ...]]:
     con = duckdb.connect()  # a plain connection: reading files is what this one is for
     table = con.sql(f"SELECT * FROM read_parquet('{directory / (name + '.parquet')}') ORDER BY {ORDER[name]}")
-    rows = list(zip(*(c.to_pylist() for c in table.to_arrow_table().columns)))
+    rows = list(zip(*(c.to_pylist() for c in table.to_arrow_table().columns), strict=True))
     con.close()
     return rows
 
@@ -41,7 +41,8 @@ def test_every_model_round_trips_through_parquet(tmp_path: Path, source: str) ->
     assert [p.name for p in written] == [f"{name}.parquet" for name in READ_MODELS]
     assert sorted(p.name for p in (tmp_path / "out" / "nested").iterdir()) == sorted(p.name for p in written)
     for name in READ_MODELS:
-        assert without_age(name, read_back(tmp_path / "out" / "nested", name)) == without_age(name, expected[name]), name
+        got = read_back(tmp_path / "out" / "nested", name)
+        assert without_age(name, got) == without_age(name, expected[name]), name
     assert expected["tasks"] and expected["dead_letters"]
     projector.close()
 

@@ -53,8 +53,8 @@ class Log:
         return self.add(f"task-{task_id}", *events)
 
 
-def submitted(task_id: str = "t1", request_id: str | None = "r1", *, priority: int = 2, depends_on: list[str] | None = None,
-              max_attempts: int = 3) -> TaskSubmitted:
+def submitted(task_id: str = "t1", request_id: str | None = "r1", *, priority: int = 2,
+              depends_on: list[str] | None = None, max_attempts: int = 3) -> TaskSubmitted:
     return TaskSubmitted(task_id=task_id, capability="code.generate", request_id=request_id, title="do it",
                          priority=priority, depends_on=depends_on or [], max_attempts=max_attempts)
 
@@ -81,11 +81,13 @@ def test_a_task_goes_from_submitted_to_completed() -> None:
     assert (row.status, row.started_at) == ("running", us(e.recorded_at))
     assert log.fold.agents["a1"].in_flight == 1
     e = log.task("t1", TaskCompleted(task_id="t1", agent_id="a1", attempt=1, result={"x": 1}, duration_s=2.5))
-    assert (row.status, row.finished_at, row.duration_s, row.lease_expires_at) == ("completed", us(e.recorded_at), 2.5, None)
+    assert (row.status, row.finished_at, row.duration_s, row.lease_expires_at) == (
+        "completed", us(e.recorded_at), 2.5, None)
     assert row.position == e.position
     assert log.fold.agents["a1"].in_flight == 0
     req = log.fold.requests["r1"]
-    assert (req.tasks, req.completed, req.in_progress, req.status, req.finished_at) == (1, 1, 0, "completed", us(e.recorded_at))
+    assert (req.tasks, req.completed, req.in_progress, req.status, req.finished_at) == (
+        1, 1, 0, "completed", us(e.recorded_at))
 
 
 def test_a_failed_attempt_is_retried_with_backoff() -> None:
@@ -127,7 +129,8 @@ def test_a_task_waits_in_submitted_until_its_dependencies_are_done() -> None:
     log = Log()
     log.task("t1", submitted())
     log.task("t2", submitted("t2", depends_on=["t1"]))
-    log.task("t1", TaskQueued(task_id="t1", priority=2), assigned(), TaskCompleted(task_id="t1", agent_id="a1", attempt=1))
+    log.task("t1", TaskQueued(task_id="t1", priority=2), assigned(),
+             TaskCompleted(task_id="t1", agent_id="a1", attempt=1))
     assert log.fold.tasks["t2"].status == "submitted"
     log.task("t2", TaskQueued(task_id="t2", priority=3))
     assert (log.fold.tasks["t2"].status, log.fold.tasks["t2"].priority) == ("queued", 3)
@@ -159,8 +162,8 @@ def test_agents_register_heartbeat_go_unresponsive_restart_and_retire() -> None:
     e = log.add("agent-a1", AgentRegistered(agent_id="a1", role="coder", capabilities=["code.generate"],
                                             version="1.0", slots=2))
     agent = log.fold.agents["a1"]
-    assert (agent.role, agent.capabilities, agent.version, agent.slots, agent.epoch, agent.status, agent.registered_at) == (
-        "coder", ["code.generate"], "1.0", 2, 1, "live", us(e.recorded_at))
+    seen = (agent.role, agent.capabilities, agent.version, agent.slots, agent.epoch, agent.status, agent.registered_at)
+    assert seen == ("coder", ["code.generate"], "1.0", 2, 1, "live", us(e.recorded_at))
     e = log.add("agent-a1", AgentHeartbeat(agent_id="a1", epoch=1, in_flight=0))
     assert agent.last_heartbeat == us(e.recorded_at)
     log.add("agent-a1", AgentUnresponsive(agent_id="a1", reason="silent"))
@@ -215,8 +218,8 @@ def test_a_fold_loaded_from_stored_rows_continues_like_one_that_never_stopped(cu
     log.task("t1", submitted(), TaskQueued(task_id="t1", priority=2), assigned(),
              TaskStarted(task_id="t1", agent_id="a1", attempt=1))
     log.task("t2", submitted("t2"), TaskQueued(task_id="t2", priority=1), assigned("t2"),
-             TaskFailed(task_id="t2", agent_id="a1", attempt=1, error="x", kind="transient"), TaskRetried(task_id="t2", attempt=2,
-                                                                                      not_before=1.8e9))
+             TaskFailed(task_id="t2", agent_id="a1", attempt=1, error="x", kind="transient"),
+             TaskRetried(task_id="t2", attempt=2, not_before=1.8e9))
     events = log.store.read_all()
     first = Fold()
     for e in events[:cut]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from random import Random
 
@@ -201,8 +202,9 @@ def test_an_event_that_does_not_decode_stops_the_projector_where_it_stands(tmp_p
     store.append("task-t1", [TaskQueued(task_id="t1", priority=0)])
     path = tmp_path / "p.duckdb"
     with Projector(store, path, batch_size=50) as p:
+        unfit = re.escape("stored task.queued v1 payload does not fit its schema")
         for _ in range(2):  # it fails the same way every time: nothing past the bad event is skipped
-            with pytest.raises(InvalidPayload, match="stored task.queued v1 payload does not fit its schema"):
+            with pytest.raises(InvalidPayload, match=unfit):
                 p.catch_up()
             assert p.position == good - good % 50
             with rebuilt(store, p.position) as fresh:

@@ -141,7 +141,8 @@ class Council:
 
     def warrant(self, agent: str, role: str, *, task: str | None = None, request: str | None = None,
                 **overrides: Any) -> warrant.Warrant:
-        """Issue (sign and append) a warrant for ``agent`` as the policy grants ``role``; ``overrides`` change fields."""
+        """Issue (sign and append) a warrant for ``agent`` as the policy grants ``role``; ``overrides`` change
+        fields."""
         self.tasks += 1
         task = task or f"t{self.tasks}"
         grant = self.fold().warrant_for(task_id=task, agent_id=agent, role=role, request_id=request,
