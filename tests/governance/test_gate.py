@@ -11,7 +11,8 @@ import msgspec
 import pytest
 from governance_support import POLICY, Council, make_council
 
-from actors.tools.gated import ActionRefused, AwaitingAuthority
+from actors.skills import failure_kind
+from actors.tools.gated import ActionRefused, AwaitingAuthority, Nondeterministic, content_key
 from events import VOCABULARY
 from events.catalogue import ActionAuthorized, ActionDenied, PolicyAdopted, WarrantIssued
 from governance import approvals, gate, warrant
@@ -68,8 +69,9 @@ def test_a_retry_that_takes_another_path_is_denied_not_told_done(council: Counci
     council.tools("a1", grant.warrant_id, "t-path").write_file("src/first.py", "v1")
     again = council.tools("a1", grant.warrant_id, "t-path").write_file("src/first.py", "v1")  # the same first call
     assert again["already_done"]
-    with pytest.raises(ActionRefused, match="took another path"):  # a retry whose first call differs
+    with pytest.raises(Nondeterministic, match="took another path") as refused:  # a retry whose first call differs
         council.tools("a1", grant.warrant_id, "t-path").write_file("src/second.py", "v1")
+    assert failure_kind(refused.value) == "permanent"  # the task stops: retrying can never succeed
     assert not (council.home / "workspace" / "src" / "second.py").exists()
     reason = denied(council, stream, "nondeterministic")
     assert reason.startswith(f"idempotency key t-path#1 names another action under warrant {grant.warrant_id}: "
@@ -87,6 +89,39 @@ def test_the_same_target_with_other_arguments_is_another_action(council: Council
     reason = denied(council, f"warrant-{grant.warrant_id}", "nondeterministic")
     assert "(the same action and target, but other arguments, resource, environment or artifacts)" in reason
     assert (council.home / "workspace" / "src" / "a.py").read_text() == "v1"
+
+
+def test_a_call_made_only_sometimes_in_a_named_scope_leaves_the_others_keys_alone(council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+
+    def skill(fix: bool) -> None:  # a skill whose first attempt applies a fix and whose retry finds none to apply
+        tools = council.tools("a1", grant.warrant_id, "t-named")
+        with tools.named("fix"):
+            if fix:
+                tools.write_file("src/fixed.py", "fixed")
+        tools.write_file("src/always.py", "v1")
+
+    skill(fix=True)
+    skill(fix=False)  # not refused: the unnamed call is still the first of its scope
+    assert council.types(f"warrant-{grant.warrant_id}").count("action.authorized") == 2
+
+
+def test_a_call_keyed_by_its_content_is_replayed_for_the_same_inputs_and_new_work_for_others(
+        council: Council) -> None:
+    grant = council.warrant("a1", "coder")
+    keeper = council.gatekeeper("a1")
+
+    def ask(content: str) -> gate.Verdict:
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        verdict = keeper.authorize(_write("a1", content_key("t-model", "answer", digest), "src/a.py", content),
+                                   grant.warrant_id)
+        if verdict.outcome == "authorized":
+            keeper.completed(grant.warrant_id, content_key("t-model", "answer", digest), ok=True)
+        return verdict
+
+    assert ask("the same inputs").outcome == "authorized"
+    assert ask("the same inputs").outcome == "done"  # recorded: never done (or paid for) twice
+    assert ask("other inputs").outcome == "authorized"  # another key: new work, not a replay of something else
 
 
 def _write(agent: str, key: str, path: str, content: str = "x") -> gate.ActionRequest:
