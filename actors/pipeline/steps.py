@@ -6,9 +6,11 @@ Each is registered (``@skill``) with the CI toolset, like any plug-in's skill, t
 (:meth:`CiTools.upstream`). A step raises :class:`PermanentFailure` when the pipeline must stop
 there (a failing test, a blocking review finding, a build that fails, a health check that rolled
 an environment back): the task is dead-lettered at once and every step after it with it. Anything
-else it raises is transient, and the step is retried. Every step can be run again after a crash:
-the actions an earlier attempt completed are not done again (the gate answers "done" and the tools
-rebuild their results from what they recorded).
+else it raises counts by its type (:func:`actors.skills.failure_kind`), and the step is retried if
+that kind is. Every step can be run again after a crash: the actions an earlier attempt completed
+are not done again (the gate answers "done" and the tools rebuild their results from what they
+recorded; one that failed then has no result, and the step stops:
+:class:`actors.tools.gated.CannotReplay`).
 """
 
 from __future__ import annotations
@@ -86,8 +88,7 @@ def test(inputs: dict[str, Any], tools: CiTools) -> TestResult:
         args = list(reach.tests)
     else:
         return TestResult(passed=0, failed=0, errors=0, skipped=0, ok=True, reason="the change reaches no test")
-    report = _outcome(tools.run_tests(".", args, coverage=bool(inputs.get("coverage", True))), TestResult,
-                      "the test run")
+    report = read(tools.run_tests(".", args, coverage=bool(inputs.get("coverage", True))), TestResult, "the test run")
     if not report.ok:
         failing = ", ".join(report.failures[:5]) or "no test passed"
         raise PermanentFailure(f"tests failed ({report.failed} failed, {report.errors} errors): {failing}")
@@ -154,7 +155,7 @@ def deploy(inputs: dict[str, Any], tools: CiTools) -> Release:
         done = tools.deploy(wheel.path, environment, resolve(health) if health else None)
     except WorkspaceError as exc:
         raise PermanentFailure(str(exc)) from None
-    release = _outcome(done, Release, f"the deploy to {environment}", artefact=wheel.name, sha256=wheel.sha256)
+    release = read({**done, "artefact": wheel.name, "sha256": wheel.sha256}, Release, f"the deploy to {environment}")
     if release.path is None and tools.environments is not None:  # replayed: the manifest is not read again
         release = msgspec.structs.replace(release, path=str(tools.environments.path(environment) / "current"))
     return release
@@ -171,9 +172,6 @@ def smoke(inputs: dict[str, Any], tools: CiTools) -> SmokeResult:
         raise PermanentFailure("no environments to smoke-test")
     environment = str(inputs["environment"])
     done = tools.smoke(resolve(list(argv)), f"{environment}/releases/{live.release}", environment)
-    if "returncode" not in done:
-        raise PermanentFailure(f"the smoke test in {environment} failed in an earlier attempt of this task and is not "
-                               "run again under its key; start the pipeline again")
     if done["returncode"] != 0:
         raise PermanentFailure(f"the smoke test failed in {environment} (exit {done['returncode']}): "
                                f"{(done.get('stderr') or done.get('stdout') or '')[-300:]}")
@@ -228,23 +226,6 @@ def _changelog_entry(request: str, inputs: dict[str, Any], results: dict[str, St
         lines.append(f"- Staging: release `{staged.release}`"
                      + (", smoke test passed" if smoked and smoked.ran else ", no smoke test"))
     return "\n".join(lines) + "\n"
-
-
-def _outcome(done: dict[str, Any], kind: type[R], what: str, **extra: Any) -> R:
-    """A gated tool's result (plus ``extra``) as ``kind``.
-
-    An action an earlier attempt completed comes back as "done" and is rebuilt from what it
-    recorded; one that failed then, or recorded nothing, has nothing to rebuild from, and the step
-    cannot go on (:class:`PermanentFailure`).
-    """
-    if done.get("already_done") and set(done) <= _DONE_ONLY:
-        failed = " failed in an earlier attempt of this task and" if done.get("ok") is False else " left no record and"
-        raise PermanentFailure(f"{what}{failed} is not run again under its key; start the pipeline again")
-    return read({**done, **extra}, kind, what)
-
-
-_DONE_ONLY = frozenset({"already_done", "ok", "result_digest"})
-"""The keys of a gated tool's answer for an action that ran before and whose result cannot be rebuilt."""
 
 
 def _read(tools: CiTools, path: str) -> str:

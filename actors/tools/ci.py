@@ -40,11 +40,13 @@ from events.catalogue import (
 )
 from events.catalogue.work import SEVERITIES, Severity
 from governance import provenance
+from governance.gate import ActionRequest
 
 BUILD_TYPE = "https://agent-council.dev/pipeline/python-build/v1"
 """What kind of build the provenance describes: ``python -m build --no-isolation`` at SOURCE_DATE_EPOCH."""
 
 R = TypeVar("R", bound=StepResult)
+E = TypeVar("E", ReviewReported, BuildReported)
 
 
 class CiTools(Tools):
@@ -88,10 +90,7 @@ class CiTools(Tools):
             return {"modules": list(found.modules), "tests": list(found.tests), "run_all": found.run_all,
                     "reason": found.reason}
 
-        done = self._run(request, analyse, replay=analyse)  # it only reads
-        if "run_all" not in done:
-            raise PermanentFailure(f"the impact analysis {request.key} failed in an earlier attempt of this task and "
-                                   "is not run again under its key; start the pipeline again")
+        done = self._run(request, analyse, reads_only=True)
         return impacts.Impact(tuple(done["modules"]), tuple(done["tests"]), bool(done["run_all"]), str(done["reason"]))
 
     def lint_fixes(self, cwd: str = ".") -> str:
@@ -120,9 +119,8 @@ class CiTools(Tools):
         """
         request = self._request("command.run", "review: ruff check, bandit", resource=cwd,
                                 environment="local", arguments={"threshold": threshold})
-        reported: list[ReviewReported] = []
 
-        def examine() -> dict[str, Any]:
+        def examine() -> tuple[ReviewReported, dict[str, Any]]:
             report = reviews.review(self.workspace, cwd)
             findings = [Finding(tool=f.tool, rule=f.rule, severity=severity(f.severity), path=f.path,
                                 line=max(0, f.line), message=f.message[:2000]) for f in report.findings]
@@ -132,23 +130,9 @@ class CiTools(Tools):
                 counts={severity(s): n for s, n in report.counts.items()}, threshold=threshold,
                 blocking=len(reviews.blocking(report.findings, threshold)), fix_commit=fix_commit,
                 findings=ranked[:200])
-            self._record(request.key, event, "review.reported")
-            reported.append(event)
-            result: dict[str, Any] = msgspec.to_builtins(ReviewResult.reported(event))
-            return result
+            return event, msgspec.to_builtins(ReviewResult.reported(event))
 
-        def replay() -> dict[str, Any]:
-            found = self.recorded(request.key, ReviewReported)
-            if found is not None:
-                reported.append(found)
-            return {}
-
-        self._run(request, examine, replay=replay)
-        if not reported:
-            raise PermanentFailure(f"the review {request.key} ran in an earlier attempt of this task, which failed or "
-                                   "stopped before recording its review.reported; it is not run again under its key: "
-                                   "start the pipeline again")
-        return ReviewResult.reported(reported[-1])
+        return ReviewResult.reported(self._reported(request, ReviewReported, "review.reported", examine))
 
     def smoke(self, argv: list[str], release: str, environment: str, timeout: float = 120.0) -> dict[str, Any]:
         """``command.run`` in ``environment``: ``argv`` in a release directory of the environments (it only reads)."""
@@ -163,7 +147,7 @@ class CiTools(Tools):
             return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
                     "output_digest": done.output_digest}
 
-        return self._run(request, execute, replay=execute)
+        return self._run(request, execute, reads_only=True)
 
     def build(self, cwd: str = ".", out: str = "dist", repository: str = "") -> BuildResult:
         """``build``: build twice at SOURCE_DATE_EPOCH, compare, sign SLSA provenance; ``build.reported``.
@@ -172,9 +156,8 @@ class CiTools(Tools):
         """
         request = self._request("build", f"python -m build in {cwd}", resource=cwd, arguments={"out": out})
         started = _now()
-        reported: list[BuildReported] = []
 
-        def make() -> dict[str, Any]:
+        def make() -> tuple[BuildReported, dict[str, Any]]:
             built = builds.build(self.workspace, cwd, out)
             subjects = {a.name: a.sha256 for a in built.artifacts}
             statement = provenance.statement(
@@ -200,23 +183,36 @@ class CiTools(Tools):
                 source_date_epoch=built.source_date_epoch, artefacts=artefacts, reproducible=built.reproducible,
                 mismatches=list(built.mismatches), provenance=where, provenance_sha256=digest,
                 signer=self.signer.public.fingerprint if self.signer else None)
-            self._record(request.key, report, "build.reported")
-            reported.append(report)
-            return {**msgspec.to_builtins(BuildResult.reported(report)), "seconds": round(built.duration_s, 3),
-                    "output_digest": built.output_digest}
+            return report, {**msgspec.to_builtins(BuildResult.reported(report)),
+                            "seconds": round(built.duration_s, 3), "output_digest": built.output_digest}
+
+        return BuildResult.reported(self._reported(request, BuildReported, "build.reported", make))
+
+    def _reported(self, request: ActionRequest, kind: type[E], what: str,
+                  effect: Callable[[], tuple[E, dict[str, Any]]]) -> E:
+        """Run an action whose outcome is the event ``effect`` makes (recorded as ``what``); that event.
+
+        The event is the result on a first run and on a replay alike: an action an earlier
+        attempt ran is not run again, its event is read back from the warrant's stream
+        (:class:`~actors.tools.gated.CannotReplay` if it failed then, or recorded none).
+        """
+        reported: list[E] = []
+
+        def run() -> dict[str, Any]:
+            event, result = effect()
+            self._record(request.key, event, what)
+            reported.append(event)
+            return result
 
         def replay() -> dict[str, Any]:
-            found = self.recorded(request.key, BuildReported)
-            if found is not None:
-                reported.append(found)
-            return {}
+            found = self.recorded(request.key, kind)
+            if found is None:
+                return {}
+            reported.append(found)
+            return {"replayed": what}
 
-        self._run(request, make, replay=replay)
-        if not reported:
-            raise PermanentFailure(f"the build {request.key} ran in an earlier attempt of this task, which failed or "
-                                   "stopped before recording its build.reported; it is not run again under its key: "
-                                   "start the pipeline again")
-        return BuildResult.reported(reported[-1])
+        self._run(request, run, replay=replay)
+        return reported[-1]
 
 
 def _now() -> str:

@@ -77,6 +77,19 @@ class Nondeterministic(ActionRefused):
     kind: FailureKind = "permanent"
 
 
+class CannotReplay(PermanentFailure):
+    """An action an earlier attempt of the task ran has no result to give: it failed then, or recorded nothing.
+
+    An action is never run twice under its key, so the step cannot go on; the work must start again
+    as a new task (for the pipeline: run it again).
+    """
+
+    def __init__(self, request: ActionRequest, why: str) -> None:
+        super().__init__(f"{request.action} {request.target[:200]} ({request.key}) {why} in an earlier attempt of "
+                         "this task, and an action is never run twice under its key: start the work again (for the "
+                         "pipeline: run it again)")
+
+
 class AwaitingAuthority(Exception):
     """The action needs approvals or a vote that are not in yet."""
 
@@ -218,7 +231,7 @@ class Tools:
                     "output_digest": done.output_digest, "seconds": round(time.monotonic() - started, 3)}
 
         return self._run(request, execute, actual=lambda r: Budget(wall_time_s=r.get("seconds", 0.0)),
-                         replay=execute if reads_only else None)
+                         reads_only=reads_only)
 
     def deploy(self, artifact: str, environment: str, health: list[str] | None = None) -> dict[str, Any]:
         """``deploy``: release ``artifact`` into ``environment`` (blue-green, under ``.deployments/``); roll back if
@@ -290,10 +303,16 @@ class Tools:
 
     def _run(self, request: ActionRequest, effect: Callable[[], dict[str, Any]],
              actual: Callable[[dict[str, Any]], Budget] | None = None,
-             replay: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Ask the gate, run ``effect``, record the outcome. An action an earlier attempt completed is
-        not run again: ``replay`` rebuilds its result from what it recorded (or, for an action that
-        only reads, by reading again), else only its digest is returned."""
+             replay: Callable[[], dict[str, Any]] | None = None, *, reads_only: bool = False) -> dict[str, Any]:
+        """Ask the gate, run ``effect``, record the outcome; the effect's result, marked ``already_done`` if an
+        earlier attempt of the task ran the action.
+
+        Such an action is not run again under its key, unless it ``reads_only``: then it is run
+        again for its result, whatever became of it before. Otherwise ``replay`` rebuilds the result
+        from what the action recorded, and :class:`CannotReplay` is raised if it failed then or
+        recorded nothing. Without ``replay`` the caller needs no result: only the recorded outcome
+        (``ok``, ``result_digest``) comes back.
+        """
         verdict: Verdict = self.gatekeeper.authorize(request, self.warrant_id)
         if verdict.outcome == "denied":
             denial = verdict.denial or ""
@@ -302,13 +321,7 @@ class Tools:
         if verdict.outcome == "pending":
             raise AwaitingAuthority(verdict.authority_id or "", verdict.reason)
         if verdict.outcome == "done":
-            completed = verdict.completed
-            if replay is not None and completed is not None and completed.ok:
-                replayed = replay()
-                self._records.clear()  # a replay records nothing: the first run's records stand
-                return {**replayed, "already_done": True}
-            return {"already_done": True, "ok": bool(completed and completed.ok),
-                    "result_digest": completed.result_digest if completed else None}
+            return {**self._again(request, verdict, effect if reads_only else replay, reads_only), "already_done": True}
         assert self.warrant_id is not None
         started = time.monotonic()
         try:
@@ -327,6 +340,22 @@ class Tools:
                                   output_digest=result.get("output_digest"))
         self._flush()
         return result
+
+
+    def _again(self, request: ActionRequest, verdict: Verdict, replay: Callable[[], dict[str, Any]] | None,
+               reads_only: bool) -> dict[str, Any]:
+        """The result of an action an earlier attempt ran (see :meth:`_run`)."""
+        completed = verdict.completed
+        ok = completed is not None and completed.ok
+        if replay is None:
+            return {"ok": ok, "result_digest": completed.result_digest if completed else None}
+        if not ok and not reads_only:
+            raise CannotReplay(request, "failed")
+        replayed = replay()
+        self._records.clear()  # a replay records nothing: the first run's records stand
+        if not replayed:
+            raise CannotReplay(request, "left no record to rebuild its result from")
+        return replayed
 
 
 def _tests_result(report: Any) -> dict[str, Any]:

@@ -254,13 +254,6 @@ def test_the_test_step_returns_a_typed_result_from_the_test_runs_answer() -> Non
     assert steps.test({"impact": "r-1-impact"}, reached).reason == "the change reaches no test"
 
 
-@pytest.mark.parametrize("answer", [{"already_done": True, "ok": False, "result_digest": SHA}, {"already_done": True}])
-def test_a_test_run_an_earlier_attempt_left_nothing_to_rebuild_from_stops_the_step(answer: dict[str, Any]) -> None:
-    tools = StandIn({"r-1-impact": EXAMPLES[ImpactResult][1]}, run_tests=answer)
-    with pytest.raises(PermanentFailure, match=r"the test run .* is not run again under its key"):
-        steps.test({"impact": "r-1-impact"}, tools)
-
-
 def test_the_deploy_step_releases_the_wheel_and_returns_its_manifest() -> None:
     manifest = {"release": "r2", "previous": "r1", "artifact": WHEEL.path, "sha256": SHA, "environment": "staging",
                 "deployed_at": "2026-01-01T00:00:00Z", "path": "/w/environments/staging/current"}

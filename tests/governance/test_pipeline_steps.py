@@ -14,8 +14,9 @@ from governance_support import Council, make_council
 from actors.pipeline import steps
 from actors.pipeline.results import BuildResult, Release
 from actors.tools.ci import CiTools
+from actors.tools.gated import CannotReplay
 from actors.tools.git import Git, Identity
-from actors.tools.workspace import Workspace
+from actors.tools.workspace import Workspace, WorkspaceError
 from events import streams
 from events.catalogue import Artefact, TaskCompleted
 
@@ -116,3 +117,43 @@ def test_a_finished_deploy_is_not_released_again_and_its_step_returns_the_same_r
     assert again == first, "the replayed release is the one deployed, rebuilt from release.deployed"
     assert len(kinds(council, grant.warrant_id, "ReleaseDeployed")) == 1
     assert len(list((council.home / "environments" / "staging" / "releases").iterdir())) == 1
+
+
+def test_an_action_that_failed_in_an_earlier_attempt_is_not_run_again_and_the_step_stops(council: Council) -> None:
+    grant = council.warrant("a1", "coder", task="t-fail")
+    with pytest.raises(WorkspaceError):
+        tools(council, grant.warrant_id, "t-fail").run_tests("tests/missing", ["."])
+    (council.home / "workspace" / "tests" / "missing").mkdir()  # it could run now; its key is spent all the same
+    with pytest.raises(CannotReplay, match=r"^command.run .* \(t-fail#1\) failed in an earlier attempt of this task"):
+        tools(council, grant.warrant_id, "t-fail").run_tests("tests/missing", ["."])
+    assert len(kinds(council, grant.warrant_id, "ActionAuthorized")) == 1
+    assert kinds(council, grant.warrant_id, "TestsReported") == []
+
+
+def test_a_build_that_failed_in_an_earlier_attempt_is_not_built_again(council: Council) -> None:
+    grant = council.warrant("a1", "builder", task="t-build")
+    with pytest.raises(WorkspaceError):
+        tools(council, grant.warrant_id, "t-build").build("missing", "dist")
+    with pytest.raises(CannotReplay, match=r"^build .* \(t-build#1\) failed in an earlier attempt"):
+        tools(council, grant.warrant_id, "t-build").build("missing", "dist")
+    assert kinds(council, grant.warrant_id, "BuildReported") == []
+
+
+def test_an_action_whose_report_was_never_appended_cannot_be_replayed(council: Council) -> None:
+    grant = council.warrant("a1", "coder", task="t-lost")
+    first = tools(council, grant.warrant_id, "t-lost")
+    first._flush = lambda: None  # type: ignore[method-assign]  # the agent dies after action.completed, before its report
+    assert first.run_tests(".", ["tests"])["passed"] == 1
+    assert kinds(council, grant.warrant_id, "TestsReported") == []
+    with pytest.raises(CannotReplay, match=r"\(t-lost#1\) left no record to rebuild its result from"):
+        tools(council, grant.warrant_id, "t-lost").run_tests(".", ["tests"])
+
+
+def test_a_command_that_only_reads_is_run_again_for_its_result_even_after_it_failed(council: Council) -> None:
+    grant = council.warrant("a1", "coder", task="t-read")
+    argv = ["git", "status", "--porcelain"]
+    with pytest.raises(WorkspaceError):
+        tools(council, grant.warrant_id, "t-read").run(argv, "tests/missing", reads_only=True)
+    (council.home / "workspace" / "tests" / "missing").mkdir()
+    again = tools(council, grant.warrant_id, "t-read").run(argv, "tests/missing", reads_only=True)
+    assert again["already_done"] is True and again["returncode"] == 0 and "stdout" in again
