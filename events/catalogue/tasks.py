@@ -106,11 +106,6 @@ class TaskFailed(Event, frozen=True):
     kind: FailureKind
     exception: Text = ""
 
-    @property
-    def retryable(self) -> bool:
-        """Whether the dispatcher tries the task again (if it has attempts left)."""
-        return self.kind in RETRIED
-
 
 @upcaster("task.failed", from_version=1)
 def _task_failed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:

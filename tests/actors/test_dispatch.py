@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import get_args
 
 import pytest
 
@@ -17,6 +18,7 @@ from events.catalogue import (
     AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
+    FailureKind,
     TaskCompleted,
     TaskFailed,
     TaskRequeued,
@@ -85,10 +87,10 @@ def finish(store: EventStore, d: Dispatcher, task_id: str) -> None:
                  task.version)
 
 
-def fail(store: EventStore, d: Dispatcher, task_id: str, retryable: bool = True) -> None:
+def fail(store: EventStore, d: Dispatcher, task_id: str, kind: FailureKind = "transient") -> None:
     task = d.state.tasks[task_id]
     store.append(task.stream, [TaskFailed(task_id=task_id, agent_id=task.agent_id, attempt=task.attempt,
-                                          error="boom", kind="transient" if retryable else "permanent")], task.version)
+                                          error="boom", kind=kind)], task.version)
 
 
 def statuses(d: Dispatcher) -> dict[str, str]:
@@ -188,7 +190,7 @@ def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(stor
     submit(store, "fatal")
     assert d.round().count("task.assigned") == 2
     fail(store, d, "t1")
-    fail(store, d, "fatal", retryable=False)
+    fail(store, d, "fatal", kind="permanent")
     assert sorted(d.round()) == ["task.dead_lettered", "task.retried"]
     assert d.round() == ["task.assigned"]
     assert d.state.tasks["t1"].attempt == 2
@@ -205,6 +207,27 @@ def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(stor
     assert task.inputs == {"n": 1}  # a requeued task runs again with the inputs it was submitted with
 
 
+AFTER_FAILURE: dict[str, str] = {
+    "transient": "task.retried", "infrastructure": "task.retried", "code": "task.retried",
+    "permanent": "task.dead_lettered", "denied": "task.dead_lettered",
+}
+
+
+def test_every_failure_kind_has_a_stated_fate() -> None:
+    assert set(AFTER_FAILURE) == set(get_args(FailureKind))
+
+
+@pytest.mark.parametrize(("kind", "next_event"), AFTER_FAILURE.items())
+def test_a_failed_attempt_is_retried_or_buried_by_its_kind(store: EventStore, kind: FailureKind,
+                                                            next_event: str) -> None:
+    d = Dispatcher(store, DispatchSettings(backoff_base=0))
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1", max_attempts=3)
+    assert d.round() == ["task.queued", "task.assigned"]
+    fail(store, d, "t1", kind)
+    assert d.round() == [next_event]
+
+
 def test_dependencies_are_honoured(store: EventStore) -> None:
     d = Dispatcher(store)
     agent(store, "coder-1", ["code.generate"], slots=4)
@@ -218,7 +241,7 @@ def test_dependencies_are_honoured(store: EventStore) -> None:
     d.round()
     d.round()
     assert statuses(d)["test"] == "assigned" and statuses(d)["deploy"] == "submitted"
-    fail(store, d, "test", retryable=False)
+    fail(store, d, "test", kind="permanent")
     d.round()
     d.round()
     assert statuses(d)["deploy"] == "dead_lettered"

@@ -59,12 +59,6 @@ def test_statuses_are_the_read_models_words_and_settled_ones_are_final() -> None
     assert set(get_args(FailureKind)) >= RETRIED and RETRIED.isdisjoint({"permanent", "denied"})
 
 
-def test_a_failure_is_retried_by_its_kind() -> None:
-    for kind in get_args(FailureKind):
-        failed = TaskFailed(task_id="t", agent_id="a", attempt=1, error="x", kind=kind)
-        assert failed.retryable is (kind in RETRIED)
-
-
 @pytest.mark.parametrize(("stream", "ref"), [
     (streams.task("r-1a2b-test"), StreamRef(Kind.TASK, "r-1a2b-test")),
     (streams.agent("coder-1"), StreamRef(Kind.AGENT, "coder-1")),
