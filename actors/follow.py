@@ -16,8 +16,9 @@ The invariants the actors rely on, kept here once:
 * An intent is appended at the version of the stream it was decided from: when two incarnations
   race, or a person acts on the same stream meanwhile, one append is refused
   (:class:`events.errors.ConcurrencyError`) and that round is decided again at once.
-* While the store is away the Follower backs off (50 ms, doubling, at most 2 s), and every wait
-  ends at once when it is stopped: :meth:`Follower.stop` returns within one round.
+* While the store is away the Follower backs off (50 ms, doubling, at most 2 s). A stopped
+  Follower ends its loop after the current round: a back-off or a wait on the clock ends at once,
+  a wait on the log when the log moves or after ``longest_wait`` (1 s unless given).
 """
 
 from __future__ import annotations
@@ -206,11 +207,9 @@ class Follower:
                     self.log.wait_for(self.process.position + 1, wait)
                 elif wait > 0:
                     self._stop.wait(wait)
-            except CouncilError as exc:
-                self._failed(exc, delay)
-                delay = min(delay * 2, self.BACKOFF[1])
-            except Exception as exc:  # a bug in a process must not end its actor's loop silently
-                log.exception("a round of %s failed", type(self.process).__name__)
+            except Exception as exc:  # the store away, or a bug in a process: neither may end the loop silently
+                if not isinstance(exc, CouncilError):
+                    log.exception("a round of %s failed", type(self.process).__name__)
                 self._failed(exc, delay)
                 delay = min(delay * 2, self.BACKOFF[1])
 

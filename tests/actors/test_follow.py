@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from actors import follow
 from actors.follow import Follower, Process, reader_for
 from events import NO_STREAM, AppendResult, CouncilError, EventStore, Intent, RecordedEvent, open_store
 from events.catalogue import AgentHeartbeat, TaskQueued, TaskSubmitted
@@ -32,6 +33,8 @@ class Queuer(Process):
             self.submitted[event.payload.task_id] = event.stream_version
         elif isinstance(event.payload, TaskQueued):
             self.queued.add(event.payload.task_id)
+        elif event.stream.startswith("task-") and event.stream[5:] in self.submitted:
+            self.submitted[event.stream[5:]] = event.stream_version  # another writer's event moves the stream
 
     def sense(self, now: float) -> None:
         while self.meddle:
@@ -55,16 +58,53 @@ def submit(store: EventStore, task_id: str) -> None:
     store.append(f"task-{task_id}", [TaskSubmitted(task_id=task_id, capability="noop")], NO_STREAM)
 
 
+class Counting:
+    """The log, counting the group commits asked of it."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store, self.commits = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def append_many(self, requests: Sequence[Intent]) -> list[AppendResult | CouncilError]:
+        self.commits += 1
+        return self.store.append_many(requests)
+
+
 def test_a_round_appends_every_decision_in_one_commit_and_acts_only_on_what_was_stored() -> None:
     store = open_store("memory://")
     for t in ("a", "b", "c"):
         submit(store, t)
     process = Queuer()
-    follower = Follower(process, store)
+    log = Counting(store)
+    follower = Follower(process, log)  # type: ignore[arg-type]
     process.meddle.append(lambda: store.append("task-b", [TaskQueued(task_id="b", priority=1)]))  # b moves meanwhile
     assert follower.step() == (2, 1)
+    assert log.commits == 1
     assert process.reacted == ["task-a", "task-c"]
     assert follower.step() == (0, 0) and follower.stats()["refused"] == 1
+
+
+def test_a_refused_round_is_decided_again_at_once_not_after_the_longest_wait() -> None:
+    store = open_store("memory://")
+    submit(store, "b")
+    process = Queuer()
+    # Someone else writes to b's stream between the catch-up and the decision: the queueing is refused.
+    process.meddle.append(lambda: store.append("task-b", [AgentHeartbeat(agent_id="x")]))
+    follower = Follower(process, store, longest_wait=30.0)
+    started = time.monotonic()
+    thread = follower.start("queuer")
+    try:
+        while not process.queued and time.monotonic() < started + 5:
+            time.sleep(0.01)
+        took = time.monotonic() - started
+    finally:
+        follower.stop()
+        store.append("agent-x", [AgentHeartbeat(agent_id="x")])  # wakes the waiting loop
+        thread.join(5)
+    assert process.queued == {"b"} and follower.refused == 1
+    assert took < 2, "decided again only after a long wait"
 
 
 def test_the_loop_wakes_when_the_log_moves_and_stops_at_once(tmp_path: Path) -> None:
@@ -108,14 +148,16 @@ def test_while_the_store_is_away_the_loop_backs_off_then_acts_once_it_is_back() 
     process = Queuer()
     log = Away(store, failures=3)
     follower = Follower(process, log)  # type: ignore[arg-type]
+    started = time.monotonic()
     thread = follower.start("queuer")
     try:
-        deadline = time.monotonic() + 5
-        while not process.queued and time.monotonic() < deadline:
+        while not process.queued and time.monotonic() < started + 5:
             time.sleep(0.01)
+        took = time.monotonic() - started
     finally:
         follower.stop()
         thread.join(5)
+    assert took >= 0.35, "the waits double from 50 ms: 50, 100 and 200 ms"
     assert process.queued == {"a"} and process.reacted == ["task-a"]
     assert follower.failures == 3 and "StoreUnavailable" in str(follower.stats()["last_error"])
     assert [e.type for e in store.read_stream("task-a")] == ["task.submitted", "task.queued"]  # once
@@ -152,7 +194,9 @@ class HeartbeatCounter(Process):
         self.beats += 1
 
 
-def test_a_process_that_names_its_types_folds_each_of_them_once_and_stands_at_the_head() -> None:
+def test_a_process_that_names_its_types_folds_each_of_them_once_and_stands_at_the_head(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(follow, "PAGE", 3)  # many pages a catch-up
     store = open_store("memory://")
     process = HeartbeatCounter()
     follower = Follower(process, store)
@@ -165,6 +209,16 @@ def test_a_process_that_names_its_types_folds_each_of_them_once_and_stands_at_th
         follower.catch_up()
         assert process.position == store.head() and process.beats == written
     assert written > 50
+
+
+def test_an_unfiltered_catch_up_reads_page_after_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(follow, "PAGE", 2)
+    store = open_store("memory://")
+    for t in "abcde":
+        submit(store, t)
+    process = Queuer()
+    assert Follower(process, store).catch_up() == 5
+    assert set(process.submitted) == set("abcde") and process.position == 5
 
 
 def test_beats_appended_while_catching_up_are_never_skipped(tmp_path: Path) -> None:
