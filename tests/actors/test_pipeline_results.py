@@ -46,6 +46,7 @@ from events.catalogue import (
     ReviewReported,
     TaskAssigned,
     TaskCompleted,
+    TaskRequeued,
     TaskStarted,
     TaskStatus,
     TaskSubmitted,
@@ -197,6 +198,26 @@ def test_upstream_reads_a_completed_tasks_result_as_its_type(council: Council) -
     completed(council, "r-1-build", msgspec.to_builtins(built))
     assert ci_tools(council).upstream("r-1-build", BuildResult) == built
     assert ci_tools(council).status_of("r-1-build") is TaskStatus.COMPLETED
+
+
+def test_upstream_reads_the_type_asked_for_and_refuses_a_result_of_another_step(council: Council) -> None:
+    changes = EXAMPLES[ChangesResult][0]
+    completed(council, "r-1-changes", msgspec.to_builtins(changes), capability="ci.changes")
+    completed(council, "r-1-build", msgspec.to_builtins(EXAMPLES[BuildResult][0]))
+    assert ci_tools(council).upstream("r-1-changes", ChangesResult) == changes
+    with pytest.raises(ResultMismatch, match=r"task r-1-build .* not a ChangesResult"):
+        ci_tools(council).upstream("r-1-build", ChangesResult)
+
+
+def test_upstream_of_a_task_that_completed_twice_reads_its_last_result(council: Council) -> None:
+    first, last = EXAMPLES[BuildResult][0], EXAMPLES[BuildResult][1]
+    assert first != last
+    completed(council, "r-1-build", msgspec.to_builtins(first))
+    council.store.append(streams.task("r-1-build"), [  # requeued by a person and run again
+        TaskRequeued(task_id="r-1-build", reason="again"),
+        TaskStarted(task_id="r-1-build", agent_id="a1", attempt=2),
+        TaskCompleted(task_id="r-1-build", agent_id="a1", attempt=2, result=msgspec.to_builtins(last))])
+    assert ci_tools(council).upstream("r-1-build", BuildResult) == last
 
 
 @pytest.mark.parametrize(("change", "path"), [

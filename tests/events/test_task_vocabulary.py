@@ -38,6 +38,16 @@ def test_every_task_event_moves_a_task_and_the_class_and_its_type_name_agree() -
     assert moved == len(TASK_EVENTS) * (len(TaskStatus) + 1) == 108
 
 
+def test_each_task_event_leads_to_the_status_the_lifecycle_gives_it() -> None:
+    lifecycle = {
+        "task.submitted": "submitted", "task.queued": "queued", "task.assigned": "assigned",
+        "task.started": "running", "task.completed": "completed", "task.failed": "failed",
+        "task.lease_expired": "failed", "task.retried": "queued", "task.dead_lettered": "dead_lettered",
+        "task.requeued": "queued", "task.awaiting": "awaiting_approval", "task.resumed": "queued",
+    }
+    assert {e.type_name: next_status(TaskStatus.ASSIGNED, e).value for e in TASK_EVENTS} == lifecycle
+
+
 def test_a_start_moves_only_an_assigned_task() -> None:
     assert next_status(TaskStatus.ASSIGNED, TaskStarted) is TaskStatus.RUNNING
     assert next_status(None, TaskStarted) is TaskStatus.RUNNING  # a stream read from its middle
@@ -100,10 +110,11 @@ def upcast(name: str, payload: dict[str, Any]) -> Any:
     return VOCABULARY.decode(name, 1, msgspec.json.encode(payload))
 
 
-@pytest.mark.parametrize(("retryable", "kind"), [(True, "transient"), (False, "permanent")])
-def test_a_version_1_failure_gets_its_kind_from_retryable(retryable: bool, kind: str) -> None:
-    old = upcast("task.failed", {"task_id": "t", "agent_id": "a", "attempt": 1, "error": "boom",
-                                 "retryable": retryable})
+@pytest.mark.parametrize(("retryable", "kind"), [(True, "transient"), (False, "permanent"), (None, "transient")])
+def test_a_version_1_failure_gets_its_kind_from_retryable(retryable: bool | None, kind: str) -> None:
+    """Version 1's ``retryable`` defaulted to true: a payload without it was a transient failure."""
+    fields: dict[str, Any] = {"task_id": "t", "agent_id": "a", "attempt": 1, "error": "boom"}
+    old = upcast("task.failed", fields if retryable is None else {**fields, "retryable": retryable})
     assert old == TaskFailed(task_id="t", agent_id="a", attempt=1, error="boom", kind=kind)  # type: ignore[arg-type]
 
 
@@ -119,7 +130,8 @@ def test_a_version_1_dead_letter_names_its_dead_dependency_and_is_never_requeued
 def test_a_version_1_requeue_by_the_error_detector_is_known_as_its() -> None:
     mine = upcast("task.requeued", {"task_id": "t", "reason": "error detector: transient failure (x); one more try"})
     theirs = upcast("task.requeued", {"task_id": "t", "reason": "fixed the config"})
-    assert isinstance(mine, TaskRequeued) and (mine.by, theirs.by) == ("error-detector", "person")
+    quoting = upcast("task.requeued", {"task_id": "t", "reason": "fixed what the error detector: reported"})
+    assert isinstance(mine, TaskRequeued) and (mine.by, theirs.by, quoting.by) == ("error-detector", "person", "person")
 
 
 def test_a_version_1_retirement_over_the_restart_budget_says_so() -> None:
