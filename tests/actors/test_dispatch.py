@@ -18,7 +18,9 @@ from events.catalogue import (
     AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
+    ApprovalGranted,
     FailureKind,
+    TaskAwaiting,
     TaskCompleted,
     TaskFailed,
     TaskRequeued,
@@ -156,6 +158,16 @@ def test_work_goes_to_the_least_loaded_capable_agent(store: EventStore) -> None:
     assert load == {"big": 3, "small": 2}
 
 
+def test_load_is_weighed_against_each_agents_slots(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "small", ["code.generate"], slots=2)
+    agent(store, "big", ["code.generate"], slots=4)
+    for i in range(4):
+        submit(store, f"t{i}")
+    d.round()
+    assert Counter(t.agent_id for t in d.state.tasks.values()) == {"big": 3, "small": 1}  # 3/4 and 1/2 full
+
+
 def test_a_task_nobody_can_do_does_not_block_others(store: EventStore) -> None:
     d = Dispatcher(store)
     agent(store, "coder-1", ["code.generate"])
@@ -245,7 +257,39 @@ def test_dependencies_are_honoured(store: EventStore) -> None:
     d.round()
     d.round()
     assert statuses(d)["deploy"] == "dead_lettered"
-    assert store.read_stream("task-deploy")[-1].payload.last_error == "dependency test was dead-lettered"
+    buried = store.read_stream("task-deploy")[-1].payload
+    assert buried.last_error == "dependency test was dead-lettered"
+    assert (buried.kind, buried.dependency) == ("permanent", "test")  # its dependency's kind, and which one
+
+
+def test_an_agent_seen_dead_loses_its_leases_at_once(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    d.round()
+    d.process.gone.add("coder-1")  # what the Ray shell does when a run call fails because the actor died
+    assert d.round() == ["task.lease_expired"]  # long before its lease runs out
+    assert d.round() == ["task.retried"]
+    assert d.round(now=time.time() + 3) == []  # and it gets no work until it registers again
+    agent(store, "coder-1", ["code.generate"])
+    assert d.round(now=time.time() + 3) == ["task.assigned"]
+
+
+def test_a_task_waiting_for_an_approval_goes_back_to_its_queue_once_it_is_decided(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    d.round()
+    task = d.state.tasks["t1"]
+    store.append(task.stream, [TaskAwaiting(task_id="t1", agent_id="coder-1", attempt=1, authority_id="ap-1")],
+                 task.version)
+    assert d.round() == [] and statuses(d) == {"t1": "awaiting_approval"}
+    assert d.state.agents["coder-1"].in_flight == set(), "a waiting task holds no slot"
+    store.append("approval-ap-1", [ApprovalGranted(approval_id="ap-1", digest="0" * 64, keys=[])])
+    assert d.round() == ["task.resumed"]
+    resumed = store.read_stream("task-t1")[-1].payload
+    assert (resumed.authority_id, resumed.outcome) == ("ap-1", "granted")
+    assert d.round() == ["task.assigned"] and d.state.tasks["t1"].attempts_used == 1, "a wait is not a failure"
 
 
 def test_a_silent_agent_gets_no_work_and_loses_its_leases(store: EventStore) -> None:
@@ -388,4 +432,14 @@ def test_newly_queued_tasks_wait_behind_those_already_queued(store: EventStore) 
     agent(store, "coder-1", ["code.generate"], slots=1)
     submit(store, "late")
     assert sorted(d.round()) == ["task.assigned", "task.queued"]
+    assert statuses(d) == {"early": "assigned", "late": "queued"}
+
+
+def test_a_task_queued_in_this_round_waits_behind_one_queued_earlier_in_another_queue(store: EventStore) -> None:
+    d = Dispatcher(store)
+    submit(store, "early", capability="code.a")
+    d.round()
+    agent(store, "coder-1", ["code.a", "code.b"], slots=1)
+    submit(store, "late", capability="code.b")
+    d.round()
     assert statuses(d) == {"early": "assigned", "late": "queued"}
