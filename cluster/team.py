@@ -20,20 +20,32 @@ denied at the gate).
 from __future__ import annotations
 
 import difflib
-import tomllib
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
 from actors.skills import SkillRegistry
 from events import CouncilError
 from governance import globs
 from governance.policy import Policy
+from governance.toml_config import parse_toml, read_config, validated
 from governance.toml_lines import TomlLines
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError("must be lower-case letters, digits, '_' or '-', starting with a letter (at most 40), "
+                         f"not {json.dumps(value)}")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
 AgentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 Capability = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -114,34 +126,14 @@ class Team(BaseModel):
 
 def load_team(path: str | Path) -> Team:
     """The team in the TOML file at ``path``; :class:`TeamError` naming the file, line and field if it is not valid."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TeamError(f"there is no team file {path}; give the path of one (see examples/team.toml)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TeamError(f"cannot read team file {path}: {exc}; check it is a readable UTF-8 text file") from None
-    return parse_team(text, str(path))
+    return parse_team(read_config(path, "team", "examples/team.toml", TeamError), str(path))
 
 
 def parse_team(text: str, source: str = "<team>") -> Team:
-    """The team in TOML ``text``; ``source`` names it in errors."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TeamError(f"{source}: TOML syntax error: {exc}; fix the syntax there") from None
-    try:
-        team = Team.model_validate(data)
-    except ValidationError as exc:
-        lines = TomlLines(text)
-        errors = _meant(exc.errors(include_url=False))
-        first = min(errors, key=lambda e: lines.line(_loc(e["loc"])) or 0)
-        loc = _loc(first["loc"])
-        line = lines.line(loc)
-        more = len(errors) - 1
-        raise TeamError(f"{source}{f' line {line}' if line else ''}: {_describe(loc, first, data)}"
-                        + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")) from None
-    team._source, team._lines = source, TomlLines(text)
+    """The team in TOML ``text``; ``source`` names it in errors (the first problem by line, and how many more)."""
+    lines = TomlLines(text)
+    team = validated(Team, parse_toml(text, source, TeamError), lines, source, "the team", TeamError)
+    team._source, team._lines = source, lines
     return team
 
 
@@ -172,48 +164,3 @@ def check_team(team: Team | Sequence[AgentSpec], registry: SkillRegistry, policy
 def _named(policy: Policy, role: str) -> bool:
     """Whether a rule of ``policy`` names ``role`` by a pattern more specific than ``*``."""
     return any(r != "*" and globs.match_name(role, r) for rule in policy.rules for r in rule.roles)
-
-
-def _meant(errors: list[Any]) -> list[Any]:
-    """The errors worth reporting: a field missing because it was misspelt is reported as the misspelling only, and
-    a list emptied by its own bad items as those items."""
-    misspelt = set()
-    for error in errors:
-        if error["type"] == "extra_forbidden":
-            known = list(AgentGroup.model_fields) if len(error["loc"]) > 2 else list(Team.model_fields)
-            closest = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
-            misspelt |= {(*error["loc"][:-1], close) for close in closest}
-    locs = [tuple(e["loc"]) for e in errors]
-    return [e for e in errors
-            if not (e["type"] == "missing" and tuple(e["loc"]) in misspelt)
-            and not (e["type"] == "too_short" and any(len(o) > len(e["loc"]) and o[:len(e["loc"])] == tuple(e["loc"])
-                                                      for o in locs))]
-
-
-def _loc(loc: tuple[int | str, ...]) -> tuple[str | int, ...]:
-    return tuple(part for part in loc if part != "[key]")
-
-
-def _describe(loc: tuple[str | int, ...], error: dict[str, object], data: object) -> str:
-    """One problem of a team file, in words."""
-    where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[") or "the team"
-    if loc and loc[0] == "agents" and len(loc) > 1 and isinstance(loc[1], int):
-        agents = data.get("agents") if isinstance(data, dict) else None
-        entry = agents[loc[1]] if isinstance(agents, list) and loc[1] < len(agents) else None
-        name = entry.get("name") if isinstance(entry, dict) else None
-        rest = ".".join(str(p) for p in loc[2:])
-        where = f'agents[{loc[1]}]{f" ({chr(34)}{name}{chr(34)})" if isinstance(name, str) else ""}' + (
-            f' field "{rest}"' if rest else "")
-    kind = error.get("type")
-    if kind == "extra_forbidden":
-        known = list(AgentGroup.model_fields) if len(loc) > 2 else list(Team.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        parent = where.rsplit(" field ", 1)[0] if " field " in where else "the team"
-        hint = f' (did you mean "{close[0]}"?)' if close else f"; expected one of {', '.join(known)}"
-        return f'{parent} has an unknown field "{loc[-1]}"{hint}'
-    if kind == "missing":
-        return f"{where} is missing; add it"
-    message = str(error.get("msg", "is not valid"))
-    if kind == "string_pattern_mismatch":
-        message = "must be lower-case letters, digits, '_' or '-', starting with a letter"
-    return f"{where}: {message[:1].lower() + message[1:]}"

@@ -203,6 +203,23 @@ def test_missing_policy_table_and_name():
     assert refusal('[policy]\ndescription = "d"\n') == 'policy.toml line 1: [policy] field "name" is missing; add it'
 
 
+def test_a_policy_name_empty_or_too_long_is_refused_in_words():
+    text = HEAD.replace('name = "test"', 'name = ""')
+    assert refusal(text) == 'policy.toml line 2: [policy] field "name": must not be empty'
+    text = HEAD.replace('name = "test"', f'name = "{"n" * 201}"')
+    assert refusal(text) == 'policy.toml line 2: [policy] field "name": is too long (at most 200 characters)'
+
+
+def test_a_policy_file_missing_or_unreadable_says_what_to_give(tmp_path: Path):
+    with pytest.raises(PolicyError, match=r"^there is no policy file .*nope\.toml; give the path of one \(see "
+                                          r"examples/policy\.toml\)$"):
+        load_policy(tmp_path / "nope.toml")
+    (tmp_path / "latin1.toml").write_bytes(b'[policy]\nname = "caf\xe9"\n')
+    with pytest.raises(PolicyError, match=r"^cannot read policy file .*latin1\.toml: .*; check it is a readable UTF-8 "
+                                          r"text file$"):
+        load_policy(tmp_path / "latin1.toml")
+
+
 def test_toml_syntax_errors_report_tomllib_line_and_column():
     message = refusal(HEAD + "\nname = \n")
     assert message.startswith("policy.toml: TOML syntax error: ")
