@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
-from cluster.cli_app import open_log, quiet_ray, settings_for
+from cluster.cli_app import open_log, out, quiet_ray, settings_for
 from cluster.settings import Settings
 from events import AppendResult, CouncilError, EventStore, Intent, open_store
 from events.errors import ConcurrencyError, StoreUnavailable
@@ -175,17 +175,20 @@ class _CouncilWriter:
         _raise_refusal(self.client.append_many(intents))
 
     def revoke(self, intents: Sequence[Intent], warrant_id: str, reason: str, by: str) -> None:
+        """Revoke through the council actor (it decides again from the log it folds), and say which route it took."""
         if self.council is None:
             self.append(intents)
+            out.print("appended by the council's store actor (no council actor runs)", markup=False)
             return
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError
 
         try:
-            ray.get(self.council.revoke.remote(warrant_id, reason, by), timeout=ANSWER_S)
+            answer: Any = ray.get(self.council.revoke.remote(warrant_id, reason, by), timeout=ANSWER_S)
         except (GetTimeoutError, RayActorError):
             raise CouncilUnavailable(f"the council actor did not answer within {ANSWER_S:.0f} s; check "
                                      "`council status`, then run the command again") from None
+        out.print(f"revoked by the running council's actor ({int(answer)} warrant(s) revoked by it now)", markup=False)
 
 
 def _raise_refusal(results: Sequence[AppendResult | CouncilError]) -> None:

@@ -6,7 +6,8 @@ the log and decides, for each dead-lettered task, by the kind of failure its age
 
 * **transient** (a timeout, a lost connection, an expired lease): requeue it once more;
 * **code** (the skill's own code raised a programming error): submit a fix task for an agent with
-  the ``code.fix`` capability, when one is registered; otherwise alert;
+  the ``code.fix`` capability, when one is registered (one per dead letter: a task a person
+  requeued that fails again gets a fix task of its own); otherwise alert;
 * **infrastructure** (the log or a worker was lost): alert, as critical;
 * **denied** (the gate refused an action) and **permanent** (the skill said it cannot succeed as
   asked: a failing test, a blocking review finding): alert, for a person to read;
@@ -88,10 +89,20 @@ class DeadLetter:
     requeued: bool
     """Whether the detector requeued this task before (it requeues a task once)."""
 
+    @property
+    def fix_id(self) -> str:
+        """The id of the fix task asked for this dead letter: keyed by its version, so a later one gets its own."""
+        suffix = f"-{self.version}"
+        return f"fix-{self.task_id}"[:200 - len(suffix)] + suffix
+
 
 @dataclass
 class ErrorDetector(Process):
     """The fold, and the decisions."""
+
+    types = tuple(cls.type_name for cls in (TaskSubmitted, TaskFailed, TaskDeadLettered, TaskRequeued, TaskQueued,
+                                            TaskAssigned, TaskCompleted, AgentRegistered, AgentRestarted, AlertRaised))
+    """Exactly the types :meth:`evolve` folds: the others are not even read."""
 
     settings: DetectorSettings = field(default_factory=lambda: DetectorSettings())
     position: int = 0
@@ -119,8 +130,11 @@ class ErrorDetector(Process):
             case TaskSubmitted() as p:
                 self.capabilities[p.task_id] = p.capability
                 failed = (p.inputs or {}).get("failed_task") if p.capability == FIX_CAPABILITY else None
-                if isinstance(failed, str):
-                    self.dead.pop(failed, None)  # a fix was asked for
+                pending = self.dead.get(failed) if isinstance(failed, str) else None
+                # A fix was asked for this dead letter (one asked for an earlier dead letter of the task, stored
+                # after the task was requeued and dead-lettered again, leaves the new one waiting for its own).
+                if pending is not None and p.inputs.get("dead_letter_version", pending.version) == pending.version:
+                    del self.dead[pending.task_id]
             case TaskFailed():
                 self.failures.append(at)
             case TaskDeadLettered() as p:
@@ -170,11 +184,14 @@ class ErrorDetector(Process):
                 task_id=dead.task_id, by=SOURCE, reason=f"transient failure ({dead.error[:200]}); one more try")],
                 dead.version)
         if dead.kind == "code" and self.fixers:
-            fix = f"fix-{dead.task_id}"[:200]
+            # Keyed by the dead letter, like the alert below: the same task requeued by a person and dead-lettered
+            # again is a new failure with a fix task of its own, never a retry of the first one's append.
+            fix = dead.fix_id
             return Intent(streams.task(fix), [NewEvent(payload=TaskSubmitted(
                 task_id=fix, capability=FIX_CAPABILITY, title=f"fix the error in {dead.task_id}", priority=1,
-                inputs={"failed_task": dead.task_id, "capability": dead.capability, "error": dead.error[:4000]}),
-                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:fix:{dead.task_id}"))], NO_STREAM)
+                inputs={"failed_task": dead.task_id, "dead_letter_version": dead.version,
+                        "capability": dead.capability, "error": dead.error[:4000]}),
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:fix:{dead.task_id}:{dead.version}"))], NO_STREAM)
         key = f"task:{dead.task_id}"
         return _alert(key, _SEVERITY[dead.kind], f"task {dead.task_id} ({dead.capability or '?'}) failed for good: "
                       f"{_SAYS[dead.kind]}", dead.error[:2000], now, task_id=dead.task_id,

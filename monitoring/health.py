@@ -96,7 +96,9 @@ class Patient:
     restarted_at: float = 0.0
     """When the monitor last restarted it."""
     failures: list[float] = field(default_factory=list)
-    """When it failed (from the log), within the budget window."""
+    """When it failed (from the log, in log order); failures past the budget window are dropped as time moves on."""
+    restarts: int = 0
+    """How many restarts of it the log records (``actor.restarted``, by Ray or the monitor)."""
     retired: bool = False
 
     @property
@@ -113,6 +115,8 @@ class HealthBook:
         self.patients: dict[str, Patient] = {}
         self.pending: list[Finding] = []
         """Findings not recorded yet; a decision acts on an actor only once its finding is in the log."""
+        self._recent: dict[str, tuple[float, list[float]]] = {}
+        """Each actor's failures in the window, by the time they were counted at: counted once a round."""
 
     def watch(self, name: str) -> Patient:
         """Start watching ``name`` (idempotent)."""
@@ -166,9 +170,16 @@ class HealthBook:
 
     def _found(self, found: list[Finding]) -> list[Finding]:
         """``found`` with their records; every finding but ``unavailable`` waits in :attr:`pending` until stored."""
-        recorded = [f if f.kind == "unavailable" else replace(f, record=_record(f, self.patients[f.name]))
-                    for f in found]
-        self.pending += [f for f in recorded if f.record is not None]
+        recorded = []
+        for finding in found:
+            if finding.kind == "unavailable":
+                recorded.append(finding)
+                continue
+            # A restart's number: the restarts the log records, and those still waiting to be, then this one.
+            restarts = self.patients[finding.name].restarts + 1 + sum(
+                1 for f in self.pending if f.name == finding.name and f.kind == "restarted")
+            self.pending.append(replace(finding, record=_record(finding, self.patients[finding.name], restarts)))
+            recorded.append(self.pending[-1])
         return recorded
 
     def stored(self, intents: Iterable[Intent]) -> None:
@@ -181,6 +192,11 @@ class HealthBook:
     def charge(self, name: str, at: float) -> None:
         """A failure of ``name`` at ``at`` is in the log: it counts against the restart budget."""
         self.watch(name).failures.append(at)
+        self._recent.pop(name, None)
+
+    def restarted(self, name: str) -> None:
+        """A restart of ``name`` is in the log."""
+        self.watch(name).restarts += 1
 
     def retired(self, name: str) -> None:
         """``name``'s retirement is in the log: it is neither pinged nor restarted again."""
@@ -189,8 +205,22 @@ class HealthBook:
     # -- deciding ---------------------------------------------------------------------------
 
     def recent(self, name: str, now: float) -> list[float]:
-        """``name``'s failures within the budget window before ``now``."""
-        return [t for t in self.watch(name).failures if now - t < self.settings.budget_window]
+        """``name``'s failures within the budget window before ``now`` (the budget is charged one per failure).
+
+        Counted once for each ``now`` (a round senses and decides at one time), and the failures before the
+        window are dropped: the clock only moves on, so they never count again.
+        """
+        counted = self._recent.get(name)
+        if counted is not None and counted[0] == now:
+            return counted[1]
+        failures, window = self.watch(name).failures, self.settings.budget_window
+        old = 0
+        while old < len(failures) and now - failures[old] >= window:  # in log order: the oldest first
+            old += 1
+        del failures[:old]
+        recent = [t for t in failures if now - t < window]
+        self._recent[name] = (now, recent)
+        return recent
 
     def decide(self, name: str, now: float) -> Verdict:
         """For an actor whose failure is recorded: restart it now, retire it (budget spent), or wait (backoff)."""
@@ -237,8 +267,11 @@ class HealthMonitor(Process):
                 self._charge(AGENT_PREFIX + p.agent_id, at)
             case ActorUnresponsive() as p if p.problem in ("dead", "hung", "constructor"):
                 self._charge(p.actor, at)
-            case ActorRestarted() as p if p.by == "ray":
-                self._charge(p.actor, at)
+            case ActorRestarted() as p:
+                if p.actor in self.book.patients:
+                    self.book.restarted(p.actor)
+                if p.by == "ray":  # a crash; a restart the monitor made was charged with the failure that caused it
+                    self._charge(p.actor, at)
             case ActorRetired() as p if p.actor in self.book.patients:
                 self.book.retired(p.actor)
             case AgentRetired() as p if AGENT_PREFIX + p.agent_id in self.book.patients:
@@ -261,21 +294,11 @@ class HealthMonitor(Process):
             self.book.charge(name, at)
 
 
-def retired_in(intent: Intent) -> str | None:
-    """The actor an intent retires (its actor name), or None."""
-    for event in intent.events:
-        if isinstance(event, ActorRetired):
-            return event.actor
-        if isinstance(event, AgentRetired):
-            return AGENT_PREFIX + event.agent_id
-    return None
-
-
-def _record(finding: Finding, patient: Patient) -> Intent:
+def _record(finding: Finding, patient: Patient, restarts: int) -> Intent:
     """The event that records ``finding``, in the actor's stream (or, for an agent's failure, the agent's)."""
     if finding.kind == "restarted":
         restarted = ActorRestarted(actor=finding.name, pid=finding.pid or 0, previous_pid=finding.previous_pid,
-                                   by=finding.by or "ray", restarts=len(patient.failures))
+                                   by=finding.by or "ray", restarts=restarts)
         return Intent(streams.actor(finding.name), [restarted], ANY)
     problem: Problem = "hung" if finding.kind == "hung" else "dead"
     agent_id = patient.agent_id

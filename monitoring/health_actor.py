@@ -8,6 +8,12 @@ folds the monitor's own records back from the log; this shell pings (:meth:`RayH
 acts once the finding that justifies an action is stored — ``ray.kill`` lets Ray restart a hung
 actor in a new process; an actor gone for good is created again from the
 :class:`actors.specs.ActorSpec` it was booted with; a retired one is killed for good.
+
+Every action follows from the fold, not from having heard an append succeed: a retirement this
+incarnation folds (its own, even one whose append timed out after it landed, or another's) is
+followed by the kill in the next round. Retirements already in the log when the monitor starts
+are not acted on again (:meth:`RayHealth.started`): the council may have been booted again since,
+with that actor running anew.
 """
 
 from __future__ import annotations
@@ -25,8 +31,7 @@ from actors import names
 from actors.follow import Follower, reader_for
 from actors.specs import ActorSpec
 from actors.store_client import StoreClient
-from events import AppendResult, Intent
-from monitoring.health import AGENT_PREFIX, Finding, HealthMonitor, HealthSettings, retired_in
+from monitoring.health import AGENT_PREFIX, Finding, HealthMonitor, HealthSettings
 
 FINDINGS_KEPT = 1000
 """The latest findings kept for ``findings()`` (the log keeps them all)."""
@@ -42,26 +47,27 @@ class RayHealth(HealthMonitor):
         self.sent: dict[str, float] = {}
         self.handles: dict[str, Any] = {}
         self.findings: deque[Finding] = deque(maxlen=FINDINGS_KEPT)
+        self.killed: set[str] = set()
+        """Retired actors killed for good (or retired before this incarnation started)."""
+
+    def started(self) -> None:
+        """The log is folded up to this incarnation's start: the retirements in it were acted on before."""
+        self.killed |= {name for name, patient in self.book.patients.items() if patient.retired}
 
     def sense(self, now: float) -> None:
-        """Collect answered pings, time out silent ones, send due ones; restart what is due for it."""
+        """Kill what was retired; collect answered pings, time out silent ones, send due ones; restart what is due."""
         for name in self.specs:
             patient = self.book.patients[name]
             if patient.retired:
+                if name not in self.killed:
+                    self.killed.add(name)
+                    self._kill_for_good(name)
                 continue
             self._collect(name, now)
             if name not in self.pings and now - self.sent.get(name, 0.0) >= self.settings.ping_every:
                 self._ping(name, now)
             if self.book.decide(name, now) == "restart":
                 self._restart(name, now)
-
-    def react(self, stored: Sequence[tuple[Intent, AppendResult]]) -> None:
-        """Findings now in the log stop waiting; an actor whose retirement is stored is killed for good."""
-        super().react(stored)
-        for intent, _ in stored:
-            name = retired_in(intent)
-            if name is not None:
-                self._kill_for_good(name)
 
     def due(self, now: float) -> float:
         """Pings are due every tenth of a second at most."""
@@ -148,6 +154,7 @@ class HealthMonitorActor:
         self.follower = Follower(self.monitor, StoreClient(), reader=reader_for(store_url) if store_url else None,
                                  longest_wait=0.1, wake_on_log=False)
         self.follower.catch_up()  # failures charged and retirements, from the log
+        self.monitor.started()
         self.follower.start("health")
 
     def watched(self) -> dict[str, dict[str, Any]]:

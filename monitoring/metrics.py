@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -39,6 +39,10 @@ from events.catalogue import (
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 """Upper bounds (seconds) of the task duration histogram's buckets."""
 
+RUNNING_KEPT_S = 86_400.0
+"""How long (log time) an authorised action is waited for: one not completed a day after it was authorised (its
+agent died with it, its task was taken back) is forgotten, and its seconds are not counted if it ever completes."""
+
 Query = Callable[[str], Any]
 """Runs read-only SQL on the read models and returns a result with ``rows`` (e.g. a projector's query)."""
 
@@ -58,7 +62,9 @@ class LogMetrics(Process):
         self.approvals_open: set[str] = set()
         self.alerts = Counter[str]()
         self.action_seconds: defaultdict[str, float] = defaultdict(float)
-        self._running: dict[tuple[str, str], str] = {}  # (warrant, key) of an authorised action → its action
+        self.running: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        """(warrant, key) of an authorised action not completed yet → its action and when it was authorised, oldest
+        first; bounded by :data:`RUNNING_KEPT_S`."""
         self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         self.lock = threading.Lock()
@@ -68,6 +74,12 @@ class LogMetrics(Process):
         with self.lock:
             self.position = event.position
             self.events[event.type] += 1
+            at = event.recorded_at.timestamp()
+            while self.running:  # the oldest first: actions that never completed do not pile up
+                oldest, (_, since) = next(iter(self.running.items()))
+                if at - since <= RUNNING_KEPT_S:
+                    break
+                del self.running[oldest]
             match event.payload:
                 case TaskCompleted() as p:
                     self.duration_buckets[bisect.bisect_left(DURATION_BUCKETS, p.duration_s)] += 1
@@ -82,13 +94,14 @@ class LogMetrics(Process):
                     self.retired[p.agent_id] += 1
                 case ActionAuthorized() as p:
                     self.authorized[p.action] += 1
-                    self._running[(p.warrant_id, p.key)] = p.action
+                    self.running.pop((p.warrant_id, p.key), None)  # authorised again: the clock starts again
+                    self.running[(p.warrant_id, p.key)] = (p.action, at)
                 case ActionDenied() as p:
                     self.denied[p.action] += 1
                 case ActionCompleted() as p:
-                    action = self._running.pop((p.warrant_id, p.key), None)
-                    if action is not None and p.cost.wall_time_s:
-                        self.action_seconds[action] += p.cost.wall_time_s
+                    running = self.running.pop((p.warrant_id, p.key), None)
+                    if running is not None and p.cost.wall_time_s:
+                        self.action_seconds[running[0]] += p.cost.wall_time_s
                 case ApprovalRequested() as p:
                     self.approvals_open.add(p.approval_id)
                 case ApprovalGranted() | ApprovalRefused() as p:

@@ -100,6 +100,8 @@ def test_a_revocation_goes_through_the_council_actor(running: Running) -> None:
                           cwd=running.home, env=running.env)
         assert revoked.returncode == 0, revoked.stderr
         assert "revoked 1 warrant(s): w-deploy" in revoked.stdout
+        # The count only the council actor's answer carries: an append made by the command itself says otherwise.
+        assert "revoked by the running council's actor (1 warrant(s) revoked by it now)" in revoked.stdout
         revocation = running.fold().warrants["w-deploy"].revoked
         assert revocation is not None and revocation.reason == "rotating keys"
         assert revocation.revoked_by.startswith("alice (")

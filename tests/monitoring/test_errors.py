@@ -9,13 +9,17 @@ from collections.abc import Sequence
 import pytest
 
 from actors.follow import Follower
-from events import AppendResult, CouncilError, EventStore, Intent, open_store
+from events import AppendResult, CouncilError, EventStore, Intent, RecordedEvent, open_store
 from events.catalogue import (
+    AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
     AlertRaised,
     FailureKind,
+    TaskAssigned,
+    TaskCompleted,
     TaskDeadLettered,
+    TaskFailed,
     TaskQueued,
     TaskRequeued,
     TaskSubmitted,
@@ -91,11 +95,105 @@ def test_a_code_error_becomes_a_fix_task_when_a_fixer_is_registered() -> None:
     log.append("agent-fixer", [AgentRegistered(agent_id="fixer", role="coder", capabilities=["code.fix"], version="",
                                                slots=1, epoch=1)])
     dead(log, "buggy", "AttributeError: 'dict' object has no attribute 'items2'", "code", capability="build.python")
-    assert run(ErrorDetector(), log) == ["task-fix-buggy"]
-    fix = log.read_stream("task-fix-buggy")[0].payload
+    at = log.read_stream("task-buggy")[-1].stream_version
+    assert run(ErrorDetector(), log) == [f"task-fix-buggy-{at}"]
+    fix = log.read_stream(f"task-fix-buggy-{at}")[0].payload
     assert isinstance(fix, TaskSubmitted)
     assert fix.capability == "code.fix" and fix.inputs["failed_task"] == "buggy" and "items2" in fix.inputs["error"]
     assert run(ErrorDetector(), log) == []
+
+
+@pytest.mark.parametrize("again", ["AttributeError: 'dict' object has no attribute 'items2'", "TypeError: other"])
+def test_a_task_requeued_by_a_person_that_fails_again_as_code_gets_a_fix_task_of_its_own(again: str) -> None:
+    log = open_store("memory://")
+    log.append("agent-fixer", [AgentRegistered(agent_id="fixer", role="coder", capabilities=["code.fix"], version="",
+                                               slots=1, epoch=1)])
+    dead(log, "buggy", "AttributeError: 'dict' object has no attribute 'items2'", "code", capability="build.python")
+    detector = ErrorDetector()
+    follower = Follower(detector, log)
+    assert follower.step() == (1, 0)
+    log.append("task-buggy", [TaskRequeued(task_id="buggy", reason="fixed the config, try again", by="person")])
+    log.append("task-buggy", [TaskDeadLettered(task_id="buggy", attempts=3, last_error=again, kind="code")])
+    # The second dead letter is a new failure: a distinct fix task, stored once; then the detector settles
+    # (before, the same text was taken as a retry of the first fix's append and decided again forever, and
+    # another text was refused on the first fix's stream and retried every 10 ms).
+    rounds = [follower.step() for _ in range(3)]
+    assert rounds == [(1, 0), (0, 0), (0, 0)] and detector.dead == {}
+    fixes = [e.payload for e in log.read_all(1, None, ["task.submitted"]) if e.payload.capability == "code.fix"]
+    assert len({f.task_id for f in fixes}) == 2 and [f.inputs["error"] for f in fixes][-1] == again
+    assert Follower(ErrorDetector(), log).step() == (0, 0)  # a restarted detector asks for neither again
+
+
+def test_a_fix_stored_after_the_task_failed_again_leaves_the_new_dead_letter_its_own_fix() -> None:
+    log = open_store("memory://")
+    log.append("agent-fixer", [AgentRegistered(agent_id="fixer", role="coder", capabilities=["code.fix"], version="",
+                                               slots=1, epoch=1)])
+    dead(log, "buggy", "AttributeError", "code")
+    detector = ErrorDetector()
+    Follower(detector, log).catch_up()
+    [first_fix] = detector.decide(time.time())  # decided, but stored only after the task failed again
+    log.append("task-buggy", [TaskRequeued(task_id="buggy", reason="try again", by="person")])
+    log.append("task-buggy", [TaskDeadLettered(task_id="buggy", attempts=3, last_error="TypeError", kind="code")])
+    log.append_many([first_fix])
+    assert run(detector, log) == [f"task-fix-buggy-{log.read_stream('task-buggy')[-1].stream_version}"]
+    assert run(detector, log) == []
+
+
+def test_an_assigned_task_past_its_start_deadline_is_not_late() -> None:
+    log = open_store("memory://")
+    log.append("task-started", [TaskQueued(task_id="started", priority=0, start_deadline=time.time() - 1)])
+    log.append("task-started", [TaskAssigned(task_id="started", agent_id="a1", lease_id="l1",
+                                             lease_expires_at=time.time() + 60, attempt=1)])
+    assert run(ErrorDetector(), log) == []
+    assert "queue:late" not in alerts(log)
+
+
+def test_without_requeueing_transient_failures_a_transient_dead_letter_is_alerted() -> None:
+    log = open_store("memory://")
+    dead(log, "flaky", "TimeoutError: upstream timed out", "transient")
+    assert run(ErrorDetector(DetectorSettings(requeue_transient=False)), log) == ["alerts"]
+    assert alerts(log)["task:flaky"].severity == "warning"
+    assert [e.type for e in log.read_stream("task-flaky")] == ["task.submitted", "task.dead_lettered"]
+
+
+def test_two_detectors_deciding_the_same_dead_letter_alert_once() -> None:
+    log = open_store("memory://")
+    dead(log, "failing-test", "tests failed", "permanent")
+    first, second = ErrorDetector(), ErrorDetector()
+    for detector in (first, second):
+        Follower(detector, log).catch_up()
+    decided = [list(detector.decide(time.time())) for detector in (first, second)]  # both before either folds
+    for intents in decided:
+        assert all(isinstance(r, AppendResult) for r in log.append_many(intents))
+    assert [e.payload.key for e in log.read_stream("alerts")] == ["task:failing-test"]
+
+
+class Counting:
+    """The log, counting the events read from it."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store, self.read = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def read_all(self, from_position: int = 1, limit: int | None = 1000,
+                 types: Sequence[str] | None = None) -> list[RecordedEvent]:
+        events = self.store.read_all(from_position, limit, types)
+        self.read += len(events)
+        return events
+
+
+def test_the_detector_reads_only_the_events_it_folds() -> None:
+    log = open_store("memory://")
+    for n in range(50):
+        log.append("agent-a1", [AgentHeartbeat(agent_id="a1", epoch=1, in_flight=n % 2)])
+    dead(log, "failing-test", "tests failed", "permanent")
+    reader = Counting(log)
+    detector = ErrorDetector()
+    Follower(detector, log, reader=reader).step()  # type: ignore[arg-type]
+    assert reader.read == 2 and detector.position == log.head() - 1  # not the heartbeats; its alert is not folded yet
+    assert "task:failing-test" in alerts(log)
 
 
 def test_rates_and_late_queues_raise_one_alert_per_window() -> None:
@@ -103,10 +201,14 @@ def test_rates_and_late_queues_raise_one_alert_per_window() -> None:
     settings = DetectorSettings(window=60, max_restarts=2)
     for epoch in (2, 3):
         log.append("agent-a1", [AgentRestarted(agent_id="a1", epoch=epoch, reason="crash")])
+        log.append("task-t", [TaskFailed(task_id="t", agent_id="a1", attempt=epoch, error="boom", kind="permanent")])
     log.append("task-late", [TaskQueued(task_id="late", priority=0, start_deadline=time.time() - 1)])
-    detector = ErrorDetector(settings)
-    assert run(detector, log) == ["alerts", "alerts"]
-    assert sorted(alerts(log)) == ["queue:late", "rate:agent restarts"]
+    log.append("task-done", [TaskQueued(task_id="done", priority=0, start_deadline=time.time() - 1),
+                             TaskCompleted(task_id="done", agent_id="a1", attempt=1, duration_s=0.1)])
+    detector = ErrorDetector(settings.model_copy(update={"max_failures": 2}))
+    assert run(detector, log) == ["alerts"] * 3
+    assert sorted(alerts(log)) == ["queue:late", "rate:agent restarts", "rate:failed task attempts"]
+    assert alerts(log)["queue:late"].detail == "late"  # not the completed task
     assert run(detector, log) == []  # the same alerts are not raised again inside the window
     assert run(detector, log, now=time.time() + 120) == ["alerts"]  # the queue is still late a window later
 

@@ -68,6 +68,15 @@ def test_ray_restarts_are_seen_by_the_new_pid_and_charged_to_the_budget_once_rec
     follower.catch_up()
     assert len(book.patients["store"].failures) == 1
     assert [e.payload.by for e in log.read_stream("actor-store")] == ["ray"]
+    book.failed("store", "dead", "killed", now=4.0)  # found dead: restarted by the monitor, then by Ray again
+    follower.step(4.0)
+    follower.catch_up()
+    book.restarting("store", 4.0)
+    book.answered("store", 3, busy=False, progress_at=None, now=5.0)
+    book.answered("store", 4, busy=False, progress_at=None, now=6.0)
+    follower.step(6.0)
+    restarted = [e.payload for e in log.read_stream("actor-store") if e.type == "actor.restarted"]
+    assert [(r.by, r.restarts) for r in restarted] == [("ray", 1), ("monitor", 2), ("ray", 3)]  # restarts, counted
 
 
 def test_restarts_back_off_and_past_the_budget_the_actor_is_retired_with_an_alert() -> None:
@@ -109,3 +118,17 @@ def test_a_restarted_monitor_charges_the_same_budget_from_the_log() -> None:
     fresh.book.patients["agent:a"].suspect = "dead"
     assert fresh.book.decide("agent:a", start + 40) == "retire"
     assert fresh.book.decide("agent:a", failures[-1] + 100) == "restart"  # a window after the last, none counts
+
+
+def test_failures_past_the_budget_window_are_dropped_and_the_window_is_counted_once_a_round() -> None:
+    book = HealthBook(SETTINGS)
+    for n in range(30):  # a failure every 50 s
+        book.charge("agent:a", 50.0 * n)
+    assert len(book.recent("agent:a", 50.0 * 29)) == 2  # the budget window is 100 s: two count
+    assert len(book.patients["agent:a"].failures) == 2  # and the rest will never count again: dropped
+    book.patients["agent:a"].suspect = "dead"
+    assert book.decide("agent:a", 50.0 * 29) == "restart"
+    round_ = 50.0 * 29 + 1
+    assert book.recent("agent:a", round_) is book.recent("agent:a", round_)  # sense and decide share one count
+    book.charge("agent:a", round_)
+    assert len(book.recent("agent:a", round_)) == 3  # a failure folded meanwhile is counted

@@ -10,14 +10,16 @@ import pytest
 import ray
 
 from actors import names
+from actors.follow import Follower
 from actors.projector_actor import ProjectorActor
 from actors.specs import ActorSpec
 from actors.store_client import StoreClient
 from cluster.system import System, boot, shutdown
 from cluster.team import AgentSpec
 from events import NO_STREAM, open_store
-from events.catalogue import TaskSubmitted
-from monitoring.health_actor import HealthMonitorActor
+from events.catalogue import ActorRetired, TaskSubmitted
+from monitoring.health import HealthSettings
+from monitoring.health_actor import HealthMonitorActor, RayHealth
 
 FAST = {"ping_every": 0.2, "ping_timeout": 5.0, "hang_after": 2.0, "restart_budget": 3, "budget_window": 60.0,
         "backoff_base": 0.2, "backoff_max": 1.0}
@@ -99,3 +101,41 @@ def test_an_actor_whose_constructor_keeps_failing_is_retired_with_an_alert(syste
         assert alerts and alerts[-1].severity == "critical" and "broken-projector" in alerts[-1].summary
     finally:
         ray.kill(monitor)
+
+
+@ray.remote
+class Bystander:
+    """An actor that only says who it is."""
+
+    def pid(self) -> int:
+        import os
+        return os.getpid()
+
+
+def gone(name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=names.NAMESPACE)
+    except ValueError:
+        return True
+    return False
+
+
+def test_a_retirement_folded_from_the_log_is_followed_by_the_kill_whoever_heard_its_append(ray_instance: None) -> None:
+    earlier, now = ActorSpec("retired-earlier", Bystander), ActorSpec("retired-now", Bystander)
+    handles = [spec.start() for spec in (earlier, now)]
+    ray.get([h.pid.remote() for h in handles])
+    try:
+        with open_store("memory://") as log:
+            log.append("actor-retired-earlier", [ActorRetired(actor="retired-earlier", reason="a run before")])
+            monitor = RayHealth([earlier, now], HealthSettings(**FAST))
+            follower = Follower(monitor, log)
+            follower.catch_up()
+            monitor.started()
+            # The retirement lands, but the round that appended it never heard back: nothing reacted to it.
+            log.append("actor-retired-now", [ActorRetired(actor="retired-now", reason="over the budget")])
+            follower.step()
+            wait_until(lambda: gone("retired-now"), 30, "the retired actor was killed for good")
+            follower.step()
+        assert pid_of(handles[0]) is not None  # retired before this monitor started: booted again since, left alone
+    finally:
+        shutdown(["retired-earlier", "retired-now"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -85,6 +87,27 @@ def test_counters_come_from_the_log_and_gauges_from_the_read_models(tmp_path: Pa
     assert found[("council_queue_oldest_age_seconds", (("priority", "2"),))] == 3.5
     assert found[("council_agent_utilisation", (("agent", "a1"), ("role", "coder")))] == 0.25
     assert found[("council_read_models_up", ())] == 1 and found[("council_exporter_lag_events", ())] == 0
+
+
+def test_actions_that_never_complete_are_forgotten_a_day_later(tmp_path: Path) -> None:
+    with open_store("memory://") as log:
+        for n in range(100):
+            log.append("warrant-w", [ActionAuthorized(warrant_id="w", agent_id="a1", action="command.run",
+                                                      target="pytest", key=f"k{n}", digest="0" * 64,
+                                                      policy_hash="0" * 64, rule="r")])
+        log.append("warrant-w", [ActionCompleted(warrant_id="w", key="k0", ok=True, cost=Budget(wall_time_s=2.0)),
+                                 ActionCompleted(warrant_id="w", key="k1", ok=True, cost=Budget(wall_time_s=3.0))])
+        events = log.read_all(1, None)
+    start = events[0].recorded_at
+    metrics = LogMetrics()
+    for n, event in enumerate(events[:100]):  # the authorisations, an hour apart
+        metrics.evolve(msgspec.structs.replace(event, recorded_at=start + timedelta(hours=n)))
+    assert len(metrics.running) == 25  # the last day's: the earlier ones are no longer waited for
+    done = start + timedelta(hours=100)
+    for event in events[100:]:
+        metrics.evolve(msgspec.structs.replace(event, recorded_at=done))
+    assert metrics.action_seconds == {}  # k0 and k1 completed days after they were authorised: not counted
+    assert len(metrics.running) == 24 and ("w", "k0") not in metrics.running
 
 
 def test_a_missing_projector_is_reported_not_fatal(tmp_path: Path) -> None:
