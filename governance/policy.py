@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import re
-import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     StrictStr,
-    ValidationError,
     ValidationInfo,
     model_validator,
 )
@@ -47,7 +45,8 @@ from events.catalogue import Budget, PolicyAdopted
 from governance import globs
 from governance.errors import PolicyError
 from governance.keys import NAME as KEY_NAME
-from governance.policy_errors import consistency_problems, refusal, validation_problems, with_count
+from governance.policy_errors import consistency_problems
+from governance.toml_config import parse_toml, read_config, validated, with_count
 from governance.toml_lines import TomlLines
 
 Effect = Literal["allow", "deny", "approve", "vote"]
@@ -335,14 +334,7 @@ class Policy(_Frozen):
 
 def load_policy(path: str | Path) -> Policy:
     """The policy in the TOML file at ``path``; :class:`PolicyError` if it cannot be read or is not valid."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError(f"there is no policy file {path}; give the path of one (see examples/policy.toml)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc}; check it is a readable UTF-8 text file") from None
-    return parse_policy(text, str(path))
+    return parse_policy(read_config(path, "policy", "examples/policy.toml", PolicyError), str(path))
 
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
@@ -358,20 +350,12 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """
     if not isinstance(text, str):
         raise PolicyError(f"{source}: a policy must be TOML text, not {type(text).__name__}")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{source}: TOML syntax error: {exc}; fix the syntax there") from None
+    data = parse_toml(text, source, PolicyError)
     lines = TomlLines(text)
-    problems = consistency_problems(data, lines.line)
+    problems = consistency_problems(data, lines.line)  # before the legacy spelling is rewritten: it is checked too
     _upgrade_legacy(data)
-    try:
-        policy = Policy.model_validate(data, context={_DEFERRED: True})
-    except ValidationError as exc:
-        problems += validation_problems(exc, data, Policy)
-    message = refusal(problems, lines, source)
-    if message is not None:
-        raise PolicyError(message)
+    policy = validated(Policy, data, lines, source, "the policy", PolicyError, problems=problems,
+                       context={_DEFERRED: True})
     policy._text = text
     return policy
 

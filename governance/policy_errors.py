@@ -1,11 +1,10 @@
 """What is wrong in a policy, in words, beyond what its field types say.
 
 :func:`consistency_problems` finds what the model's field types cannot say (rules that need each
-other's fields, approvers named but not defined, a legacy table beside its replacement);
-:func:`validation_problems` is pydantic's errors as :mod:`governance.toml_config` words them for
-"the policy" (the table and field of each, "did you mean" for a misspelt one); :func:`refusal`
-(from there too) picks the first problem by line and counts the rest. Nothing here decides
-anything about actions: that is :mod:`governance.policy`.
+other's fields, approvers named but not defined, a legacy table beside its replacement), as
+:class:`governance.toml_config.Problem` s that :func:`governance.toml_config.validated` refuses
+together with pydantic's own, first by line. Nothing here decides anything about actions: that is
+:mod:`governance.policy`.
 """
 
 from __future__ import annotations
@@ -13,13 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
-from pydantic import BaseModel, ValidationError
-
-from governance import toml_config
-from governance.toml_config import Problem as Problem
-from governance.toml_config import entry_label, kind_of
-from governance.toml_config import refusal as refusal
-from governance.toml_config import with_count as with_count
+from governance.toml_config import Problem, entry_label, kind_of
 from governance.toml_lines import Loc
 
 EFFECT_FIELDS: dict[str, tuple[str, ...]] = {"allow": (), "deny": (), "approve": ("approvals", "approvers"),
@@ -144,9 +137,3 @@ def _is_int(value: object) -> TypeGuard[int]:
 def rule_label(i: int, data: Mapping[str, Any]) -> str:
     """How messages name rule ``i``: ``rules[2] ("deploy-prod")``, or ``rules[2]`` without a name."""
     return entry_label("rules", i, data)
-
-
-def validation_problems(error: ValidationError, data: Mapping[str, Any], model: type[BaseModel]) -> list[Problem]:
-    """``error`` (from validating ``data`` as ``model``) as problems naming the table and field of each, as
-    :func:`governance.toml_config.validation_problems` words them for "the policy"."""
-    return toml_config.validation_problems(error, data, model, "the policy")
