@@ -24,7 +24,7 @@ from events import ANY, NO_STREAM, AppendResult, CouncilError, Intent, RecordedE
 from events.catalogue import CheckpointSigned, PolicyProposed, WarrantIssued
 from events.errors import ConcurrencyError
 from events.merkle import CompactRange
-from governance import checkpoints, warrant
+from governance import checkpoint_files, tree_head, warrant
 from governance.authority import Authority
 from governance.keys import COUNCIL_KEY, Keyring, SigningKey
 from governance.policy import load_policy
@@ -72,7 +72,7 @@ class CouncilProcess(Process):
         size = self.ledger.size
         if size == 0 or self.origin is None or self.changed_at <= self.authority.last_checkpoint:
             return None
-        return checkpoints.sign_root(self.key, size, self.ledger.root(), self.origin, now)
+        return tree_head.sign_root(self.key, size, self.ledger.root(), self.origin, now)
 
     def due(self, now: float) -> float:
         """A second from now (approvals expire and votes close on the clock), or sooner if a checkpoint falls due."""
@@ -206,5 +206,5 @@ class PublishingCouncil(CouncilProcess):
         for intent, _ in stored:
             for event in intent.events:
                 if isinstance(event, CheckpointSigned):
-                    checkpoints.publish(self.home, event)
+                    checkpoint_files.publish(self.home, event)
 

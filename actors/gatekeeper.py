@@ -22,7 +22,6 @@ from governance import budget, gate
 from governance.approvals import ApprovalLedger
 from governance.keys import PublicKey
 from governance.ledgers import PolicyLedger, WarrantLedger
-from governance.policy import Policy, in_force
 from governance.votes import VoteLedger
 
 L = TypeVar("L", ApprovalLedger, VoteLedger)
@@ -46,7 +45,6 @@ class Gatekeeper:
                  clock: Callable[[], float]) -> None:
         self.agent_id, self.identity, self.log, self.council, self.clock = agent_id, identity, log, council, clock
         self._policy = PolicyLedger()
-        self._parsed: dict[str, Policy] = {}
         self._issued: dict[str, WarrantLedger] = {}  # ancestors: their warrant.issued never changes
         self._ledgers: dict[str, WarrantLedger] = {}  # warrants acted under, folded up to their last read version
 
@@ -94,8 +92,11 @@ class Gatekeeper:
     # -- what the gate reads ----------------------------------------------------------------
 
     def _context(self, warrant_id: str | None) -> gate.Context:
+        # Only what landed on the policy stream since the last read is read; the policy is parsed once per
+        # adoption. The approvers are those pinned by the same adoption as the policy.
+        policy = self._policy.catch_up(self.log).current()
         return gate.Context(council=self.council, now=self.clock(), ledger=self._warrant(warrant_id),
-                            ancestor=self._ancestor, policy=self._current_policy(), approvers=self._approvers(),
+                            ancestor=self._ancestor, policy=policy, approvers=self._policy.approvers,
                             requester=self.identity, approval=self._approval, vote=self._vote)
 
     def _warrant(self, warrant_id: str | None) -> WarrantLedger | None:
@@ -121,20 +122,6 @@ class Gatekeeper:
                 return None
             found = self._issued[warrant_id] = ledger
         return found
-
-    def _current_policy(self) -> Policy | None:
-        for event in self.log.read_stream(streams.POLICY, self._policy.version + 1):
-            self._policy.evolve(event.payload)
-        adopted = self._policy.adopted
-        if adopted is None:
-            return None
-        parsed = self._parsed.get(adopted.policy_hash)
-        if parsed is None:
-            parsed = self._parsed[adopted.policy_hash] = in_force(adopted)
-        return parsed
-
-    def _approvers(self) -> dict[str, str]:
-        return dict(self._policy.adopted.approvers) if self._policy.adopted else {}
 
     def _approval(self, approval_id: str) -> ApprovalLedger | None:
         return self._timed(streams.approval(approval_id), ApprovalLedger())

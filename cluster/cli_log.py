@@ -49,7 +49,7 @@ def verify(
     rewritten or truncated history), even if every hash in it was recomputed.
     """
     from cluster.cli_council import home_dir
-    from governance import checkpoints
+    from governance import checkpoint_files, checkpoints
     from governance.keys import COUNCIL_KEY, Keyring
 
     with open_log(store, create=False) as es:
@@ -61,9 +61,9 @@ def verify(
             out.print(f"checkpoints: not checked (no council key in {keys.directory})")
             signed = None
         else:
-            extra = [c for c in (checkpoints.load_published(root),) if c is not None]
+            extra = [c for c in (checkpoint_files.load_published(root),) if c is not None]
             if checkpoint is not None:
-                extra.append(checkpoints.load_published_file(checkpoint))
+                extra.append(checkpoint_files.load_published_file(checkpoint))
             signed = checkpoints.check_log(es, keys.public(COUNCIL_KEY), extra)
             if signed.ok:
                 latest = signed.latest

@@ -11,7 +11,7 @@ import typer
 from cluster.cli_app import StoreOption, app, open_log, out
 from cluster.cli_council import HomeOption, keyring
 from events.catalogue import CheckpointSigned
-from governance import checkpoints
+from governance import checkpoint_files
 from governance.errors import GovernanceError
 from governance.keys import COUNCIL_KEY
 
@@ -28,7 +28,7 @@ def prove(position: Annotated[int, typer.Argument(min=1, help="The log position 
             bundle = json.loads(check.read_text())
         except (OSError, ValueError) as exc:
             raise GovernanceError(f"{check} is not a proof file ({exc})") from None
-        checkpoints.verify_bundle(bundle, council_key)
+        checkpoint_files.verify_bundle(bundle, council_key)
         out.print(f"ok: the event at position {bundle.get('position')} is in the log the council signed "
                   f"(tree size {bundle.get('checkpoint', {}).get('tree_size', '?')})")
         return
@@ -38,5 +38,5 @@ def prove(position: Annotated[int, typer.Argument(min=1, help="The log position 
         if not covering:
             raise GovernanceError(f"no signed checkpoint covers position {position} yet; the council signs one every "
                                   "few seconds while it runs")
-        bundle = checkpoints.inclusion_bundle(log, position, min(covering, key=lambda c: c.tree_size))
+        bundle = checkpoint_files.inclusion_bundle(log, position, min(covering, key=lambda c: c.tree_size))
     out.print(json.dumps(bundle, indent=2), markup=False)

@@ -2,7 +2,8 @@
 
 Booting is a plan and a start. :func:`plan` is pure: from a :class:`System` (what to run) and the
 keys it needs, it lists an :class:`actors.specs.ActorSpec` per actor, in the order they start.
-:func:`boot` checks the team against the skills and the policy, makes the keys, starts the plan,
+:func:`boot` checks the team against the skills and the policy (or takes :func:`check`'s verdict,
+so a driver that checked before starting Ray does not check twice), makes the keys, starts the plan,
 and hands the health monitor the same specs, from which it creates again an actor that is gone
 for good. Every long-lived actor is named and detached in the ``council`` namespace (rule 6): a
 driver that exits leaves them running, and the next one finds them by name. Booting is
@@ -30,10 +31,10 @@ from actors.skills import SkillRegistry
 from actors.specs import ActorSpec
 from actors.store_actor import StoreActor
 from cluster.team import AgentSpec, Team, check_team
-from events import CouncilError, streams
+from events import CouncilError
 from governance.keys import COUNCIL_KEY, Keyring, agent_key
-from governance.ledgers import PolicyLedger
-from governance.policy import Policy, in_force, load_policy
+from governance.ledgers import policy_in
+from governance.policy import Policy, load_policy
 from monitoring.detector import DetectorActor
 from monitoring.exporter import ExporterActor
 from monitoring.health_actor import HealthMonitorActor
@@ -119,14 +120,15 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
     return specs
 
 
-def boot(system: System) -> dict[str, Any]:
+def boot(system: System | Checked) -> dict[str, Any]:
     """Start (or find) every actor of ``system``; return the handles by name once each has recovered from the log.
 
     Refuses, before anything starts, a team with a capability no registered skill carries out or
-    an acting agent in a role the policy never names (:class:`cluster.team.TeamError`), and a
-    second council on a cluster whose running council writes another log.
+    an acting agent in a role the policy never names (:class:`cluster.team.TeamError`) — unless
+    ``system`` is what :func:`check` returned, which it checked already — and a second council on
+    a cluster whose running council writes another log.
     """
-    check(system)
+    system = (system if isinstance(system, Checked) else check(system)).system
     keys = _keys(system)
     specs = plan(system, keys, here())
     store = specs[0].start()
@@ -150,9 +152,21 @@ def boot(system: System) -> dict[str, Any]:
     return handles
 
 
-def check(system: System) -> None:
-    """Refuse a system whose team cannot work (see :func:`cluster.team.check_team`), before anything starts."""
+@dataclass(frozen=True)
+class Checked:
+    """A system :func:`check` accepted: :func:`boot` starts it without checking it again."""
+
+    system: System
+
+
+def check(system: System) -> Checked:
+    """Refuse a system whose team cannot work (see :func:`cluster.team.check_team`), before anything starts.
+
+    Loads the skill registry and reads the policy in force: pass the result to :func:`boot`
+    so that is done once.
+    """
     check_team(list(system.team), SkillRegistry.load(system.skills), policy_for(system))
+    return Checked(system)
 
 
 def policy_for(system: System) -> Policy | None:
@@ -162,11 +176,9 @@ def policy_for(system: System) -> Policy | None:
     reader = reader_for(system.store)
     if reader is not None:
         with reader:
-            ledger = PolicyLedger()
-            for event in reader.read_stream(streams.POLICY):
-                ledger.evolve(event.payload)
-        if ledger.adopted is not None:
-            return in_force(ledger.adopted)
+            in_force = policy_in(reader)
+        if in_force is not None:
+            return in_force
     return load_policy(system.policy) if system.policy is not None else None
 
 

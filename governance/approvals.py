@@ -12,6 +12,7 @@ stream); the council actor appends what they decide.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,34 @@ def spec_digest(spec: ActionSpec) -> str:
 def arguments_digest(arguments: Any) -> str:
     """The digest of an action's arguments (any plain data), as a spec records it."""
     return digest(arguments)
+
+
+def pinned(names: Iterable[str], keys: Mapping[str, str]) -> dict[str, str]:
+    """Those of ``names`` (a rule's approvers or voters) whose keys are pinned in ``keys`` (name → fingerprint, as the
+    policy in force's adoption pinned them): name → fingerprint, in the order named. Only a pinned key can sign."""
+    return {name: keys[name] for name in names if name in keys}
+
+
+def request(*, approval_id: str, spec: ActionSpec, needed: int, approvers: Iterable[str], keys: Mapping[str, str],
+            rule: str, task_id: str | None = None) -> ApprovalRequested:
+    """The request for ``needed`` approvals of exactly ``spec``, by those of ``approvers`` whose keys are pinned in
+    ``keys`` (the counterpart of :func:`governance.votes.propose`).
+
+    Raises :class:`ApprovalError` for a request that could never be granted: fewer than ``needed``
+    of the approvers can sign (their key is pinned, and is not the requester's own, which never
+    counts). Nothing is asked then.
+    """
+    named = tuple(approvers)
+    signers = pinned(named, keys)
+    able = [name for name, key in signers.items() if key != spec.requester]
+    if len(able) < needed:
+        requester = " other than the requester" if len(able) < len(signers) else ""
+        raise ApprovalError(f"rule {rule!r} needs {needed} approvals but only {len(able)} of its approvers "
+                            f"({', '.join(named) or 'none'}) have pinned keys{requester}, so it could never be "
+                            "granted; adopt a policy whose approvers' keys are in the council's keyring, or ask for "
+                            "fewer approvals")
+    return ApprovalRequested(approval_id=approval_id, digest=spec_digest(spec), spec=spec, needed=needed,
+                             approvers=signers, rule=rule, task_id=task_id)
 
 
 def _statement(approval_id: str, spec_hash: str, reason: str = "") -> dict[str, str]:

@@ -34,7 +34,7 @@ from governance import approvals, budget, globs, votes
 from governance.approvals import ApprovalLedger
 from governance.errors import WarrantError
 from governance.ledgers import PolicyLedger, WarrantLedger
-from governance.policy import Policy, in_force, parse_policy
+from governance.policy import Policy, parse_policy
 from governance.votes import VoteLedger
 from governance.warrant import Warrant, decode
 
@@ -62,7 +62,6 @@ class Authority:
     """Budgets allocated to requests (overriding the policy's per-request budget)."""
     last_checkpoint: int = 0
     position: int = 0
-    _parsed: dict[str, Policy] = field(default_factory=dict)
 
     # -- folding ----------------------------------------------------------------------------
 
@@ -71,40 +70,36 @@ class Authority:
         self.position = event.position
         p, ref = event.payload, streams.parse(event.stream)
         at = event.recorded_at.timestamp()
-        kind = ref.kind if ref is not None else None
+        kind, sid = ref if ref is not None else (None, "")
         if kind is Kind.POLICY:
             self.policy.evolve(p)
         elif isinstance(p, PolicyProposed):
             self.proposals[p.policy_hash] = p.text
-        elif kind is Kind.WARRANT and ref is not None:
-            ledger = self.warrants.setdefault(ref.id, WarrantLedger())
+        elif kind is Kind.WARRANT:
+            ledger = self.warrants.setdefault(sid, WarrantLedger())
             ledger.evolve(p)
             if isinstance(p, WarrantIssued):
                 if p.parent_id:
-                    self.children.setdefault(p.parent_id, []).append(ref.id)
+                    self.children.setdefault(p.parent_id, []).append(sid)
                 if p.task_id:
-                    self.by_task.setdefault(p.task_id, []).append(ref.id)
-        elif kind is Kind.APPROVAL and ref is not None:
-            self.approvals.setdefault(ref.id, ApprovalLedger()).evolve(p, at)
-        elif kind is Kind.VOTE and ref is not None:
-            self.votes.setdefault(ref.id, VoteLedger()).evolve(p, at)
+                    self.by_task.setdefault(p.task_id, []).append(sid)
+        elif kind is Kind.APPROVAL:
+            self.approvals.setdefault(sid, ApprovalLedger()).evolve(p, at)
+        elif kind is Kind.VOTE:
+            self.votes.setdefault(sid, VoteLedger()).evolve(p, at)
         elif isinstance(p, BudgetAllocated):
             self.budgets[p.request_id] = p.budget
         elif isinstance(p, CheckpointSigned):
+            # What the council actor's checkpoint is due from: a log that has not moved past its last
+            # signed tree head is not signed again, even by a council restarted long after.
             self.last_checkpoint = max(self.last_checkpoint, p.tree_size)
 
     # -- the policy in force ----------------------------------------------------------------
 
     def current(self) -> Policy | None:
-        """The policy in force (:func:`governance.policy.in_force`: known by its recorded hash), parsed once per
-        adoption, or None before the first adoption."""
-        adopted = self.policy.adopted
-        if adopted is None:
-            return None
-        parsed = self._parsed.get(adopted.policy_hash)
-        if parsed is None:
-            parsed = self._parsed[adopted.policy_hash] = in_force(adopted)
-        return parsed
+        """The policy in force (:meth:`governance.ledgers.PolicyLedger.current`), or None before the first
+        adoption."""
+        return self.policy.current()
 
     def adopt(self, policy: Policy, approvers: dict[str, str], by: str, authority: str) -> Intent:
         """The ``policy.adopted`` append that puts ``policy`` in force (at the policy stream's version)."""
@@ -224,8 +219,7 @@ class Authority:
         if text is None:
             return []
         candidate = parse_policy(text, f"proposal {policy_hash[:12]}")
-        pinned = dict(self.policy.adopted.approvers) if self.policy.adopted else {}
-        return [self.adopt(candidate, {n: pinned[n] for n in candidate.approver_names() if n in pinned},
+        return [self.adopt(candidate, approvals.pinned(candidate.approver_names(), self.policy.approvers),
                            by=",".join(keys), authority=authority)]
 
     def _vote_outcome(self, vote: VoteLedger, decided: VoteDecided) -> list[Intent]:

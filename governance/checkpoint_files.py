@@ -14,18 +14,19 @@ unnoticed; reading either checks every field and raises :class:`CheckpointError`
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from events import EventStore, merkle
 from events.catalogue import CheckpointSigned
 from governance.errors import CheckpointError
 from governance.keys import PublicKey
-from governance.tree_head import HASH_SIZE, MAX_SIZE, SIGNATURE_SIZE, signed_part, verify_tree_head
+from governance.tree_head import HASH_SIZE, is_size, signed_part, verify_tree_head
 
 BUNDLE_FORMAT = "agent-council/inclusion-proof/v1"
 PUBLISHED_NAME = "checkpoint.json"
@@ -143,12 +144,14 @@ def verify_bundle(bundle: dict[str, Any], key: PublicKey) -> None:
                               f"{key.fingerprint} ({key.name})")
     verify_tree_head(checkpoint, key)
     what = "inclusion bundle"
-    position = _int(bundle["position"], "position", what)
-    leaf = _hex(bundle["leaf_hash"], "leaf_hash", HASH_SIZE, what)
+    position = bundle["position"]
+    if not is_size(position):
+        raise CheckpointError(f"malformed {what}: position {position!r} is not an integer >= 1")
+    leaf = _hex(bundle["leaf_hash"], "leaf_hash", what, HASH_SIZE)
     path = bundle["audit_path"]
     if not isinstance(path, list) or len(path) > _MAX_PATH:
         raise CheckpointError(f"malformed inclusion bundle: audit_path is not a list of at most {_MAX_PATH} hashes")
-    hashes = [_hex(p, "audit_path", HASH_SIZE, what) for p in path]
+    hashes = [_hex(p, "audit_path", what, HASH_SIZE) for p in path]
     size = checkpoint.tree_size
     if not 1 <= position <= size:
         raise CheckpointError(f"the inclusion bundle's position {position} is not in the checkpoint of {size} events")
@@ -167,19 +170,18 @@ def to_json(event: CheckpointSigned) -> dict[str, Any]:
 
 
 def from_json(obj: object, what: str) -> CheckpointSigned:
-    """A checkpoint from its JSON form, every field checked; :class:`CheckpointError` names ``what`` and the first
-    bad field."""
+    """A checkpoint from its JSON form; :class:`CheckpointError` names ``what`` and the first bad field.
+
+    Decoding only turns hex into bytes; every field is then checked by
+    :func:`governance.tree_head.signed_part`, the same checks a checkpoint in the log passes.
+    """
     _fields(obj, _CHECKPOINT_FIELDS, what)
     assert isinstance(obj, dict)
-    at, key = obj["at"], obj["key"]
-    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at < 0:
-        raise CheckpointError(f"malformed {what}: 'at' is not UTC epoch seconds")
-    if not isinstance(key, str) or not 1 <= len(key) <= 64:
-        raise CheckpointError(f"malformed {what}: 'key' is not a key fingerprint")
-    return CheckpointSigned(tree_size=_int(obj["tree_size"], "tree_size", what),
-                            root=_hex(obj["root"], "root", HASH_SIZE, what), at=float(at),
-                            origin=_hex(obj["origin"], "origin", HASH_SIZE, what), key=key,
-                            signature=_hex(obj["signature"], "signature", SIGNATURE_SIZE, what))
+    decoded = CheckpointSigned(tree_size=obj["tree_size"], root=_hex(obj["root"], "root", what), at=obj["at"],
+                               origin=_hex(obj["origin"], "origin", what), key=obj["key"],
+                               signature=_hex(obj["signature"], "signature", what))
+    head = signed_part(decoded, what)
+    return msgspec.structs.replace(decoded, at=head.at)  # JSON may write a whole number of seconds as an int
 
 
 def _fields(obj: object, expected: frozenset[str], what: str) -> None:
@@ -190,13 +192,10 @@ def _fields(obj: object, expected: frozenset[str], what: str) -> None:
         raise CheckpointError(f"malformed {what}: missing fields {missing}, unknown fields {unknown}")
 
 
-def _int(value: object, name: str, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
-        raise CheckpointError(f"malformed {what}: {name} {value!r} is not an integer >= 1")
-    return value
-
-
-def _hex(value: object, name: str, length: int, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * length or not _HEX.fullmatch(value):
-        raise CheckpointError(f"malformed {what}: {name} is not {length} bytes in lowercase hex")
+def _hex(value: object, name: str, what: str, length: int | None = None) -> bytes:
+    """``value``'s bytes if it is lowercase hex (of ``length`` bytes, when given); else :class:`CheckpointError`."""
+    size = f"{length} bytes in " if length is not None else ""
+    if (not isinstance(value, str) or len(value) % 2 or (length is not None and len(value) != 2 * length)
+            or not _HEX.fullmatch(value)):
+        raise CheckpointError(f"malformed {what}: {name} is not {size}lowercase hex")
     return bytes.fromhex(value)

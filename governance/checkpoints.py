@@ -4,17 +4,18 @@ Transparency's log signs its STH, so a rewritten or truncated log is caught by a
 A tree head (:mod:`governance.tree_head`) is ``(tree_size, root, at, origin)``: the RFC 9162 root
 over the first ``tree_size`` events, when it was signed, and the hash of the log's first event.
 The council signs it and appends the result as a ``checkpoint.signed`` event to the stream
-:data:`STREAM`; :func:`publish` also writes the latest one to ``<home>/checkpoint.json``, outside
-the log, because a checkpoint kept only inside the log vanishes with the tail it protects.
+:data:`events.streams.CHECKPOINTS`; :func:`governance.checkpoint_files.publish` also writes the
+latest one to ``<home>/checkpoint.json``, outside the log, because a checkpoint kept only inside
+the log vanishes with the tail it protects.
 
 The chain (``EventStore.verify``) shows every stored hash matches its event's bytes; checkpoints
 show the hashes themselves are the ones signed. A log rewritten with all hashes recomputed passes
 the first and fails the second; so does one cut off after its last checkpoint, if a verifier holds
 a published copy (:func:`check_log`).
 
-This module signs a log's tree head and checks a log against its checkpoints. It also offers,
-under the same names as always, what :mod:`governance.tree_head` (signing and verifying one tree
-head) and :mod:`governance.checkpoint_files` (the published copy, inclusion bundles) define.
+This module signs a log's tree head and checks a log against its checkpoints. Signing and
+verifying one tree head is :mod:`governance.tree_head`'s; the published copy and inclusion
+bundles are :mod:`governance.checkpoint_files`'.
 """
 
 from __future__ import annotations
@@ -26,30 +27,11 @@ import msgspec
 
 from events import EventStore, merkle
 from events.catalogue import CheckpointSigned
-from governance.checkpoint_files import (
-    BUNDLE_FORMAT,
-    PUBLISHED_NAME,
-    inclusion_bundle,
-    load_published,
-    load_published_file,
-    publish,
-    published_path,
-    verify_bundle,
-)
 from governance.errors import CheckpointError
 from governance.keys import PublicKey, SigningKey
-from governance.tree_head import PURPOSE, TreeHead, sign_root, verify_tree_head, when
-
-STREAM = "checkpoints"
-"""The stream :func:`sign_tree_head`'s events are appended to."""
+from governance.tree_head import sign_root, verify_tree_head, when
 
 _identity = msgspec.msgpack.Encoder().encode
-
-__all__ = [
-    "BUNDLE_FORMAT", "PUBLISHED_NAME", "PURPOSE", "STREAM", "CheckpointReport", "TreeHead", "check_log",
-    "inclusion_bundle", "load_published", "load_published_file", "publish", "published_path", "sign_root",
-    "sign_tree_head", "verify_bundle", "verify_tree_head",
-]
 
 
 class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,7 +52,7 @@ def sign_tree_head(store: EventStore, key: SigningKey, size: int | None = None,
                    now: float | None = None) -> CheckpointSigned:
     """Sign the tree head of ``store``'s first ``size`` events (all of them by default) with ``key``.
 
-    Returns the ``checkpoint.signed`` payload, ready to append to :data:`STREAM`. Raises
+    Returns the ``checkpoint.signed`` payload, ready to append to :data:`events.streams.CHECKPOINTS`. Raises
     :class:`CheckpointError` for an empty log, or a ``size`` outside ``1..head``. Costs one read of
     the first ``size`` leaf hashes (the root is O(size)).
     """
@@ -84,7 +66,8 @@ def sign_tree_head(store: EventStore, key: SigningKey, size: int | None = None,
 
 
 def check_log(store: EventStore, key: PublicKey, extra: Sequence[CheckpointSigned] = ()) -> CheckpointReport:
-    """Check ``store`` against every checkpoint in it and in ``extra`` (e.g. :func:`load_published`).
+    """Check ``store`` against every checkpoint in it and in ``extra`` (e.g.
+    :func:`governance.checkpoint_files.load_published`).
 
     Each checkpoint must be signed by ``key``, name this log's first event as its origin, cover
     no more events than the log holds (else the log was truncated) and sign the root the log gives
@@ -122,9 +105,10 @@ def check_log(store: EventStore, key: PublicKey, extra: Sequence[CheckpointSigne
         else:
             usable.append(cp)
     usable.sort(key=lambda c: (c.tree_size, c.at))
-    pairs = list(pairwise(usable))
+    # Each consecutive pair, with the leaf ranges whose roots make its consistency proof.
+    pairs = [(a, b, merkle.consistency_ranges(a.tree_size, b.tree_size)) for a, b in pairwise(usable)]
     wanted = {(0, c.tree_size) for c in usable}
-    wanted.update(r for a, b in pairs for r in merkle.consistency_ranges(a.tree_size, b.tree_size))
+    wanted.update(r for _, _, ranges in pairs for r in ranges)
     top = usable[-1].tree_size if usable else 0
     nodes = merkle.subtree_hashes((row[9] for row in store.scan_rows(1, top)), wanted) if top else {}
 
@@ -139,11 +123,11 @@ def check_log(store: EventStore, key: PublicKey, extra: Sequence[CheckpointSigne
         problems.append((cp.tree_size, f"checkpoint of {cp.tree_size} events signed at {when(cp.at)}: history "
                                        f"rewritten at or before position {cp.tree_size}{narrowed}: the log's root "
                                        "over those events is not the signed root"))
-    for a, b in pairs:
-        proof = [nodes.get(r) for r in merkle.consistency_ranges(a.tree_size, b.tree_size)]
-        complete = [p for p in proof if p is not None]
-        if len(complete) < len(proof) or not merkle.verify_consistency(a.tree_size, b.tree_size, a.root, b.root,
-                                                                       complete):
+    for a, b, ranges in pairs:
+        # A range the pass did not reach leaves the proof short, and verify_consistency refuses any proof that is
+        # not exact.
+        proof = [nodes[r] for r in ranges if r in nodes]
+        if not merkle.verify_consistency(a.tree_size, b.tree_size, a.root, b.root, proof):
             problems.append((b.tree_size, f"checkpoints of {a.tree_size} events (signed at {when(a.at)}) and of "
                                           f"{b.tree_size} events (signed at {when(b.at)}) are not consistent: the "
                                           "log's consistency proof between them does not verify against both "

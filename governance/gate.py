@@ -47,14 +47,13 @@ from events.catalogue import (
     ActionCompleted,
     ActionDenied,
     ActionSpec,
-    ApprovalRequested,
     Budget,
     WarrantIssued,
 )
 from events.catalogue.governance import DenialKind
-from governance import budget, votes, warrant
+from governance import approvals, budget, votes, warrant
 from governance.approvals import ApprovalLedger, arguments_digest, new_nonce, spec_digest
-from governance.errors import GovernanceError, PolicyError, VoteError, WarrantError
+from governance.errors import ApprovalError, GovernanceError, PolicyError, VoteError, WarrantError
 from governance.keys import PublicKey
 from governance.ledgers import WarrantLedger
 from governance.policy import PolicyDecision
@@ -229,15 +228,15 @@ def _approval_verdict(request: ActionRequest, grant: warrant.Warrant, decision: 
     """For an action the policy lets run once approved: ask, wait or deny (a Verdict), or the granted approval's id."""
     wid = grant.warrant_id
     aid = authority_id(wid, request.key)
-    approvers = {name: ctx.approvers[name] for name in decision.approvers if name in ctx.approvers}
-    if len(approvers) < decision.approvals:
-        return _deny(request, wid, ctx, "approval", f"rule {decision.rule!r} needs {decision.approvals} approvals but "
-                     f"only {len(approvers)} of its approvers have pinned keys", rule=decision.rule)
     found = ctx.approval(aid)
     if found is None or found.requested is None:
         spec = _spec(request, wid, ctx, policy_hash, new_nonce(), min(ctx.now + APPROVAL_TTL, grant.expires_at))
-        ask = ApprovalRequested(approval_id=aid, digest=spec_digest(spec), spec=spec, needed=decision.approvals,
-                                approvers=approvers, rule=decision.rule or "", task_id=grant.task_id)
+        try:
+            ask = approvals.request(approval_id=aid, spec=spec, needed=decision.approvals,
+                                    approvers=decision.approvers, keys=ctx.approvers, rule=decision.rule or "",
+                                    task_id=grant.task_id)
+        except ApprovalError as exc:  # too few pinned approvers: no request that could never be granted
+            return _deny(request, wid, ctx, "approval", str(exc), rule=decision.rule)
         return Verdict("pending", f"{decision.reason}: waiting for {decision.approvals} approval(s) ({aid})",
                        ask=(streams.approval(aid), ask), authority_id=aid)
     requested = found.requested
@@ -274,7 +273,7 @@ def _vote_verdict(request: ActionRequest, grant: warrant.Warrant, decision: Poli
             ask = votes.propose(vote_id=aid, subject=f"{request.action} {request.target}", kind="action",
                                 options=["approve", "reject"], quorum=decision.quorum,
                                 deadline=ctx.now + decision.deadline_s,
-                                voters={n: ctx.approvers[n] for n in decision.voters if n in ctx.approvers},
+                                voters=approvals.pinned(decision.voters, ctx.approvers),
                                 proposer=ctx.requester, payload={"digest": _digest(request), "warrant": wid,
                                                                   "policy": policy_hash})
         except VoteError as exc:

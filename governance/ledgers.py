@@ -9,9 +9,11 @@ is what makes a revocation stop a warrant at once, and a budget impossible to ov
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 
+from events import RecordedEvent, streams
 from events.catalogue import (
     ActionAuthorized,
     ActionCompleted,
@@ -23,6 +25,13 @@ from events.catalogue import (
 )
 from events.registry import Event
 from governance import budget
+from governance.policy import Policy, in_force
+
+
+class StreamReader(Protocol):
+    """What reading the policy needs of the log: one stream by version (an ``EventStore``, a ``StoreClient``)."""
+
+    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]: ...
 
 
 @dataclass
@@ -68,11 +77,17 @@ class WarrantLedger:
 
 @dataclass
 class PolicyLedger:
-    """The fold of the ``policy`` stream: the policy in force (the last adopted)."""
+    """The fold of the ``policy`` stream: the policy in force (the last adopted).
+
+    :meth:`current` is the one place the policy in force is worked out from the log: the council,
+    the gate, the driver and booting all ask it (directly, or through :func:`policy_in`).
+    """
 
     adopted: PolicyAdopted | None = None
     history: list[str] = field(default_factory=list)
     version: int = 0
+    _parsed: Policy | None = field(default=None, repr=False, compare=False)
+    """The policy in force, parsed; it is ``adopted``'s exactly when its hash is ``adopted.policy_hash``."""
 
     def evolve(self, event: Event) -> None:
         """Fold the next event of the stream."""
@@ -80,3 +95,34 @@ class PolicyLedger:
         if isinstance(event, PolicyAdopted):
             self.adopted = event
             self.history.append(event.policy_hash)
+
+    def catch_up(self, log: StreamReader) -> PolicyLedger:
+        """Fold what the policy stream of ``log`` holds past this ledger's version (only that is read); return self."""
+        for event in log.read_stream(streams.POLICY, self.version + 1):
+            self.evolve(event.payload)
+        return self
+
+    def current(self) -> Policy | None:
+        """The policy in force, known by the hash its adoption recorded (:func:`governance.policy.in_force`); None
+        before the first adoption.
+
+        Parsed once per adoption, not per call. Raises :class:`~governance.errors.PolicyError` if
+        the recorded text no longer parses.
+        """
+        adopted = self.adopted
+        if adopted is None:
+            return None
+        if self._parsed is None or self._parsed.hash != adopted.policy_hash:
+            self._parsed = in_force(adopted)
+        return self._parsed
+
+    @property
+    def approvers(self) -> dict[str, str]:
+        """Approver name → key fingerprint, as pinned when the policy in force was adopted ({} before any)."""
+        return dict(self.adopted.approvers) if self.adopted is not None else {}
+
+
+def policy_in(log: StreamReader) -> Policy | None:
+    """The policy in force in ``log`` (None before the first adoption): :meth:`PolicyLedger.current` of its policy
+    stream, read whole. A caller that asks again and again keeps a :class:`PolicyLedger` and catches it up."""
+    return PolicyLedger().catch_up(log).current()

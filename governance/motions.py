@@ -1,7 +1,8 @@
 """Motions: what people bring before the council, decided into intents for the log.
 
-A person proposes a policy, signs or rejects an approval request, casts a ballot, puts a budget
-allocation to a vote, or revokes a warrant. Each motion is decided here, from the
+A person proposes a policy, signs or rejects an approval request, casts a ballot, or puts a budget
+allocation to a vote. (Revoking a warrant is the council's own act:
+:meth:`~governance.authority.Authority.revocations`, asked of the council actor.) Each motion is decided here, from the
 :class:`~governance.authority.Authority` folded from the log, by a plain function — no I/O, no
 Ray — as intents (:class:`events.Intent`) that whoever holds the log appends: the store actor
 when a council runs, the log file itself when none does. A motion the log does not allow raises the
@@ -19,7 +20,7 @@ from __future__ import annotations
 import secrets
 
 from events import NO_STREAM, Intent, streams
-from events.catalogue import ActionSpec, ApprovalRequested, PolicyProposed
+from events.catalogue import ActionSpec, PolicyProposed
 from governance import approvals, votes
 from governance.authority import Authority, parse_budget
 from governance.errors import ApprovalError, GovernanceError, VoteError
@@ -59,10 +60,12 @@ def propose_policy(authority: Authority, candidate: Policy, proposer: str, now: 
     proposed before. Then, by the rule's effect: ``approve`` asks for an approval
     (``pc-<id>``), ``vote`` opens a vote (``pv-<id>``), ``allow`` adopts it now; ``motion_id``
     overrides the fresh id. Refused with :class:`GovernanceError` when no policy is in force,
-    the candidate is the policy in force, or the rule denies changing it.
+    the candidate is the policy in force, or the rule denies changing it; with
+    :class:`ApprovalError` or :class:`VoteError` when the approval or vote it would open could
+    never be decided (too few of the rule's approvers or voters have pinned keys).
     """
-    current, adopted = authority.current(), authority.policy.adopted
-    if current is None or adopted is None:
+    current = authority.current()
+    if current is None:
         raise GovernanceError("no policy is in force yet; `council up --policy FILE` adopts the first one")
     if candidate.hash == current.hash:
         raise GovernanceError(f"{source or f'policy {candidate.name!r}'} is the policy already in force "
@@ -73,20 +76,19 @@ def propose_policy(authority: Authority, candidate: Policy, proposer: str, now: 
     intents = [] if candidate.hash in authority.proposals else [Intent(
         streams.proposal(candidate.hash),
         [PolicyProposed(policy_hash=candidate.hash, text=candidate.text, proposed_by=proposer)], NO_STREAM)]
-    approvers = dict(adopted.approvers)
+    approvers = authority.policy.approvers
     if decision.effect == "approve":
         aid = motion_id or new_id("pc")
         spec = policy_change_spec(candidate.hash, current.hash, proposer, now)
-        requested = ApprovalRequested(approval_id=aid, digest=approvals.spec_digest(spec), spec=spec,
-                                      needed=decision.approvals, rule=decision.rule or "",
-                                      approvers={n: approvers[n] for n in decision.approvers if n in approvers})
+        requested = approvals.request(approval_id=aid, spec=spec, needed=decision.approvals,
+                                      approvers=decision.approvers, keys=approvers, rule=decision.rule or "")
         return [*intents, Intent(streams.approval(aid), [requested], NO_STREAM)]
     if decision.effect == "vote":
         vid = motion_id or new_id("pv")
         proposal = votes.propose(vote_id=vid, subject=f"adopt policy {candidate.name!r} ({candidate.hash[:12]}…)",
                                  kind="policy.change", options=["adopt", "reject"], quorum=decision.quorum,
                                  deadline=now + decision.deadline_s,
-                                 voters={n: approvers[n] for n in decision.voters if n in approvers},
+                                 voters=approvals.pinned(decision.voters, approvers),
                                  proposer=proposer, payload={"policy": candidate.hash})
         return [*intents, Intent(streams.vote(vid), [proposal], NO_STREAM)]
     return [*intents, authority.adopt(candidate, pinned, by=proposer, authority=f"rule {decision.rule}")]
@@ -162,20 +164,17 @@ def propose_budget_vote(authority: Authority, options: dict[str, str], proposer:
     budget. Refused with :class:`GovernanceError` when no policy is in force or it does not put
     budget allocation to a vote, and :class:`VoteError` when the vote could never be decided.
     """
-    policy, adopted = authority.current(), authority.policy.adopted
-    if policy is None or adopted is None:
+    policy = authority.current()
+    if policy is None:
         raise GovernanceError("no policy is in force in this log")
     decision = policy.decide("budget.allocate", PROPOSER_ROLE)
     if decision.effect != "vote":
         raise GovernanceError(f"the policy in force does not put budget allocation to a vote: {decision.reason}")
-    approvers = dict(adopted.approvers)
     vid = motion_id or new_id("bv")
     proposal = votes.propose(vote_id=vid, subject=subject or f"budget for {', '.join(options)}",
                              kind="budget.allocate", options=list(options), quorum=decision.quorum,
                              deadline=now + decision.deadline_s,
-                             voters={n: approvers[n] for n in decision.voters if n in approvers},
+                             voters=approvals.pinned(decision.voters, authority.policy.approvers),
                              proposer=proposer, payload=options)
     return Intent(streams.vote(vid), [proposal], NO_STREAM)
 
-
-# -- warrants ---------------------------------------------------------------------------------

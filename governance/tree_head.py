@@ -26,6 +26,8 @@ HASH_SIZE = 32
 SIGNATURE_SIZE = 64
 MAX_SIZE = 2**63 - 1
 """The largest tree size: positions are SQLite rowids, and every size stays encodable in MessagePack."""
+MAX_FINGERPRINT = 64
+"""The longest key fingerprint a checkpoint may name (the log's ``Fingerprint`` field allows no longer)."""
 
 
 class TreeHead(msgspec.Struct, frozen=True):
@@ -45,7 +47,7 @@ def sign_root(key: SigningKey, size: int, root: bytes, origin: bytes, now: float
     Raises :class:`CheckpointError` for a time that is not UTC epoch seconds.
     """
     at = time.time() if now is None else now
-    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at < 0:
+    if not is_time(at):
         raise CheckpointError(f"cannot sign a tree head at time {at!r}: give UTC epoch seconds >= 0")
     # float(): an int and a float of equal value encode differently, and verifiers rebuild a float.
     signed = TreeHead(size, bytes(root), float(at), bytes(origin))
@@ -70,22 +72,45 @@ def verify_tree_head(event: CheckpointSigned, key: PublicKey) -> None:
                               "forged")
 
 
-def signed_part(event: object) -> TreeHead:
-    """The tree head inside ``event``, after checking every field's type and size; else :class:`CheckpointError`."""
+def signed_part(event: object, what: str | None = None) -> TreeHead:
+    """The tree head inside ``event``, after checking every field's type and size; else :class:`CheckpointError`.
+
+    The one set of field checks for a checkpoint, wherever it comes from — the log, a published
+    file, an inclusion bundle (:mod:`governance.checkpoint_files` decodes, then calls this) — so
+    one that passes here can be published and read back, and one refused here is refused
+    everywhere. ``what`` names it in the message (default: "checkpoint of N events").
+    """
     if not isinstance(event, CheckpointSigned):
         raise CheckpointError(f"expected a checkpoint.signed event, got {type(event).__name__}")
     size, at = event.tree_size, event.at
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
-        raise CheckpointError(f"malformed checkpoint: tree_size {size!r} is not a size >= 1")
-    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
-        raise CheckpointError(f"malformed checkpoint of {size} events: 'at' {at!r} is not a time")
+    if not is_size(size):
+        raise CheckpointError(f"malformed {what or 'checkpoint'}: tree_size {size!r} is not an integer from 1 to "
+                              f"{MAX_SIZE}")
+    label = what or f"checkpoint of {size} events"
+    if not is_time(at):
+        raise CheckpointError(f"malformed {label}: 'at' {at!r} is not UTC epoch seconds >= 0")
     for name, value, length in (("root", event.root, HASH_SIZE), ("origin", event.origin, HASH_SIZE),
                                 ("signature", event.signature, SIGNATURE_SIZE)):
         if not isinstance(value, bytes | bytearray) or len(value) != length:
-            raise CheckpointError(f"malformed checkpoint of {size} events: {name} is not {length} bytes")
-    if not isinstance(event.key, str):
-        raise CheckpointError(f"malformed checkpoint of {size} events: key is not a fingerprint")
+            raise CheckpointError(f"malformed {label}: {name} is not {length} bytes")
+    if not isinstance(event.key, str) or not 1 <= len(event.key) <= MAX_FINGERPRINT:
+        raise CheckpointError(f"malformed {label}: key is not a key fingerprint (1 to {MAX_FINGERPRINT} characters)")
     return TreeHead(size, bytes(event.root), float(at), bytes(event.origin))
+
+
+def is_size(value: object) -> bool:
+    """Whether ``value`` is a tree size (or a position in one): an integer from 1 to :data:`MAX_SIZE`, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_SIZE
+
+
+def is_time(value: object) -> bool:
+    """Whether ``value`` is a time a tree head may carry: finite UTC epoch seconds >= 0 (a number, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value) and value >= 0
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def when(at: object) -> str:

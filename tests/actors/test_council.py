@@ -10,12 +10,13 @@ from governance_support import POLICY
 from ray_support import ask, sigkill, wait_until
 
 from actors import names
+from actors.council_actor import CouncilProcess
 from actors.store_client import StoreClient
 from cluster.system import System, boot, shutdown
 from cluster.team import AgentSpec
-from events import NO_STREAM, open_store
+from events import NO_STREAM, EventStore, open_store, streams
 from events.catalogue import TaskSubmitted
-from governance import approvals, checkpoints
+from governance import approvals, checkpoint_files, checkpoints
 from governance.approvals import ApprovalLedger
 from governance.keys import Keyring
 
@@ -94,5 +95,31 @@ def test_the_council_signs_checkpoints_that_verify_against_the_log(council) -> N
     wait_until(lambda: last(url, "write-3") == "task.completed", timeout=60)
     ask(handles[names.COUNCIL].checkpoint)
     with open_store(url) as s:
-        report = checkpoints.check_log(s, keys.public("council"), [checkpoints.load_published(tmp / "home")])
+        report = checkpoints.check_log(s, keys.public("council"), [checkpoint_files.load_published(tmp / "home")])
     assert report.ok and report.checked >= 1, report.problems
+
+
+def test_a_council_restarted_on_a_log_it_signed_to_the_end_signs_no_other_checkpoint(tmp_path: Path) -> None:
+    keys = Keyring(tmp_path / "keys")
+    keys.new("council")
+    now = 1_750_000_000.0
+
+    def restarted(store: EventStore) -> CouncilProcess:  # a council incarnation folds the log from position 1
+        process = CouncilProcess(keys.signer("council"), checkpoint_every=10.0)
+        for event in store.read_all(1, None):
+            process.evolve(event)
+        return process
+
+    with open_store("memory://") as store:
+        store.append("task-t-1", [TaskSubmitted(task_id="t-1", capability="sleep")], NO_STREAM)
+        signed = restarted(store).checkpoint(now)
+        assert signed is not None and signed.tree_size == 1
+        store.append(streams.CHECKPOINTS, [signed])
+        later = now + 3600  # long past checkpoint_every: only a log that moved is signed again
+        council = restarted(store)
+        assert council.authority.last_checkpoint == 1
+        assert council.checkpoint(later) is None and list(council.decide(later)) == []
+        assert council.due(later) == later + 1.0
+        store.append("task-t-2", [TaskSubmitted(task_id="t-2", capability="sleep")], NO_STREAM)
+        moved = restarted(store).checkpoint(later)
+        assert moved is not None and moved.tree_size == 3

@@ -16,7 +16,7 @@ from governance_support import POLICY, make_council
 from actors.tools.gated import AwaitingAuthority
 from events import open_store
 from events.catalogue import TaskSubmitted
-from governance import checkpoints
+from governance import checkpoint_files, checkpoints
 from governance.keys import Keyring
 
 
@@ -122,7 +122,7 @@ def test_prove_gives_a_proof_a_third_party_checks_and_verify_catches_a_truncated
     with open_store(f"sqlite:///{home / '.council' / 'events.db'}") as log:
         signed = checkpoints.sign_tree_head(log, keys.signer("council"))
         log.append("checkpoints", [signed])
-        checkpoints.publish(home / ".council", signed)
+        checkpoint_files.publish(home / ".council", signed)
         head = log.head()
     proof = council("prove", "2", cwd=home)
     assert proof.returncode == 0, proof.stderr

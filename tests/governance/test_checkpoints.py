@@ -19,22 +19,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events import ANY, VOCABULARY, EventStore, open_store
+from events import ANY, VOCABULARY, EventStore, open_store, streams
 from events.catalogue import CheckpointSigned, TaskSubmitted
 from events.ledger import GENESIS, event_hash
-from governance.checkpoints import (
-    STREAM,
-    check_log,
+from governance import signing
+from governance.checkpoint_files import (
     inclusion_bundle,
     load_published,
     publish,
     published_path,
-    sign_tree_head,
+    to_json,
     verify_bundle,
-    verify_tree_head,
 )
+from governance.checkpoints import check_log, sign_tree_head
 from governance.errors import CheckpointError
 from governance.keys import Keyring, PublicKey, SigningKey
+from governance.tree_head import PURPOSE, TreeHead, verify_tree_head
 
 T0 = 1_750_000_000.25
 SIZES = (100, 201, 300)  # each checkpoint is appended right after the events it covers
@@ -74,7 +74,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         _tasks(store, written, size - store.head())
         written = size
         event = sign_tree_head(store, keys.signer("council"), now=T0 + n)
-        store.append(STREAM, [event])
+        store.append(streams.CHECKPOINTS, [event])
         signed.append(event)
     publish(home, signed[-1])
     yield World(path, home, store, keys.signer("council"), keys.public("council"), keys.signer("rogue"), signed)
@@ -252,7 +252,7 @@ def test_a_forged_signature_is_caught(world: World) -> None:
 
 def test_a_checkpoint_signed_by_another_key_is_caught(world: World, tmp_path: Path) -> None:
     with open_store(f"sqlite:///{_copy(world.path, tmp_path / 'e.db')}") as store:
-        store.append(STREAM, [sign_tree_head(store, world.rogue, now=T0)])
+        store.append(streams.CHECKPOINTS, [sign_tree_head(store, world.rogue, now=T0)])
         report = check_log(store, world.key)
     assert not report.ok
     [problem] = report.problems
@@ -391,6 +391,8 @@ def _without(d: dict[str, Any], name: str) -> dict[str, Any]:
     lambda b: {**b, "checkpoint": {**b["checkpoint"], "tree_size": 2**80}},
     lambda b: {**b, "checkpoint": {**b["checkpoint"], "at": "yesterday"}},
     lambda b: {**b, "checkpoint": {**b["checkpoint"], "at": float("nan")}},
+    lambda b: {**b, "checkpoint": {**b["checkpoint"], "at": -1.0}},
+    lambda b: {**b, "checkpoint": {**b["checkpoint"], "at": 10**400}},
     lambda b: {**b, "checkpoint": {**b["checkpoint"], "signature": b["checkpoint"]["signature"][:-2]}},
 ])
 def test_a_malformed_bundle_raises_checkpoint_error_only(world: World, bundle: dict[str, Any], damage: Any) -> None:
@@ -417,4 +419,23 @@ def test_publish_replaces_the_file_whole_and_load_reads_it_back(world: World, tm
 def test_a_damaged_published_file_raises_checkpoint_error(tmp_path: Path, text: str) -> None:
     published_path(tmp_path).write_text(text)
     with pytest.raises(CheckpointError):
+        load_published(tmp_path)
+
+
+@pytest.mark.parametrize("at", [-1.0, -0.5, float("nan"), float("inf")])
+def test_a_tree_head_signed_at_no_epoch_time_is_refused_alike_in_the_log_by_publish_and_from_a_file(
+        world: World, tmp_path: Path, at: Any) -> None:
+    genuine = world.checkpoints[0]
+    signature = signing.sign(world.signer, PURPOSE, TreeHead(genuine.tree_size, genuine.root, at, genuine.origin))
+    forged = msgspec.structs.replace(genuine, at=at, signature=signature)  # signed by the council's own key
+    refused = "'at' .* is not UTC epoch seconds >= 0"
+    with pytest.raises(CheckpointError, match=refused):
+        verify_tree_head(forged, world.key)
+    report = check_log(world.store, world.key, [forged])
+    assert not report.ok and len(report.problems) == 1 and re.search(refused, report.problems[0])
+    with pytest.raises(CheckpointError, match=refused):
+        publish(tmp_path, forged)  # what publish writes, load_published reads back; this it does not write
+    assert not published_path(tmp_path).exists()
+    published_path(tmp_path).write_text(json.dumps({**to_json(genuine), "at": at}))  # written by hand instead
+    with pytest.raises(CheckpointError, match=refused):
         load_published(tmp_path)

@@ -509,3 +509,75 @@ def test_a_policy_adopted_under_an_older_hash_is_in_force_under_that_hash(counci
     assert council.authority.approvals[aid].refused is None and council.authority.approvals[aid].granted is not None
     assert council.tools("d1", grant.warrant_id, "t-deploy").deploy("dist/app.tar", "production")["environment"] == \
         "production"
+
+
+# -- approvals and votes that could never be decided ---------------------------------------------
+
+
+def adopt_pinning(council: Council, names: tuple[str, ...], text: str = POLICY) -> None:
+    """Put ``text`` in force with only ``names``' keys pinned (the others' keys were not in the keyring)."""
+    pinned = {name: council.keyring.public(name).fingerprint for name in names}
+    adoption = council.fold().adopt(parse_policy(text), pinned, by="test", authority="test")
+    council.store.append(adoption.stream, list(adoption.events), adoption.expected)
+    council.fold()
+
+
+def test_an_approval_too_few_approvers_can_sign_is_denied_not_asked_for(council: Council) -> None:
+    adopt_pinning(council, ("alice",))  # deploy-production needs 2 of alice, bob, carol
+    (council.home / "workspace" / "dist").mkdir()
+    (council.home / "workspace" / "dist" / "app.tar").write_text("v1")
+    grant = council.warrant("d1", "deployer", task="t-unpinned")
+    with pytest.raises(ActionRefused):
+        council.tools("d1", grant.warrant_id, "t-unpinned").deploy("dist/app.tar", "production")
+    reason = denied(council, f"warrant-{grant.warrant_id}", "approval")
+    assert reason.startswith("rule 'deploy-production' needs 2 approvals but only 1 of its approvers "
+                             "(alice, bob, carol) have pinned keys, so it could never be granted; ")
+    assert not council.fold().approvals  # no request that could never be granted was recorded
+    assert not (council.home / "workspace" / "environments").exists()
+
+
+def test_a_vote_too_few_voters_can_cast_is_denied_as_a_vote_that_cannot_be_held(council: Council) -> None:
+    adopt_pinning(council, ("alice",))  # deploy-canary needs a quorum of 2 of alice, bob, carol
+    (council.home / "workspace" / "dist").mkdir()
+    (council.home / "workspace" / "dist" / "app.tar").write_text("v1")
+    grant = council.warrant("d1", "deployer", task="t-no-quorum")
+    with pytest.raises(ActionRefused):
+        council.tools("d1", grant.warrant_id, "t-no-quorum").deploy("dist/app.tar", "canary")
+    reason = denied(council, f"warrant-{grant.warrant_id}", "vote")
+    assert "puts the action to a vote that cannot be held: quorum 2 cannot be reached by 1 voter(s)" in reason
+    assert not council.fold().votes
+
+
+# -- what an action's digest covers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", [
+    {"environment": "staging"},
+    {"resource": "src/b.py"},
+    {"artifacts": {"dist/app.tar": "0" * 64}},
+    {"arguments": {"sha256": "0" * 64}},
+])
+def test_a_key_reused_for_the_same_target_with_anything_else_changed_is_nondeterministic(
+        council: Council, change: dict[str, Any]) -> None:
+    grant = council.warrant("a1", "coder")
+    keeper = council.gatekeeper("a1")
+    first = _write("a1", "k-same", "src/a.py")
+    assert keeper.authorize(first, grant.warrant_id).outcome == "authorized"
+    keeper.completed(grant.warrant_id, "k-same", ok=True)
+    other = msgspec.structs.replace(first, **change)
+    verdict = keeper.authorize(other, grant.warrant_id)
+    assert (verdict.outcome, verdict.denial) == ("denied", "nondeterministic"), verdict.reason
+    assert "(the same action and target, but other arguments, resource, environment or artifacts)" in verdict.reason
+
+
+def test_a_key_reused_with_another_cost_estimate_is_the_same_action(council: Council) -> None:
+    from events.catalogue import Budget
+    grant = council.warrant("a1", "coder")
+    keeper = council.gatekeeper("a1")
+    first = msgspec.structs.replace(_write("a1", "k-cost", "src/a.py"), cost=Budget(tokens=10))
+    assert keeper.authorize(first, grant.warrant_id).outcome == "authorized"
+    dearer = msgspec.structs.replace(first, cost=Budget(tokens=99, money=1.5))
+    resumed = keeper.authorize(dearer, grant.warrant_id)  # authorised, not finished: resumed, not refused
+    assert resumed.outcome == "authorized" and "resuming" in resumed.reason
+    keeper.completed(grant.warrant_id, "k-cost", ok=True)
+    assert keeper.authorize(dearer, grant.warrant_id).outcome == "done"

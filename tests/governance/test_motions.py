@@ -129,6 +129,30 @@ def test_a_policy_change_is_refused_without_a_policy_the_same_policy_or_a_rule_t
     assert council.store.head() == head
 
 
+def adopt_pinning(council: Council, names: tuple[str, ...]) -> None:
+    """Put the test policy in force again with only ``names``' keys pinned (the others' were not in the keyring)."""
+    pinned = {name: fingerprint(council, name) for name in names}
+    land(council, [council.fold().adopt(parse_policy(POLICY), pinned, by="test", authority="test")])
+
+
+def test_a_policy_change_too_few_approvers_can_sign_is_refused_before_anything_is_asked(council: Council) -> None:
+    adopt_pinning(council, ("alice",))  # the policy-change rule needs 2 of alice, bob, carol
+    head, now = council.store.head(), council.clock()
+    with pytest.raises(ApprovalError, match=r"^rule 'policy-change' needs 2 approvals but only 1 of its approvers "
+                                            r"\(alice, bob, carol\) have pinned keys, so it could never be granted; "
+                                            "adopt a policy whose approvers' keys are in the council's keyring"):
+        motions.propose_policy(council.fold(), candidate(), fingerprint(council, "bob"), now, {})
+    assert council.store.head() == head  # nothing was written
+    adopt_pinning(council, ("alice", "bob"))
+    head = council.store.head()
+    with pytest.raises(ApprovalError, match=r"only 1 of its approvers .* have pinned keys other than the requester"):
+        motions.propose_policy(council.fold(), candidate(), fingerprint(council, "alice"), now, {})  # can't sign it
+    assert council.store.head() == head
+    asked = motions.propose_policy(council.fold(), candidate(), fingerprint(council, "carol"), now, {})[-1].events[0]
+    assert isinstance(asked, ApprovalRequested) and asked.approvers == {n: fingerprint(council, n) for n in
+                                                                        ("alice", "bob")}
+
+
 # -- approvals --------------------------------------------------------------------------------
 
 
