@@ -49,7 +49,7 @@ def up(
     base = settings_for(store, address)
     settings = Settings.from_env(**{**base.model_dump(), "policy": policy or base.policy, "home": home or base.home,
                                     "workspace": workspace or base.workspace, "team": team or base.team}).absolute()
-    chosen = load_team(settings.team or "").with_workers(agents, slots)
+    chosen = load_team(settings.team_file()).with_workers(agents, slots)
     council = Council.start(settings, team=chosen, ray_start="head")
     status = council.council_status()
     members = chosen.members()

@@ -36,8 +36,8 @@ from events.catalogue import (
     TaskStatus,
     TaskSubmitted,
 )
-from governance.ledgers import PolicyLedger
-from governance.policy import Policy, in_force
+from governance.ledgers import policy_in
+from governance.policy import Policy
 from projections import QueryResult
 
 TERMINAL = {TaskCompleted.type_name: TaskStatus.COMPLETED, TaskDeadLettered.type_name: TaskStatus.DEAD_LETTERED}
@@ -103,16 +103,16 @@ class Council:
         if settings.store.startswith("memory://"):
             raise ConfigurationError("a memory:// store lives inside one process, but the council's actors are "
                                      "many; give a file, like --store sqlite:///.council/events.db")
-        chosen = team if team is not None else load_team(settings.team or "")
+        chosen = team if team is not None else load_team(settings.team_file())
         system = System.of(settings.store, chosen, max_event_bytes=settings.max_event_bytes, dispatch=dispatch,
                            projections=str(settings.projection_path()), home=settings.home, policy=settings.policy,
                            workspace=settings.workspace, metrics_port=settings.metrics_port,
                            metrics_host=settings.metrics_host,
                            health=health if health is not None else ({} if settings.health else None),
                            detector=detector)
-        check(system)  # a team that cannot work is refused before Ray is even started
+        checked = check(system)  # a team that cannot work is refused before Ray is even started
         connect(settings.address, start=ray_start)
-        boot(system)
+        boot(checked)
         return cls(settings)
 
     @classmethod
@@ -220,10 +220,7 @@ class Council:
 
     def policy(self) -> Policy | None:
         """The policy in force, from the log (None before the council adopts one)."""
-        ledger = PolicyLedger()
-        for event in self.store.read_stream(streams.POLICY):
-            ledger.evolve(event.payload)
-        return None if ledger.adopted is None else in_force(ledger.adopted)
+        return policy_in(self.store)
 
     def alerts(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest alerts (newest first): when, severity, source, summary, detail."""

@@ -60,8 +60,12 @@ class Settings(BaseModel):
         return self.model_copy(update={
             "store": store, "projections": str(self.with_store(store).projection_path().resolve()), "home": str(home),
             "policy": str(Path(self.policy).resolve()) if self.policy else str(DEFAULT_POLICY),
-            "team": str(Path(self.team).resolve()) if self.team else str(DEFAULT_TEAM),
+            "team": str(self.team_file().resolve()),
             "workspace": str(Path(self.workspace).resolve()) if self.workspace else str(home / "workspace")})
+
+    def team_file(self) -> Path:
+        """The team file: ``team``, or the example team when none is set."""
+        return Path(self.team) if self.team else DEFAULT_TEAM
 
     def with_store(self, store: str) -> Settings:
         """A copy with another store URL."""
