@@ -218,7 +218,7 @@ def main() -> int:
         ray.init(address="local", namespace=names.NAMESPACE, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, _temp_dir=str(tmp / "ray"))  # Ray's session files go with the rest
         started = time.perf_counter()
-        council = Council.start(settings, team=[m for m in load_team(DEFAULT_TEAM).members() if m.role != "worker"])
+        council = Council.start(settings, team=load_team(DEFAULT_TEAM).members(leave_out={"worker"}))
         boot = time.perf_counter() - started
         environments = Workspace(tmp / "direct-environments")
         governed: list[dict[str, float]] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -106,10 +106,13 @@ class Team(BaseModel):
             seen.add(group.name)
         return self
 
-    def members(self) -> list[AgentSpec]:
-        """Every agent of the team, group by group, each knowing the file, line and entry it came from."""
+    def members(self, leave_out: Collection[str] = ()) -> list[AgentSpec]:
+        """Every agent of the team, group by group, each knowing the file, line and entry it came from; none of the
+        groups named in ``leave_out`` (``members(leave_out={"worker"})``: the pipeline's agents alone)."""
         out = []
         for i, group in enumerate(self.agents):
+            if group.name in leave_out:
+                continue
             line = self._lines.line(("agents", i, "capabilities")) if self._lines is not None else None
             out += group.members(f'{self._source}{f" line {line}" if line else ""}: agents[{i}] ("{group.name}")')
         return out

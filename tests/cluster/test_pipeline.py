@@ -42,7 +42,7 @@ def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
         keys.new(name)  # before the policy is adopted, so the approvers are pinned
     settings = Settings(store=f"sqlite:///{home / 'events.db'}", projections=str(home / "projections.duckdb"),
                         home=str(home / ".council"), health=False)
-    team = [m for m in load_team(DEFAULT_TEAM).members() if m.role != "worker"]
+    team = load_team(DEFAULT_TEAM).members(leave_out={"worker"})
     handle = Council.start(settings, team=team, dispatch={"backoff_base": 0.05})
     yield handle
     shutdown()

@@ -46,6 +46,11 @@ def test_council_up_resizes_the_worker_entry_only() -> None:
         parse_team(GOOD.replace('name = "worker"', 'name = "plain"')).with_workers(count=3)
 
 
+def test_a_team_without_its_workers_keeps_where_each_agent_came_from() -> None:
+    coder = parse_team(GOOD, "team.toml").members(leave_out={"worker"})
+    assert [(m.agent_id, m.where) for m in coder] == [("coder-1", 'team.toml line 14: agents[1] ("coder")')]
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (('slots = 4', 'slotz = 4'), r'team.toml line 8: agents\[0\] \("worker"\) has an unknown field "slotz" '
                                   r'\(did you mean "slots"\?\)'),
