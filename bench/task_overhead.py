@@ -8,6 +8,8 @@ What it measures
       one's latency is from just before its submission until the driver sees it completed in the
       ``tasks`` table, asked through the projector with a long poll that answers as soon as it
       has folded something new. p50 and p99.
+    * **the parts**: one durable append through the store actor (a task makes four in sequence),
+      and the SQL watcher's query through the projector, each timed one at a time.
     * **peer**: the same number of calls to a bare Ray actor method that does nothing — all at once
       for throughput, one at a time for latency.
 
@@ -40,8 +42,8 @@ from cluster.driver import Council
 from cluster.settings import Settings
 from cluster.system import shutdown
 from cluster.team import AgentSpec
-from events import open_store
-from events.catalogue import TaskSpec
+from events import open_store, streams
+from events.catalogue import AgentHeartbeat, TaskSpec
 
 
 @ray.remote(num_cpus=0)
@@ -162,6 +164,20 @@ def main() -> int:
         ray.get(bare.noop.remote())
         bare_latencies.append((time.perf_counter() - t1) * 1000)
 
+    # -- the parts of a task's path, one at a time: a durable append through the store actor (a task is
+    # four in sequence), and the SQL watcher's query through the projector (one for each of them) ------
+    append_latencies, query_latencies = [], []
+    for _ in range(args.latency_tasks):
+        t1 = time.perf_counter()
+        council.store.append(streams.agent("bench-parts"), [AgentHeartbeat(agent_id="bench-parts")])
+        append_latencies.append((time.perf_counter() - t1) * 1000)
+    head = council.store.head()
+    for _ in range(args.latency_tasks):
+        t1 = time.perf_counter()
+        ray.get(council.projector.query.remote(
+            f"SELECT task_id, position FROM tasks WHERE status = 'completed' AND position > {head}"))
+        query_latencies.append((time.perf_counter() - t1) * 1000)
+
     # -- checks ---------------------------------------------------------------------------------
     shutdown()
     with open_store(settings.store) as store:
@@ -184,6 +200,9 @@ def main() -> int:
           f"{percentile(sql_latencies, 99):>10.1f}")
     print(f"{'bare Ray actor calls':24}{bare_rate:>10,.0f}{percentile(bare_latencies, 50):>10.2f}"
           f"{percentile(bare_latencies, 99):>10.2f}")
+    print(f"parts, p50 (p99): a durable append through the store actor {percentile(append_latencies, 50):.2f} ms "
+          f"({percentile(append_latencies, 99):.2f}); the SQL watcher's query through the projector "
+          f"{percentile(query_latencies, 50):.2f} ms ({percentile(query_latencies, 99):.2f})")
     print(f"ratio (ours / bare): throughput {ours_rate / bare_rate:.3f}; "
           f"p50 latency {percentile(latencies, 50) / percentile(bare_latencies, 50):.1f}x")
     met = ours_rate >= 500 and percentile(latencies, 50) <= 20
