@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -234,8 +235,11 @@ class AgentActor:
         if request_id is not None:
             tree = self.workspace.path(tree_of(request_id))
             root = Workspace(tree) if tree.is_dir() else root
+        # The council's home holds the keyring, the log and checkpoints; the workspace root every request's tree.
+        home = Path(self.keyring).resolve().parent if self.keyring else None
+        hidden = tuple(dict.fromkeys(str(p) for p in (self.workspace.root, home) if p is not None))
         return Bench(self.gatekeeper, warrant_id, task_id, root, Workspace(self.workspace.path("environments")),
-                     history=self.client.read_stream, signer=self._signer)
+                     history=self.client.read_stream, signer=self._signer, hidden=hidden)
 
     def _signer(self) -> SigningKey:
         if self.keyring is None:

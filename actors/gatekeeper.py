@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from events import ANY, NO_STREAM, NewEvent, RecordedEvent, streams
-from events.catalogue import ActionCompleted, Budget
+from events.catalogue import ActionCompleted, Budget, Confinement, LimitName
 from events.errors import ConcurrencyError
 from governance import budget, gate
 from governance.approvals import ApprovalLedger
+from governance.confinement import SandboxTable
 from governance.keys import PublicKey
 from governance.ledgers import PolicyLedger, WarrantLedger
 from governance.votes import VoteLedger
@@ -76,12 +77,20 @@ class Gatekeeper:
                             denial="race")
 
     def completed(self, warrant_id: str, key: str, *, ok: bool, cost: Budget = budget.NOTHING,
-                  result_digest: str | None = None, error: str = "", output_digest: str | None = None) -> None:
-        """Record how an authorised action ended, and what it really cost (idempotent for a key)."""
+                  result_digest: str | None = None, error: str = "", output_digest: str | None = None,
+                  confinement: Confinement | None = None, limits_hit: list[LimitName] | None = None) -> None:
+        """Record how an authorised action ended, what it really cost, and for one that ran commands the terms
+        they ran under and any limit one broke (idempotent for a key)."""
         event = ActionCompleted(warrant_id=warrant_id, key=key, ok=ok, cost=cost, result_digest=result_digest,
-                                error=error[:4000], output_digest=output_digest)
+                                error=error[:4000], output_digest=output_digest, confinement=confinement,
+                                limits_hit=list(limits_hit or []))
         recorded = NewEvent(payload=event, event_id=_id("completed", warrant_id, key))
         self.log.append(streams.warrant(warrant_id), [recorded], ANY)
+
+    def sandbox(self) -> SandboxTable:
+        """How the policy in force confines commands (the default ``[sandbox]`` terms if no policy is in force)."""
+        policy = self._policy.catch_up(self.log).current()
+        return policy.sandbox if policy is not None else SandboxTable()
 
     def record(self, warrant_id: str, key: str, event: Any, what: str) -> None:
         """Append what an authorised action did (``file.changed``, ``git.committed``...) to the warrant's stream,

@@ -5,10 +5,14 @@
   gets a warrant, asks the gate before every action and records its outcome in the log. Timed
   from the call to ``start_ci`` until the driver sees production ``awaiting_approval``.
 * **direct** (the peer): the same work in this process, one call after another, with the same
-  tool functions and no Ray, no log, no gate and no warrants: the checkout, the list of changes,
+  tool functions and no Ray, no log, no gate, no warrants and no sandbox (its commands run as plain
+  processes, as the policy's ``[sandbox] mode = "off"`` runs them): the checkout, the list of changes,
   the tests under coverage, ruff's safe fixes and the review, two builds compared, the deploy to
   staging with the health check, the smoke test, the changelog commit. It does not sign build
   provenance nor ask for production's approvals, which only the governed run does.
+* **the sandbox** alone: a bare ``true`` run through :func:`actors.tools.commands.run` in the
+  bubblewrap sandbox and unconfined, alternating, in the same process; and how many commands a
+  governed run starts, so what the sandbox costs a run can be read off.
 
 Both run in this process on one local Ray started once (the council's actors stay up, idle, while
 the direct runs go): one warm-up run of each that is not counted, then ``--runs`` of each,
@@ -49,6 +53,7 @@ from actors.tools import review as reviews
 from actors.tools.checkout import prepare
 from actors.tools.deploy import deploy
 from actors.tools.git import Git, Identity
+from actors.tools.sandbox import Sandbox
 from actors.tools.testing import run_pytest
 from actors.tools.workspace import Workspace
 from cluster.driver import Council
@@ -57,6 +62,8 @@ from cluster.settings import DEFAULT_TEAM, Settings
 from cluster.system import shutdown
 from cluster.team import load_team
 from events import open_store, streams
+from events.catalogue import ActionCompleted
+from governance.confinement import SandboxTable
 from governance.keys import Keyring
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +121,25 @@ def governed_run(council: Council, repo: Path, timeout: float) -> dict[str, floa
     return figures
 
 
+UNCONFINED = Sandbox(SandboxTable(mode="off").terms(network=False, wall_time_s=300.0))
+CONFINED = Sandbox(SandboxTable().terms(network=False, wall_time_s=300.0))
+
+
+def sandbox_cost(root: Path, n: int) -> tuple[list[float], list[float]]:
+    """Seconds of ``n`` bare ``true`` runs in the sandbox and unconfined, alternating (after one of each unclocked)."""
+    tree = Workspace(root)
+    root.mkdir(parents=True, exist_ok=True)
+    inside: list[float] = []
+    outside: list[float] = []
+    for i in range(n + 1):
+        for box, times in ((CONFINED, inside), (UNCONFINED, outside)):
+            started = time.perf_counter()
+            commands.run(tree, ["true"], ".", 30.0, box=box)
+            if i:
+                times.append(time.perf_counter() - started)
+    return inside, outside
+
+
 def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[str, float]:
     """The same work with the tools called directly, in this process; each step's time in seconds."""
     times: dict[str, float] = {}
@@ -128,14 +154,15 @@ def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[
 
     workspace = Workspace(root)
     request = f"direct-{n}"
-    checkout = prepare(workspace, request, repo)
+    box = UNCONFINED
+    checkout = prepare(workspace, request, repo, box=box)
     tree = Workspace(workspace.path(checkout.path))
     config = load_config(tree.root)
     lap("checkout")
 
     argv = ["git", "diff", "--name-only", "--no-renames", checkout.base, "HEAD", "--"] if checkout.base else [
         "git", "ls-files"]
-    listed = commands.run(tree, argv, ".", 60.0, tail=1 << 22)
+    listed = commands.run(tree, argv, ".", 60.0, tail=1 << 22, box=box)
     files = [line for line in listed.stdout.splitlines() if line]
     if listed.returncode != 0 or not files:
         raise Failed(f"git could not list the changes: {listed.stderr[-300:]}")
@@ -145,42 +172,42 @@ def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[
         tests = [config.tests] if reach.run_all else list(reach.tests)
     lap("changes")
 
-    ran = run_pytest(tree, ".", tests, coverage=config.coverage)
+    ran = run_pytest(tree, ".", tests, coverage=config.coverage, box=box)
     if not ran.ok:
         raise Failed(f"the direct run's tests failed: {ran.failures}")
     lap("test")
 
     who = Identity("direct run", "direct@agent-council.invalid", "")
     ruff = [sys.executable, "-m", "ruff", "check", "--fix", "--diff", "--exit-zero", "--no-cache", "."]
-    fixes = commands.run(tree, ruff, ".", 120.0, tail=1 << 22)
+    fixes = commands.run(tree, ruff, ".", 120.0, tail=1 << 22, box=box)
     if fixes.returncode != 0:
         raise Failed(f"ruff failed: {fixes.stderr[-300:]}")
     if fixes.stdout.lstrip().startswith("---"):
-        Git(tree).apply(fixes.stdout, 0)
-        Git(tree).commit("review: ruff's safe automatic fixes", who)
-    found = reviews.review(tree, ".")
+        Git(tree, box=box).apply(fixes.stdout, 0)
+        Git(tree, box=box).commit("review: ruff's safe automatic fixes", who)
+    found = reviews.review(tree, ".", box=box)
     if reviews.blocking(found.findings, "high"):
         raise Failed("the direct run's review found blocking findings")
     lap("review")
 
-    built = builds.build(tree, ".", "dist")
+    built = builds.build(tree, ".", "dist", box=box)
     if not built.reproducible or not built.artifacts:
         raise Failed(f"the direct run's build is not reproducible: {built.mismatches}")
     lap("build")
 
     wheel = next(a for a in built.artifacts if a.name.endswith(".whl"))
     release = deploy(tree, wheel.path, config.staging, resolve(config.health) if config.health else None,
-                     environments=environments)
+                     environments=environments, box=box)
     lap("staging")
 
     if config.smoke:
-        smoked = commands.run(environments, resolve(list(config.smoke)),
-                              f"{config.staging}/releases/{release['release']}", 120.0)
+        smoked = commands.run(Workspace(environments.path(f"{config.staging}/releases/{release['release']}")),
+                              resolve(list(config.smoke)), ".", 120.0, box=box)
         if smoked.returncode != 0:
             raise Failed(f"the direct run's smoke test failed: {smoked.stderr[-300:] or smoked.stdout[-300:]}")
     lap("smoke")
 
-    log = commands.run(tree, ["git", "log", "--format=%h %s", "-20"], ".", 60.0, tail=20_000)
+    log = commands.run(tree, ["git", "log", "--format=%h %s", "-20"], ".", 60.0, tail=20_000, box=box)
     entry = (f"## pipeline {request}\n\n- Tests: {ran.passed} passed; line coverage {ran.coverage_total}%\n"
              f"- Review: {sum(found.counts.values())} findings\n"
              + "".join(f"- Artefact `{a.name}` sha256 `{a.sha256}`\n" for a in built.artifacts)
@@ -188,7 +215,7 @@ def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[
              + "".join(f"  - {line}\n" for line in log.stdout.splitlines() if line))
     tree.write(f"docs/pipeline/{request}.md", f"# Pipeline {request}\n\n{entry}".encode())
     tree.write("CHANGELOG.md", f"# Changelog\n\n{entry}".encode())
-    Git(tree).commit(f"docs: changelog of {request}", who)
+    Git(tree, box=box).commit(f"docs: changelog of {request}", who)
     lap("docs")
     times["wall"] = time.perf_counter() - t0
     return times
@@ -231,8 +258,11 @@ def main() -> int:
                 direct.append(d)
         shutdown()
         ray.shutdown()
+        inside, outside = sandbox_cost(tmp / "sandbox-cost", 40)
         log = open_store(settings.store, create=False)
         verified = log.verify().ok
+        confined = [e.payload for e in log.read_all(1, 1_000_000, ["action.completed"])
+                    if isinstance(e.payload, ActionCompleted) and e.payload.confinement is not None]
         log.close()
     except Failed as exc:
         print(f"CHECK FAILED: {exc}", file=sys.stderr)
@@ -278,8 +308,18 @@ def main() -> int:
                        ("awaiting approval -> seen by the driver", "seen")):
         print(f"  {label:<50}{p50([g[key] for g in governed]):>7.3f} s")
     print(f"  {'direct: the same work, back to back':<50}{p50(wall['direct']):>7.3f} s")
+    print()
+    per_run = len(confined) / (warm + runs)
+    cost = p50(inside) - p50(outside)
+    print(f"the sandbox: a bare `true`, {len(inside)} runs each, p50 {p50(inside) * 1000:.1f} ms in bubblewrap, "
+          f"{p50(outside) * 1000:.1f} ms unconfined (both under prlimit): {cost * 1000:.1f} ms per command; "
+          f"a governed run has {per_run:.0f} actions that run commands, all sandboxed: "
+          f"{sum(c.confinement.sandbox == 'bubblewrap' for c in confined if c.confinement)} of {len(confined)}")
     if not verified:
         print("CHECK FAILED: the log does not verify", file=sys.stderr)
+        return 1
+    if any(c.confinement is None or c.confinement.sandbox != "bubblewrap" for c in confined):
+        print("CHECK FAILED: a governed command ran outside the sandbox", file=sys.stderr)
         return 1
     print("checks: ok (every governed run reached awaiting approval with 8 steps completed; every direct run's tests "
           "passed, its build reproduced and its smoke test passed; the log verifies)")

@@ -40,6 +40,14 @@ def policy_check(file: Annotated[Path, typer.Argument(help="A policy file (TOML)
                           if getattr(limits, f) is not None)
         out.print(f"budget per {scope}{' and request' if scope == 'agent' else ''}: {shown or 'unlimited'}")
     out.print(f"review findings at or above {review_threshold(policy)!r} stop a pipeline")
+    box = policy.sandbox
+    warning = box.warning()
+    if warning:
+        out.print(warning, style="bold red", markup=False)
+    else:
+        granted = [r.name for r in policy.rules if r.network]
+        out.print(f"{box.summary()}; network {'granted by ' + ', '.join(granted) if granted else 'granted by no rule'}",
+                  markup=False)
 
 
 @policy_app.command("show")

@@ -36,11 +36,13 @@ from actors.pipeline.results import (
     result_type,
 )
 from actors.tools.checkout import REQUEST, prepare
+from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace
 from cluster.driver import Council, new_request_id
 from events import CouncilError, streams
 from events.catalogue import SETTLED, PipelinePlanned, TaskAwaiting, TaskCompleted, TaskStatus
 from governance.approvals import ApprovalLedger
+from governance.confinement import SandboxTable
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,11 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
         raise CouncilError("the council has no workspace; start it with a home (`council up`)")
     request_id = new_request_id()
     root = Workspace(workspace)
-    checkout = prepare(root, request_id, repo, base)
+    policy = council.policy()
+    table = policy.sandbox if policy is not None else SandboxTable()
+    home = council.settings.absolute().home
+    box = Sandbox(table.terms(network=False, wall_time_s=300.0), hidden=(home, str(root.root)))
+    checkout = prepare(root, request_id, repo, base, box=box)
     tree = root.path(checkout.path)
     try:
         config = load_config(tree)
@@ -70,7 +76,7 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
         shutil.rmtree(tree)  # nothing was submitted: leave nothing behind
         raise
     try:
-        threshold = review_threshold(council.policy())
+        threshold = review_threshold(policy)
     except CouncilError:
         shutil.rmtree(tree)
         raise

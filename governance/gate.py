@@ -53,6 +53,7 @@ from events.catalogue import (
 from events.catalogue.governance import DenialKind
 from governance import approvals, budget, votes, warrant
 from governance.approvals import ApprovalLedger, arguments_digest, new_nonce, spec_digest
+from governance.confinement import SandboxTable
 from governance.errors import ApprovalError, GovernanceError, PolicyError, VoteError, WarrantError
 from governance.keys import PublicKey
 from governance.ledgers import WarrantLedger
@@ -90,6 +91,10 @@ class PolicyView(Protocol):
     def hash(self) -> str:
         """The hash the policy in force is known by."""
 
+    @property
+    def sandbox(self) -> SandboxTable:
+        """How commands are confined under the policy (its ``[sandbox]`` table)."""
+
     def decide(self, action: str, role: str, resource: str | None = None,
                environment: str | None = None) -> PolicyDecision:
         """The policy's decision for one action (see ``governance.policy.Policy.decide``)."""
@@ -113,6 +118,10 @@ class Verdict:
     """For ``done``: the recorded outcome of the action that already ran."""
     denial: DenialKind | None = None
     """For ``denied``: what kind of denial it is (the ``kind`` of the ``action.denied`` event)."""
+    network: bool = False
+    """For ``authorized`` and ``done``: whether the rule that let the action through grants its commands the network."""
+    sandbox: SandboxTable | None = None
+    """For ``authorized`` and ``done``: how the policy in force confines commands (None: no policy is in force)."""
 
 
 @dataclass(frozen=True)
@@ -181,11 +190,14 @@ def _check(request: ActionRequest, warrant_id: str | None, ctx: Context) -> Verd
     earlier = ledger.authorized.get(request.key)
     if earlier is not None and earlier.digest != _digest(request):
         return _another_path(request, warrant_id, ctx, earlier, finished=request.key in ledger.completed)
+    table = ctx.policy.sandbox if ctx.policy is not None else None
     if request.key in ledger.completed:
         return Verdict("done", f"action {request.key} already ran under {warrant_id}; not running it again",
-                       completed=ledger.completed[request.key])
+                       completed=ledger.completed[request.key], network=bool(earlier and earlier.network),
+                       sandbox=table)
     if earlier is not None:
-        return Verdict("authorized", f"action {request.key} was authorised before and has not finished; resuming it")
+        return Verdict("authorized", f"action {request.key} was authorised before and has not finished; resuming it",
+                       network=earlier.network, sandbox=table)
     policy = ctx.policy
     if policy is None:
         return _deny(request, warrant_id, ctx, "policy", "no policy is in force; adopt one with `council policy adopt`")
@@ -205,9 +217,9 @@ def _check(request: ActionRequest, warrant_id: str | None, ctx: Context) -> Verd
     event = ActionAuthorized(warrant_id=warrant_id, agent_id=request.agent_id, action=request.action,
                              target=request.target, environment=request.environment, key=request.key,
                              digest=_digest(request), policy_hash=policy.hash, rule=decision.rule or "",
-                             cost=request.cost, approval_id=approval_id)
+                             cost=request.cost, approval_id=approval_id, network=decision.network)
     return Verdict("authorized", decision.reason, streams.warrant(warrant_id), ledger.version, (event,),
-                   authority_id=approval_id)
+                   authority_id=approval_id, network=decision.network, sandbox=policy.sandbox)
 
 
 def _another_path(request: ActionRequest, warrant_id: str, ctx: Context, recorded: ActionAuthorized, *,

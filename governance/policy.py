@@ -36,6 +36,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     StrictStr,
     ValidationInfo,
     model_validator,
@@ -43,6 +44,7 @@ from pydantic import (
 
 from events.catalogue import Budget, PolicyAdopted
 from governance import globs
+from governance.confinement import SandboxTable
 from governance.errors import PolicyError
 from governance.keys import NAME as KEY_NAME
 from governance.policy_errors import consistency_problems
@@ -162,6 +164,8 @@ class Rule(_Frozen):
     voters: Annotated[tuple[ApproverName, ...], Field(min_length=1)] | None = None
     quorum: Positive | None = None
     deadline: Duration | None = None
+    network: StrictBool = False
+    """Whether the commands of the actions this rule lets through may reach the network (default: none)."""
 
     def applies(self, action: str, role: str, path: str | None, environment: str | None) -> bool:
         """Whether this rule speaks about the action. ``path`` must be normalised already."""
@@ -178,6 +182,7 @@ class Rule(_Frozen):
         """Who may do what where, in words."""
         who = "any role" if "*" in self.roles else ", ".join(self.roles)
         what = "any action" if "*" in self.actions else ", ".join(self.actions)
+        what += " (with network)" if self.network else ""
         where = f" on {', '.join(self.resources)}" if self.resources else ""
         where += f" in {', '.join(self.environments)}" if self.environments else ""
         if self.effect == "deny":
@@ -202,6 +207,8 @@ class PolicyDecision:
     voters: tuple[str, ...] = ()
     quorum: int = 0
     deadline_s: float = 0.0
+    network: bool = False
+    """Whether the rule that let the action through grants its commands the network."""
 
     @property
     def allowed(self) -> bool:
@@ -215,6 +222,8 @@ class Policy(_Frozen):
     policy: About
     approvers: dict[ApproverName, KeyName] = {}
     budgets: Budgets = Budgets()
+    sandbox: SandboxTable = SandboxTable()
+    """How commands are confined, and their limits (:mod:`governance.confinement`)."""
     tool: dict[StrictStr, dict[StrictStr, TomlValue]] = {}
     """The ``[tool.<name>]`` tables: other parts' settings, validated only as TOML values, never read here."""
     rules: tuple[Rule, ...] = ()
@@ -295,16 +304,16 @@ class Policy(_Frozen):
             voters, deadline = rule.voters or (), rule.deadline or 0.0
             return PolicyDecision("vote", rule.name, f'rule "{rule.name}" puts {what} to a vote of '
                                   f"{', '.join(voters)} (quorum {rule.quorum}, within {_duration_text(deadline)})",
-                                  voters=voters, quorum=rule.quorum or 0, deadline_s=deadline)
+                                  voters=voters, quorum=rule.quorum or 0, deadline_s=deadline, network=rule.network)
         if first["approve"]:
             rule = max(first["approve"], key=lambda r: r.approvals or 0)  # max() keeps the first of equals
             approvers = rule.approvers or ()
             return PolicyDecision("approve", rule.name, f'rule "{rule.name}" lets {what} run once '
                                   f"{rule.approvals} of {', '.join(approvers)} approve",
-                                  approvals=rule.approvals or 0, approvers=approvers)
+                                  approvals=rule.approvals or 0, approvers=approvers, network=rule.network)
         if first["allow"]:
             rule = first["allow"][0]
-            return PolicyDecision("allow", rule.name, f'rule "{rule.name}" allows {what}')
+            return PolicyDecision("allow", rule.name, f'rule "{rule.name}" allows {what}', network=rule.network)
         return PolicyDecision("deny", None, f"no rule allows {what} (deny by default)")
 
     def budget_for(self, scope: Literal["request", "agent"]) -> Budget:

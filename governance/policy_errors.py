@@ -114,6 +114,9 @@ def _effect_problems(i: int, label: str, rule: Mapping[str, Any]) -> list[Proble
             elif owner != effect and given:
                 problems.append(Problem(("rules", i, field), f'{label} field "{field}": only {_a(owner)} rule takes '
                                         f'{field}; remove it or set effect = "{owner}"'))
+    if effect == "deny" and rule.get("network") is True:
+        problems.append(Problem(("rules", i, "network"), f'{label} field "network": a "deny" rule grants nothing; '
+                                "remove network, or grant it on the rule that allows the action"))
     for count, names, noun, owner in (("approvals", "approvers", "approvals", "approve"),
                                       ("quorum", "voters", "votes", "vote")):
         k, named = rule.get(count), rule.get(names)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actors.tools import commands
+from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 
 SETUPTOOLS_LEFTOVERS = ("build", "*.egg-info", "src/*.egg-info")
@@ -63,7 +64,7 @@ def compare(first: dict[str, str], second: dict[str, str]) -> list[str]:
 
 
 def build(workspace: Workspace, cwd: str = ".", out: str = "dist", timeout: float = 600.0,
-          source_date_epoch: int | None = None) -> BuildResult:
+          source_date_epoch: int | None = None, *, box: Sandbox) -> BuildResult:
     """Build the project at ``cwd`` into ``out`` (both relative to the workspace), then rebuild it to check.
 
     ``out`` is emptied first. ``source_date_epoch`` defaults to the committer time of HEAD of the
@@ -83,7 +84,7 @@ def build(workspace: Workspace, cwd: str = ".", out: str = "dist", timeout: floa
                           "as 'dist'")
     if target.exists() and not target.is_dir():
         raise BuildFailed(f"out={out!r} is a file, not a directory; remove it or choose another out")
-    commit, committed_at = _head(workspace, cwd)
+    commit, committed_at = _head(workspace, cwd, box)
     if source_date_epoch is None:
         if committed_at is None:
             raise BuildFailed(f"{cwd} is not in a git repository with a commit, so there is no commit time to build "
@@ -98,9 +99,9 @@ def build(workspace: Workspace, cwd: str = ".", out: str = "dist", timeout: floa
     preexisting = _leftovers(project)
     try:
         _empty(target)
-        first = _run(workspace, cwd, target, timeout, env)
+        first = _run(workspace, cwd, target, timeout, env, box)
         _clean(project, preexisting)
-        second = _run(workspace, cwd, scratch, timeout, env)
+        second = _run(workspace, cwd, scratch, timeout, env, box)
         _clean(project, preexisting)
         built, rebuilt = _digests(target), _digests(scratch)
         shutil.rmtree(scratch)
@@ -124,9 +125,9 @@ def _argv(outdir: str) -> list[str]:
     return [sys.executable, "-m", "build", "--no-isolation", "--outdir", outdir, "."]
 
 
-def _run(workspace: Workspace, cwd: str, outdir: Path, timeout: float, env: dict[str, str]) -> str:
+def _run(workspace: Workspace, cwd: str, outdir: Path, timeout: float, env: dict[str, str], box: Sandbox) -> str:
     """One build into ``outdir``; its output digest, or :class:`BuildFailed` with the tail of its output."""
-    done = commands.run(workspace, _argv(str(outdir)), cwd, timeout, env=env)
+    done = commands.run(workspace, _argv(str(outdir)), cwd, timeout, env=env, box=box)
     if done.returncode != 0:
         output = f"{done.stdout}\n{done.stderr}".strip()
         if len(output) > FAILURE_TAIL:
@@ -139,12 +140,12 @@ def _run(workspace: Workspace, cwd: str, outdir: Path, timeout: float, env: dict
     return done.output_digest
 
 
-def _head(workspace: Workspace, cwd: str) -> tuple[str | None, int | None]:
+def _head(workspace: Workspace, cwd: str, box: Sandbox) -> tuple[str | None, int | None]:
     """HEAD's commit id and committer time, or (None, None) if ``cwd`` is not in a repository with a commit."""
     # The ceiling keeps git from finding a repository above the workspace root.
     env = {"GIT_CEILING_DIRECTORIES": str(workspace.root.parent), "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_TERMINAL_PROMPT": "0"}
-    done = commands.run(workspace, ["git", "log", "-1", "--format=%H %ct"], cwd, 60.0, env=env)
+    done = commands.run(workspace, ["git", "log", "-1", "--format=%H %ct"], cwd, 60.0, env=env, box=box)
     fields = done.stdout.split()
     if done.returncode != 0 or len(fields) != 2 or not fields[1].isdigit():
         return None, None

@@ -5,7 +5,8 @@ repository at its top level) or, for a directory that is not one, a copy of its 
 a snapshot. Changes in the source's working tree that are not committed yet (tracked edits and
 new files git does not ignore) are carried into the clone and committed on top, so the pipeline
 checks what the developer sees. Every later path an agent names is relative to this tree and
-confined to it (:class:`actors.tools.workspace.Workspace`).
+confined to it (:class:`actors.tools.workspace.Workspace`). Git runs in the sandbox with the new
+tree as its only writable place and the source readable: a checkout writes nothing anywhere else.
 
 The base a pipeline compares against is, in order: the revision asked for; the source's HEAD when
 working-tree changes were carried; HEAD's parent; none (a snapshot, or a first commit: every file
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from actors.tools import commands
 from actors.tools.git import Git, Identity
+from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 
 REQUEST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -52,8 +54,10 @@ def tree_of(request_id: str) -> str:
     return f"requests/{request_id}"
 
 
-def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str | None = None) -> Checkout:
-    """Make ``request_id``'s tree from ``source``; idempotent: a tree already made is described, not made again."""
+def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str | None = None, *,
+            box: Sandbox) -> Checkout:
+    """Make ``request_id``'s tree from ``source``, running git in ``box``; idempotent: a tree already made is
+    described, not made again."""
     if base is not None and (not base or base.startswith("-")):
         raise WorkspaceError(f"{base!r} is not a revision; give a branch, tag or commit id")
     origin = Path(source).expanduser().resolve()
@@ -68,20 +72,25 @@ def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str
         return Checkout(relative, str(origin), commit, recorded_base or None, [c for c in carried.split("\0") if c])
     if target.exists():
         shutil.rmtree(target)  # a tree left half-made by a crash: made again from the start
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if _is_repository_root(workspace, origin):
-        files, default_base = _clone(workspace, origin, relative)
-    else:
-        files, default_base = _snapshot(workspace, origin, relative), None
-    git = Git(workspace, relative)
+    target.mkdir(parents=True)
+    tree, box = Workspace(target), box.reading(origin).for_git()
+    try:
+        if _is_repository_root(tree, origin, box):
+            files, default_base = _clone(tree, origin, box)
+        else:
+            files, default_base = _snapshot(tree, origin, box), None
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    git = Git(tree, ".", box)
     commit = git.head()
     chosen = default_base
     if base is not None:
-        found = commands.run(workspace, ["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], relative, 30)
+        found = commands.run(tree, ["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], ".", 30, box=box)
         if found.returncode != 0:
             # the clone knows the source's branches as origin/<name>
-            found = commands.run(workspace, ["git", "rev-parse", "--verify", "--quiet", f"origin/{base}^{{commit}}"],
-                                 relative, 30)
+            found = commands.run(tree, ["git", "rev-parse", "--verify", "--quiet", f"origin/{base}^{{commit}}"],
+                                 ".", 30, box=box)
         if found.returncode != 0:
             shutil.rmtree(target)
             raise WorkspaceError(f"the base {base!r} is not a revision of {origin}; give a branch, tag or commit id")
@@ -90,46 +99,47 @@ def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str
     return Checkout(relative, str(origin), commit, chosen, files)
 
 
-def _is_repository_root(workspace: Workspace, origin: Path) -> bool:
-    done = commands.run(workspace, ["git", "-C", str(origin), "rev-parse", "--show-toplevel"], ".", 30)
+def _is_repository_root(tree: Workspace, origin: Path, box: Sandbox) -> bool:
+    done = commands.run(tree, ["git", "-C", str(origin), "rev-parse", "--show-toplevel"], ".", 30, box=box)
     return done.returncode == 0 and Path(done.stdout.strip()).resolve() == origin
 
 
-def _clone(workspace: Workspace, origin: Path, relative: str) -> tuple[list[str], str | None]:
-    """Clone ``origin`` and carry its uncommitted changes; return (files carried, the default base)."""
-    done = commands.run(workspace, ["git", "clone", "--quiet", "--no-hardlinks", "--", str(origin), relative], ".", 300)
+def _clone(tree: Workspace, origin: Path, box: Sandbox) -> tuple[list[str], str | None]:
+    """Clone ``origin`` into the (empty) tree and carry its uncommitted changes; return (files carried, the default
+    base)."""
+    done = commands.run(tree, ["git", "clone", "--quiet", "--no-hardlinks", "--", str(origin), "."], ".", 300, box=box)
     if done.returncode != 0:
         raise WorkspaceError(f"git clone of {origin} failed: {done.stderr.strip()[-300:]}")
-    source = Workspace(origin)
-    git = Git(workspace, relative)
+    git = Git(tree, ".", box)
     head = git.head()
-    diff = commands.run(source, ["git", "diff", "--binary", "HEAD", "--"], ".", 60, tail=1 << 30)
-    untracked = commands.run(source, ["git", "ls-files", "--others", "--exclude-standard", "-z"], ".", 60, tail=1 << 30)
+    # --no-optional-locks: the source is read-only here; git must not try to refresh its index.
+    source = ["git", "--no-optional-locks", "-C", str(origin)]
+    diff = commands.run(tree, [*source, "diff", "--binary", "HEAD", "--"], ".", 60, tail=1 << 30, box=box)
+    untracked = commands.run(tree, [*source, "ls-files", "--others", "--exclude-standard", "-z"], ".", 60,
+                             tail=1 << 30, box=box)
     if diff.stdout.strip():
         git.apply(diff.stdout)
     for name in (n for n in untracked.stdout.split("\0") if n):
-        _copy_file(origin / name, workspace.path(f"{relative}/{name}"), origin)
+        _copy_file(origin / name, tree.path(name), origin)
     if git.run("status", "--porcelain").stdout.strip():
         _, carried = git.commit(f"Working tree of {origin.name}: changes not yet committed", SNAPSHOT)
         return sorted(carried), head  # what the commit holds, not what was asked for
-    parent = commands.run(workspace, ["git", "rev-parse", "--verify", "--quiet", "HEAD^"], relative, 30)
+    parent = commands.run(tree, ["git", "rev-parse", "--verify", "--quiet", "HEAD^"], ".", 30, box=box)
     return [], parent.stdout.strip() if parent.returncode == 0 else None
 
 
-def _snapshot(workspace: Workspace, origin: Path, relative: str) -> list[str]:
-    """Copy the files of a plain directory and commit them; return what was copied."""
-    target = workspace.path(relative)
-    target.mkdir(parents=True)
+def _snapshot(tree: Workspace, origin: Path, box: Sandbox) -> list[str]:
+    """Copy the files of a plain directory into the (empty) tree and commit them; return what was copied."""
+    target = tree.root
     copied = 0
     for folder, dirs, files in os.walk(origin):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED and not d.endswith(".egg-info"))
         for name in sorted(files):
             path = Path(folder) / name
             copied += _copy_file(path, target / path.relative_to(origin).as_posix(), origin)
-    git = Git(workspace, relative)
+    git = Git(tree, ".", box)
     git.run("init", "-q", "-b", "main")
     if not copied or not git.run("status", "--porcelain").stdout.strip():
-        shutil.rmtree(target)
         raise WorkspaceError(f"{origin} has no files to run the pipeline on")
     _, committed = git.commit(f"Snapshot of {origin.name}", SNAPSHOT)
     return sorted(committed)  # the directory's own .gitignore applies: ignored files are not in the snapshot

@@ -26,6 +26,8 @@ from actors.tools import commands
 from actors.tools import impact as impacts
 from actors.tools import review as reviews
 from actors.tools.gated import Tools, action_key
+from actors.tools.sandbox import Sandbox
+from actors.tools.workspace import Workspace
 from events import RecordedEvent, streams
 from events.catalogue import (
     Artefact,
@@ -85,7 +87,7 @@ class CiTools(Tools):
         request = self._request("file.read", f"impact of {len(changed)} changed files", resource=scope,
                                 arguments={"changed": sorted(changed)[:1000]})
 
-        def analyse() -> dict[str, Any]:
+        def analyse(_: Sandbox) -> dict[str, Any]:
             found = impacts.analyse(self.workspace.path("."), changed)
             return {"modules": list(found.modules), "tests": list(found.tests), "run_all": found.run_all,
                     "reason": found.reason}
@@ -120,8 +122,8 @@ class CiTools(Tools):
         request = self._request("command.run", "review: ruff check, bandit", resource=cwd,
                                 environment="local", arguments={"threshold": threshold})
 
-        def examine() -> tuple[ReviewReported, dict[str, Any]]:
-            report = reviews.review(self.workspace, cwd)
+        def examine(box: Sandbox) -> tuple[ReviewReported, dict[str, Any]]:
+            report = reviews.review(self.workspace, cwd, box=box)
             findings = [Finding(tool=f.tool, rule=f.rule, severity=severity(f.severity), path=f.path,
                                 line=max(0, f.line), message=f.message[:2000]) for f in report.findings]
             ranked = sorted(findings, key=lambda f: (-SEVERITIES.index(f.severity), f.path, f.line))
@@ -141,13 +143,14 @@ class CiTools(Tools):
         request = self._request("command.run", shlex.join(argv), environment=environment,
                                 arguments={"argv": list(argv), "release": release}, cost=Budget(wall_time_s=timeout))
 
-        def execute() -> dict[str, Any]:
+        def execute(box: Sandbox) -> dict[str, Any]:
             assert self.environments is not None
-            done = commands.run(self.environments, list(argv), release, timeout)
+            # the release is the only writable place: not the environment, nor any other release
+            done = commands.run(Workspace(self.environments.path(release)), list(argv), ".", timeout, box=box)
             return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
                     "output_digest": done.output_digest}
 
-        return self._run(request, execute, reads_only=True)
+        return self._run(request, execute, reads_only=True, commands=True, timeout=timeout)
 
     def build(self, cwd: str = ".", out: str = "dist", repository: str = "") -> BuildResult:
         """``build``: build twice at SOURCE_DATE_EPOCH, compare, sign SLSA provenance; ``build.reported``.
@@ -157,8 +160,8 @@ class CiTools(Tools):
         request = self._request("build", f"python -m build in {cwd}", resource=cwd, arguments={"out": out})
         started = _now()
 
-        def make() -> tuple[BuildReported, dict[str, Any]]:
-            built = builds.build(self.workspace, cwd, out)
+        def make(box: Sandbox) -> tuple[BuildReported, dict[str, Any]]:
+            built = builds.build(self.workspace, cwd, out, box=box)
             subjects = {a.name: a.sha256 for a in built.artifacts}
             statement = provenance.statement(
                 subjects, builder_id=self.builder_id or f"agent-council/{self.gatekeeper.agent_id}",
@@ -189,7 +192,7 @@ class CiTools(Tools):
         return BuildResult.reported(self._reported(request, BuildReported, "build.reported", make))
 
     def _reported(self, request: ActionRequest, kind: type[E], what: str,
-                  effect: Callable[[], tuple[E, dict[str, Any]]]) -> E:
+                  effect: Callable[[Sandbox], tuple[E, dict[str, Any]]]) -> E:
         """Run an action whose outcome is the event ``effect`` makes (recorded as ``what``); that event.
 
         The event is the result on a first run and on a replay alike: an action an earlier
@@ -198,8 +201,8 @@ class CiTools(Tools):
         """
         reported: list[E] = []
 
-        def run() -> dict[str, Any]:
-            event, result = effect()
+        def run(box: Sandbox) -> dict[str, Any]:
+            event, result = effect(box)
             self._record(request.key, event, what)
             reported.append(event)
             return result
@@ -211,7 +214,7 @@ class CiTools(Tools):
             reported.append(found)
             return {"replayed": what}
 
-        self._run(request, run, replay=replay)
+        self._run(request, run, replay=replay, commands=True)
         return reported[-1]
 
 

@@ -7,7 +7,8 @@ An environment is a directory ``<environment>/`` of the environments root (by de
 ``releases/<release>/`` (a wheel is also unpacked there, so the release can run), with a manifest,
 then points ``current`` at it by renaming a new symbolic link over the old one — one atomic step,
 so ``current`` is always a whole release.
-If a health-check command is given and fails against the new release, ``current`` is switched
+A health-check command runs in the sandbox with the new release as its only writable place. If it
+fails against the new release (or breaks a limit), ``current`` is switched
 back to the release it pointed at before (or removed, if there was none), and the deployment fails.
 """
 
@@ -24,6 +25,7 @@ from io import BytesIO
 from pathlib import Path
 
 from actors.tools import commands
+from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 
 ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -38,7 +40,8 @@ class HealthCheckFailed(WorkspaceError):
 
 
 def deploy(workspace: Workspace, artifact: str, environment: str, health: list[str] | None = None,
-           timeout: float = 60.0, environments: Workspace | None = None) -> dict[str, str | None]:
+           timeout: float = 60.0, environments: Workspace | None = None, *,
+           box: Sandbox) -> dict[str, str | None]:
     """Release ``artifact`` (a file in ``workspace``) into ``environment`` under ``environments``; check it
     with ``health`` (run in the new release's directory); return the release's manifest."""
     if not ENVIRONMENT.match(environment or ""):
@@ -60,7 +63,14 @@ def deploy(workspace: Workspace, artifact: str, environment: str, health: list[s
     _point(current, f"releases/{release}")
     manifest["path"] = str(target.path(environment) / "current")
     if health:
-        done = commands.run(target, list(health), f"{environment}/current", timeout)
+        try:
+            done = commands.run(Workspace(target.path(f"{environment}/releases/{release}")), list(health), ".",
+                                timeout, box=box)
+        except commands.LimitExceeded as exc:
+            done = commands.Completed(-1, "", str(exc))
+            breach: commands.LimitExceeded | None = exc
+        else:
+            breach = None
         if done.returncode != 0:
             if previous:
                 _point(current, previous)
@@ -69,7 +79,7 @@ def deploy(workspace: Workspace, artifact: str, environment: str, health: list[s
             back = f"rolled back to {Path(previous).name}" if previous else "no earlier release: current removed"
             raise HealthCheckFailed(f"release {release} of {artifact} failed its health check in {environment} "
                                     f"(exit {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}); {back}",
-                                    manifest)
+                                    manifest) from breach
     return manifest
 
 

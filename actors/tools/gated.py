@@ -30,10 +30,19 @@ from actors.skills import PermanentFailure, progress
 from actors.tools import commands
 from actors.tools.deploy import HealthCheckFailed, deploy
 from actors.tools.git import Git, Identity
+from actors.tools.sandbox import Sandbox
 from actors.tools.testing import run_pytest
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import streams
-from events.catalogue import Budget, FailureKind, FileChanged, GitCommitted, ReleaseDeployed, TestsReported
+from events.catalogue import (
+    Budget,
+    FailureKind,
+    FileChanged,
+    GitCommitted,
+    LimitName,
+    ReleaseDeployed,
+    TestsReported,
+)
 from governance import budget, signing
 from governance.gate import ActionRequest, Verdict
 from governance.keys import SigningKey
@@ -102,11 +111,13 @@ class Tools:
     """Gated effects for one task attempt, under one warrant."""
 
     def __init__(self, gatekeeper: Gatekeeper, warrant_id: str | None, task_id: str, workspace: Workspace,
-                 environments: Workspace | None = None, signer: SigningKey | None = None) -> None:
+                 environments: Workspace | None = None, signer: SigningKey | None = None,
+                 hidden: tuple[str, ...] = ()) -> None:
         """``environments`` is where deployments go (default: ``.deployments/`` in the workspace); ``signer`` is
-        the agent's own key, for a skill that signs (None otherwise)."""
+        the agent's own key, for a skill that signs (None otherwise); ``hidden`` are the paths no command may
+        see (the council's home, the workspace root), whatever the sandbox binds."""
         self.gatekeeper, self.warrant_id, self.task_id, self.workspace = gatekeeper, warrant_id, task_id, workspace
-        self.environments, self.signer = environments, signer
+        self.environments, self.signer, self.hidden = environments, signer, hidden
         self._calls = 0
         self._scope = ""
         self._records: list[tuple[str, Any, str]] = []
@@ -117,7 +128,7 @@ class Tools:
         digest = hashlib.sha256(data).hexdigest()
         request = self._request("file.write", path, resource=path, arguments={"sha256": digest, "bytes": len(data)})
 
-        def write() -> dict[str, Any]:
+        def write(_: Sandbox) -> dict[str, Any]:
             before = self._digest(path)
             after = self.workspace.write(path, data)
             self._record(request.key, FileChanged(warrant_id=self.warrant_id or "", key=request.key, path=path,
@@ -131,34 +142,34 @@ class Tools:
 
         ``strip``: the leading path components of the diff's names to drop (see :meth:`Git.apply`).
         """
-        git = Git(self.workspace, repo)
-        files = [f"{repo}/{f}" if repo not in ("", ".") else f for f in git.changed_files(diff, strip)]
+        checked = Git(self.workspace, repo, self._box(None, git=True))
+        files = [f"{repo}/{f}" if repo not in ("", ".") else f for f in checked.changed_files(diff, strip)]
         if not files:
             raise PermanentFailure("the patch changes no file")
         digest = hashlib.sha256(diff.encode()).hexdigest()
         requests = [self._request("file.write", f, resource=f, arguments={"patch": digest}) for f in files]
         for request in requests[:-1]:  # each path passes the gate; the last request carries the change
-            self._run(request, lambda: {"checked": True})
+            self._run(request, lambda _: {"checked": True})
         before = {f: self._digest(f) for f in files}
 
-        def apply() -> dict[str, Any]:
-            git.apply(diff, strip)
+        def apply(box: Sandbox) -> dict[str, Any]:
+            Git(self.workspace, repo, box).apply(diff, strip)
             for f, request in zip(files, requests, strict=True):
                 self._record(request.key, FileChanged(warrant_id=self.warrant_id or "", key=request.key, path=f,
                                                       before=before[f], after=self._digest(f)), "file.changed")
             return {"files": files, "patch_sha256": digest}
 
-        return self._run(requests[-1], apply)
+        return self._run(requests[-1], apply, commands=True)
 
     def commit(self, message: str, identity: Identity, repo: str = ".", branch: str | None = None,
                paths: list[str] | None = None, tracked_only: bool = False) -> dict[str, Any]:
         """``git.commit``: commit the changes in ``repo`` (``paths`` only, if given; tracked files only, if
         ``tracked_only``) on ``branch`` (made if missing) as ``identity``."""
-        git = Git(self.workspace, repo)
         request = self._request("git.commit", f"{repo}@{branch or 'HEAD'}: {message.splitlines()[0][:200]}",
                                 resource=repo, arguments={"message": message, "branch": branch})
 
-        def commit() -> dict[str, Any]:
+        def commit(box: Sandbox) -> dict[str, Any]:
+            git = Git(self.workspace, repo, box)
             if branch:
                 git.branch(branch)
             sha, files = git.commit(message, identity, paths, tracked_only)
@@ -172,7 +183,7 @@ class Tools:
             found = self.recorded(request.key, GitCommitted)
             return {} if found is None else {"commit": found.commit, "files": list(found.files)}
 
-        return self._run(request, commit, replay=replay)
+        return self._run(request, commit, replay=replay, commands=True)
 
     @contextmanager
     def named(self, name: str) -> Iterator[None]:
@@ -197,8 +208,8 @@ class Tools:
         request = self._request("command.run", shlex.join(argv), resource=cwd, environment="local",
                                 arguments={"argv": argv}, cost=Budget(wall_time_s=timeout))
 
-        def test() -> dict[str, Any]:
-            report = run_pytest(self.workspace, cwd, args, timeout, coverage=coverage)
+        def test(box: Sandbox) -> dict[str, Any]:
+            report = run_pytest(self.workspace, cwd, args, timeout, coverage=coverage, box=box)
             self._record(request.key, TestsReported(
                 warrant_id=self.warrant_id or "", key=request.key, passed=report.passed, failed=report.failed,
                 errors=report.errors, skipped=report.skipped, duration_s=report.duration_s, failures=report.failures,
@@ -210,28 +221,33 @@ class Tools:
             found = self.recorded(request.key, TestsReported)
             return _tests_result(found) if found is not None else {}
 
-        return self._run(request, test, replay=replay)
+        return self._run(request, test, replay=replay, commands=True)
 
     def run(self, argv: list[str], cwd: str = ".", timeout: float = 300.0, *, environment: str = "local",
-            tail: int = 4000, reads_only: bool = False) -> dict[str, Any]:
-        """``command.run``: run ``argv`` (a list, no shell) in ``cwd`` inside the workspace.
+            tail: int = 4000, reads_only: bool = False, action: str = "command.run") -> dict[str, Any]:
+        """``command.run``: run ``argv`` (a list, no shell) in ``cwd`` inside the workspace, in the sandbox.
 
         ``environment`` is what the command acts on, for the policy: ``local`` (the workspace)
-        unless it checks a deployment. The result keeps the last ``tail`` characters of each
-        output stream and the digest of all of it. A command that ``reads_only`` (our own tools say
-        so, never an agent's input) is run again for its output if an earlier attempt ran it.
+        unless it checks a deployment. ``action`` names it for the policy when it is a kind of
+        command a rule may treat apart (``command.install`` for a dependency install, which a rule
+        may grant the network); it must start with ``command.``. The result keeps the last
+        ``tail`` characters of each output stream and the digest of all of it. A command that
+        ``reads_only`` (our own tools say so, never an agent's input) is run again for its output
+        if an earlier attempt ran it.
         """
-        request = self._request("command.run", shlex.join(argv), resource=cwd, arguments={"argv": list(argv)},
+        if not action.startswith("command.") or action == "command.":
+            raise PermanentFailure(f"{action!r} is not a command action; name it command.<what>, like command.install")
+        request = self._request(action, shlex.join(argv), resource=cwd, arguments={"argv": list(argv)},
                                 environment=environment, cost=Budget(wall_time_s=timeout))
         started = time.monotonic()
 
-        def execute() -> dict[str, Any]:
-            done = commands.run(self.workspace, list(argv), cwd, timeout, tail=tail)
+        def execute(box: Sandbox) -> dict[str, Any]:
+            done = commands.run(self.workspace, list(argv), cwd, timeout, tail=tail, box=box)
             return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
                     "output_digest": done.output_digest, "seconds": round(time.monotonic() - started, 3)}
 
         return self._run(request, execute, actual=lambda r: Budget(wall_time_s=r.get("seconds", 0.0)),
-                         reads_only=reads_only)
+                         reads_only=reads_only, commands=True, timeout=timeout)
 
     def deploy(self, artifact: str, environment: str, health: list[str] | None = None) -> dict[str, Any]:
         """``deploy``: release ``artifact`` into ``environment`` (blue-green, under ``.deployments/``); roll back if
@@ -240,9 +256,10 @@ class Tools:
         request = self._request("deploy", environment, resource=artifact, environment=environment,
                                 artifacts={artifact: digest}, arguments={"health": list(health or [])})
 
-        def release() -> dict[str, Any]:
+        def release(box: Sandbox) -> dict[str, Any]:
             try:
-                manifest = deploy(self.workspace, artifact, environment, health, environments=self.environments)
+                manifest = deploy(self.workspace, artifact, environment, health, environments=self.environments,
+                                  box=box)
             except HealthCheckFailed as failed:
                 self._released(request.key, failed.manifest, "rolled_back", str(failed))
                 raise
@@ -255,7 +272,7 @@ class Tools:
                                              "artifact": found.artefact, "sha256": found.sha256,
                                              "environment": found.environment}
 
-        return self._run(request, release, replay=replay)
+        return self._run(request, release, replay=replay, commands=bool(health))
 
     def _released(self, key: str, manifest: dict[str, Any], outcome: Literal["live", "rolled_back"],
                   detail: str) -> None:
@@ -301,17 +318,27 @@ class Tools:
                 return event.payload
         return None
 
-    def _run(self, request: ActionRequest, effect: Callable[[], dict[str, Any]],
+    def _box(self, verdict: Verdict | None, *, network: bool = False, timeout: float = 300.0,
+             git: bool = False) -> Sandbox:
+        """The sandbox an action's commands run in: the policy's ``[sandbox]`` terms, the rule's network grant."""
+        table = verdict.sandbox if verdict is not None and verdict.sandbox is not None else self.gatekeeper.sandbox()
+        granted = verdict.network if verdict is not None else network
+        box = Sandbox(table.terms(network=granted, wall_time_s=timeout), hidden=self.hidden)
+        return box.for_git() if git else box
+
+    def _run(self, request: ActionRequest, effect: Callable[[Sandbox], dict[str, Any]],
              actual: Callable[[dict[str, Any]], Budget] | None = None,
-             replay: Callable[[], dict[str, Any]] | None = None, *, reads_only: bool = False) -> dict[str, Any]:
-        """Ask the gate, run ``effect``, record the outcome; the effect's result, marked ``already_done`` if an
-        earlier attempt of the task ran the action.
+             replay: Callable[[], dict[str, Any]] | None = None, *, reads_only: bool = False,
+             commands: bool = False, timeout: float | None = None) -> dict[str, Any]:
+        """Ask the gate, run ``effect`` in the sandbox the verdict gives, record the outcome; the effect's result,
+        marked ``already_done`` if an earlier attempt of the task ran the action.
 
         Such an action is not run again under its key, unless it ``reads_only``: then it is run
         again for its result, whatever became of it before. Otherwise ``replay`` rebuilds the result
         from what the action recorded, and :class:`CannotReplay` is raised if it failed then or
         recorded nothing. Without ``replay`` the caller needs no result: only the recorded outcome
-        (``ok``, ``result_digest``) comes back.
+        (``ok``, ``result_digest``) comes back. An action that runs ``commands`` records the terms
+        they ran under (and any limit one broke) on its ``action.completed``.
         """
         verdict: Verdict = self.gatekeeper.authorize(request, self.warrant_id)
         if verdict.outcome == "denied":
@@ -320,15 +347,20 @@ class Tools:
             raise refused(f"{request.action} {request.target} denied: {verdict.reason}", denial)
         if verdict.outcome == "pending":
             raise AwaitingAuthority(verdict.authority_id or "", verdict.reason)
+        wall = timeout if timeout is not None else (request.cost.wall_time_s or 300.0)
+        box = self._box(verdict, timeout=wall)
         if verdict.outcome == "done":
-            return {**self._again(request, verdict, effect if reads_only else replay, reads_only), "already_done": True}
+            again = (lambda: effect(box)) if reads_only else replay
+            return {**self._again(request, verdict, again, reads_only), "already_done": True}
         assert self.warrant_id is not None
+        confinement = box.terms if commands else None
         started = time.monotonic()
         try:
-            result = effect()
+            result = effect(box)
         except Exception as exc:
             self.gatekeeper.completed(self.warrant_id, request.key, ok=False, error=f"{type(exc).__name__}: {exc}",
-                                      cost=Budget(wall_time_s=round(time.monotonic() - started, 3)))
+                                      cost=Budget(wall_time_s=round(time.monotonic() - started, 3)),
+                                      confinement=confinement, limits_hit=_limits_hit(exc))
             self._flush()
             raise
         progress()
@@ -337,10 +369,9 @@ class Tools:
             cost = msgspec.structs.replace(cost, wall_time_s=round(time.monotonic() - started, 3))
         digest = signing.digest(result)
         self.gatekeeper.completed(self.warrant_id, request.key, ok=True, cost=cost, result_digest=digest,
-                                  output_digest=result.get("output_digest"))
+                                  output_digest=result.get("output_digest"), confinement=confinement)
         self._flush()
         return result
-
 
     def _again(self, request: ActionRequest, verdict: Verdict, replay: Callable[[], dict[str, Any]] | None,
                reads_only: bool) -> dict[str, Any]:
@@ -356,6 +387,16 @@ class Tools:
         if not replayed:
             raise CannotReplay(request, "left no record to rebuild its result from")
         return replayed
+
+
+def _limits_hit(exc: BaseException) -> list[LimitName]:
+    """The limits named by a :class:`~actors.tools.commands.LimitExceeded` in ``exc`` or what caused it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, commands.LimitExceeded):
+            return list(seen.limits_hit)
+        seen = seen.__cause__ or seen.__context__
+    return []
 
 
 def _tests_result(report: Any) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Git in the workspace: branches, commits with the agent as author and the warrant as a trailer, diffs, patches.
 
 Every call is ``git`` with an argument list (never a shell), a timeout and capped output, run in a
-repository inside the workspace. Commits carry ``Council-Warrant: <id>`` as a trailer, so any
+repository inside the workspace, in the sandbox, with hooks and the file-system monitor turned off:
+a repository's own configuration never runs a program of its choosing through the council's git.
+Commits carry ``Council-Warrant: <id>`` as a trailer, so any
 commit can be traced back to the authority it was made under.
 """
 
@@ -11,12 +13,15 @@ import re
 from dataclasses import dataclass
 
 from actors.tools import commands
+from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 
 BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}(?<!\.lock)(?<![/.])$")
 TIMEOUT = 60.0
 OUTPUT = 1 << 22
 """Git's output is kept whole up to 4 MiB (a diff or a file list is data, not a log)."""
+SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.ext.allow=never")
+"""Options every git call carries: no hooks, no file-system monitor, no ``ext::`` transport (each runs a program)."""
 
 
 class GitError(WorkspaceError):
@@ -33,10 +38,12 @@ class Identity:
 
 
 class Git:
-    """The git repository at ``repo`` (a directory in ``workspace``)."""
+    """The git repository at ``repo`` (a directory in ``workspace``), worked on in ``box`` (its .git writable)."""
 
-    def __init__(self, workspace: Workspace, repo: str = ".") -> None:
-        self.workspace, self.repo = workspace, repo
+    def __init__(self, workspace: Workspace, repo: str = ".", box: Sandbox | None = None) -> None:
+        if box is None:
+            raise GitError("git runs only in a sandbox; give the action's box")
+        self.workspace, self.repo, self.box = workspace, repo, box.for_git()
 
     def run(self, *args: str, identity: Identity | None = None, stdin: str | None = None) -> commands.Completed:
         """``git ARGS`` in the repository; :class:`GitError` with git's message if it fails."""
@@ -44,7 +51,8 @@ class Git:
         if identity is not None:
             env.update(GIT_AUTHOR_NAME=identity.name, GIT_AUTHOR_EMAIL=identity.email,
                        GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
-        done = commands.run(self.workspace, ["git", *args], self.repo, TIMEOUT, env=env, stdin=stdin, tail=OUTPUT)
+        done = commands.run(self.workspace, ["git", *SAFE, *args], self.repo, TIMEOUT, env=env, stdin=stdin,
+                            tail=OUTPUT, box=self.box)
         if done.returncode != 0:
             raise GitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
         return done

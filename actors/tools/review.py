@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.tools import commands
+from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import CouncilError
 from events.catalogue.work import SEVERITIES, Severity
@@ -95,23 +96,23 @@ def ruff_severity(code: str | None) -> str:
     return "low"
 
 
-def fix(workspace: Workspace, cwd: str = ".", timeout: float = 120.0) -> list[str]:
+def fix(workspace: Workspace, cwd: str = ".", timeout: float = 120.0, *, box: Sandbox) -> list[str]:
     """Apply ruff's safe fixes to the files ruff checks in ``cwd``; return those it changed (relative to ``cwd``,
     sorted).
 
     Unsafe fixes are never applied, whatever the project's configuration says. Nothing is committed.
     """
     directory = _directory(workspace, cwd)
-    listed = _ruff(workspace, cwd, ["--show-files"], timeout, tail=_LISTING_TAIL)
+    listed = _ruff(workspace, cwd, ["--show-files"], timeout, box, tail=_LISTING_TAIL)
     files = [Path(line) if os.path.isabs(line) else directory / line
              for line in listed.stdout.splitlines() if line.strip()]
     before = {f: _digest(f) for f in files}
-    _ruff(workspace, cwd, ["--fix", "--no-unsafe-fixes", "--exit-zero", "--quiet"], timeout)
+    _ruff(workspace, cwd, ["--fix", "--no-unsafe-fixes", "--exit-zero", "--quiet"], timeout, box)
     return sorted(_relative(str(f), directory) for f in files if _digest(f) != before[f])
 
 
 def review(workspace: Workspace, cwd: str = ".", paths: list[str] | None = None,
-           timeout: float = 300.0) -> ReviewReport:
+           timeout: float = 300.0, *, box: Sandbox) -> ReviewReport:
     """Run ruff and bandit over ``paths`` (relative to ``cwd``; all of ``cwd`` if none) and gather what they found.
 
     A path outside the workspace or missing is a :class:`WorkspaceError`; a tool that crashes or writes
@@ -121,8 +122,8 @@ def review(workspace: Workspace, cwd: str = ".", paths: list[str] | None = None,
     targets = _targets(workspace, cwd, paths)
     ruff_raw = _report(workspace, cwd, "ruff", lambda out: _ruff(
         workspace, cwd, ["--no-fix", "--exit-zero", "--output-format", "json", "--output-file", out, "--", *targets],
-        timeout))
-    bandit_raw = _report(workspace, cwd, "bandit", lambda out: _bandit(workspace, cwd, out, targets, timeout))
+        timeout, box))
+    bandit_raw = _report(workspace, cwd, "bandit", lambda out: _bandit(workspace, cwd, out, targets, timeout, box))
     findings = _ruff_findings(_parse("ruff", ruff_raw, list), directory)
     findings += _bandit_findings(_parse("bandit", bandit_raw, dict).get("results", []), directory)
     findings.sort(key=lambda f: (f.path, f.line, f.tool, f.rule))
@@ -152,24 +153,30 @@ def _join(cwd: str, relative: str) -> str:
     return relative if cwd in ("", ".") else f"{cwd}/{relative}"
 
 
-def _ruff(workspace: Workspace, cwd: str, args: list[str], timeout: float, tail: int = 4000) -> commands.Completed:
+def _ruff(workspace: Workspace, cwd: str, args: list[str], timeout: float, box: Sandbox,
+          tail: int = 4000) -> commands.Completed:
     # --no-cache: reviewing never leaves a .ruff_cache behind in the project.
     argv = [sys.executable, "-m", "ruff", "check", "--no-cache", "--extend-exclude", ",".join(EXCLUDED_DIRS), *args]
-    done = commands.run(workspace, argv, cwd, timeout, tail=tail)
+    done = commands.run(workspace, argv, cwd, timeout, tail=tail, box=box)
     if done.returncode != 0:  # with --exit-zero only a crash or a bad configuration exits non-zero
         raise ReviewFailed(f"ruff failed (exit {done.returncode}); check the project's ruff configuration: "
                            f"{done.stderr[-800:].strip()}")
     return done
 
 
-def _bandit(workspace: Workspace, cwd: str, out: str, targets: list[str], timeout: float) -> commands.Completed:
+def _bandit(workspace: Workspace, cwd: str, out: str, targets: list[str], timeout: float,
+            box: Sandbox) -> commands.Completed:
     excluded = ",".join(f"*/{d}/*" for d in EXCLUDED_DIRS)  # globs: bandit also matches plain substrings
     config = ["-c", "pyproject.toml"] if _has_bandit_table(workspace.path(cwd) / "pyproject.toml") else []
     argv = [sys.executable, "-m", "bandit", *config, "-f", "json", "-o", out, "-q", "-x", excluded, "-r", "--",
             *targets]
-    # bandit's plugin loader caches entry points under $XDG_CACHE_HOME (else $HOME, the workspace): keep it out.
-    with tempfile.TemporaryDirectory(prefix="council-bandit-") as cache:
-        done = commands.run(workspace, argv, cwd, timeout, env={"XDG_CACHE_HOME": cache})
+    # bandit's plugin loader caches entry points under $XDG_CACHE_HOME (else $HOME): in the sandbox HOME is private;
+    # unconfined, HOME is the workspace, so the cache goes to a directory of its own.
+    if box.confined:
+        done = commands.run(workspace, argv, cwd, timeout, box=box)
+    else:
+        with tempfile.TemporaryDirectory(prefix="council-bandit-") as cache:
+            done = commands.run(workspace, argv, cwd, timeout, env={"XDG_CACHE_HOME": cache}, box=box)
     if done.returncode not in (0, 1):  # 1 means issues were found
         raise ReviewFailed(f"bandit failed (exit {done.returncode}): {done.stderr[-800:].strip()}")
     return done

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.tools import commands
+from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 
 
@@ -70,12 +71,12 @@ def parse_junit(xml: bytes) -> TestReport:
 
 
 def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
-               coverage: bool = False) -> TestReport:
+               coverage: bool = False, *, box: Sandbox) -> TestReport:
     """Run ``python -m pytest ARGS`` in ``cwd`` and return what its JUnit report says.
 
     With ``coverage``, pytest runs under ``python -m coverage run`` (the project's coverage
     configuration applies) and the report also carries per-file and total coverage. ``timeout``
-    bounds each command.
+    bounds each command; each runs in ``box``.
     """
     token = uuid.uuid4().hex[:12]
     report = f".council-junit-{token}.xml"
@@ -89,12 +90,12 @@ def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = No
         else [sys.executable, *pytest]
     try:
         # No bytecode: a test run leaves nothing in the tree a later commit could pick up.
-        done = commands.run(workspace, argv, cwd, timeout, env={"PYTHONDONTWRITEBYTECODE": "1"})
+        done = commands.run(workspace, argv, cwd, timeout, env={"PYTHONDONTWRITEBYTECODE": "1"}, box=box)
         if not path.exists():
             said = done.stderr[-500:] or done.stdout[-500:]
             raise WorkspaceError(f"pytest wrote no report (exit {done.returncode}): {said}")
         found = parse_junit(path.read_bytes())
-        files, total = _measure(workspace, cwd, data, timeout) if coverage else ({}, None)
+        files, total = _measure(workspace, cwd, data, timeout, box) if coverage else ({}, None)
     finally:
         path.unlink(missing_ok=True)
         if coverage:
@@ -104,11 +105,12 @@ def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = No
                       found.report_digest, done.returncode, files, total)
 
 
-def _measure(workspace: Workspace, cwd: str, data: str, timeout: float) -> tuple[dict[str, float], float | None]:
+def _measure(workspace: Workspace, cwd: str, data: str, timeout: float,
+             box: Sandbox) -> tuple[dict[str, float], float | None]:
     """The per-file and total percent covered that coverage.py recorded in ``data`` (in ``cwd``)."""
     out = f"{data}.json"
     for step in (["combine", "-q", f"--data-file={data}"], ["json", "-q", f"--data-file={data}", "-o", out]):
-        done = commands.run(workspace, [sys.executable, "-m", "coverage", *step], cwd, timeout)
+        done = commands.run(workspace, [sys.executable, "-m", "coverage", *step], cwd, timeout, box=box)
         if done.returncode != 0:
             raise WorkspaceError(f"coverage {step[0]} failed (exit {done.returncode}); check the project's coverage "
                                  f"configuration: {done.stderr[-500:].strip() or done.stdout[-500:].strip()}")

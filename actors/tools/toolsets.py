@@ -28,6 +28,8 @@ class Bench:
     """Reads a stream of the log."""
     signer: Callable[[], SigningKey]
     """The agent's own signing key, loaded only for a skill that signs."""
+    hidden: tuple[str, ...] = ()
+    """What no command may see: the council's home, the workspace root (see :mod:`actors.tools.sandbox`)."""
 
 
 def tools_for(skill: Skill, bench: Bench) -> Tools | None:
@@ -38,8 +40,8 @@ def tools_for(skill: Skill, bench: Bench) -> Tools | None:
             return None
         case Toolset.GATED:
             return Tools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
-                         signer=signer)
+                         signer=signer, hidden=bench.hidden)
         case Toolset.CI:
             return CiTools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
-                           signer=signer, history=bench.history,
+                           signer=signer, hidden=bench.hidden, history=bench.history,
                            builder_id=f"agent-council/{bench.gatekeeper.agent_id}")

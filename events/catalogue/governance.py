@@ -46,6 +46,30 @@ Target = Annotated[str, Meta(max_length=4096)]
 """What an action acts on: a path, a command line as text, an environment, a model."""
 
 
+LimitName = Literal["cpu", "wall_time", "address_space", "processes", "file_size", "open_files"]
+"""A resource limit a command runs under (see :class:`Confinement`)."""
+
+
+class Confinement(msgspec.Struct, frozen=True, kw_only=True):
+    """The terms a command runs under, decided by the policy: in a sandbox or not, network or not, its limits.
+
+    ``sandbox = "off"`` is the policy's explicit choice to run commands as plain processes; it is
+    recorded on every action it affects. The limits apply per process (CPU seconds, address space,
+    largest file, open files) or to the whole command (wall time, number of processes).
+    """
+
+    sandbox: Literal["bubblewrap", "off"]
+    network: bool = False
+    cpu_s: Annotated[int, Meta(ge=1)]
+    wall_time_s: Annotated[float, Meta(gt=0)]
+    address_space: Annotated[int, Meta(ge=1 << 20)]
+    """Bytes of virtual memory one process may map."""
+    processes: Annotated[int, Meta(ge=1)]
+    file_size: Annotated[int, Meta(ge=1)]
+    """Bytes: the largest file a command may write."""
+    open_files: Annotated[int, Meta(ge=16)]
+
+
 class ActionSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Exactly one action, as an approval request names it; approvers sign the digest of these fields.
 
@@ -146,6 +170,8 @@ class ActionAuthorized(Event, frozen=True, kw_only=True):
     cost: Budget = Budget()
     """What the action is charged against its warrant's budget before it runs (estimates)."""
     approval_id: Id | None = None
+    network: bool = False
+    """Whether the rule that allowed it grants the command it runs the network (the policy's ``network = true``)."""
 
 
 DenialKind = Literal["no-warrant", "warrant", "holder", "scope", "policy", "approval", "vote", "budget",
@@ -198,6 +224,10 @@ class ActionCompleted(Event, frozen=True, kw_only=True):
     error: Text = ""
     output_digest: Digest | None = None
     """For a command: SHA-256 of all it printed (stdout, a NUL, stderr); the output itself is never stored."""
+    confinement: Confinement | None = None
+    """For an action that ran commands: the terms they ran under (sandboxed or not, network, limits)."""
+    limits_hit: list[LimitName] = []
+    """The limits a command broke, and was stopped for."""
 
 
 # -- approvals ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
+from governance_support import BOX
 from pydantic import ValidationError
 
 from actors.pipeline import config as config_module
@@ -89,7 +90,7 @@ def test_a_plain_directory_becomes_a_snapshot_of_its_files_without_caches(tmp_pa
         (src / cache).mkdir(parents=True, exist_ok=True)
         (src / cache / "junk.txt").write_text("cache\n")
 
-    made = prepare(workspace, "r1", src)
+    made = prepare(workspace, "r1", src, box=BOX)
 
     tree = workspace.root / "requests" / "r1"
     assert made.path == "requests/r1" == tree_of("r1")
@@ -114,7 +115,7 @@ def test_a_symlink_leading_out_of_a_plain_directory_is_not_copied(tmp_path: Path
     (src / "outdir").symlink_to(tmp_path)
     (src / "alias.txt").symlink_to(src / "inside.txt")
 
-    made = prepare(workspace, "r1", src)
+    made = prepare(workspace, "r1", src, box=BOX)
 
     tree = workspace.root / "requests" / "r1"
     assert "out.txt" not in made.carried and not (tree / "out.txt").exists() and not (tree / "out.txt").is_symlink()
@@ -127,7 +128,7 @@ def test_an_empty_directory_is_refused_and_leaves_no_tree(tmp_path: Path, worksp
     (tmp_path / "empty" / "__pycache__").mkdir(parents=True)
     (tmp_path / "empty" / "__pycache__" / "x.pyc").write_bytes(b"\0")
     with pytest.raises(WorkspaceError, match="no files"):
-        prepare(workspace, "r1", tmp_path / "empty")
+        prepare(workspace, "r1", tmp_path / "empty", box=BOX)
     assert not (workspace.root / "requests" / "r1").exists()
 
 
@@ -139,7 +140,7 @@ def test_a_directory_inside_a_larger_repository_is_snapshotted_not_the_enclosing
     git(repo, "commit", "-qm", "sub")
     before = source_git_state(repo)
 
-    made = prepare(workspace, "r1", repo / "sub")
+    made = prepare(workspace, "r1", repo / "sub", box=BOX)
 
     tree = workspace.root / "requests" / "r1"
     assert made.carried == ["only.py"] and made.base is None
@@ -156,7 +157,7 @@ def test_a_clean_repository_is_cloned_at_head_with_heads_parent_as_base(repo: Pa
     head, parent = git(repo, "rev-parse", "HEAD", "HEAD^").split()
     before = source_git_state(repo)
 
-    made = prepare(workspace, "r1", repo)
+    made = prepare(workspace, "r1", repo, box=BOX)
 
     tree = workspace.root / "requests" / "r1"
     assert made == Checkout("requests/r1", str(repo.resolve()), head, parent, [])
@@ -175,7 +176,7 @@ def test_a_repository_with_one_commit_has_no_base(tmp_path: Path, workspace: Wor
     (src / "a.py").write_text("A = 1\n")
     git(src, "add", ".")
     git(src, "commit", "-qm", "only")
-    made = prepare(workspace, "r1", src)
+    made = prepare(workspace, "r1", src, box=BOX)
     assert made.base is None and made.carried == [] and made.commit == git(src, "rev-parse", "HEAD").strip()
 
 
@@ -187,7 +188,7 @@ def test_uncommitted_changes_are_carried_and_committed_on_top_but_ignored_files_
     (repo / "debug.log").write_text("ignored\n")
     before = source_git_state(repo)
 
-    made = prepare(workspace, "r1", repo)
+    made = prepare(workspace, "r1", repo, box=BOX)
 
     tree = workspace.root / "requests" / "r1"
     assert made.base == head and made.commit != head
@@ -208,7 +209,7 @@ def test_a_deleted_tracked_file_and_a_new_file_in_a_new_directory_are_carried(re
     (repo / "lib.py").unlink()
     (repo / "pkg" / "deep").mkdir(parents=True)
     (repo / "pkg" / "deep" / "m.py").write_text("M = 1\n")
-    made = prepare(workspace, "r1", repo)
+    made = prepare(workspace, "r1", repo, box=BOX)
     tree = workspace.root / "requests" / "r1"
     assert made.carried == ["lib.py", "pkg/deep/m.py"]
     assert committed(tree) == {".gitignore", "app.py", "pkg/deep/m.py"}
@@ -221,37 +222,37 @@ def test_a_named_base_resolves_to_its_commit(repo: Path, workspace: Workspace, k
     git(repo, "branch", "feature", first)  # only in the source: the clone knows it as origin/feature
     base, expected = {"branch": ("main", second), "commit": (first, first), "tag": ("v1", first),
                       "other branch": ("feature", first)}[kind]
-    assert prepare(workspace, "r1", repo, base=base).base == expected
+    assert prepare(workspace, "r1", repo, base=base, box=BOX).base == expected
 
 
 @pytest.mark.parametrize("base", ["no-such-branch", "0" * 40])
 def test_an_unknown_base_is_refused_by_name_and_leaves_no_tree(repo: Path, workspace: Workspace, base: str) -> None:
     with pytest.raises(WorkspaceError) as caught:
-        prepare(workspace, "r1", repo, base=base)
+        prepare(workspace, "r1", repo, base=base, box=BOX)
     assert repr(base) in str(caught.value)
     assert not (workspace.root / "requests" / "r1").exists()
     # and a later attempt with a good base is not blocked by anything left behind
-    assert prepare(workspace, "r1", repo, base="main").base == git(repo, "rev-parse", "HEAD").strip()
+    assert prepare(workspace, "r1", repo, base="main", box=BOX).base == git(repo, "rev-parse", "HEAD").strip()
 
 
 def test_an_unknown_base_for_a_snapshot_is_refused_and_leaves_no_tree(tmp_path: Path, workspace: Workspace) -> None:
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "a.py").write_text("A = 1\n")
     with pytest.raises(WorkspaceError, match="'nope'"):
-        prepare(workspace, "r1", tmp_path / "plain", base="nope")
+        prepare(workspace, "r1", tmp_path / "plain", base="nope", box=BOX)
     assert not (workspace.root / "requests" / "r1").exists()
 
 
 def test_a_base_that_looks_like_an_option_is_refused_and_leaves_no_tree(repo: Path, workspace: Workspace) -> None:
     with pytest.raises(WorkspaceError, match="'--all'"):
-        prepare(workspace, "r1", repo, base="--all")
+        prepare(workspace, "r1", repo, base="--all", box=BOX)
     assert not (workspace.root / "requests" / "r1").exists()
 
 
 def test_preparing_twice_describes_the_tree_already_made_without_cloning_again(
         repo: Path, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     (repo / "new.py").write_text("N = 1\n")
-    first = prepare(workspace, "r1", repo, base="main")
+    first = prepare(workspace, "r1", repo, base="main", box=BOX)
     tree = workspace.root / "requests" / "r1"
     (tree / "agent-work.txt").write_text("an agent already worked here\n")
     (repo / "later.py").write_text("L = 1\n")  # the source moves on; the request keeps its tree
@@ -261,7 +262,7 @@ def test_preparing_twice_describes_the_tree_already_made_without_cloning_again(
 
     monkeypatch.setattr(checkout_module, "_clone", refuse)
     monkeypatch.setattr(checkout_module, "_snapshot", refuse)
-    again = prepare(workspace, "r1", repo, base="main")
+    again = prepare(workspace, "r1", repo, base="main", box=BOX)
 
     assert again == first
     assert (tree / "agent-work.txt").exists() and not (tree / "later.py").exists()
@@ -272,9 +273,9 @@ def test_preparing_a_snapshot_twice_is_idempotent(tmp_path: Path, workspace: Wor
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "a.py").write_text("A = 1\n")
     (tmp_path / "plain" / "b.py").write_text("B = 1\n")
-    first = prepare(workspace, "r1", tmp_path / "plain")
+    first = prepare(workspace, "r1", tmp_path / "plain", box=BOX)
     monkeypatch.setattr(checkout_module, "_snapshot", lambda *a, **k: pytest.fail("snapshotted again"))
-    assert prepare(workspace, "r1", tmp_path / "plain") == first
+    assert prepare(workspace, "r1", tmp_path / "plain", box=BOX) == first
     assert first.carried == ["a.py", "b.py"]
 
 
@@ -282,7 +283,7 @@ def test_a_tree_left_half_made_is_made_again_from_the_start(repo: Path, workspac
     half = workspace.root / "requests" / "r1"
     half.mkdir(parents=True)
     (half / "partial.txt").write_text("a crash left this\n")
-    made = prepare(workspace, "r1", repo)
+    made = prepare(workspace, "r1", repo, box=BOX)
     assert not (half / "partial.txt").exists()
     assert made.commit == git(repo, "rev-parse", "HEAD").strip()
 
@@ -292,7 +293,7 @@ def test_a_request_id_that_is_not_a_plain_name_is_refused(repo: Path, workspace:
     with pytest.raises(WorkspaceError):
         tree_of(request_id)
     with pytest.raises(WorkspaceError):
-        prepare(workspace, request_id, repo)
+        prepare(workspace, request_id, repo, box=BOX)
     assert not (workspace.root / "requests").exists() or not any((workspace.root / "requests").iterdir())
     assert not (workspace.root.parent / "x").exists() and not (workspace.root / "y").exists()
 
@@ -301,7 +302,7 @@ def test_a_source_that_is_not_a_directory_is_refused(tmp_path: Path, workspace: 
     (tmp_path / "file.txt").write_text("x\n")
     for source in (tmp_path / "file.txt", tmp_path / "missing"):
         with pytest.raises(WorkspaceError, match=re.escape(str(source))):
-            prepare(workspace, "r1", source)
+            prepare(workspace, "r1", source, box=BOX)
     assert not (workspace.root / "requests").exists()
 
 
@@ -315,7 +316,7 @@ def test_an_untracked_entry_that_cannot_be_copied_is_left_behind_not_carried(
         (repo / "nested").mkdir()
         git(repo / "nested", "init", "-q")
         (repo / "nested" / "n.txt").write_text("n\n")
-    made = prepare(workspace, "r1", repo)
+    made = prepare(workspace, "r1", repo, box=BOX)
     assert made.carried == [] and made.commit == git(repo, "rev-parse", "HEAD").strip()
 
 
@@ -325,7 +326,7 @@ def test_a_snapshot_commits_every_file_it_says_it_carried(tmp_path: Path, worksp
     (src / ".gitignore").write_text("*.log\n")
     (src / "a.py").write_text("A = 1\n")
     (src / "x.log").write_text("log\n")
-    made = prepare(workspace, "r1", src)
+    made = prepare(workspace, "r1", src, box=BOX)
     assert set(made.carried) == committed(workspace.root / "requests" / "r1")
 
 

@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from governance_support import BOX
 
 from actors.tools.build import BuildFailed, BuildResult, build, compare
 from actors.tools.workspace import Workspace
@@ -78,7 +79,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, BuildRes
     workspace = Workspace(root)
     (root / "dist").mkdir()
     (root / "dist" / "stale-0.1.tar.gz").write_bytes(b"from an earlier build")
-    return workspace, build(workspace)
+    return workspace, build(workspace, box=BOX)
 
 
 # ---- builds ----------------------------------------------------------------------------------------------------
@@ -113,7 +114,7 @@ def test_a_build_leaves_nothing_in_the_project_but_its_artefacts(built: tuple[Wo
 
 def test_a_build_that_differs_each_time_is_reported_with_the_artefacts_that_differ(tmp_path: Path) -> None:
     make_project(tmp_path / "proj", "noisypkg", hook=True)
-    result = build(Workspace(tmp_path), cwd="proj", out="artefacts")
+    result = build(Workspace(tmp_path), cwd="proj", out="artefacts", box=BOX)
     assert not result.reproducible
     assert result.mismatches == ["noisypkg-1.0-py2.py3-none-any.whl", "noisypkg-1.0.tar.gz"]
     assert [a.path for a in result.artifacts] == ["artefacts/noisypkg-1.0-py2.py3-none-any.whl",
@@ -132,7 +133,7 @@ def test_a_broken_pyproject_fails_with_the_reason_and_leaves_out_empty(tmp_path:
     (tmp_path / "dist").mkdir()
     (tmp_path / "dist" / "old-1.0.tar.gz").write_bytes(b"old")
     with pytest.raises(BuildFailed, match=r"(?s)building \. failed.*pyproject\.toml"):
-        build(Workspace(tmp_path))
+        build(Workspace(tmp_path), box=BOX)
     assert list((tmp_path / "dist").iterdir()) == []
 
 
@@ -140,14 +141,14 @@ def test_a_build_that_fails_halfway_leaves_no_half_built_artefacts(tmp_path: Pat
     # The sdist builds, then the wheel fails: hatchling finds no package named like the project.
     make_project(tmp_path, "halfpkg", package="elsewhere")
     with pytest.raises(BuildFailed, match=r"(?s)no directory that matches the name of your project.*build_wheel"):
-        build(Workspace(tmp_path))
+        build(Workspace(tmp_path), box=BOX)
     assert list((tmp_path / "dist").iterdir()) == []
 
 
 def test_without_a_repository_the_build_time_must_be_given(tmp_path: Path) -> None:
     make_project(tmp_path, "loosepkg", commit=False)
     with pytest.raises(BuildFailed, match="source_date_epoch"):
-        build(Workspace(tmp_path))
+        build(Workspace(tmp_path), box=BOX)
     assert not (tmp_path / "dist").exists()
 
 
@@ -155,7 +156,7 @@ def test_without_a_repository_the_build_time_must_be_given(tmp_path: Path) -> No
 def test_out_may_not_be_the_project_or_outside_the_workspace(tmp_path: Path, out: str) -> None:
     make_project(tmp_path / "proj", "safepkg")
     with pytest.raises(Exception, match=r"out=|absolute|outside"):
-        build(Workspace(tmp_path), cwd="proj", out=out)
+        build(Workspace(tmp_path), cwd="proj", out=out, box=BOX)
     assert (tmp_path / "proj" / "pyproject.toml").exists()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from governance_support import Council, make_council
+from governance_support import BOX, Council, make_council
 
 from actors.pipeline import steps
 from actors.pipeline.results import BuildResult, Release
@@ -43,7 +43,7 @@ def council(tmp_path: Path) -> Council:
                        ".gitignore": "dist/\n__pycache__/\n"}.items():
         (ws / path).parent.mkdir(parents=True, exist_ok=True)
         (ws / path).write_text(text)
-    git = Git(Workspace(ws))
+    git = Git(Workspace(ws), box=BOX)
     git.run("init", "-q", "-b", "main")
     git.commit("initial", Identity("seed", "seed@example.invalid", ""))
     return council

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from governance_support import BOX
 
 from actors.tools import review as static
 from actors.tools.testing import run_pytest
@@ -29,13 +30,13 @@ def leftovers(root: Path) -> list[str]:
 
 def test_fix_applies_safe_fixes_and_review_reports_shell_injection_as_high(tmp_path: Path) -> None:
     ws = project(tmp_path, {"src/risky.py": RISKY, "src/clean.py": CLEAN})
-    assert static.fix(ws, "src") == ["risky.py"]
+    assert static.fix(ws, "src", box=BOX) == ["risky.py"]
     fixed = (tmp_path / "src" / "risky.py").read_text()
     assert "import os" not in fixed and "subprocess.call(cmd, shell=True)" in fixed
     assert (tmp_path / "src" / "clean.py").read_text() == CLEAN
-    assert static.fix(ws, "src") == []
+    assert static.fix(ws, "src", box=BOX) == []
 
-    report = static.review(ws)
+    report = static.review(ws, box=BOX)
     [shell] = [f for f in report.findings if f.rule == "B602"]
     assert shell == static.Finding("bandit", "B602", "high", "src/risky.py", 5, shell.message)
     assert "shell=True" in shell.message
@@ -50,7 +51,7 @@ def test_fix_applies_safe_fixes_and_review_reports_shell_injection_as_high(tmp_p
 
 def test_review_sees_ruff_findings_relative_to_cwd(tmp_path: Path) -> None:
     ws = project(tmp_path, {"pkg/unused.py": "import os\n\nvalue = missing_name\n"})
-    findings = static.review(ws, "pkg", ["unused.py"]).findings
+    findings = static.review(ws, "pkg", ["unused.py"], box=BOX).findings
     assert [(f.tool, f.rule, f.severity, f.path, f.line) for f in findings] == [
         ("ruff", "F401", "medium", "unused.py", 1), ("ruff", "F821", "high", "unused.py", 3)]
 
@@ -58,26 +59,26 @@ def test_review_sees_ruff_findings_relative_to_cwd(tmp_path: Path) -> None:
 def test_unsafe_fixes_are_never_applied_even_when_the_project_allows_them(tmp_path: Path) -> None:
     unused_local = "def f():\n    x = 1\n"  # F841: ruff's fix for it is unsafe
     ws = project(tmp_path, {"pyproject.toml": "[tool.ruff]\nunsafe-fixes = true\n", "local.py": unused_local})
-    assert static.fix(ws) == [] and (tmp_path / "local.py").read_text() == unused_local
-    assert [f.rule for f in static.review(ws).findings] == ["F841"]
+    assert static.fix(ws, box=BOX) == [] and (tmp_path / "local.py").read_text() == unused_local
+    assert [f.rule for f in static.review(ws, box=BOX).findings] == ["F841"]
 
 
 def test_a_broken_ruff_configuration_is_a_review_failure(tmp_path: Path) -> None:
     ws = project(tmp_path, {"pyproject.toml": "[tool.ruff]\nline-length = \"long\"\n", "ok.py": CLEAN})
     with pytest.raises(static.ReviewFailed, match="ruff failed"):
-        static.review(ws)
+        static.review(ws, box=BOX)
     with pytest.raises(static.ReviewFailed, match="ruff failed"):
-        static.fix(ws)
+        static.fix(ws, box=BOX)
     assert leftovers(tmp_path) == []
 
 
 def test_a_clean_file_has_no_findings(tmp_path: Path) -> None:
-    report = static.review(project(tmp_path, {"clean.py": CLEAN}), paths=["clean.py"])
+    report = static.review(project(tmp_path, {"clean.py": CLEAN}), paths=["clean.py"], box=BOX)
     assert report.findings == [] and set(report.counts.values()) == {0}
 
 
 def test_a_syntax_error_is_a_high_ruff_finding_not_a_crash(tmp_path: Path) -> None:
-    report = static.review(project(tmp_path, {"broken.py": "def f(:\n    pass\n"}))
+    report = static.review(project(tmp_path, {"broken.py": "def f(:\n    pass\n"}), box=BOX)
     assert report.findings and all((f.tool, f.severity, f.path, f.line) == ("ruff", "high", "broken.py", 1)
                                    for f in report.findings)
 
@@ -85,7 +86,7 @@ def test_a_syntax_error_is_a_high_ruff_finding_not_a_crash(tmp_path: Path) -> No
 def test_excluded_directories_are_not_reviewed(tmp_path: Path) -> None:
     ws = project(tmp_path, {"ok.py": CLEAN, "build/risky.py": RISKY, ".deployments/live/risky.py": RISKY,
                             "builder.py": RISKY})
-    assert {f.path for f in static.review(ws).findings} == {"builder.py"}
+    assert {f.path for f in static.review(ws, box=BOX).findings} == {"builder.py"}
 
 
 def test_paths_outside_the_workspace_or_missing_are_refused(tmp_path: Path) -> None:
@@ -93,11 +94,11 @@ def test_paths_outside_the_workspace_or_missing_are_refused(tmp_path: Path) -> N
     (tmp_path / "outside.py").write_text(RISKY)
     for bad in (["../outside.py"], [str(tmp_path / "outside.py")], ["missing.py"]):
         with pytest.raises(WorkspaceError):
-            static.review(ws, paths=bad)
+            static.review(ws, paths=bad, box=BOX)
     with pytest.raises(WorkspaceError):
-        static.review(ws, cwd="..")
+        static.review(ws, cwd="..", box=BOX)
     with pytest.raises(WorkspaceError):
-        static.fix(ws, cwd="../..")
+        static.fix(ws, cwd="../..", box=BOX)
 
 
 def test_severities_are_ordered_and_unknown_ones_refused() -> None:
@@ -117,14 +118,14 @@ def test_coverage_is_reported_per_file_and_leaves_nothing_behind(tmp_path: Path)
         "tests/test_half.py": "from app.half import pick\n\n\ndef test_pick():\n    assert pick(True) == 1\n\n\n"
                               "def test_fails():\n    assert pick(True) == 2\n",
     })
-    report = run_pytest(ws, args=["tests"], coverage=True)
+    report = run_pytest(ws, args=["tests"], coverage=True, box=BOX)
     assert (report.passed, report.failed, report.ok, report.returncode) == (1, 1, False, 1)
     assert report.failures == ["tests.test_half::test_fails"]
     assert report.coverage["app/half.py"] == 50.0 and report.coverage["app/__init__.py"] == 100.0
     assert report.coverage_total is not None and 50.0 < report.coverage_total < 100.0
     assert leftovers(tmp_path) == []
 
-    plain = run_pytest(ws, args=["tests"])
+    plain = run_pytest(ws, args=["tests"], box=BOX)
     assert (plain.passed, plain.failed, plain.coverage, plain.coverage_total) == (1, 1, {}, None)
     assert leftovers(tmp_path) == []
 
@@ -132,6 +133,6 @@ def test_coverage_is_reported_per_file_and_leaves_nothing_behind(tmp_path: Path)
 def test_coverage_in_a_subdirectory_is_relative_to_it(tmp_path: Path) -> None:
     ws = project(tmp_path, {"svc/mod.py": "def one():\n    return 1\n",
                             "svc/test_mod.py": "from mod import one\n\n\ndef test_one():\n    assert one() == 1\n"})
-    report = run_pytest(ws, "svc", ["test_mod.py"], coverage=True)
+    report = run_pytest(ws, "svc", ["test_mod.py"], coverage=True, box=BOX)
     assert report.ok and report.coverage == {"mod.py": 100.0, "test_mod.py": 100.0} and report.coverage_total == 100.0
     assert leftovers(tmp_path) == []

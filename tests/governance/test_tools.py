@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from governance_support import Council, make_council
+from governance_support import BOX, Council, make_council
 
 from actors.tools import commands
 from actors.tools.gated import ActionRefused
@@ -22,7 +22,7 @@ from actors.tools.workspace import Workspace, WorkspaceError
 @pytest.fixture
 def council(tmp_path: Path) -> Council:
     council = make_council(tmp_path)
-    git = Git(Workspace(tmp_path / "workspace"))
+    git = Git(Workspace(tmp_path / "workspace"), box=BOX)
     git.run("init", "-q", "-b", "main")
     (tmp_path / "workspace" / "src").mkdir()
     (tmp_path / "workspace" / "src" / "app.py").write_text("def add(a, b):\n    return a + b\n")
@@ -38,7 +38,7 @@ def test_a_commit_is_by_the_agent_and_names_its_warrant(council: Council) -> Non
     log = subprocess.run(["git", "log", "-1", "--format=%an <%ae>%n%B"], cwd=council.home / "workspace",
                          capture_output=True, text=True, check=True).stdout
     assert log.startswith("agent a1 <a1@council.invalid>") and f"Council-Warrant: {grant.warrant_id}" in log
-    assert Git(Workspace(council.home / "workspace")).current_branch() == "feature/more"
+    assert Git(Workspace(council.home / "workspace"), box=BOX).current_branch() == "feature/more"
     committed = [e for e in council.events(f"warrant-{grant.warrant_id}") if type(e).__name__ == "GitCommitted"]
     assert [c.commit for c in committed] == [done["commit"]] and committed[0].files == ["src/more.py"]
 
@@ -46,7 +46,7 @@ def test_a_commit_is_by_the_agent_and_names_its_warrant(council: Council) -> Non
 def test_a_patch_is_applied_whole_and_recorded_with_digests_before_and_after(council: Council) -> None:
     ws = council.home / "workspace"
     (ws / "src" / "app.py").write_text("def add(a, b):\n    return b + a\n")
-    diff = Git(Workspace(ws)).diff()
+    diff = Git(Workspace(ws), box=BOX).diff()
     subprocess.run(["git", "checkout", "-q", "--", "src/app.py"], cwd=ws, check=True)
     before = hashlib.sha256((ws / "src" / "app.py").read_bytes()).hexdigest()
     grant = council.warrant("a1", "coder")
@@ -62,7 +62,7 @@ def test_a_patch_touching_a_forbidden_path_is_denied_and_nothing_changes(council
     (ws / "src" / "app.py").write_text("changed\n")
     (ws / "README").write_text("new\n")
     subprocess.run(["git", "add", "-N", "README"], cwd=ws, check=True)
-    diff = Git(Workspace(ws)).diff()
+    diff = Git(Workspace(ws), box=BOX).diff()
     subprocess.run(["git", "checkout", "-q", "--", "src/app.py"], cwd=ws, check=True)
     (ws / "README").unlink()
     subprocess.run(["git", "reset", "-q"], cwd=ws, check=True)
@@ -96,15 +96,15 @@ def test_junit_that_is_not_xml_is_refused() -> None:
 
 def test_commands_are_argument_lists_with_a_timeout_and_a_digest_of_all_output(tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
-    done = commands.run(ws, ["python3", "-c", "print('x' * 10000)"], tail=100)
+    done = commands.run(ws, ["python3", "-c", "print('x' * 10000)"], tail=100, box=BOX)
     digest = hashlib.sha256(("x" * 10000 + "\n").encode() + b"\0").hexdigest()
     assert len(done.stdout) == 100 and done.output_digest == digest
-    with pytest.raises(WorkspaceError, match="ran longer than"):
-        commands.run(ws, ["python3", "-c", "import time; time.sleep(5)"], timeout=0.5)
+    with pytest.raises(WorkspaceError, match=r"ran longer than 0\.5 s \(wall time\)"):
+        commands.run(ws, ["python3", "-c", "import time; time.sleep(5)"], timeout=0.5, box=BOX)
     with pytest.raises(WorkspaceError, match="non-empty list"):
-        commands.run(ws, "rm -rf /")  # type: ignore[arg-type]
+        commands.run(ws, "rm -rf /", box=BOX)  # type: ignore[arg-type]
     with pytest.raises(GitError, match="branch name"):
-        Git(ws).branch("--force")
+        Git(ws, box=BOX).branch("--force")
 
 
 def test_deploys_switch_current_atomically_and_a_failed_health_check_rolls_back(council: Council) -> None:

@@ -11,13 +11,18 @@ from typing import Any
 
 from actors.gatekeeper import Gatekeeper
 from actors.tools.gated import Tools
+from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace
 from events import EventStore, open_store
 from events.catalogue import PolicyProposed
 from governance import warrant
 from governance.authority import Authority
+from governance.confinement import SandboxTable
 from governance.keys import Keyring, SigningKey
 from governance.policy import parse_policy
+
+BOX = Sandbox(SandboxTable().terms(network=False, wall_time_s=300.0))
+"""The default sandbox: what tests that call the plain tools (git, pytest, checkout) run commands in."""
 
 POLICY = """
 [policy]

@@ -1,0 +1,125 @@
+"""The ``[sandbox]`` table of a policy: how the commands agents run are confined, and within which limits.
+
+Every command an agent's tools start (tests, linters, builds, health checks, git) runs in a
+bubblewrap sandbox under the limits below, with no network unless the rule that allowed its
+action says ``network = true``. ``mode = "off"`` runs commands as plain processes instead: an
+explicit choice, printed as a warning by ``council policy check`` and recorded on every action it
+affects. A field left out takes its default; the defaults are part of the policy's hash.
+
+============  =========  ===============================================================
+field         default    what it bounds
+============  =========  ===============================================================
+mode          bubblewrap "bubblewrap", or "off" (commands run unconfined)
+cpu           "30m"      CPU time of each process (then SIGXCPU, and SIGKILL a second later)
+memory        "8GiB"     address space of each process (allocations beyond it fail)
+processes     512        processes and threads of one command, together
+file_size     "1GiB"     the largest file a command may write (writes beyond it fail)
+open_files    4096       files one process may hold open
+============  =========  ===============================================================
+
+A command's wall time is its own timeout, set by the tool that runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from events.catalogue import Confinement
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)")
+_BYTES = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+          "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_CPU = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes in ``value``: ``"512MiB"``, ``"8GiB"``, ``"1GB"``, or a whole number of bytes; at least 1.
+
+    Raises ``ValueError`` (pydantic reports it against the field) for anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f'must be a size like "512MiB", "8GiB" or a number of bytes, not {value!r}')
+    if isinstance(value, int):
+        size = value
+    else:
+        found = _SIZE.fullmatch(value.strip())
+        if not found:
+            raise ValueError(f'{json.dumps(value)} is not a size: write "512MiB", "8GiB", "1GB" or a number of bytes')
+        size = int(float(found[1]) * _BYTES[found[2]])
+    if size < 1:
+        raise ValueError(f"must be a positive size, not {value!r}")
+    return size
+
+
+def parse_cpu(value: str | int) -> int:
+    """Whole CPU seconds in ``value``: ``"90s"``, ``"30m"``, ``"1h"``, or a number of seconds; at least 1."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f'must be CPU time like "90s", "30m", "1h" or a number of seconds, not {value!r}')
+    if isinstance(value, int):
+        seconds = value
+    else:
+        found = _CPU.fullmatch(value.strip())
+        if not found:
+            raise ValueError(f'{json.dumps(value)} is not CPU time: write "90s", "30m", "1h" or a number of seconds')
+        seconds = int(float(found[1]) * _SECONDS[found[2]])
+    if seconds < 1:
+        raise ValueError(f"must be at least one second of CPU time, not {value!r}")
+    return seconds
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+CpuSeconds = Annotated[int, BeforeValidator(parse_cpu)]
+
+
+class SandboxTable(BaseModel):
+    """The ``[sandbox]`` table (see the module's table of fields)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["bubblewrap", "off"] = "bubblewrap"
+    cpu: CpuSeconds = 1800
+    memory: Annotated[Size, Field(ge=64 << 20)] = 8 << 30
+    processes: Annotated[int, Field(ge=8, strict=True)] = 512
+    file_size: Size = 1 << 30
+    open_files: Annotated[int, Field(ge=64, strict=True)] = 4096
+
+    def terms(self, *, network: bool, wall_time_s: float) -> Confinement:
+        """The confinement of one command: these limits, ``network`` as its rule grants, and its own wall time."""
+        return Confinement(sandbox=self.mode, network=network, cpu_s=self.cpu, wall_time_s=wall_time_s,
+                           address_space=self.memory, processes=self.processes, file_size=self.file_size,
+                           open_files=self.open_files)
+
+    def summary(self) -> str:
+        """The limits in words: ``CPU 30m, 8GiB of memory per process; 512 processes; files up to 1GiB; ...``."""
+        if self.mode == "off":
+            return "commands run unconfined (no sandbox)"
+        return (f"commands run in a bubblewrap sandbox: CPU {_seconds_text(self.cpu)} and {size_text(self.memory)} "
+                f"of address space per process, {self.processes} processes, files up to {size_text(self.file_size)}, "
+                f"{self.open_files} open files")
+
+    def warning(self) -> str | None:
+        """What a report must say about this table, if anything: a warning when commands run unconfined."""
+        if self.mode == "off":
+            return ('WARNING: the policy turns the sandbox off ([sandbox] mode = "off"): commands run as plain '
+                    "processes that can read the council's keys and log and reach the network")
+        return None
+
+
+def size_text(size: int) -> str:
+    """``size`` bytes in the largest binary unit that divides it evenly: ``8GiB``, ``512MiB``, ``1000B``."""
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        if size >= _BYTES[unit] and size % _BYTES[unit] == 0:
+            return f"{size // _BYTES[unit]}{unit}"
+    return f"{size}B"
+
+
+def _seconds_text(seconds: int) -> str:
+    for unit in ("h", "m"):
+        if seconds >= _SECONDS[unit] and seconds % _SECONDS[unit] == 0:
+            return f"{seconds // _SECONDS[unit]}{unit}"
+    return f"{seconds}s"
