@@ -185,10 +185,11 @@ def _feed(process: subprocess.Popen[bytes], selector: selectors.BaseSelector, pe
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
     """Kill the command and everything in its session (in a sandbox, its PID namespace dies with it)."""
+    # Signals go by pid, never through Popen: Popen.kill() polls, which could reap the command before wait4 sees it.
     with contextlib.suppress(OSError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
-        process.kill()
+        os.kill(process.pid, signal.SIGKILL)
 
 
 def _said(limit: LimitName, terms: Confinement, timeout: float) -> str:

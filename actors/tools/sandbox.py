@@ -107,13 +107,14 @@ class Sandbox:
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
                 bound.append(path)
+        # /tmp first: anything bound below it (an environment, the tree) is mounted inside the private tmpfs
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", HOME]
         for name in ETC + (ETC_NETWORK if self.terms.network else ()):
             if os.path.exists(f"/etc/{name}"):
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
         for path in self.environment:
             args += ["--ro-bind", path, path]
             bound.append(path)
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", HOME]
         for hidden in self.hidden:
             if any(_within(hidden, b) for b in bound):
                 args += ["--tmpfs", hidden]  # inside a bound directory: covered, so it does not exist inside
@@ -123,7 +124,9 @@ class Sandbox:
         for path in self.readable:
             if os.path.exists(path) and not _within(path, str(tree)):
                 args += ["--ro-bind", path, path]
-        args += ["--chdir", str(cwd), "--"]
+        # The root (bwrap's own tmpfs, holding the mount points) is made read-only last: nothing but the tree,
+        # /tmp and HOME takes a write.
+        args += ["--remount-ro", "/", "--chdir", str(cwd), "--"]
         return args + prlimit(self.terms, processes=processes) + command
 
 

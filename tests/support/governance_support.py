@@ -163,7 +163,8 @@ class Council:
         return Gatekeeper(agent, identity, self.store, self.key.public, self.clock)
 
     def tools(self, agent: str, warrant_id: str | None, task: str) -> Tools:
-        return Tools(self.gatekeeper(agent), warrant_id, task, Workspace(self.home / "workspace"))
+        return Tools(self.gatekeeper(agent), warrant_id, task, Workspace(self.home / "workspace"),
+                     hidden=(str(self.home),))
 
     def events(self, stream: str) -> list[Any]:
         return [e.payload for e in self.store.read_stream(stream)]
