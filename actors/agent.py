@@ -31,6 +31,7 @@ from actors.gatekeeper import Gatekeeper
 from actors.remote import ask
 from actors.skills import PermanentFailure, Skill, SkillRegistry, failure_kind, reporting
 from actors.store_client import StoreClient
+from actors.tools import limits
 from actors.tools.checkout import tree_of
 from actors.tools.gated import ActionRefused, AwaitingAuthority
 from actors.tools.toolsets import Bench, tools_for
@@ -127,6 +128,7 @@ class AgentActor:
         registry = SkillRegistry.load(skill_modules)
         self.skills: dict[str, Skill] = {c: registry.get(c) for c in capabilities}
         self.keyring = keyring  # where this agent's own signing key is (for skills that sign)
+        limits.sweep()  # the empty command cgroups an earlier incarnation left when it was killed
         # Acting skills need the council's key (to check warrants) and a workspace; without them
         # the gate has nothing to trust, and denies every action (fail closed).
         self.workspace = Workspace(workspace) if workspace else None

@@ -40,7 +40,15 @@ from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace
 from cluster.driver import Council, new_request_id
 from events import CouncilError, streams
-from events.catalogue import SETTLED, PipelinePlanned, TaskAwaiting, TaskCompleted, TaskStatus
+from events.catalogue import (
+    SETTLED,
+    ActionCompleted,
+    PipelinePlanned,
+    TaskAwaiting,
+    TaskCompleted,
+    TaskStatus,
+    WarrantIssued,
+)
 from governance.approvals import ApprovalLedger
 from governance.confinement import SandboxTable
 
@@ -136,6 +144,10 @@ class Report:
     """Per step: why it was dead-lettered, or why its recorded result cannot be read."""
     approval: dict[str, Any] | None = None
     tree: str = ""
+    confined: dict[str, int] = field(default_factory=dict)
+    """How many actions that ran commands ran in the sandbox (``bubblewrap``) and how many unconfined (``off``)."""
+    limits: dict[str, list[str]] = field(default_factory=dict)
+    """Per step: the resource limits its commands broke (and were stopped for)."""
 
     @property
     def outcome(self) -> str:
@@ -150,6 +162,16 @@ class Report:
         if by_step.get("prod") is TaskStatus.AWAITING_APPROVAL:
             return "awaiting approval"
         return "running"
+
+    def sandbox(self) -> str:
+        """What the sandbox did: how many actions ran commands in it, any that ran unconfined, the limits hit."""
+        inside, outside = self.confined.get("bubblewrap", 0), self.confined.get("off", 0)
+        line = f"sandbox: {inside} action(s) ran their commands in bubblewrap"
+        if outside:
+            line = (f'WARNING: {outside} action(s) ran their commands unconfined (the policy says [sandbox] mode = '
+                    f'"off"); {inside} in bubblewrap')
+        hit = "; ".join(f"{step}: {', '.join(limits)}" for step, limits in self.limits.items())
+        return line + (f"; limits hit: {hit}" if hit else "; no limit was hit")
 
     @property
     def staging(self) -> str | None:
@@ -167,6 +189,7 @@ class Report:
             lines.append(f"  {s['step']:<8} {s['status']:<18} {s.get('agent') or '':<13} {took}")
         for step, error in self.errors.items():
             lines.append(f"  ! {step}: {error}")
+        lines += ["", self.sandbox()]
         if test := pick(self.results, "test", TestResult):
             lines += ["", f"tests: {test.summary()}" + (f" (ran {', '.join(test.ran)})" if test.ran else "")]
         if review := pick(self.results, "review", ReviewResult):
@@ -221,7 +244,25 @@ def report(council: Council, run: Run | str) -> Report:
             found.errors[step.step] = error
         found.steps.append({"step": step.step, "task_id": step.task_id, "status": status, "agent": agent,
                             "seconds": seconds if status is TaskStatus.COMPLETED else None})
+    _confinement(council, {step.task_id: step.step for step in planned[0].steps}, found)
     return found
+
+
+def _confinement(council: Council, steps: dict[str, str], found: Report) -> None:
+    """Count the run's actions that ran commands, in and out of the sandbox, and the limits each step's broke."""
+    warrants = [(e.payload.warrant_id, steps[e.payload.task_id])
+                for e in council.store.read_all(1, None, ["warrant.issued"])
+                if isinstance(e.payload, WarrantIssued) and e.payload.task_id in steps]
+    for warrant_id, step in warrants:
+        for event in council.store.read_stream(streams.warrant(warrant_id)):
+            done = event.payload
+            if not isinstance(done, ActionCompleted) or done.confinement is None:
+                continue
+            mode = done.confinement.sandbox
+            found.confined[mode] = found.confined.get(mode, 0) + 1
+            for limit in done.limits_hit:
+                if limit not in found.limits.setdefault(step, []):
+                    found.limits[step].append(limit)
 
 
 E = TypeVar("E", TaskCompleted, TaskAwaiting)

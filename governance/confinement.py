@@ -12,12 +12,12 @@ field         default    what it bounds
 mode          bubblewrap "bubblewrap", or "off" (commands run unconfined)
 cpu           "30m"      CPU time of each process (then SIGXCPU, and SIGKILL a second later)
 memory        "8GiB"     address space of each process (allocations beyond it fail)
+wall_time     "30m"      how long one command may run (its tool's own timeout, if shorter)
 processes     512        processes and threads of one command, together
 file_size     "1GiB"     the largest file a command may write (writes beyond it fail)
 open_files    4096       files one process may hold open
 ============  =========  ===============================================================
 
-A command's wall time is its own timeout, set by the tool that runs it.
 """
 
 from __future__ import annotations
@@ -87,10 +87,13 @@ class SandboxTable(BaseModel):
     processes: Annotated[int, Field(ge=8, strict=True)] = 512
     file_size: Size = 1 << 30
     open_files: Annotated[int, Field(ge=64, strict=True)] = 4096
+    wall_time: CpuSeconds = 1800
 
     def terms(self, *, network: bool, wall_time_s: float) -> Confinement:
-        """The confinement of one command: these limits, ``network`` as its rule grants, and its own wall time."""
-        return Confinement(sandbox=self.mode, network=network, cpu_s=self.cpu, wall_time_s=wall_time_s,
+        """The confinement of one command: these limits, ``network`` as its rule grants, and its wall time (its
+        own timeout ``wall_time_s``, or the table's ``wall_time`` if that is shorter)."""
+        return Confinement(sandbox=self.mode, network=network, cpu_s=self.cpu,
+                           wall_time_s=min(float(wall_time_s), float(self.wall_time)),
                            address_space=self.memory, processes=self.processes, file_size=self.file_size,
                            open_files=self.open_files)
 
@@ -100,7 +103,7 @@ class SandboxTable(BaseModel):
             return "commands run unconfined (no sandbox)"
         return (f"commands run in a bubblewrap sandbox: CPU {_seconds_text(self.cpu)} and {size_text(self.memory)} "
                 f"of address space per process, {self.processes} processes, files up to {size_text(self.file_size)}, "
-                f"{self.open_files} open files")
+                f"{self.open_files} open files, {_seconds_text(self.wall_time)} of wall time per command")
 
     def warning(self) -> str | None:
         """What a report must say about this table, if anything: a warning when commands run unconfined."""

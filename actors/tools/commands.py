@@ -66,8 +66,9 @@ def run(workspace: Workspace, argv: list[str], cwd: str = ".", timeout: float = 
 
     The workspace's root is the only place the command may write (with a private /tmp and HOME);
     it inherits only PATH, HOME, :data:`~actors.tools.sandbox.KEPT_ENV` and ``env``, never a shell.
-    The clock stops it after ``timeout`` seconds. Its output is capped to the last ``tail``
-    characters of each stream; ``output_digest`` covers all of it. Raises
+    The clock stops it after ``timeout`` seconds, or the box's wall time if that is shorter. Its
+    output is capped to the last ``tail`` characters of each stream; ``output_digest`` covers all
+    of it. Raises
     :class:`LimitExceeded` for a limit it broke, :class:`SandboxUnavailable` if the policy wants a
     sandbox and none can be made, :class:`WorkspaceError` for a bad argv, cwd or program.
     """
@@ -86,6 +87,7 @@ def run(workspace: Workspace, argv: list[str], cwd: str = ".", timeout: float = 
     environment.update(PATH=path, HOME=sandboxes.HOME if box.confined else str(workspace.root))
     environment.update(env or {})
     terms = box.terms
+    timeout = min(timeout, terms.wall_time_s)  # the policy's wall time caps every command's own timeout
     cap = ProcessCap.make(terms.processes)
     command = (box.argv(argv, workspace.root, directory, processes=cap is None) if box.confined
                else prlimit(terms, processes=cap is None and os.geteuid() != 0) + argv)

@@ -1,0 +1,176 @@
+"""The pipeline run on a hostile repository: its tests, its build backend and its health check each try to escape.
+
+One council for the module (Ray in this process, a SQLite log, the example policy with tighter
+sandbox limits, API keys in the council's own environment). The repository is
+``tests/fixtures/hostile-repo``; each run makes one part of it the attacker (``targets.json``).
+The attacker tries to read the council's keys and log (by their absolute paths, and by walking up
+from its working directory), write the log, reach the metrics port, Ray's GCS and dashboard, resolve
+and reach an outside name, read the council's API keys, write outside its tree, write a file past
+the size limit and leave a daemon behind; it records what it managed in its tree, then breaks a
+limit. Every attempt must be blocked, nothing secret may reach the tree, the log or the report,
+the report must name the limit hit, and the council must ship the sample service afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import ray
+
+from cluster.driver import Council
+from cluster.pipeline import Report, follow, report, start_ci
+from cluster.settings import DEFAULT_POLICY, DEFAULT_TEAM, Settings
+from cluster.system import shutdown
+from cluster.team import load_team
+from governance.keys import Keyring
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTILE = ROOT / "tests" / "fixtures" / "hostile-repo"
+SAMPLE = ROOT / "examples" / "sample-service"
+API_KEYS = {"OPENAI_API_KEY": "sk-council-" + uuid.uuid4().hex, "ANTHROPIC_API_KEY": "sk-ant-" + uuid.uuid4().hex}
+FILE_SIZE = 4 << 20
+SANDBOX = f"""
+[sandbox]
+processes = 128
+file_size = {FILE_SIZE}
+wall_time = "20s"
+"""
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def council() -> Iterator[Council]:
+    # Not under /tmp: a command's private /tmp would take writes meant for the home and hide the proof.
+    home = Path(tempfile.mkdtemp(prefix="council-hostile-", dir="/var/tmp"))
+    keys = Keyring(home / ".council" / "keys")
+    for name in ("alice", "bob"):
+        keys.new(name)
+    policy = home / "policy.toml"
+    policy.write_text(DEFAULT_POLICY.read_text() + SANDBOX)
+    saved = {name: os.environ.get(name) for name in API_KEYS}
+    os.environ.update(API_KEYS)  # the council's own environment holds keys: no command may see them
+    settings = Settings(store=f"sqlite:///{home / '.council' / 'events.db'}",
+                        projections=str(home / "projections.duckdb"), home=str(home / ".council"),
+                        policy=str(policy), metrics_port=0, health=False)
+    team = load_team(DEFAULT_TEAM).members(leave_out={"worker"})
+    handle = Council.start(settings, team=team, dispatch={"backoff_base": 0.05})
+    yield handle
+    shutdown()
+    ray.shutdown()
+    shutil.rmtree(home, ignore_errors=True)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def hostile(council: Council, tmp_path: Path, attacker: str) -> tuple[Path, str]:
+    """A copy of the hostile repository aimed at this council, with ``attacker`` attacking; (copy, daemon tag)."""
+    copy = tmp_path / f"hostile-{attacker}"
+    shutil.copytree(HOSTILE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    home = Path(council.settings.absolute().home)
+    metrics = (council.metrics_address() or "127.0.0.1:0").rsplit(":", 1)[1]
+    context = ray.get_runtime_context()
+    gcs = context.gcs_address.rsplit(":", 1)[1]
+    tag = f"council-daemon-{uuid.uuid4().hex}"
+    aim = {"attacker": attacker, "home": str(home), "log": str(home / "events.db"),
+           "secrets": [str(p) for p in sorted((home / "keys").glob("*.key"))] + [str(home / "events.db")],
+           "ports": {"metrics": int(metrics), "ray-gcs": int(gcs), "ray-dashboard": 8265},
+           "environment": sorted(API_KEYS), "file_size": FILE_SIZE, "daemon_tag": tag}
+    (copy / "src" / "hostile" / "targets.json").write_text(json.dumps(aim))
+    return copy, tag
+
+
+def run(council: Council, repo: Path) -> tuple[Report, Path]:
+    started = start_ci(council, repo)
+    follow(council, started, lambda line: None, timeout=240)
+    return report(council, started), started.tree
+
+
+def secrets(council: Council) -> list[bytes]:
+    """Every secret a command must not carry off: the keys (as bytes, hex and text) and the API keys."""
+    keys = [p.read_bytes() for p in (Path(council.settings.absolute().home) / "keys").glob("*.key")]
+    return [*keys, *(k.hex().encode() for k in keys), *(v.encode() for v in API_KEYS.values())]
+
+
+def assert_nothing_leaked(council: Council, places: list[Path], text: str) -> None:
+    for secret in secrets(council):
+        assert secret not in text.encode()
+        for place in places:
+            for path in (p for p in place.rglob("*") if p.is_file()):
+                assert secret not in path.read_bytes(), f"{path} holds a secret"
+    events = b"\n".join(msgspec.json.encode(e.payload) for e in council.store.read_all(1, None))
+    for secret in secrets(council):
+        assert secret not in events, "a secret reached the log"
+
+
+def assert_blocked(record: dict[str, Any]) -> None:
+    leaked = {attempt: outcome for attempt, outcome in record.items() if not outcome.startswith("blocked")}
+    assert not leaked, leaked
+    assert len(record) >= 12, record  # every attempt was made: keys, log, ports, name, API keys, writes, size
+
+
+def assert_no_daemon(tag: str) -> None:
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            assert tag.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes(), f"a daemon survives: {pid}"
+        except OSError:
+            continue
+
+
+def test_hostile_tests_are_blocked_and_a_fork_bomb_stops_the_step(council: Council, tmp_path: Path) -> None:
+    repo, tag = hostile(council, tmp_path, "tests")
+    found, tree = run(council, repo)
+    assert found.outcome == "failed at test", found.text()
+    assert found.limits == {"test": ["processes"]}, found.text()
+    assert "limits hit: test: processes" in found.text() and "process limit" in found.errors["test"]
+    record = json.loads((tree / "escape-record" / "tests.json").read_text())
+    assert_blocked(record)
+    assert any(a.startswith("connect to ray-gcs") for a in record) and "read $OPENAI_API_KEY" in record
+    assert record["write a file past the size limit"].startswith("blocked: OSError: File too large")
+    assert_nothing_leaked(council, [tree], found.text())
+    assert_no_daemon(tag)
+
+
+def test_a_hostile_build_backend_is_blocked_and_the_build_fails(council: Council, tmp_path: Path) -> None:
+    repo, tag = hostile(council, tmp_path, "build")
+    found, tree = run(council, repo)
+    assert found.outcome == "failed at build", found.text()
+    assert "done attacking" in found.errors["build"]
+    assert_blocked(json.loads((tree / "escape-record" / "build.json").read_text()))
+    assert_nothing_leaked(council, [tree], found.text())
+    assert_no_daemon(tag)
+
+
+def test_a_hostile_health_check_is_blocked_stopped_by_the_clock_and_rolled_back(council: Council,
+                                                                                  tmp_path: Path) -> None:
+    repo, tag = hostile(council, tmp_path, "health")
+    found, tree = run(council, repo)
+    assert found.outcome == "failed at staging", found.text()
+    assert found.limits == {"staging": ["wall_time"]}, found.text()
+    environments = Path(council.settings.absolute().workspace or "") / "environments"
+    [record] = list((environments / "staging" / "releases").glob("*/escape-record/health.json"))
+    assert_blocked(json.loads(record.read_text()))
+    assert not (environments / "staging" / "current").exists()  # rolled back: no earlier release to go back to
+    assert_nothing_leaked(council, [tree, environments], found.text())
+    assert_no_daemon(tag)
+
+
+def test_the_council_keeps_working_and_ships_the_sample_service_after(council: Council, tmp_path: Path) -> None:
+    copy = tmp_path / "sample-service"
+    shutil.copytree(SAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", "dist", ".pytest_cache"))
+    found, _ = run(council, copy)
+    assert found.outcome == "awaiting approval", found.text()
+    assert found.limits == {} and found.confined.get("bubblewrap", 0) >= 8 and not found.confined.get("off")
+    assert "no limit was hit" in found.text()
