@@ -30,7 +30,7 @@ class Finding:
 
 def _bubblewrap() -> list[Finding]:
     from actors.tools.limits import ProcessCap
-    from actors.tools.sandbox import ENABLE, unavailable
+    from actors.tools.sandbox import ENABLE, ROOT_WITHOUT_CGROUP, unavailable
 
     found: list[Finding] = []
     bwrap = shutil.which("bwrap")
@@ -48,11 +48,11 @@ def _bubblewrap() -> list[Finding]:
     else:
         found.append(Finding("ok", "user namespaces", f"allowed (user.max_user_namespaces={allowed})"))
     if os.geteuid() == 0:
-        hierarchy = ProcessCap.hierarchy()
-        found.append(Finding("ok", "process limit", f"a pids cgroup per command under {hierarchy}") if hierarchy
-                     else Finding("FAIL", "process limit", "running as root without a pids cgroup controller: the "
-                                  "kernel does not apply RLIMIT_NPROC to root; mount the pids controller or run "
-                                  "the council as an ordinary user"))
+        cap = ProcessCap.make(64)
+        if cap is not None:
+            cap.close()
+        found.append(Finding("ok", "process limit", f"a pids cgroup per command under {ProcessCap.hierarchy()}")
+                     if cap is not None else Finding("FAIL", "process limit", ROOT_WITHOUT_CGROUP))
     else:
         found.append(Finding("ok", "process limit", "RLIMIT_NPROC inside each sandbox's user namespace"))
     reason = unavailable()

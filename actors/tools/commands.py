@@ -89,6 +89,8 @@ def run(workspace: Workspace, argv: list[str], cwd: str = ".", timeout: float = 
     terms = box.terms
     timeout = min(timeout, terms.wall_time_s)  # the policy's wall time caps every command's own timeout
     cap = ProcessCap.make(terms.processes)
+    if cap is None and box.confined and os.geteuid() == 0:  # root ignores RLIMIT_NPROC: no cgroup, no limit
+        raise SandboxUnavailable(f"{argv[0]} was not run: {sandboxes.ROOT_WITHOUT_CGROUP}")
     command = (box.argv(argv, workspace.root, directory, processes=cap is None) if box.confined
                else prlimit(terms, processes=cap is None and os.geteuid() != 0) + argv)
     try:

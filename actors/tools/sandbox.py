@@ -55,6 +55,12 @@ ENABLE = ("install bubblewrap (`apt-get install bubblewrap`) and allow user name
           'check with `council doctor`, or set [sandbox] mode = "off" in the policy to run commands unconfined')
 
 
+ROOT_WITHOUT_CGROUP = ("the council runs as root and cannot make a pids cgroup, and the kernel does not limit a root "
+                       "user's processes by RLIMIT_NPROC; mount the cgroup pids controller (cgroup v2, or v1 at "
+                       "/sys/fs/cgroup/pids) writable, or run the council as an ordinary user, or set [sandbox] "
+                       'mode = "off" in the policy')
+
+
 @dataclass(frozen=True)
 class Sandbox:
     """How commands run: the policy's terms, what must not exist inside, what may be read besides the tree."""
@@ -158,10 +164,11 @@ def unavailable() -> str | None:
     """
     if shutil.which("bwrap") is None:
         return f"bubblewrap (bwrap) is not installed; {ENABLE}"
-    if os.geteuid() == 0 and ProcessCap.hierarchy() is None:
-        return ("the council runs as root, and the kernel does not limit a root user's processes by RLIMIT_NPROC; "
-                "mount the cgroup pids controller (cgroup v2, or v1 at /sys/fs/cgroup/pids), or run the council as "
-                'an ordinary user, or set [sandbox] mode = "off" in the policy')
+    if os.geteuid() == 0:
+        cap = ProcessCap.make(64)
+        if cap is None:
+            return ROOT_WITHOUT_CGROUP
+        cap.close()
     terms = Confinement(sandbox="bubblewrap", cpu_s=10, wall_time_s=10, address_space=1 << 30, processes=64,
                         file_size=1 << 20, open_files=64)
     with tempfile.TemporaryDirectory(prefix="council-probe-") as tree:
