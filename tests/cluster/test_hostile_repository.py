@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import msgspec
 import pytest
 import ray
 
+from actors import names
 from cluster.driver import Council
 from cluster.pipeline import Report, follow, report, start_ci
 from cluster.settings import DEFAULT_POLICY, DEFAULT_TEAM, Settings
@@ -63,6 +65,9 @@ def council() -> Iterator[Council]:
                         projections=str(home / "projections.duckdb"), home=str(home / ".council"),
                         policy=str(policy), metrics_port=0, health=False)
     team = load_team(DEFAULT_TEAM).members(leave_out={"worker"})
+    # With its dashboard: one more service of ours on loopback that no command may reach.
+    ray.init(namespace=names.NAMESPACE, include_dashboard=True, dashboard_port=0, log_to_driver=False,
+             configure_logging=False)
     handle = Council.start(settings, team=team, dispatch={"backoff_base": 0.05})
     yield handle
     shutdown()
@@ -80,16 +85,37 @@ def hostile(council: Council, tmp_path: Path, attacker: str) -> tuple[Path, str]
     copy = tmp_path / f"hostile-{attacker}"
     shutil.copytree(HOSTILE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     home = Path(council.settings.absolute().home)
-    metrics = (council.metrics_address() or "127.0.0.1:0").rsplit(":", 1)[1]
-    context = ray.get_runtime_context()
-    gcs = context.gcs_address.rsplit(":", 1)[1]
     tag = f"council-daemon-{uuid.uuid4().hex}"
     aim = {"attacker": attacker, "home": str(home), "log": str(home / "events.db"),
            "secrets": [str(p) for p in sorted((home / "keys").glob("*.key"))] + [str(home / "events.db")],
-           "ports": {"metrics": int(metrics), "ray-gcs": int(gcs), "ray-dashboard": 8265},
+           "ports": ports(council),
            "environment": sorted(API_KEYS), "file_size": FILE_SIZE, "daemon_tag": tag}
     (copy / "src" / "hostile" / "targets.json").write_text(json.dumps(aim))
     return copy, tag
+
+
+def ports(council: Council) -> dict[str, int]:
+    """The council's services on loopback — each checked to answer from here, so a refusal inside means the sandbox."""
+    found = {"metrics": int((council.metrics_address() or ":0").rsplit(":", 1)[1]),
+             "ray-gcs": int(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])}
+    dashboard = ray._private.worker.global_worker.node.address_info.get("webui_url")  # None when not started
+    if dashboard:
+        found["ray-dashboard"] = int(str(dashboard).rsplit(":", 1)[1])
+    for port in found.values():
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()  # reachable from outside the sandbox
+    return found
+
+
+def api_keys_reach_the_agents() -> bool:
+    """Whether some process (an agent) holds the API keys in its environment: what the sandbox must scrub."""
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if API_KEYS["OPENAI_API_KEY"].encode() in Path(f"/proc/{pid}/environ").read_bytes() and \
+                    b"AgentActor" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def run(council: Council, repo: Path) -> tuple[Report, Path]:
@@ -137,7 +163,9 @@ def test_hostile_tests_are_blocked_and_a_fork_bomb_stops_the_step(council: Counc
     assert "limits hit: test: processes" in found.text() and "process limit" in found.errors["test"]
     record = json.loads((tree / "escape-record" / "tests.json").read_text())
     assert_blocked(record)
-    assert any(a.startswith("connect to ray-gcs") for a in record) and "read $OPENAI_API_KEY" in record
+    for service in ("metrics", "ray-gcs", "ray-dashboard"):
+        assert any(a.startswith(f"connect to {service} ") for a in record), service
+    assert record["read $OPENAI_API_KEY"] == "blocked: not set" and api_keys_reach_the_agents()
     assert record["write a file past the size limit"].startswith("blocked: OSError: File too large")
     assert_nothing_leaked(council, [tree], found.text())
     assert_no_daemon(tag)
