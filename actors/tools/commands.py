@@ -93,6 +93,8 @@ def run(workspace: Workspace, argv: list[str], cwd: str = ".", timeout: float = 
         raise SandboxUnavailable(f"{argv[0]} was not run: {sandboxes.ROOT_WITHOUT_CGROUP}")
     command = (box.argv(argv, workspace.root, directory, processes=cap is None) if box.confined
                else prlimit(terms, processes=cap is None and os.geteuid() != 0) + argv)
+    if cap is not None:
+        command = cap.enter(command)
     try:
         code, out, err, cpu, stopped = _supervise(command, directory, environment, stdin, timeout, cap)
     finally:
@@ -127,7 +129,7 @@ def _supervise(command: list[str], cwd: Path, env: dict[str, str], stdin: str | 
     try:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin is not None else
                                    subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True, preexec_fn=cap.join if cap is not None else None)
+                                   start_new_session=True)
     except FileNotFoundError:
         raise WorkspaceError(f"{command[0]} is not a program on PATH") from None
     assert process.stdout is not None and process.stderr is not None

@@ -63,15 +63,24 @@ def breaches(code: int, cpu_used: float, terms: Confinement, *, wrapped: bool) -
     return hit
 
 
+JOIN = 'echo 0 > "$1" && shift && exec "$@"'
+"""Move this shell into the cgroup whose ``cgroup.procs`` is ``$1``, then become the command (``$2``...).
+
+The script is a constant: the path and the command are its arguments, never part of its text.
+A shell does this instead of ``preexec_fn``, which would make :mod:`subprocess` fork the whole
+agent (tens of milliseconds for a large process) instead of vfork it.
+"""
+
+
 class ProcessCap:
     """A pids cgroup made for one command: at most ``limit`` processes and threads, a refused fork counted.
 
-    Join it from the command's process before it runs (:meth:`join`, in ``preexec_fn``); every
-    process the command starts is born inside. :meth:`close` kills what is left and removes it.
+    The command enters it before it runs (:meth:`enter`); every process it starts is born inside.
+    :meth:`close` kills what is left and removes it.
     """
 
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path, self._fd = path, fd
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     @staticmethod
     def hierarchy() -> Path | None:
@@ -103,13 +112,13 @@ class ProcessCap:
             path = parent / f"cmd-{uuid.uuid4().hex[:16]}"
             path.mkdir()
             (path / "pids.max").write_text(str(limit))
-            return cls(path, os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+            return cls(path)
         except OSError:
             return None
 
-    def join(self) -> None:
-        """Move the calling process into the cgroup (for ``preexec_fn``: one write, nothing allocated)."""
-        os.write(self._fd, b"0")
+    def enter(self, command: list[str]) -> list[str]:
+        """``command``, run so that it starts inside the cgroup (see :data:`JOIN`)."""
+        return ["/bin/sh", "-c", JOIN, "council-join", str(self.path / "cgroup.procs"), *command]
 
     def hit(self) -> bool:
         """Whether a fork was refused for the limit."""
@@ -124,9 +133,7 @@ class ProcessCap:
 
     def close(self) -> None:
         """Kill any process still inside, and remove the cgroup (a few tries while the dying are reaped)."""
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-        for _ in range(50):
+        for _ in range(500):  # about a second at most; usually the first or second try
             try:
                 pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
             except (OSError, ValueError):
@@ -140,7 +147,7 @@ class ProcessCap:
             except FileNotFoundError:
                 return
             except OSError:
-                time.sleep(0.02)
+                time.sleep(0.002)
 
 
 def sweep() -> int:
