@@ -6,7 +6,8 @@
   from the call to ``start_ci`` until the driver sees production ``awaiting_approval``.
 * **direct** (the peer): the same work in this process, one call after another, with the same
   tool functions and no Ray, no log, no gate, no warrants and no sandbox (its commands run as plain
-  processes, as the policy's ``[sandbox] mode = "off"`` runs them): the checkout, the list of changes,
+  processes, as the policy's ``[sandbox] mode = "off"`` runs them); and **direct, sandboxed**, the
+  same with every command in bubblewrap as the governed run's are: the checkout, the list of changes,
   the tests under coverage, ruff's safe fixes and the review, two builds compared, the deploy to
   staging with the health check, the smoke test, the changelog commit. It does not sign build
   provenance nor ask for production's approvals, which only the governed run does.
@@ -140,7 +141,7 @@ def sandbox_cost(root: Path, n: int) -> tuple[list[float], list[float]]:
     return inside, outside
 
 
-def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[str, float]:
+def direct_run(root: Path, environments: Workspace, repo: Path, n: int, box: Sandbox) -> dict[str, float]:
     """The same work with the tools called directly, in this process; each step's time in seconds."""
     times: dict[str, float] = {}
     clock = time.perf_counter()
@@ -154,7 +155,6 @@ def direct_run(root: Path, environments: Workspace, repo: Path, n: int) -> dict[
 
     workspace = Workspace(root)
     request = f"direct-{n}"
-    box = UNCONFINED
     checkout = prepare(workspace, request, repo, box=box)
     tree = Workspace(workspace.path(checkout.path))
     config = load_config(tree.root)
@@ -250,12 +250,15 @@ def main() -> int:
         environments = Workspace(tmp / "direct-environments")
         governed: list[dict[str, float]] = []
         direct: list[dict[str, float]] = []
+        boxed: list[dict[str, float]] = []
         for n in range(warm + runs):
             g = governed_run(council, repo, args.timeout)
-            d = direct_run(tmp / f"direct-{n}", environments, repo, n)
+            d = direct_run(tmp / f"direct-{n}", environments, repo, n, UNCONFINED)
+            b = direct_run(tmp / f"boxed-{n}", environments, repo, n, CONFINED)
             if n >= warm:
                 governed.append(g)
                 direct.append(d)
+                boxed.append(b)
         shutdown()
         ray.shutdown()
         inside, outside = sandbox_cost(tmp / "sandbox-cost", 40)
@@ -275,15 +278,20 @@ def main() -> int:
                 ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    wall = {"governed": [g["wall"] for g in governed], "direct": [d["wall"] for d in direct]}
+    wall = {"governed": [g["wall"] for g in governed], "direct": [d["wall"] for d in direct],
+            "boxed": [b["wall"] for b in boxed]}
     print(f"examples/sample-service, {runs} run(s) of each side after {warm} warm-up; {os.cpu_count()} cores, "
           f"Python {sys.version.split()[0]}, ray {ray.__version__}; council booted in {boot:.1f} s (not counted)")
     print(f"{'a run, seconds':<40}{'p50':>8}{'min':>8}{'max':>8}")
     for label, side in (("governed: start_ci -> awaiting approval", "governed"),
-                        ("direct: same tools, no Ray/log/gate", "direct")):
+                        ("direct: same tools, no Ray/log/gate", "direct"),
+                        ("direct, its commands sandboxed", "boxed")):
         print(f"{label:<40}{p50(wall[side]):>8.2f}{min(wall[side]):>8.2f}{max(wall[side]):>8.2f}")
     print(f"ratio governed / direct at p50: {p50(wall['governed']) / p50(wall['direct']):.2f}; the governed run takes "
           f"{p50(wall['governed']) - p50(wall['direct']):.2f} s more")
+    print(f"  of which the sandbox: direct sandboxed / direct {p50(wall['boxed']) / p50(wall['direct']):.2f} "
+          f"(+{p50(wall['boxed']) - p50(wall['direct']):.2f} s); governed / direct sandboxed "
+          f"{p50(wall['governed']) / p50(wall['boxed']):.2f} (+{p50(wall['governed']) - p50(wall['boxed']):.2f} s)")
     print()
     print("per step, p50 seconds: governed = the agent's own measure (tools + gate), waited = from its last")
     print("dependency's completion to its start (queue, lease, dispatch), direct = the same tools called directly")
