@@ -56,3 +56,4 @@ def test_pipeline_benchmark_runs_and_checks() -> None:
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ratio governed / direct" in out.stdout and "checks: ok" in out.stdout
+    assert "direct sandboxed / direct" in out.stdout and "all sandboxed" in out.stdout
