@@ -61,6 +61,9 @@ class LogMetrics(Process):
         self.failed = Counter[str]()
         self.approvals_open: set[str] = set()
         self.alerts = Counter[str]()
+        self.confined = Counter[str]()
+        """Actions that ran commands, by how: ``bubblewrap`` or ``off``."""
+        self.limits_hit = Counter[str]()
         self.action_seconds: defaultdict[str, float] = defaultdict(float)
         self.running: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
         """(warrant, key) of an authorised action not completed yet → its action and when it was authorised, oldest
@@ -102,6 +105,10 @@ class LogMetrics(Process):
                     running = self.running.pop((p.warrant_id, p.key), None)
                     if running is not None and p.cost.wall_time_s:
                         self.action_seconds[running[0]] += p.cost.wall_time_s
+                    if p.confinement is not None:
+                        self.confined[p.confinement.sandbox] += 1
+                    for limit in p.limits_hit:
+                        self.limits_hit[limit] += 1
                 case ApprovalRequested() as p:
                     self.approvals_open.add(p.approval_id)
                 case ApprovalGranted() | ApprovalRefused() as p:
@@ -132,6 +139,10 @@ class CouncilCollector(Collector):
                            m.authorized)
             yield _counter("council_actions_denied", "Actions the gate denied, by action.", ["action"], m.denied)
             yield _counter("council_alerts", "Alerts raised for people, by severity.", ["severity"], m.alerts)
+            yield _counter("council_command_actions", "Actions that ran commands, by sandbox (bubblewrap, or off when "
+                           "the policy turned it off).", ["sandbox"], m.confined)
+            yield _counter("council_command_limits_hit", "Resource limits commands broke and were stopped for, by "
+                           "limit.", ["limit"], m.limits_hit)
             yield _counter("council_action_seconds", "Wall time completed actions took, by action.", ["action"],
                            m.action_seconds)
             waiting = GaugeMetricFamily("council_approvals_waiting", "Approval requests neither granted nor refused.")

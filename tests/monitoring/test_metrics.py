@@ -20,6 +20,7 @@ from events.catalogue import (
     AgentRestarted,
     ApprovalRequested,
     Budget,
+    Confinement,
     TaskCompleted,
     TaskFailed,
     TaskSubmitted,
@@ -51,8 +52,17 @@ def a_log(tmp_path: Path):  # type: ignore[no-untyped-def]
     log.append("warrant-w", [ActionAuthorized(warrant_id="w", agent_id="a1", action="command.run", target="pytest",
                                               key="k", digest="0" * 64, policy_hash="0" * 64, rule="r",
                                               cost=Budget(wall_time_s=900)),
-                             ActionCompleted(warrant_id="w", key="k", ok=True, cost=Budget(wall_time_s=2.5))])
+                             ActionCompleted(warrant_id="w", key="k", ok=True, cost=Budget(wall_time_s=2.5),
+                                             confinement=TERMS)])
+    log.append("warrant-w", [ActionAuthorized(warrant_id="w", agent_id="a1", action="command.run", target="bomb",
+                                              key="k2", digest="1" * 64, policy_hash="0" * 64, rule="r"),
+                             ActionCompleted(warrant_id="w", key="k2", ok=False, error="LimitExceeded: processes",
+                                             confinement=TERMS, limits_hit=["processes"])])
     return log
+
+
+TERMS = Confinement(sandbox="bubblewrap", cpu_s=60, wall_time_s=60.0, address_space=1 << 30, processes=64,
+                    file_size=1 << 20, open_files=64)
 
 
 def scrape(log, query=None) -> str:  # type: ignore[no-untyped-def]
@@ -87,6 +97,8 @@ def test_counters_come_from_the_log_and_gauges_from_the_read_models(tmp_path: Pa
     assert found[("council_queue_oldest_age_seconds", (("priority", "2"),))] == 3.5
     assert found[("council_agent_utilisation", (("agent", "a1"), ("role", "coder")))] == 0.25
     assert found[("council_read_models_up", ())] == 1 and found[("council_exporter_lag_events", ())] == 0
+    assert found[("council_command_actions_total", (("sandbox", "bubblewrap"),))] == 2
+    assert found[("council_command_limits_hit_total", (("limit", "processes"),))] == 1
 
 
 def test_actions_that_never_complete_are_forgotten_a_day_later(tmp_path: Path) -> None:
