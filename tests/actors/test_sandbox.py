@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -322,3 +325,34 @@ def test_bad_commands_are_refused_before_anything_runs(tree: Workspace) -> None:
             commands.run(tree, argv, box=box())
     with pytest.raises(WorkspaceError, match="outside the workspace"):
         commands.run(tree, ["ls"], "..", box=box())
+
+
+# -------------------------------------------------------------------------------- as an ordinary user
+
+
+@pytest.fixture
+def nobody_tree() -> Iterator[Path]:
+    """A tree an unprivileged user owns, outside pytest's private temporary directory."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root to become another user (setpriv)")
+    tree = Path(tempfile.mkdtemp(prefix="council-nobody-", dir="/var/tmp"))
+    os.chown(tree, sandboxes.SANDBOX_UID, sandboxes.SANDBOX_UID)
+    yield tree
+    shutil.rmtree(tree, ignore_errors=True)
+
+
+def test_as_an_ordinary_user_the_process_limit_is_rlimit_nproc_inside_the_user_namespace(
+        nobody_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path a council not run as root takes: no cgroup, RLIMIT_NPROC counted in the sandbox's own namespace."""
+    monkeypatch.setattr(os, "geteuid", lambda: sandboxes.SANDBOX_UID)  # the argv a non-root council builds
+    terms = SandboxTable(processes=16).terms(network=False, wall_time_s=30.0)
+    argv = Sandbox(terms, environment=()).argv(
+        ["sh", "-c", "id -u; n=0; while [ $n -lt 100 ]; do sleep 5 & n=$((n+1)); done; wait"], nobody_tree,
+        nobody_tree, processes=True)
+    assert "--uid" not in argv and any(a.startswith("--nproc=16") for a in argv)
+    monkeypatch.undo()
+    done = subprocess.run(["setpriv", f"--reuid={sandboxes.SANDBOX_UID}", f"--regid={sandboxes.SANDBOX_UID}",
+                           "--clear-groups", *argv], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert done.stdout.split()[0] == str(sandboxes.SANDBOX_UID), done.stderr
+    assert "fork" in done.stderr.lower(), done.stderr  # the 17th process was refused
