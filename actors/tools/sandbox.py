@@ -25,6 +25,7 @@ that holds the workspace, say), it is covered with an empty tmpfs: it does not e
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -79,18 +80,13 @@ class Sandbox:
         """Whether commands run in bubblewrap (else as plain processes, as the policy chose)."""
         return self.terms.sandbox == "bubblewrap"
 
-    def with_terms(self, terms: Confinement) -> Sandbox:
-        """The same box with other terms (another action's network grant or wall time)."""
-        return Sandbox(terms, self.hidden, self.readable, self.git, self.environment)
-
     def reading(self, *paths: str | Path) -> Sandbox:
         """The same box, also able to read ``paths``."""
-        return Sandbox(self.terms, self.hidden, self.readable + tuple(str(Path(p).resolve()) for p in paths),
-                       self.git, self.environment)
+        return dataclasses.replace(self, readable=self.readable + tuple(str(Path(p).resolve()) for p in paths))
 
     def for_git(self) -> Sandbox:
         """The same box with the tree's .git writable: for the council's own git, with hooks turned off."""
-        return Sandbox(self.terms, self.hidden, self.readable, True, self.environment)
+        return dataclasses.replace(self, git=True)
 
     def path(self) -> str:
         """PATH inside: the interpreter's own directory first, then the system's."""
