@@ -27,6 +27,23 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"agent-council {version('agent-council')}", markup=False)
+        except PackageNotFoundError:
+            out.print("agent-council (not installed: run from a source tree)", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print the version and exit.")] = False) -> None:
+    """agent-council: governed teams of software agents over one append-only, tamper-evident log."""
+
 StoreOption = Annotated[
     str | None,
     typer.Option("--store", help="Event store URL (sqlite:///path/events.db or memory://). [env: COUNCIL_STORE]",

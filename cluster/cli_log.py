@@ -11,7 +11,7 @@ import msgspec
 import typer
 
 from cluster.cli_app import StoreOption, app, open_log, out
-from events import RecordedEvent, VerifyReport
+from events import EventStore, RecordedEvent, VerifyReport, streams
 
 
 @app.command()
@@ -89,20 +89,30 @@ def events(
     store: StoreOption = None,
     stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
     start: Annotated[int, typer.Option("--from", min=1, help="First position (or stream version with --stream).")] = 1,
-    limit: Annotated[int | None, typer.Option(min=0, help="At most this many events.")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most this many events, from --from on.")] = None,
+    last: Annotated[int | None, typer.Option(min=1, help="Only the last N events (of the stream, or of those "
+                                                         "--type selects).")] = None,
     type_: Annotated[list[str] | None, typer.Option("--type", help="Only events of this type (repeatable).")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f",
                                          help="Keep printing new events as they are appended.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Print events from the log, by position or from one stream."""
+    """Print events from the log, by position or from one stream (a stream name, or the id of a task, request,
+    agent or warrant)."""
     with open_log(store, create=False) as es:
         if stream is not None:
             if follow:
                 raise typer.BadParameter("--follow reads the whole log; use --type to narrow it instead of --stream")
-            items = es.read_stream(stream, start, limit)
+            items = es.read_stream(_stream_of(es, stream), start, limit)
             items = [e for e in items if not type_ or e.type in type_]
-            for event in items:
+            for event in items[-last:] if last else items:
+                _print_event(event, as_json)
+            return
+        if last is not None:
+            if follow:
+                raise typer.BadParameter("--last prints what is in the log now; leave it out to --follow")
+            tail = _last_events(es, last, type_ or None)
+            for event in tail:
                 _print_event(event, as_json)
             return
         printed = 0
@@ -122,8 +132,32 @@ def _print_event(event: RecordedEvent, as_json: bool) -> None:
         sys.stdout.flush()
         return
     payload = msgspec.json.encode(event.payload).decode()
-    out.print(f"{event.position:>8} {event.recorded_at:%Y-%m-%d %H:%M:%S} {event.stream}@{event.stream_version} "
-              f"[bold]{event.type}[/] {payload}")
+    out.print(f"{event.position:>8} {event.recorded_at:%Y-%m-%d %H:%M:%S} {event.stream}@{event.stream_version} ",
+              f"[bold]{event.type}[/] ", end="")
+    out.print(payload, markup=False, highlight=False)  # the log's own text: "[policy]" is data, never markup
+
+
+def _stream_of(es: EventStore, given: str) -> str:
+    """The stream ``given`` names: itself if it has events, else the stream of the task, request, agent or warrant
+    with that id."""
+    if es.read_stream(given, 1, 1):
+        return given
+    for name in (streams.task(given), streams.request(given), streams.agent(given), streams.warrant(given)):
+        if es.read_stream(name, 1, 1):
+            return name
+    return given
+
+
+def _last_events(es: EventStore, count: int, types: list[str] | None) -> list[RecordedEvent]:
+    """The last ``count`` events of the log (of ``types``, if given), oldest first, read backwards a page at a time."""
+    found: list[RecordedEvent] = []
+    end = es.head()
+    while end >= 1 and len(found) < count:
+        start = max(1, end - max(count, 256) + 1)
+        page = es.read_all(start, end - start + 1)  # positions are gap-free: exactly start..end
+        found = [e for e in page if not types or e.type in types] + found
+        end = start - 1
+    return found[-count:]
 
 
 def _jsonable(event: RecordedEvent) -> dict[str, object]:

@@ -14,6 +14,7 @@ from cluster.cli_council import HomeOption, KeyOption, keyring, log_writer, pin,
 from events import Intent
 from events.catalogue import ApprovalRequested, PolicyAdopted, VoteProposed
 from governance import motions
+from governance.confinement import duration_text
 from governance.errors import GovernanceError
 from governance.policy import load_policy
 
@@ -36,8 +37,11 @@ def policy_check(file: Annotated[Path, typer.Argument(help="A policy file (TOML)
     out.print(table)
     for scope in SCOPES:
         limits = policy.budget_for(scope)
-        shown = ", ".join(f"{f} {getattr(limits, f):g}" for f in ("tokens", "money", "wall_time_s", "actions")
-                          if getattr(limits, f) is not None)
+        shown = ", ".join(part for part in (
+            f"{limits.tokens:,} tokens" if limits.tokens is not None else "",
+            f"${limits.money:,.2f}" if limits.money is not None else "",
+            f"{duration_text(limits.wall_time_s)} of wall time" if limits.wall_time_s is not None else "",
+            f"{limits.actions:,} actions" if limits.actions is not None else "") if part)
         out.print(f"budget per {scope}{' and request' if scope == 'agent' else ''}: {shown or 'unlimited'}")
     out.print(f"review findings at or above {review_threshold(policy)!r} stop a pipeline")
     box = policy.sandbox
@@ -86,3 +90,4 @@ def _proposed(policy_hash: str, decided: Intent) -> str:
         return f"proposed {policy_hash}; vote {event.vote_id} (`council vote cast {event.vote_id} adopt --key NAME`)"
     assert isinstance(event, PolicyAdopted)
     return f"adopted {policy_hash} (the policy in force allows it outright: {event.authority})"
+

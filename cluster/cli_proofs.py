@@ -33,6 +33,9 @@ def prove(position: Annotated[int, typer.Argument(min=1, help="The log position 
                   f"(tree size {bundle.get('checkpoint', {}).get('tree_size', '?')})")
         return
     with open_log(store, create=False) as log:
+        head = log.head()
+        if position > head:
+            raise GovernanceError(f"the log has {head} events; there is no position {position} to prove")
         signed = [e.payload for e in log.read_all(1, None, ["checkpoint.signed"])]
         covering = [c for c in signed if isinstance(c, CheckpointSigned) and c.tree_size >= position]
         if not covering:

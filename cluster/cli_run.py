@@ -10,8 +10,12 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, result_table, settings_for
+from cluster.cli_app import AddressOption, StoreOption, app, err, out, quiet_ray, result_table, settings_for
 from events import CouncilError
+
+
+class UnknownCapability(CouncilError):
+    """A task was submitted for a capability no registered agent has."""
 
 
 class InvalidInput(CouncilError):
@@ -105,10 +109,16 @@ def submit(
     depends_on: Annotated[list[str] | None,
                           typer.Option("--depends-on", help="A task id to wait for (repeatable).")] = None,
     title: Annotated[str, typer.Option(help="A short description.")] = "",
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the task completes or is dead-lettered.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the task completes, is dead-lettered or is "
+                                                      "cancelled.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 300.0,
+    force: Annotated[bool, typer.Option("--force", help="Queue it even if no agent running now can do it (for one "
+                                                        "that will come later).")] = False,
 ) -> None:
-    """Submit a task; print its id (and, with --wait, how it ended)."""
+    """Submit a task; print its id (and, with --wait, how it ended).
+
+    A capability no registered agent has is refused before anything is written, unless --force.
+    """
     from cluster.driver import Council
 
     try:
@@ -120,6 +130,14 @@ def submit(
         raise InvalidInput("--inputs must be a JSON object, like --inputs '{\"seconds\": 1}'")
     quiet_ray()
     council = Council.connect(settings_for(store, address))
+    known = council.capabilities()
+    if capability not in known:
+        if not force:
+            raise UnknownCapability(f"no agent can do {capability!r}; the agents running can do: "
+                                    f"{', '.join(sorted(known)) or 'nothing (none is registered)'} (`council skills` "
+                                    "lists every skill); pass --force to queue it for an agent that will come later")
+        err.print(f"warning: no agent running now can do {capability!r}; the task waits in its queue until one "
+                  "registers (`council cancel TASK` removes it)", markup=False)
     task_id = council.submit(capability, parsed, priority=priority, depends_on=depends_on or [], title=title)
     out.print(task_id)
     if wait:
@@ -127,6 +145,25 @@ def submit(
         out.print(outcome)
         if outcome != "completed":
             raise typer.Exit(1)
+
+
+@app.command()
+def cancel(
+    target: Annotated[str, typer.Argument(help="A task id, or a request id (r-…) to cancel all its tasks that have "
+                                               "not run.")],
+    reason: Annotated[str, typer.Option(help="Why it is cancelled (kept in the log).")] = "",
+    store: StoreOption = None,
+    address: AddressOption = None,
+) -> None:
+    """Cancel a task that waits (submitted, queued, failed, awaiting approval or dead-lettered), or every such task
+    of a request. A running task is never cut off mid-action; tasks that depend on a cancelled one are
+    dead-lettered."""
+    from cluster.driver import Council
+
+    quiet_ray()
+    cancelled = Council.connect(settings_for(store, address)).cancel(target, reason)
+    for task_id in cancelled:
+        out.print(f"cancelled {task_id}")
 
 
 @app.command()

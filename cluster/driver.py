@@ -27,20 +27,25 @@ from cluster.system import System, boot, check
 from cluster.team import AgentSpec, Team, load_team
 from events import NO_STREAM, CouncilError, Event, Intent, Metadata, NewEvent, RecordedEvent, streams
 from events.catalogue import (
+    CANCELLABLE,
     AlertRaised,
     RequestSubmitted,
+    TaskCancelled,
     TaskCompleted,
     TaskDeadLettered,
     TaskRequeued,
     TaskSpec,
     TaskStatus,
     TaskSubmitted,
+    status_after,
 )
+from events.errors import ConcurrencyError
 from governance.ledgers import policy_in
 from governance.policy import Policy
 from projections import QueryResult
 
-TERMINAL = {TaskCompleted.type_name: TaskStatus.COMPLETED, TaskDeadLettered.type_name: TaskStatus.DEAD_LETTERED}
+TERMINAL = {TaskCompleted.type_name: TaskStatus.COMPLETED, TaskDeadLettered.type_name: TaskStatus.DEAD_LETTERED,
+            TaskCancelled.type_name: TaskStatus.CANCELLED}
 """The events that settle a task, and the status each leaves it in."""
 
 
@@ -50,7 +55,8 @@ def new_request_id() -> str:
 
 
 class Settling(Process):
-    """Which of some tasks have settled (completed or dead-lettered), folded from the log's settling events only."""
+    """Which of some tasks have settled (completed, dead-lettered or cancelled), folded from the log's settling events
+    only."""
 
     types = tuple(TERMINAL)
 
@@ -62,7 +68,7 @@ class Settling(Process):
     def evolve(self, event: RecordedEvent) -> None:
         """A task settled: if it is one of ours, note how."""
         settled = event.payload
-        if isinstance(settled, TaskCompleted | TaskDeadLettered) and settled.task_id in self.open:
+        if isinstance(settled, TaskCompleted | TaskDeadLettered | TaskCancelled) and settled.task_id in self.open:
             self.open.discard(settled.task_id)
             self.done[settled.task_id] = TERMINAL[event.type]
 
@@ -73,6 +79,14 @@ class CouncilNotRunning(CouncilError):
 
 class NotDeadLettered(CouncilError):
     """A requeue named a task that is not in the dead-letter queue."""
+
+
+class CannotCancel(CouncilError):
+    """A cancel named no task or request, or a task that is running or settled."""
+
+
+class StillOpen(CouncilError, TimeoutError):
+    """A wait ran out of time with tasks still open; the message says which and where they stand."""
 
 
 class Council:
@@ -170,10 +184,12 @@ class Council:
 
     def wait(self, task_ids: Iterable[str], timeout: float = 300.0, *,
              since: int | None = None) -> dict[str, TaskStatus]:
-        """Wait until every task completed or was dead-lettered; return each one's :class:`TaskStatus` then.
+        """Wait until every task completed, was dead-lettered or was cancelled; return each one's
+        :class:`TaskStatus` then.
 
         Looks at the log from ``since`` (default: where it stood before this driver's first
-        submission). Raises :class:`TimeoutError` naming how many are still open after ``timeout``.
+        submission). Raises :class:`StillOpen` (a ``TimeoutError``) naming the tasks still open
+        after ``timeout``, where each stands, and what to do.
         """
         settling = Settling(task_ids, after=(since or self._since or 1) - 1)
         deadline = time.monotonic() + timeout
@@ -183,9 +199,63 @@ class Council:
                 return settling.done
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{len(settling.open)} of {len(settling.open) + len(settling.done)} tasks still "
-                                   f"open after {timeout:.0f} s")
+                stand = ", ".join(f"{t} is {self.status_of(t) or 'unknown'}" for t in sorted(settling.open)[:5])
+                raise StillOpen(f"{len(settling.open)} of {len(settling.open) + len(settling.done)} task(s) still "
+                                f"open after {timeout:.0f} s ({stand}); `council status` shows the agents and "
+                                "queues, `council cancel TASK` stops one that waits")
             self.store.wait_for(settling.position + 1, timeout=min(remaining, 1.0))
+
+    def status_of(self, task_id: str) -> TaskStatus | None:
+        """Where a task stands now, folded from its stream (None: there is no such task)."""
+        return status_after(e.type for e in self.store.read_stream(streams.task(task_id)))
+
+    def capabilities(self) -> set[str]:
+        """The capabilities of the agents registered and not retired: what a task submitted now can be given to."""
+        rows = self.sql("SELECT DISTINCT unnest(capabilities) FROM agents WHERE status != 'retired'").rows
+        return {str(row[0]) for row in rows}
+
+    def cancel(self, target: str, reason: str = "") -> list[str]:
+        """Cancel a task, or every task of a request (``r-…``) that has not run; return the tasks cancelled.
+
+        A task holding an agent's slot (assigned or running) is not cut off mid-action: cancelling
+        it alone is refused, and a request's running tasks are left to finish. Settled tasks are
+        left as they are. Each cancellation is a ``task.cancelled`` appended at the version its
+        status was read from; the dispatcher never runs the task, and dead-letters those that
+        depend on it. :class:`CannotCancel` if nothing could be cancelled, saying why.
+        """
+        if target.startswith("r-"):
+            rows = self.sql(f"SELECT task_id FROM tasks WHERE request_id = '{_quoted(target)}' ORDER BY task_id").rows
+            if not rows:
+                raise CannotCancel(f"there is no request {target!r} with tasks; list them with "
+                                   "`council sql \"SELECT * FROM requests\"`")
+            done = [t for t in (str(r[0]) for r in rows) if self._cancel(t, reason, alone=False)]
+            if not done:
+                raise CannotCancel(f"request {target} has no task left to cancel: each is running, completed, "
+                                   "dead-lettered or cancelled already")
+            return done
+        self._cancel(target, reason, alone=True)
+        return [target]
+
+    def _cancel(self, task_id: str, reason: str, *, alone: bool) -> bool:
+        for _ in range(5):  # the dispatcher may move the task between the read and the append: read again
+            history = self.store.read_stream(streams.task(task_id))
+            status = status_after(e.type for e in history)
+            if status is None:
+                raise CannotCancel(f"there is no task {task_id!r}; `council sql \"SELECT task_id, status FROM "
+                                   "tasks\"` lists them")
+            if status not in CANCELLABLE:
+                if not alone:
+                    return False
+                why = ("it is running on an agent and is not cut off mid-action; let it finish or fail"
+                       if status in (TaskStatus.ASSIGNED, TaskStatus.RUNNING) else f"it is {status} already")
+                raise CannotCancel(f"task {task_id} cannot be cancelled: {why}")
+            try:
+                self.store.append(streams.task(task_id), [TaskCancelled(task_id=task_id, reason=reason[:2000])],
+                                  history[-1].stream_version)
+                return True
+            except ConcurrencyError:
+                continue
+        raise CannotCancel(f"task {task_id} kept moving while it was being cancelled; try again")
 
     def requeue(self, task_id: str, reason: str = "") -> None:
         """Put a dead-lettered task back in its queue with a fresh set of attempts."""
@@ -255,3 +325,8 @@ class Council:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _quoted(value: str) -> str:
+    """``value`` inside a single-quoted SQL string."""
+    return value.replace("'", "''")

@@ -101,9 +101,9 @@ class SandboxTable(BaseModel):
         """The limits in words: ``CPU 30m, 8GiB of memory per process; 512 processes; files up to 1GiB; ...``."""
         if self.mode == "off":
             return "commands run unconfined (no sandbox)"
-        return (f"commands run in a bubblewrap sandbox: CPU {_seconds_text(self.cpu)} and {size_text(self.memory)} "
+        return (f"commands run in a bubblewrap sandbox: CPU {duration_text(self.cpu)} and {size_text(self.memory)} "
                 f"of address space per process, {self.processes} processes, files up to {size_text(self.file_size)}, "
-                f"{self.open_files} open files, {_seconds_text(self.wall_time)} of wall time per command")
+                f"{self.open_files} open files, {duration_text(self.wall_time)} of wall time per command")
 
     def warning(self) -> str | None:
         """What a report must say about this table, if anything: a warning when commands run unconfined."""
@@ -121,8 +121,9 @@ def size_text(size: int) -> str:
     return f"{size}B"
 
 
-def _seconds_text(seconds: int) -> str:
-    for unit in ("h", "m"):
-        if seconds >= _SECONDS[unit] and seconds % _SECONDS[unit] == 0:
-            return f"{seconds // _SECONDS[unit]}{unit}"
-    return f"{seconds}s"
+def duration_text(seconds: float) -> str:
+    """Seconds as people write them in a policy: ``1d``, ``4h``, ``15m``, else ``90s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

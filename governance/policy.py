@@ -44,7 +44,7 @@ from pydantic import (
 
 from events.catalogue import Budget, PolicyAdopted
 from governance import globs
-from governance.confinement import SandboxTable
+from governance.confinement import SandboxTable, duration_text
 from governance.errors import PolicyError
 from governance.keys import NAME as KEY_NAME
 from governance.policy_errors import consistency_problems
@@ -191,7 +191,7 @@ class Rule(_Frozen):
             return f"{who} may {what}{where} once {self.approvals} of {', '.join(self.approvers or ())} approve"
         if self.effect == "vote":
             return (f"{who} may {what}{where} if {', '.join(self.voters or ())} vote for it "
-                    f"(quorum {self.quorum}, within {_duration_text(self.deadline or 0)})")
+                    f"(quorum {self.quorum}, within {duration_text(self.deadline or 0)})")
         return f"{who} may {what}{where}"
 
 
@@ -303,7 +303,7 @@ class Policy(_Frozen):
             rule = first["vote"][0]
             voters, deadline = rule.voters or (), rule.deadline or 0.0
             return PolicyDecision("vote", rule.name, f'rule "{rule.name}" puts {what} to a vote of '
-                                  f"{', '.join(voters)} (quorum {rule.quorum}, within {_duration_text(deadline)})",
+                                  f"{', '.join(voters)} (quorum {rule.quorum}, within {duration_text(deadline)})",
                                   voters=voters, quorum=rule.quorum or 0, deadline_s=deadline, network=rule.network)
         if first["approve"]:
             rule = max(first["approve"], key=lambda r: r.approvals or 0)  # max() keeps the first of equals
@@ -397,10 +397,3 @@ def _upgrade_legacy(data: dict[str, Any]) -> None:
     pipeline = tool.setdefault("pipeline", {}) if isinstance(tool, dict) else None
     if isinstance(pipeline, dict):
         pipeline.setdefault("review_block_at", review["block_at"])
-
-
-def _duration_text(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

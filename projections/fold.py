@@ -29,7 +29,7 @@ _UNCOUNTED = "(not counted yet)"
 """Stands for the status of a task the fold has not seen before: it is in no count yet."""
 
 _BUCKETS: dict[str | None, str | None] = {TaskStatus.COMPLETED: "completed", TaskStatus.DEAD_LETTERED: "dead_lettered",
-                                          _UNCOUNTED: None}
+                                          TaskStatus.CANCELLED: "cancelled", _UNCOUNTED: None}
 """Which of a request's counters a task in a status counts in; any status not here: ``in_progress``."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -154,12 +154,16 @@ class Fold:
             req.completed += delta
         elif bucket == "dead_lettered":
             req.dead_lettered += delta
+        elif bucket == "cancelled":
+            req.cancelled += delta
         else:
             req.in_progress += delta
         if req.tasks and req.completed == req.tasks:
             status = "completed"
         elif req.dead_lettered and not req.in_progress:
             status = "failed"
+        elif req.cancelled and not req.in_progress:
+            status = "cancelled"
         else:
             status = "open"
         if status != req.status:

@@ -50,6 +50,7 @@ class RequestRow(msgspec.Struct, gc=False):
     tasks: int = 0
     completed: int = 0
     dead_lettered: int = 0
+    cancelled: int = 0
     in_progress: int = 0
     status: str = "open"
     finished_at: int | None = None

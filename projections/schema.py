@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The layout version stored in every projection file's state table."""
 
 STATE_TABLE = "_projector_state"
@@ -92,9 +92,11 @@ REQUESTS = Table("requests", "One row per request: its tasks' progress, counted 
     Column("tasks", "INTEGER", "tasks that carry the request's id"),
     Column("completed", "INTEGER", "of those, completed"),
     Column("dead_lettered", "INTEGER", "of those, dead-lettered"),
-    Column("in_progress", "INTEGER", "of those, neither completed nor dead-lettered"),
-    Column("status", "VARCHAR", "open; completed (every task completed); or failed (a task is dead-lettered "
-                                "and none is in progress)"),
+    Column("cancelled", "INTEGER", "of those, cancelled by a person"),
+    Column("in_progress", "INTEGER", "of those, neither completed, dead-lettered nor cancelled"),
+    Column("status", "VARCHAR", "open; completed (every task completed); failed (a task is dead-lettered and none "
+                                "is in progress); or cancelled (a task was cancelled, none failed, none is in "
+                                "progress)"),
     Column("finished_at", _TS, "when the status became completed or failed; NULL while open"),
     Column("position", "BIGINT", "log position of the last event that changed this row"),
 ))

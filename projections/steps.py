@@ -38,6 +38,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "task.requeued": ("task_id",),
     "task.awaiting": ("task_id", "agent_id", "attempt", "authority_id"),
     "task.resumed": ("task_id", "authority_id"),
+    "task.cancelled": ("task_id", "reason"),
     "agent.registered": ("agent_id", "role", "capabilities", "version", "slots", "epoch"),
     "agent.heartbeat": ("agent_id", "epoch"),
     "agent.unresponsive": ("agent_id",),
@@ -152,11 +153,16 @@ def _resumed(row: TaskRow, e: Payload, at: int) -> None:
     row.queued_at, row.started_at = at, None
 
 
+def _cancelled(row: TaskRow, e: Payload, at: int) -> None:
+    row.last_error = f"cancelled: {e.reason}" if e.reason else "cancelled"
+    row.finished_at, row.lease_expires_at, row.not_before = at, None, None
+
+
 TASK_STEPS: dict[str, TaskStep] = {
     "task.submitted": _submitted, "task.queued": _queued, "task.assigned": _assigned, "task.started": _started,
     "task.completed": _completed, "task.failed": _failed, "task.lease_expired": _lease_expired,
     "task.retried": _retried, "task.dead_lettered": _dead_lettered, "task.requeued": _requeued,
-    "task.awaiting": _awaiting, "task.resumed": _resumed,
+    "task.awaiting": _awaiting, "task.resumed": _resumed, "task.cancelled": _cancelled,
 }
 """The step of each task event type; every one's payload has a ``task_id``."""
 

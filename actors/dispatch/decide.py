@@ -66,6 +66,10 @@ def effective_priority(task: TaskView, now: float, settings: DispatchSettings) -
     return max(0, task.priority - int((now - task.queued_at) // settings.ageing))
 
 
+_GONE = {TaskStatus.DEAD_LETTERED: "dead-lettered", TaskStatus.CANCELLED: "cancelled"}
+"""Statuses of a dependency that will never complete, and how a dependent's dead letter says it."""
+
+
 def _release_dependents(state: DispatchState, now: float, settings: DispatchSettings) -> list[Intent]:
     """Queue submitted tasks whose dependencies completed; dead-letter those with a dead dependency."""
     out = []
@@ -74,11 +78,12 @@ def _release_dependents(state: DispatchState, now: float, settings: DispatchSett
         if task.status != TaskStatus.SUBMITTED:
             continue
         deps = [state.tasks.get(d) for d in task.depends_on]
-        dead = next((d for d in deps if d is not None and d.status == TaskStatus.DEAD_LETTERED), None)
+        dead = next((d for d in deps if d is not None and d.status in _GONE), None)
         if dead is not None:
             out.append(Intent(task.stream, [TaskDeadLettered(
-                task_id=task_id, attempts=0, last_error=f"dependency {dead.task_id} was dead-lettered",
-                kind=dead.failure, dependency=dead.task_id)], task.version))
+                task_id=task_id, attempts=0, last_error=f"dependency {dead.task_id} was {_GONE[dead.status]}",
+                kind="permanent" if dead.status == TaskStatus.CANCELLED else dead.failure, dependency=dead.task_id)],
+                task.version))
         elif all(d is not None and d.status == TaskStatus.COMPLETED for d in deps):
             wait = settings.start_deadlines[task.priority]
             out.append(Intent(task.stream, [TaskQueued(

@@ -24,6 +24,7 @@ from events.catalogue import (
     FailureKind,
     TaskAssigned,
     TaskAwaiting,
+    TaskCancelled,
     TaskCompleted,
     TaskDeadLettered,
     TaskFailed,
@@ -149,7 +150,8 @@ class DispatchState:
             case VoteDecided() as p:
                 self._authority_decided(p.vote_id, f"vote: {p.outcome}")
             case (TaskQueued() | TaskAssigned() | TaskStarted() | TaskCompleted() | TaskFailed() | TaskLeaseExpired()
-                  | TaskRetried() | TaskDeadLettered() | TaskRequeued() | TaskAwaiting() | TaskResumed()):
+                  | TaskRetried() | TaskDeadLettered() | TaskRequeued() | TaskAwaiting() | TaskResumed()
+                  | TaskCancelled()):
                 self._task_moved(event, at)
         self.position = event.position
 
@@ -200,6 +202,13 @@ class DispatchState:
                 self._release(task)
                 self.undecided.discard(task.task_id)
                 self.waiting.discard(task.task_id)  # its inputs stay: a requeue runs it again with them
+            case TaskCancelled():
+                # Only a task holding no slot is cancelled; its queue entry, if any, is stale from now on.
+                self._release(task)
+                self.waiting.discard(task.task_id)
+                self.undecided.discard(task.task_id)
+                self.resumable.discard(task.task_id)
+                task.inputs = None
             case TaskRequeued():
                 task.attempt += 1
                 task.first_attempt = task.attempt

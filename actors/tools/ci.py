@@ -38,7 +38,7 @@ from events.catalogue import (
     ReviewReported,
     TaskCompleted,
     TaskStatus,
-    next_status,
+    status_after,
 )
 from events.catalogue.work import SEVERITIES, Severity
 from governance import provenance
@@ -74,13 +74,7 @@ class CiTools(Tools):
 
     def status_of(self, task_id: str) -> TaskStatus | None:
         """Where a task is now (its stream folded), or None if its stream is empty."""
-        status: TaskStatus | None = None
-        for event in self.history(streams.task(task_id)) if self.history else []:
-            try:
-                status = next_status(status, event.type)
-            except KeyError:  # not an event that moves a task
-                continue
-        return status
+        return status_after(e.type for e in self.history(streams.task(task_id))) if self.history else None
 
     def impact(self, changed: list[str], scope: str = "tests") -> impacts.Impact:
         """``file.read`` of the tree: the tests the changed files reach through imports, or "run all" and why."""

@@ -37,6 +37,7 @@ from events.catalogue.governance import (
 from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnresponsive, AlertRaised
 from events.catalogue.requests import PipelinePlanned, PlannedStep, RequestSubmitted
 from events.catalogue.tasks import (
+    CANCELLABLE,
     HOLDING,
     RETRIED,
     SETTLED,
@@ -44,6 +45,7 @@ from events.catalogue.tasks import (
     FailureKind,
     TaskAssigned,
     TaskAwaiting,
+    TaskCancelled,
     TaskCompleted,
     TaskDeadLettered,
     TaskFailed,
@@ -57,6 +59,7 @@ from events.catalogue.tasks import (
     TaskStatus,
     TaskSubmitted,
     next_status,
+    status_after,
 )
 from events.catalogue.work import (
     Artefact,
@@ -70,6 +73,7 @@ from events.catalogue.work import (
 )
 
 __all__ = [
+    "CANCELLABLE",
     "HOLDING",
     "RETRIED",
     "SETTLED",
@@ -113,6 +117,7 @@ __all__ = [
     "ReviewReported",
     "TaskAssigned",
     "TaskAwaiting",
+    "TaskCancelled",
     "TaskCompleted",
     "TaskDeadLettered",
     "TaskFailed",
@@ -132,4 +137,5 @@ __all__ = [
     "WarrantIssued",
     "WarrantRevoked",
     "next_status",
+    "status_after",
 ]

@@ -19,6 +19,7 @@ is retried (:data:`RETRIED`) and what the error detector does once the task is d
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -164,6 +165,16 @@ def _task_dead_lettered_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 Requeuer = Literal["person", "error-detector"]
 
 
+@event_type("task.cancelled")
+class TaskCancelled(Event, frozen=True):
+    """A person cancelled a task that was not running: it will not run, and the tasks that depend on it will not
+    either."""
+
+    task_id: Id
+    reason: Text = ""
+    by: Text = "person"
+
+
 @event_type("task.requeued", version=2)
 class TaskRequeued(Event, frozen=True):
     """A dead-lettered task went back in its queue with a fresh set of attempts; ``by`` says who sent it."""
@@ -220,17 +231,23 @@ class TaskStatus(StrEnum):
     """An attempt failed (or its lease expired); the dispatcher has not decided yet whether to retry."""
     DEAD_LETTERED = "dead_lettered"
     """Will not be tried again unless someone requeues it."""
+    CANCELLED = "cancelled"
+    """A person cancelled it before it ran (or while it waited); it never runs."""
 
 
 HOLDING: frozenset[TaskStatus] = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
 """Statuses in which a task occupies a slot of its agent."""
 
-SETTLED: frozenset[TaskStatus] = frozenset({TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED})
-"""Statuses a task leaves only if a person requeues it."""
+SETTLED: frozenset[TaskStatus] = frozenset({TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED})
+"""Statuses a task leaves only if a person requeues it (a cancelled task, never)."""
+
+CANCELLABLE: frozenset[TaskStatus] = frozenset({TaskStatus.SUBMITTED, TaskStatus.QUEUED, TaskStatus.FAILED,
+                                                TaskStatus.AWAITING_APPROVAL, TaskStatus.DEAD_LETTERED})
+"""Statuses from which a person may cancel a task: it holds no agent's slot, so nothing is cut off mid-action."""
 
 TASK_EVENTS: tuple[type[Event], ...] = (
     TaskSubmitted, TaskQueued, TaskAssigned, TaskStarted, TaskCompleted, TaskFailed, TaskLeaseExpired, TaskRetried,
-    TaskDeadLettered, TaskRequeued, TaskAwaiting, TaskResumed,
+    TaskDeadLettered, TaskRequeued, TaskAwaiting, TaskResumed, TaskCancelled,
 )
 """Every event of a task's stream; each moves the task to the status :func:`next_status` gives."""
 
@@ -239,6 +256,7 @@ _AFTER: dict[type[Event], TaskStatus] = {
     TaskStarted: TaskStatus.RUNNING, TaskCompleted: TaskStatus.COMPLETED, TaskFailed: TaskStatus.FAILED,
     TaskLeaseExpired: TaskStatus.FAILED, TaskRetried: TaskStatus.QUEUED, TaskDeadLettered: TaskStatus.DEAD_LETTERED,
     TaskRequeued: TaskStatus.QUEUED, TaskAwaiting: TaskStatus.AWAITING_APPROVAL, TaskResumed: TaskStatus.QUEUED,
+    TaskCancelled: TaskStatus.CANCELLED,
 }
 _AFTER_ANY: dict[type[Event] | str, TaskStatus] = {
     key: status for cls, status in _AFTER.items() for key in (cls, cls.type_name)}
@@ -256,6 +274,19 @@ def next_status(status: TaskStatus | None, event: type[Event] | str) -> TaskStat
     if after is _RUNNING and status is not None and status != _ASSIGNED:
         return status
     return after
+
+
+def status_after(types: Iterable[str]) -> TaskStatus | None:
+    """Where a task stands after its stream's events (their type names, in order); None for an empty stream.
+
+    Events that do not move a task are passed over.
+    """
+    status: TaskStatus | None = None
+    for type_name in types:
+        after = _AFTER_ANY.get(type_name)
+        if after is not None:
+            status = next_status(status, type_name)
+    return status
 
 
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,6 +21,7 @@ from events.catalogue import (
     ApprovalGranted,
     FailureKind,
     TaskAwaiting,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskRequeued,
@@ -260,6 +261,24 @@ def test_dependencies_are_honoured(store: EventStore) -> None:
     buried = store.read_stream("task-deploy")[-1].payload
     assert buried.last_error == "dependency test was dead-lettered"
     assert (buried.kind, buried.dependency) == ("permanent", "test")  # its dependency's kind, and which one
+
+
+def test_a_cancelled_task_is_never_assigned_and_its_dependents_are_dead_lettered(store: EventStore) -> None:
+    d = Dispatcher(store)
+    submit(store, "nobody-can", capability="no.such.skill")
+    submit(store, "after", depends_on=["nobody-can"])
+    d.round()
+    assert statuses(d) == {"nobody-can": "queued", "after": "submitted"}
+    queued = d.state.tasks["nobody-can"]
+    store.append(queued.stream, [TaskCancelled(task_id="nobody-can", reason="no agent has it")], queued.version)
+    agent(store, "late-1", ["no.such.skill"])  # an agent that could have taken it comes after the cancellation
+    d.round()
+    d.round()
+    assert statuses(d) == {"nobody-can": "cancelled", "after": "dead_lettered"}
+    assert [e.type for e in store.read_stream("task-nobody-can")][-1] == "task.cancelled"  # never assigned
+    buried = store.read_stream("task-after")[-1].payload
+    assert (buried.last_error, buried.kind, buried.dependency) == (
+        "dependency nobody-can was cancelled", "permanent", "nobody-can")
 
 
 def test_an_agent_seen_dead_loses_its_leases_at_once(store: EventStore) -> None:

@@ -10,7 +10,8 @@ from cli_support import ROOT, council
 
 from cluster.settings import DEFAULT_STORE, ConfigurationError, Settings
 from events import open_store
-from events.catalogue import TaskQueued
+from events.catalogue import RequestSubmitted, TaskQueued
+from governance.keys import Keyring
 
 
 def test_demo_appends_follows_and_verifies_in_the_default_store(tmp_path: Path) -> None:
@@ -42,6 +43,40 @@ def test_events_prints_filters_and_emits_json(tmp_path: Path) -> None:
     assert one.returncode == 0 and "task-4@1" in one.stdout and one.stdout.count("\n") == 1
     env = council("events", cwd=tmp_path, env={"COUNCIL_STORE": url})
     assert env.returncode == 0 and env.stdout.count("task.queued") == 5
+
+
+def test_events_shows_text_as_it_is_the_last_ones_and_a_stream_by_its_ids(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    with open_store(url) as s:
+        for i in range(300):
+            s.append(f"task-t{i}", [TaskQueued(task_id=f"t{i}", priority=i % 4)])
+        s.append("request-r-1", [RequestSubmitted(request_id="r-1", title="[policy] and [[rules]] stay [bold]")])
+    shown = council("events", "--store", url, "--last", "1", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("\n") == 1 and "[policy] and [[rules]] stay [bold]" in shown.stdout
+    last = council("events", "--store", url, "--last", "3", "--type", "task.queued", "--json", cwd=tmp_path)
+    assert [json.loads(line)["position"] for line in last.stdout.splitlines()] == [298, 299, 300]
+    by_id = council("events", "--store", url, "--stream", "t7", cwd=tmp_path)
+    assert by_id.returncode == 0 and "task-t7@1" in by_id.stdout and by_id.stdout.count("\n") == 1
+    request = council("events", "--store", url, "--stream", "r-1", cwd=tmp_path)
+    assert "request-r-1@1" in request.stdout
+
+
+def test_version_is_the_installed_packages(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    shown = council("--version", cwd=tmp_path)
+    assert shown.returncode == 0 and shown.stdout.strip() == f"agent-council {version('agent-council')}"
+
+
+def test_prove_beyond_the_log_says_how_long_the_log_is(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    with open_store(url) as s:
+        s.append("task-t1", [TaskQueued(task_id="t1", priority=1)])
+    Keyring(tmp_path / ".council" / "keys").new("council")
+    far = council("prove", "999999999", "--store", url, cwd=tmp_path)
+    assert far.returncode == 2 and far.stderr.strip() == ("error: the log has 1 events; there is no position "
+                                                           "999999999 to prove")
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,8 @@ def test_policy_check_prints_what_it_allows_and_refuses_a_bad_file_by_line(tmp_p
     ok = council("policy", "check", str(ROOT / "examples" / "policy.toml"), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok: ") and "allow" in ok.stdout and "deny" in ok.stdout and "approve" in ok.stdout
-    assert "budget per agent and request: " in ok.stdout
+    assert "budget per agent and request: 400,000 tokens, $5.00, 1h of wall time, 400 actions" in ok.stdout
+    assert "budget per request: 2,000,000 tokens, $20.00, 4h of wall time, 2,000 actions" in ok.stdout
     assert "review findings at or above 'high' stop a pipeline" in ok.stdout
     text = POLICY.replace('effect = "approve"', 'efect = "approve"', 1)
     (tmp_path / "bad.toml").write_text(text)

@@ -42,6 +42,36 @@ def test_a_driver_script_runs_as_a_ray_job_against_the_running_council(running: 
 
 
 @pytest.mark.slow
+def test_an_unknown_capability_is_refused_and_a_forced_one_waits_until_it_is_cancelled(running: Path) -> None:
+    home = running
+    tasks = "SELECT count(*) AS n FROM tasks"
+    before = council("sql", tasks, "--format", "csv", cwd=home).stdout
+    refused = council("submit", "code.generate", "--wait", cwd=home)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith("error: no agent can do 'code.generate'; the agents running can do: ")
+    assert "sleep" in refused.stderr and "--force" in refused.stderr
+    assert council("sql", tasks, "--format", "csv", cwd=home).stdout == before  # nothing was written
+
+    forced = council("submit", "code.generate", "--force", "--wait", "--timeout", "2", cwd=home)
+    assert forced.returncode == 2 and "Traceback" not in forced.stderr, forced.stderr
+    task_id = forced.stdout.split()[0]
+    warning, error = forced.stderr.strip().splitlines()
+    assert warning.startswith("warning: no agent running now can do 'code.generate'")
+    assert error.startswith(f"error: 1 of 1 task(s) still open after 2 s ({task_id} is queued)")
+
+    cancelled = council("cancel", task_id, "--reason", "no agent has that skill", cwd=home)
+    assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"cancelled {task_id}", cancelled.stderr
+    row = council("sql", f"SELECT status, last_error FROM tasks WHERE task_id = '{task_id}'", "--format", "json",
+                  cwd=home)
+    assert json.loads(row.stdout) == {"status": "cancelled", "last_error": "cancelled: no agent has that skill"}
+    twice = council("cancel", task_id, cwd=home)
+    assert twice.returncode == 2 and twice.stderr.strip() == (f"error: task {task_id} cannot be cancelled: it is "
+                                                                "cancelled already")
+    unknown = council("cancel", "t-no-such-task", cwd=home)
+    assert unknown.returncode == 2 and "there is no task 't-no-such-task'" in unknown.stderr
+
+
+@pytest.mark.slow
 def test_up_submit_status_sql_export_down(running: Path) -> None:
     home = running
     assert (home / ".council" / "events.db").exists()
@@ -84,7 +114,7 @@ def test_up_submit_status_sql_export_down(running: Path) -> None:
     assert down.returncode == 0 and "stopped" in down.stdout
     offline = council("sql", "SELECT count(*) AS n FROM tasks", "--format", "csv", cwd=home)
     assert offline.returncode == 0, offline.stderr
-    assert offline.stdout.splitlines() == ["n", "6"]  # two tasks submitted here, four by the Ray job
+    assert offline.stdout.splitlines() == ["n", "7"]  # two tasks submitted here, one cancelled, four by the Ray job
     requeued = council("events", "--type", "task.requeued", "--json", cwd=home)
     assert json.loads(requeued.stdout)["payload"]["reason"] == "try once more"
     assert council("verify", cwd=home).stdout.startswith("ok: ")

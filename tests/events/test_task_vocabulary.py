@@ -11,6 +11,8 @@ import pytest
 
 from events import VOCABULARY, streams
 from events.catalogue import (
+    CANCELLABLE,
+    HOLDING,
     RETRIED,
     SETTLED,
     TASK_EVENTS,
@@ -25,6 +27,7 @@ from events.catalogue import (
     TaskStatus,
     TaskSubmitted,
     next_status,
+    status_after,
 )
 from events.streams import Kind, StreamRef
 
@@ -35,7 +38,7 @@ def test_every_task_event_moves_a_task_and_the_class_and_its_type_name_agree() -
         by_class, by_name = next_status(status, event), next_status(status, event.type_name)
         assert by_class is by_name and isinstance(by_class, TaskStatus)
         moved += 1
-    assert moved == len(TASK_EVENTS) * (len(TaskStatus) + 1) == 108
+    assert moved == len(TASK_EVENTS) * (len(TaskStatus) + 1) == 130
 
 
 def test_each_task_event_leads_to_the_status_the_lifecycle_gives_it() -> None:
@@ -44,6 +47,7 @@ def test_each_task_event_leads_to_the_status_the_lifecycle_gives_it() -> None:
         "task.started": "running", "task.completed": "completed", "task.failed": "failed",
         "task.lease_expired": "failed", "task.retried": "queued", "task.dead_lettered": "dead_lettered",
         "task.requeued": "queued", "task.awaiting": "awaiting_approval", "task.resumed": "queued",
+        "task.cancelled": "cancelled",
     }
     assert {e.type_name: next_status(TaskStatus.ASSIGNED, e).value for e in TASK_EVENTS} == lifecycle
 
@@ -64,8 +68,9 @@ def test_only_task_events_have_a_transition() -> None:
 
 def test_statuses_are_the_read_models_words_and_settled_ones_are_final() -> None:
     assert [s.value for s in TaskStatus] == ["submitted", "queued", "assigned", "running", "awaiting_approval",
-                                             "completed", "failed", "dead_lettered"]
-    assert {TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED} == SETTLED
+                                             "completed", "failed", "dead_lettered", "cancelled"]
+    assert {TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED} == SETTLED
+    assert CANCELLABLE.isdisjoint(HOLDING) and TaskStatus.COMPLETED not in CANCELLABLE
     assert set(get_args(FailureKind)) >= RETRIED and RETRIED.isdisjoint({"permanent", "denied"})
 
 
@@ -146,3 +151,9 @@ def test_a_version_1_alert_about_a_task_names_it() -> None:
     assert isinstance(alert, AlertRaised) and alert.task_id == "r-1-test"
     other = upcast("alert.raised", {"key": "retired:store", "source": "health", "summary": "s"})
     assert other.task_id is None
+
+
+def test_a_streams_status_is_its_events_folded_and_other_events_pass_over() -> None:
+    assert status_after([]) is None
+    assert status_after(["task.submitted", "task.queued", "agent.heartbeat", "task.cancelled"]) is TaskStatus.CANCELLED
+    assert status_after(["task.submitted", "task.queued", "task.assigned", "task.started"]) is TaskStatus.RUNNING

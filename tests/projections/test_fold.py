@@ -16,6 +16,7 @@ from events.catalogue import (
     AgentUnresponsive,
     RequestSubmitted,
     TaskAssigned,
+    TaskCancelled,
     TaskCompleted,
     TaskDeadLettered,
     TaskFailed,
@@ -155,6 +156,18 @@ def test_a_request_counts_its_tasks_by_status() -> None:
     assert (req.completed, req.dead_lettered, req.in_progress, req.status, req.finished_at) == (
         2, 0, 0, "completed", us(e.recorded_at))
     assert set(log.fold.requests) == {"r1"}  # t3 has no request
+
+
+def test_a_cancelled_task_counts_apart_and_a_request_of_cancelled_work_is_cancelled() -> None:
+    log = Log()
+    log.task("t1", submitted("t1"))
+    log.task("t2", submitted("t2"))
+    log.task("t1", TaskCompleted(task_id="t1", agent_id="a1", attempt=1))
+    e = log.task("t2", TaskCancelled(task_id="t2", reason="nobody can do it"))
+    row, req = log.fold.tasks["t2"], log.fold.requests["r1"]
+    assert (row.status, row.last_error, row.finished_at) == ("cancelled", "cancelled: nobody can do it",
+                                                             us(e.recorded_at))
+    assert (req.completed, req.cancelled, req.dead_lettered, req.in_progress, req.status) == (1, 1, 0, 0, "cancelled")
 
 
 def test_agents_register_heartbeat_go_unresponsive_restart_and_retire() -> None:

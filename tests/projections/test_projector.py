@@ -155,7 +155,7 @@ def test_a_file_of_another_schema_version_is_refused_until_rebuilt(tmp_path: Pat
     con = duckdb.connect(str(path))
     con.execute("UPDATE _projector_state SET schema_version = 0")
     con.close()
-    with pytest.raises(ProjectionSchemaMismatch, match="has projection schema 0, this agent-council writes schema 1"):
+    with pytest.raises(ProjectionSchemaMismatch, match="has projection schema 0, this agent-council writes schema 2"):
         Projector(random_log, path)
     with Projector(random_log, path, rebuild=True) as p:
         assert p.position == 0
