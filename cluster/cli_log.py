@@ -15,12 +15,17 @@ from events import EventStore, RecordedEvent, VerifyReport, streams
 
 
 @app.command()
-def demo(store: StoreOption = None) -> None:
-    """Run the demo job: a request's tasks through the log, followed live, then verified."""
+def demo(store: Annotated[str | None, typer.Option(
+        "--store", help="A log to run it on and keep (default: a scratch log, removed afterwards: the demo never "
+                        "writes the council's log unless it is named here)", show_default=False)] = None) -> None:
+    """Run the demo job: a request's tasks through a log, followed live, then verified."""
+    import tempfile
+
     from cluster.demo import run_demo
 
-    with open_log(store, create=True) as es:
-        out.print(f"[bold]agent-council demo[/] on {es.url}")
+    with tempfile.TemporaryDirectory(prefix="council-demo-") as scratch, \
+            open_log(store or f"sqlite:///{scratch}/events.db", create=True) as es:
+        out.print(f"[bold]agent-council demo[/] on {'a scratch log, ' if store is None else ''}{es.url}")
         report = run_demo(es, say=out.print)
         v = report.verify
         assert v is not None

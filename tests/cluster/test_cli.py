@@ -14,16 +14,20 @@ from events.catalogue import RequestSubmitted, TaskQueued
 from governance.keys import Keyring
 
 
-def test_demo_appends_follows_and_verifies_in_the_default_store(tmp_path: Path) -> None:
+def test_demo_runs_on_a_scratch_log_unless_given_one(tmp_path: Path) -> None:
     out = council("demo", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("agent-council demo on a scratch log, sqlite:///")
     assert "appended 15 events" in out.stdout and "followed 15 live" in out.stdout
     assert "retry stored once: yes" in out.stdout and "stale writer refused: yes" in out.stdout
     assert out.stdout.rstrip().splitlines()[-1].startswith("ok: 15 events checked, head 15, root ")
-    assert (tmp_path / ".council" / "events.db").exists()
-    again = council("demo", cwd=tmp_path)
+    assert not (tmp_path / ".council").exists()  # the council's log is never touched by a demo
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    kept = council("demo", "--store", url, cwd=tmp_path)
+    assert kept.returncode == 0 and f"demo on {url}" in kept.stdout
+    again = council("demo", "--store", url, cwd=tmp_path)
     assert "ok: 30 events checked, head 30" in again.stdout
-    verified = council("verify", cwd=tmp_path)
+    verified = council("verify", "--store", url, cwd=tmp_path)
     assert verified.returncode == 0 and verified.stdout.startswith("ok: 30 events checked")
 
 
