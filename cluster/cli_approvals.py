@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
+import msgspec
 import typer
 
-from cluster.cli_app import AddressOption, StoreOption, app, out, settings_for
+from cluster.cli_app import AddressOption, StoreOption, app, open_log, out, settings_for
 from cluster.cli_council import HomeOption, KeyOption, keyring, log_writer, read_authority
 from governance import motions
 
@@ -26,7 +27,10 @@ def approvals_list(
     all_: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per approval.")] = False,
 ) -> None:
-    """List approval requests that wait, with the exact action each one would run."""
+    """List approval requests that wait, with the exact action each one would run, who signed it so far, and for a
+    pipeline's production deploy what its review found."""
+    from cluster.pipeline import review_before
+
     authority = read_authority(store)
     shown = 0
     for aid, ledger in authority.approvals.items():
@@ -36,13 +40,19 @@ def approvals_list(
         spec = ledger.requested.spec
         state = ("granted" if ledger.granted else f"refused: {ledger.refused.reason}" if ledger.refused
                  else f"waiting: {len(ledger.approvals)} of {ledger.requested.needed}")
-        record = {"id": aid, "state": state, "action": spec.action, "target": spec.target,
+        record: dict[str, Any] = {"id": aid, "state": state, "action": spec.action, "target": spec.target,
                   "environment": spec.environment, "artifacts": spec.artifacts,
                   "arguments_digest": spec.arguments_digest, "warrant": spec.warrant_id, "policy": spec.policy_hash,
                   "requester": spec.requester,
                   "expires_at": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(spec.expires_at)),
                   "digest": ledger.requested.digest, "approvers": ledger.requested.approvers,
-                  "rule": ledger.requested.rule, "task": ledger.requested.task_id}
+                  "rule": ledger.requested.rule, "task": ledger.requested.task_id,
+                  "signed_by": {name: fp for name, fp in ledger.requested.approvers.items() if fp in ledger.approvals}}
+        with open_log(store, create=False) as log:
+            review = review_before(log, ledger.requested.task_id) if ledger.requested.task_id else None
+        if review is not None:
+            record["review"] = {"summary": review.summary(), "threshold": review.threshold,
+                                "findings": [msgspec.to_builtins(f) for f in review.top]}
         if as_json:
             out.print(json.dumps(record), markup=False)
             continue
@@ -52,6 +62,13 @@ def approvals_list(
                      "task"):
             out.print(f"    {name}: {record[name]}", markup=False)
         out.print(f"    approvers: {', '.join(ledger.requested.approvers)}", markup=False)
+        signed = record["signed_by"]
+        out.print(f"    signed by: {', '.join(f'{n} ({fp})' for n, fp in signed.items()) or 'nobody yet'}",
+                  markup=False)
+        if review is not None:
+            out.print(f"    review: {review.summary()} (blocks at {review.threshold})", markup=False)
+            for f in review.top:
+                out.print(f"      {f.severity:<8} {f.tool} {f.rule} {f.path}:{f.line} {f.message[:160]}", markup=False)
     if not shown and not as_json:
         out.print("no approval requests wait" if not all_ else "no approval requests")
 
@@ -78,8 +95,14 @@ def _sign(approval_id: str, key: str, store: str | None, home: str | None, addre
     intent = motions.sign(authority, approval_id, signer, time.time(), reject)
     with log_writer(settings_for(store, address)) as writer:
         writer.append([intent])
-    requested = authority.approvals[approval_id].requested
+    ledger = authority.approvals[approval_id]
+    requested = ledger.requested
     assert requested is not None  # motions.sign refuses a request that is not in the log
     spec = requested.spec
     out.print(f"{'approved' if reject is None else 'rejected'} {approval_id} as {key} ({signer.public.fingerprint}): "
               f"{spec.action} {spec.target}")
+    if reject is None:
+        have = len(set(ledger.approvals) | {signer.public.fingerprint})
+        left = requested.needed - have
+        out.print(f"{have} of {requested.needed} signatures: " + (f"{left} more needed" if left > 0 else
+                  "enough; the council grants it and the action runs"))

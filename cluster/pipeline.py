@@ -39,7 +39,7 @@ from actors.tools.checkout import REQUEST, prepare
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace
 from cluster.driver import Council, new_request_id
-from events import CouncilError, streams
+from events import CouncilError, EventStore, streams
 from events.catalogue import (
     SETTLED,
     ActionCompleted,
@@ -47,6 +47,7 @@ from events.catalogue import (
     TaskAwaiting,
     TaskCompleted,
     TaskStatus,
+    TestsReported,
     WarrantIssued,
 )
 from governance.approvals import ApprovalLedger
@@ -148,6 +149,10 @@ class Report:
     """How many actions that ran commands ran in the sandbox (``bubblewrap``) and how many unconfined (``off``)."""
     limits: dict[str, list[str]] = field(default_factory=dict)
     """Per step: the resource limits its commands broke (and were stopped for)."""
+    tested: TestsReported | None = None
+    """What the last test run recorded, whether the step completed or not (a failed run's counts and details)."""
+    shipped_by: list[str] = field(default_factory=list)
+    """Who signed production's approval, as ``name (fingerprint)``, once it was granted."""
 
     @property
     def outcome(self) -> str:
@@ -192,9 +197,18 @@ class Report:
         lines += ["", self.sandbox()]
         if test := pick(self.results, "test", TestResult):
             lines += ["", f"tests: {test.summary()}" + (f" (ran {', '.join(test.ran)})" if test.ran else "")]
+        elif self.tested is not None:
+            t = self.tested
+            lines += ["", f"tests: {t.passed} passed, {t.failed} failed, {t.errors} errors, {t.skipped} skipped"]
+            for test_id, detail in list(t.details.items())[:3]:
+                lines.append(f"  {test_id}:")
+                lines += [f"    {line}" for line in detail.splitlines()[-12:]]
         if review := pick(self.results, "review", ReviewResult):
             lines.append(f"review: {review.summary()}; blocks at {review.threshold}"
                          + (f"; safe fixes committed as {review.fix_commit[:12]}" if review.fix_commit else ""))
+            lines += [f"  {f.severity:<8} {f.tool} {f.rule} {f.path}:{f.line} {f.message[:160]}" for f in review.top]
+            if review.findings > len(review.top):
+                lines.append(f"  … and {review.findings - len(review.top)} more (review.reported in the log)")
         if build := pick(self.results, "build", BuildResult):
             lines.append(f"build: {'reproducible' if build.reproducible else 'NOT reproducible'} "
                          f"(two builds compared byte for byte) at commit {str(build.commit)[:12]}")
@@ -204,6 +218,9 @@ class Report:
                              f"signed by {build.signer})")
         if self.staging:
             lines.append(f"staging: {self.staging}")
+        if (prod := pick(self.results, "prod", Release)) and prod.path:
+            lines.append(f"production: {prod.path} → release {prod.release} ({prod.artefact})"
+                         + (f", approved by {', '.join(self.shipped_by)}" if self.shipped_by else ""))
         if docs := pick(self.results, "docs", DocsResult):
             lines.append(f"docs: {self.tree}/{docs.changelog}, {self.tree}/{docs.graph}")
         if self.approval:
@@ -242,6 +259,11 @@ def report(council: Council, run: Run | str) -> Report:
             found.approval = _approval(council, _last(council, step.task_id, TaskAwaiting).authority_id)
         elif status is TaskStatus.DEAD_LETTERED and error:
             found.errors[step.step] = error
+        if step.step == "prod" and status is TaskStatus.COMPLETED:
+            waited = [e.payload for e in council.store.read_stream(streams.task(step.task_id))
+                      if isinstance(e.payload, TaskAwaiting)]
+            granted = _approval(council, waited[-1].authority_id) if waited else None
+            found.shipped_by = granted["signed"] if granted else []
         found.steps.append({"step": step.step, "task_id": step.task_id, "status": status, "agent": agent,
                             "seconds": seconds if status is TaskStatus.COMPLETED else None})
     _confinement(council, {step.task_id: step.step for step in planned[0].steps}, found)
@@ -249,13 +271,16 @@ def report(council: Council, run: Run | str) -> Report:
 
 
 def _confinement(council: Council, steps: dict[str, str], found: Report) -> None:
-    """Count the run's actions that ran commands, in and out of the sandbox, and the limits each step's broke."""
+    """Count the run's actions that ran commands, in and out of the sandbox, and the limits each step's broke; keep
+    the last test run's record."""
     warrants = [(e.payload.warrant_id, steps[e.payload.task_id])
                 for e in council.store.read_all(1, None, ["warrant.issued"])
                 if isinstance(e.payload, WarrantIssued) and e.payload.task_id in steps]
     for warrant_id, step in warrants:
         for event in council.store.read_stream(streams.warrant(warrant_id)):
             done = event.payload
+            if isinstance(done, TestsReported):
+                found.tested = done
             if not isinstance(done, ActionCompleted) or done.confinement is None:
                 continue
             mode = done.confinement.sandbox
@@ -266,6 +291,20 @@ def _confinement(council: Council, steps: dict[str, str], found: Report) -> None
 
 
 E = TypeVar("E", TaskCompleted, TaskAwaiting)
+
+
+def review_before(log: EventStore, step_task: str) -> ReviewResult | None:
+    """The review a pipeline's step ``step_task`` (its production deploy) comes after, as it was recorded; None if
+    the task is no pipeline's, or its request has no completed review."""
+    request_id, _, step = step_task.rpartition("-")
+    if step not in {s.name for s in STEPS} or not REQUEST.match(request_id):
+        return None
+    done = [e.payload for e in log.read_stream(streams.task(task_id(request_id, "review")))
+            if isinstance(e.payload, TaskCompleted)]
+    try:
+        return read(done[-1].result, ReviewResult, f"the review of {request_id}") if done else None
+    except ResultMismatch:
+        return None
 
 
 def _last(council: Council, task_id: str, kind: type[E]) -> E:
@@ -285,4 +324,5 @@ def _approval(council: Council, approval_id: str) -> dict[str, Any] | None:
     keys = [name for name, fp in asked.approvers.items() if fp not in signed]
     return {"approval_id": approval_id, "needed": asked.needed, "approvers": sorted(asked.approvers),
             "keys": keys[:max(0, asked.needed - len(signed))] or keys, "target": asked.spec.target,
-            "digest": asked.digest}
+            "digest": asked.digest,
+            "signed": [f"{name} ({fp})" for name, fp in asked.approvers.items() if fp in signed]}

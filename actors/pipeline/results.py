@@ -81,6 +81,8 @@ class TestResult(StepResult, frozen=True, kw_only=True):
     errors: Count
     skipped: Count
     failures: list[str] = []
+    details: dict[str, str] = {}
+    """Per failing test (the first 20): its failure message and the tail of pytest's text, secrets scrubbed."""
     ok: bool
     """No test failed or errored and at least one passed (or no test was reached, so none ran)."""
     coverage_total: float | None = None

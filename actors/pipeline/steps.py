@@ -91,7 +91,9 @@ def test(inputs: dict[str, Any], tools: CiTools) -> TestResult:
     report = read(tools.run_tests(".", args, coverage=bool(inputs.get("coverage", True))), TestResult, "the test run")
     if not report.ok:
         failing = ", ".join(report.failures[:5]) or "no test passed"
-        raise PermanentFailure(f"tests failed ({report.failed} failed, {report.errors} errors): {failing}")
+        first = next(iter(report.details.items()), None)
+        said = f"\n{first[0]}:\n{first[1][-1200:]}" if first else ""
+        raise PermanentFailure(f"tests failed ({report.failed} failed, {report.errors} errors): {failing}{said}")
     return msgspec.structs.replace(report, ran=args)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actors.tools import commands
+from actors.tools.redact import scrub
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 
@@ -129,7 +130,7 @@ def _run(workspace: Workspace, cwd: str, outdir: Path, timeout: float, env: dict
     """One build into ``outdir``; its output digest, or :class:`BuildFailed` with the tail of its output."""
     done = commands.run(workspace, _argv(str(outdir)), cwd, timeout, env=env, box=box)
     if done.returncode != 0:
-        output = f"{done.stdout}\n{done.stderr}".strip()
+        output = scrub(f"{done.stdout}\n{done.stderr}".strip())
         if len(output) > FAILURE_TAIL:
             output = "..." + output[-FAILURE_TAIL:].partition("\n")[2]
         hint = ""

@@ -25,6 +25,7 @@ from io import BytesIO
 from pathlib import Path
 
 from actors.tools import commands
+from actors.tools.redact import scrub
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 
@@ -78,7 +79,8 @@ def deploy(workspace: Workspace, artifact: str, environment: str, health: list[s
                 current.unlink()
             back = f"rolled back to {Path(previous).name}" if previous else "no earlier release: current removed"
             raise HealthCheckFailed(f"release {release} of {artifact} failed its health check in {environment} "
-                                    f"(exit {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}); {back}",
+                                    f"(exit {done.returncode}: {scrub((done.stderr or done.stdout).strip())[-300:]}); "
+                                    f"{back}",
                                     manifest) from breach
     return manifest
 

@@ -213,6 +213,7 @@ class Tools:
             self._record(request.key, TestsReported(
                 warrant_id=self.warrant_id or "", key=request.key, passed=report.passed, failed=report.failed,
                 errors=report.errors, skipped=report.skipped, duration_s=report.duration_s, failures=report.failures,
+                details=dict(report.details),
                 report_digest=report.report_digest, coverage=dict(list(report.coverage.items())[:2000]),
                 coverage_total=report.coverage_total), "tests.reported")
             return _tests_result(report)
@@ -403,4 +404,5 @@ def _tests_result(report: Any) -> dict[str, Any]:
     """A test run's result, from a :class:`TestReport` or the ``tests.reported`` event it became."""
     ok = report.failed == 0 and report.errors == 0 and report.passed > 0
     return {"passed": report.passed, "failed": report.failed, "errors": report.errors, "skipped": report.skipped,
-            "failures": list(report.failures), "ok": ok, "coverage_total": getattr(report, "coverage_total", None)}
+            "failures": list(report.failures), "details": dict(report.details), "ok": ok,
+            "coverage_total": getattr(report, "coverage_total", None)}

@@ -7,18 +7,26 @@ afterwards, whether the run succeeded or not.
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import os
 import sys
+import tomllib
 import uuid
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.tools import commands
+from actors.tools.redact import scrub
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
+
+DETAILED = 20
+"""How many failing tests keep their failure's text."""
+DETAIL_CHARS = 1500
+"""How much of each failure's text is kept: its tail, where pytest says what was asserted."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class TestReport:
     duration_s: float
     failures: list[str] = field(default_factory=list)
     report_digest: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    """Per failing test (the first :data:`DETAILED`): its message and the tail of its text, secrets scrubbed."""
     returncode: int = 0
     coverage: dict[str, float] = field(default_factory=dict)
     coverage_total: float | None = None
@@ -57,6 +67,7 @@ def parse_junit(xml: bytes) -> TestReport:
     failed = errors = skipped = total = 0
     duration = 0.0
     failures: list[str] = []
+    details: dict[str, str] = {}
     for suite in suites:
         total += int(suite.get("tests", 0))
         failed += int(suite.get("failures", 0))
@@ -64,10 +75,23 @@ def parse_junit(xml: bytes) -> TestReport:
         skipped += int(suite.get("skipped", 0))
         duration += float(suite.get("time", 0.0))
         for case in suite.iter("testcase"):
-            if case.find("failure") is not None or case.find("error") is not None:
-                failures.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+            found = case.find("failure")
+            if found is None:
+                found = case.find("error")
+            if found is not None:
+                test = f"{case.get('classname', '')}::{case.get('name', '')}"
+                failures.append(test)
+                if len(details) < DETAILED:
+                    details[test] = _detail(found.get("message") or "", found.text or "")
     return TestReport(total - failed - errors - skipped, failed, errors, skipped, round(duration, 3), failures[:200],
-                      hashlib.sha256(xml).hexdigest())
+                      hashlib.sha256(xml).hexdigest(), details)
+
+
+def _detail(message: str, text: str) -> str:
+    """A failure's message, then the tail of its text (the assertion pytest explains last), bounded and scrubbed."""
+    tail = text.strip()[-DETAIL_CHARS:]
+    first = message.strip().splitlines()[0][:300] if message.strip() else ""
+    return scrub(f"{first}\n{tail}" if first and first not in tail else tail or first)
 
 
 def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
@@ -86,8 +110,9 @@ def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = No
     pytest = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *(args or [])]
     # --parallel-mode: the data always lands in DATA.<suffix> files that ``combine`` gathers into DATA,
     # whether or not the project's configuration asks for parallel mode.
-    argv = [sys.executable, "-m", "coverage", "run", "--parallel-mode", f"--data-file={data}", *pytest] if coverage \
-        else [sys.executable, *pytest]
+    source = [f"--source={','.join(sources)}"] if coverage and (sources := source_of(directory)) else []
+    argv = [sys.executable, "-m", "coverage", "run", "--parallel-mode", f"--data-file={data}", *source, *pytest] \
+        if coverage else [sys.executable, *pytest]
     try:
         # No bytecode: a test run leaves nothing in the tree a later commit could pick up.
         done = commands.run(workspace, argv, cwd, timeout, env={"PYTHONDONTWRITEBYTECODE": "1"}, box=box)
@@ -102,7 +127,41 @@ def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = No
             for leftover in directory.glob(f"{data}*"):
                 leftover.unlink(missing_ok=True)
     return TestReport(found.passed, found.failed, found.errors, found.skipped, found.duration_s, found.failures,
-                      found.report_digest, done.returncode, files, total)
+                      found.report_digest, found.details, done.returncode, files, total)
+
+
+def source_of(project: Path) -> list[str]:
+    """What coverage measures in ``project`` when its own configuration does not say: the package's source.
+
+    ``src/`` if there is one, else the top-level packages (directories with an ``__init__.py``,
+    tests left out); nothing (coverage's default: the files the tests import) when the project
+    configures coverage's ``source`` itself or has no package to name. Files the tests never
+    import then count too, at 0%.
+    """
+    if _configures_source(project):
+        return []
+    if (project / "src").is_dir():
+        return ["src"]
+    return sorted(p.name for p in project.iterdir()
+                  if p.is_dir() and (p / "__init__.py").is_file() and not p.name.startswith(("test", ".")))
+
+
+def _configures_source(project: Path) -> bool:
+    try:
+        pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+        if "source" in pyproject.get("tool", {}).get("coverage", {}).get("run", {}):
+            return True
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+        pass
+    for name, section in ((".coveragerc", "run"), ("setup.cfg", "coverage:run"), ("tox.ini", "coverage:run")):
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(project / name)
+        except configparser.Error:
+            continue
+        if parser.has_option(section, "source"):
+            return True
+    return False
 
 
 def _measure(workspace: Workspace, cwd: str, data: str, timeout: float,

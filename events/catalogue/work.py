@@ -55,6 +55,8 @@ class TestsReported(Event, frozen=True, kw_only=True):
     skipped: Count
     duration_s: Seconds
     failures: list[Text] = []
+    details: dict[Text, Text] = {}
+    """Per failing test (at most 20): its failure message and the tail of what pytest said of it, secrets scrubbed."""
     report_digest: Digest | None = None
     coverage: dict[Path, Annotated[float, Meta(ge=0, le=100)]] = {}
     """Percent of lines covered per file (relative to the tested directory), when the run measured coverage."""

@@ -8,7 +8,7 @@ import pytest
 from governance_support import BOX
 
 from actors.tools import review as static
-from actors.tools.testing import run_pytest
+from actors.tools.testing import run_pytest, source_of
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import CouncilError
 
@@ -121,13 +121,28 @@ def test_coverage_is_reported_per_file_and_leaves_nothing_behind(tmp_path: Path)
     report = run_pytest(ws, args=["tests"], coverage=True, box=BOX)
     assert (report.passed, report.failed, report.ok, report.returncode) == (1, 1, False, 1)
     assert report.failures == ["tests.test_half::test_fails"]
-    assert report.coverage["app/half.py"] == 50.0 and report.coverage["app/__init__.py"] == 100.0
-    assert report.coverage_total is not None and 50.0 < report.coverage_total < 100.0
+    assert report.coverage == {"app/half.py": 50.0, "app/__init__.py": 100.0}  # the package, not its tests
+    assert report.coverage_total == 50.0
+    said = report.details["tests.test_half::test_fails"]  # what pytest said: the assertion, where it failed
+    assert "E       assert 1 == 2" in said and said.endswith("tests/test_half.py:9: AssertionError")
     assert leftovers(tmp_path) == []
 
     plain = run_pytest(ws, args=["tests"], box=BOX)
     assert (plain.passed, plain.failed, plain.coverage, plain.coverage_total) == (1, 1, {}, None)
     assert leftovers(tmp_path) == []
+
+
+def test_a_module_no_test_imports_counts_at_zero_and_the_projects_own_source_setting_wins(tmp_path: Path) -> None:
+    files = {"src/pkg/__init__.py": "", "src/pkg/used.py": "def one():\n    return 1\n",
+             "src/pkg/admin.py": "def unused():\n    return 2\n",
+             "tests/test_used.py": "import sys\nsys.path.insert(0, 'src')\nfrom pkg.used import one\n\n\n"
+                                   "def test_one():\n    assert one() == 1\n"}
+    report = run_pytest(project(tmp_path / "a", files), args=["tests"], coverage=True, box=BOX)
+    assert report.coverage["src/pkg/admin.py"] == 0.0 and report.coverage["src/pkg/used.py"] == 100.0
+    assert report.coverage_total is not None and report.coverage_total < 100.0
+    configured = {**files, "pyproject.toml": "[tool.coverage.run]\nsource = ['src/pkg/used.py']\n"}
+    own = project(tmp_path / "b", configured)
+    assert source_of(own.root) == [] and source_of(project(tmp_path / "c", files).root) == ["src"]
 
 
 def test_coverage_in_a_subdirectory_is_relative_to_it(tmp_path: Path) -> None:
