@@ -37,12 +37,16 @@ def test_run_ci_reports_and_prints_the_approve_commands_that_ship_it(home: Path)
     request = re.search(r"pipeline (r-[0-9a-f]+): awaiting approval", out).group(1)
     commands = re.findall(r"council approve (ap-\w+) --key (\w+)", out)
     assert len(commands) == 2
-    for approval, key in commands:
+    waiting = council("approvals", cwd=home)
+    assert "signed by: nobody yet" in waiting.stdout and "review: no findings (blocks at high)" in waiting.stdout
+    for n, (approval, key) in enumerate(commands, start=1):
         signed = council("approve", approval, "--key", key, cwd=home)
         assert signed.returncode == 0, signed.stderr
+        assert (f"{n} of 2 signatures: " + ("1 more needed" if n == 1 else "enough")) in signed.stdout
     shipped = council("run", "report", request, "--wait", "--timeout", "120", cwd=home)
     assert shipped.returncode == 0, shipped.stdout[-2000:] + shipped.stderr[-2000:]
-    assert f"pipeline {request}: shipped" in shipped.stdout
+    assert f"pipeline {request}: shipped" in shipped.stdout and "production: " in shipped.stdout
+    assert "approved by alice (" in shipped.stdout
     assert (home / ".council" / "workspace" / "environments" / "prod" / "current" / "sample_service").is_dir()
 
 

@@ -135,7 +135,13 @@ def test_the_sample_service_ships_to_staging_and_waits_for_two_approvals_before_
     assert report(council, run).approval["keys"] == ["bob"]  # the report asks only for what is missing
     approve(council, found.approval["approval_id"], "bob")
     follow(council, run, lines.append, timeout=60, through_prod=True)
-    assert report(council, run).outcome == "shipped"
+    shipped = report(council, run)
+    assert shipped.outcome == "shipped"
+    keys = Keyring(Path(council.settings.absolute().home) / "keys")
+    signers = [f"{name} ({keys.public(name).fingerprint})" for name in ("alice", "bob")]
+    assert shipped.shipped_by == signers
+    assert f"production: {environments(council) / 'prod' / 'current'} → release " in shipped.text()
+    assert f"approved by {', '.join(signers)}" in shipped.text()
     assert (environments(council) / "prod" / "current" / "sample_service" / "health.py").exists()
 
 
@@ -145,6 +151,12 @@ def test_a_failing_test_blocks_the_build(council: Council, tmp_path: Path) -> No
     found = report(council, run)
     assert found.outcome == "failed at test", found.text()
     assert "tests failed" in found.errors["test"] and "test_add" in found.errors["test"]
+    # what a person needs: the failed run's counts, and what pytest said of the failing test
+    tested = found.tested
+    assert tested is not None and tested.failed >= 1 and set(tested.details) == set(tested.failures)
+    assert f"tests: {tested.passed} passed, {tested.failed} failed, 0 errors, 0 skipped" in found.text()
+    first = next(iter(tested.details))
+    assert f"  {first}:" in found.text() and "AssertionError" in tested.details[first]
     statuses = {s["step"]: s["status"] for s in found.steps}
     assert all(statuses[s] == "dead_lettered" for s in ("build", "staging", "smoke", "docs", "prod"))
     assert not (run.tree / "dist").exists()
