@@ -8,6 +8,7 @@ and exits 2.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -57,13 +58,38 @@ AddressOption = Annotated[
 
 
 def result_table(result: Any, title: str | None = None) -> Table:
-    """A query result (columns and rows) as a rich table; NULL shows as an empty cell."""
+    """A query result (columns and rows) as a rich table, each cell as a person reads it (:func:`cell`)."""
+    now = datetime.now(UTC)
+    return text_table(list(result.columns), [tuple(cell(v, now) for v in row) for row in result.rows], title)
+
+
+def text_table(columns: list[str], rows: list[tuple[str, ...]], title: str | None = None) -> Table:
+    """Columns and rows of text as a rich table; a long cell wraps instead of being cut."""
     table = Table(title=title, title_justify="left")
-    for column in result.columns:
-        table.add_column(column)
-    for row in result.rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def cell(value: Any, now: datetime) -> str:
+    """How a person reads a value: NULL empty, a float to 3 decimals, a time of the last day as "12 s ago"."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else "NaN"
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        ago = (now - moment).total_seconds()
+        if 0 <= ago < 120:
+            return f"{ago:.0f} s ago"
+        if 0 <= ago < 7200:
+            return f"{ago / 60:.0f} min ago"
+        if 0 <= ago < 86400:
+            return f"{ago / 3600:.1f} h ago"
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
 
 
 def quiet_ray() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -38,11 +41,14 @@ def ci(
     settings = settings_for(store, address).absolute()
     if local_approvers:
         _local_approvers(settings.policy, settings.home)
-    council = Council.start(settings, ray_start="head")
-    run = start_ci(council, repo, base)
-    out.print(f"pipeline {run.request_id} on {repo} at {run.commit[:12]}"
+    clock = Elapsed()
+    with clock.stage("starting the council (Ray, the log, the agents)"):
+        council = Council.start(settings, ray_start="head")
+    with clock.stage(f"preparing the tree of {repo}"):
+        run = start_ci(council, repo, base)
+    clock.say(f"pipeline {run.request_id} on {repo} at {run.commit[:12]}"
               + (f", compared with {run.base[:12]}" if run.base else ", every file new (no base)"))
-    follow(council, run, lambda line: out.print(f"  {line}"), timeout)
+    follow(council, run, lambda line: clock.say(f"  {line}"), timeout)
     found = report(council, run)
     out.print()
     out.print(found.text(), markup=False)
@@ -74,6 +80,25 @@ def report_command(
     out.print(found.text(), markup=False)
     if found.outcome.startswith("failed"):
         raise typer.Exit(1)
+
+
+class Elapsed:
+    """Lines that say how long the command has run, and a spinner for a stage that takes time (on a terminal)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def say(self, line: str) -> None:
+        """Print ``line`` after the seconds elapsed."""
+        out.print(f"{time.monotonic() - self.started:6.1f}s {line}", markup=False)
+
+    @contextmanager
+    def stage(self, what: str) -> Iterator[None]:
+        """Show ``what`` while it runs (a live status line on a terminal), then the line that says it is done."""
+        began = time.monotonic()
+        with out.status(f"{what}…"):
+            yield
+        self.say(f"{what}: done in {time.monotonic() - began:.1f} s")
 
 
 def _local_approvers(policy_path: str | None, home: str) -> None:

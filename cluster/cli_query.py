@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, result_table, settings_for
+from cluster.cli_app import AddressOption, StoreOption, app, cell, out, quiet_ray, settings_for, text_table
 from cluster.settings import Settings
 
 
@@ -33,7 +34,7 @@ def sql(
         writer.writerow(result.columns)
         writer.writerows(result.rows)
     else:
-        out.print(result_table(result))
+        show(result, internal_hidden=query.strip().upper().startswith("SHOW"))
 
 
 @app.command()
@@ -46,6 +47,26 @@ def export(
     written = _running_projector_or_file(settings_for(store, address), "export", str(directory))
     for path in written:
         out.print(str(path))
+
+
+def show(result: Any, *, internal_hidden: bool = False) -> None:
+    """A result for a person: cells as people read them (:func:`cluster.cli_app.cell`); a table if it fits the
+    terminal, else one record per row, a field a line (as psql's expanded display). ``internal_hidden`` drops the
+    projector's own tables (names starting with ``_``) and repeated rows, for SHOW TABLES."""
+    now = datetime.now(UTC)
+    rows = [tuple(cell(v, now) for v in row) for row in result.rows]
+    if internal_hidden:
+        rows = [r for r in dict.fromkeys(rows) if not (r and r[0].startswith("_"))]
+    columns = list(result.columns)
+    width = sum(max([len(c), *(len(r[i]) for r in rows)]) + 3 for i, c in enumerate(columns)) + 1
+    if width <= out.width or not rows:
+        out.print(text_table(columns, rows))
+        return
+    label = max(len(c) for c in columns)
+    for n, row in enumerate(rows, start=1):
+        out.print(f"-[ row {n} ]" + "-" * max(0, min(out.width, 40) - 12), markup=False)
+        for column, value in zip(columns, row, strict=True):
+            out.print(f"{column:<{label}} | {value}", markup=False)
 
 
 def _running_projector_or_file(settings: Settings, what: str, argument: str) -> Any:

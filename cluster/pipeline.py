@@ -95,12 +95,18 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
     return Run(request_id, tree, checkout.commit, checkout.base, {s.name: task_id(request_id, s.name) for s in STEPS})
 
 
+class PipelineTimedOut(CouncilError, TimeoutError):
+    """A pipeline did not settle in the time it was followed for; it goes on without the follower."""
+
+
 def follow(council: Council, run: Run, show: Callable[[str], None], timeout: float = 1800.0, *,
            through_prod: bool = False) -> dict[str, TaskStatus]:
     """Call ``show`` with a line for every change of a step's status until the run settles; return the statuses.
 
-    A run waiting for production approvals has settled, unless ``through_prod``: then every step must
-    have completed or been dead-lettered.
+    Steps that are only submitted (waiting for the steps before them) are not shown: every step
+    starts there. A run waiting for production approvals has settled, unless ``through_prod``:
+    then every step must have completed or been dead-lettered. :class:`PipelineTimedOut` after
+    ``timeout`` seconds.
     """
     steps = {t: name for name, t in run.tasks.items()}
     status: dict[str, TaskStatus] = {}
@@ -108,8 +114,8 @@ def follow(council: Council, run: Run, show: Callable[[str], None], timeout: flo
     deadline = time.monotonic() + timeout
     while not _settled(status, run, through_prod):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the pipeline {run.request_id} did not settle in {timeout:.0f} s; "
-                               f"follow it with `council status`")
+            raise PipelineTimedOut(f"the pipeline {run.request_id} did not settle in {timeout:.0f} s; follow it with "
+                                   f"`council run report {run.request_id} --wait` or `council status`")
         feed = council.changes("tasks", after, timeout=1.0)
         after = max(after, feed.position or 0)
         for row in feed.rows:
@@ -117,6 +123,8 @@ def follow(council: Council, run: Run, show: Callable[[str], None], timeout: flo
             task, now = record["task_id"], TaskStatus(record["status"])
             if task in steps and status.get(task) != now:
                 status[task] = now
+                if now is TaskStatus.SUBMITTED:
+                    continue
                 agent = f" ({record['agent_id']})" if record.get("agent_id") else ""
                 show(f"{steps[task]:<8} {now}{agent}")
     return {steps[t]: s for t, s in status.items()}
