@@ -195,7 +195,8 @@ class CouncilActor:
 
 
 class PublishingCouncil(CouncilProcess):
-    """:class:`CouncilProcess` that writes each stored checkpoint to ``<home>/checkpoint.json`` (an effect)."""
+    """:class:`CouncilProcess` that writes each stored checkpoint to ``<home>/checkpoints/<origin>.json`` (an
+    effect)."""
 
     def __init__(self, key: SigningKey, checkpoint_every: float, home: Path) -> None:
         super().__init__(key, checkpoint_every)

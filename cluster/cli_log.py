@@ -66,8 +66,18 @@ def verify(
             out.print(f"checkpoints: not checked (no council key in {keys.directory})")
             signed = None
         else:
-            extra = [c for c in (checkpoint_files.load_published(root),) if c is not None]
-            if checkpoint is not None:
+            extra = []
+            if es.head():
+                origin = checkpoints.origin_of(es)
+                extra += [c for c in (checkpoint_files.load_published(root, origin),) if c is not None]
+                legacy = checkpoint_files.load_legacy(root)
+                if legacy is not None and legacy.origin == origin:
+                    extra.append(legacy)
+                elif legacy is not None:  # another log's, by its name: not this log's history, and not checked
+                    out.print(f"checkpoints: {root / checkpoint_files.LEGACY_NAME} is another log's (its origin is "
+                              f"{bytes(legacy.origin).hex()[:16]}…, this log's {origin.hex()[:16]}…); skipped",
+                              markup=False)
+            if checkpoint is not None:  # named by the person: it must be of this log
                 extra.append(checkpoint_files.load_published_file(checkpoint))
             signed = checkpoints.check_log(es, keys.public(COUNCIL_KEY), extra)
             if signed.ok:

@@ -1,10 +1,12 @@
 """Checkpoints outside the log: the published copy of the latest one, and self-contained inclusion bundles.
 
 A checkpoint kept only inside the log vanishes with the tail it protects, so :func:`publish`
-writes the latest one to ``<home>/checkpoint.json`` (atomically, readable by everyone), where a
-verifier can keep a copy. An inclusion bundle (:func:`inclusion_bundle`) is a JSON document that
-proves one event is in the log a checkpoint signed, checkable with nothing but the council's
-public key (:func:`verify_bundle`).
+writes the latest one to ``<home>/checkpoints/<origin>.json`` (atomically, readable by everyone),
+where a verifier can keep a copy. The file is named by the log's origin (the hash of its first
+event, 16 hex digits), so two councils with different logs sharing a home never write over each
+other's, and a verifier reads the one of the log it checks. An inclusion bundle
+(:func:`inclusion_bundle`) is a JSON document that proves one event is in the log a checkpoint
+signed, checkable with nothing but the council's public key (:func:`verify_bundle`).
 
 Both are JSON with every byte string in lowercase hex, one encoding per value, so no edit goes
 unnoticed; reading either checks every field and raises :class:`CheckpointError`, never
@@ -29,7 +31,9 @@ from governance.keys import PublicKey
 from governance.tree_head import HASH_SIZE, is_size, signed_part, verify_tree_head
 
 BUNDLE_FORMAT = "agent-council/inclusion-proof/v1"
-PUBLISHED_NAME = "checkpoint.json"
+PUBLISHED_DIR = "checkpoints"
+LEGACY_NAME = "checkpoint.json"
+"""Where a council published its checkpoint before files were named by origin: read, never written."""
 
 _MAX_PATH = 64  # an audit path has at most one hash per tree level
 _HEX = re.compile(r"[0-9a-f]*")  # lowercase only: one encoding per byte string
@@ -40,9 +44,10 @@ _BUNDLE_FIELDS = frozenset({"format", "position", "leaf_hash", "audit_path", "ch
 # -- the published copy ---------------------------------------------------------------------------
 
 
-def published_path(home: str | Path) -> Path:
-    """Where :func:`publish` keeps the latest checkpoint: ``<home>/checkpoint.json``."""
-    return Path(home) / PUBLISHED_NAME
+def published_path(home: str | Path, origin: bytes) -> Path:
+    """Where :func:`publish` keeps the latest checkpoint of the log whose first event hashes to ``origin``:
+    ``<home>/checkpoints/<the origin's first 16 hex digits>.json``."""
+    return Path(home) / PUBLISHED_DIR / f"{bytes(origin).hex()[:16]}.json"
 
 
 def publish(home: str | Path, event: CheckpointSigned) -> Path:
@@ -53,10 +58,10 @@ def publish(home: str | Path, event: CheckpointSigned) -> Path:
     :class:`CheckpointError` for a malformed checkpoint (nothing is written then).
     """
     signed_part(event)
-    path = published_path(home)
+    path = published_path(home, event.origin)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(to_json(event), indent=2, sort_keys=True) + "\n").encode()
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{PUBLISHED_NAME}.", suffix=".tmp")
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -70,16 +75,22 @@ def publish(home: str | Path, event: CheckpointSigned) -> Path:
     return path
 
 
-def load_published(home: str | Path) -> CheckpointSigned | None:
-    """The checkpoint :func:`publish` wrote under ``home``; None if there is none.
+def load_published(home: str | Path, origin: bytes) -> CheckpointSigned | None:
+    """The checkpoint :func:`publish` wrote under ``home`` for the log of ``origin``; None if there is none.
 
     Raises :class:`CheckpointError` if the file is not a well-formed checkpoint. Its signature is
     not checked here: pass it to ``check_log`` or :func:`governance.tree_head.verify_tree_head`.
     """
-    path = published_path(home)
+    path = published_path(home, origin)
     if not path.exists():
         return None
     return load_published_file(path)
+
+
+def load_legacy(home: str | Path) -> CheckpointSigned | None:
+    """The checkpoint an older council published at ``<home>/checkpoint.json`` (of whichever log), or None."""
+    path = Path(home) / LEGACY_NAME
+    return load_published_file(path) if path.exists() else None
 
 
 def load_published_file(path: str | Path) -> CheckpointSigned:

@@ -5,7 +5,7 @@ A tree head (:mod:`governance.tree_head`) is ``(tree_size, root, at, origin)``: 
 over the first ``tree_size`` events, when it was signed, and the hash of the log's first event.
 The council signs it and appends the result as a ``checkpoint.signed`` event to the stream
 :data:`events.streams.CHECKPOINTS`; :func:`governance.checkpoint_files.publish` also writes the
-latest one to ``<home>/checkpoint.json``, outside the log, because a checkpoint kept only inside
+latest one to ``<home>/checkpoints/<origin>.json``, outside the log, because a checkpoint kept only inside
 the log vanishes with the tail it protects.
 
 The chain (``EventStore.verify``) shows every stored hash matches its event's bytes; checkpoints
@@ -62,7 +62,7 @@ def sign_tree_head(store: EventStore, key: SigningKey, size: int | None = None,
     size = head if size is None else size
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= head:
         raise CheckpointError(f"cannot sign a tree head of {size!r} events: the log holds 1..{head}")
-    return sign_root(key, size, store.root(size), _origin(store), now)
+    return sign_root(key, size, store.root(size), origin_of(store), now)
 
 
 def check_log(store: EventStore, key: PublicKey, extra: Sequence[CheckpointSigned] = ()) -> CheckpointReport:
@@ -83,7 +83,7 @@ def check_log(store: EventStore, key: PublicKey, extra: Sequence[CheckpointSigne
     head = store.head()
     in_log = [e.payload for e in store.read_all(types=[CheckpointSigned.type_name]) if e.position <= head]
     candidates = _distinct([*in_log, *extra])
-    origin = _origin(store) if head else None
+    origin = origin_of(store) if head else None
     problems: list[tuple[int, str]] = []
     usable: list[CheckpointSigned] = []  # signed by key, of this log, within its head
     for cp in candidates:
@@ -152,7 +152,7 @@ def _distinct(items: Iterable[object]) -> list[object]:
     return out
 
 
-def _origin(store: EventStore) -> bytes:
+def origin_of(store: EventStore) -> bytes:
     """The hash of the log's first event: it names the log (the log must not be empty)."""
     return bytes(next(iter(store.scan_rows(1, 1)))[9])
 

@@ -95,7 +95,8 @@ def test_the_council_signs_checkpoints_that_verify_against_the_log(council) -> N
     wait_until(lambda: last(url, "write-3") == "task.completed", timeout=60)
     ask(handles[names.COUNCIL].checkpoint)
     with open_store(url) as s:
-        report = checkpoints.check_log(s, keys.public("council"), [checkpoint_files.load_published(tmp / "home")])
+        published = checkpoint_files.load_published(tmp / "home", checkpoints.origin_of(s))
+        report = checkpoints.check_log(s, keys.public("council"), [published])
     assert report.ok and report.checked >= 1, report.problems
 
 

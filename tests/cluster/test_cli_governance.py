@@ -154,6 +154,28 @@ def test_prove_gives_a_proof_a_third_party_checks_and_verify_catches_a_truncated
     assert truncated.returncode == 1 and "the log was truncated" in truncated.stdout, truncated.stdout
 
 
+def test_a_checkpoint_published_for_another_log_is_never_a_tamper_alarm(home: Path) -> None:
+    keys = Keyring(home / ".council" / "keys")
+    with open_store(f"sqlite:///{home / '.council' / 'events.db'}") as log:
+        mine = checkpoints.sign_tree_head(log, keys.signer("council"))
+        checkpoint_files.publish(home / ".council", mine)
+    other = home / "other.db"  # a second council's log, with the same key and home
+    with open_store(f"sqlite:///{other}") as log:
+        log.append("task-x", [TaskSubmitted(task_id="x", capability="noop")])
+        theirs = checkpoints.sign_tree_head(log, keys.signer("council"))
+        checkpoint_files.publish(home / ".council", theirs)
+    assert len(list((home / ".council" / "checkpoints").iterdir())) == 2  # one file per log: none overwritten
+    assert council("verify", cwd=home).returncode == 0
+    assert council("verify", "--store", f"sqlite:///{other}", cwd=home).returncode == 0
+    legacy = home / ".council" / "checkpoint.json"  # where an older council published: here, the other log's
+    legacy.write_text(json.dumps(checkpoint_files.to_json(theirs)))
+    verified = council("verify", cwd=home)
+    assert verified.returncode == 0 and "FAILED" not in verified.stdout, verified.stdout
+    assert "checkpoint.json is another log's" in verified.stdout and "skipped" in verified.stdout
+    named = council("verify", "--checkpoint", str(legacy), cwd=home)  # named by the person: it must be this log's
+    assert named.returncode == 1 and "is of another log" in named.stdout
+
+
 def test_a_budget_allocation_is_put_to_a_vote_and_ballots_are_checked(home: Path) -> None:
     bad = council("vote", "budget", "r-1:tokens=100", "r-2:bananas=3", "--key", "alice", cwd=home)
     assert bad.returncode == 2 and "unknown budget field 'bananas'" in bad.stderr

@@ -214,7 +214,7 @@ def test_any_single_byte_change_to_a_signed_tree_head_fails_verification(
 
 
 def test_a_clean_log_checks_ok(world: World) -> None:
-    published = load_published(world.home)
+    published = load_published(world.home, world.checkpoints[0].origin)
     assert published == world.checkpoints[-1]
     report = check_log(world.store, world.key, [published])  # type: ignore[list-item]
     assert report.ok and report.problems == []
@@ -274,7 +274,7 @@ def test_a_truncated_log_is_caught_by_the_published_checkpoint(world: World, tmp
     with open_store(f"sqlite:///{path}") as cut:
         assert cut.head() == 250 and cut.verify().ok  # the chain alone cannot see a cut-off tail
         assert check_log(cut, world.key).ok  # nor can the checkpoints that survived in the log
-        report = check_log(cut, world.key, [load_published(world.home)])  # type: ignore[list-item]
+        report = check_log(cut, world.key, [load_published(world.home, world.checkpoints[0].origin)])  # type: ignore[list-item]
     assert not report.ok
     assert report.problems == ["the log was truncated: checkpoint signed at 2025-06-15T15:06:42Z covers 300 events "
                                "but the log has 250"]
@@ -405,21 +405,25 @@ def test_a_malformed_bundle_raises_checkpoint_error_only(world: World, bundle: d
 
 def test_publish_replaces_the_file_whole_and_load_reads_it_back(world: World, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    assert load_published(home) is None
-    assert published_path(home) == home / "checkpoint.json"
+    origin = world.checkpoints[0].origin
+    assert load_published(home, origin) is None
+    assert published_path(home, origin) == home / "checkpoints" / f"{bytes(origin).hex()[:16]}.json"
     for event in world.checkpoints:
-        assert publish(home, event) == published_path(home)
-        assert load_published(home) == event
-    assert os.listdir(home) == ["checkpoint.json"]  # no temporary file left behind
-    assert stat.S_IMODE(published_path(home).stat().st_mode) == 0o644
-    verify_tree_head(load_published(home), world.key)  # type: ignore[arg-type]
+        assert publish(home, event) == published_path(home, origin)
+        assert load_published(home, origin) == event
+    assert os.listdir(home / "checkpoints") == [f"{bytes(origin).hex()[:16]}.json"]  # no temporary file left behind
+    assert stat.S_IMODE(published_path(home, origin).stat().st_mode) == 0o644
+    verify_tree_head(load_published(home, origin), world.key)  # type: ignore[arg-type]
+    assert load_published(home, b"\x01" * 32) is None  # another log's origin: another file
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"tree_size": 1}', "null"])
 def test_a_damaged_published_file_raises_checkpoint_error(tmp_path: Path, text: str) -> None:
-    published_path(tmp_path).write_text(text)
+    path = published_path(tmp_path, b"\x07" * 32)
+    path.parent.mkdir()
+    path.write_text(text)
     with pytest.raises(CheckpointError):
-        load_published(tmp_path)
+        load_published(tmp_path, b"\x07" * 32)
 
 
 @pytest.mark.parametrize("at", [-1.0, -0.5, float("nan"), float("inf")])
@@ -435,7 +439,9 @@ def test_a_tree_head_signed_at_no_epoch_time_is_refused_alike_in_the_log_by_publ
     assert not report.ok and len(report.problems) == 1 and re.search(refused, report.problems[0])
     with pytest.raises(CheckpointError, match=refused):
         publish(tmp_path, forged)  # what publish writes, load_published reads back; this it does not write
-    assert not published_path(tmp_path).exists()
-    published_path(tmp_path).write_text(json.dumps({**to_json(genuine), "at": at}))  # written by hand instead
+    path = published_path(tmp_path, genuine.origin)
+    assert not path.exists()
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({**to_json(genuine), "at": at}))  # written by hand instead
     with pytest.raises(CheckpointError, match=refused):
-        load_published(tmp_path)
+        load_published(tmp_path, genuine.origin)
