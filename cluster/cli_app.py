@@ -8,6 +8,7 @@ and exits 2.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -102,6 +103,16 @@ def quiet_ray() -> None:
 def settings_for(store: str | None = None, address: str | None = None) -> Settings:
     """The settings of this invocation: options over ``COUNCIL_*`` variables over defaults."""
     return Settings.from_env(store=store, address=address)
+
+
+def council_for(store: str | None = None, address: str | None = None) -> Any:
+    """The running council (a :class:`cluster.driver.Council`), refused with one line if it writes another log than
+    the one named by ``--store`` or ``COUNCIL_STORE``: a command never answers about a log it was not given."""
+    from cluster.driver import Council
+
+    quiet_ray()
+    named = store is not None or bool(os.environ.get("COUNCIL_STORE"))
+    return Council.connect(settings_for(store, address), same_log=named)
 
 
 def open_log(store: str | None, *, create: bool) -> EventStore:

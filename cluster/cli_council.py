@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from cluster.cli_app import open_log, out, quiet_ray, settings_for
+from cluster.driver import AnotherLog
 from cluster.settings import Settings
 from events import AppendResult, CouncilError, EventStore, Intent, open_store
 from events.errors import ConcurrencyError, StoreUnavailable
@@ -38,10 +39,6 @@ ANSWER_S = 60.0
 
 class LogMoved(CouncilError):
     """A stream changed between the fold a motion was decided from and its append; the append was refused."""
-
-
-class AnotherLog(CouncilError):
-    """The council running on the Ray cluster writes another log than the one this command was given."""
 
 
 class CouncilUnavailable(CouncilError):

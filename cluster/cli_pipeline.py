@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cluster.cli_app import AddressOption, StoreOption, app, out, quiet_ray, settings_for
+from cluster.cli_app import AddressOption, StoreOption, app, council_for, out, quiet_ray, settings_for
 from events import CouncilError
 
 run_app = typer.Typer(help="Run pipelines: `council run ci --repo PATH`.", no_args_is_help=True)
@@ -67,11 +67,10 @@ def report_command(
 ) -> None:
     """The report of a pipeline run: its steps, test, review and build results, staging, and what production waits
     for."""
-    from cluster.driver import Council
     from cluster.pipeline import Run, follow, report
 
     quiet_ray()
-    council = Council.connect(settings_for(store, address))
+    council = council_for(store, address)
     if wait:
         tasks = {s["step"]: s["task_id"] for s in report(council, request_id).steps}
         follow(council, Run(request_id, Path(), "", None, tasks), lambda line: out.print(f"  {line}"), timeout,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ def sql(
     """Answer a SQL query from the read models: through the projector if the council runs, else from the file."""
     if fmt not in ("table", "json", "csv"):
         raise typer.BadParameter("--format is table, json or csv")
-    result = _running_projector_or_file(settings_for(store, address), "query", query)
+    result = _running_projector_or_file(settings_for(store, address), "query", query, named=_named(store))
     if fmt == "json":
         for row in result.rows:
             sys.stdout.write(json.dumps(dict(zip(result.columns, row, strict=True)), default=str) + "\n")
@@ -44,7 +45,7 @@ def export(
     address: AddressOption = None,
 ) -> None:
     """Write every read model as Parquet, for the DuckDB CLI or any other tool."""
-    written = _running_projector_or_file(settings_for(store, address), "export", str(directory))
+    written = _running_projector_or_file(settings_for(store, address), "export", str(directory), named=_named(store))
     for path in written:
         out.print(str(path))
 
@@ -69,11 +70,24 @@ def show(result: Any, *, internal_hidden: bool = False) -> None:
             out.print(f"{column:<{label}} | {value}", markup=False)
 
 
-def _running_projector_or_file(settings: Settings, what: str, argument: str) -> Any:
-    """Ask the running projector (it holds the DuckDB file), or open the file read-only if none runs."""
+def _named(store: str | None) -> bool:
+    return store is not None or bool(os.environ.get("COUNCIL_STORE"))
+
+
+def _running_projector_or_file(settings: Settings, what: str, argument: str, *, named: bool) -> Any:
+    """Ask the running projector (it holds the DuckDB file), or open the file read-only if none runs.
+
+    When a log was ``named`` (``--store``, ``COUNCIL_STORE``) and the running council writes another, it is
+    refused with one line (:class:`cluster.driver.AnotherLog`) rather than answered about that other log.
+    """
     projector = _running_projector(settings)
     if projector is not None:
         import ray
+
+        if named:
+            from cluster.driver import Council
+
+            Council.connect(settings, same_log=True)
 
         if what == "query":
             ray.get(projector.catch_up.remote())

@@ -10,7 +10,17 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from cluster.cli_app import AddressOption, StoreOption, app, err, out, quiet_ray, result_table, settings_for
+from cluster.cli_app import (
+    AddressOption,
+    StoreOption,
+    app,
+    council_for,
+    err,
+    out,
+    quiet_ray,
+    result_table,
+    settings_for,
+)
 from events import CouncilError
 
 
@@ -90,10 +100,9 @@ def down(
 @app.command()
 def status(store: StoreOption = None, address: AddressOption = None) -> None:
     """Show agents, queues, load and recent failures."""
-    from cluster.driver import Council
 
     quiet_ray()
-    council = Council.connect(settings_for(store, address))
+    council = council_for(store, address)
     for table in _status_tables(council):
         out.print(table)
 
@@ -119,7 +128,6 @@ def submit(
 
     A capability no registered agent has is refused before anything is written, unless --force.
     """
-    from cluster.driver import Council
 
     try:
         parsed = json.loads(inputs)
@@ -129,7 +137,7 @@ def submit(
     if not isinstance(parsed, dict):
         raise InvalidInput("--inputs must be a JSON object, like --inputs '{\"seconds\": 1}'")
     quiet_ray()
-    council = Council.connect(settings_for(store, address))
+    council = council_for(store, address)
     known = council.capabilities()
     if capability not in known:
         if not force:
@@ -158,10 +166,9 @@ def cancel(
     """Cancel a task that waits (submitted, queued, failed, awaiting approval or dead-lettered), or every such task
     of a request. A running task is never cut off mid-action; tasks that depend on a cancelled one are
     dead-lettered."""
-    from cluster.driver import Council
 
     quiet_ray()
-    cancelled = Council.connect(settings_for(store, address)).cancel(target, reason)
+    cancelled = council_for(store, address).cancel(target, reason)
     for task_id in cancelled:
         out.print(f"cancelled {task_id}")
 
@@ -175,10 +182,9 @@ def requeue(
     address: AddressOption = None,
 ) -> None:
     """Put a dead-lettered task back in its queue with a fresh set of attempts."""
-    from cluster.driver import Council
 
     quiet_ray()
-    Council.connect(settings_for(store, address)).requeue(task_id, reason)
+    council_for(store, address).requeue(task_id, reason)
     out.print(f"requeued {task_id}")
 
 
@@ -193,10 +199,9 @@ def watch(
     """Live progress: tasks by status, queues, agents and failures, refreshed until Ctrl-C."""
     from rich.console import Group
 
-    from cluster.driver import Council
 
     quiet_ray()
-    council = Council.connect(settings_for(store, address))
+    council = council_for(store, address)
     stop_at = None if duration is None else time.monotonic() + duration
     with Live(Group(*_status_tables(council)), console=out, refresh_per_second=4, transient=False) as live:
         try:

@@ -81,6 +81,10 @@ class NotDeadLettered(CouncilError):
     """A requeue named a task that is not in the dead-letter queue."""
 
 
+class AnotherLog(CouncilError):
+    """The council running on the Ray cluster writes another log than the one a command was given."""
+
+
 class CannotCancel(CouncilError):
     """A cancel named no task or request, or a task that is running or settled."""
 
@@ -130,11 +134,23 @@ class Council:
         return cls(settings)
 
     @classmethod
-    def connect(cls, settings: Settings | None = None) -> Council:
-        """Join the Ray cluster of a council that is already running (``council up``)."""
+    def connect(cls, settings: Settings | None = None, *, same_log: bool = False) -> Council:
+        """Join the Ray cluster of a council that is already running (``council up``).
+
+        With ``same_log`` (a log was named: ``--store`` or ``COUNCIL_STORE``), :class:`AnotherLog` if
+        the running council writes another log than ``settings.store``: its answers would be about
+        that other log.
+        """
         settings = settings or Settings.from_env()
         connect(settings.address, start="none")
-        return cls(settings)
+        council = cls(settings)
+        if same_log:
+            running = str(ray.get(ray.get_actor(names.STORE, namespace=names.NAMESPACE).url.remote()))
+            wanted = settings.absolute().store
+            if settings.with_store(running).absolute().store != wanted:
+                raise AnotherLog(f"the council running on this Ray cluster writes the log {running}, not {wanted}; "
+                                 f"pass --store {running}, or stop that council with `council down`")
+        return council
 
     # -- work -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ its approvals (the run goes on, as events, once they are signed: ``council appro
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from actors.tools.checkout import REQUEST, prepare
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace
 from cluster.driver import Council, new_request_id
+from cluster.settings import Settings
 from events import CouncilError, EventStore, streams
 from events.catalogue import (
     SETTLED,
@@ -161,6 +163,9 @@ class Report:
     """What the last test run recorded, whether the step completed or not (a failed run's counts and details)."""
     shipped_by: list[str] = field(default_factory=list)
     """Who signed production's approval, as ``name (fingerprint)``, once it was granted."""
+    options: str = ""
+    """What a printed command must carry to reach this council's log and keys (``--store``, ``--home``), when they
+    are not the defaults a command in the current directory would use."""
 
     @property
     def outcome(self) -> str:
@@ -235,7 +240,7 @@ class Report:
             a = self.approval
             lines += ["", f"production waits for {a['needed']} approvals of {', '.join(a['approvers'])} "
                           f"(deploy {a['target']}, digest {a['digest'][:16]}…). To approve:"]
-            lines += [f"  council approve {a['approval_id']} --key {key}" for key in a["keys"]]
+            lines += [f"  council approve {a['approval_id']} --key {key}{self.options}" for key in a["keys"]]
         return "\n".join(lines)
 
 
@@ -249,7 +254,7 @@ def report(council: Council, run: Run | str) -> Report:
         raise CouncilError(f"there is no pipeline {request_id}; runs are listed by "
                            "`council sql \"SELECT * FROM requests\"`")
     workspace = council.settings.absolute().workspace or ""
-    found = Report(request_id, tree=str(Path(workspace) / planned[0].tree))
+    found = Report(request_id, tree=str(Path(workspace) / planned[0].tree), options=_options(council.settings))
     rows = council.sql("SELECT task_id, status, agent_id, duration_s, last_error FROM tasks "
                        f"WHERE request_id = '{request_id}'")  # the id matched REQUEST: no quote can be in it
     tasks = {row[0]: row for row in rows.rows}
@@ -299,6 +304,14 @@ def _confinement(council: Council, steps: dict[str, str], found: Report) -> None
 
 
 E = TypeVar("E", TaskCompleted, TaskAwaiting)
+
+
+def _options(settings: Settings) -> str:
+    """The options a command run in this directory needs to reach the log and keys of ``settings`` (see
+    :attr:`Report.options`)."""
+    given, default = settings.absolute(), Settings().absolute()
+    options = f" --store {shlex.quote(given.store)}" if given.store != default.store else ""
+    return options + (f" --home {shlex.quote(given.home)}" if given.home != default.home else "")
 
 
 def review_before(log: EventStore, step_task: str) -> ReviewResult | None:

@@ -72,6 +72,17 @@ def test_an_unknown_capability_is_refused_and_a_forced_one_waits_until_it_is_can
 
 
 @pytest.mark.slow
+def test_commands_given_another_log_than_the_running_councils_refuse_in_one_line(running: Path) -> None:
+    other = f"sqlite:///{running / 'elsewhere.db'}"
+    for args in (("status",), ("sql", "SELECT count(*) FROM tasks"), ("submit", "sleep"), ("cancel", "t-1")):
+        refused = council(*args, "--store", other, cwd=running)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        assert refused.stderr.startswith("error: the council running on this Ray cluster writes the log sqlite:///")
+        assert f"not {other}" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not (running / "elsewhere.db").exists()
+
+
+@pytest.mark.slow
 def test_up_submit_status_sql_export_down(running: Path) -> None:
     home = running
     assert (home / ".council" / "events.db").exists()

@@ -129,6 +129,8 @@ def test_the_sample_service_ships_to_staging_and_waits_for_two_approvals_before_
 
     # the report names the exact command, and two signatures ship it
     assert found.approval is not None and f"council approve {found.approval['approval_id']} --key" in found.text()
+    settings = council.settings.absolute()  # not the defaults: the printed commands say where the log and keys are
+    assert f"--store {settings.store} --home {settings.home}" in found.text()
     approve(council, found.approval["approval_id"], "alice")
     time.sleep(1.0)
     assert not (environments(council) / "prod" / "current").exists()  # one signature is not enough
