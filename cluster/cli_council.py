@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from cluster.cli_app import open_log, out, quiet_ray, settings_for
-from cluster.driver import AnotherLog
-from cluster.settings import Settings
+from cluster.settings import AnotherLog, Settings
 from events import AppendResult, CouncilError, EventStore, Intent, open_store
 from events.errors import ConcurrencyError, StoreUnavailable
 from governance.authority import Authority

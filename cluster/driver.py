@@ -22,7 +22,7 @@ from actors.follow import Process
 from actors.remote import ask
 from actors.store_client import StoreClient
 from cluster.runtime import connect
-from cluster.settings import ConfigurationError, Settings
+from cluster.settings import AnotherLog, ConfigurationError, Settings
 from cluster.system import System, boot, check
 from cluster.team import AgentSpec, Team, load_team
 from events import NO_STREAM, CouncilError, Event, Intent, Metadata, NewEvent, RecordedEvent, streams
@@ -79,10 +79,6 @@ class CouncilNotRunning(CouncilError):
 
 class NotDeadLettered(CouncilError):
     """A requeue named a task that is not in the dead-letter queue."""
-
-
-class AnotherLog(CouncilError):
-    """The council running on the Ray cluster writes another log than the one a command was given."""
 
 
 class CannotCancel(CouncilError):

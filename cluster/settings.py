@@ -25,6 +25,10 @@ class ConfigurationError(CouncilError):
     """A setting has a value that cannot be used."""
 
 
+class AnotherLog(ConfigurationError):
+    """The council running on the Ray cluster writes another log than the one a command was given."""
+
+
 class Settings(BaseModel):
     """Everything a council process needs to know before it opens the log."""
 
