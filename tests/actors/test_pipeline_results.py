@@ -37,6 +37,7 @@ from actors.skills import PermanentFailure
 from actors.tools.ci import CiTools
 from actors.tools.workspace import Workspace
 from cluster.pipeline import Report, report
+from cluster.settings import Settings
 from events import streams
 from events.catalogue import (
     Artefact,
@@ -339,7 +340,7 @@ def recorded_run(council: Council, results: dict[str, StepResult | dict[str, Any
         else:
             rows.append((ids[s.name], "submitted", None, None, None))
     return SimpleNamespace(
-        store=council.store, settings=SimpleNamespace(absolute=lambda: SimpleNamespace(workspace="/w")),
+        store=council.store, settings=Settings(workspace="/w"),
         sql=lambda query: QueryResult(["task_id", "status", "agent_id", "duration_s", "last_error"], rows))
 
 
