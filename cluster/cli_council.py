@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import typer
 
 from cluster.cli_app import open_log, out, quiet_ray, settings_for
-from cluster.settings import AnotherLog, Settings
+from cluster.settings import Settings, same_log
 from events import AppendResult, CouncilError, EventStore, Intent, open_store
 from events.errors import ConcurrencyError, StoreUnavailable
 from governance.authority import Authority
@@ -137,10 +137,7 @@ def _running_council(settings: Settings) -> LogWriter | None:
     except (GetTimeoutError, RayActorError):
         raise StoreUnavailable(f"the council's store actor did not answer within {ANSWER_S:.0f} s; check "
                                "`council status`, or stop the council with `council down`") from None
-    wanted = settings.absolute().store
-    if settings.with_store(running_url).absolute().store != wanted:
-        raise AnotherLog(f"the council running on this Ray cluster writes the log {running_url}, not {wanted}; "
-                         f"pass --store {running_url}, or stop that council with `council down`")
+    same_log(settings, running_url)
     try:
         council = ray.get_actor(names.COUNCIL, namespace=names.NAMESPACE)
     except ValueError:

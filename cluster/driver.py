@@ -22,7 +22,8 @@ from actors.follow import Process
 from actors.remote import ask
 from actors.store_client import StoreClient
 from cluster.runtime import connect
-from cluster.settings import AnotherLog, ConfigurationError, Settings
+from cluster.settings import ConfigurationError, Settings
+from cluster.settings import same_log as check_same_log
 from cluster.system import System, boot, check
 from cluster.team import AgentSpec, Team, load_team
 from events import NO_STREAM, CouncilError, Event, Intent, Metadata, NewEvent, RecordedEvent, streams
@@ -141,11 +142,7 @@ class Council:
         connect(settings.address, start="none")
         council = cls(settings)
         if same_log:
-            running = str(ray.get(ray.get_actor(names.STORE, namespace=names.NAMESPACE).url.remote()))
-            wanted = settings.absolute().store
-            if settings.with_store(running).absolute().store != wanted:
-                raise AnotherLog(f"the council running on this Ray cluster writes the log {running}, not {wanted}; "
-                                 f"pass --store {running}, or stop that council with `council down`")
+            check_same_log(settings, str(ray.get(ray.get_actor(names.STORE, namespace=names.NAMESPACE).url.remote())))
         return council
 
     # -- work -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class AnotherLog(ConfigurationError):
     """The council running on the Ray cluster writes another log than the one a command was given."""
 
 
+
 class Settings(BaseModel):
     """Everything a council process needs to know before it opens the log."""
 
@@ -101,3 +102,11 @@ class Settings(BaseModel):
             )
             raise ConfigurationError(f"invalid configuration ({problems}); fix the option or COUNCIL_* "
                                      "variable") from None
+
+
+def same_log(settings: Settings, running: str) -> None:
+    """Nothing if the council writing ``running`` (a store URL) writes ``settings``' log; :class:`AnotherLog` else."""
+    wanted = settings.absolute().store
+    if settings.with_store(running).absolute().store != wanted:
+        raise AnotherLog(f"the council running on this Ray cluster writes the log {running}, not {wanted}; "
+                         f"pass --store {running}, or stop that council with `council down`")
