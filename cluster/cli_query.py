@@ -78,7 +78,7 @@ def _running_projector_or_file(settings: Settings, what: str, argument: str, *, 
     """Ask the running projector (it holds the DuckDB file), or open the file read-only if none runs.
 
     When a log was ``named`` (``--store``, ``COUNCIL_STORE``) and the running council writes another, it is
-    refused with one line (:class:`cluster.driver.AnotherLog`) rather than answered about that other log.
+    refused with one line (:class:`cluster.settings.AnotherLog`) rather than answered about that other log.
     """
     projector = _running_projector(settings)
     if projector is not None:
