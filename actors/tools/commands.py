@@ -165,7 +165,21 @@ def _supervise(command: list[str], cwd: Path, env: dict[str, str], stdin: str | 
         if end is not None:
             with contextlib.suppress(OSError):
                 end.close()
-    _, status, usage = os.wait4(process.pid, 0)
+    # The output can end before the command does (it closed its stdout and stderr and went on): the clock and the
+    # process limit still hold until it exits.
+    while not stopped:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() >= deadline:
+            stopped = ("wall_time",)
+        elif cap is not None and cap.hit():
+            stopped = ("processes",)
+        else:
+            time.sleep(0.01)
+    if stopped:
+        _kill(process)
+        _, status, usage = os.wait4(process.pid, 0)
     process.returncode = code = os.waitstatus_to_exitcode(status)
     if cap is not None and not stopped and cap.hit():
         stopped = ("processes",)

@@ -219,6 +219,15 @@ def test_wall_time_stops_the_command_and_all_it_started(tree: Workspace) -> None
     assert stopped.value.limits_hit == ("wall_time",) and time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("confined", [True, False])
+def test_the_clock_holds_after_a_command_closes_its_output(tree: Workspace, confined: bool) -> None:
+    sandbox = box() if confined else Sandbox(SandboxTable(mode="off").terms(network=False, wall_time_s=60.0))
+    started = time.monotonic()
+    with pytest.raises(LimitExceeded) as stopped:
+        commands.run(tree, ["sh", "-c", "exec >&- 2>&-; sleep 30"], ".", 0.5, box=sandbox)
+    assert stopped.value.limits_hit == ("wall_time",) and time.monotonic() - started < 5
+
+
 def test_the_process_limit_stops_a_fork_bomb(tree: Workspace) -> None:
     started = time.monotonic()
     with pytest.raises(LimitExceeded, match=r"more than 32 processes at once \(process limit\)") as stopped:
