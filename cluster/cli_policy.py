@@ -14,9 +14,9 @@ from cluster.cli_council import HomeOption, KeyOption, keyring, log_writer, pin,
 from events import Intent
 from events.catalogue import ApprovalRequested, PolicyAdopted, VoteProposed
 from governance import motions
-from governance.confinement import duration_text
 from governance.errors import GovernanceError
 from governance.policy import load_policy
+from governance.quantities import duration_text
 
 policy_app = typer.Typer(help="Check, show and propose policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")

@@ -22,58 +22,15 @@ open_files    4096       files one process may hold open
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from events.catalogue import Confinement
-
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)")
-_BYTES = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-          "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_CPU = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])")
-_SECONDS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_size(value: str | int) -> int:
-    """Bytes in ``value``: ``"512MiB"``, ``"8GiB"``, ``"1GB"``, or a whole number of bytes; at least 1.
-
-    Raises ``ValueError`` (pydantic reports it against the field) for anything else.
-    """
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f'must be a size like "512MiB", "8GiB" or a number of bytes, not {value!r}')
-    if isinstance(value, int):
-        size = value
-    else:
-        found = _SIZE.fullmatch(value.strip())
-        if not found:
-            raise ValueError(f'{json.dumps(value)} is not a size: write "512MiB", "8GiB", "1GB" or a number of bytes')
-        size = int(float(found[1]) * _BYTES[found[2]])
-    if size < 1:
-        raise ValueError(f"must be a positive size, not {value!r}")
-    return size
-
-
-def parse_cpu(value: str | int) -> int:
-    """Whole CPU seconds in ``value``: ``"90s"``, ``"30m"``, ``"1h"``, or a number of seconds; at least 1."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f'must be CPU time like "90s", "30m", "1h" or a number of seconds, not {value!r}')
-    if isinstance(value, int):
-        seconds = value
-    else:
-        found = _CPU.fullmatch(value.strip())
-        if not found:
-            raise ValueError(f'{json.dumps(value)} is not CPU time: write "90s", "30m", "1h" or a number of seconds')
-        seconds = int(float(found[1]) * _SECONDS[found[2]])
-    if seconds < 1:
-        raise ValueError(f"must be at least one second of CPU time, not {value!r}")
-    return seconds
-
+from governance.quantities import duration_text, parse_size, size_text, whole_seconds
 
 Size = Annotated[int, BeforeValidator(parse_size)]
-CpuSeconds = Annotated[int, BeforeValidator(parse_cpu)]
+Seconds = Annotated[int, BeforeValidator(whole_seconds)]
 
 
 class SandboxTable(BaseModel):
@@ -82,12 +39,12 @@ class SandboxTable(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Literal["bubblewrap", "off"] = "bubblewrap"
-    cpu: CpuSeconds = 1800
+    cpu: Seconds = 1800
     memory: Annotated[Size, Field(ge=64 << 20)] = 8 << 30
     processes: Annotated[int, Field(ge=8, strict=True)] = 512
     file_size: Size = 1 << 30
     open_files: Annotated[int, Field(ge=64, strict=True)] = 4096
-    wall_time: CpuSeconds = 1800
+    wall_time: Seconds = 1800
 
     def terms(self, *, network: bool, wall_time_s: float) -> Confinement:
         """The confinement of one command: these limits, ``network`` as its rule grants, and its wall time (its
@@ -111,19 +68,3 @@ class SandboxTable(BaseModel):
             return ('WARNING: the policy turns the sandbox off ([sandbox] mode = "off"): commands run as plain '
                     "processes that can read the council's keys and log and reach the network")
         return None
-
-
-def size_text(size: int) -> str:
-    """``size`` bytes in the largest binary unit that divides it evenly: ``8GiB``, ``512MiB``, ``1000B``."""
-    for unit in ("TiB", "GiB", "MiB", "KiB"):
-        if size >= _BYTES[unit] and size % _BYTES[unit] == 0:
-            return f"{size // _BYTES[unit]}{unit}"
-    return f"{size}B"
-
-
-def duration_text(seconds: float) -> str:
-    """Seconds as people write them in a policy: ``1d``, ``4h``, ``15m``, else ``90s``."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

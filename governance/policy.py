@@ -21,7 +21,6 @@ import copy
 import datetime
 import hashlib
 import json
-import math
 import re
 import typing
 from collections.abc import Callable, Mapping
@@ -44,39 +43,18 @@ from pydantic import (
 
 from events.catalogue import Budget, PolicyAdopted
 from governance import globs
-from governance.confinement import SandboxTable, duration_text
+from governance.confinement import SandboxTable
 from governance.errors import PolicyError
 from governance.keys import NAME as KEY_NAME
 from governance.policy_errors import consistency_problems
+from governance.quantities import duration_text, parse_duration
 from governance.toml_config import parse_toml, read_config, validated, with_count
 from governance.toml_lines import TomlLines
 
 Effect = Literal["allow", "deny", "approve", "vote"]
 EFFECTS: tuple[str, ...] = typing.get_args(Effect)
 _RULE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DEFERRED = "governance.policy: consistency checked by parse_policy"
-
-
-def parse_duration(value: str | int | float) -> float:
-    """Seconds in ``value``: ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, or a number of seconds; positive and finite.
-
-    Raises ``ValueError`` (pydantic reports it against the field) for anything else.
-    """
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f'must be a duration like "90s", "15m", "2h", "1d" or a number of seconds, not {value!r}')
-    if isinstance(value, str):
-        found = _DURATION.fullmatch(value.strip())
-        if not found:
-            raise ValueError(f'{json.dumps(value)} is not a duration: write "90s", "15m", "2h", "1d" or a number '
-                             "of seconds")
-        seconds = float(found[1]) * _UNITS[found[2]]
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"must be a positive, finite duration, not {value!r}")
-    return seconds
 
 
 def _toml_value(value: Any) -> Any:

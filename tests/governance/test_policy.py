@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from events.catalogue import Budget, PolicyAdopted
 from governance import globs
 from governance.errors import PolicyError
-from governance.policy import EFFECTS, Policy, PolicyDecision, in_force, load_policy, parse_duration, parse_policy
+from governance.policy import EFFECTS, Policy, PolicyDecision, in_force, load_policy, parse_policy
 from governance.policy_errors import EFFECT_FIELDS
+from governance.quantities import parse_duration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
 
