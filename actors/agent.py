@@ -1,15 +1,19 @@
 """Agents: event-sourced Ray actors that register, send heartbeats and carry out leased tasks.
 
 The plain part (:class:`AgentLifecycle`, an :mod:`actors.eventsourced` behaviour) decides and
-evolves the agent's own stream — registration, restarts with a new epoch, heartbeats.
+evolves the agent's own stream — registration, and restarts with a new epoch.
 The Ray shell replays that stream in its constructor (so calls that arrive during recovery wait,
 as Ray delivers none before the constructor returns), claims a new epoch, and then runs tasks.
 
+Heartbeats are calls to the dispatcher, not events (liveness is not history): every few seconds
+the agent says which incarnation it is and which tasks it works on, which keeps its leases; an
+agent silent for the dispatcher's ``heartbeat_timeout`` loses them.
+
 Fencing: a new incarnation appends ``agent.restarted`` with the next epoch at the stream version
 it read, so of two incarnations racing to start only one succeeds. An old incarnation that
-lingers finds its heartbeats refused (its stream moved on) and stops taking work; its tasks'
-appends are refused too, because every task append expects the task stream's version at the
-time of the lease, and the dispatcher takes back the leases of an old incarnation.
+lingers hears from the dispatcher that it is fenced and stops taking work; its tasks' appends are
+refused in any case, because every task append expects the task stream's version at the time of
+the lease, and the dispatcher takes back the leases of an old incarnation.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import msgspec
 import ray
 
 from actors import names
-from actors.eventsourced import Entity, Fenced
+from actors.eventsourced import Entity
 from actors.gatekeeper import Gatekeeper
 from actors.remote import ask
 from actors.skills import PermanentFailure, Skill, SkillRegistry, failure_kind, reporting
@@ -38,7 +42,6 @@ from actors.tools.toolsets import Bench, tools_for
 from actors.tools.workspace import Workspace
 from events import CouncilError, Event, streams
 from events.catalogue import (
-    AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
     AgentRetired,
@@ -74,15 +77,8 @@ class Start:
     slots: int
 
 
-@dataclass(frozen=True)
-class Beat:
-    """Command: say the agent is alive and how many tasks it holds."""
-
-    in_flight: int
-
-
 class AgentLifecycle:
-    """The behaviour of an agent's own stream: registration, restarts with new epochs, heartbeats."""
+    """The behaviour of an agent's own stream: registration, and restarts with new epochs."""
 
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
@@ -91,9 +87,7 @@ class AgentLifecycle:
     def initial(self) -> Life:
         return Life()
 
-    def decide(self, state: Life, command: Start | Beat) -> list[Event]:
-        if isinstance(command, Beat):
-            return [AgentHeartbeat(agent_id=self.agent_id, epoch=state.epoch, in_flight=command.in_flight)]
+    def decide(self, state: Life, command: Start) -> list[Event]:
         registration = AgentRegistered(agent_id=self.agent_id, role=command.role,
                                        capabilities=list(command.capabilities), version=command.version,
                                        slots=command.slots, epoch=state.epoch + 1)
@@ -136,7 +130,7 @@ class AgentActor:
                                      PublicKey.from_raw("council", council_key) if council_key else
                                      PublicKey("council", b"\0" * 32), time.time)
         # Recovery: the agent's own stream, replayed before any call is served; then a new epoch.
-        self.life: Entity[Life, Start | Beat] = Entity(AgentLifecycle(agent_id), self.client.read_stream(self.stream))
+        self.life: Entity[Life, Start] = Entity(AgentLifecycle(agent_id), self.client.read_stream(self.stream))
         self.life.handle(Start(role, tuple(capabilities), version, slots), self.client.append)
         self.epoch = self.life.state.epoch
         self.in_flight: set[str] = set()
@@ -147,16 +141,22 @@ class AgentActor:
         self._beat.start()
 
     def _heartbeats(self, every: float) -> None:
+        """Every ``every`` seconds, tell the dispatcher this incarnation is alive and which tasks it works on."""
+        dispatcher: Any = None
         while not self.fenced:
             time.sleep(every)
             with self._lock:
-                beat = Beat(len(self.in_flight))
+                tasks = sorted(self.in_flight)
             try:
-                self.life.handle(beat, self.client.append)
-            except Fenced:
+                dispatcher = dispatcher or ray.get_actor(names.DISPATCHER, namespace=names.NAMESPACE)
+                standing = ray.get(dispatcher.beat.remote(self.agent_id, self.epoch, tasks), timeout=max(5.0, every))
+            except ValueError:
+                continue  # no dispatcher runs yet; nobody to tell
+            except ray.exceptions.RayError:
+                dispatcher = None  # it died or is restarting: look it up again at the next beat
+                continue
+            if standing == "fenced":
                 self.fenced = True  # a newer incarnation owns this agent now
-            except CouncilError:
-                continue  # the store is away; the next beat tries again
 
     def run(self, task_id: str, attempt: int, capability: str, inputs: dict[str, Any], version: int,
             request_id: str | None = None) -> Outcome:

@@ -2,8 +2,9 @@
 
 A :class:`actors.follow.Follower` runs the dispatcher's fold and decisions in a thread from the
 moment the actor is created (rebuilt from position 1 whenever it starts); this shell only hands
-each new lease to its agent, and notices an agent whose actor died while running a task.
-Everything it knows is a fold of the log, so killing it at any moment loses no task, and since
+each new lease to its agent, notices an agent whose actor died while running a task, and hears
+the agents' heartbeats (calls, not events: see :mod:`actors.dispatch.liveness`).
+Everything it decides is a fold of the log, so killing it at any moment loses no task, and since
 every decision is appended at the task stream's version, it never assigns a task twice — not
 even while an old incarnation lingers.
 """
@@ -11,6 +12,7 @@ even while an old incarnation lingers.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +21,7 @@ from ray.exceptions import RayActorError, RayError
 
 from actors import names
 from actors.dispatch import Dispatch, DispatchSettings
+from actors.dispatch.process import Standing
 from actors.follow import Follower, reader_for
 from actors.store_client import StoreClient
 from events import AppendResult, Intent
@@ -90,6 +93,15 @@ class DispatcherActor:
         self.follower = Follower(self.dispatch, client, reader=reader_for(store_url) if store_url else None)
         self.follower.catch_up()  # recovery: the whole state, from the log, before anything else
         self.follower.start("dispatch")
+
+    def beat(self, agent_id: str, epoch: int, tasks: list[str]) -> Standing:
+        """An agent's heartbeat (a call, not an event): it is alive and works on ``tasks``; see
+        :meth:`actors.dispatch.Dispatch.beat`."""
+        return self.dispatch.beat(agent_id, epoch, tasks, time.time())
+
+    def seen(self) -> dict[str, float]:
+        """Seconds since this dispatcher last heard each agent's heartbeat."""
+        return self.dispatch.liveness.seen(time.time())
 
     def stats(self) -> dict[str, int]:
         """Position folded, rounds decided, leases handed out by this incarnation."""

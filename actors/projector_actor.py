@@ -18,7 +18,7 @@ import ray
 from actors.follow import Follower, Process, Source
 from actors.store_client import StoreClient
 from events import open_store
-from projections import Projector, QueryResult, export_parquet
+from projections import ProjectionSchemaMismatch, Projector, QueryResult, export_parquet
 
 FLUSH_INTERVAL = 1.0
 """Seconds a folded event may wait before its rows are stored in the DuckDB file."""
@@ -81,7 +81,13 @@ class ProjectorActor:
     """Runs the read models' :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 
     def __init__(self, store_url: str, path: str) -> None:
-        self.projector = Projector(open_store(store_url, create=False), path)
+        store = open_store(store_url, create=False)
+        try:
+            self.projector = Projector(store, path)
+        except ProjectionSchemaMismatch:
+            # Written by an earlier version with another layout: read models are folds of the log,
+            # so the file is rebuilt from it rather than refused (a file of another log still is).
+            self.projector = Projector(store, path, rebuild=True)
         self.projection = Projection(self.projector)
         self.follower = Follower(self.projection, StoreClient())
         self.follower.start("project")

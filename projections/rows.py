@@ -68,6 +68,6 @@ class AgentRow(msgspec.Struct, gc=False):
     epoch: int | None = None
     status: str | None = None
     registered_at: int | None = None
-    last_heartbeat: int | None = None
+    since: int | None = None
     in_flight: int = 0
     position: int = 0

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The layout version stored in every projection file's state table."""
 
 STATE_TABLE = "_projector_state"
@@ -107,10 +107,11 @@ AGENTS = Table("agents", "One row per agent: the registry, its liveness and the 
     Column("capabilities", "VARCHAR[]", "what the agent can do"),
     Column("version", "VARCHAR", "the agent's software version"),
     Column("slots", "INTEGER", "how many tasks it takes at once; NULL if never registered"),
-    Column("epoch", "INTEGER", "its latest incarnation (registered, restarted, or a newer heartbeat)"),
+    Column("epoch", "INTEGER", "its latest incarnation (registered or restarted)"),
     Column("status", "VARCHAR", "live, unresponsive or retired; NULL if only seen holding tasks, never registered"),
     Column("registered_at", _TS, "when agent.registered was last recorded"),
-    Column("last_heartbeat", _TS, "when the last heartbeat of its current epoch was recorded"),
+    Column("since", _TS, "when it entered its status (heartbeats are calls to the dispatcher, not events; "
+                          "`council status` shows when each was last heard)"),
     Column("in_flight", "INTEGER", "tasks assigned to or running on it now (from the task events)"),
     Column("position", "BIGINT", "log position of the last event that changed this row"),
 ))

@@ -40,7 +40,6 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "task.resumed": ("task_id", "authority_id"),
     "task.cancelled": ("task_id", "reason"),
     "agent.registered": ("agent_id", "role", "capabilities", "version", "slots", "epoch"),
-    "agent.heartbeat": ("agent_id", "epoch"),
     "agent.unresponsive": ("agent_id",),
     "agent.restarted": ("agent_id", "epoch"),
     "agent.retired": ("agent_id",),
@@ -112,28 +111,28 @@ def _requeued(row: TaskRow, e: Payload, at: int) -> None:
 
 def _registered(row: AgentRow, e: Payload, at: int) -> None:
     row.role, row.capabilities, row.version, row.slots = e.role, list(e.capabilities), e.version, e.slots
-    row.epoch, row.status, row.registered_at = e.epoch, AgentStatus.LIVE, at
-
-
-def _heartbeat(row: AgentRow, e: Payload, at: int) -> None:
-    if row.epoch is not None and e.epoch < row.epoch:
-        return  # a fenced incarnation's heartbeat says nothing about the agent now
-    row.epoch, row.last_heartbeat = e.epoch, at
-    if row.status != AgentStatus.RETIRED:
-        row.status = AgentStatus.LIVE
+    row.epoch, row.registered_at = e.epoch, at
+    _become(row, AgentStatus.LIVE, at)
 
 
 def _unresponsive(row: AgentRow, e: Payload, at: int) -> None:
     if row.status != AgentStatus.RETIRED:
-        row.status = AgentStatus.UNRESPONSIVE
+        _become(row, AgentStatus.UNRESPONSIVE, at)
 
 
 def _restarted(row: AgentRow, e: Payload, at: int) -> None:
-    row.epoch, row.status = e.epoch, AgentStatus.LIVE
+    row.epoch = e.epoch
+    _become(row, AgentStatus.LIVE, at)
 
 
 def _retired(row: AgentRow, e: Payload, at: int) -> None:
-    row.status = AgentStatus.RETIRED
+    _become(row, AgentStatus.RETIRED, at)
+
+
+def _become(row: AgentRow, status: AgentStatus, at: int) -> None:
+    """The agent's status is ``status`` from ``at`` (an event that leaves it as it was does not move ``since``)."""
+    if row.status != status:
+        row.status, row.since = status, at
 
 
 # -- and the request's own event -------------------------------------------------------------------
@@ -167,7 +166,7 @@ TASK_STEPS: dict[str, TaskStep] = {
 """The step of each task event type; every one's payload has a ``task_id``."""
 
 AGENT_STEPS: dict[str, AgentStep] = {
-    "agent.registered": _registered, "agent.heartbeat": _heartbeat, "agent.unresponsive": _unresponsive,
+    "agent.registered": _registered, "agent.unresponsive": _unresponsive,
     "agent.restarted": _restarted, "agent.retired": _retired,
 }
 """The step of each agent event type; every one's payload has an ``agent_id``."""

@@ -13,6 +13,7 @@ import heapq
 import uuid
 from collections.abc import Callable, Set
 
+from actors.dispatch.liveness import Liveness
 from actors.dispatch.settings import DispatchSettings
 from actors.dispatch.state import AgentView, DispatchState, TaskView
 from events import Event, Intent
@@ -31,21 +32,23 @@ from events.catalogue.tasks import RETRIED
 
 def decide(state: DispatchState, now: float, settings: DispatchSettings,
            new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
-           gone: Set[str] = frozenset()) -> list[Intent]:
+           gone: Set[str] = frozenset(), liveness: Liveness | None = None) -> list[Intent]:
     """Everything the dispatcher should do now, in this order: queue tasks whose dependencies are
     done, take back expired leases, resume tasks whose approval or vote was decided, retry or
     dead-letter failed attempts, assign queued work.
 
     ``gone`` are agents seen dead since their last registration (their actor died while running
-    a task): their leases are taken back at once. Each task gets at most one decision per call.
-    No fact in the state changes; only retried tasks whose backoff has passed move between the
-    state's queue indexes.
+    a task): their leases are taken back at once. ``liveness`` is what the dispatcher heard from
+    its agents (none: only their registrations count). Each task gets at most one decision per
+    call. No fact in the state changes; only retried tasks whose backoff has passed move between
+    the state's queue indexes.
     """
+    heard = liveness or Liveness(started_at=0.0)
     released = _release_dependents(state, now, settings)
-    out = _expire_leases(state, now, settings, gone) + _retry_or_bury(state, now, settings) + _resume(state)
+    out = _expire_leases(state, now, settings, gone, heard) + _retry_or_bury(state, now, settings) + _resume(state)
     state.release_due(now)
     fresh = {a.stream: a for a in released if isinstance(a.events[0], TaskQueued)}
-    for assignment in _assign(state, now, settings, new_lease_id, list(fresh.values()), gone):
+    for assignment in _assign(state, now, settings, new_lease_id, list(fresh.values()), gone, heard):
         queued = fresh.pop(assignment.stream, None)  # queued and assigned in one append
         out.append(assignment if queued is None else
                    Intent(assignment.stream, [*queued.events, *assignment.events], assignment.expected))
@@ -53,9 +56,23 @@ def decide(state: DispatchState, now: float, settings: DispatchSettings,
     return out
 
 
-def live(agent: AgentView, now: float, settings: DispatchSettings) -> bool:
+def live(agent: AgentView, now: float, settings: DispatchSettings, liveness: Liveness) -> bool:
     """Whether ``agent`` may take work: registered, not retired or unresponsive, heard from lately."""
-    return agent.status == AgentStatus.LIVE and now - agent.last_seen <= settings.heartbeat_timeout
+    return agent.status == AgentStatus.LIVE and now - liveness.heard(agent) <= settings.heartbeat_timeout
+
+
+def lease_expiry(task: TaskView, agent: AgentView | None, settings: DispatchSettings, liveness: Liveness) -> float:
+    """When ``task``'s lease runs out: ``settings.lease`` after its assignment, or after the last
+    heartbeat in which its holder ``agent`` said it works on it — and never within one heartbeat
+    timeout of the dispatcher's start, before the holder could be heard."""
+    renewed = liveness.renewed(task, agent) if agent is not None else None
+    return max(task.lease_expires_at, liveness.started_at + settings.heartbeat_timeout,
+               -1.0 if renewed is None else renewed + settings.lease)
+
+
+def holder_silent(agent: AgentView, now: float, settings: DispatchSettings, liveness: Liveness) -> bool:
+    """Whether the agent holding a lease is no longer registered as live, or has been silent too long."""
+    return agent.status != AgentStatus.LIVE or now - liveness.holding(agent) > settings.heartbeat_timeout
 
 
 def effective_priority(task: TaskView, now: float, settings: DispatchSettings) -> int:
@@ -92,14 +109,15 @@ def _release_dependents(state: DispatchState, now: float, settings: DispatchSett
     return out
 
 
-def _expire_leases(state: DispatchState, now: float, settings: DispatchSettings, gone: Set[str]) -> list[Intent]:
+def _expire_leases(state: DispatchState, now: float, settings: DispatchSettings, gone: Set[str],
+                   liveness: Liveness) -> list[Intent]:
     out = []
     for task_id in sorted(state.leased):
         task = state.tasks[task_id]
         agent = state.agents.get(task.agent_id or "")
-        holder_gone = (agent is None or not live(agent, now, settings) or agent.agent_id in gone
+        holder_gone = (agent is None or holder_silent(agent, now, settings, liveness) or agent.agent_id in gone
                        or task.assigned_at_position < agent.incarnation_position)
-        if now >= task.lease_expires_at or holder_gone:
+        if holder_gone or now >= lease_expiry(task, agent, settings, liveness):
             out.append(Intent(task.stream, [TaskLeaseExpired(
                 task_id=task_id, agent_id=task.agent_id or "unknown", lease_id=task.lease_id or "unknown",
                 attempt=task.attempt)], task.version))
@@ -134,7 +152,7 @@ def _retry_or_bury(state: DispatchState, now: float, settings: DispatchSettings)
 
 
 def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_lease_id: Callable[[], str],
-            fresh: list[Intent], gone: Set[str]) -> list[Intent]:
+            fresh: list[Intent], gone: Set[str], liveness: Liveness) -> list[Intent]:
     """Give the most urgent queued tasks to the least loaded capable agents, while slots are free.
 
     ``fresh`` are tasks being queued by this same round: they compete as if queued now (behind
@@ -143,7 +161,7 @@ def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_le
     anywhere but in the log.
     """
     load = {a.agent_id: len(a.in_flight) for a in state.agents.values()
-            if live(a, now, settings) and a.agent_id not in gone and a.free_slots() > 0}
+            if live(a, now, settings, liveness) and a.agent_id not in gone and a.free_slots() > 0}
     by_capability: dict[str, list[AgentView]] = {}
     for agent_id in load:
         agent = state.agents[agent_id]

@@ -8,27 +8,36 @@ over an in-memory log.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
-from actors.dispatch.decide import decide
+from actors.dispatch.decide import decide, holder_silent, lease_expiry
+from actors.dispatch.liveness import Liveness
 from actors.dispatch.settings import DispatchSettings
 from actors.dispatch.state import DispatchState
 from actors.follow import Process
 from events import Intent, RecordedEvent
 from events.catalogue import AgentRegistered, AgentRestarted
 
+Standing = Literal["current", "fenced"]
+"""What a heartbeat hears back: its incarnation is the agent's latest, or a newer one owns the agent."""
+
 
 class Dispatch(Process):
     """Tasks and agents folded from the log, and the dispatcher's decisions about them."""
 
     def __init__(self, settings: DispatchSettings | None = None,
-                 new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16]) -> None:
+                 new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
+                 started_at: float | None = None) -> None:
         self.settings = settings or DispatchSettings.model_validate({})
         self.state = DispatchState()
         self.new_lease_id = new_lease_id
         self.gone: set[str] = set()
         """Agents seen dead (by the shell) since they last registered: what they hold is taken back at once."""
+        self.liveness = Liveness(time.time() if started_at is None else started_at, keep=self.settings.lease)
+        """What this dispatcher heard from its agents since it started (not in the log)."""
 
     @property
     def position(self) -> int:
@@ -45,13 +54,31 @@ class Dispatch(Process):
         if isinstance(event.payload, AgentRegistered | AgentRestarted):
             self.gone.discard(event.payload.agent_id)
 
+    def beat(self, agent_id: str, epoch: int, tasks: Iterable[str], now: float) -> Standing:
+        """A heartbeat: incarnation ``epoch`` of ``agent_id`` is alive and works on ``tasks``.
+
+        An older incarnation than the log's latest is told it is fenced (and is not heard): it
+        should stop taking work. Its appends would be refused anyway; this tells it sooner.
+        """
+        agent = self.state.agents.get(agent_id)
+        if agent is not None and epoch < agent.epoch:
+            return "fenced"
+        self.liveness.beat(agent_id, epoch, tasks, now)
+        return "current"
+
     def decide(self, now: float) -> Sequence[Intent]:
         """Queue, take back, resume, retry or bury, and assign: see :func:`actors.dispatch.decide`."""
-        return decide(self.state, now, self.settings, self.new_lease_id, self.gone)
+        return decide(self.state, now, self.settings, self.new_lease_id, self.gone, self.liveness)
 
     def due(self, now: float) -> float:
-        """The nearest lease expiry or retry backoff: nothing else falls due without a new event."""
-        due = [self.state.tasks[t].lease_expires_at for t in self.state.leased]
+        """The nearest lease expiry, holder silence or retry backoff: nothing else falls due without a new event."""
+        due = []
+        for task_id in self.state.leased:
+            task = self.state.tasks[task_id]
+            agent = self.state.agents.get(task.agent_id or "")
+            due.append(lease_expiry(task, agent, self.settings, self.liveness))
+            if agent is not None and not holder_silent(agent, now, self.settings, self.liveness):
+                due.append(self.liveness.holding(agent) + self.settings.heartbeat_timeout)
         next_retry = self.state.next_due()
         if next_retry is not None:
             due.append(next_retry)

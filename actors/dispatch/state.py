@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from events import RecordedEvent
 from events.catalogue import (
-    AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
     AgentRetired,
@@ -90,7 +89,7 @@ class AgentView:
     slots: int
     epoch: int
     status: AgentStatus = AgentStatus.LIVE
-    last_seen: float = 0.0
+    last_seen: float = 0.0  # when its current incarnation registered; heartbeats are heard, not logged
     incarnation_position: int = 0  # where its current epoch began: older assignments died with the old one
     in_flight: set[str] = field(default_factory=set)
 
@@ -126,10 +125,6 @@ class DispatchState:
                 self._submitted(p, event)
             case AgentRegistered() as p:
                 self._registered(p, event, at)
-            case AgentHeartbeat() as p:
-                agent = self.agents.get(p.agent_id)
-                if agent is not None and p.epoch >= agent.epoch and agent.status != AgentStatus.RETIRED:
-                    agent.last_seen, agent.status = at, AgentStatus.LIVE
             case AgentUnresponsive() as p:
                 agent = self.agents.get(p.agent_id)
                 if agent is not None and agent.status != AgentStatus.RETIRED:

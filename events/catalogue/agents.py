@@ -1,7 +1,8 @@
 """The agent lifecycle, in the agent's own stream (``agent-<agent_id>``).
 
-registered → heartbeat* → (unresponsive → restarted → heartbeat*)* → retired. ``epoch`` counts
-incarnations: an instance acts only while its epoch is the agent's latest.
+registered → (unresponsive → restarted → registered)* → retired. ``epoch`` counts incarnations:
+an instance acts only while its epoch is the agent's latest. Only what changes is recorded;
+heartbeats are calls to the dispatcher, not events (see ``actors.dispatch.liveness``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def _agent_registered_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 @event_type("agent.heartbeat")
 class AgentHeartbeat(Event, frozen=True):
-    """The agent is alive and holds ``in_flight`` tasks."""
+    """The agent is alive and holds ``in_flight`` tasks.
+
+    No longer written: logs of earlier versions hold them, and they are read and ignored.
+    """
 
     agent_id: Id
     epoch: Positive = 1

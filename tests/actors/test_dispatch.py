@@ -15,7 +15,6 @@ from actors.dispatch.decide import effective_priority
 from actors.follow import Follower
 from events import AppendResult, CouncilError, EventStore, Intent, open_store
 from events.catalogue import (
-    AgentHeartbeat,
     AgentRegistered,
     AgentRestarted,
     ApprovalGranted,
@@ -31,15 +30,13 @@ from events.catalogue import (
 from events.errors import ConcurrencyError, StoreUnavailable
 
 SETTINGS = DispatchSettings(lease=60, heartbeat_timeout=15, backoff_base=2, ageing=600)
-# Tests that look into the future keep agents live: heartbeats are stamped with the real clock.
-PATIENT = DispatchSettings(lease=60, heartbeat_timeout=1e6, backoff_base=2, ageing=600)
 
 
 class Recording(Dispatch):
     """The dispatcher's process, remembering what each round stored (where the Ray shell hands out leases)."""
 
-    def __init__(self, settings: DispatchSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: DispatchSettings, started_at: float | None = None) -> None:
+        super().__init__(settings, started_at=started_at)
         self.appended: list[str] = []
 
     def react(self, stored: Sequence[tuple[Intent, AppendResult]]) -> None:
@@ -49,8 +46,9 @@ class Recording(Dispatch):
 class Dispatcher:
     """The real follower running the dispatcher's process over a store, a round at a time."""
 
-    def __init__(self, store: EventStore, settings: DispatchSettings = SETTINGS) -> None:
-        self.process = Recording(settings)
+    def __init__(self, store: EventStore, settings: DispatchSettings = SETTINGS,
+                 started_at: float | None = None) -> None:
+        self.process = Recording(settings, started_at)
         self.follower = Follower(self.process, store)
         self.state = self.process.state
 
@@ -60,6 +58,10 @@ class Dispatcher:
 
     def catch_up(self) -> None:
         self.follower.catch_up()
+
+    def beat(self, agent_id: str, at: float, *tasks: str, epoch: int = 1) -> str:
+        """A heartbeat of ``agent_id`` (a call, as the Ray shell passes it on), heard at ``at``."""
+        return self.process.beat(agent_id, epoch, tasks, at)
 
     def round(self, now: float | None = None) -> list[str]:
         """One round of the follower; returns the types it appended (and folds them, as its next round would)."""
@@ -130,7 +132,7 @@ def test_higher_priority_goes_first_and_each_agent_gets_at_most_its_slots(store:
 
 
 def test_waiting_raises_priority_and_a_missed_deadline_makes_a_task_critical(store: EventStore) -> None:
-    d = Dispatcher(store, PATIENT)
+    d = Dispatcher(store)
     submit(store, "old-low", priority=3)
     submit(store, "p1", priority=1)
     d.round()
@@ -141,7 +143,7 @@ def test_waiting_raises_priority_and_a_missed_deadline_makes_a_task_critical(sto
     assert effective_priority(p1, now + 3601, SETTINGS) == 0  # past its one-hour start deadline
     agent(store, "coder-1", ["code.generate"], slots=1)
     d.catch_up()
-    store.append("agent-coder-1", [AgentHeartbeat(agent_id="coder-1")])
+    d.beat("coder-1", now + 1900)  # still alive then
     assert d.round(now=now + 1900) == ["task.assigned"]
     assert statuses(d)["old-low"] == "assigned"  # aged to 0, and queued before p1
 
@@ -180,13 +182,13 @@ def test_a_task_nobody_can_do_does_not_block_others(store: EventStore) -> None:
 
 
 def test_an_expired_lease_is_taken_back_retried_after_backoff_and_reassigned(store: EventStore) -> None:
-    d = Dispatcher(store, PATIENT)
+    d = Dispatcher(store)
     agent(store, "coder-1", ["code.generate"])
     submit(store, "t1")
     d.round()
     d.round()
     later = time.time() + 61
-    store.append("agent-coder-1", [AgentHeartbeat(agent_id="coder-1")])
+    d.beat("coder-1", later)  # alive, but it does not say it works on t1: the lease is not renewed
     assert d.round(now=later) == ["task.lease_expired"]
     assert d.round(now=later) == ["task.retried"]
     task = d.state.tasks["t1"]
@@ -194,6 +196,67 @@ def test_an_expired_lease_is_taken_back_retried_after_backoff_and_reassigned(sto
     assert d.round(now=later + 1) == []  # still backing off
     assert d.round(now=later + 3) == ["task.assigned"]
     assert d.state.tasks["t1"].attempt == 2
+
+
+def test_a_lease_lasts_as_long_as_its_holder_says_it_works_on_it(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "long")
+    d.round()
+    start = time.time()
+    for second in range(10, 301, 10):  # five minutes, five lease terms: a heartbeat every ten seconds
+        d.beat("coder-1", start + second, "long")
+        assert d.round(now=start + second) == [], f"taken back at {second} s while its holder works on it"
+    assert store.head() == 4  # registered, submitted, queued, assigned: the heartbeats wrote nothing
+    for second in range(310, 351, 10):  # alive, but no longer working on it (the call that ran it was lost)
+        d.beat("coder-1", start + second)
+        assert d.round(now=start + second) == []
+    assert d.round(now=start + 361) == ["task.lease_expired"]  # a lease term after the last renewal
+
+
+def test_a_silent_agent_loses_its_leases_and_gets_no_new_work(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    d.round()
+    now = time.time()
+    d.beat("coder-1", now + 5, "t1")
+    assert d.round(now=now + 19) == []
+    assert d.round(now=now + 21) == ["task.lease_expired"]  # silent for more than 15 s
+    assert d.round(now=now + 21) == ["task.retried"]
+    assert d.round(now=now + 30) == []  # queued again, but nobody live to take it
+    d.beat("coder-1", now + 40)  # back
+    assert d.round(now=now + 40) == ["task.assigned"]
+
+
+def test_a_restarted_dispatcher_waits_one_heartbeat_timeout_before_taking_leases_back(store: EventStore) -> None:
+    Dispatcher(store).round()
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    Dispatcher(store).round()
+    now = time.time()
+    restarted = Dispatcher(store, started_at=now + 100)  # its lease ran out 40 s before this one started
+    restarted.catch_up()
+    assert restarted.round(now=now + 100) == [] and restarted.round(now=now + 114) == []
+    for heard in (102, 112, 122, 132, 142):  # the holder is heard, still working on it
+        restarted.beat("coder-1", now + heard, "t1")
+        assert restarted.round(now=now + heard + 5) == []
+    other = Dispatcher(store, started_at=now + 100)
+    other.catch_up()
+    assert other.round(now=now + 116) == ["task.lease_expired"]  # nobody spoke up for it
+
+
+def test_an_old_incarnation_hears_it_is_fenced_and_renews_nothing(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    d.round()
+    assert d.beat("coder-1", time.time(), "t1") == "current"
+    store.append("agent-coder-1", [AgentRestarted(agent_id="coder-1", epoch=2, reason="new incarnation")])
+    d.round()
+    assert d.beat("coder-1", time.time(), "t1", epoch=1) == "fenced"
+    assert d.beat("coder-1", time.time(), epoch=2) == "current"
+    assert d.beat("stranger", time.time()) == "current"  # not registered yet: heard, nothing to fence
 
 
 def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(store: EventStore) -> None:

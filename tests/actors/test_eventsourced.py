@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.agent import AgentLifecycle, Beat, Life, Start
+from actors.agent import AgentLifecycle, Life, Start
 from actors.eventsourced import Entity, Fenced
 from events import open_store
 from events.catalogue import AgentRetired
@@ -12,13 +12,12 @@ from events.catalogue import AgentRetired
 START = Start(role="coder", capabilities=("code.generate",), version="1.0", slots=2)
 
 
-def test_a_first_incarnation_registers_with_epoch_one_and_beats() -> None:
+def test_a_first_incarnation_registers_with_epoch_one() -> None:
     store = open_store("memory://")
     life = Entity(AgentLifecycle("a1"))
     assert [e.type_name for e in life.handle(START, store.append)] == ["agent.registered"]
-    life.handle(Beat(in_flight=1), store.append)
-    assert life.state == Life(epoch=1) and life.version == 2
-    assert [e.payload.epoch for e in store.read_stream("agent-a1")] == [1, 1]
+    assert life.state == Life(epoch=1) and life.version == 1
+    assert [e.payload.epoch for e in store.read_stream("agent-a1")] == [1]
 
 
 def test_a_new_incarnation_claims_the_next_epoch_and_fences_the_old_one() -> None:
@@ -29,7 +28,7 @@ def test_a_new_incarnation_claims_the_next_epoch_and_fences_the_old_one() -> Non
     assert [e.type_name for e in new.handle(START, store.append)] == ["agent.restarted", "agent.registered"]
     assert new.state.epoch == 2
     with pytest.raises(Fenced, match="a newer incarnation owns it"):
-        old.handle(Beat(in_flight=0), store.append)
+        old.handle(START, store.append)  # the old one starting over is refused: the stream moved on
     assert store.read_stream("agent-a1")[-1].type == "agent.registered"  # nothing written by the old one
 
 

@@ -23,7 +23,8 @@ from projections import Projector
 def system(tmp_path: Path, ray_instance: None):  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'events.db'}"
     team = [AgentSpec(agent_id="a1", slots=4), AgentSpec(agent_id="a2", slots=4)]
-    handles = boot(System.of(url, team, dispatch={"heartbeat_timeout": 6, "lease": 30, "backoff_base": 0.1},
+    # A lease of 5 s: a task runs longer than that only if its agent's heartbeats renew it.
+    handles = boot(System.of(url, team, dispatch={"heartbeat_timeout": 6, "lease": 5, "backoff_base": 0.1},
                              projections=str(tmp_path / "projections.duckdb")))
     yield url, handles, StoreClient()
     shutdown([names.DISPATCHER, names.PROJECTOR, names.STORE, names.agent("a1"), names.agent("a2")])
@@ -70,6 +71,20 @@ def test_watchers_long_poll_the_projector_and_see_each_change(system) -> None:  
     assert statuses[-1] == "completed"
     polled = ask(projector.query, f"SELECT status FROM tasks WHERE task_id = '{task}'", position, 5.0)
     assert polled.rows == [("completed",)] and polled.position >= after
+
+
+def test_a_task_longer_than_its_lease_completes_on_its_first_attempt_while_its_agent_beats(system) -> None:  # type: ignore[no-untyped-def]
+    url, handles, client = system
+    before = ask(handles[names.DISPATCHER].seen)
+    (long,) = submit(client, 1, capability="sleep", seconds=12)  # more than two lease terms
+    wait_until(lambda: long in completions(url), timeout=60)
+    with open_store(url) as s:
+        history = [e.type for e in s.read_stream(f"task-{long}")]
+        heartbeats = s.read_all(types=["agent.heartbeat"])
+    assert history == ["task.submitted", "task.queued", "task.assigned", "task.started", "task.completed"]
+    assert heartbeats == []  # heartbeats are calls, not events
+    heard = ask(handles[names.DISPATCHER].seen)
+    assert set(heard) == {"a1", "a2"} and max(heard.values()) < 6, (before, heard)
 
 
 def test_failures_are_retried_then_dead_lettered(system) -> None:  # type: ignore[no-untyped-def]

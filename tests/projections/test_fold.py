@@ -170,25 +170,25 @@ def test_a_cancelled_task_counts_apart_and_a_request_of_cancelled_work_is_cancel
     assert (req.completed, req.cancelled, req.dead_lettered, req.in_progress, req.status) == (1, 1, 0, 0, "cancelled")
 
 
-def test_agents_register_heartbeat_go_unresponsive_restart_and_retire() -> None:
+def test_agents_register_go_unresponsive_restart_and_retire_and_each_status_says_since_when() -> None:
     log = Log()
     e = log.add("agent-a1", AgentRegistered(agent_id="a1", role="coder", capabilities=["code.generate"],
                                             version="1.0", slots=2))
     agent = log.fold.agents["a1"]
     seen = (agent.role, agent.capabilities, agent.version, agent.slots, agent.epoch, agent.status, agent.registered_at)
     assert seen == ("coder", ["code.generate"], "1.0", 2, 1, "live", us(e.recorded_at))
-    e = log.add("agent-a1", AgentHeartbeat(agent_id="a1", epoch=1, in_flight=0))
-    assert agent.last_heartbeat == us(e.recorded_at)
-    log.add("agent-a1", AgentUnresponsive(agent_id="a1", reason="silent"))
-    assert agent.status == "unresponsive"
-    log.add("agent-a1", AgentRestarted(agent_id="a1", epoch=2))
-    assert (agent.status, agent.epoch) == ("live", 2)
-    beat = agent.last_heartbeat
-    log.add("agent-a1", AgentHeartbeat(agent_id="a1", epoch=1))  # the fenced incarnation: ignored
-    assert (agent.last_heartbeat, agent.epoch) == (beat, 2)
-    log.add("agent-a1", AgentRetired(agent_id="a1"))
-    log.add("agent-a1", AgentHeartbeat(agent_id="a1", epoch=2))
-    assert agent.status == "retired"
+    assert agent.since == us(e.recorded_at)
+    log.add("agent-a1", AgentHeartbeat(agent_id="a1", epoch=1, in_flight=0))  # an earlier version's: ignored
+    assert (agent.status, agent.since) == ("live", us(e.recorded_at))
+    e = log.add("agent-a1", AgentUnresponsive(agent_id="a1", reason="silent"))
+    assert (agent.status, agent.since) == ("unresponsive", us(e.recorded_at))
+    log.add("agent-a1", AgentUnresponsive(agent_id="a1", reason="still silent"))
+    assert agent.since == us(e.recorded_at)  # no change of status, no new "since"
+    e = log.add("agent-a1", AgentRestarted(agent_id="a1", epoch=2))
+    assert (agent.status, agent.epoch, agent.since) == ("live", 2, us(e.recorded_at))
+    e = log.add("agent-a1", AgentRetired(agent_id="a1"))
+    log.add("agent-a1", AgentUnresponsive(agent_id="a1", reason="after retirement"))
+    assert (agent.status, agent.since) == ("retired", us(e.recorded_at))
 
 
 def test_an_agent_holding_tasks_before_it_registers_gets_a_minimal_row() -> None:

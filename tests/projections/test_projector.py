@@ -24,7 +24,7 @@ from projections import (
     persist,
 )
 from projections.rows import AgentRow, RequestRow, TaskRow
-from projections.schema import AGENTS, REQUESTS, TASKS
+from projections.schema import AGENTS, REQUESTS, SCHEMA_VERSION, TASKS
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,8 @@ def test_a_file_of_another_schema_version_is_refused_until_rebuilt(tmp_path: Pat
     con = duckdb.connect(str(path))
     con.execute("UPDATE _projector_state SET schema_version = 0")
     con.close()
-    with pytest.raises(ProjectionSchemaMismatch, match="has projection schema 0, this agent-council writes schema 2"):
+    expected = f"has projection schema 0, this agent-council writes schema {SCHEMA_VERSION}"
+    with pytest.raises(ProjectionSchemaMismatch, match=expected):
         Projector(random_log, path)
     with Projector(random_log, path, rebuild=True) as p:
         assert p.position == 0
