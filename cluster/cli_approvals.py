@@ -90,10 +90,10 @@ def reject(approval_id: ApprovalArgument, key: KeyOption,
 
 def _sign(approval_id: str, key: str, store: str | None, home: str | None, address: str | None,
           reject: str | None) -> None:
-    signer = keyring(home).signer(key)
-    authority = read_authority(store)
-    intent = motions.sign(authority, approval_id, signer, time.time(), reject)
-    with log_writer(settings_for(store, address)) as writer:
+    with log_writer(settings_for(store, address)) as writer:  # first: a running council of another log refuses
+        signer = keyring(home, store).signer(key)
+        authority = read_authority(store)
+        intent = motions.sign(authority, approval_id, signer, time.time(), reject)
         writer.append([intent])
     ledger = authority.approvals[approval_id]
     requested = ledger.requested

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from actors.store_client import StoreClient
 
 HomeOption = Annotated[str | None, typer.Option(
-    "--home", help="The council's directory (keys, published checkpoint). [env: COUNCIL_HOME; default .council]",
+    "--home", help="The council's directory (keys, published checkpoints). [env: COUNCIL_HOME; default the directory "
+                   "of the SQLite log, .council for the default log]",
     show_default=False)]
 KeyOption = Annotated[str, typer.Option("--key", help="The name of your key in the keyring.")]
 
@@ -44,14 +45,15 @@ class CouncilUnavailable(CouncilError):
     """The running council's actor did not answer in time; the command can be run again."""
 
 
-def home_dir(home: str | None) -> Path:
-    """The council's home directory from ``--home``, ``COUNCIL_HOME`` or the default."""
-    return Path(home) if home else Path(settings_for(None).home)
+def home_dir(home: str | None, store: str | None = None) -> Path:
+    """The council's home directory from ``--home``, ``COUNCIL_HOME``, or beside the log (``--store``,
+    ``COUNCIL_STORE`` or the default): a council's keys and checkpoints belong to its log."""
+    return Path(home) if home else Path(settings_for(store).home)
 
 
-def keyring(home: str | None) -> Keyring:
-    """The keyring under the council's home."""
-    return Keyring(home_dir(home) / "keys")
+def keyring(home: str | None, store: str | None = None) -> Keyring:
+    """The keyring under the council's home (see :func:`home_dir`)."""
+    return Keyring(home_dir(home, store) / "keys")
 
 
 def pin(keys: Keyring, names: dict[str, str]) -> dict[str, str]:

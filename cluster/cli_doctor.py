@@ -110,7 +110,8 @@ def _disk(home: str) -> Finding:
 
 @app.command()
 def doctor(
-    home: Annotated[str | None, typer.Option(help="The council's home (default .council). [env: COUNCIL_HOME]")] = None,
+    home: Annotated[str | None, typer.Option(help="The council's home (default: beside the log, .council for the "
+                                                  "default log). [env: COUNCIL_HOME]")] = None,
     policy: Annotated[str | None, typer.Option(help="The policy file to check. [env: COUNCIL_POLICY]")] = None,
 ) -> None:
     """Check this machine: bubblewrap and user namespaces (the sandbox), the process limit, Ray, the metrics port,

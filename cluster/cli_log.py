@@ -60,7 +60,7 @@ def verify(
     with open_log(store, create=False) as es:
         report = es.verify()
         _print_verify(report)
-        root = home_dir(home)
+        root = home_dir(home, store)
         keys = Keyring(root / "keys")
         if COUNCIL_KEY not in keys.names():
             out.print(f"checkpoints: not checked (no council key in {keys.directory})")

@@ -70,12 +70,11 @@ def policy_propose(file: Annotated[Path, typer.Argument(help="The new policy fil
                    store: StoreOption = None, home: HomeOption = None, address: AddressOption = None) -> None:
     """Propose FILE as the new policy; it is adopted once the approvals or the vote the policy in force names land."""
     candidate = load_policy(file)
-    keys = keyring(home)
-    signer = keys.signer(key)
-    settings = settings_for(store, address)
-    intents = motions.propose_policy(read_authority(store), candidate, signer.public.fingerprint, time.time(),
-                                     pin(keys, candidate.key_names()), source=str(file))
-    with log_writer(settings) as writer:
+    with log_writer(settings_for(store, address)) as writer:  # then: a running council of another log refuses
+        keys = keyring(home, store)
+        signer = keys.signer(key)
+        intents = motions.propose_policy(read_authority(store), candidate, signer.public.fingerprint, time.time(),
+                                         pin(keys, candidate.key_names()), source=str(file))
         writer.append(intents)
     out.print(_proposed(candidate.hash, intents[-1]))
 

@@ -22,7 +22,7 @@ def prove(position: Annotated[int, typer.Argument(min=1, help="The log position 
           check: Annotated[Path | None, typer.Option("--check", help="Verify a proof file instead, with the council's "
                                                                        "public key alone.")] = None) -> None:
     """Print a proof (JSON) that the event at POSITION is in the log the council signed; or --check one."""
-    council_key = keyring(home).public(COUNCIL_KEY)
+    council_key = keyring(home, store).public(COUNCIL_KEY)
     if check is not None:
         try:
             bundle = json.loads(check.read_text())

@@ -45,11 +45,11 @@ def vote_budget(
     store: StoreOption = None, home: HomeOption = None, address: AddressOption = None,
 ) -> None:
     """Put a budget allocation between requests to the vote the policy's ``budget.allocate`` rule names."""
-    signer = keyring(home).signer(key)
     options = motions.budget_options(allocation)  # refuses a malformed option before anything is read or written
-    intent = motions.propose_budget_vote(read_authority(store), options, signer.public.fingerprint, time.time(),
-                                         subject=subject)
-    with log_writer(settings_for(store, address)) as writer:
+    with log_writer(settings_for(store, address)) as writer:  # then: a running council of another log refuses
+        signer = keyring(home, store).signer(key)
+        intent = motions.propose_budget_vote(read_authority(store), options, signer.public.fingerprint, time.time(),
+                                             subject=subject)
         writer.append([intent])
     proposed = intent.events[0]
     assert isinstance(proposed, VoteProposed)
@@ -62,8 +62,8 @@ def vote_cast(vote_id: Annotated[str, typer.Argument(help="The vote's id.")],
               option: Annotated[str, typer.Argument(help="Your choice: one of the vote's options.")], key: KeyOption,
               store: StoreOption = None, home: HomeOption = None, address: AddressOption = None) -> None:
     """Cast a signed ballot."""
-    signer = keyring(home).signer(key)
-    intent = motions.cast_ballot(read_authority(store), vote_id, option, signer, time.time())
-    with log_writer(settings_for(store, address)) as writer:
+    with log_writer(settings_for(store, address)) as writer:  # first: a running council of another log refuses
+        signer = keyring(home, store).signer(key)
+        intent = motions.cast_ballot(read_authority(store), vote_id, option, signer, time.time())
         writer.append([intent])
     out.print(f"voted {option} in {vote_id} as {key}")

@@ -24,7 +24,7 @@ app.add_typer(warrant_app, name="warrant")
 def warrant_show(warrant_id: Annotated[str, typer.Argument(help="The warrant's id.")], store: StoreOption = None,
                  home: HomeOption = None) -> None:
     """Verify a warrant and its chain against the council's public key, offline, and print it."""
-    council_key = keyring(home).public(COUNCIL_KEY)
+    council_key = keyring(home, store).public(COUNCIL_KEY)
     authority = read_authority(store)
     ledger = authority.warrants.get(warrant_id)
     if ledger is None or ledger.issued is None:
@@ -56,7 +56,7 @@ def warrant_revoke(warrant_id: Annotated[str, typer.Argument(help="The warrant t
                    reason: Annotated[str, typer.Option(help="Why (recorded).")], key: KeyOption,
                    store: StoreOption = None, home: HomeOption = None, address: AddressOption = None) -> None:
     """Revoke a warrant and every warrant carved from it, at once."""
-    signer = keyring(home).signer(key)
+    signer = keyring(home, store).signer(key)
     by = f"{key} ({signer.public.fingerprint})"
     intents = read_authority(store).revocations(warrant_id, reason, by)
     if intents:

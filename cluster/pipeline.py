@@ -310,8 +310,9 @@ def _options(settings: Settings) -> str:
     """The options a command run in this directory needs to reach the log and keys of ``settings`` (see
     :attr:`Report.options`)."""
     given, default = settings.absolute(), Settings().absolute()
+    beside = Settings(store=given.store).absolute()  # the home a command given only --store finds
     options = f" --store {shlex.quote(given.store)}" if given.store != default.store else ""
-    return options + (f" --home {shlex.quote(given.home)}" if given.home != default.home else "")
+    return options + (f" --home {shlex.quote(given.home)}" if given.home != beside.home else "")
 
 
 def review_before(log: EventStore, step_task: str) -> ReviewResult | None:

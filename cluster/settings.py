@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from events.errors import CouncilError
 from events.store import DEFAULT_MAX_EVENT_BYTES
@@ -39,7 +40,8 @@ class Settings(BaseModel):
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest encoded event accepted")
     projections: str | None = Field(None, description="DuckDB file of the read models; default: beside the store")
     address: str | None = Field(None, description="Ray cluster address (auto, host:port, ray://host:port)")
-    home: str = Field(".council", description="The council's directory: keys/, the published checkpoint")
+    home: str = Field("", description="The council's directory: keys/, published checkpoints, workspace/; default the "
+                                      "directory that holds a SQLite log (.council for the default log)")
     policy: str | None = Field(None, description="Policy file put in force if the log has none; default the example")
     team: str | None = Field(None, description="Team file: which agents run, with which capabilities; default the "
                                                "example")
@@ -49,6 +51,14 @@ class Settings(BaseModel):
                                      description="Port of /metrics (0: any free one; unset: none)")
     metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on (0.0.0.0 for a remote Prometheus)")
     health: bool = Field(True, description="Run the health monitor, which restarts crashed and hung actors")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _home_beside_the_log(cls, values: Any) -> Any:
+        """A council's files belong to its log: without a ``home``, it is the directory of the log's file."""
+        if isinstance(values, dict) and not values.get("home"):
+            values = {**values, "home": home_of(str(values.get("store") or DEFAULT_STORE))}
+        return values
 
     def absolute(self) -> Settings:
         """These settings with file paths made absolute against this process's directory.
@@ -102,6 +112,15 @@ class Settings(BaseModel):
             )
             raise ConfigurationError(f"invalid configuration ({problems}); fix the option or COUNCIL_* "
                                      "variable") from None
+
+
+def home_of(store: str) -> str:
+    """The default home of the council writing ``store``: the directory of a SQLite log file, else ``.council``."""
+    if store.startswith("sqlite:///"):
+        return str(Path(store.removeprefix("sqlite:///")).parent)
+    if "://" not in store:
+        return str(Path(store).parent)
+    return ".council"
 
 
 def same_log(settings: Settings, running: str) -> None:

@@ -77,7 +77,7 @@ def test_prove_beyond_the_log_says_how_long_the_log_is(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'e.db'}"
     with open_store(url) as s:
         s.append("task-t1", [TaskQueued(task_id="t1", priority=1)])
-    Keyring(tmp_path / ".council" / "keys").new("council")
+    Keyring(tmp_path / "keys").new("council")  # the council's home is its log's directory
     far = council("prove", "999999999", "--store", url, cwd=tmp_path)
     assert far.returncode == 2 and far.stderr.strip() == ("error: the log has 1 events; there is no position "
                                                            "999999999 to prove")

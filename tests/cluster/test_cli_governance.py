@@ -150,7 +150,7 @@ def test_prove_gives_a_proof_a_third_party_checks_and_verify_catches_a_truncated
     conn.close()
     intact = council("verify", "--store", f"sqlite:///{short}", "--home", str(home / "nowhere"), cwd=home)
     assert intact.returncode == 0 and "ok: 3 events checked" in intact.stdout  # every hash in it is fine
-    truncated = council("verify", "--store", f"sqlite:///{short}", cwd=home)
+    truncated = council("verify", "--store", f"sqlite:///{short}", "--home", str(home / ".council"), cwd=home)
     assert truncated.returncode == 1 and "the log was truncated" in truncated.stdout, truncated.stdout
 
 
@@ -166,7 +166,8 @@ def test_a_checkpoint_published_for_another_log_is_never_a_tamper_alarm(home: Pa
         checkpoint_files.publish(home / ".council", theirs)
     assert len(list((home / ".council" / "checkpoints").iterdir())) == 2  # one file per log: none overwritten
     assert council("verify", cwd=home).returncode == 0
-    assert council("verify", "--store", f"sqlite:///{other}", cwd=home).returncode == 0
+    shared = ("--home", str(home / ".council"))
+    assert council("verify", "--store", f"sqlite:///{other}", *shared, cwd=home).returncode == 0
     legacy = home / ".council" / "checkpoint.json"  # where an older council published: here, the other log's
     legacy.write_text(json.dumps(checkpoint_files.to_json(theirs)))
     verified = council("verify", cwd=home)
