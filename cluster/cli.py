@@ -14,12 +14,22 @@ from events import CouncilError
 
 def main() -> None:
     """Entry point of the ``council`` console script."""
+    code = 0
     try:
         app()
     except CouncilError as exc:
         cause = getattr(exc, "cause", None)  # raised in an actor: Ray wraps it, the cause says it
         err.print(f"error: {cause if isinstance(cause, CouncilError) else exc}", markup=False)
-        sys.exit(2)
+        code = 2
+    except SystemExit as done:  # how typer ends every command
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if isinstance(done.code, str):
+            err.print(done.code, markup=False)
+    if "ray" in sys.modules:
+        from cluster.runtime import leave
+
+        leave(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

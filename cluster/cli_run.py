@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -44,8 +46,9 @@ def up(
                                               help="Tasks each worker runs at once (default 4).")] = None,
     policy: Annotated[str | None, typer.Option(help="Policy file put in force if the log has none yet "
                                                     "[env: COUNCIL_POLICY; default examples/policy.toml]")] = None,
-    home: Annotated[str | None, typer.Option(help="The council's directory: keys, published checkpoint "
-                                                  "[env: COUNCIL_HOME; default .council]")] = None,
+    home: Annotated[str | None, typer.Option(help="The council's directory: keys, published checkpoints "
+                                                  "[env: COUNCIL_HOME; default the directory of the SQLite log, "
+                                                  ".council for the default log]")] = None,
     workspace: Annotated[str | None, typer.Option(help="Where agents act [env: COUNCIL_WORKSPACE; default "
                                                        "<home>/workspace]")] = None,
 ) -> None:
@@ -212,17 +215,26 @@ def watch(
             pass
 
 
+def _with_heartbeats(agents: Any, heard: dict[str, float]) -> Any:
+    """The agents' rows with a ``heard`` column: when the dispatcher last heard each one's heartbeat."""
+    now = datetime.now(UTC)
+    rows = [(*row, None if row[0] not in heard else now - timedelta(seconds=heard[row[0]])) for row in agents.rows]
+    return replace(agents, columns=[*agents.columns, "heard"], rows=rows)
+
+
 def _status_tables(council: Any) -> list[Table]:
     """Tables of what the read models say now: task counts, queues, agents, recent failures."""
     queries = {
         "tasks": "SELECT status, count(*) AS tasks FROM tasks GROUP BY status ORDER BY status",
         "queues": "SELECT priority, depth, oldest_age_s FROM queue ORDER BY priority",
-        "agents": ("SELECT a.agent_id, a.role, a.status, l.in_flight, l.slots, round(l.utilisation, 2) AS utilisation, "
-                   "a.last_heartbeat FROM agents a LEFT JOIN agent_load l USING (agent_id) ORDER BY a.agent_id"),
+        "agents": ("SELECT a.agent_id, a.role, a.status, a.since, concat(l.in_flight, '/', l.slots) AS load "
+                   "FROM agents a LEFT JOIN agent_load l USING (agent_id) ORDER BY a.agent_id"),
         "recent failures": ("SELECT task_id, capability, status, attempts_used, last_error FROM tasks "
                             "WHERE status IN ('failed', 'dead_lettered') ORDER BY finished_at DESC NULLS LAST LIMIT 5"),
     }
-    tables = [result_table(council.sql(sql), title) for title, sql in queries.items()]
+    results = {title: council.sql(sql) for title, sql in queries.items()}
+    results["agents"] = _with_heartbeats(results["agents"], council.heard())
+    tables = [result_table(result, title) for title, result in results.items()]
     alerts = council.alerts(limit=5)
     table = Table(title="recent alerts", title_justify="left")
     for column in ("at", "severity", "source", "summary"):

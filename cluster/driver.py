@@ -24,7 +24,6 @@ from actors.store_client import StoreClient
 from cluster.runtime import connect
 from cluster.settings import ConfigurationError, Settings
 from cluster.settings import same_log as check_same_log
-from cluster.system import System, boot, check
 from cluster.team import AgentSpec, Team, load_team
 from events import NO_STREAM, CouncilError, Event, Intent, Metadata, NewEvent, RecordedEvent, streams
 from events.catalogue import (
@@ -114,6 +113,8 @@ class Council:
         with ``settings.health`` false and no ``health``, no monitor runs (nor error detector).
         ``detector`` sets the error detector's thresholds (``monitoring.errors.DetectorSettings``).
         """
+        from cluster.system import System, boot, check  # every actor class: only a council that starts needs them
+
         settings = (settings or Settings.from_env()).absolute()
         if settings.store.startswith("memory://"):
             raise ConfigurationError("a memory:// store lives inside one process, but the council's actors are "
@@ -307,6 +308,17 @@ class Council:
         return [{"at": e.recorded_at.strftime("%Y-%m-%d %H:%M:%SZ"), "severity": e.payload.severity,
                  "source": e.payload.source, "summary": e.payload.summary, "detail": e.payload.detail}
                 for e in reversed(found) if isinstance(e.payload, AlertRaised)]
+
+    def heard(self) -> dict[str, float]:
+        """Seconds since the dispatcher last heard each agent's heartbeat (empty if no dispatcher runs).
+
+        Heartbeats are calls, not events: this is the only place they show.
+        """
+        try:
+            seen: dict[str, float] = ask(ray.get_actor(names.DISPATCHER, namespace=names.NAMESPACE).seen)
+            return seen
+        except ValueError:
+            return {}
 
     def metrics_address(self) -> str | None:
         """Where the exporter serves ``/metrics`` (``host:port``), or None if it does not run."""

@@ -57,3 +57,19 @@ def test_pipeline_benchmark_runs_and_checks() -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ratio governed / direct" in out.stdout and "checks: ok" in out.stdout
     assert "direct sandboxed / direct" in out.stdout and "all sandboxed" in out.stdout
+
+
+@pytest.mark.slow
+def test_idle_benchmark_runs_and_verifies() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "idle.py"), "--seconds", "3", "--peer-events", "200"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "events appended: 0 (none)" in out.stdout and "checks: ok" in out.stdout
+
+
+@pytest.mark.slow
+def test_cli_latency_benchmark_runs() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "cli_latency.py"), "--runs", "1"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ratio council status / bare Ray driver" in out.stdout

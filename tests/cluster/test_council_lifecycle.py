@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def test_a_driver_script_runs_as_a_ray_job_against_the_running_council(running: 
                          capture_output=True, text=True, timeout=300, cwd=running, env=env)
     assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:]
     assert "4 of 4 tasks completed" in job.stdout and "succeeded" in job.stdout
+
+
+@pytest.mark.slow
+def test_a_driver_script_on_this_machine_joins_the_council_and_prints_only_its_own_lines(running: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COUNCIL_", "RAY_ADDRESS", "RAY_AUTH"))}
+    env["PYTHONPATH"] = str(ROOT)
+    driver = subprocess.run([sys.executable, str(ROOT / "examples" / "driver.py"), "--tasks", "2"],
+                            capture_output=True, text=True, timeout=300, cwd=running, env=env)
+    assert driver.returncode == 0, driver.stderr[-2000:]
+    assert "3 of 3 tasks completed" in driver.stdout
+    assert "Token authentication" not in driver.stdout + driver.stderr  # Ray's notice of the cluster's own setting
 
 
 @pytest.mark.slow
@@ -80,6 +92,32 @@ def test_commands_given_another_log_than_the_running_councils_refuse_in_one_line
         assert refused.stderr.startswith("error: the council running on this Ray cluster writes the log sqlite:///")
         assert f"not {other}" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert not (running / "elsewhere.db").exists()
+
+
+@pytest.mark.slow
+def test_an_idle_council_appends_nothing_for_a_minute(running: Path) -> None:
+    from events import open_store
+
+    url = f"sqlite:///{running / '.council' / 'events.db'}"
+
+    def head() -> int:
+        with open_store(url, create=False) as log:
+            return log.head()
+
+    settled, still_since = head(), time.monotonic()
+    deadline = time.monotonic() + 60
+    while time.monotonic() - still_since < 5:  # what earlier tests started has finished
+        assert time.monotonic() < deadline, "the log never settled"
+        time.sleep(0.5)
+        if (now := head()) != settled:
+            settled, still_since = now, time.monotonic()
+    time.sleep(60)  # heartbeats, when they were events, were 30 a minute for each agent
+    with open_store(url, create=False) as log:
+        after = log.read_all(settled + 1, None)
+    assert [e.type for e in after] == [], "an idle council wrote to its log"
+    status = council("status", cwd=running)
+    assert status.returncode == 0, status.stderr
+    assert "heard" in status.stdout and " s ago" in status.stdout  # the dispatcher still hears every agent
 
 
 @pytest.mark.slow
@@ -125,7 +163,8 @@ def test_up_submit_status_sql_export_down(running: Path) -> None:
     assert down.returncode == 0 and "stopped" in down.stdout
     offline = council("sql", "SELECT count(*) AS n FROM tasks", "--format", "csv", cwd=home)
     assert offline.returncode == 0, offline.stderr
-    assert offline.stdout.splitlines() == ["n", "7"]  # two tasks submitted here, one cancelled, four by the Ray job
+    # two tasks submitted here, one cancelled, four by the Ray job and three by the driver on this machine
+    assert offline.stdout.splitlines() == ["n", "10"]
     requeued = council("events", "--type", "task.requeued", "--json", cwd=home)
     assert json.loads(requeued.stdout)["payload"]["reason"] == "try once more"
     assert council("verify", cwd=home).stdout.startswith("ok: ")
