@@ -21,8 +21,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +32,18 @@ import msgspec
 import ray
 
 from actors import names
+from actors.dispatch.process import BeatReply
 from actors.eventsourced import Entity
 from actors.gatekeeper import Gatekeeper
 from actors.remote import ask
-from actors.skills import PermanentFailure, Skill, SkillRegistry, failure_kind, reporting
+from actors.skills import PermanentFailure, Skill, SkillRegistry, abandoned, failure_kind, reporting
 from actors.store_client import StoreClient
 from actors.tools import limits
 from actors.tools.checkout import tree_of
 from actors.tools.gated import ActionRefused, AwaitingAuthority
+from actors.tools.redact import scrub
 from actors.tools.toolsets import Bench, tools_for
+from actors.tools.tree_lock import holding
 from actors.tools.workspace import Workspace
 from events import CouncilError, Event, streams
 from events.catalogue import (
@@ -65,6 +70,14 @@ class Life:
 
     epoch: int = 0
     retired: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An attempt this incarnation is working on: its number, and the flag that tells its skill to give it up."""
+
+    number: int
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -133,7 +146,7 @@ class AgentActor:
         self.life: Entity[Life, Start] = Entity(AgentLifecycle(agent_id), self.client.read_stream(self.stream))
         self.life.handle(Start(role, tuple(capabilities), version, slots), self.client.append)
         self.epoch = self.life.state.epoch
-        self.in_flight: set[str] = set()
+        self.in_flight: dict[str, Attempt] = {}
         self.progress_at = time.time()
         self.fenced = False
         self._lock = threading.Lock()
@@ -146,17 +159,22 @@ class AgentActor:
         while not self.fenced:
             time.sleep(every)
             with self._lock:
-                tasks = sorted(self.in_flight)
+                attempts = {task_id: a.number for task_id, a in self.in_flight.items()}
             try:
                 dispatcher = dispatcher or ray.get_actor(names.DISPATCHER, namespace=names.NAMESPACE)
-                standing = ray.get(dispatcher.beat.remote(self.agent_id, self.epoch, tasks), timeout=max(5.0, every))
+                reply: BeatReply = ray.get(dispatcher.beat.remote(self.agent_id, self.epoch, attempts),
+                                           timeout=max(5.0, every))
             except ValueError:
                 continue  # no dispatcher runs yet; nobody to tell
             except ray.exceptions.RayError:
                 dispatcher = None  # it died or is restarting: look it up again at the next beat
                 continue
-            if standing == "fenced":
-                self.fenced = True  # a newer incarnation owns this agent now
+            self.fenced = self.fenced or reply.fenced  # a newer incarnation owns this agent now
+            with self._lock:
+                for task_id in reply.abandon:
+                    given_up = self.in_flight.get(task_id)
+                    if given_up is not None and given_up.number == attempts.get(task_id):
+                        given_up.abandoned.set()  # its commands are killed; what it reports is refused
 
     def run(self, task_id: str, attempt: int, capability: str, inputs: dict[str, Any], version: int,
             request_id: str | None = None) -> Outcome:
@@ -175,11 +193,12 @@ class AgentActor:
                                                               attempt=attempt)], version).stream_version
         except ConcurrencyError:
             return "lost"
+        current = Attempt(attempt)
         with self._lock:
-            self.in_flight.add(task_id)
+            self.in_flight[task_id] = current
             self.progress_at = time.time()
         started = time.monotonic()
-        reporting(self._progress)
+        reporting(self._progress, current.abandoned)
         outcome: Event
         try:
             skill = self.skills.get(capability)
@@ -194,11 +213,12 @@ class AgentActor:
         except Exception as exc:  # noqa: BLE001 - a skill's failure is the task's failure, recorded, never the agent's
             outcome = TaskFailed(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
                                  error=f"{type(exc).__name__}: {exc}"[:2000], kind=failure_kind(exc),
-                                 exception=type(exc).__qualname__[:200])
+                                 exception=type(exc).__qualname__[:200], traceback=where(exc))
         finally:
             reporting(None)
             with self._lock:
-                self.in_flight.discard(task_id)
+                if self.in_flight.get(task_id) is current:
+                    del self.in_flight[task_id]
                 self.progress_at = time.time()
         try:
             self.client.append(stream, [outcome], version)
@@ -222,9 +242,12 @@ class AgentActor:
             cause = getattr(exc, "cause", None)
             refusal = (str(cause) if isinstance(cause, CouncilError)
                        else f"the council did not answer ({type(exc).__name__})")
+        bench = self._bench(warrant_id, task_id, request_id)
+        tree = bench.tree.root if bench.tree.root != self.workspace.root else None  # a request's own tree
         try:
-            # Without a warrant the gate denies the skill's first action and records why (fail closed).
-            return skill(inputs, tools_for(skill, self._bench(warrant_id, task_id, request_id)))
+            with holding(tree, TREE_WAIT, waiting=self._progress, given_up=abandoned) if tree else nullcontext():
+                # Without a warrant the gate denies the skill's first action and records why (fail closed).
+                return skill(inputs, tools_for(skill, bench))
         except ActionRefused as exc:
             if not refusal:
                 raise
@@ -263,7 +286,19 @@ class AgentActor:
         return os.getpid()
 
 
+TREE_WAIT = 60.0
+"""Seconds an attempt waits for an older one to leave its request's tree (it is killed within a heartbeat)."""
+
+TRACEBACK_CHARS = 4000
+"""How much of a failure's traceback ``task.failed`` keeps: its last frames."""
+
 _OUTCOMES: dict[type[Event], Outcome] = {TaskCompleted: "completed", TaskFailed: "failed", TaskAwaiting: "awaiting"}
+
+
+def where(exc: BaseException, limit: int = TRACEBACK_CHARS) -> str:
+    """The last ``limit`` characters of ``exc``'s traceback, secrets scrubbed: where a failure was raised."""
+    text = "".join(traceback.format_exception(exc))
+    return scrub(text[-limit:])
 
 
 def _as_result(result: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from ray.exceptions import RayActorError, RayError
 
 from actors import names
 from actors.dispatch import Dispatch, DispatchSettings
-from actors.dispatch.process import Standing
+from actors.dispatch.process import BeatReply
 from actors.follow import Follower, reader_for
 from actors.store_client import StoreClient
 from events import AppendResult, Intent
@@ -94,10 +94,10 @@ class DispatcherActor:
         self.follower.catch_up()  # recovery: the whole state, from the log, before anything else
         self.follower.start("dispatch")
 
-    def beat(self, agent_id: str, epoch: int, tasks: list[str]) -> Standing:
-        """An agent's heartbeat (a call, not an event): it is alive and works on ``tasks``; see
+    def beat(self, agent_id: str, epoch: int, attempts: dict[str, int]) -> BeatReply:
+        """An agent's heartbeat (a call, not an event): it is alive and works on ``attempts`` (task → attempt); see
         :meth:`actors.dispatch.Dispatch.beat`."""
-        return self.dispatch.beat(agent_id, epoch, tasks, time.time())
+        return self.dispatch.beat(agent_id, epoch, attempts, time.time())
 
     def seen(self) -> dict[str, float]:
         """Seconds since this dispatcher last heard each agent's heartbeat."""

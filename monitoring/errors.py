@@ -4,7 +4,9 @@
 the log and decides, for each dead-lettered task, by the kind of failure its agent recorded
 (``events.catalogue.FailureKind``, set from the exception's type — never read from the message):
 
-* **transient** (a timeout, a lost connection, an expired lease): requeue it once more;
+* **transient** (a timeout, a lost connection, an expired lease): requeue it once more — unless
+  every attempt failed the same way (the same error, numbers aside), which no retry will change:
+  alert instead;
 * **code** (the skill's own code raised a programming error): submit a fix task for an agent with
   the ``code.fix`` capability, when one is registered (one per dead letter: a task a person
   requeued that fails again gets a fix task of its own); otherwise alert;
@@ -22,6 +24,7 @@ detector does nothing twice.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -41,6 +44,7 @@ from events.catalogue import (
     TaskCompleted,
     TaskDeadLettered,
     TaskFailed,
+    TaskLeaseExpired,
     TaskQueued,
     TaskRequeued,
     TaskSubmitted,
@@ -88,6 +92,8 @@ class DeadLetter:
     capability: str
     requeued: bool
     """Whether the detector requeued this task before (it requeues a task once)."""
+    alike: int = 0
+    """How many attempts failed, all the same way (0 when they differ, or only one failed)."""
 
     @property
     def fix_id(self) -> str:
@@ -100,8 +106,9 @@ class DeadLetter:
 class ErrorDetector(Process):
     """The fold, and the decisions."""
 
-    types = tuple(cls.type_name for cls in (TaskSubmitted, TaskFailed, TaskDeadLettered, TaskRequeued, TaskQueued,
-                                            TaskAssigned, TaskCompleted, AgentRegistered, AgentRestarted, AlertRaised))
+    types = tuple(cls.type_name for cls in (TaskSubmitted, TaskFailed, TaskLeaseExpired, TaskDeadLettered,
+                                            TaskRequeued, TaskQueued, TaskAssigned, TaskCompleted, AgentRegistered,
+                                            AgentRestarted, AlertRaised))
     """Exactly the types :meth:`evolve` folds: the others are not even read."""
 
     settings: DetectorSettings = field(default_factory=lambda: DetectorSettings())
@@ -119,6 +126,8 @@ class ErrorDetector(Process):
     capabilities: dict[str, str] = field(default_factory=dict)
     queued: dict[str, float] = field(default_factory=dict)
     """Queued tasks with a start deadline: task id → the deadline."""
+    failed: dict[str, list[str]] = field(default_factory=dict)
+    """Each task's failed attempts since it was submitted or requeued: how each failed, numbers aside."""
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event of the log."""
@@ -129,21 +138,29 @@ class ErrorDetector(Process):
         match event.payload:
             case TaskSubmitted() as p:
                 self.capabilities[p.task_id] = p.capability
+                self.failed.pop(p.task_id, None)
                 failed = (p.inputs or {}).get("failed_task") if p.capability == FIX_CAPABILITY else None
                 pending = self.dead.get(failed) if isinstance(failed, str) else None
                 # A fix was asked for this dead letter (one asked for an earlier dead letter of the task, stored
                 # after the task was requeued and dead-lettered again, leaves the new one waiting for its own).
                 if pending is not None and p.inputs.get("dead_letter_version", pending.version) == pending.version:
                     del self.dead[pending.task_id]
-            case TaskFailed():
+            case TaskFailed() as p:
                 self.failures.append(at)
+                self.failed.setdefault(p.task_id, []).append(_gist(p.error))
+            case TaskLeaseExpired() as p:
+                self.failed.setdefault(p.task_id, []).append(_gist(f"its lease was taken back: {p.reason}"))
             case TaskDeadLettered() as p:
                 self.queued.pop(p.task_id, None)
+                ways = self.failed.pop(p.task_id, [])
                 if p.dependency is None:
+                    alike = len(ways) if len(ways) > 1 and len(set(ways)) == 1 else 0
                     self.dead[p.task_id] = DeadLetter(p.task_id, event.stream_version, p.kind, p.last_error,
-                                                      self.capabilities.get(p.task_id, ""), p.task_id in self.requeued)
+                                                      self.capabilities.get(p.task_id, ""), p.task_id in self.requeued,
+                                                      alike)
             case TaskRequeued() as p:
                 self.dead.pop(p.task_id, None)
+                self.failed.pop(p.task_id, None)
                 if p.by == SOURCE:
                     self.requeued.add(p.task_id)
             case TaskQueued() as p if p.start_deadline is not None:
@@ -179,7 +196,7 @@ class ErrorDetector(Process):
         return now + 2.0
 
     def _handle(self, dead: DeadLetter, now: float) -> Intent:
-        if dead.kind == "transient" and self.settings.requeue_transient and not dead.requeued:
+        if dead.kind == "transient" and self.settings.requeue_transient and not dead.requeued and not dead.alike:
             return Intent(streams.task(dead.task_id), [TaskRequeued(
                 task_id=dead.task_id, by=SOURCE, reason=f"transient failure ({dead.error[:200]}); one more try")],
                 dead.version)
@@ -193,8 +210,10 @@ class ErrorDetector(Process):
                         "capability": dead.capability, "error": dead.error[:4000]}),
                 event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:fix:{dead.task_id}:{dead.version}"))], NO_STREAM)
         key = f"task:{dead.task_id}"
+        says = (f"all {dead.alike} attempts failed the same way, which another try will not change"
+                if dead.alike and dead.kind == "transient" else _SAYS[dead.kind])
         return _alert(key, _SEVERITY[dead.kind], f"task {dead.task_id} ({dead.capability or '?'}) failed for good: "
-                      f"{_SAYS[dead.kind]}", dead.error[:2000], now, task_id=dead.task_id,
+                      f"{says}", dead.error[:2000], now, task_id=dead.task_id,
                       event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:alert:{key}:{dead.version}"))
 
     def _due(self, key: str, now: float) -> bool:
@@ -207,3 +226,12 @@ def _alert(key: str, severity: Severity, summary: str, detail: str, now: float, 
     alert = AlertRaised(key=key[:200], severity=severity, source=SOURCE, summary=summary[:2000], detail=detail,
                         task_id=task_id)
     return Intent(streams.ALERTS, [alert if event_id is None else NewEvent(payload=alert, event_id=event_id)], ANY)
+
+
+_NUMBERS = re.compile(r"0x[0-9a-f]+|\b(?=[0-9a-f]*\d)[0-9a-f]{6,}\b|\d+(\.\d+)?", re.IGNORECASE)
+"""Numbers, and hexadecimal ids of six characters or more."""
+
+
+def _gist(error: str) -> str:
+    """How an attempt failed, without the numbers that differ from one attempt to the next (times, ids, counts)."""
+    return _NUMBERS.sub("#", error)[:500]

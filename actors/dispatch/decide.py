@@ -75,6 +75,25 @@ def holder_silent(agent: AgentView, now: float, settings: DispatchSettings, live
     return agent.status != AgentStatus.LIVE or now - liveness.holding(agent) > settings.heartbeat_timeout
 
 
+def taken_back(task: TaskView, agent: AgentView | None, now: float, settings: DispatchSettings, gone: Set[str],
+               liveness: Liveness) -> str | None:
+    """Why ``task``'s lease, held by ``agent``, must be taken back now, in words; None while it holds."""
+    if agent is None:
+        return f"its agent {task.agent_id} is not registered"
+    if agent.agent_id in gone:
+        return f"its agent {agent.agent_id} died while running it"
+    if task.assigned_at_position < agent.incarnation_position:
+        return f"its agent {agent.agent_id} restarted"
+    if agent.status != AgentStatus.LIVE:
+        return f"its agent {agent.agent_id} is {agent.status}"
+    silent = now - liveness.holding(agent)
+    if silent > settings.heartbeat_timeout:
+        return f"its agent {agent.agent_id} was silent for {silent:.0f} s"
+    if now >= lease_expiry(task, agent, settings, liveness):
+        return (f"no heartbeat of {agent.agent_id} said it was still working on it for {settings.lease:g} s")
+    return None
+
+
 def effective_priority(task: TaskView, now: float, settings: DispatchSettings) -> int:
     """The priority a waiting task competes with: 0 once past its start deadline, otherwise its
     priority raised one level for every ``settings.ageing`` seconds it has waited."""
@@ -114,13 +133,11 @@ def _expire_leases(state: DispatchState, now: float, settings: DispatchSettings,
     out = []
     for task_id in sorted(state.leased):
         task = state.tasks[task_id]
-        agent = state.agents.get(task.agent_id or "")
-        holder_gone = (agent is None or holder_silent(agent, now, settings, liveness) or agent.agent_id in gone
-                       or task.assigned_at_position < agent.incarnation_position)
-        if holder_gone or now >= lease_expiry(task, agent, settings, liveness):
+        reason = taken_back(task, state.agents.get(task.agent_id or ""), now, settings, gone, liveness)
+        if reason is not None:
             out.append(Intent(task.stream, [TaskLeaseExpired(
                 task_id=task_id, agent_id=task.agent_id or "unknown", lease_id=task.lease_id or "unknown",
-                attempt=task.attempt)], task.version))
+                attempt=task.attempt, reason=reason)], task.version))
     return out
 
 

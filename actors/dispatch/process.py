@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+
+import msgspec
 
 from actors.dispatch.decide import decide, holder_silent, lease_expiry
 from actors.dispatch.liveness import Liveness
@@ -19,10 +20,15 @@ from actors.dispatch.settings import DispatchSettings
 from actors.dispatch.state import DispatchState
 from actors.follow import Process
 from events import Intent, RecordedEvent
-from events.catalogue import AgentRegistered, AgentRestarted
+from events.catalogue import AgentRegistered, AgentRestarted, TaskStatus
 
-Standing = Literal["current", "fenced"]
-"""What a heartbeat hears back: its incarnation is the agent's latest, or a newer one owns the agent."""
+
+class BeatReply(msgspec.Struct, frozen=True):
+    """What a heartbeat hears back: whether a newer incarnation owns the agent, and the attempts it must give up
+    (the log says they are over: their lease was taken back, a newer attempt exists, or the task was cancelled)."""
+
+    fenced: bool = False
+    abandon: list[str] = []
 
 
 class Dispatch(Process):
@@ -54,17 +60,29 @@ class Dispatch(Process):
         if isinstance(event.payload, AgentRegistered | AgentRestarted):
             self.gone.discard(event.payload.agent_id)
 
-    def beat(self, agent_id: str, epoch: int, tasks: Iterable[str], now: float) -> Standing:
-        """A heartbeat: incarnation ``epoch`` of ``agent_id`` is alive and works on ``tasks``.
+    def beat(self, agent_id: str, epoch: int, attempts: Mapping[str, int], now: float) -> BeatReply:
+        """A heartbeat: incarnation ``epoch`` of ``agent_id`` is alive and works on ``attempts`` (task → attempt).
 
         An older incarnation than the log's latest is told it is fenced (and is not heard): it
-        should stop taking work. Its appends would be refused anyway; this tells it sooner.
+        should stop everything. An attempt the log says is over is named in ``abandon`` and renews
+        nothing: the agent stops its work at once. Its appends would be refused anyway; this stops
+        its commands sooner, so no two attempts of a task work in one tree at once.
         """
         agent = self.state.agents.get(agent_id)
         if agent is not None and epoch < agent.epoch:
-            return "fenced"
-        self.liveness.beat(agent_id, epoch, tasks, now)
-        return "current"
+            return BeatReply(fenced=True, abandon=sorted(attempts))
+        abandon = sorted(t for t, attempt in attempts.items() if self.over(t, attempt, agent_id))
+        self.liveness.beat(agent_id, epoch, [t for t in attempts if t not in abandon], now)
+        return BeatReply(abandon=abandon)
+
+    def over(self, task_id: str, attempt: int, agent_id: str) -> bool:
+        """Whether the log says attempt ``attempt`` of ``task_id`` by ``agent_id`` is over while its agent still works
+        on it. Read from another thread than the fold's: every field read here only ever moves forward."""
+        task = self.state.tasks.get(task_id)
+        if task is None:
+            return False  # its submission is not folded yet: nothing says it is over
+        return (task.taken_back >= attempt or task.attempt > attempt or task.status is TaskStatus.CANCELLED
+                or (task.attempt == attempt and task.agent_id not in (None, agent_id)))
 
     def decide(self, now: float) -> Sequence[Intent]:
         """Queue, take back, resume, retry or bury, and assign: see :func:`actors.dispatch.decide`."""

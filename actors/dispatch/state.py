@@ -65,6 +65,7 @@ class TaskView:
     last_error: str = ""
     failure: FailureKind = "transient"
     queue_token: int = 0  # which queue entry is current; older entries are skipped
+    taken_back: int = 0  # the last attempt whose lease was taken back: that attempt's work is abandoned
     inputs: dict[str, object] | None = None  # handed to the agent with the lease; dropped once the task completes
 
     @property
@@ -187,7 +188,9 @@ class DispatchState:
                 self.undecided.add(task.task_id)
             case TaskLeaseExpired():
                 self._release(task)
-                task.last_error, task.failure = f"lease {payload.lease_id} expired", "transient"
+                task.last_error = f"its lease was taken back: {payload.reason or 'it expired'}"
+                task.failure = "transient"
+                task.taken_back = payload.attempt
                 self.undecided.add(task.task_id)
             case TaskRetried():
                 self.undecided.discard(task.task_id)

@@ -11,7 +11,18 @@ The public surface for a skill's author::
 """
 
 from actors.skills.registry import GROUP, SkillRegistry
-from actors.skills.skill import PermanentFailure, Skill, SkillError, Toolset, failure_kind, progress, reporting, skill
+from actors.skills.skill import (
+    Abandoned,
+    PermanentFailure,
+    Skill,
+    SkillError,
+    Toolset,
+    abandoned,
+    failure_kind,
+    progress,
+    reporting,
+    skill,
+)
 
-__all__ = ["GROUP", "PermanentFailure", "Skill", "SkillError", "SkillRegistry", "Toolset", "failure_kind", "progress",
-           "reporting", "skill"]
+__all__ = ["GROUP", "Abandoned", "PermanentFailure", "Skill", "SkillError", "SkillRegistry", "Toolset", "abandoned",
+           "failure_kind", "progress", "reporting", "skill"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from actors.skills.skill import PermanentFailure, Toolset, progress, skill
+from actors.skills.skill import Abandoned, PermanentFailure, Toolset, abandoned, progress, skill
 from actors.tools.deploy import HealthCheckFailed
 from actors.tools.gated import Tools
 
@@ -28,11 +28,14 @@ def echo(inputs: dict[str, Any]) -> dict[str, Any]:
 
 @skill("sleep")
 def sleep(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Wait ``inputs['seconds']`` (default 0.1) seconds, reporting progress every half second."""
+    """Wait ``inputs['seconds']`` (default 0.1) seconds, reporting progress every half second, and stop at once
+    if the attempt is given up."""
     seconds = float(inputs.get("seconds", 0.1))
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(0.5, left))
+        if abandoned():
+            raise Abandoned(f"stopped sleeping with {left:.1f} s left: the attempt was given up")
         progress()
     return {"slept": seconds}
 

@@ -48,6 +48,16 @@ class PermanentFailure(Exception):
     kind: FailureKind = "permanent"
 
 
+class Abandoned(Exception):
+    """The agent gave this attempt up — its lease was taken back — and what it was doing was stopped.
+
+    Nothing the attempt does from then on counts: its reports would be refused. Transient: the
+    task's next attempt, if the dispatcher grants one, starts afresh.
+    """
+
+    kind: FailureKind = "transient"
+
+
 class SkillError(CouncilError):
     """A skill cannot be registered or found: a bad capability name, a duplicate, a module that fails to import."""
 
@@ -155,6 +165,13 @@ def progress() -> None:
         report()
 
 
-def reporting(report: Callable[[], None] | None) -> None:
-    """Route :func:`progress` calls made on this thread to ``report`` (None: nowhere). Used by the agent."""
-    _reporter.report = report
+def abandoned() -> bool:
+    """Whether the agent gave up the attempt this thread works on (its lease was taken back): the work must stop."""
+    given_up: threading.Event | None = getattr(_reporter, "abandoned", None)
+    return given_up is not None and given_up.is_set()
+
+
+def reporting(report: Callable[[], None] | None, given_up: threading.Event | None = None) -> None:
+    """Route :func:`progress` calls made on this thread to ``report``, and let :func:`abandoned` answer from
+    ``given_up`` (None: nowhere, never). Used by the agent around each attempt."""
+    _reporter.report, _reporter.abandoned = report, given_up

@@ -6,6 +6,11 @@ under ``prlimit``'s per-process limits, in a pids cgroup of its own when the cou
 stopped by the clock at its timeout. A command that breaks a limit it can be caught breaking
 (:mod:`actors.tools.limits`) is stopped and :class:`LimitExceeded` names the limit. If no sandbox
 can be made, nothing runs: :class:`SandboxUnavailable` says why and how to fix it.
+
+A command that runs is the attempt's progress (the health monitor does not call a busy agent hung
+while its command lives; the command's own clock bounds it). If the agent gives the attempt up
+(its lease was taken back), the command and everything it started are killed at once and
+:class:`actors.skills.Abandoned` is raised: two attempts never work in one tree at the same time.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.skills import Abandoned, abandoned, progress
 from actors.tools import sandbox as sandboxes
 from actors.tools.limits import ProcessCap, breaches, prlimit
 from actors.tools.sandbox import KEPT_ENV, Sandbox
@@ -152,6 +158,7 @@ def _supervise(command: list[str], cwd: Path, env: dict[str, str], stdin: str | 
             if stopped:
                 _kill(process)
                 break
+            _carry_on(process)
             for key, _ in selector.select(min(POLL, left)):
                 if key.fileobj is process.stdin:
                     pending = _feed(process, selector, pending)
@@ -176,6 +183,7 @@ def _supervise(command: list[str], cwd: Path, env: dict[str, str], stdin: str | 
         elif cap is not None and cap.hit():
             stopped = ("processes",)
         else:
+            _carry_on(process)
             time.sleep(0.01)
     if stopped:
         _kill(process)
@@ -185,6 +193,21 @@ def _supervise(command: list[str], cwd: Path, env: dict[str, str], stdin: str | 
         stopped = ("processes",)
     out, err = (bytes(chunks[f]) for f in chunks)
     return code, out, err, usage.ru_utime + usage.ru_stime, stopped
+
+
+def _carry_on(process: subprocess.Popen[bytes]) -> None:
+    """The command lives: that is the attempt's progress — unless the attempt was given up, which kills it here."""
+    if not abandoned():
+        progress()
+        return
+    _kill(process)
+    os.wait4(process.pid, 0)
+    process.returncode = -signal.SIGKILL
+    for end in (process.stdin, process.stdout, process.stderr):
+        if end is not None:
+            with contextlib.suppress(OSError):
+                end.close()
+    raise Abandoned("the command was stopped: the attempt was given up (its lease was taken back)")
 
 
 def _feed(process: subprocess.Popen[bytes], selector: selectors.BaseSelector, pending: bytes) -> bytes:

@@ -106,6 +106,8 @@ class TaskFailed(Event, frozen=True):
     error: Text
     kind: FailureKind
     exception: Text = ""
+    traceback: Text = ""
+    """Where it was raised: the last frames of the traceback, bounded, secrets scrubbed (empty if none was taken)."""
 
 
 @upcaster("task.failed", from_version=1)
@@ -123,6 +125,8 @@ class TaskLeaseExpired(Event, frozen=True):
     agent_id: Id
     lease_id: Id
     attempt: Positive
+    reason: Text = ""
+    """Why the dispatcher took it back, in words (its agent died, restarted, fell silent; nothing renewed it)."""
 
 
 @event_type("task.retried")

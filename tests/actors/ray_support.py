@@ -18,13 +18,14 @@ def sigkill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it is true and return what it returned; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {predicate}")
         time.sleep(interval)
+    return value
 
 
 def ask(method, *args, timeout: float = 30.0):  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import pytest
 
 from actors.dispatch import Dispatch, DispatchSettings, decide
 from actors.dispatch.decide import effective_priority
+from actors.dispatch.process import BeatReply
 from actors.follow import Follower
 from events import AppendResult, CouncilError, EventStore, Intent, open_store
 from events.catalogue import (
@@ -59,9 +60,10 @@ class Dispatcher:
     def catch_up(self) -> None:
         self.follower.catch_up()
 
-    def beat(self, agent_id: str, at: float, *tasks: str, epoch: int = 1) -> str:
-        """A heartbeat of ``agent_id`` (a call, as the Ray shell passes it on), heard at ``at``."""
-        return self.process.beat(agent_id, epoch, tasks, at)
+    def beat(self, agent_id: str, at: float, *tasks: str, epoch: int = 1, attempt: int = 1) -> BeatReply:
+        """A heartbeat of ``agent_id`` working on attempt ``attempt`` of ``tasks`` (a call, as the Ray shell passes
+        it on), heard at ``at``."""
+        return self.process.beat(agent_id, epoch, dict.fromkeys(tasks, attempt), at)
 
     def round(self, now: float | None = None) -> list[str]:
         """One round of the follower; returns the types it appended (and folds them, as its next round would)."""
@@ -246,17 +248,53 @@ def test_a_restarted_dispatcher_waits_one_heartbeat_timeout_before_taking_leases
     assert other.round(now=now + 116) == ["task.lease_expired"]  # nobody spoke up for it
 
 
-def test_an_old_incarnation_hears_it_is_fenced_and_renews_nothing(store: EventStore) -> None:
+def test_an_old_incarnation_hears_it_is_fenced_and_gives_up_what_it_holds(store: EventStore) -> None:
     d = Dispatcher(store)
     agent(store, "coder-1", ["code.generate"])
     submit(store, "t1")
     d.round()
-    assert d.beat("coder-1", time.time(), "t1") == "current"
+    assert d.beat("coder-1", time.time(), "t1") == BeatReply()
     store.append("agent-coder-1", [AgentRestarted(agent_id="coder-1", epoch=2, reason="new incarnation")])
     d.round()
-    assert d.beat("coder-1", time.time(), "t1", epoch=1) == "fenced"
-    assert d.beat("coder-1", time.time(), epoch=2) == "current"
-    assert d.beat("stranger", time.time()) == "current"  # not registered yet: heard, nothing to fence
+    assert d.beat("coder-1", time.time(), "t1", epoch=1) == BeatReply(fenced=True, abandon=["t1"])
+    assert d.beat("coder-1", time.time(), epoch=2) == BeatReply()
+    assert d.beat("stranger", time.time()) == BeatReply()  # not registered yet: heard, nothing to fence
+
+
+def test_an_attempt_whose_lease_was_taken_back_is_told_to_stop_and_renews_nothing(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1")
+    d.round()
+    now = time.time()
+    d.beat("coder-1", now + 55)  # alive, but it never says it works on t1
+    assert d.round(now=now + 61) == ["task.lease_expired"]
+    expired = store.read_stream("task-t1")[-1].payload
+    assert expired.reason == "no heartbeat of coder-1 said it was still working on it for 60 s"
+    assert d.beat("coder-1", now + 61, "t1") == BeatReply(abandon=["t1"])  # its agent still works on attempt 1
+    assert d.round(now=now + 61) == ["task.retried"]
+    assert d.state.tasks["t1"].last_error == f"its lease was taken back: {expired.reason}"
+    assert d.round(now=now + 64) == ["task.assigned"]
+    assert d.beat("coder-1", now + 64, "t1", attempt=2) == BeatReply()  # the new attempt holds
+    assert d.beat("coder-1", now + 64, "t1", attempt=1) == BeatReply(abandon=["t1"])  # the old one, never again
+
+
+def test_a_lease_taken_back_says_why(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    agent(store, "coder-2", ["code.generate"])
+    submit(store, "silent")
+    submit(store, "restarted")
+    d.round()
+    now = time.time()
+    d.beat("coder-1", now + 10, *(t.task_id for t in d.state.tasks.values() if t.agent_id == "coder-1"))
+    store.append("agent-coder-2", [AgentRestarted(agent_id="coder-2", epoch=2, reason="crashed")])
+    d.beat("coder-2", now + 10, epoch=2)
+    assert sorted(d.round(now=now + 26)) == ["task.lease_expired"] * 2
+    reasons = {e.payload.task_id: e.payload.reason for e in store.read_all(types=["task.lease_expired"])}
+    holders = {e.payload.task_id: e.payload.agent_id for e in store.read_all(types=["task.assigned"])}
+    expected = {"coder-1": "its agent coder-1 was silent for 16 s", "coder-2": "its agent coder-2 restarted"}
+    assert reasons == {task: expected[holder] for task, holder in holders.items()}
 
 
 def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(store: EventStore) -> None:

@@ -14,8 +14,8 @@ from actors import names
 from actors.store_client import StoreClient
 from cluster.system import System, boot, shutdown
 from cluster.team import AgentSpec
-from events import NO_STREAM, open_store
-from events.catalogue import TaskSubmitted
+from events import ANY, NO_STREAM, open_store
+from events.catalogue import AgentUnresponsive, TaskSubmitted
 from projections import Projector
 
 
@@ -85,6 +85,29 @@ def test_a_task_longer_than_its_lease_completes_on_its_first_attempt_while_its_a
     assert heartbeats == []  # heartbeats are calls, not events
     heard = ask(handles[names.DISPATCHER].seen)
     assert set(heard) == {"a1", "a2"} and max(heard.values()) < 6, (before, heard)
+
+
+def test_an_attempt_whose_lease_is_taken_back_stops_at_once_and_the_next_one_finishes(system) -> None:  # type: ignore[no-untyped-def]
+    url, handles, client = system
+    (task,) = submit(client, 1, capability="sleep", seconds=8)
+    started = wait_until(lambda: next(iter(_events(url, task, "task.started")), None), timeout=30)
+    holder = started.payload.agent_id
+    # What the health monitor records when it finds an agent hung: the dispatcher takes its leases back at once.
+    client.append(f"agent-{holder}", [AgentUnresponsive(agent_id=holder, reason="hung: a drill")], ANY)
+    expired = wait_until(lambda: next(iter(_events(url, task, "task.lease_expired")), None), timeout=30)
+    assert expired.payload.reason == f"its agent {holder} is unresponsive"
+    # Its next heartbeat tells the agent to give the attempt up: the skill stops long before its 8 s.
+    wait_until(lambda: not ask(handles[names.agent(holder)].health)[1], timeout=6)
+    wait_until(lambda: task in completions(url), timeout=60)
+    done = _events(url, task, "task.completed")
+    assert len(done) == 1 and done[0].payload.attempt == 2 and done[0].payload.agent_id != holder
+    assert [e.payload.attempt for e in _events(url, task, "task.failed")] == []  # the given-up attempt's report
+    # was refused: its lease had moved on
+
+
+def _events(url: str, task: str, kind: str) -> list:  # type: ignore[type-arg]
+    with open_store(url) as s:
+        return [e for e in s.read_stream(f"task-{task}") if e.type == kind]
 
 
 def test_failures_are_retried_then_dead_lettered(system) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from events.catalogue import (
     TaskCompleted,
     TaskDeadLettered,
     TaskFailed,
+    TaskLeaseExpired,
     TaskQueued,
     TaskRequeued,
     TaskSubmitted,
@@ -69,6 +70,27 @@ def test_each_kind_of_failure_is_handled_as_its_kind_says_whatever_its_message()
     assert "cannot succeed as asked" in raised["task:failing-test"].summary  # not "a configuration error"
     assert run(detector, log) == []  # nothing twice
     assert run(ErrorDetector(), log) == []  # a restarted detector folds its own decisions and repeats none
+
+
+def test_a_transient_failure_that_repeats_the_same_way_is_not_requeued_but_alerted() -> None:
+    log = open_store("memory://")
+    log.append("task-slow", [TaskSubmitted(task_id="slow", capability="ci.test")])
+    for attempt, silent in ((1, 16), (2, 17), (3, 19)):  # the same reason, other numbers
+        why = f"its agent tester-1 was silent for {silent} s"
+        log.append("task-slow", [TaskLeaseExpired(task_id="slow", agent_id="tester-1", lease_id=f"l{attempt}ab12",
+                                                  attempt=attempt, reason=why)])
+    log.append("task-slow", [TaskDeadLettered(task_id="slow", attempts=3, kind="transient",
+                                              last_error="its lease was taken back: its agent was silent for 19 s")])
+    log.append("task-mixed", [TaskSubmitted(task_id="mixed", capability="echo")])
+    for attempt, error in ((1, "TimeoutError: upstream timed out"), (2, "ConnectionError: reset by peer")):
+        log.append("task-mixed", [TaskFailed(task_id="mixed", agent_id="a", attempt=attempt, error=error,
+                                             kind="transient")])
+    log.append("task-mixed", [TaskDeadLettered(task_id="mixed", attempts=2, last_error="reset", kind="transient")])
+    detector = ErrorDetector()
+    assert run(detector, log) == ["alerts", "task-mixed"]  # the mixed one is worth one more try; the other is not
+    alert = alerts(log)["task:slow"]
+    assert "all 3 attempts failed the same way" in alert.summary and alert.task_id == "slow"
+    assert run(detector, log) == [] and run(ErrorDetector(), log) == []
 
 
 def test_a_transient_failure_is_requeued_once_then_alerted() -> None:
