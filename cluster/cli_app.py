@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -64,7 +65,7 @@ def result_table(result: Any, title: str | None = None) -> Table:
     return text_table(list(result.columns), [tuple(cell(v, now) for v in row) for row in result.rows], title)
 
 
-def text_table(columns: list[str], rows: list[tuple[str, ...]], title: str | None = None) -> Table:
+def text_table(columns: list[str], rows: Sequence[tuple[str, ...]], title: str | None = None) -> Table:
     """Columns and rows of text as a rich table; a long cell wraps instead of being cut."""
     table = Table(title=title, title_justify="left")
     for column in columns:

@@ -27,7 +27,7 @@ SCOPES: tuple[Literal["request", "agent"], ...] = ("request", "agent")
 @policy_app.command("check")
 def policy_check(file: Annotated[Path, typer.Argument(help="A policy file (TOML).")]) -> None:
     """Validate a policy file and print what it allows, denies and gates."""
-    from actors.pipeline.config import review_threshold
+    from actors.pipeline.config import review_blocks_known, review_threshold
 
     policy = load_policy(file)
     out.print(f"ok: {file} — policy {policy.name!r}, hash {policy.hash}")
@@ -43,7 +43,9 @@ def policy_check(file: Annotated[Path, typer.Argument(help="A policy file (TOML)
             f"{duration_text(limits.wall_time_s)} of wall time" if limits.wall_time_s is not None else "",
             f"{limits.actions:,} actions" if limits.actions is not None else "") if part)
         out.print(f"budget per {scope}{' and request' if scope == 'agent' else ''}: {shown or 'unlimited'}")
-    out.print(f"review findings at or above {review_threshold(policy)!r} stop a pipeline")
+    out.print(f"review findings at or above {review_threshold(policy)!r} stop a pipeline"
+              + (", those there before the change included" if review_blocks_known(policy) else
+                 " when the change adds them (those there before it are reported, not blocking)"))
     box = policy.sandbox
     warning = box.warning()
     if warning:

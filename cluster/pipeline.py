@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from actors.pipeline.config import load_config, review_threshold
+from actors.pipeline.config import load_config, review_blocks_known, review_threshold
 from actors.pipeline.plan import STEPS, plan, task_id
 from actors.pipeline.results import (
     BuildResult,
@@ -87,11 +87,11 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
         shutil.rmtree(tree)  # nothing was submitted: leave nothing behind
         raise
     try:
-        threshold = review_threshold(policy)
+        threshold, block_known = review_threshold(policy), review_blocks_known(policy)
     except CouncilError:
         shutil.rmtree(tree)
         raise
-    planned, specs = plan(request_id, checkout, config, threshold)
+    planned, specs = plan(request_id, checkout, config, threshold, block_known)
     council.request(f"ci {Path(checkout.source).name} @ {checkout.commit[:12]}", specs, request_id=request_id,
                     plan=planned)
     return Run(request_id, tree, checkout.commit, checkout.base, {s.name: task_id(request_id, s.name) for s in STEPS})

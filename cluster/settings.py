@@ -115,12 +115,18 @@ class Settings(BaseModel):
 
 
 def home_of(store: str) -> str:
-    """The default home of the council writing ``store``: the directory of a SQLite log file, else ``.council``."""
+    """The default home of the council writing ``store``: the directory of a SQLite log file, else ``.council``.
+
+    A log given as a bare name in the current directory keeps its files in ``.council`` too: the
+    current directory is often the repository the council works on, which must not fill with keys.
+    """
     if store.startswith("sqlite:///"):
-        return str(Path(store.removeprefix("sqlite:///")).parent)
-    if "://" not in store:
-        return str(Path(store).parent)
-    return ".council"
+        directory = Path(store.removeprefix("sqlite:///")).parent
+    elif "://" not in store:
+        directory = Path(store).parent
+    else:
+        return ".council"
+    return ".council" if directory == Path(".") else str(directory)
 
 
 def same_log(settings: Settings, running: str) -> None:

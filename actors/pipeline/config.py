@@ -43,12 +43,15 @@ class PipelineConfig(BaseModel):
     """Run against the release live in staging; a non-zero exit stops the pipeline before production."""
     staging: Environment = "staging"
     production: Environment = "prod"
+    review_baseline: str = "review-baseline.json"
+    """The review baseline the repository commits (``council review --write-baseline``): with no base to compare
+    with, the findings it lists count as there before the change."""
 
-    @field_validator("tests")
+    @field_validator("tests", "review_baseline")
     @classmethod
     def _relative(cls, value: str) -> str:
         if not value or value.startswith("/") or ".." in Path(value).parts or not re.fullmatch(r"[\w./-]+", value):
-            raise ValueError("must be a directory inside the repository, like \"tests\"")
+            raise ValueError("must be a path inside the repository, like \"tests\"")
         return value
 
 
@@ -98,3 +101,13 @@ def review_threshold(policy: Policy | None) -> Severity:
     raise PolicyError(f"the policy in force sets [tool.pipeline] review_block_at = {value!r}, which is not a review "
                       f"severity: use one of {', '.join(SEVERITIES)}, and propose the corrected policy "
                       "(`council policy propose`)")
+
+
+def review_blocks_known(policy: Policy | None) -> bool:
+    """Whether review findings that were there before a change stop its pipeline too: the policy's
+    ``[tool.pipeline] review_block_known`` (false when unset: a change is judged by what it adds)."""
+    value = policy.tool_table("pipeline").get("review_block_known", False) if policy is not None else False
+    if not isinstance(value, bool):
+        raise PolicyError(f"the policy in force sets [tool.pipeline] review_block_known = {value!r}; use true or "
+                          "false, and propose the corrected policy (`council policy propose`)")
+    return value

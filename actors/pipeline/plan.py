@@ -56,17 +56,19 @@ def task_id(request_id: str, step: str) -> str:
 
 
 def plan(request_id: str, checkout: Checkout, config: PipelineConfig,
-         threshold: Severity) -> tuple[PipelinePlanned, list[TaskSpec]]:
+         threshold: Severity, block_known: bool = False) -> tuple[PipelinePlanned, list[TaskSpec]]:
     """The ``pipeline.planned`` event and the task specs (for :meth:`cluster.driver.Council.request`) of a CI run.
 
-    ``threshold`` is the policy's review severity that stops the pipeline.
+    ``threshold`` is the policy's review severity that stops the pipeline; ``block_known`` whether findings that
+    were there before the change stop it too.
     """
     ids = {s.name: task_id(request_id, s.name) for s in STEPS}
     inputs: dict[str, dict[str, Any]] = {
         "changes": {"base": checkout.base, "head": checkout.commit},
         "impact": {"changes": ids["changes"], "tests": config.tests},
         "test": {"impact": ids["impact"], "tests": config.tests, "coverage": config.coverage},
-        "review": {"threshold": threshold},
+        "review": {"threshold": threshold, "base": checkout.base, "baseline": config.review_baseline,
+                   "block_known": block_known, "changes": ids["changes"]},
         "build": {"repository": checkout.source, "out": "dist"},
         "staging": {"build": ids["build"], "environment": config.staging, "health": config.health},
         "smoke": {"staging": ids["staging"], "environment": config.staging, "argv": config.smoke},

@@ -112,22 +112,37 @@ class ReviewResult(StepResult, frozen=True, kw_only=True):
     """The 10 most severe findings."""
     fix_commit: str | None = None
     """The commit of ruff's safe automatic fixes, if there were any."""
+    known: Count = 0
+    """How many findings were there before the change (they stop the pipeline only if the policy says so)."""
+    baseline: str = ""
+    """What the findings were compared with (``the base <commit>``, a baseline file); empty: nothing, all are new."""
+    stops: Count | None = None
+    """How many findings stop the pipeline; None in a result recorded before findings were compared."""
 
     @classmethod
     def reported(cls, event: ReviewReported) -> ReviewResult:
         """The result a ``review.reported`` event describes (the same on a first run and on a replay)."""
-        stopping = [f for f in event.findings if at_least(f.severity, event.threshold)]
+        stopping = [f for f in event.findings if at_least(f.severity, event.threshold)
+                    and (event.block_known or not f.known)]
         return cls(counts=dict(event.counts), findings=sum(event.counts.values()), threshold=event.threshold,
                    blocking=[_short(f) for f in stopping[:50]], top=[_short(f) for f in event.findings[:10]],
-                   fix_commit=event.fix_commit)
+                   fix_commit=event.fix_commit, known=event.known, baseline=event.baseline, stops=event.blocking)
 
     def stopping(self) -> int:
-        """How many findings are at or above the threshold."""
+        """How many findings stop the pipeline: at or above the threshold, and added by the change (unless the policy
+        counts those there before too)."""
+        if self.stops is not None:
+            return self.stops
         return sum(n for s, n in self.counts.items() if at_least(s, self.threshold))
 
     def summary(self) -> str:
-        """The counts, most severe first (``1 high, 2 low``), or ``no findings``."""
-        return ", ".join(f"{self.counts[s]} {s}" for s in reversed(SEVERITIES) if self.counts.get(s)) or "no findings"
+        """The counts, most severe first (``1 high, 2 low``), or ``no findings``; and how many the change added."""
+        counts = ", ".join(f"{self.counts[s]} {s}" for s in reversed(SEVERITIES) if self.counts.get(s))
+        if not counts:
+            return "no findings"
+        if self.baseline:
+            return f"{counts} ({self.findings - self.known} new, {self.known} there before: {self.baseline})"
+        return f"{counts} (no base or baseline to compare with: every finding counts as new)"
 
 
 class BuildResult(StepResult, frozen=True, kw_only=True):

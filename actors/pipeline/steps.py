@@ -38,6 +38,7 @@ from actors.pipeline.results import (
     severity,
 )
 from actors.skills import PermanentFailure, Toolset, skill
+from actors.tools import baseline as baselines
 from actors.tools.ci import CiTools
 from actors.tools.git import Identity
 from actors.tools.workspace import WorkspaceError
@@ -106,10 +107,15 @@ def review(inputs: dict[str, Any], tools: CiTools) -> ReviewResult:
     except ValueError as exc:
         raise PermanentFailure(f"the review threshold is not valid: {exc} (the policy's [tool.pipeline] "
                                "review_block_at)") from None
+    base = inputs.get("base")
+    touched: list[str] | None = None
+    if base and inputs.get("changes"):  # the fixes go only to the Python files the change touched
+        changed = tools.upstream(str(inputs["changes"]), ChangesResult)
+        touched = [f for f in changed.files if f.endswith(".py") and tools.workspace.path(f).is_file()]
     # Named calls: whether the fixes are applied and committed depends on what an earlier attempt
     # already did (the diff is empty once they are applied), so positions would not line up.
     with tools.named("lint"):
-        diff = tools.lint_fixes(".")
+        diff = tools.lint_fixes(".", touched) if touched is None or touched else ""
     if diff:
         with tools.named("lint-patch"):
             tools.patch(diff, ".", strip=0)
@@ -124,11 +130,16 @@ def review(inputs: dict[str, Any], tools: CiTools) -> ReviewResult:
                                       tracked_only=True).get("commit")
         fix_commit = fix_commit or tools.committed_by("lint-commit")  # an earlier attempt's
     with tools.named("review"):
-        found = tools.review(".", threshold, fix_commit)
-    if found.blocking:
-        worst = found.blocking[0]
-        raise PermanentFailure(f"{found.stopping()} review finding(s) at or above {threshold}, first: {worst.tool} "
-                               f"{worst.rule} ({worst.severity}) {worst.path}:{worst.line} {worst.message}")
+        found = tools.review(".", threshold, fix_commit, base=str(base) if base else None,
+                             baseline=str(inputs.get("baseline") or baselines.DEFAULT_FILE),
+                             block_known=bool(inputs.get("block_known", False)))
+    if found.stopping():
+        first = (f", first: {f.tool} {f.rule} ({f.severity}) {f.path}:{f.line} {f.message}"
+                 if (f := next(iter(found.blocking), None)) else "")
+        raise PermanentFailure(f"{found.stopping()} review finding(s) at or above {threshold} "
+                               f"{'in the tree' if found.blocking and found.blocking[0].known else 'added'}{first}"
+                               + ("" if found.baseline else "; with no base or baseline every finding counts as new "
+                                  "(commit one with `council review --write-baseline`)"))
     return found
 
 

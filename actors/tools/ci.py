@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,11 +23,13 @@ import msgspec
 
 from actors.pipeline.results import BuildResult, ReviewResult, StepResult, read, severity
 from actors.skills import PermanentFailure
+from actors.tools import baseline as baselines
 from actors.tools import build as builds
 from actors.tools import commands
 from actors.tools import impact as impacts
 from actors.tools import review as reviews
 from actors.tools.gated import Tools, action_key
+from actors.tools.git import Git
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace
 from events import RecordedEvent, streams
@@ -89,9 +93,12 @@ class CiTools(Tools):
         done = self._run(request, analyse, reads_only=True)
         return impacts.Impact(tuple(done["modules"]), tuple(done["tests"]), bool(done["run_all"]), str(done["reason"]))
 
-    def lint_fixes(self, cwd: str = ".") -> str:
-        """``command.run`` of ``ruff check --fix --diff``: ruff's safe fixes as a diff (bare paths), not applied."""
-        argv = [sys.executable, "-m", "ruff", "check", "--fix", "--diff", "--exit-zero", "--no-cache", "."]
+    def lint_fixes(self, cwd: str = ".", paths: list[str] | None = None) -> str:
+        """``command.run`` of ``ruff check --fix --diff``: ruff's safe fixes as a diff (bare paths), not applied —
+        to ``paths`` only, if given (the files a change touched: a review never rewrites what the change left alone).
+        """
+        argv = [sys.executable, "-m", "ruff", "check", "--fix", "--diff", "--exit-zero", "--no-cache", "--",
+                *(paths if paths is not None else ["."])]
         done = self.run(argv, cwd, 120.0, tail=1 << 22, reads_only=True)  # --diff writes nothing
         if done["returncode"] != 0:
             raise PermanentFailure(f"ruff failed (exit {done['returncode']}): {done['stderr'][-500:]}")
@@ -108,27 +115,54 @@ class CiTools(Tools):
         found = self.recorded(action_key(self.task_id, name, 1), GitCommitted)
         return found.commit if found is not None else None
 
-    def review(self, cwd: str = ".", threshold: Severity = "high", fix_commit: str | None = None) -> ReviewResult:
-        """``command.run`` of ruff and bandit; ``review.reported`` with the findings, and how many reach ``threshold``.
+    def review(self, cwd: str = ".", threshold: Severity = "high", fix_commit: str | None = None, *,
+               base: str | None = None, baseline: str = baselines.DEFAULT_FILE,
+               block_known: bool = False) -> ReviewResult:
+        """``command.run`` of ruff and bandit; ``review.reported`` with the findings, each marked new or known, and how
+        many stop the pipeline: the new ones at or above ``threshold`` (the known ones too if ``block_known``).
 
-        The result is made from that event, so an earlier attempt's review is replayed unchanged.
+        Known findings are those of the same review of the ``base`` commit; with no base, those listed in the
+        repository's ``baseline`` file if it has one; otherwise every finding is new. The result is made from the
+        event, so an earlier attempt's review is replayed unchanged.
         """
-        request = self._request("command.run", "review: ruff check, bandit", resource=cwd,
-                                environment="local", arguments={"threshold": threshold})
+        request = self._request("command.run", "review: ruff check, bandit" + (f"; and of the base {base[:12]}"
+                                if base else ""), resource=cwd, environment="local",
+                                arguments={"threshold": threshold, "base": base, "baseline": baseline,
+                                           "block_known": block_known})
 
         def examine(box: Sandbox) -> tuple[ReviewReported, dict[str, Any]]:
             report = reviews.review(self.workspace, cwd, box=box)
+            before, compared = self._before(cwd, box, base, baseline)
+            marks = baselines.known((f.fingerprint for f in report.findings), before)
             findings = [Finding(tool=f.tool, rule=f.rule, severity=severity(f.severity), path=f.path,
-                                line=max(0, f.line), message=f.message[:2000]) for f in report.findings]
-            ranked = sorted(findings, key=lambda f: (-SEVERITIES.index(f.severity), f.path, f.line))
+                                line=max(0, f.line), message=f.message[:2000], known=known)
+                        for f, known in zip(report.findings, marks, strict=True)]
+            ranked = sorted(findings, key=lambda f: (f.known, -SEVERITIES.index(f.severity), f.path, f.line))
+            stops = [f for f in findings if reviews.severity_at_least(f.severity, threshold)
+                     and (block_known or not f.known)]
             event = ReviewReported(
                 warrant_id=self.warrant_id or "", key=request.key,
                 counts={severity(s): n for s, n in report.counts.items()}, threshold=threshold,
-                blocking=len(reviews.blocking(report.findings, threshold)), fix_commit=fix_commit,
-                findings=ranked[:200])
+                blocking=len(stops), fix_commit=fix_commit, findings=ranked[:200], baseline=compared,
+                known=sum(marks), block_known=block_known)
             return event, msgspec.to_builtins(ReviewResult.reported(event))
 
         return ReviewResult.reported(self._reported(request, ReviewReported, "review.reported", examine))
+
+    def _before(self, cwd: str, box: Sandbox, base: str | None, baseline: str) -> tuple[Counter[str], str]:
+        """The findings there before the change, by fingerprint, and what they came from (empty: nothing)."""
+        if base:
+            git = Git(self.workspace, cwd, box)
+            snapshot = git.snapshot(base, reviews.BASE_SNAPSHOT)
+            try:
+                earlier = reviews.review(self.workspace, f"{cwd}/{reviews.BASE_SNAPSHOT}", box=box)
+            finally:
+                shutil.rmtree(snapshot, ignore_errors=True)
+            return Counter(f.fingerprint for f in earlier.findings), f"the base {base[:12]}"
+        committed = self.workspace.path(f"{cwd}/{baseline}")
+        if committed.is_file():
+            return baselines.load(committed), baseline
+        return Counter(), ""
 
     def smoke(self, argv: list[str], release: str, environment: str, timeout: float = 120.0) -> dict[str, Any]:
         """``command.run`` in ``environment``: ``argv`` in a release directory of the environments (it only reads)."""

@@ -10,7 +10,9 @@ commit can be traced back to the authority it was made under.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from actors.tools import commands
 from actors.tools.sandbox import Sandbox
@@ -45,9 +47,13 @@ class Git:
             raise GitError("git runs only in a sandbox; give the action's box")
         self.workspace, self.repo, self.box = workspace, repo, box.for_git()
 
-    def run(self, *args: str, identity: Identity | None = None, stdin: str | None = None) -> commands.Completed:
-        """``git ARGS`` in the repository; :class:`GitError` with git's message if it fails."""
+    def run(self, *args: str, identity: Identity | None = None, stdin: str | None = None,
+            index: Path | None = None) -> commands.Completed:
+        """``git ARGS`` in the repository (with ``index`` as its index file, if given); :class:`GitError` with git's
+        message if it fails."""
         env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+        if index is not None:
+            env["GIT_INDEX_FILE"] = str(index)
         if identity is not None:
             env.update(GIT_AUTHOR_NAME=identity.name, GIT_AUTHOR_EMAIL=identity.email,
                        GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
@@ -56,6 +62,25 @@ class Git:
         if done.returncode != 0:
             raise GitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
         return done
+
+    def snapshot(self, revision: str, into: str) -> Path:
+        """Lay out the files of commit ``revision`` in directory ``into`` (relative to the repository, made anew)
+        without touching the repository's index, HEAD or working files; return the directory.
+
+        Uses an index file of its own beside the directory, removed afterwards.
+        """
+        if not re.fullmatch(r"[0-9a-f]{7,64}", revision):
+            raise GitError(f"{revision!r} is not a commit id")
+        root = self.workspace.path(self.repo)
+        target, index = root / into, root / f"{into}.index"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        try:
+            self.run("read-tree", revision, index=index)
+            self.run("--work-tree", str(target), "checkout-index", "--all", "--force", index=index)
+        finally:
+            index.unlink(missing_ok=True)
+        return target
 
     def head(self) -> str:
         """The commit id HEAD points at."""

@@ -30,18 +30,22 @@ import tempfile
 import tomllib
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from actors.tools import baseline as baselines
 from actors.tools import commands
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import CouncilError
 from events.catalogue.work import SEVERITIES, Severity
 
+BASE_SNAPSHOT = ".council-base"
+"""Where the pipeline lays out the base revision's files, inside the tree, to review them too (removed after)."""
+
 EXCLUDED_DIRS = (".git", ".venv", "venv", "__pycache__", ".tox", ".eggs", "node_modules", "dist", "build",
-                 ".deployments")
+                 ".deployments", BASE_SNAPSHOT)
 """Directories neither tool looks into when it walks a directory (a path given explicitly is still reviewed)."""
 
 _BANDIT_SEVERITY = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
@@ -62,6 +66,8 @@ class Finding:
     path: str
     line: int
     message: str
+    fingerprint: str = ""
+    """Its identity across revisions: tool, rule, file and the code on its line (:mod:`actors.tools.baseline`)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ def review(workspace: Workspace, cwd: str = ".", paths: list[str] | None = None,
     bandit_raw = _report(workspace, cwd, "bandit", lambda out: _bandit(workspace, cwd, out, targets, timeout, box))
     findings = _ruff_findings(_parse("ruff", ruff_raw, list), directory)
     findings += _bandit_findings(_parse("bandit", bandit_raw, dict).get("results", []), directory)
+    findings = [replace(f, fingerprint=baselines.fingerprint(directory, f)) for f in findings]
     findings.sort(key=lambda f: (f.path, f.line, f.tool, f.rule))
     counts = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
     return ReviewReport(findings, hashlib.sha256(ruff_raw).hexdigest(), hashlib.sha256(bandit_raw).hexdigest(), counts)

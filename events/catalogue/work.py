@@ -72,6 +72,8 @@ class Finding(Struct, frozen=True, kw_only=True):
     path: Path
     line: Count = 0
     message: Text = ""
+    known: bool = False
+    """It was there before the change (in the base revision, or the repository's review baseline)."""
 
 
 @event_type("review.reported")
@@ -86,8 +88,16 @@ class ReviewReported(Event, frozen=True, kw_only=True):
     """The first 200 findings, most severe first."""
     threshold: Severity = "high"
     blocking: Count = 0
+    """How many findings stop the pipeline: those at or above the threshold that the change added (all of them
+    at or above it when ``block_known``)."""
     fix_commit: Annotated[str, Meta(max_length=64)] | None = None
     """The commit of ruff's safe automatic fixes, made separately, if there were any."""
+    baseline: Text = ""
+    """What the findings were compared with (``the base <commit>``, a baseline file); empty: nothing, all are new."""
+    known: Count = 0
+    """How many findings were there before the change."""
+    block_known: bool = False
+    """Whether findings there before the change stop the pipeline too (the policy's ``review_block_known``)."""
 
 
 class Artefact(Struct, frozen=True, kw_only=True):

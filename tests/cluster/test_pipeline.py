@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,6 +176,41 @@ def test_a_blocking_review_finding_stops_the_pipeline(council: Council, tmp_path
     assert review.blocking >= 1 and review.threshold == "high"
     assert any(f.rule == "B602" and f.path == "src/sample_service/shell.py" and f.line == 5 for f in review.findings)
     assert not events_of(council, f"task-{run.tasks['build']}", "task.started")
+
+
+def test_a_review_judges_what_the_change_adds_against_its_base_or_a_committed_baseline(council: Council,
+                                                                                        tmp_path: Path) -> None:
+    risky = "import subprocess\n\n\ndef run(command: str) -> int:\n    return subprocess.call(command, shell=True)\n"
+    repo = sample(tmp_path, **{"src/sample_service/shell.py": risky})
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "with a finding in an untouched module"], check=True)
+    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nA line of documentation.\n")
+    subprocess.run([*git, "commit", "-qam", "docs only"], check=True)
+    run = start_ci(council, repo, "HEAD~1")
+    follow(council, run, lambda line: None, timeout=240)
+    found = report(council, run)
+    assert found.outcome == "awaiting approval", found.text()  # the change added no finding
+    review = found.results["review"]
+    assert isinstance(review, ReviewResult) and review.stopping() == 0 and review.known >= 1
+    assert review.baseline == f"the base {run.base[:12] if run.base else ''}" and "B602" not in found.errors.get(
+        "review", "")
+    assert "there before: the base" in found.text()
+    [reported] = [r for r in warrant_events(council, "review.reported") if r.key.startswith(run.tasks["review"])]
+    assert any(f.rule == "B602" and f.known for f in reported.findings)
+    # The same files as a first snapshot (no base) are stopped, saying so — until the repository commits a baseline.
+    first, _ = run_to_the_end(council, sample(tmp_path / "again", **{"src/sample_service/shell.py": risky}))
+    stopped = report(council, first)
+    assert stopped.outcome == "failed at review" and "council review --write-baseline" in stopped.errors["review"]
+    with_baseline = sample(tmp_path / "third", **{"src/sample_service/shell.py": risky})
+    written = subprocess.run([sys.executable, "-m", "cluster.cli", "review", "--repo", str(with_baseline),
+                              "--write-baseline"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert written.returncode == 0 and "review-baseline.json" in written.stdout, written.stderr
+    accepted, _ = run_to_the_end(council, with_baseline)
+    passed = report(council, accepted)
+    assert passed.outcome == "awaiting approval", passed.text()
+    assert isinstance(r := passed.results["review"], ReviewResult) and r.baseline == "review-baseline.json"
 
 
 def test_a_failing_health_check_rolls_staging_back(council: Council, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ def test_a_home_given_wins_over_the_logs_directory(tmp_path: Path) -> None:
     assert Settings.from_env({"COUNCIL_HOME": "/srv/council"}, store=log).home == "/srv/council"
     assert Settings.from_env({}, store=log, home="mine").home == "mine"
     assert Settings.from_env({}, store="memory://").home == ".council"  # a log without a directory
+    assert Settings.from_env({}, store="sqlite:///events.db").home == ".council"  # not the working directory itself
 
 
 def test_a_bad_setting_is_refused_with_what_to_fix() -> None:
