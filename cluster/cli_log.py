@@ -12,6 +12,7 @@ import typer
 
 from cluster.cli_app import StoreOption, app, open_log, out
 from events import EventStore, RecordedEvent, VerifyReport, streams
+from events.catalogue import TaskFailed
 
 
 @app.command()
@@ -103,6 +104,8 @@ def _print_verify(report: VerifyReport) -> None:
 def events(
     store: StoreOption = None,
     stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only this task's events (its stream), with the traceback of "
+                                                  "each failed attempt.")] = None,
     start: Annotated[int, typer.Option("--from", min=1, help="First position (or stream version with --stream).")] = 1,
     limit: Annotated[int | None, typer.Option(min=0, help="At most this many events, from --from on.")] = None,
     last: Annotated[int | None, typer.Option(min=1, help="Only the last N events (of the stream, or of those "
@@ -114,6 +117,10 @@ def events(
 ) -> None:
     """Print events from the log, by position or from one stream (a stream name, or the id of a task, request,
     agent or warrant)."""
+    if task is not None:
+        if stream is not None:
+            raise typer.BadParameter("give --task or --stream, not both")
+        stream = streams.task(task)
     with open_log(store, create=False) as es:
         if stream is not None:
             if follow:
@@ -146,10 +153,15 @@ def _print_event(event: RecordedEvent, as_json: bool) -> None:
         sys.stdout.write(json.dumps(_jsonable(event)) + "\n")
         sys.stdout.flush()
         return
-    payload = msgspec.json.encode(event.payload).decode()
+    shown, below = event.payload, ""
+    if isinstance(shown, TaskFailed) and shown.traceback:  # shown as the lines it is, under the event
+        shown, below = msgspec.structs.replace(shown, traceback="(below)"), shown.traceback
+    payload = msgspec.json.encode(shown).decode()
     out.print(f"{event.position:>8} {event.recorded_at:%Y-%m-%d %H:%M:%S} {event.stream}@{event.stream_version} ",
               f"[bold]{event.type}[/] ", end="")
     out.print(payload, markup=False, highlight=False)  # the log's own text: "[policy]" is data, never markup
+    for line in below.rstrip().splitlines():
+        out.print(f"           {line}", markup=False, highlight=False)
 
 
 def _stream_of(es: EventStore, given: str) -> str:

@@ -48,6 +48,7 @@ from events.catalogue import (
     PipelinePlanned,
     TaskAwaiting,
     TaskCompleted,
+    TaskFailed,
     TaskStatus,
     TestsReported,
     WarrantIssued,
@@ -153,6 +154,8 @@ class Report:
     results: dict[str, StepResult] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     """Per step: why it was dead-lettered, or why its recorded result cannot be read."""
+    tracebacks: dict[str, str] = field(default_factory=dict)
+    """Per dead-lettered step whose last attempt failed unexpectedly (not a test, a finding or a refusal): where."""
     approval: dict[str, Any] | None = None
     tree: str = ""
     confined: dict[str, int] = field(default_factory=dict)
@@ -207,6 +210,8 @@ class Report:
             lines.append(f"  {s['step']:<8} {s['status']:<18} {s.get('agent') or '':<13} {took}")
         for step, error in self.errors.items():
             lines.append(f"  ! {step}: {error}")
+            if step in self.tracebacks:
+                lines += [f"      {line}" for line in self.tracebacks[step].rstrip().splitlines()[-12:]]
         lines += ["", self.sandbox()]
         if test := pick(self.results, "test", TestResult):
             lines += ["", f"tests: {test.summary()}" + (f" (ran {', '.join(test.ran)})" if test.ran else "")]
@@ -272,6 +277,10 @@ def report(council: Council, run: Run | str) -> Report:
             found.approval = _approval(council, _last(council, step.task_id, TaskAwaiting).authority_id)
         elif status is TaskStatus.DEAD_LETTERED and error:
             found.errors[step.step] = error
+            failed = [e.payload for e in council.store.read_stream(streams.task(step.task_id))
+                      if isinstance(e.payload, TaskFailed)]
+            if failed and failed[-1].traceback and failed[-1].kind not in ("permanent", "denied"):
+                found.tracebacks[step.step] = failed[-1].traceback
         if step.step == "prod" and status is TaskStatus.COMPLETED:
             waited = [e.payload for e in council.store.read_stream(streams.task(step.task_id))
                       if isinstance(e.payload, TaskAwaiting)]

@@ -140,6 +140,8 @@ class ReviewResult(StepResult, frozen=True, kw_only=True):
         counts = ", ".join(f"{self.counts[s]} {s}" for s in reversed(SEVERITIES) if self.counts.get(s))
         if not counts:
             return "no findings"
+        if self.stops is None:  # recorded before findings were compared
+            return counts
         if self.baseline:
             return f"{counts} ({self.findings - self.known} new, {self.known} there before: {self.baseline})"
         return f"{counts} (no base or baseline to compare with: every finding counts as new)"

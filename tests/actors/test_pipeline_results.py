@@ -158,7 +158,7 @@ def test_a_review_result_is_made_from_its_event_with_blocking_findings_first() -
     assert result.findings == 61 and result.stopping() == 60 and result.threshold == "high"
     assert len(result.blocking) == 50 and len(result.top) == 10 and result.fix_commit == "d" * 40
     assert {len(f.message) for f in result.blocking} == {300}, "messages are cut to 300 characters"
-    assert result.summary() == "60 high, 1 medium"
+    assert result.summary() == "60 high, 1 medium (no base or baseline to compare with: every finding counts as new)"
     assert ReviewResult(counts={"low": 2, "critical": 1, "info": 0}, findings=3, threshold="high").summary() == (
         "1 critical, 2 low"), "most severe first, whatever order the log kept the counts in"
     assert ReviewResult.reported(msgspec.structs.replace(event, threshold="critical")).blocking == []
@@ -374,6 +374,17 @@ def test_a_result_the_report_cannot_read_is_named_not_raised(council: Council) -
     assert set(found.results) == {"test"} and found.outcome == "running"
     assert f"task {task_id(REQUEST, 'build')}" in found.errors["build"] and "`$.reproducible`" in found.errors["build"]
     assert "\nbuild: " not in found.text() and "\n  ! build: task " in found.text()
+
+
+def test_a_step_that_failed_unexpectedly_shows_where_in_the_report() -> None:
+    trace = "Traceback (most recent call last):\n" + "".join(f'  File "f{i}.py", line {i}\n' for i in range(20))
+    found = Report("r-1", errors={"test": "KeyError: 'impact'", "build": "dependency r-1-test was dead-lettered"},
+                   tracebacks={"test": trace + "KeyError: 'impact'\n"})
+    lines = found.text().splitlines()
+    at = lines.index("  ! test: KeyError: 'impact'")
+    frames = [f'        File "f{i}.py", line {i}' for i in range(9, 20)]
+    assert lines[at + 1:at + 13] == [*frames, "      KeyError: 'impact'"]
+    assert lines[at + 13] == "  ! build: dependency r-1-test was dead-lettered"
 
 
 def test_a_report_without_results_renders_its_steps_only() -> None:

@@ -10,7 +10,7 @@ from cli_support import ROOT, council
 
 from cluster.settings import DEFAULT_STORE, ConfigurationError, Settings
 from events import open_store
-from events.catalogue import RequestSubmitted, TaskQueued
+from events.catalogue import RequestSubmitted, TaskFailed, TaskQueued
 from governance.keys import Keyring
 
 
@@ -47,6 +47,23 @@ def test_events_prints_filters_and_emits_json(tmp_path: Path) -> None:
     assert one.returncode == 0 and "task-4@1" in one.stdout and one.stdout.count("\n") == 1
     env = council("events", cwd=tmp_path, env={"COUNCIL_STORE": url})
     assert env.returncode == 0 and env.stdout.count("task.queued") == 5
+
+
+def test_events_of_a_task_show_where_each_failed_attempt_was_raised(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    trace = 'Traceback (most recent call last):\n  File "steps.py", line 83, in test\nKeyError: \'impact\'\n'
+    with open_store(url) as s:
+        s.append("task-t-1", [TaskQueued(task_id="t-1", priority=2)])
+        s.append("task-t-1", [TaskFailed(task_id="t-1", agent_id="a", attempt=1, error="KeyError: 'impact'",
+                                         kind="code", exception="KeyError", traceback=trace)])
+        s.append("task-t-2", [TaskQueued(task_id="t-2", priority=2)])
+    shown = council("events", "--store", url, "--task", "t-1", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 5 and '"traceback":"(below)"' in lines[1]
+    assert [line[11:] for line in lines[2:]] == trace.rstrip().splitlines()  # as written, indented under the event
+    both = council("events", "--store", url, "--task", "t-1", "--stream", "task-t-2", cwd=tmp_path)
+    assert both.returncode == 2 and "give --task or --stream, not both" in both.stderr
 
 
 def test_events_shows_text_as_it_is_the_last_ones_and_a_stream_by_its_ids(tmp_path: Path) -> None:
