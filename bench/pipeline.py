@@ -44,11 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ray
 
 from actors import names
-from actors.pipeline.config import load_config, resolve
+from actors.pipeline.config import PackageIndex, install_args, load_config, resolve
 from actors.pipeline.plan import STEPS
 from actors.pipeline.results import BuildResult, TestResult
 from actors.tools import build as builds
-from actors.tools import commands
+from actors.tools import commands, python_env
 from actors.tools import impact as impacts
 from actors.tools import review as reviews
 from actors.tools.checkout import prepare
@@ -172,7 +172,15 @@ def direct_run(root: Path, environments: Workspace, repo: Path, n: int, box: San
         tests = [config.tests] if reach.run_all else list(reach.tests)
     lap("changes")
 
-    ran = run_pytest(tree, ".", tests, coverage=config.coverage, box=box)
+    install = python_env.plan(tree, environments.path(f"python/{request}"), install_args(tree.root, config),
+                              PackageIndex())
+    made = python_env.make(tree, install, environments.path("python/.pip-cache"), PackageIndex(), 900.0, box=box)
+    if made.returncode != 0:
+        raise Failed(python_env.failure(made))
+    lap("setup")
+
+    ran = run_pytest(tree, ".", tests, coverage=config.coverage, box=box.reading(install.python.parent.parent),
+                     python=str(install.python))
     if not ran.ok:
         raise Failed(f"the direct run's tests failed: {ran.failures}")
     lap("test")

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from actors.pipeline.config import load_config, review_blocks_known, review_threshold
+from actors.pipeline.config import (
+    install_args,
+    load_config,
+    package_index,
+    review_blocks_known,
+    review_threshold,
+)
 from actors.pipeline.plan import STEPS, plan, task_id
 from actors.pipeline.results import (
     BuildResult,
@@ -30,6 +36,7 @@ from actors.pipeline.results import (
     Release,
     ResultMismatch,
     ReviewResult,
+    SetupResult,
     StepResult,
     TestResult,
     pick,
@@ -88,11 +95,11 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
         shutil.rmtree(tree)  # nothing was submitted: leave nothing behind
         raise
     try:
-        threshold, block_known = review_threshold(policy), review_blocks_known(policy)
+        threshold, block_known, index = review_threshold(policy), review_blocks_known(policy), package_index(policy)
     except CouncilError:
         shutil.rmtree(tree)
         raise
-    planned, specs = plan(request_id, checkout, config, threshold, block_known)
+    planned, specs = plan(request_id, checkout, config, threshold, block_known, install_args(tree, config), index)
     council.request(f"ci {Path(checkout.source).name} @ {checkout.commit[:12]}", specs, request_id=request_id,
                     plan=planned)
     return Run(request_id, tree, checkout.commit, checkout.base, {s.name: task_id(request_id, s.name) for s in STEPS})
@@ -213,6 +220,9 @@ class Report:
             if step in self.tracebacks:
                 lines += [f"      {line}" for line in self.tracebacks[step].rstrip().splitlines()[-12:]]
         lines += ["", self.sandbox()]
+        if (made := pick(self.results, "setup", SetupResult)) and made.python:
+            lines += ["", f"environment: {made.python} (installed {' '.join(made.installed)}; the build backend "
+                          + ("from the package index)" if made.isolated else "the council's)")]
         if test := pick(self.results, "test", TestResult):
             lines += ["", f"tests: {test.summary()}" + (f" (ran {', '.join(test.ran)})" if test.ran else "")]
         elif self.tested is not None:

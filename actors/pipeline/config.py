@@ -11,7 +11,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -43,6 +43,12 @@ class PipelineConfig(BaseModel):
     """Run against the release live in staging; a non-zero exit stops the pipeline before production."""
     staging: Environment = "staging"
     production: Environment = "prod"
+    environment: Literal["own", "council"] = "own"
+    """Where the tests run: a Python environment of the request's own with the project and its test dependencies
+    installed (``own``), or the council's own environment (``council``: nothing is installed)."""
+    install: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = Field(None, max_length=64)
+    """What to install into the request's environment, as pip's arguments; default: the project, editable, with its
+    ``test`` (or ``tests``, ``testing``, ``dev``) extra if it declares one."""
     review_baseline: str = "review-baseline.json"
     """The review baseline the repository commits (``council review --write-baseline``): with no base to compare
     with, the findings it lists count as there before the change."""
@@ -111,3 +117,62 @@ def review_blocks_known(policy: Policy | None) -> bool:
         raise PolicyError(f"the policy in force sets [tool.pipeline] review_block_known = {value!r}; use true or "
                           "false, and propose the corrected policy (`council policy propose`)")
     return value
+
+
+TEST_EXTRAS = ("test", "tests", "testing", "dev")
+"""The extras a project's test dependencies are looked for under, in this order."""
+
+
+def install_args(tree: str | Path, config: PipelineConfig) -> list[str]:
+    """What the setup step installs into the request's environment (see :attr:`PipelineConfig.install`)."""
+    if config.install is not None:
+        return list(config.install)
+    try:
+        project = tomllib.loads((Path(tree) / "pyproject.toml").read_text()).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        project = {}
+    extras = project.get("optional-dependencies", {}) if isinstance(project, dict) else {}
+    extra = next((e for e in TEST_EXTRAS if isinstance(extras, dict) and e in extras), None)
+    return ["-e", f".[{extra}]" if extra else "."]
+
+
+class PackageIndex(BaseModel):
+    """Where the setup step installs from: the policy's ``[tool.pipeline]`` ``index_url``, ``find_links`` and
+    ``no_index`` (the council's choice, never the repository's: a repository could name a directory of this machine)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    find_links: list[str] = []
+    no_index: bool = False
+
+    @field_validator("find_links")
+    @classmethod
+    def _located(cls, value: list[str]) -> list[str]:
+        for link in value:
+            local = link.startswith("/") and ".." not in Path(link).parts
+            if not (link.startswith(("https://", "http://")) or local):
+                raise ValueError(f"{link!r} is neither an absolute directory nor an http(s) URL")
+        return value
+
+    def pip_args(self) -> list[str]:
+        """pip's options for this index."""
+        args = ["--index-url", self.index_url] if self.index_url else []
+        for link in self.find_links:
+            args += ["--find-links", link]
+        return args + (["--no-index"] if self.no_index else [])
+
+    def directories(self) -> list[str]:
+        """The local directories among ``find_links``: the install must be able to read them."""
+        return [link for link in self.find_links if link.startswith("/")]
+
+
+def package_index(policy: Policy | None) -> PackageIndex:
+    """The package index the policy in force names for the setup step (pip's own default when it names none)."""
+    table = policy.tool_table("pipeline") if policy is not None else {}
+    try:
+        return PackageIndex.model_validate({k: table[k] for k in ("index_url", "find_links", "no_index") if k in table})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise PolicyError(f"the policy in force sets [tool.pipeline] {'.'.join(str(p) for p in first['loc'])}: "
+                          f"{first['msg']}; propose the corrected policy (`council policy propose`)") from None

@@ -2,8 +2,9 @@
 
 ::
 
-    changes → impact → test → review → build → staging → smoke ─┬→ docs ─┐
-                                                                 └───────┴→ prod (waits for approvals)
+    changes → setup ─┐
+            └→ impact ┴→ test → review → build → staging → smoke ─┬→ docs ─┐
+                                                                  └───────┴→ prod (waits for approvals)
 
 A step's task is queued once the steps it depends on have completed; a step that fails for good
 dead-letters every step after it, so a failing test never reaches a build and nothing reaches
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors.pipeline.config import PipelineConfig
+from actors.pipeline.config import PackageIndex, PipelineConfig
 from actors.tools.checkout import Checkout
 from events.catalogue import PipelinePlanned, PlannedStep, TaskSpec, TaskStatus
 from events.catalogue.work import Severity
@@ -36,8 +37,10 @@ class Step:
 
 STEPS = (
     Step("changes", "ci.changes", (), "detect the changes"),
+    Step("setup", "ci.setup", ("changes",), "make the request's Python environment: the project, its test "
+                                            "dependencies"),
     Step("impact", "ci.impact", ("changes",), "find the tests the changes reach"),
-    Step("test", "ci.test", ("impact",), "run the tests"),
+    Step("test", "ci.test", ("impact", "setup"), "run the tests"),
     Step("review", "ci.review", ("test",), "review: ruff (safe fixes as their own commit), bandit"),
     Step("build", "ci.build", ("review",), "build twice, compare, sign provenance"),
     Step("staging", "ci.deploy", ("build",), "deploy to staging"),
@@ -55,21 +58,24 @@ def task_id(request_id: str, step: str) -> str:
     return f"{request_id}-{step}"
 
 
-def plan(request_id: str, checkout: Checkout, config: PipelineConfig,
-         threshold: Severity, block_known: bool = False) -> tuple[PipelinePlanned, list[TaskSpec]]:
+def plan(request_id: str, checkout: Checkout, config: PipelineConfig, threshold: Severity, block_known: bool = False,
+         install: list[str] | None = None, index: PackageIndex | None = None) -> tuple[PipelinePlanned, list[TaskSpec]]:
     """The ``pipeline.planned`` event and the task specs (for :meth:`cluster.driver.Council.request`) of a CI run.
 
     ``threshold`` is the policy's review severity that stops the pipeline; ``block_known`` whether findings that
-    were there before the change stop it too.
+    were there before the change stop it too; ``install`` what the setup step installs (the project, editable,
+    when not given) from the policy's package ``index``.
     """
     ids = {s.name: task_id(request_id, s.name) for s in STEPS}
     inputs: dict[str, dict[str, Any]] = {
         "changes": {"base": checkout.base, "head": checkout.commit},
+        "setup": {"environment": config.environment, "install": install if install is not None else ["-e", "."],
+                  "index": (index or PackageIndex()).model_dump()},
         "impact": {"changes": ids["changes"], "tests": config.tests},
-        "test": {"impact": ids["impact"], "tests": config.tests, "coverage": config.coverage},
+        "test": {"impact": ids["impact"], "setup": ids["setup"], "tests": config.tests, "coverage": config.coverage},
         "review": {"threshold": threshold, "base": checkout.base, "baseline": config.review_baseline,
                    "block_known": block_known, "changes": ids["changes"]},
-        "build": {"repository": checkout.source, "out": "dist"},
+        "build": {"repository": checkout.source, "out": "dist", "setup": ids["setup"]},
         "staging": {"build": ids["build"], "environment": config.staging, "health": config.health},
         "smoke": {"staging": ids["staging"], "environment": config.staging, "argv": config.smoke},
         "docs": {"request": request_id, "steps": ids, "base": checkout.base, "head": checkout.commit,

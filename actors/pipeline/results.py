@@ -48,6 +48,18 @@ class StepResult(Struct, frozen=True, kw_only=True):
     """What a step hands on; every step's result is one of its subclasses."""
 
 
+class SetupResult(StepResult, frozen=True, kw_only=True):
+    """``setup``: the request's own Python environment, with the project and its test dependencies installed."""
+
+    python: str | None = None
+    """Its interpreter; None when the repository asks for the council's own environment."""
+    installed: list[str] = []
+    """What was installed: pip's requirement arguments."""
+    isolated: bool = True
+    """Whether the project's build backend came from the package index (else the council's, already installed)."""
+    reason: str = ""
+
+
 class ChangesResult(StepResult, frozen=True, kw_only=True):
     """``changes``: the files that differ between the base and HEAD (every tracked file without a base)."""
 
@@ -211,8 +223,9 @@ class DocsResult(StepResult, frozen=True, kw_only=True):
 
 
 RESULTS: Mapping[str, type[StepResult]] = {
-    "ci.changes": ChangesResult, "ci.impact": ImpactResult, "ci.test": TestResult, "ci.review": ReviewResult,
-    "ci.build": BuildResult, "ci.deploy": Release, "ci.smoke": SmokeResult, "ci.docs": DocsResult,
+    "ci.setup": SetupResult, "ci.changes": ChangesResult, "ci.impact": ImpactResult, "ci.test": TestResult,
+    "ci.review": ReviewResult, "ci.build": BuildResult, "ci.deploy": Release, "ci.smoke": SmokeResult,
+    "ci.docs": DocsResult,
 }
 """Capability → the type of the result its skill returns."""
 

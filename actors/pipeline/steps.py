@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from actors.pipeline.config import resolve
+from actors.pipeline.config import PackageIndex, resolve
 from actors.pipeline.plan import graph, mermaid
 from actors.pipeline.results import (
     BuildResult,
@@ -29,6 +29,7 @@ from actors.pipeline.results import (
     ImpactResult,
     Release,
     ReviewResult,
+    SetupResult,
     SmokeResult,
     StepResult,
     TestResult,
@@ -67,6 +68,20 @@ def changes(inputs: dict[str, Any], tools: CiTools) -> ChangesResult:
     return ChangesResult(base=base, head=inputs.get("head"), files=files[:5000], count=len(files))
 
 
+@skill("ci.setup", toolset=Toolset.CI)
+def setup(inputs: dict[str, Any], tools: CiTools) -> SetupResult:
+    """Make the request's own Python environment with the project and its test dependencies (or use the council's,
+    if the repository asks); a dependency that cannot be installed stops the pipeline here."""
+    if inputs.get("environment") == "council":
+        return SetupResult(reason="the repository asks for the council's own environment ([tool.council.ci] "
+                                  "environment = \"council\")")
+    try:
+        index = PackageIndex.model_validate(inputs.get("index") or {})
+    except ValueError as exc:
+        raise PermanentFailure(f"the package index is not valid: {exc}") from None
+    return tools.environment([str(a) for a in inputs.get("install") or ["-e", "."]], index)
+
+
 @skill("ci.impact", toolset=Toolset.CI)
 def impact(inputs: dict[str, Any], tools: CiTools) -> ImpactResult:
     """The tests the changes reach; every test when there is no base to compare with."""
@@ -89,7 +104,9 @@ def test(inputs: dict[str, Any], tools: CiTools) -> TestResult:
         args = list(reach.tests)
     else:
         return TestResult(passed=0, failed=0, errors=0, skipped=0, ok=True, reason="the change reaches no test")
-    report = read(tools.run_tests(".", args, coverage=bool(inputs.get("coverage", True))), TestResult, "the test run")
+    python = tools.upstream(str(inputs["setup"]), SetupResult).python if inputs.get("setup") else None
+    report = read(tools.run_tests(".", args, coverage=bool(inputs.get("coverage", True)), python=python), TestResult,
+                  "the test run")
     if not report.ok:
         failing = ", ".join(report.failures[:5]) or "no test passed"
         first = next(iter(report.details.items()), None)
@@ -146,8 +163,9 @@ def review(inputs: dict[str, Any], tools: CiTools) -> ReviewResult:
 @skill("ci.build", toolset=Toolset.CI, signs=True)
 def build(inputs: dict[str, Any], tools: CiTools) -> BuildResult:
     """Build twice at SOURCE_DATE_EPOCH, compare, and sign the provenance with the builder's key."""
+    python = tools.upstream(str(inputs["setup"]), SetupResult).python if inputs.get("setup") else None
     try:
-        built = tools.build(".", str(inputs.get("out", "dist")), str(inputs.get("repository", "")))
+        built = tools.build(".", str(inputs.get("out", "dist")), str(inputs.get("repository", "")), python=python)
     except WorkspaceError as exc:
         raise PermanentFailure(str(exc)) from None
     if not built.artefacts:

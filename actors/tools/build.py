@@ -13,6 +13,7 @@ import hashlib
 import shutil
 import sys
 import time
+import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,14 +60,51 @@ class BuildResult:
     duration_s: float
 
 
+def build_requires(project: Path) -> list[str]:
+    """The requirements ``project`` names in ``[build-system] requires`` (setuptools' when it names none)."""
+    try:
+        system = tomllib.loads((project / "pyproject.toml").read_text()).get("build-system", {})
+    except FileNotFoundError:
+        return ["setuptools"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    requires = system.get("requires") if isinstance(system, dict) else None
+    if not isinstance(requires, list):
+        return ["setuptools"]
+    return [r for r in requires if isinstance(r, str) and r.strip()][:64]
+
+
+def build_backend(project: Path) -> str | None:
+    """The top-level module of the build backend ``project`` names in ``[build-system] build-backend`` (``hatchling``
+    for ``hatchling.build``); ``setuptools`` for a project that names none, as pip and build assume; None if its
+    pyproject.toml cannot be read."""
+    try:
+        text = (project / "pyproject.toml").read_text()
+    except FileNotFoundError:
+        return "setuptools"
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        system = tomllib.loads(text).get("build-system", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    named = system.get("build-backend") if isinstance(system, dict) else None
+    if not isinstance(named, str) or not named:
+        return "setuptools"
+    return named.split(":")[0].split(".")[0] or None
+
+
 def compare(first: dict[str, str], second: dict[str, str]) -> list[str]:
     """The names (sorted) that are in only one of two ``name -> sha256`` maps, or whose digests differ."""
     return sorted(name for name in first.keys() | second.keys() if first.get(name) != second.get(name))
 
 
 def build(workspace: Workspace, cwd: str = ".", out: str = "dist", timeout: float = 600.0,
-          source_date_epoch: int | None = None, *, box: Sandbox) -> BuildResult:
+          source_date_epoch: int | None = None, *, box: Sandbox, python: str = sys.executable) -> BuildResult:
     """Build the project at ``cwd`` into ``out`` (both relative to the workspace), then rebuild it to check.
+
+    ``python`` runs the build (``python -m build --no-isolation``): a request's own environment, where its
+    setup step installed the project's build backend, or the council's.
 
     ``out`` is emptied first. ``source_date_epoch`` defaults to the committer time of HEAD of the
     git repository at ``cwd``; without a repository it must be given. Raises :class:`BuildFailed`
@@ -100,9 +138,9 @@ def build(workspace: Workspace, cwd: str = ".", out: str = "dist", timeout: floa
     preexisting = _leftovers(project)
     try:
         _empty(target)
-        first = _run(workspace, cwd, target, timeout, env, box)
+        first = _run(workspace, cwd, target, timeout, env, box, python)
         _clean(project, preexisting)
-        second = _run(workspace, cwd, scratch, timeout, env, box)
+        second = _run(workspace, cwd, scratch, timeout, env, box, python)
         _clean(project, preexisting)
         built, rebuilt = _digests(target), _digests(scratch)
         shutil.rmtree(scratch)
@@ -117,26 +155,30 @@ def build(workspace: Workspace, cwd: str = ".", out: str = "dist", timeout: floa
     artifacts = [Artifact(path=(target / name).relative_to(workspace.root).as_posix(), name=name, sha256=digest,
                           size=(target / name).stat().st_size) for name, digest in sorted(built.items())]
     return BuildResult(artifacts=artifacts, reproducible=not mismatches, mismatches=mismatches,
-                       source_date_epoch=source_date_epoch, commit=commit, command=_argv(str(target)),
+                       source_date_epoch=source_date_epoch, commit=commit, command=_argv(str(target), python),
                        output_digest=hashlib.sha256(f"{first}\0{second}".encode()).hexdigest(),
                        duration_s=time.monotonic() - started)
 
 
-def _argv(outdir: str) -> list[str]:
-    return [sys.executable, "-m", "build", "--no-isolation", "--outdir", outdir, "."]
+def _argv(outdir: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "build", "--no-isolation", "--outdir", outdir, "."]
 
 
-def _run(workspace: Workspace, cwd: str, outdir: Path, timeout: float, env: dict[str, str], box: Sandbox) -> str:
+def _run(workspace: Workspace, cwd: str, outdir: Path, timeout: float, env: dict[str, str], box: Sandbox,
+         python: str) -> str:
     """One build into ``outdir``; its output digest, or :class:`BuildFailed` with the tail of its output."""
-    done = commands.run(workspace, _argv(str(outdir)), cwd, timeout, env=env, box=box)
+    done = commands.run(workspace, _argv(str(outdir), python), cwd, timeout, env=env, box=box)
     if done.returncode != 0:
         output = scrub(f"{done.stdout}\n{done.stderr}".strip())
         if len(output) > FAILURE_TAIL:
             output = "..." + output[-FAILURE_TAIL:].partition("\n")[2]
         hint = ""
         if "Missing dependencies" in output or "BackendUnavailable" in output or "No module named" in output:
-            hint = (" Builds run offline (--no-isolation), so the project's build backend and its build "
-                    "requirements must be installed in the environment that runs the council.")
+            backend = build_backend(workspace.path(cwd)) or "its build backend"
+            hint = (f" The project's build backend ({backend}) is not installed where the build runs: the build runs "
+                    "offline (--no-isolation) in the request's own environment, where the setup step installs the "
+                    "project's [build-system] requires from the package index (or in the council's environment when "
+                    "the repository asks for it).")
         raise BuildFailed(f"building {cwd} failed (exit {done.returncode}).{hint} Output:\n{output}")
     return done.output_digest
 

@@ -17,15 +17,17 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 
-from actors.pipeline.results import BuildResult, ReviewResult, StepResult, read, severity
+from actors.pipeline.config import PackageIndex
+from actors.pipeline.results import BuildResult, ReviewResult, SetupResult, StepResult, read, severity
 from actors.skills import PermanentFailure
 from actors.tools import baseline as baselines
 from actors.tools import build as builds
-from actors.tools import commands
+from actors.tools import commands, python_env
 from actors.tools import impact as impacts
 from actors.tools import review as reviews
 from actors.tools.gated import Tools, action_key
@@ -149,6 +151,34 @@ class CiTools(Tools):
 
         return ReviewResult.reported(self._reported(request, ReviewReported, "review.reported", examine))
 
+    def environment(self, install: list[str], index: PackageIndex, timeout: float = 900.0) -> SetupResult:
+        """``command.install``: a Python environment of the request's own (:mod:`actors.tools.python_env`), beside
+        its tree, with ``install`` (pip's arguments) installed from ``index``.
+
+        pip's cache is shared by the requests of this workspace. The network is the policy's to grant this action;
+        a failed install stops the step with pip's last error.
+        """
+        if self.environments is None:
+            raise PermanentFailure("this agent has no environments directory to make a Python environment in")
+        planned = python_env.plan(self.workspace, self.environments.path(f"python/{self.workspace.root.name}"),
+                                  install, index)
+        request = self._request("command.install", shlex.join(planned.argv[1:]), resource=".", environment="local",
+                                arguments={"argv": planned.argv[1:]}, cost=Budget(wall_time_s=timeout))
+
+        def make(box: Sandbox) -> dict[str, Any]:
+            assert self.environments is not None
+            done = python_env.make(self.workspace, planned, self.environments.path("python/.pip-cache"), index,
+                                   timeout, box=box)
+            if done.returncode != 0:
+                raise PermanentFailure(python_env.failure(done))
+            return {"python": str(planned.python), "returncode": done.returncode, "output_digest": done.output_digest}
+
+        def replay() -> dict[str, Any]:
+            return {"python": str(planned.python)} if planned.python.exists() else {}
+
+        done = self._run(request, make, replay=replay, commands=True, timeout=timeout)
+        return SetupResult(python=str(done["python"]), installed=list(install), isolated=planned.isolated)
+
     def _before(self, cwd: str, box: Sandbox, base: str | None, baseline: str) -> tuple[Counter[str], str]:
         """The findings there before the change, by fingerprint, and what they came from (empty: nothing)."""
         if base:
@@ -180,16 +210,19 @@ class CiTools(Tools):
 
         return self._run(request, execute, reads_only=True, commands=True, timeout=timeout)
 
-    def build(self, cwd: str = ".", out: str = "dist", repository: str = "") -> BuildResult:
+    def build(self, cwd: str = ".", out: str = "dist", repository: str = "", python: str | None = None) -> BuildResult:
         """``build``: build twice at SOURCE_DATE_EPOCH, compare, sign SLSA provenance; ``build.reported``.
 
+        ``python`` is the request's own environment's interpreter (read-only to the build), the council's if None.
         The result is made from that event, so an earlier attempt's build is replayed unchanged.
         """
         request = self._request("build", f"python -m build in {cwd}", resource=cwd, arguments={"out": out})
         started = _now()
 
         def make(box: Sandbox) -> tuple[BuildReported, dict[str, Any]]:
-            built = builds.build(self.workspace, cwd, out, box=box)
+            if python is not None:
+                box = box.reading(Path(python).parent.parent)
+            built = builds.build(self.workspace, cwd, out, box=box, python=python or sys.executable)
             subjects = {a.name: a.sha256 for a in built.artifacts}
             statement = provenance.statement(
                 subjects, builder_id=self.builder_id or f"agent-council/{self.gatekeeper.agent_id}",

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -201,15 +203,19 @@ class Tools:
             self._scope, self._calls = saved
 
     def run_tests(self, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
-                  coverage: bool = False) -> dict[str, Any]:
-        """``command.run`` of pytest in ``cwd`` (under coverage if asked); the JUnit report (and the
-        line coverage per file) becomes a ``tests.reported`` event."""
-        argv = ["python", "-m", *(["coverage", "run", "-m"] if coverage else []), "pytest", *(args or [])]
+                  coverage: bool = False, python: str | None = None) -> dict[str, Any]:
+        """``command.run`` of pytest in ``cwd`` (under coverage if asked) with the interpreter ``python`` (a request's
+        own environment, read-only to the tests; the council's when None); the JUnit report (and the line coverage
+        per file) becomes a ``tests.reported`` event."""
+        argv = [python or "python", "-m", *(["coverage", "run", "-m"] if coverage else []), "pytest", *(args or [])]
         request = self._request("command.run", shlex.join(argv), resource=cwd, environment="local",
                                 arguments={"argv": argv}, cost=Budget(wall_time_s=timeout))
 
         def test(box: Sandbox) -> dict[str, Any]:
-            report = run_pytest(self.workspace, cwd, args, timeout, coverage=coverage, box=box)
+            if python is not None:
+                box = box.reading(Path(python).parent.parent)  # the environment, outside the tree
+            report = run_pytest(self.workspace, cwd, args, timeout, coverage=coverage, box=box,
+                                python=python or sys.executable)
             self._record(request.key, TestsReported(
                 warrant_id=self.warrant_id or "", key=request.key, passed=report.passed, failed=report.failed,
                 errors=report.errors, skipped=report.skipped, duration_s=report.duration_s, failures=report.failures,

@@ -71,6 +71,8 @@ class Sandbox:
     """Paths that must not exist inside (the council's home, the workspace root), absolute."""
     readable: tuple[str, ...] = ()
     """Paths a command may read besides the tree, absolute."""
+    writable: tuple[str, ...] = ()
+    """Paths a command may write besides the tree, absolute (a request's own Python environment, while it is made)."""
     git: bool = False
     """Whether the tree's .git is writable (the council's own git commands only)."""
     environment: tuple[str, ...] = field(default_factory=lambda: _environment())
@@ -83,6 +85,10 @@ class Sandbox:
     def reading(self, *paths: str | Path) -> Sandbox:
         """The same box, also able to read ``paths``."""
         return dataclasses.replace(self, readable=self.readable + tuple(str(Path(p).resolve()) for p in paths))
+
+    def writing(self, *paths: str | Path) -> Sandbox:
+        """The same box, also able to write ``paths`` (directories that exist)."""
+        return dataclasses.replace(self, writable=self.writable + tuple(str(Path(p).resolve()) for p in paths))
 
     def for_git(self) -> Sandbox:
         """The same box with the tree's .git writable: for the council's own git, with hooks turned off."""
@@ -126,6 +132,9 @@ class Sandbox:
         for path in self.readable:
             if os.path.exists(path) and not _within(path, str(tree)):
                 args += ["--ro-bind", path, path]
+        for path in self.writable:
+            if os.path.isdir(path) and not _within(path, str(tree)):
+                args += ["--bind", path, path]
         # The root (bwrap's own tmpfs, holding the mount points) is made read-only last: nothing but the tree,
         # /tmp and HOME takes a write.
         args += ["--remount-ro", "/", "--chdir", str(cwd), "--"]

@@ -95,12 +95,13 @@ def _detail(message: str, text: str) -> str:
 
 
 def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
-               coverage: bool = False, *, box: Sandbox) -> TestReport:
+               coverage: bool = False, *, box: Sandbox, python: str = sys.executable) -> TestReport:
     """Run ``python -m pytest ARGS`` in ``cwd`` and return what its JUnit report says.
 
     With ``coverage``, pytest runs under ``python -m coverage run`` (the project's coverage
-    configuration applies) and the report also carries per-file and total coverage. ``timeout``
-    bounds each command; each runs in ``box``.
+    configuration applies) and the report also carries per-file and total coverage. ``python`` is
+    the interpreter (a request's own environment's, or the council's); ``timeout`` bounds each
+    command; each runs in ``box``.
     """
     token = uuid.uuid4().hex[:12]
     report = f".council-junit-{token}.xml"
@@ -111,8 +112,8 @@ def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = No
     # --parallel-mode: the data always lands in DATA.<suffix> files that ``combine`` gathers into DATA,
     # whether or not the project's configuration asks for parallel mode.
     source = [f"--source={','.join(sources)}"] if coverage and (sources := source_of(directory)) else []
-    argv = [sys.executable, "-m", "coverage", "run", "--parallel-mode", f"--data-file={data}", *source, *pytest] \
-        if coverage else [sys.executable, *pytest]
+    argv = [python, "-m", "coverage", "run", "--parallel-mode", f"--data-file={data}", *source, *pytest] \
+        if coverage else [python, *pytest]
     try:
         # No bytecode: a test run leaves nothing in the tree a later commit could pick up.
         done = commands.run(workspace, argv, cwd, timeout, env={"PYTHONDONTWRITEBYTECODE": "1"}, box=box)
@@ -120,7 +121,7 @@ def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = No
             said = done.stderr[-500:] or done.stdout[-500:]
             raise WorkspaceError(f"pytest wrote no report (exit {done.returncode}): {said}")
         found = parse_junit(path.read_bytes())
-        files, total = _measure(workspace, cwd, data, timeout, box) if coverage else ({}, None)
+        files, total = _measure(workspace, cwd, data, timeout, box, python) if coverage else ({}, None)
     finally:
         path.unlink(missing_ok=True)
         if coverage:
@@ -164,12 +165,12 @@ def _configures_source(project: Path) -> bool:
     return False
 
 
-def _measure(workspace: Workspace, cwd: str, data: str, timeout: float,
-             box: Sandbox) -> tuple[dict[str, float], float | None]:
+def _measure(workspace: Workspace, cwd: str, data: str, timeout: float, box: Sandbox,
+             python: str) -> tuple[dict[str, float], float | None]:
     """The per-file and total percent covered that coverage.py recorded in ``data`` (in ``cwd``)."""
     out = f"{data}.json"
     for step in (["combine", "-q", f"--data-file={data}"], ["json", "-q", f"--data-file={data}", "-o", out]):
-        done = commands.run(workspace, [sys.executable, "-m", "coverage", *step], cwd, timeout, box=box)
+        done = commands.run(workspace, [python, "-m", "coverage", *step], cwd, timeout, box=box)
         if done.returncode != 0:
             raise WorkspaceError(f"coverage {step[0]} failed (exit {done.returncode}); check the project's coverage "
                                  f"configuration: {done.stderr[-500:].strip() or done.stdout[-500:].strip()}")

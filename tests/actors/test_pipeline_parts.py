@@ -483,7 +483,11 @@ def test_each_step_gets_the_inputs_it_needs() -> None:
     assert inputs["impact"]["tests"] == inputs["test"]["tests"] == "src/tests"
     assert inputs["test"]["coverage"] is False and inputs["test"]["impact"] == "r1-impact"
     assert inputs["review"]["threshold"] == "high"
-    assert plan("r1", CHECKOUT, CONFIG, "critical")[1][3].inputs["threshold"] == "critical"
+    critical = {s.inputs["step"]: s.inputs for s in plan("r1", CHECKOUT, CONFIG, "critical")[1]}
+    assert critical["review"]["threshold"] == "critical" and critical["review"]["block_known"] is False
+    assert inputs["review"]["base"] == "b" * 40 and inputs["review"]["changes"] == "r1-changes"
+    assert inputs["setup"]["install"] == ["-e", "."] and inputs["test"]["setup"] == "r1-setup"
+    assert inputs["setup"]["index"] == {"index_url": None, "find_links": [], "no_index": False}
     assert inputs["staging"]["environment"] == "stage" and inputs["prod"]["environment"] == "live"
     assert inputs["staging"]["health"] == inputs["prod"]["health"] == ["python3", "-m", "h"]
     assert inputs["staging"]["build"] == inputs["prod"]["build"] == "r1-build"
@@ -563,9 +567,9 @@ def test_mermaid_labels_each_step_with_its_status_and_class() -> None:
               "r1-staging": TaskStatus.AWAITING_APPROVAL, "r1-smoke": TaskStatus.QUEUED}
     nodes, _, classes = _parse(mermaid(planned.steps, status))
     words = {step: word for step, word in nodes.values()}
-    assert words == {"changes": "completed", "impact": "completed", "test": "stopped", "review": "failed",
-                     "build": "running", "staging": "awaiting approval", "smoke": "queued", "docs": "planned",
-                     "prod": "planned"}
+    assert words == {"changes": "completed", "setup": "planned", "impact": "completed", "test": "stopped",
+                     "review": "failed", "build": "running", "staging": "awaiting approval", "smoke": "queued",
+                     "docs": "planned", "prod": "planned"}
     by_step = {nodes[node][0]: cls for node, cls in classes.items()}
     assert by_step == {"changes": "done", "impact": "done", "test": "failed", "review": "failed", "staging": "waiting"}
     text = mermaid(planned.steps, status)

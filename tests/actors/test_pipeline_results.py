@@ -25,6 +25,7 @@ from actors.pipeline.results import (
     Release,
     ResultMismatch,
     ReviewResult,
+    SetupResult,
     SmokeResult,
     StepResult,
     TestResult,
@@ -61,6 +62,9 @@ SDIST = Artefact(name="app-1.0.tar.gz", path="dist/app-1.0.tar.gz", sha256="b" *
 FINDING = Finding(tool="bandit", rule="B602", severity="high", path="src/app/shell.py", line=5, message="shell=True")
 
 EXAMPLES: dict[type[StepResult], list[StepResult]] = {
+    SetupResult: [SetupResult(python="/w/environments/python/r-1/bin/python", installed=["-e", ".[test]"],
+                              isolated=False),
+                  SetupResult(reason="the repository asks for the council's own environment")],
     ChangesResult: [ChangesResult(base="b" * 40, head="c" * 40, files=["src/app.py"], count=1),
                     ChangesResult(base=None, head="c" * 40, count=0)],
     ImpactResult: [ImpactResult(modules=["app"], tests=["tests/test_app.py"], run_all=False, reason="", changed=2),
@@ -90,7 +94,7 @@ def test_every_step_has_a_result_type_and_every_type_has_examples_here() -> None
     assert {s.capability for s in STEPS} == set(RESULTS)
     assert {result_type(s.name) for s in STEPS} == set(EXAMPLES) == set(RESULTS.values())
     assert result_type("staging") is result_type("prod") is Release
-    with pytest.raises(KeyError, match="'deploy' is not a step of the pipeline; the steps are changes, impact"):
+    with pytest.raises(KeyError, match="'deploy' is not a step of the pipeline; the steps are changes, setup, impact"):
         result_type("deploy")
 
 
@@ -259,7 +263,8 @@ class StandIn:
     def upstream(self, task: str, kind: type[StepResult]) -> StepResult:
         return read(msgspec.to_builtins(self.results[task]), kind, f"task {task}")
 
-    def run_tests(self, cwd: str, args: list[str], coverage: bool = False) -> dict[str, Any]:
+    def run_tests(self, cwd: str, args: list[str], coverage: bool = False, python: str | None = None) -> dict[str, Any]:
+        self.python = python
         return self.answers["run_tests"]
 
     def deploy(self, artifact: str, environment: str, health: list[str] | None = None) -> dict[str, Any]:
@@ -274,6 +279,10 @@ def test_the_test_step_returns_a_typed_result_from_the_test_runs_answer() -> Non
     assert result == TestResult(passed=5, failed=0, errors=0, skipped=0, ok=True, coverage_total=90.0, ran=["tests"])
     reached = StandIn({"r-1-impact": ImpactResult(run_all=False, changed=1)})
     assert steps.test({"impact": "r-1-impact"}, reached).reason == "the change reaches no test"
+    own = StandIn({"r-1-impact": EXAMPLES[ImpactResult][1], "r-1-setup": EXAMPLES[SetupResult][0]},
+                  run_tests=tools.answers["run_tests"])
+    steps.test({"impact": "r-1-impact", "setup": "r-1-setup"}, own)
+    assert own.python == "/w/environments/python/r-1/bin/python"  # the tests run in the request's environment
 
 
 def test_the_deploy_step_releases_the_wheel_and_returns_its_manifest() -> None:
@@ -346,16 +355,18 @@ def recorded_run(council: Council, results: dict[str, StepResult | dict[str, Any
 
 def test_the_report_reads_each_completed_steps_result_as_its_type_and_renders_them(council: Council) -> None:
     results: dict[str, StepResult | dict[str, Any]] = {
-        "changes": EXAMPLES[ChangesResult][0], "impact": EXAMPLES[ImpactResult][0], "test": EXAMPLES[TestResult][0],
-        "review": EXAMPLES[ReviewResult][0], "build": EXAMPLES[BuildResult][0], "staging": EXAMPLES[Release][0],
-        "smoke": EXAMPLES[SmokeResult][0], "docs": EXAMPLES[DocsResult][0]}
+        "changes": EXAMPLES[ChangesResult][0], "setup": EXAMPLES[SetupResult][0], "impact": EXAMPLES[ImpactResult][0],
+        "test": EXAMPLES[TestResult][0], "review": EXAMPLES[ReviewResult][0], "build": EXAMPLES[BuildResult][0],
+        "staging": EXAMPLES[Release][0], "smoke": EXAMPLES[SmokeResult][0], "docs": EXAMPLES[DocsResult][0]}
     found = report(recorded_run(council, results), REQUEST)
     assert found.results == results and found.errors == {} and found.outcome == "running"
-    assert [s["status"] for s in found.steps] == [TaskStatus.COMPLETED] * 8 + [TaskStatus.SUBMITTED]
+    assert [s["status"] for s in found.steps] == [TaskStatus.COMPLETED] * 9 + [TaskStatus.SUBMITTED]
     text = found.text()
     tree = f"/w/requests/{REQUEST}"
     for line in [f"pipeline {REQUEST}: running", f"  tree: {tree}",
                  "  build    completed          agent-1       0.2 s",
+                 "environment: /w/environments/python/r-1/bin/python (installed -e .[test]; the build backend the "
+                 "council's)",
                  "tests: 5 passed, 0 failed, 1 skipped; line coverage 93.0% (ran tests)",
                  f"review: 1 high, 2 low; blocks at critical; safe fixes committed as {'d' * 12}",
                  f"build: reproducible (two builds compared byte for byte) at commit {'e' * 12}",

@@ -38,7 +38,8 @@ def test_fix_applies_safe_fixes_and_review_reports_shell_injection_as_high(tmp_p
 
     report = static.review(ws, box=BOX)
     [shell] = [f for f in report.findings if f.rule == "B602"]
-    assert shell == static.Finding("bandit", "B602", "high", "src/risky.py", 5, shell.message)
+    assert shell == static.Finding("bandit", "B602", "high", "src/risky.py", 5, shell.message, shell.fingerprint)
+    assert len(shell.fingerprint) == 24
     assert "shell=True" in shell.message
     assert not [f for f in report.findings if f.path == "src/clean.py"]
     assert report.counts["high"] == 1 and sum(report.counts.values()) == len(report.findings)

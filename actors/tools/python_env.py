@@ -1,0 +1,69 @@
+"""A request's own Python environment: a virtual environment beside its tree, the project installed into it.
+
+The environment is made with ``--system-site-packages``: it sees the council's packages underneath
+(pytest, coverage, the build backends the council has), and whatever is installed into it wins.
+It lives outside the request's tree, so no build, commit or review ever picks it up. The install
+is pip, run from the environment's own interpreter in the sandbox, in the tree, with the
+environment and pip's cache as its only other writable places and the local wheel directories of
+the package index as its only other readable ones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from actors.pipeline.config import PackageIndex
+from actors.tools import commands
+from actors.tools.build import build_backend, build_requires
+from actors.tools.sandbox import Sandbox
+from actors.tools.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Install:
+    """How the project is installed: pip's argv, and whether its build backend comes from the index (isolation)."""
+
+    python: Path
+    argv: list[str]
+    isolated: bool
+
+
+def plan(tree: Workspace, home: Path, install: list[str], index: PackageIndex) -> Install:
+    """The pip command that installs ``install`` into the environment at ``home`` from ``index``.
+
+    The project's build backend is taken from the index (pip's build isolation) unless the council
+    already has it, so a project whose backend the council lacks (flit-core, pdm-backend) still
+    installs, and one whose backend it has installs with no network at all.
+    """
+    python = home / "bin" / "python"
+    backend = build_backend(tree.path("."))
+    isolated = backend is None or importlib.util.find_spec(backend) is None
+    # A backend the council lacks is also installed into the environment: the build step builds there, offline.
+    backend_requires = build_requires(tree.path(".")) if isolated else []
+    argv = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
+            *index.pip_args(), *([] if isolated else ["--no-build-isolation"]), *backend_requires, *install]
+    return Install(python, argv, isolated)
+
+
+def make(tree: Workspace, install: Install, cache: Path, index: PackageIndex, timeout: float, *,
+         box: Sandbox) -> commands.Completed:
+    """Make the environment (if it is not there yet) and run the install in ``box``; what pip did."""
+    home = install.python.parent.parent
+    if not (home / "pyvenv.cfg").is_file():
+        home.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(home)],
+                       check=True, capture_output=True, timeout=120)
+    cache.mkdir(parents=True, exist_ok=True)
+    return commands.run(tree, install.argv, ".", timeout, tail=8000, env={"PIP_CACHE_DIR": str(cache)},
+                        box=box.writing(home, cache).reading(*index.directories()))
+
+
+def failure(done: commands.Completed) -> str:
+    """pip's own last error line, as the one line a person reads."""
+    said = [line for line in done.stderr.splitlines() if line.strip().startswith("ERROR")]
+    said = said or done.stderr.strip().splitlines()[-1:] or ["no message"]
+    return f"the project's dependencies could not be installed (pip exit {done.returncode}): {said[-1].strip()[:500]}"
