@@ -91,8 +91,8 @@ def governed_run(council: Council, repo: Path, timeout: float) -> dict[str, floa
     wall = time.perf_counter() - t0
     submitted_at, seen_at = began_at + (submitted - t0), began_at + wall
     found = report(council, run)
-    if found.outcome != "awaiting approval" or [s["status"] for s in found.steps] != ["completed"] * 8 + [
-            "awaiting_approval"]:
+    expected = ["completed"] * (len(STEPS) - 1) + ["awaiting_approval"]
+    if found.outcome != "awaiting approval" or [s["status"] for s in found.steps] != expected:
         raise Failed(f"the governed run ended '{found.outcome}':\n{found.text()}")
     tested, built = found.results.get("test"), found.results.get("build")
     if not isinstance(tested, TestResult) or tested.passed < 1 or not isinstance(built, BuildResult) \

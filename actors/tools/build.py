@@ -74,6 +74,29 @@ def build_requires(project: Path) -> list[str]:
     return [r for r in requires if isinstance(r, str) and r.strip()][:64]
 
 
+def missing_requires(project: Path) -> list[str]:
+    """Which of ``project``'s ``[build-system] requires`` this environment does not satisfy (by distribution name
+    and version): those a build without isolation would lack. A requirement that cannot be parsed counts as missing.
+    """
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    missing = []
+    for text in build_requires(project):
+        try:
+            wanted = Requirement(text)
+            if wanted.marker is not None and not wanted.marker.evaluate():
+                continue
+            have = metadata.version(wanted.name)
+        except (InvalidRequirement, metadata.PackageNotFoundError):
+            missing.append(text)
+            continue
+        if not wanted.specifier.contains(have, prereleases=True):
+            missing.append(text)
+    return missing
+
+
 def build_backend(project: Path) -> str | None:
     """The top-level module of the build backend ``project`` names in ``[build-system] build-backend`` (``hatchling``
     for ``hatchling.build``); ``setuptools`` for a project that names none, as pip and build assume; None if its

@@ -10,7 +10,6 @@ the package index as its only other readable ones.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from actors.pipeline.config import PackageIndex
 from actors.tools import commands
-from actors.tools.build import build_backend, build_requires
+from actors.tools.build import build_requires, missing_requires
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace
 
@@ -35,13 +34,12 @@ class Install:
 def plan(tree: Workspace, home: Path, install: list[str], index: PackageIndex) -> Install:
     """The pip command that installs ``install`` into the environment at ``home`` from ``index``.
 
-    The project's build backend is taken from the index (pip's build isolation) unless the council
-    already has it, so a project whose backend the council lacks (flit-core, pdm-backend) still
-    installs, and one whose backend it has installs with no network at all.
+    The project's build requirements are taken from the index (pip's build isolation) unless the
+    council already satisfies every one, so a project whose backend the council lacks (flit-core,
+    pdm-backend) still installs, and one whose backend it has installs with no network at all.
     """
     python = home / "bin" / "python"
-    backend = build_backend(tree.path("."))
-    isolated = backend is None or importlib.util.find_spec(backend) is None
+    isolated = bool(missing_requires(tree.path(".")))
     # A backend the council lacks is also installed into the environment: the build step builds there, offline.
     backend_requires = build_requires(tree.path(".")) if isolated else []
     argv = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
@@ -58,8 +56,13 @@ def make(tree: Workspace, install: Install, cache: Path, index: PackageIndex, ti
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(home)],
                        check=True, capture_output=True, timeout=120)
     cache.mkdir(parents=True, exist_ok=True)
-    return commands.run(tree, install.argv, ".", timeout, tail=8000, env={"PIP_CACHE_DIR": str(cache)},
-                        box=box.writing(home, cache).reading(*index.directories()))
+    box = box.writing(home, cache).reading(*index.directories())
+    done = commands.run(tree, install.argv, ".", timeout, tail=8000, env={"PIP_CACHE_DIR": str(cache)}, box=box)
+    if done.returncode != 0 and "-e" in install.argv and "build_editable" in done.stderr:
+        # A backend without the editable hook (PEP 660): the project goes in as a wheel instead.
+        argv = [a for a in install.argv if a != "-e"]
+        done = commands.run(tree, argv, ".", timeout, tail=8000, env={"PIP_CACHE_DIR": str(cache)}, box=box)
+    return done
 
 
 def failure(done: commands.Completed) -> str:

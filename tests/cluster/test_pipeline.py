@@ -95,7 +95,7 @@ def test_the_sample_service_ships_to_staging_and_waits_for_two_approvals_before_
     run, lines = run_to_the_end(council, sample(tmp_path))
     found = report(council, run)
     assert found.outcome == "awaiting approval", found.text()
-    assert [s["status"] for s in found.steps] == ["completed"] * 8 + ["awaiting_approval"]
+    assert [s["status"] for s in found.steps] == ["completed"] * 9 + ["awaiting_approval"]
     assert "test     completed (tester-1)" in lines and "prod     awaiting_approval (deployer-1)" in lines
 
     # tests, with coverage per file, as an event
