@@ -83,6 +83,13 @@ def test_events_shows_text_as_it_is_the_last_ones_and_a_stream_by_its_ids(tmp_pa
     assert "request-r-1@1" in request.stdout
 
 
+def test_help_shows_the_environment_variables_and_tables_it_names(tmp_path: Path) -> None:
+    up = council("up", "--help", cwd=tmp_path)
+    assert up.returncode == 0 and "[env: COUNCIL_HOME;" in up.stdout and "[env: COUNCIL_WORKSPACE;" in up.stdout
+    review = council("review", "--help", cwd=tmp_path)
+    assert review.returncode == 0 and "[tool.council.ci]" in review.stdout  # words, never taken for markup
+
+
 def test_version_is_the_installed_packages(tmp_path: Path) -> None:
     from importlib.metadata import version
 
