@@ -41,15 +41,31 @@ def module_name(path: str) -> str | None:
     return ".".join(parts) or None
 
 
-def _imports(source: str) -> set[str]:
+def _imports(source: str, path: str = "") -> set[str]:
+    """The modules ``source`` imports, by their dotted names; relative imports are resolved against ``path``, the
+    file's place in the project (``from .exceptions import X`` in ``src/pkg/__init__.py`` is ``pkg.exceptions``)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module if not node.level else _absolute(path, node.level, node.module)
+            if module:
+                found.add(module)
+                found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
+
+
+def _absolute(path: str, level: int, module: str | None) -> str | None:
+    """The dotted name a relative import (``level`` dots, then ``module``) in the file at ``path`` refers to."""
+    own = module_name(path)
+    if own is None:
+        return None
+    package = own.split(".") if Path(path).name == "__init__.py" else own.split(".")[:-1]
+    if level - 1 > len(package):
+        return None  # above the top package: it imports nothing this analysis can see
+    base = package[:len(package) - (level - 1)]
+    return ".".join([*base, *([module] if module else [])]) or None
 
 
 def _is_test(path: str) -> bool:
@@ -69,7 +85,7 @@ def analyse(root: str | Path, changed: Iterable[str]) -> Impact:
     imports: dict[str, set[str]] = {}
     for path in files:
         try:
-            imports[path] = _imports((root / path).read_text(errors="replace"))
+            imports[path] = _imports((root / path).read_text(errors="replace"), path)
         except SyntaxError as exc:
             return Impact((), (), True, f"{path} does not parse ({exc.msg}, line {exc.lineno}): running everything")
     modules = {name: p for p in files if not _is_test(p) and (name := module_name(p)) is not None}

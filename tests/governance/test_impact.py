@@ -60,3 +60,21 @@ def test_module_names_understand_src_layouts_and_packages() -> None:
 def test_a_changed_package_init_reaches_every_test_of_its_modules(project: Path) -> None:
     impact = analyse(project, ["src/shop/__init__.py"])
     assert impact.tests == ("tests/test_cart.py", "tests/test_health.py", "tests/test_prices.py")
+
+
+def test_relative_imports_are_followed_like_absolute_ones(tmp_path: Path) -> None:
+    files = {  # as iniconfig is laid out: the package re-exports its modules with relative imports
+        "src/conf/__init__.py": "from .exceptions import ParseError\nfrom ._parse import parse\n",
+        "src/conf/exceptions.py": "class ParseError(Exception):\n    pass\n",
+        "src/conf/_parse.py": "from . import exceptions\nfrom .exceptions import ParseError as E\n",
+        "src/conf/sub/deep.py": "from ..exceptions import ParseError\n",
+        "testing/test_conf.py": "from conf import parse\n",
+        "testing/test_deep.py": "import conf.sub.deep\n",
+        "testing/test_other.py": "import json\n",
+    }
+    for path, text in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    impact = analyse(tmp_path, ["src/conf/exceptions.py"])
+    assert impact.modules == ("conf", "conf._parse", "conf.exceptions", "conf.sub.deep")
+    assert impact.tests == ("testing/test_conf.py", "testing/test_deep.py")
