@@ -165,8 +165,11 @@ class ErrorDetector(Process):
                     self.requeued.add(p.task_id)
             case TaskQueued() as p if p.start_deadline is not None:
                 self.queued[p.task_id] = p.start_deadline
-            case TaskAssigned() | TaskCompleted() as p:
+            case TaskAssigned() as p:
                 self.queued.pop(p.task_id, None)
+            case TaskCompleted() as p:
+                self.queued.pop(p.task_id, None)
+                self.failed.pop(p.task_id, None)  # its failures led nowhere: the fold keeps only open tasks
             case AgentRegistered() as p if FIX_CAPABILITY in p.capabilities:
                 self.fixers.add(p.agent_id)
             case AgentRestarted():

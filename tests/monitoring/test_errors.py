@@ -93,6 +93,18 @@ def test_a_transient_failure_that_repeats_the_same_way_is_not_requeued_but_alert
     assert run(detector, log) == [] and run(ErrorDetector(), log) == []
 
 
+def test_the_failures_of_a_task_that_completed_are_forgotten() -> None:
+    log = open_store("memory://")
+    log.append("task-late", [TaskSubmitted(task_id="late", capability="echo")])
+    log.append("task-late", [TaskFailed(task_id="late", agent_id="a", attempt=1, error="timed out", kind="transient")])
+    detector = ErrorDetector()
+    run(detector, log)
+    assert detector.failed == {"late": ["timed out"]}
+    log.append("task-late", [TaskCompleted(task_id="late", agent_id="a", attempt=2)])
+    run(detector, log)
+    assert detector.failed == {}  # a long-lived detector holds only the failures of tasks still open
+
+
 def test_a_transient_failure_is_requeued_once_then_alerted() -> None:
     log = open_store("memory://")
     dead(log, "flaky", "TimeoutError: upstream timed out", "transient")
