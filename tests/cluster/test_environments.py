@@ -147,3 +147,35 @@ def test_a_build_where_the_projects_backend_is_missing_says_which_and_where_it_c
     with pytest.raises(BuildFailed, match=r"build backend \(councilfixture_backend\) is not installed where the "
                                           r"build runs.*the setup step installs"):
         build(Workspace(tmp_path), ".", "dist", source_date_epoch=0, box=box)  # in the council's environment
+
+
+def test_a_backend_without_the_editable_hook_installs_the_project_as_a_wheel(tmp_path: Path) -> None:
+    from actors.pipeline.config import PackageIndex
+    from actors.tools import python_env
+    from actors.tools.sandbox import Sandbox
+    from actors.tools.workspace import Workspace
+    from governance.confinement import SandboxTable
+
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(wheels), str(BACKEND)],
+                   check=True, capture_output=True, timeout=300)
+    tree = tmp_path / "requests" / "r-1"
+    (tree / "src" / "councilfixture_old").mkdir(parents=True)
+    (tree / "src" / "councilfixture_old" / "__init__.py").write_text("ANSWER = 42\n")
+    backend = (BACKEND / "councilfixture_backend.py").read_text()
+    (tree / "old_backend.py").write_text(backend.split("def build_editable")[0]  # no PEP 660 hook, as older backends
+                                         + "def build_sdist" + backend.split("def build_sdist")[1])
+    # It requires what the council lacks, so pip builds it in an isolated environment — where no setuptools
+    # offers pip its legacy `setup.py develop` — and refuses `-e` for want of the hook.
+    (tree / "pyproject.toml").write_text('[build-system]\nrequires = ["councilfixture-backend"]\n'
+                                         'build-backend = "old_backend"\nbackend-path = ["."]\n\n'
+                                         '[project]\nname = "councilfixture-old"\nversion = "1.0"\n')
+    index = PackageIndex(find_links=[str(wheels)], no_index=True)
+    install = python_env.plan(Workspace(tree), tmp_path / "python" / "r-1", ["-e", "."], index)
+    assert install.isolated
+    done = python_env.make(Workspace(tree), install, tmp_path / "python" / ".pip-cache", index, 300.0,
+                           box=Sandbox(SandboxTable().terms(network=False, wall_time_s=300.0)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = subprocess.run([str(install.python), "-c", "import councilfixture_old; print(councilfixture_old.ANSWER)"],
+                           capture_output=True, text=True, timeout=60)
+    assert found.stdout.strip() == "42", found.stderr
