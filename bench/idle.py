@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import log_checked
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray
@@ -109,11 +111,7 @@ def main() -> int:
           f"measured over {args.peer_events:,} appends)")
     print(f"  per day: {peer_events:,.0f} events, {peer_events * per_event / 1e6:,.1f} MB")
     print(f"ratio idle / peer (events a day): {events_day / peer_events:.4f}")
-    if not verified:
-        print("CHECK FAILED: the log does not verify", file=sys.stderr)
-        return 1
-    print("checks: ok (the log verifies)")
-    return 0
+    return log_checked(verified)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from figures import log_checked
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray
@@ -186,11 +188,7 @@ def main() -> int:
         ratio = f"{result.seconds / peer:.2f}" if peer else "-"
         print(f"{library.name + ' ' + library.version:<24}{result.reached:>6}{result.passed:>7}{result.outcome:>20}"
               f"{result.seconds:>12.1f}{(f'{peer:.1f}' if peer else '-'):>10}{ratio:>7}  {result.stopped}")
-    if not verified:
-        print("CHECK FAILED: the log does not verify", file=sys.stderr)
-        return 1
-    print("checks: ok (the log verifies)")
-    return 0
+    return log_checked(verified)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from figures import percentile
+from figures import log_checked, percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -115,11 +115,7 @@ def main() -> int:
     print(f"ratio crash / Ray restart at p50: {percentile(crash, 50) / percentile(ray_restart, 50):.2f}")
     print(f"targets: crash p95 <= 3 s: {'MET' if crash_met else 'NOT MET'}; hang p95 <= {args.hang_after + 3:g} s: "
           f"{'MET' if hang_met else 'NOT MET'}")
-    if not ok:
-        print("CHECK FAILED: the log does not verify", file=sys.stderr)
-        return 1
-    print("checks: ok (the log verifies)")
-    return 0
+    return log_checked(ok)
 
 
 if __name__ == "__main__":
