@@ -177,8 +177,11 @@ class AgentActor:
                         given_up.abandoned.set()  # its commands are killed; what it reports is refused
 
     def run(self, task_id: str, attempt: int, capability: str, inputs: dict[str, Any], version: int,
-            request_id: str | None = None) -> Outcome:
+            request_id: str | None = None, requeues: int = 0) -> Outcome:
         """Carry out attempt ``attempt`` of task ``task_id``; return how it ended (see :data:`Outcome`).
+
+        ``requeues`` is how often the task was requeued: each requeue is a fresh run, whose actions
+        are not answered by what an earlier run did (a person requeues a step to have it done again).
 
         ``version`` is the task stream's version at the lease: it, not a lease id, is the fence.
         Every append expects the stream to be where this agent last left it, so if the lease was
@@ -204,7 +207,8 @@ class AgentActor:
             skill = self.skills.get(capability)
             if skill is None:
                 raise PermanentFailure(f"agent {self.agent_id} has no skill for {capability!r}")
-            result = self._act(skill, task_id, dict(inputs), request_id) if skill.acts else skill(dict(inputs))
+            result = (self._act(skill, task_id, dict(inputs), request_id, requeues) if skill.acts
+                      else skill(dict(inputs)))
             outcome = TaskCompleted(task_id=task_id, agent_id=self.agent_id, attempt=attempt,
                                     result=_as_result(result), duration_s=time.monotonic() - started)
         except AwaitingAuthority as wait:
@@ -226,7 +230,8 @@ class AgentActor:
             return "lost"
         return _OUTCOMES[type(outcome)]
 
-    def _act(self, skill: Skill, task_id: str, inputs: dict[str, Any], request_id: str | None) -> Any:
+    def _act(self, skill: Skill, task_id: str, inputs: dict[str, Any], request_id: str | None,
+             requeues: int = 0) -> Any:
         """Run an acting skill with its tools, under the warrant the council issued this agent for the task."""
         if self.workspace is None:
             raise PermanentFailure(f"agent {self.agent_id} has no workspace; start the council with one")
@@ -242,7 +247,7 @@ class AgentActor:
             cause = getattr(exc, "cause", None)
             refusal = (str(cause) if isinstance(cause, CouncilError)
                        else f"the council did not answer ({type(exc).__name__})")
-        bench = self._bench(warrant_id, task_id, request_id)
+        bench = self._bench(warrant_id, task_id, request_id, requeues)
         tree = bench.tree.root if bench.tree.root != self.workspace.root else None  # a request's own tree
         try:
             with holding(tree, TREE_WAIT, waiting=self._progress, given_up=abandoned) if tree else nullcontext():
@@ -253,7 +258,7 @@ class AgentActor:
                 raise
             raise ActionRefused(f"{exc}; the council refused a warrant: {refusal}", exc.denial) from None
 
-    def _bench(self, warrant_id: str | None, task_id: str, request_id: str | None) -> Bench:
+    def _bench(self, warrant_id: str | None, task_id: str, request_id: str | None, requeues: int = 0) -> Bench:
         """Where this attempt works: the request's own tree if it has one (``requests/<id>``), else the workspace."""
         assert self.workspace is not None
         root = self.workspace
@@ -264,7 +269,7 @@ class AgentActor:
         home = Path(self.keyring).resolve().parent if self.keyring else None
         hidden = tuple(dict.fromkeys(str(p) for p in (self.workspace.root, home) if p is not None))
         return Bench(self.gatekeeper, warrant_id, task_id, root, Workspace(self.workspace.path("environments")),
-                     history=self.client.read_stream, signer=self._signer, hidden=hidden)
+                     history=self.client.read_stream, signer=self._signer, hidden=hidden, requeues=requeues)
 
     def _signer(self) -> SigningKey:
         if self.keyring is None:

@@ -48,7 +48,7 @@ class RayDispatch(Dispatch):
             if handle is None or task is None:
                 continue  # the lease runs out, or the agent's silence takes it back
             ref = handle.run.remote(assigned.task_id, assigned.attempt, task.capability, task.inputs or {},
-                                    result.stream_version, task.request_id)
+                                    result.stream_version, task.request_id, task.requeues)
             agent = self.state.agents.get(assigned.agent_id)
             self._deliveries[ref] = (assigned.agent_id, agent.epoch if agent is not None else 0)
             self.delivered += 1

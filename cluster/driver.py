@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import ray
 
@@ -309,6 +310,32 @@ class Council:
                  "source": e.payload.source, "summary": e.payload.summary, "detail": e.payload.detail}
                 for e in reversed(found) if isinstance(e.payload, AlertRaised)]
 
+    def verdict(self, task_id: str) -> Verdict:
+        """What the error detector made of ``task_id``'s last dead letter.
+
+        ``pending`` while no detector runs is never the answer: without one, nothing will come,
+        and the dead letter is ``final`` as it stands. A dead letter caused by a dead dependency is
+        ``blocked``: it is the dependency's to judge, and it is reopened if that is requeued.
+        """
+        history = self.store.read_stream(streams.task(task_id))
+        if not history or not isinstance(buried := history[-1].payload, TaskDeadLettered):
+            return Verdict("moved")
+        if buried.dependency is not None:
+            return Verdict("blocked", f"its dependency {buried.dependency} failed")
+        dead = history[-1]
+        fix = [e.payload.task_id for e in self.store.read_all(dead.position + 1, None, [TaskSubmitted.type_name])
+               if isinstance(e.payload, TaskSubmitted) and e.payload.inputs.get("failed_task") == task_id]
+        if fix:
+            return Verdict("final", f"the error detector asked for a fix: task {fix[0]}")
+        for event in self.store.read_all(dead.position + 1, None, [AlertRaised.type_name]):
+            if isinstance(event.payload, AlertRaised) and event.payload.task_id == task_id:
+                return Verdict("final", event.payload.summary)
+        try:
+            ray.get_actor(names.DETECTOR, namespace=names.NAMESPACE)
+        except ValueError:
+            return Verdict("final", "no error detector runs to requeue it")
+        return Verdict("pending")
+
     def heard(self) -> dict[str, float]:
         """Seconds since the dispatcher last heard each agent's heartbeat (empty if no dispatcher runs).
 
@@ -346,6 +373,15 @@ class Council:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What became of a dead letter: ``moved`` (it was requeued or reopened), ``final`` (and why), ``blocked`` (by a
+    dead dependency), or ``pending`` (the error detector has not decided yet; it decides within seconds)."""
+
+    state: Literal["moved", "final", "blocked", "pending"]
+    why: str = ""
 
 
 def _quoted(value: str) -> str:

@@ -115,14 +115,23 @@ def follow(council: Council, run: Run, show: Callable[[str], None], timeout: flo
 
     Steps that are only submitted (waiting for the steps before them) are not shown: every step
     starts there. A run waiting for production approvals has settled, unless ``through_prod``:
-    then every step must have completed or been dead-lettered. :class:`PipelineTimedOut` after
-    ``timeout`` seconds.
+    then every step must have completed or been dead-lettered. A step that failed on its own is
+    settled once the error detector has judged it (:meth:`Council.verdict`), at most
+    :data:`VERDICT_WAIT` seconds later: a requeue (and the steps after it, reopened) is followed
+    on. :class:`PipelineTimedOut` after ``timeout`` seconds.
     """
     steps = {t: name for name, t in run.tasks.items()}
     status: dict[str, TaskStatus] = {}
     after = 0
     deadline = time.monotonic() + timeout
-    while not _settled(status, run, through_prod):
+    judged_by: float | None = None  # when waiting for the error detector's verdicts stops
+    while True:
+        if _settled(status, run, through_prod):
+            judged_by = judged_by or time.monotonic() + VERDICT_WAIT
+            if time.monotonic() > judged_by or not _pending(council, status):
+                break
+        else:
+            judged_by = None
         if time.monotonic() > deadline:
             raise PipelineTimedOut(f"the pipeline {run.request_id} did not settle in {timeout:.0f} s; follow it with "
                                    f"`council run report {run.request_id} --wait` or `council status`")
@@ -138,6 +147,18 @@ def follow(council: Council, run: Run, show: Callable[[str], None], timeout: flo
                 agent = f" ({record['agent_id']})" if record.get("agent_id") else ""
                 show(f"{steps[task]:<8} {now}{agent}")
     return {steps[t]: s for t, s in status.items()}
+
+
+VERDICT_WAIT = 20.0
+"""Seconds a run whose steps have all settled waits for the error detector to judge the ones that failed (it
+decides within a few): whether one is requeued, and the run goes on."""
+
+
+def _pending(council: Council, status: dict[str, TaskStatus]) -> bool:
+    """Whether a step the read model shows dead-lettered still waits for the error detector's verdict, or has moved
+    on in the log already (requeued or reopened: the read model will show it)."""
+    return any(now is TaskStatus.DEAD_LETTERED and council.verdict(task).state in ("pending", "moved")
+               for task, now in status.items())
 
 
 def _settled(status: dict[str, TaskStatus], run: Run, through_prod: bool) -> bool:
@@ -163,6 +184,8 @@ class Report:
     """Per step: why it was dead-lettered, or why its recorded result cannot be read."""
     tracebacks: dict[str, str] = field(default_factory=dict)
     """Per dead-lettered step whose last attempt failed unexpectedly (not a test, a finding or a refusal): where."""
+    verdicts: dict[str, str] = field(default_factory=dict)
+    """Per step that failed on its own: what the error detector made of it (why nothing will retry it)."""
     approval: dict[str, Any] | None = None
     tree: str = ""
     confined: dict[str, int] = field(default_factory=dict)
@@ -217,6 +240,8 @@ class Report:
             lines.append(f"  {s['step']:<8} {s['status']:<18} {s.get('agent') or '':<13} {took}")
         for step, error in self.errors.items():
             lines.append(f"  ! {step}: {error}")
+            if step in self.verdicts:
+                lines.append(f"    stopped for good: {self.verdicts[step]}")
             if step in self.tracebacks:
                 lines += [f"      {line}" for line in self.tracebacks[step].rstrip().splitlines()[-12:]]
         lines += ["", self.sandbox()]
@@ -287,6 +312,9 @@ def report(council: Council, run: Run | str) -> Report:
             found.approval = _approval(council, _last(council, step.task_id, TaskAwaiting).authority_id)
         elif status is TaskStatus.DEAD_LETTERED and error:
             found.errors[step.step] = error
+            judged = council.verdict(step.task_id)
+            if judged.state == "final":
+                found.verdicts[step.step] = judged.why
             failed = [e.payload for e in council.store.read_stream(streams.task(step.task_id))
                       if isinstance(e.payload, TaskFailed)]
             if failed and failed[-1].traceback and failed[-1].kind not in ("permanent", "denied"):

@@ -36,6 +36,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "task.retried": ("task_id", "attempt", "not_before"),
     "task.dead_lettered": ("task_id", "attempts", "last_error"),
     "task.requeued": ("task_id",),
+    "task.reopened": ("task_id",),
     "task.awaiting": ("task_id", "agent_id", "attempt", "authority_id"),
     "task.resumed": ("task_id", "authority_id"),
     "task.cancelled": ("task_id", "reason"),
@@ -106,6 +107,10 @@ def _requeued(row: TaskRow, e: Payload, at: int) -> None:
     row.finished_at = row.not_before = row.lease_expires_at = None
 
 
+def _reopened(row: TaskRow, e: Payload, at: int) -> None:
+    row.attempts_used, row.finished_at = 0, None
+
+
 # -- one function per agent event ------------------------------------------------------------------
 
 
@@ -161,7 +166,7 @@ TASK_STEPS: dict[str, TaskStep] = {
     "task.submitted": _submitted, "task.queued": _queued, "task.assigned": _assigned, "task.started": _started,
     "task.completed": _completed, "task.failed": _failed, "task.lease_expired": _lease_expired,
     "task.retried": _retried, "task.dead_lettered": _dead_lettered, "task.requeued": _requeued,
-    "task.awaiting": _awaiting, "task.resumed": _resumed, "task.cancelled": _cancelled,
+    "task.reopened": _reopened, "task.awaiting": _awaiting, "task.resumed": _resumed, "task.cancelled": _cancelled,
 }
 """The step of each task event type; every one's payload has a ``task_id``."""
 

@@ -23,6 +23,7 @@ from events.catalogue import (
     TaskDeadLettered,
     TaskLeaseExpired,
     TaskQueued,
+    TaskReopened,
     TaskResumed,
     TaskRetried,
     TaskStatus,
@@ -33,9 +34,9 @@ from events.catalogue.tasks import RETRIED
 def decide(state: DispatchState, now: float, settings: DispatchSettings,
            new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
            gone: Set[str] = frozenset(), liveness: Liveness | None = None) -> list[Intent]:
-    """Everything the dispatcher should do now, in this order: queue tasks whose dependencies are
-    done, take back expired leases, resume tasks whose approval or vote was decided, retry or
-    dead-letter failed attempts, assign queued work.
+    """Everything the dispatcher should do now, in this order: reopen tasks dead-lettered by a dependency that was
+    requeued, queue tasks whose dependencies are done, take back expired leases, resume tasks whose approval or
+    vote was decided, retry or dead-letter failed attempts, assign queued work.
 
     ``gone`` are agents seen dead since their last registration (their actor died while running
     a task): their leases are taken back at once. ``liveness`` is what the dispatcher heard from
@@ -44,7 +45,7 @@ def decide(state: DispatchState, now: float, settings: DispatchSettings,
     the state's queue indexes.
     """
     heard = liveness or Liveness(started_at=0.0)
-    released = _release_dependents(state, now, settings)
+    released = _reopen(state) + _release_dependents(state, now, settings)
     out = _expire_leases(state, now, settings, gone, heard) + _retry_or_bury(state, now, settings) + _resume(state)
     state.release_due(now)
     fresh = {a.stream: a for a in released if isinstance(a.events[0], TaskQueued)}
@@ -104,6 +105,20 @@ def effective_priority(task: TaskView, now: float, settings: DispatchSettings) -
 
 _GONE = {TaskStatus.DEAD_LETTERED: "dead-lettered", TaskStatus.CANCELLED: "cancelled"}
 """Statuses of a dependency that will never complete, and how a dependent's dead letter says it."""
+
+
+def _reopen(state: DispatchState) -> list[Intent]:
+    """Reopen each task dead-lettered because a dependency was, once that dependency is no longer dead: a person or
+    the error detector requeued it. Its own dependents follow a round later, so a requeue brings back the whole
+    chain behind it, each task waiting for the one before it."""
+    out = []
+    for task_id in sorted(state.blocked):
+        task = state.tasks[task_id]
+        dependency = state.tasks.get(task.blocked_by or "")
+        if task.status == TaskStatus.DEAD_LETTERED and dependency is not None and dependency.status not in _GONE:
+            out.append(Intent(task.stream, [TaskReopened(task_id=task_id, dependency=dependency.task_id)],
+                              task.version))
+    return out
 
 
 def _release_dependents(state: DispatchState, now: float, settings: DispatchSettings) -> list[Intent]:

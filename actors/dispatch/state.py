@@ -29,6 +29,7 @@ from events.catalogue import (
     TaskFailed,
     TaskLeaseExpired,
     TaskQueued,
+    TaskReopened,
     TaskRequeued,
     TaskResumed,
     TaskRetried,
@@ -66,6 +67,8 @@ class TaskView:
     failure: FailureKind = "transient"
     queue_token: int = 0  # which queue entry is current; older entries are skipped
     taken_back: int = 0  # the last attempt whose lease was taken back: that attempt's work is abandoned
+    requeues: int = 0  # each requeue starts a fresh run of the task: its actions are keyed apart from earlier runs'
+    blocked_by: str | None = None  # the dependency whose dead letter dead-lettered this task, while it stays so
     inputs: dict[str, object] | None = None  # handed to the agent with the lease; dropped once the task completes
 
     @property
@@ -112,6 +115,7 @@ class DispatchState:
         self.awaiting: dict[str, str] = {}  # authority (approval or vote) id → the task waiting on it
         self.decided: dict[str, str] = {}  # authority id → how it was decided (granted, refused: ..., vote outcome)
         self.resumable: set[str] = set()  # tasks whose authority was decided: to be resumed
+        self.blocked: set[str] = set()  # dead-lettered because a dependency was: reopened if it is requeued
         self._ready: dict[tuple[str, int], list[tuple[float, int, str]]] = {}  # (capability, priority) → heap
         self._delayed: list[tuple[float, int, str]] = []  # heap by not_before
         self._seq = itertools.count(1)
@@ -146,8 +150,8 @@ class DispatchState:
             case VoteDecided() as p:
                 self._authority_decided(p.vote_id, f"vote: {p.outcome}")
             case (TaskQueued() | TaskAssigned() | TaskStarted() | TaskCompleted() | TaskFailed() | TaskLeaseExpired()
-                  | TaskRetried() | TaskDeadLettered() | TaskRequeued() | TaskAwaiting() | TaskResumed()
-                  | TaskCancelled()):
+                  | TaskRetried() | TaskDeadLettered() | TaskRequeued() | TaskReopened() | TaskAwaiting()
+                  | TaskResumed() | TaskCancelled()):
                 self._task_moved(event, at)
         self.position = event.position
 
@@ -200,14 +204,23 @@ class DispatchState:
                 self._release(task)
                 self.undecided.discard(task.task_id)
                 self.waiting.discard(task.task_id)  # its inputs stay: a requeue runs it again with them
+                task.blocked_by = payload.dependency
+                if payload.dependency is not None:
+                    self.blocked.add(task.task_id)
+            case TaskReopened():
+                self._unblock(task)
+                self.waiting.add(task.task_id)
             case TaskCancelled():
                 # Only a task holding no slot is cancelled; its queue entry, if any, is stale from now on.
                 self._release(task)
+                self._unblock(task)
                 self.waiting.discard(task.task_id)
                 self.undecided.discard(task.task_id)
                 self.resumable.discard(task.task_id)
                 task.inputs = None
             case TaskRequeued():
+                self._unblock(task)
+                task.requeues += 1
                 task.attempt += 1
                 task.first_attempt = task.attempt
                 self._enqueue(task, at, not_before=0.0)
@@ -245,6 +258,10 @@ class DispatchState:
             task = self.tasks[task_id] = TaskView(task_id, "unknown", 3, None, (), 1)
         task.version = e.stream_version
         return task
+
+    def _unblock(self, task: TaskView) -> None:
+        task.blocked_by = None
+        self.blocked.discard(task.task_id)
 
     def _release(self, task: TaskView) -> None:
         self.leased.discard(task.task_id)

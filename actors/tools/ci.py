@@ -114,7 +114,7 @@ class CiTools(Tools):
 
     def committed_by(self, name: str) -> str | None:
         """The commit the first call named ``name`` made (see :meth:`named`), from the log; None if none."""
-        found = self.recorded(action_key(self.task_id, name, 1), GitCommitted)
+        found = self.recorded(action_key(self.task_id, name, 1, self.requeues), GitCommitted)
         return found.commit if found is not None else None
 
     def review(self, cwd: str = ".", threshold: Severity = "high", fix_commit: str | None = None, *,

@@ -4,7 +4,8 @@ A call becomes an :class:`governance.gate.ActionRequest` with an idempotency key
 (:func:`action_key`) made of the task id and the call's place in the skill — its n-th call, or
 its n-th call inside a scope named with :meth:`Tools.named` — so a skill run again after a crash
 asks for the same keys: calls that already completed are not run again (the tools rebuild their
-results from what was recorded), and only the rest run. The gate checks that a key names the same
+results from what was recorded), and only the rest run. A requeued task is a fresh run, with keys
+of its own. The gate checks that a key names the same
 action it named before: a retry that takes another path (its n-th call is another action) is
 refused as nondeterministic (:class:`Nondeterministic`) rather than handed the first attempt's
 outcome. A denial raises :class:`ActionRefused` (the task fails for good); an action waiting for
@@ -50,13 +51,16 @@ from governance.gate import ActionRequest, Verdict
 from governance.keys import SigningKey
 
 
-def action_key(task_id: str, scope: str, n: int) -> str:
+def action_key(task_id: str, scope: str, n: int, requeues: int = 0) -> str:
     """The idempotency key of the ``n``-th call (from 1) a skill makes in ``scope`` during task ``task_id``.
 
     ``scope`` is "" for the skill as a whole, or the name given to :meth:`Tools.named`. Every
-    attempt of the task that takes the same path asks for the same keys.
+    attempt of the task that takes the same path asks for the same keys — within one run of it:
+    after its ``requeues``-th requeue the keys are new, so a step a person requeued is done again,
+    not answered from what the run before did.
     """
-    return f"{task_id}#{scope}.{n}" if scope else f"{task_id}#{n}"
+    run = f"{task_id}~{requeues}" if requeues else task_id
+    return f"{run}#{scope}.{n}" if scope else f"{run}#{n}"
 
 
 def content_key(task_id: str, name: str, digest: str) -> str:
@@ -114,12 +118,13 @@ class Tools:
 
     def __init__(self, gatekeeper: Gatekeeper, warrant_id: str | None, task_id: str, workspace: Workspace,
                  environments: Workspace | None = None, signer: SigningKey | None = None,
-                 hidden: tuple[str, ...] = ()) -> None:
+                 hidden: tuple[str, ...] = (), requeues: int = 0) -> None:
         """``environments`` is where deployments go (default: ``.deployments/`` in the workspace); ``signer`` is
         the agent's own key, for a skill that signs (None otherwise); ``hidden`` are the paths no command may
-        see (the council's home, the workspace root), whatever the sandbox binds."""
+        see (the council's home, the workspace root), whatever the sandbox binds; ``requeues`` how often the task
+        was requeued (see :func:`action_key`)."""
         self.gatekeeper, self.warrant_id, self.task_id, self.workspace = gatekeeper, warrant_id, task_id, workspace
-        self.environments, self.signer, self.hidden = environments, signer, hidden
+        self.environments, self.signer, self.hidden, self.requeues = environments, signer, hidden, requeues
         self._calls = 0
         self._scope = ""
         self._records: list[tuple[str, Any, str]] = []
@@ -313,7 +318,8 @@ class Tools:
         if resource in ("", "."):
             resource = None  # the workspace as a whole: no path to scope (rules with resources do not apply)
         return ActionRequest(agent_id=self.gatekeeper.agent_id, action=action, target=target, resource=resource,
-                             environment=environment, key=action_key(self.task_id, self._scope, self._calls),
+                             environment=environment,
+                             key=action_key(self.task_id, self._scope, self._calls, self.requeues),
                              arguments=arguments or {}, artifacts=artifacts or {}, cost=cost)
 
     def recorded(self, key: str, kind: type) -> Any | None:

@@ -30,6 +30,8 @@ class Bench:
     """The agent's own signing key, loaded only for a skill that signs."""
     hidden: tuple[str, ...] = ()
     """What no command may see: the council's home, the workspace root (see :mod:`actors.tools.sandbox`)."""
+    requeues: int = 0
+    """How often the task was requeued: which run of the task this attempt is (see ``gated.action_key``)."""
 
 
 def tools_for(skill: Skill, bench: Bench) -> Tools | None:
@@ -40,8 +42,8 @@ def tools_for(skill: Skill, bench: Bench) -> Tools | None:
             return None
         case Toolset.GATED:
             return Tools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
-                         signer=signer, hidden=bench.hidden)
+                         signer=signer, hidden=bench.hidden, requeues=bench.requeues)
         case Toolset.CI:
             return CiTools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
-                           signer=signer, hidden=bench.hidden, history=bench.history,
+                           signer=signer, hidden=bench.hidden, requeues=bench.requeues, history=bench.history,
                            builder_id=f"agent-council/{bench.gatekeeper.agent_id}")

@@ -195,6 +195,15 @@ def _task_requeued_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+@event_type("task.reopened")
+class TaskReopened(Event, frozen=True):
+    """A task dead-lettered because a task it depends on was waits for its dependencies again: that task
+    (``dependency``) was requeued. It is queued once they complete, like a task just submitted."""
+
+    task_id: Id
+    dependency: Id
+
+
 @event_type("task.awaiting")
 class TaskAwaiting(Event, frozen=True):
     """The attempt stopped to wait for an approval or a vote (``authority_id``); it holds no slot while it waits."""
@@ -243,7 +252,8 @@ HOLDING: frozenset[TaskStatus] = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNN
 """Statuses in which a task occupies a slot of its agent."""
 
 SETTLED: frozenset[TaskStatus] = frozenset({TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED})
-"""Statuses a task leaves only if a person requeues it (a cancelled task, never)."""
+"""Statuses a task leaves only if it is requeued (by a person or the error detector), or reopened when the dependency
+that dead-lettered it is requeued (a cancelled task, never)."""
 
 CANCELLABLE: frozenset[TaskStatus] = frozenset({TaskStatus.SUBMITTED, TaskStatus.QUEUED, TaskStatus.FAILED,
                                                 TaskStatus.AWAITING_APPROVAL, TaskStatus.DEAD_LETTERED})
@@ -251,7 +261,7 @@ CANCELLABLE: frozenset[TaskStatus] = frozenset({TaskStatus.SUBMITTED, TaskStatus
 
 TASK_EVENTS: tuple[type[Event], ...] = (
     TaskSubmitted, TaskQueued, TaskAssigned, TaskStarted, TaskCompleted, TaskFailed, TaskLeaseExpired, TaskRetried,
-    TaskDeadLettered, TaskRequeued, TaskAwaiting, TaskResumed, TaskCancelled,
+    TaskDeadLettered, TaskRequeued, TaskReopened, TaskAwaiting, TaskResumed, TaskCancelled,
 )
 """Every event of a task's stream; each moves the task to the status :func:`next_status` gives."""
 
@@ -259,7 +269,8 @@ _AFTER: dict[type[Event], TaskStatus] = {
     TaskSubmitted: TaskStatus.SUBMITTED, TaskQueued: TaskStatus.QUEUED, TaskAssigned: TaskStatus.ASSIGNED,
     TaskStarted: TaskStatus.RUNNING, TaskCompleted: TaskStatus.COMPLETED, TaskFailed: TaskStatus.FAILED,
     TaskLeaseExpired: TaskStatus.FAILED, TaskRetried: TaskStatus.QUEUED, TaskDeadLettered: TaskStatus.DEAD_LETTERED,
-    TaskRequeued: TaskStatus.QUEUED, TaskAwaiting: TaskStatus.AWAITING_APPROVAL, TaskResumed: TaskStatus.QUEUED,
+    TaskRequeued: TaskStatus.QUEUED, TaskReopened: TaskStatus.SUBMITTED, TaskAwaiting: TaskStatus.AWAITING_APPROVAL,
+    TaskResumed: TaskStatus.QUEUED,
     TaskCancelled: TaskStatus.CANCELLED,
 }
 _AFTER_ANY: dict[type[Event] | str, TaskStatus] = {

@@ -319,6 +319,7 @@ def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(stor
     task = d.state.tasks["t1"]
     assert (task.attempt, task.first_attempt, task.attempts_used) == (3, 3, 1)
     assert task.inputs == {"n": 1}  # a requeued task runs again with the inputs it was submitted with
+    assert task.requeues == 1  # a fresh run: its actions are keyed apart from the first run's
 
 
 AFTER_FAILURE: dict[str, str] = {
@@ -362,6 +363,51 @@ def test_dependencies_are_honoured(store: EventStore) -> None:
     buried = store.read_stream("task-deploy")[-1].payload
     assert buried.last_error == "dependency test was dead-lettered"
     assert (buried.kind, buried.dependency) == ("permanent", "test")  # its dependency's kind, and which one
+
+
+def test_requeueing_a_dead_dependency_reopens_the_chain_behind_it(store: EventStore) -> None:
+    d = Dispatcher(store, DispatchSettings(backoff_base=0))
+    agent(store, "coder-1", ["code.generate"], slots=4)
+    submit(store, "test", max_attempts=1)
+    submit(store, "review", depends_on=["test"], inputs={"threshold": "high"})
+    submit(store, "build", depends_on=["review"])
+    submit(store, "other", depends_on=["elsewhere"])  # waits on a task this log never saw: left alone
+    d.round()
+    fail(store, d, "test", kind="transient")
+    for _ in range(4):
+        d.round()
+    assert statuses(d) == {"test": "dead_lettered", "review": "dead_lettered", "build": "dead_lettered",
+                           "other": "submitted"}
+    dead = d.state.tasks["test"]
+    store.append(dead.stream, [TaskRequeued(task_id="test", reason="one more try", by="error-detector")],
+                 dead.version)
+    assert sorted(d.round()) == ["task.assigned", "task.reopened"]  # the test runs; review waits for it again
+    assert d.round() == ["task.reopened"]  # then build, behind review
+    assert d.round() == []
+    assert statuses(d) == {"test": "assigned", "review": "submitted", "build": "submitted", "other": "submitted"}
+    assert store.read_stream("task-review")[-1].payload.dependency == "test"
+    finish(store, d, "test")
+    assert d.round() == ["task.queued", "task.assigned"]
+    assert d.state.tasks["review"].inputs == {"threshold": "high"}  # it runs with what it was submitted with
+    finish(store, d, "review")
+    assert d.round() == ["task.queued", "task.assigned"] and statuses(d)["build"] == "assigned"
+
+
+def test_a_task_blocked_by_a_dependency_that_stays_dead_is_not_reopened(store: EventStore) -> None:
+    d = Dispatcher(store)
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "test", max_attempts=1)
+    submit(store, "review", depends_on=["test"])
+    d.round()
+    fail(store, d, "test", kind="permanent")
+    for _ in range(3):
+        d.round()
+    assert statuses(d) == {"test": "dead_lettered", "review": "dead_lettered"}
+    for _ in range(3):
+        assert d.round() == []
+    review = d.state.tasks["review"]  # a person requeues the dependent itself: it runs, and is not reopened
+    store.append(review.stream, [TaskRequeued(task_id="review", reason="run it anyway")], review.version)
+    assert d.round() == ["task.assigned"] and d.round() == []
 
 
 def test_a_cancelled_task_is_never_assigned_and_its_dependents_are_dead_lettered(store: EventStore) -> None:

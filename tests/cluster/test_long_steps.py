@@ -1,6 +1,11 @@
-"""A step that runs longer than its lease and than the health monitor's hang deadline, on a council with the monitor
-on: it completes on its first attempt, because its running command is progress and its agent's heartbeats renew
-the lease. (Before, such a test suite was taken back after about half a minute, every attempt.)"""
+"""Steps on a council with the health monitor and the error detector on.
+
+* A step that runs longer than its lease and than the monitor's hang deadline completes on its first attempt,
+  because its running command is progress and its agent's heartbeats renew the lease. (Before, such a test suite
+  was taken back after about half a minute, every attempt.)
+* A step that fails for good ends the run once the error detector has judged it, and the report says why; a person
+  who fixes the cause and requeues it brings back the steps behind it. (Before, they stayed dead-lettered.)
+"""
 
 from __future__ import annotations
 
@@ -54,3 +59,30 @@ def test_a_test_suite_longer_than_its_lease_and_the_hang_deadline_completes_on_i
     assert test_stream.count("task.started") == 1 and "task.lease_expired" not in test_stream, test_stream
     assert not council.store.read_all(1, None, ["agent.unresponsive", "actor.unresponsive"])  # nobody called hung
     assert next(s for s in found.steps if s["step"] == "test")["seconds"] > 3 * LEASE
+
+
+READY_TEST = ("from pathlib import Path\n\n\ndef test_the_fixture_is_ready():\n"
+              "    assert (Path(__file__).parent / 'ready').exists(), 'make tests/ready first'\n")
+
+
+def test_a_step_that_failed_for_good_is_judged_and_a_requeue_brings_back_the_steps_behind_it(
+        council: Council, tmp_path: Path) -> None:
+    repo = tmp_path / "not-ready"
+    shutil.copytree(SAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__", "dist", ".pytest_cache"))
+    (repo / "tests" / "test_ready.py").write_text(READY_TEST)
+    run = start_ci(council, repo)
+    follow(council, run, lambda line: None, timeout=300)
+    found = report(council, run)
+    assert found.outcome == "failed at test", found.text()
+    assert "cannot succeed as asked" in found.verdicts["test"]  # the detector's alert, waited for
+    assert f"    stopped for good: {found.verdicts['test']}" in found.text()
+    assert {s["step"]: s["status"] for s in found.steps}["review"] == "dead_lettered"
+    assert "review" not in found.verdicts  # its fate is its dependency's
+
+    (run.tree / "tests" / "ready").write_text("")  # the person fixes the cause (untracked: the build never sees it)
+    council.requeue(run.tasks["test"], "made tests/ready")
+    follow(council, run, lambda line: None, timeout=300)
+    found = report(council, run)
+    assert found.outcome == "awaiting approval", found.text()
+    review = [e.type for e in council.store.read_stream(f"task-{run.tasks['review']}")]
+    assert review.count("task.reopened") == 1 and review[-1] == "task.completed", review

@@ -38,7 +38,7 @@ def test_every_task_event_moves_a_task_and_the_class_and_its_type_name_agree() -
         by_class, by_name = next_status(status, event), next_status(status, event.type_name)
         assert by_class is by_name and isinstance(by_class, TaskStatus)
         moved += 1
-    assert moved == len(TASK_EVENTS) * (len(TaskStatus) + 1) == 130
+    assert moved == len(TASK_EVENTS) * (len(TaskStatus) + 1) == 140
 
 
 def test_each_task_event_leads_to_the_status_the_lifecycle_gives_it() -> None:
@@ -46,8 +46,8 @@ def test_each_task_event_leads_to_the_status_the_lifecycle_gives_it() -> None:
         "task.submitted": "submitted", "task.queued": "queued", "task.assigned": "assigned",
         "task.started": "running", "task.completed": "completed", "task.failed": "failed",
         "task.lease_expired": "failed", "task.retried": "queued", "task.dead_lettered": "dead_lettered",
-        "task.requeued": "queued", "task.awaiting": "awaiting_approval", "task.resumed": "queued",
-        "task.cancelled": "cancelled",
+        "task.requeued": "queued", "task.reopened": "submitted", "task.awaiting": "awaiting_approval",
+        "task.resumed": "queued", "task.cancelled": "cancelled",
     }
     assert {e.type_name: next_status(TaskStatus.ASSIGNED, e).value for e in TASK_EVENTS} == lifecycle
 
