@@ -12,6 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -162,9 +163,20 @@ class PackageIndex(BaseModel):
             args += ["--find-links", link]
         return args + (["--no-index"] if self.no_index else [])
 
+    def hosts(self) -> list[str]:
+        """The hosts the install may reach wherever they are (the egress proxy trusts them): the index's and those of
+        ``find_links``; PyPI's two when no index is named."""
+        urls = [self.index_url] if self.index_url else [] if self.no_index else list(PYPI)
+        found = [urlsplit(u).hostname for u in [*urls, *self.find_links] if u.startswith(("https://", "http://"))]
+        return [h for h in dict.fromkeys(found) if h]
+
     def directories(self) -> list[str]:
         """The local directories among ``find_links``: the install must be able to read them."""
         return [link for link in self.find_links if link.startswith("/")]
+
+
+PYPI = ("https://pypi.org/simple", "https://files.pythonhosted.org")
+"""Where pip installs from when no index is named: the index, and the host its files are served from."""
 
 
 def package_index(policy: Policy | None) -> PackageIndex:

@@ -16,16 +16,19 @@ while its command lives; the command's own clock bounds it). If the agent gives 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from actors.skills import Abandoned, abandoned, progress
+from actors.tools import egress
 from actors.tools import sandbox as sandboxes
 from actors.tools.limits import ProcessCap, breaches, prlimit
 from actors.tools.sandbox import KEPT_ENV, Sandbox
@@ -45,6 +48,8 @@ class Completed:
     stderr: str
     output_digest: str = ""
     """SHA-256 of stdout then stderr, whole: what an event records instead of the output itself."""
+    egress: tuple[str, ...] = ()
+    """Where a command granted the network asked to go, reached or refused (``EgressProxy.asked``)."""
 
 
 class LimitExceeded(WorkspaceError):
@@ -97,6 +102,12 @@ def run(workspace: Workspace, argv: list[str], cwd: str = ".", timeout: float = 
     cap = ProcessCap.make(terms.processes)
     if cap is None and box.confined and os.geteuid() == 0:  # root ignores RLIMIT_NPROC: no cgroup, no limit
         raise SandboxUnavailable(f"{argv[0]} was not run: {sandboxes.ROOT_WITHOUT_CGROUP}")
+    # A confined command granted the network still has none of its own: it goes out through the proxy only.
+    proxy = egress.EgressProxy(box.trusted) if box.confined and terms.network else None
+    if proxy is not None:
+        argv = egress.inside(sys.executable, argv)
+        environment.update(egress.variables())
+        box = dataclasses.replace(box, proxy=str(proxy.directory))
     command = (box.argv(argv, workspace.root, directory, processes=cap is None) if box.confined
                else prlimit(terms, processes=cap is None and os.geteuid() != 0) + argv)
     if cap is not None:
@@ -106,8 +117,11 @@ def run(workspace: Workspace, argv: list[str], cwd: str = ".", timeout: float = 
     finally:
         if cap is not None:
             cap.close()
+        if proxy is not None:
+            proxy.stop()
     digest = hashlib.sha256(out + b"\0" + err).hexdigest()
-    done = Completed(code, out.decode(errors="replace")[-tail:], err.decode(errors="replace")[-tail:], digest)
+    done = Completed(code, out.decode(errors="replace")[-tail:], err.decode(errors="replace")[-tail:], digest,
+                     tuple(proxy.asked) if proxy is not None else ())
     hit = stopped or tuple(breaches(code, cpu, terms, wrapped=box.confined))
     if hit:
         raise LimitExceeded(f"{argv[0]} was stopped: {', '.join(_said(limit, terms, timeout) for limit in hit)}",

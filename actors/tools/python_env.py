@@ -10,6 +10,7 @@ the package index as its only other readable ones.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def make(tree: Workspace, install: Install, cache: Path, index: PackageIndex, ti
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(home)],
                        check=True, capture_output=True, timeout=120)
     cache.mkdir(parents=True, exist_ok=True)
-    box = box.writing(home, cache).reading(*index.directories())
+    box = box.writing(home, cache).reading(*index.directories()).trusting(*index.hosts())
     done = commands.run(tree, install.argv, ".", timeout, tail=8000, env={"PIP_CACHE_DIR": str(cache)}, box=box)
     if done.returncode != 0 and "-e" in install.argv and "build_editable" in done.stderr:
         # A backend without the editable hook (PEP 660): the project goes in as a wheel instead.
@@ -66,7 +67,15 @@ def make(tree: Workspace, install: Install, cache: Path, index: PackageIndex, ti
 
 
 def failure(done: commands.Completed) -> str:
-    """pip's own last error line, as the one line a person reads."""
-    said = [line for line in done.stderr.splitlines() if line.strip().startswith("ERROR")]
-    said = said or done.stderr.strip().splitlines()[-1:] or ["no message"]
-    return f"the project's dependencies could not be installed (pip exit {done.returncode}): {said[-1].strip()[:500]}"
+    """pip's own last error line — and, when a build backend failed, the exception it raised — as the one line a
+    person reads."""
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    said = ([line for line in lines if line.startswith("ERROR")]
+            or [line for line in lines if line.startswith("error:")] or lines[-1:] or ["no message"])
+    raised = [line for line in lines if _RAISED.match(line)]
+    why = said[-1] if not raised or raised[-1] in said[-1] else f"{said[-1]}: {raised[-1]}"
+    return f"the project's dependencies could not be installed (pip exit {done.returncode}): {why[:500]}"
+
+
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*)?(Error|Exception|Exit|Interrupt)(\(|:\s)")
+"""The last line of a Python traceback: the exception a build backend (or ``setup.py``) raised."""

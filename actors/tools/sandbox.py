@@ -14,8 +14,9 @@ What a sandboxed command sees (nothing else of the host exists for it)::
 
 Namespaces: a user namespace (the command runs as uid 65534 when the council is root, with no
 capabilities), mount, PID (``--die-with-parent``: when the command's first process ends, every
-process it left behind is killed), network (no interface but its own loopback, unless the
-policy's rule granted the network), IPC, UTS and cgroup. The environment is clean: PATH, HOME,
+process it left behind is killed), network (no interface but its own loopback; a command the
+policy's rule granted the network reaches public hosts through :mod:`actors.tools.egress`'s proxy,
+never the host's own services), IPC, UTS and cgroup. The environment is clean: PATH, HOME,
 the locale and TZ, and what the caller sets — nothing that could carry a secret.
 
 The council's home (keys, the log, checkpoints, the workspace root with every other request's
@@ -36,6 +37,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from actors.tools import egress
 from actors.tools.limits import ProcessCap, prlimit
 from events.catalogue import Confinement
 
@@ -75,6 +77,10 @@ class Sandbox:
     """Paths a command may write besides the tree, absolute (a request's own Python environment, while it is made)."""
     git: bool = False
     """Whether the tree's .git is writable (the council's own git commands only)."""
+    trusted: tuple[str, ...] = ()
+    """Hosts a command granted the network may reach at any address and port (the policy's package index)."""
+    proxy: str | None = None
+    """The directory of the proxy a command granted the network goes out through (:mod:`actors.tools.egress`)."""
     environment: tuple[str, ...] = field(default_factory=lambda: _environment())
 
     @property
@@ -89,6 +95,10 @@ class Sandbox:
     def writing(self, *paths: str | Path) -> Sandbox:
         """The same box, also able to write ``paths`` (directories that exist)."""
         return dataclasses.replace(self, writable=self.writable + tuple(str(Path(p).resolve()) for p in paths))
+
+    def trusting(self, *hosts: str) -> Sandbox:
+        """The same box, its commands able to reach ``hosts`` through the proxy wherever they are."""
+        return dataclasses.replace(self, trusted=self.trusted + tuple(hosts))
 
     def for_git(self) -> Sandbox:
         """The same box with the tree's .git writable: for the council's own git, with hooks turned off."""
@@ -106,8 +116,7 @@ class Sandbox:
                 "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
         if os.geteuid() == 0:
             args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
-        if not self.terms.network:
-            args.append("--unshare-net")
+        args.append("--unshare-net")  # granted the network or not: only the egress proxy's socket leads out
         bound: list[str] = []
         for path in SYSTEM:
             if os.path.islink(path):
@@ -117,6 +126,8 @@ class Sandbox:
                 bound.append(path)
         # /tmp first: anything bound below it (an environment, the tree) is mounted inside the private tmpfs
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", HOME]
+        if self.proxy is not None:
+            args += ["--bind", self.proxy, egress.MOUNT]
         for name in ETC + (ETC_NETWORK if self.terms.network else ()):
             if os.path.exists(f"/etc/{name}"):
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]

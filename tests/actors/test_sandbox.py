@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import pytest
 from actors.tools import commands
 from actors.tools import sandbox as sandboxes
 from actors.tools.commands import LimitExceeded, SandboxUnavailable
+from actors.tools.egress import refusal
 from actors.tools.git import Git, Identity
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
@@ -185,7 +187,56 @@ def test_no_network_but_a_loopback_of_its_own(tree: Workspace) -> None:
         closed = python(tree, probe, box()).stdout.splitlines()
         granted = python(tree, probe, box(network=True)).stdout.splitlines()
     assert closed[0].startswith("refused") and closed[1].startswith("unresolved") and closed[2] == "['lo']"
-    assert granted[0] == "connected"
+    # Granted the network, a command still has no interface of its own: the host's services are not there.
+    assert granted[0].startswith("refused") and granted[1].startswith("unresolved") and granted[2] == "['lo']"
+
+
+THROUGH_THE_PROXY = """
+    import os, socket, sys
+    proxy = os.environ["HTTPS_PROXY"].rsplit(":", 1)
+    with socket.create_connection((proxy[0].removeprefix("http://"), int(proxy[1])), timeout=10) as s:
+        s.sendall(f"CONNECT {sys.argv[1]} HTTP/1.1\\r\\nHost: {sys.argv[1]}\\r\\n\\r\\n".encode())
+        answer = s.recv(200).split(b"\\r\\n")[0].decode()
+        print(answer)
+        if " 200 " in answer:
+            print(s.recv(100).decode())
+"""
+
+
+def test_a_command_granted_the_network_goes_out_through_the_proxy_which_never_reaches_the_host(
+        tree: Workspace) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        (tree.root / "probe.py").write_text(textwrap.dedent(THROUGH_THE_PROXY))
+
+        def ask(target: str, sandbox: Sandbox) -> commands.Completed:
+            return commands.run(tree, [sys.executable, "probe.py", target], ".", 30.0, box=sandbox)
+
+        refused = ask(f"127.0.0.1:{port}", box(network=True))
+        assert "403" in refused.stdout.splitlines()[0], refused.stdout + refused.stderr
+        assert refused.egress == (f"127.0.0.1:{port} refused: 127.0.0.1 is not a public address (the host, its "
+                                  "network, or a reserved range)",)
+        named = ask(f"localhost:{port}", box(network=True))  # a name that resolves to the host: refused too
+        assert "403" in named.stdout.splitlines()[0] and "refused" in named.egress[0]
+        cloud = ask("169.254.169.254:80", box(network=True))  # the cloud's metadata service
+        assert "403" in cloud.stdout.splitlines()[0]
+
+        def greet() -> None:
+            client, _ = server.accept()
+            client.sendall(b"hello from the index")
+            client.close()
+
+        greeter = threading.Thread(target=greet, daemon=True)
+        greeter.start()
+        trusted = ask(f"localhost:{port}", box(network=True).trusting("localhost"))  # the policy's own index
+        greeter.join(10)
+    lines = trusted.stdout.splitlines()
+    assert " 200 " in lines[0] and lines[1] == "hello from the index", trusted.stdout + trusted.stderr
+    assert trusted.egress == (f"localhost:{port}",)
+    assert commands.run(tree, [sys.executable, "-c", "import os; print(os.environ.get('HTTPS_PROXY'))"], ".", 30.0,
+                        box=box()).stdout.strip() == "None"  # no proxy where no network was granted
 
 
 def test_its_own_pid_namespace_and_nothing_left_behind(tree: Workspace) -> None:
@@ -365,3 +416,22 @@ def test_as_an_ordinary_user_the_process_limit_is_rlimit_nproc_inside_the_user_n
                           env={"PATH": "/usr/bin:/bin"})
     assert done.stdout.split()[0] == str(sandboxes.SANDBOX_UID), done.stderr
     assert "fork" in done.stderr.lower(), done.stderr  # the 17th process was refused
+
+
+@pytest.mark.parametrize(("host", "port", "address", "refused"), [
+    ("pypi.org", 443, "151.101.0.223", False),
+    ("files.pythonhosted.org", 80, "2a04:4e42::223", False),
+    ("pypi.org", 22, "151.101.0.223", True),  # only 443 and 80
+    ("localhost", 443, "127.0.0.1", True),
+    ("localhost", 443, "::1", True),
+    ("sneaky", 443, "::ffff:127.0.0.1", True),  # loopback dressed as IPv6
+    ("gcs", 443, "10.0.0.5", True),
+    ("lan", 443, "192.168.1.20", True),
+    ("cgnat", 443, "100.64.0.1", True),
+    ("metadata", 80, "169.254.169.254", True),
+    ("any", 443, "0.0.0.0", True),
+    ("devpi.team", 3141, "10.0.0.9", False),  # the policy's own index, trusted wherever it is
+])
+def test_the_proxy_reaches_public_hosts_on_web_ports_and_trusted_ones_anywhere(host: str, port: int, address: str,
+                                                                              refused: bool) -> None:
+    assert (refusal(host, port, address, frozenset({"devpi.team"})) is not None) is refused

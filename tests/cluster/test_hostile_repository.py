@@ -181,13 +181,34 @@ def test_a_hostile_build_backend_is_blocked_and_the_build_fails(council: Council
     assert_no_daemon(tag)
 
 
+def test_a_hostile_install_granted_the_network_is_blocked_and_stops_the_request_at_setup(council: Council,
+                                                                                       tmp_path: Path) -> None:
+    repo, tag = hostile(council, tmp_path, "install")
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('environment = "council"', 'environment = "own"'))
+    found, tree = run(council, repo)
+    assert found.outcome == "failed at setup", found.text()
+    assert "could not be installed" in found.errors["setup"] and "done attacking (install)" in found.errors["setup"]
+    record = json.loads((tree / "escape-record" / "install.json").read_text())
+    assert_blocked(record)  # the policy grants the install the network: still no way to the host's services
+    for service in ("metrics", "ray-gcs", "ray-dashboard"):
+        assert any(a.startswith(f"connect to {service} ") for a in record), service
+    assert record["resolve pypi.org"].startswith("blocked")  # no name service inside: only the proxy goes out
+    assert_nothing_leaked(council, [tree, environments_of(council)], found.text())
+    assert_no_daemon(tag)
+
+
+def environments_of(council: Council) -> Path:
+    return Path(council.settings.absolute().workspace or "") / "environments"
+
+
 def test_a_hostile_health_check_is_blocked_stopped_by_the_clock_and_rolled_back(council: Council,
                                                                                   tmp_path: Path) -> None:
     repo, tag = hostile(council, tmp_path, "health")
     found, tree = run(council, repo)
     assert found.outcome == "failed at staging", found.text()
     assert found.limits == {"staging": ["wall_time"]}, found.text()
-    environments = Path(council.settings.absolute().workspace or "") / "environments"
+    environments = environments_of(council)
     [record] = list((environments / "staging" / "releases").glob("*/escape-record/health.json"))
     assert_blocked(json.loads(record.read_text()))
     assert not (environments / "staging" / "current").exists()  # rolled back: no earlier release to go back to
