@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ray
 
 from actors import names
-from actors.pipeline.config import PackageIndex, install_args, load_config, resolve
+from actors.pipeline.config import PackageIndex, load_config, resolve
+from actors.pipeline.install import install_args
 from actors.pipeline.plan import STEPS
 from actors.pipeline.results import BuildResult, TestResult
 from actors.tools import build as builds

@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ray
 
 from actors import names
-from actors.pipeline.config import PackageIndex, install_args, load_config
+from actors.pipeline.config import PackageIndex, load_config
+from actors.pipeline.install import install_args
 from actors.pipeline.results import TestResult
 from actors.tools import python_env
 from actors.tools.workspace import Workspace

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from actors.pipeline.config import (
-    install_args,
     load_config,
     package_index,
     review_blocks_known,
     review_threshold,
 )
+from actors.pipeline.install import install_args
 from actors.pipeline.plan import STEPS, plan, task_id
 from actors.pipeline.results import (
     BuildResult,
@@ -91,15 +91,12 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
     tree = root.path(checkout.path)
     try:
         config = load_config(tree)
+        threshold, block_known, index = review_threshold(policy), review_blocks_known(policy), package_index(policy)
+        install = install_args(tree, config) if config.environment == "own" else []
     except CouncilError:
         shutil.rmtree(tree)  # nothing was submitted: leave nothing behind
         raise
-    try:
-        threshold, block_known, index = review_threshold(policy), review_blocks_known(policy), package_index(policy)
-    except CouncilError:
-        shutil.rmtree(tree)
-        raise
-    planned, specs = plan(request_id, checkout, config, threshold, block_known, install_args(tree, config), index)
+    planned, specs = plan(request_id, checkout, config, threshold, block_known, install, index)
     council.request(f"ci {Path(checkout.source).name} @ {checkout.commit[:12]}", specs, request_id=request_id,
                     plan=planned)
     return Run(request_id, tree, checkout.commit, checkout.base, {s.name: task_id(request_id, s.name) for s in STEPS})

@@ -49,7 +49,7 @@ class PipelineConfig(BaseModel):
     installed (``own``), or the council's own environment (``council``: nothing is installed)."""
     install: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = Field(None, max_length=64)
     """What to install into the request's environment, as pip's arguments; default: the project, editable, with its
-    ``test`` (or ``tests``, ``testing``, ``dev``) extra if it declares one."""
+    test dependencies wherever it declares them (:mod:`actors.pipeline.install`)."""
     review_baseline: str = "review-baseline.json"
     """The review baseline the repository commits (``council review --write-baseline``): with no base to compare
     with, the findings it lists count as there before the change."""
@@ -118,23 +118,6 @@ def review_blocks_known(policy: Policy | None) -> bool:
         raise PolicyError(f"the policy in force sets [tool.pipeline] review_block_known = {value!r}; use true or "
                           "false, and propose the corrected policy (`council policy propose`)")
     return value
-
-
-TEST_EXTRAS = ("test", "tests", "testing", "dev")
-"""The extras a project's test dependencies are looked for under, in this order."""
-
-
-def install_args(tree: str | Path, config: PipelineConfig) -> list[str]:
-    """What the setup step installs into the request's environment (see :attr:`PipelineConfig.install`)."""
-    if config.install is not None:
-        return list(config.install)
-    try:
-        project = tomllib.loads((Path(tree) / "pyproject.toml").read_text()).get("project", {})
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        project = {}
-    extras = project.get("optional-dependencies", {}) if isinstance(project, dict) else {}
-    extra = next((e for e in TEST_EXTRAS if isinstance(extras, dict) and e in extras), None)
-    return ["-e", f".[{extra}]" if extra else "."]
 
 
 class PackageIndex(BaseModel):

@@ -15,6 +15,7 @@ ids. The plan, the request and its tasks are appended in one group commit.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,7 @@ def plan(request_id: str, checkout: Checkout, config: PipelineConfig, threshold:
     inputs: dict[str, dict[str, Any]] = {
         "changes": {"base": checkout.base, "head": checkout.commit},
         "setup": {"environment": config.environment, "install": install if install is not None else ["-e", "."],
-                  "index": (index or PackageIndex()).model_dump()},
+                  "index": (index or PackageIndex()).model_dump(), "cache": cache_key(checkout.source)},
         "impact": {"changes": ids["changes"], "tests": config.tests},
         "test": {"impact": ids["impact"], "setup": ids["setup"], "tests": config.tests, "coverage": config.coverage},
         "review": {"threshold": threshold, "base": checkout.base, "baseline": config.review_baseline,
@@ -89,6 +90,12 @@ def plan(request_id: str, checkout: Checkout, config: PipelineConfig, threshold:
                               commit=checkout.commit, base=checkout.base, carried=checkout.carried[:1000],
                               steps=graph(ids))
     return planned, specs
+
+
+def cache_key(source: str) -> str:
+    """The pip cache a repository's requests share: one per repository, so what one repository's install leaves
+    in a cache (a wheel its build backend made) is never installed for another."""
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def graph(ids: dict[str, str]) -> list[PlannedStep]:

@@ -15,6 +15,7 @@ recorded; one that failed then has no result, and the step stops:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, TypeVar
 
@@ -79,7 +80,9 @@ def setup(inputs: dict[str, Any], tools: CiTools) -> SetupResult:
         index = PackageIndex.model_validate(inputs.get("index") or {})
     except ValueError as exc:
         raise PermanentFailure(f"the package index is not valid: {exc}") from None
-    return tools.environment([str(a) for a in inputs.get("install") or ["-e", "."]], index)
+    cache = str(inputs.get("cache") or "")
+    return tools.environment([str(a) for a in inputs.get("install") or ["-e", "."]], index,
+                             cache=cache if re.fullmatch(r"[0-9a-f]{16}", cache) else None)
 
 
 @skill("ci.impact", toolset=Toolset.CI)

@@ -151,12 +151,13 @@ class CiTools(Tools):
 
         return ReviewResult.reported(self._reported(request, ReviewReported, "review.reported", examine))
 
-    def environment(self, install: list[str], index: PackageIndex, timeout: float = 900.0) -> SetupResult:
+    def environment(self, install: list[str], index: PackageIndex, timeout: float = 900.0,
+                    cache: str | None = None) -> SetupResult:
         """``command.install``: a Python environment of the request's own (:mod:`actors.tools.python_env`), beside
         its tree, with ``install`` (pip's arguments) installed from ``index``.
 
-        pip's cache is shared by the requests of this workspace. The network is the policy's to grant this action;
-        a failed install stops the step with pip's last error.
+        pip's cache is ``cache``'s, shared by the requests of one repository (the request's own when None). The
+        network is the policy's to grant this action; a failed install stops the step with pip's last error.
         """
         if self.environments is None:
             raise PermanentFailure("this agent has no environments directory to make a Python environment in")
@@ -167,8 +168,8 @@ class CiTools(Tools):
 
         def make(box: Sandbox) -> dict[str, Any]:
             assert self.environments is not None
-            done = python_env.make(self.workspace, planned, self.environments.path("python/.pip-cache"), index,
-                                   timeout, box=box)
+            cached = self.environments.path(f"python/.pip-cache/{cache or self.workspace.root.name}")
+            done = python_env.make(self.workspace, planned, cached, index, timeout, box=box)
             if done.returncode != 0:
                 raise PermanentFailure(python_env.failure(done))
             return {"python": str(planned.python), "returncode": done.returncode, "output_digest": done.output_digest}

@@ -5,7 +5,13 @@ The environment is made with ``--system-site-packages``: it sees the council's p
 It lives outside the request's tree, so no build, commit or review ever picks it up. The install
 is pip, run from the environment's own interpreter in the sandbox, in the tree, with the
 environment and pip's cache as its only other writable places and the local wheel directories of
-the package index as its only other readable ones.
+the package index as its only other readable ones. If the policy grants it the network, it reaches
+the index through the egress proxy (:mod:`actors.tools.egress`). pip's cache is the repository's
+own, shared by its requests only: what one repository's build leaves there is never installed
+for another.
+
+Not hermetic: a test that imports a package the project never declared passes if the council's
+environment happens to have it. The runner (pytest, coverage) comes from there on purpose.
 """
 
 from __future__ import annotations
