@@ -5,7 +5,7 @@ becomes a git repository with two commits: the release as it is, then a one-line
 its source modules. ``council run ci --base HEAD~1`` is run on it by a council started here with
 the example policy (its install step may reach the index), and the report says how far it got.
 The peer, in the same run, is the same work done directly by hand on the same tree, unconfined:
-a virtual environment with the project and its test extra installed by pip, the tests the
+a virtual environment with the project and its test dependencies installed by pip, the tests the
 pipeline ran under coverage, and two builds — what a developer would run before pushing.
 
 The libraries (pure Python, a different backend or layout each; why these):
@@ -16,7 +16,12 @@ The libraries (pure Python, a different backend or layout each; why these):
   say that no test ran, not fail;
 * iniconfig 2.0.0 — hatchling with hatch-vcs (its version from git), a package that re-exports
   its modules with relative imports, and an sdist without its tests;
-* packaging 24.2 — flit-core, ``src/`` layout, test dependencies declared only in its nox sessions.
+* packaging 24.2 — flit-core, ``src/`` layout, its test dependencies only in ``tests/requirements.txt``
+  (which its nox sessions install): found there;
+* click 8.1.7 — setuptools, ``src/`` layout, tests that drive a CLI, test dependencies in
+  ``requirements/tests.txt``;
+* itsdangerous 2.2.0 — flit-core, ``src/`` layout, a test dependency (freezegun) the council does
+  not have, in ``requirements/tests.txt``.
 
 The direct side does less than the pipeline: no review, no deploys, no changelog — only what a
 developer runs before pushing — so the ratio is the price of everything else too.
@@ -75,6 +80,8 @@ LIBRARIES = (
     Library("tomli", "2.2.1", "src/tomli/_re.py"),
     Library("iniconfig", "2.0.0", "src/iniconfig/exceptions.py"),
     Library("packaging", "24.2", "src/packaging/_structures.py"),
+    Library("click", "8.1.7", "src/click/globals.py"),
+    Library("itsdangerous", "2.2.0", "src/itsdangerous/encoding.py"),
 )
 
 
@@ -149,7 +156,7 @@ def direct(repo: Path, tests: list[str], work: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", default=None, help="the libraries to try (default: all five)")
+    parser.add_argument("--only", nargs="*", default=None, help="the libraries to try (default: all)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one pipeline may take")
     args = parser.parse_args()
     chosen = [lib for lib in LIBRARIES if args.only is None or lib.name in args.only]

@@ -60,17 +60,23 @@ class BuildResult:
     duration_s: float
 
 
+LEGACY_REQUIRES = ["setuptools>=40.8.0", "wheel"]
+"""What a project that names no ``[build-system] requires`` builds with (PEP 518's default, as pip and build use it:
+an older setuptools cannot build a wheel without the ``wheel`` package)."""
+
+
 def build_requires(project: Path) -> list[str]:
-    """The requirements ``project`` names in ``[build-system] requires`` (setuptools' when it names none)."""
+    """The requirements ``project`` names in ``[build-system] requires`` (:data:`LEGACY_REQUIRES` when it names
+    none)."""
     try:
         system = tomllib.loads((project / "pyproject.toml").read_text()).get("build-system", {})
     except FileNotFoundError:
-        return ["setuptools"]
+        return list(LEGACY_REQUIRES)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return []
     requires = system.get("requires") if isinstance(system, dict) else None
     if not isinstance(requires, list):
-        return ["setuptools"]
+        return list(LEGACY_REQUIRES)
     return [r for r in requires if isinstance(r, str) and r.strip()][:64]
 
 

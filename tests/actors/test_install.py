@@ -9,6 +9,7 @@ import pytest
 
 from actors.pipeline.config import PipelineConfig, PipelineConfigError
 from actors.pipeline.install import dependency_group, install_args
+from actors.tools.build import build_requires
 
 
 def project(tmp_path: Path, pyproject: str = "", **files: str) -> Path:
@@ -27,7 +28,8 @@ def test_a_project_with_nothing_declared_is_installed_alone(tmp_path: Path) -> N
 
 
 def test_the_first_test_extra_is_installed_with_the_project(tmp_path: Path) -> None:
-    repo = project(tmp_path, '[project.optional-dependencies]\ndocs = ["sphinx"]\ndev = ["tox"]\ntesting = ["pytest"]\n')
+    repo = project(tmp_path, '[project.optional-dependencies]\ndocs = ["sphinx"]\ndev = ["tox"]\n'
+                             'testing = ["pytest"]\n')
     assert install_args(repo, PipelineConfig()) == ["-e", ".[testing]"]
 
 
@@ -105,3 +107,12 @@ def test_group_names_compare_as_pep_735_says() -> None:
     assert dependency_group({"tests": ["a"], "lint-tools": ["b"]}, "tests") == ["a"]
     with pytest.raises(PipelineConfigError, match="must be a list"):
         dependency_group({"test": "pytest"}, "test")
+
+
+def test_a_project_without_a_build_system_table_builds_with_pep_518s_default(tmp_path: Path) -> None:
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    assert build_requires(tmp_path) == ["setuptools>=40.8.0", "wheel"]  # an older setuptools needs wheel
+    (tmp_path / "pyproject.toml").write_text('[tool.black]\nline-length = 100\n')
+    assert build_requires(tmp_path) == ["setuptools>=40.8.0", "wheel"]
+    (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = ["flit_core>=3.4"]\n')
+    assert build_requires(tmp_path) == ["flit_core>=3.4"]
