@@ -19,11 +19,13 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import select
 import selectors
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +145,25 @@ def _find(program: str, path: str, cwd: Path) -> None:
     raise WorkspaceError(f"{program} is not a program on PATH")
 
 
+@contextlib.contextmanager
+def _exit_of(pid: int) -> Iterator[Callable[[float], None]]:
+    """A wait of at most the given seconds that ends the moment process ``pid`` exits (a pidfd; where the kernel has
+    none, a short sleep)."""
+    try:
+        handle = os.pidfd_open(pid)
+    except OSError:
+        yield lambda seconds: time.sleep(min(seconds, 0.01))
+        return
+
+    def wait(seconds: float) -> None:
+        select.select([handle], [], [], seconds)  # readable once the process has exited
+
+    try:
+        yield wait
+    finally:
+        os.close(handle)
+
+
 def _supervise(command: list[str], cwd: Path, env: dict[str, str], stdin: str | None, timeout: float,
                cap: ProcessCap | None) -> tuple[int, bytes, bytes, float, tuple[LimitName, ...]]:
     """Run ``command``, gather its output, stop it on a limit; (exit code, stdout, stderr, CPU seconds, stopped for)."""
@@ -188,17 +209,18 @@ def _supervise(command: list[str], cwd: Path, env: dict[str, str], stdin: str | 
                 end.close()
     # The output can end before the command does (it closed its stdout and stderr and went on): the clock and the
     # process limit still hold until it exits.
-    while not stopped:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() >= deadline:
-            stopped = ("wall_time",)
-        elif cap is not None and cap.hit():
-            stopped = ("processes",)
-        else:
-            _carry_on(process)
-            time.sleep(0.01)
+    with _exit_of(process.pid) as exited:
+        while not stopped:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() >= deadline:
+                stopped = ("wall_time",)
+            elif cap is not None and cap.hit():
+                stopped = ("processes",)
+            else:
+                _carry_on(process)
+                exited(min(POLL, max(0.0, deadline - time.monotonic())))
     if stopped:
         _kill(process)
         _, status, usage = os.wait4(process.pid, 0)

@@ -196,10 +196,12 @@ THROUGH_THE_PROXY = """
     proxy = os.environ["HTTPS_PROXY"].rsplit(":", 1)
     with socket.create_connection((proxy[0].removeprefix("http://"), int(proxy[1])), timeout=10) as s:
         s.sendall(f"CONNECT {sys.argv[1]} HTTP/1.1\\r\\nHost: {sys.argv[1]}\\r\\n\\r\\n".encode())
-        answer = s.recv(200).split(b"\\r\\n")[0].decode()
-        print(answer)
-        if " 200 " in answer:
-            print(s.recv(100).decode())
+        got = b""
+        while chunk := s.recv(4096):  # until the proxy or the far end closes
+            got += chunk
+        head, _, body = got.partition(b"\\r\\n\\r\\n")
+        print(head.split(b"\\r\\n")[0].decode())
+        print(body.decode())
 """
 
 
