@@ -28,7 +28,9 @@ effect = "allow"
 network = true
 """
 
-REACH = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=2).close()"
+REACH = ("import os, socket, sys; print(os.environ.get('HTTPS_PROXY')); "
+         "socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=2).close()")
+"""Says whether the command was given the egress proxy, then tries the host's loopback directly."""
 
 
 @pytest.fixture
@@ -55,8 +57,10 @@ def test_a_rule_grants_the_network_to_the_action_it_names_and_to_no_other(counci
     tools = council.tools("a1", grant.warrant_id, "t-net")
     install = tools.run([sys.executable, "-c", REACH, str(listening)], action="command.install")
     plain = tools.run([sys.executable, "-c", REACH, str(listening)])
-    assert install["returncode"] == 0
-    assert plain["returncode"] != 0 and "ConnectionRefusedError" in plain["stderr"]
+    assert install["stdout"].startswith("http://127.0.0.1:") and plain["stdout"].strip() == "None"
+    # Granted or not, nothing reaches the host's own services: the grant is the proxy, which refuses them.
+    for done in (install, plain):
+        assert done["returncode"] != 0 and "ConnectionRefusedError" in done["stderr"], done
     authorized = [e for e in council.events(f"warrant-{grant.warrant_id}") if isinstance(e, ActionAuthorized)]
     assert [(a.action, a.network) for a in authorized] == [("command.install", True), ("command.run", False)]
     terms = [c.confinement for c in completed(council, grant.warrant_id)]
