@@ -35,6 +35,8 @@ from actors import names
 from actors.dispatch.process import BeatReply
 from actors.eventsourced import Entity
 from actors.gatekeeper import Gatekeeper
+from actors.llm.config import load_models
+from actors.llm.providers import Providers
 from actors.remote import ask
 from actors.skills import PermanentFailure, Skill, SkillRegistry, abandoned, failure_kind, reporting
 from actors.store_client import StoreClient
@@ -42,10 +44,11 @@ from actors.tools import limits
 from actors.tools.checkout import tree_of
 from actors.tools.gated import ActionRefused, AwaitingAuthority
 from actors.tools.redact import scrub
-from actors.tools.toolsets import Bench, tools_for
+from actors.tools.toolsets import Bench, Thinking, tools_for
 from actors.tools.tree_lock import holding
 from actors.tools.workspace import Workspace
 from events import CouncilError, Event, streams
+from events.blobs import BlobStore
 from events.catalogue import (
     AgentRegistered,
     AgentRestarted,
@@ -128,13 +131,17 @@ class AgentActor:
     def __init__(self, agent_id: str, role: str, capabilities: list[str], slots: int = 1,
                  heartbeat_every: float = 2.0, skill_modules: Sequence[str] = (), version: str = "",
                  workspace: str | None = None, council_key: bytes | None = None, identity: str | None = None,
-                 keyring: str | None = None) -> None:
+                 keyring: str | None = None, models: dict[str, Any] | None = None) -> None:
         self.agent_id, self.role, self.slots = agent_id, role, slots
         self.stream = streams.agent(agent_id)
         self.client = StoreClient()
         registry = SkillRegistry.load(skill_modules)
         self.skills: dict[str, Skill] = {c: registry.get(c) for c in capabilities}
         self.keyring = keyring  # where this agent's own signing key is (for skills that sign)
+        # How it calls models: the team's [models], providers made when first asked, call bodies in the home's blobs.
+        self.models = load_models(models)
+        self.providers = Providers(self.models)
+        self.blobs = BlobStore(Path(keyring).resolve().parent / "blobs") if keyring else None
         limits.sweep()  # the empty command cgroups an earlier incarnation left when it was killed
         # Acting skills need the council's key (to check warrants) and a workspace; without them
         # the gate has nothing to trust, and denies every action (fail closed).
@@ -268,8 +275,10 @@ class AgentActor:
         # The council's home holds the keyring, the log and checkpoints; the workspace root every request's tree.
         home = Path(self.keyring).resolve().parent if self.keyring else None
         hidden = tuple(dict.fromkeys(str(p) for p in (self.workspace.root, home) if p is not None))
+        thinking = Thinking(self.models, self.role, self.blobs, self.providers, request_id) if self.blobs else None
         return Bench(self.gatekeeper, warrant_id, task_id, root, Workspace(self.workspace.path("environments")),
-                     history=self.client.read_stream, signer=self._signer, hidden=hidden, requeues=requeues)
+                     history=self.client.read_stream, signer=self._signer, hidden=hidden, requeues=requeues,
+                     thinking=thinking)
 
     def _signer(self) -> SigningKey:
         if self.keyring is None:

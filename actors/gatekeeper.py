@@ -38,6 +38,8 @@ class LogAccess(Protocol):
 
     def append(self, stream: str, events: Any, expected_version: Any = ...) -> Any: ...
 
+    def append_many(self, requests: Any) -> list[Any]: ...
+
 
 class Gatekeeper:
     """Decides and records every action of one agent (``agent_id``, whose key fingerprint is ``identity``)."""
@@ -81,11 +83,21 @@ class Gatekeeper:
                   confinement: Confinement | None = None, limits_hit: list[LimitName] | None = None) -> None:
         """Record how an authorised action ended, what it really cost, and for one that ran commands the terms
         they ran under and any limit one broke (idempotent for a key)."""
+        stream, events, expected = self.completion(warrant_id, key, ok=ok, cost=cost, result_digest=result_digest,
+                                                   error=error, output_digest=output_digest,
+                                                   confinement=confinement, limits_hit=limits_hit)
+        self.log.append(stream, events, expected)
+
+    def completion(self, warrant_id: str, key: str, *, ok: bool, cost: Budget = budget.NOTHING,
+                   result_digest: str | None = None, error: str = "", output_digest: str | None = None,
+                   confinement: Confinement | None = None, limits_hit: list[LimitName] | None = None,
+                   ) -> tuple[str, list[NewEvent], Any]:
+        """The append :meth:`completed` makes, for a caller that commits it in one group with records of its own
+        (``log.append_many``): (stream, events, expected version)."""
         event = ActionCompleted(warrant_id=warrant_id, key=key, ok=ok, cost=cost, result_digest=result_digest,
                                 error=error[:4000], output_digest=output_digest, confinement=confinement,
                                 limits_hit=list(limits_hit or []))
-        recorded = NewEvent(payload=event, event_id=_id("completed", warrant_id, key))
-        self.log.append(streams.warrant(warrant_id), [recorded], ANY)
+        return streams.warrant(warrant_id), [NewEvent(payload=event, event_id=_id("completed", warrant_id, key))], ANY
 
     def sandbox(self) -> SandboxTable:
         """How the policy in force confines commands (the default ``[sandbox]`` terms if no policy is in force)."""

@@ -88,7 +88,7 @@ from projections.fold import FIELDS
 from projections.payloads import PayloadReader
 from projections.projector import DEFAULT_BATCH
 from projections.query import configure
-from projections.schema import AGENTS, REQUESTS, STATE_TABLE, TABLES, TASKS, create_statements
+from projections.schema import STATE_TABLE, TABLES, create_statements
 
 TARGET = 200_000
 """Events per second ours should fold on a 2-core machine."""
@@ -391,7 +391,7 @@ def where_time_goes(store: EventStore, path: Path, batch: int) -> dict[str, floa
             fold.apply_payload(*event)
         changed = fold.take_changed()
         marks.append(time.perf_counter())
-        tables = [(t, persist.to_arrow(t, r)) for t, r in zip((TASKS, REQUESTS, AGENTS), changed, strict=True)]
+        tables = [(t, persist.to_arrow(t, r)) for t, r in zip(TABLES.values(), changed, strict=True)]
         marks.append(time.perf_counter())
         con.begin()
         for table, arrow in tables:

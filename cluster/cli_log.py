@@ -62,6 +62,7 @@ def verify(
         report = es.verify()
         _print_verify(report)
         root = home_dir(home, store)
+        blobs = _check_blobs(es, root / "blobs")
         keys = Keyring(root / "keys")
         if COUNCIL_KEY not in keys.names():
             out.print(f"checkpoints: not checked (no council key in {keys.directory})")
@@ -88,8 +89,29 @@ def verify(
                           + (f"; the latest covers {latest.tree_size} events" if latest else ""))
             for problem in signed.problems:
                 out.print(f"[red]checkpoint FAILED[/]: {problem}")
-    if not report.ok or (signed is not None and not signed.ok):
+    if not report.ok or (signed is not None and not signed.ok) or not blobs:
         raise typer.Exit(1)
+
+
+def _check_blobs(log: EventStore, root: Path) -> bool:
+    """Check every blob the log names against its digest, and say so; whether all are there and intact."""
+    from actors.llm.replay import blobs_named
+    from events.blobs import BlobError, BlobStore
+
+    store, checked, problems = BlobStore(root), set[str](), list[str]()
+    for position, digest in blobs_named(log.read_all(1, None, ["llm.requested", "llm.completed"])):
+        if digest in checked:
+            continue
+        checked.add(digest)
+        try:
+            store.get(digest)
+        except BlobError as exc:
+            problems.append(f"position {position}: {exc}")
+    if not problems:
+        out.print(f"blobs: ok, {len(checked)} named by the log, each intact" if checked else "blobs: none named")
+    for problem in problems[:20]:
+        out.print(f"blob FAILED: {problem}", markup=False)
+    return not problems
 
 
 def _print_verify(report: VerifyReport) -> None:

@@ -70,13 +70,16 @@ class System(BaseModel):
     metrics_host: str = "127.0.0.1"
     health: dict[str, Any] | None = None
     detector: dict[str, Any] | None = None
+    models: dict[str, Any] | None = None
+    """The team's ``[models]`` table (:class:`actors.llm.config.ModelsConfig`), for every agent."""
 
     @classmethod
     def of(cls, store: str, team: Team | Sequence[AgentSpec] = (), **options: Any) -> System:
         """A system with ``team`` (a team file's team, or its members) and ``options`` (the other fields)."""
         if isinstance(team, Team):
             return cls(store=store, team=tuple(team.members()),
-                       skills=(*team.skills, *options.pop("skills", ())), **options)
+                       skills=(*team.skills, *options.pop("skills", ())),
+                       models=options.pop("models", None) or team.models.model_dump(), **options)
         return cls(store=store, team=tuple(team), **options)
 
 
@@ -105,7 +108,7 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
                                (member.agent_id, member.role, list(member.capabilities), member.slots),
                                init={"skill_modules": list(system.skills), "workspace": system.workspace,
                                      "council_key": keys.council, "identity": keys.identities.get(member.agent_id),
-                                     "keyring": keyring},
+                                     "keyring": keyring, "models": system.models},
                                options={"max_concurrency": member.slots + 4}))
     specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store), options=here))
     if system.projections is not None:

@@ -28,6 +28,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
+from actors.llm.config import ModelsConfig
 from actors.skills import SkillRegistry
 from events import CouncilError
 from governance import globs
@@ -93,6 +94,8 @@ class Team(BaseModel):
     """Modules (``package.module`` or ``package.module:name``) whose skills this team uses, besides the installed
     ones."""
     agents: Annotated[tuple[AgentGroup, ...], Field(min_length=1)]
+    models: ModelsConfig = ModelsConfig()
+    """Which model each role thinks with, prices, fallbacks and where the providers are (``[models]``)."""
 
     _source: str = PrivateAttr("the team")
     _lines: TomlLines | None = PrivateAttr(None)

@@ -39,6 +39,8 @@ class Kind(StrEnum):
     """Actions an agent tried with no usable warrant at all (``gate-<agent id>``)."""
     BUDGET = "budget"
     """A request's budget allocations."""
+    LLM = "llm"
+    """A task's model calls: asked, answered, failed, repaired (``events.catalogue.models``)."""
     POLICY = "policy"
     """The one stream of adopted policies, in order."""
     ALERTS = "alerts"
@@ -113,6 +115,11 @@ def gate(agent_id: str) -> str:
 def budget(request_id: str) -> str:
     """The stream of request ``request_id``'s budget allocations."""
     return f"budget-{request_id}"
+
+
+def model_calls(task_id: str) -> str:
+    """The stream of task ``task_id``'s model calls."""
+    return f"llm-{task_id}"
 
 
 def parse(stream: str) -> StreamRef | None:

@@ -2,8 +2,10 @@
 
 :class:`LogMetrics` is a plain fold of the log (an :class:`actors.follow.Process` that decides
 nothing) — events by type, restarts and unresponsive detections by agent, task durations, failures
-by kind, the gate's decisions, the wall time actions took, approvals waiting — so a restarted
-exporter that folds the log again publishes the same values: they are derived, never kept.
+by kind, the gate's decisions, the wall time actions took, approvals waiting, and model calls
+(:class:`ModelCallMetrics`: outcomes, tokens, dollars, repairs and latency by provider and model) —
+so a restarted exporter that folds the log again publishes the same values: they are derived,
+never kept.
 :class:`CouncilCollector` turns it, and the read models' current state (tasks by status, queues,
 agent load), into Prometheus metric families on every scrape.
 """
@@ -32,6 +34,10 @@ from events.catalogue import (
     ApprovalGranted,
     ApprovalRefused,
     ApprovalRequested,
+    ModelAnswerRepaired,
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
     TaskCompleted,
     TaskFailed,
 )
@@ -43,8 +49,103 @@ RUNNING_KEPT_S = 86_400.0
 """How long (log time) an authorised action is waited for: one not completed a day after it was authorised (its
 agent died with it, its task was taken back) is forgotten, and its seconds are not counted if it ever completes."""
 
+LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+"""Upper bounds (seconds) of the model call latency histogram's buckets."""
+
 Query = Callable[[str], Any]
 """Runs read-only SQL on the read models and returns a result with ``rows`` (e.g. a projector's query)."""
+
+
+class ModelCallMetrics:
+    """Model calls by provider and model, folded from ``llm.requested``, ``llm.completed``, ``llm.failed`` and
+    ``llm.repaired`` (:mod:`events.catalogue.models`).
+
+    Labels are the provider and the model asked for, without its provider's prefix (``openai:gpt-4.1`` is
+    ``gpt-4.1``): never a key, a prompt or an error's text. Dollars are counted once per try: an answer's cost
+    includes what its run's failed tries were charged, and those were counted when they failed, so only the rest
+    of the answer's cost is added.
+    """
+
+    def __init__(self) -> None:
+        self.calls = Counter[tuple[str, str, str]]()
+        """(provider, model, outcome) → tries that ended so: ``completed``, or the failure's kind."""
+        self.tokens = Counter[tuple[str, str, str]]()
+        """(provider, model, ``input`` or ``output``) → tokens of answers."""
+        self.cost: defaultdict[tuple[str, str], float] = defaultdict(float)
+        """(provider, model) → USD charged."""
+        self.repairs = Counter[tuple[str, str]]()
+        """(provider, model) → answers that did not fit their schema."""
+        self.latency: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+        """(provider, model) → answered tries per latency bucket (the last: above every bound)."""
+        self.latency_sum: defaultdict[tuple[str, str], float] = defaultdict(float)
+        self.open: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
+        """Key of a call that may still be answered (a try is out, or its last try failed transiently) → (the model it
+        asked for, what its run's failed tries were charged, when it was last heard of), the longest silent first;
+        bounded by :data:`RUNNING_KEPT_S` (see :meth:`forget`)."""
+
+    def evolve(self, payload: object, at: float) -> None:
+        """Fold one model call event's payload, recorded at ``at`` (epoch seconds); other payloads are ignored."""
+        match payload:
+            case ModelCallRequested() as p:
+                _, charged, _ = self.open.pop(p.key, ("", 0.0, at))
+                # A try numbered 1 begins a run: the answer it may bring includes only that run's failed tries.
+                self.open[p.key] = (_model(p.provider, p.model), 0.0 if p.attempt == 1 else charged, at)
+            case ModelCallFailed() as p:
+                asked, charged, _ = self.open.pop(p.key, (_model(p.provider, p.model), 0.0, at))
+                self.calls[(p.provider, asked, p.kind)] += 1
+                self.cost[(p.provider, asked)] += p.cost
+                if p.transient:  # it may be tried again, and an answer then includes this charge
+                    self.open[p.key] = (asked, charged + p.cost, at)
+            case ModelCallCompleted() as p:
+                asked, charged, _ = self.open.pop(p.key, (_model(p.provider, p.model), 0.0, at))
+                labels = (p.provider, asked)
+                self.calls[(p.provider, asked, "completed")] += 1
+                self.tokens[(p.provider, asked, "input")] += p.input_tokens
+                self.tokens[(p.provider, asked, "output")] += p.output_tokens
+                self.cost[labels] += max(0.0, p.cost - charged)
+                self.latency[labels][bisect.bisect_left(LATENCY_BUCKETS, p.latency_s)] += 1
+                self.latency_sum[labels] += p.latency_s
+            case ModelAnswerRepaired() as p:
+                self.repairs[(p.provider, _model(p.provider, p.model))] += 1
+
+    def forget(self, now: float) -> None:
+        """Stop waiting for calls not heard of for more than :data:`RUNNING_KEPT_S` before ``now`` (their agents died
+        with them; an answer that comes after all is counted without the charges of its run's failed tries)."""
+        while self.open:
+            oldest, (_, _, since) = next(iter(self.open.items()))
+            if now - since <= RUNNING_KEPT_S:
+                break
+            del self.open[oldest]
+
+    def families(self) -> Iterator[Metric]:
+        """The model call metric families, as they stand."""
+        labels = ["provider", "model"]
+        calls = CounterMetricFamily("council_model_calls", "Model call tries that ended, by outcome: completed, or "
+                                    "the kind of failure (a transient failure is tried again; each try counts).",
+                                    labels=[*labels, "outcome"])
+        for key, n in sorted(self.calls.items()):
+            calls.add_metric(list(key), n)
+        yield calls
+        tokens = CounterMetricFamily("council_model_tokens", "Tokens of model answers, by direction (input: the "
+                                     "prompt, output: the answer).", labels=[*labels, "direction"])
+        for key, n in sorted(self.tokens.items()):
+            tokens.add_metric(list(key), n)
+        yield tokens
+        cost = CounterMetricFamily("council_model_cost_usd", "US dollars charged for model calls, failed tries "
+                                   "included.", labels=labels)
+        for pair, usd in sorted(self.cost.items()):
+            cost.add_metric(list(pair), usd)
+        yield cost
+        repairs = CounterMetricFamily("council_model_repairs", "Model answers that did not fit the schema asked for "
+                                      "(the model was asked again).", labels=labels)
+        for pair, n in sorted(self.repairs.items()):
+            repairs.add_metric(list(pair), n)
+        yield repairs
+        latency = HistogramMetricFamily("council_model_call_latency_seconds", "How long answered model call tries "
+                                        "took.", labels=labels)
+        for pair, counts in sorted(self.latency.items()):
+            latency.add_metric(list(pair), _cumulative(LATENCY_BUCKETS, counts), self.latency_sum[pair])
+        yield latency
 
 
 class LogMetrics(Process):
@@ -70,6 +171,7 @@ class LogMetrics(Process):
         first; bounded by :data:`RUNNING_KEPT_S`."""
         self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
+        self.models = ModelCallMetrics()
         self.lock = threading.Lock()
 
     def evolve(self, event: RecordedEvent) -> None:
@@ -83,6 +185,7 @@ class LogMetrics(Process):
                 if at - since <= RUNNING_KEPT_S:
                     break
                 del self.running[oldest]
+            self.models.forget(at)
             match event.payload:
                 case TaskCompleted() as p:
                     self.duration_buckets[bisect.bisect_left(DURATION_BUCKETS, p.duration_s)] += 1
@@ -115,6 +218,8 @@ class LogMetrics(Process):
                     self.approvals_open.discard(p.approval_id)
                 case AlertRaised() as p:
                     self.alerts[p.severity] += 1
+                case ModelCallRequested() | ModelCallFailed() | ModelCallCompleted() | ModelAnswerRepaired() as p:
+                    self.models.evolve(p, at)
 
 
 class CouncilCollector(Collector):
@@ -149,12 +254,9 @@ class CouncilCollector(Collector):
             waiting.add_metric([], len(m.approvals_open))
             yield waiting
             durations = HistogramMetricFamily("council_task_duration_seconds", "How long completed tasks ran.")
-            cumulative, buckets = 0, []
-            for bound, count in zip([*map(_bound, DURATION_BUCKETS), "+Inf"], m.duration_buckets, strict=True):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            durations.add_metric([], buckets, m.duration_sum)
+            durations.add_metric([], _cumulative(DURATION_BUCKETS, m.duration_buckets), m.duration_sum)
             yield durations
+            yield from m.models.families()
             position = m.position
         lag = GaugeMetricFamily("council_exporter_lag_events", "Events in the log the exporter has not folded yet.")
         lag.add_metric([], max(0, self.head() - position))
@@ -214,3 +316,17 @@ def _counter(name: str, doc: str, labels: list[str], values: Mapping[str, float]
 
 def _bound(value: float) -> str:
     return repr(float(value))
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """Histogram buckets as Prometheus has them: (upper bound, observations at or below it), ``+Inf`` last."""
+    cumulative, buckets = 0, []
+    for bound, count in zip([*map(_bound, bounds), "+Inf"], counts, strict=True):
+        cumulative += count
+        buckets.append((bound, float(cumulative)))
+    return buckets
+
+
+def _model(provider: str, model: str) -> str:
+    """A model as its label: without its provider's prefix (``openai:gpt-4.1`` is ``gpt-4.1``)."""
+    return model.removeprefix(f"{provider}:")

@@ -1,11 +1,12 @@
 """The read models as a plain fold of the log: rows in dicts, changed keys remembered.
 
 :class:`Fold` knows nothing of DuckDB. It applies events one at a time, in log order, to the
-rows of ``tasks``, ``requests`` and ``agents`` (:mod:`projections.rows`), and remembers which
-rows changed so a writer can store just those. Event types it does not read are skipped, so the
+rows of ``tasks``, ``requests``, ``agents`` and ``llm_calls`` (:mod:`projections.rows`), and
+remembers which rows changed so a writer can store just those. Event types it does not read are skipped, so the
 log may grow new types without breaking it. It accepts every order the log allows: events of a
 stream come in order, but streams interleave freely, so a task may name a request or an agent the
-fold has not seen yet (it gets a minimal row), and a stream may even start past its first event.
+fold has not seen yet (it gets a minimal row), and a stream may even start past its first event
+(a model call may be first seen at its answer, or at its repair).
 
 What each event does to its own row is in :mod:`projections.steps`. Derived counts (a request's
 tasks by status, an agent's tasks in flight) are kept here, up to date on every task transition,
@@ -20,8 +21,8 @@ from typing import NamedTuple
 
 from events import RecordedEvent
 from events.catalogue import HOLDING, TaskStatus, next_status
-from projections.rows import AgentRow, RequestRow, TaskRow
-from projections.steps import AGENT_STEPS, FIELDS, TASK_STEPS, Payload, request_submitted
+from projections.rows import AgentRow, ModelCallRow, RequestRow, TaskRow
+from projections.steps import AGENT_STEPS, CALL_STEPS, FIELDS, TASK_STEPS, Payload, request_submitted
 
 __all__ = ["FIELDS", "Changed", "Fold"]
 
@@ -42,24 +43,29 @@ class Changed(NamedTuple):
     tasks: list[TaskRow]
     requests: list[RequestRow]
     agents: list[AgentRow]
+    calls: list[ModelCallRow]
 
     def __len__(self) -> int:
-        return len(self.tasks) + len(self.requests) + len(self.agents)
+        return len(self.tasks) + len(self.requests) + len(self.agents) + len(self.calls)
 
 
 class Fold:
-    """``tasks``, ``requests`` and ``agents`` rows folded from the log up to :attr:`position`."""
+    """``tasks``, ``requests``, ``agents`` and ``llm_calls`` rows folded from the log up to :attr:`position`."""
 
     def __init__(self) -> None:
         self.tasks: dict[str, TaskRow] = {}
         self.requests: dict[str, RequestRow] = {}
         self.agents: dict[str, AgentRow] = {}
+        self.calls: dict[str, ModelCallRow] = {}
+        """Model calls by key."""
         self.position = 0
         self._dirty_tasks: set[str] = set()
         self._dirty_requests: set[str] = set()
         self._dirty_agents: set[str] = set()
+        self._dirty_calls: set[str] = set()
         self._task_steps = TASK_STEPS
         self._agent_steps = AGENT_STEPS
+        self._call_steps = CALL_STEPS
         self.reads: frozenset[str] = frozenset(FIELDS)
         """The event types this fold reads; a reader may skip decoding any other."""
 
@@ -107,6 +113,15 @@ class Fold:
             agent_step(row, payload, at)
             row.position = position
             self._dirty_agents.add(row.agent_id)
+            return
+        call_step = self._call_steps.get(type_name)
+        if call_step is not None:
+            call = self.calls.get(payload.key)
+            if call is None:
+                call = self.calls[payload.key] = ModelCallRow(payload.key)
+            call_step(call, payload, at)
+            call.position = position
+            self._dirty_calls.add(call.key)
         elif type_name == "request.submitted":
             req = self._request(payload.request_id)
             request_submitted(req, payload, at)
@@ -189,29 +204,33 @@ class Fold:
     def take_changed(self) -> Changed:
         """The rows changed since the last call (each once, in no particular order); forget them."""
         changed = self.peek_changed()
-        self._dirty_tasks, self._dirty_requests, self._dirty_agents = set(), set(), set()
+        self._dirty_tasks, self._dirty_requests, self._dirty_agents, self._dirty_calls = set(), set(), set(), set()
         return changed
 
-    def changed(self, table: str) -> list[TaskRow] | list[RequestRow] | list[AgentRow]:
-        """The rows of ``table`` (``tasks``, ``requests`` or ``agents``) :meth:`take_changed` would return now."""
+    def changed(self, table: str) -> list[TaskRow] | list[RequestRow] | list[AgentRow] | list[ModelCallRow]:
+        """The rows of ``table`` (``tasks``, ``requests``, ``agents`` or ``llm_calls``) :meth:`take_changed` would
+        return now."""
         if table == "tasks":
             return [self.tasks[k] for k in self._dirty_tasks]
         if table == "requests":
             return [self.requests[k] for k in self._dirty_requests]
         if table == "agents":
             return [self.agents[k] for k in self._dirty_agents]
+        if table == "llm_calls":
+            return [self.calls[k] for k in self._dirty_calls]
         raise KeyError(table)
 
     def peek_changed(self) -> Changed:
         """The rows :meth:`take_changed` would return now, without forgetting them (the live rows, not copies)."""
         return Changed([self.tasks[k] for k in self._dirty_tasks], [self.requests[k] for k in self._dirty_requests],
-                       [self.agents[k] for k in self._dirty_agents])
+                       [self.agents[k] for k in self._dirty_agents], [self.calls[k] for k in self._dirty_calls])
 
     def load(self, position: int, tasks: Iterable[TaskRow], requests: Iterable[RequestRow],
-             agents: Iterable[AgentRow]) -> None:
+             agents: Iterable[AgentRow], calls: Iterable[ModelCallRow] = ()) -> None:
         """Replace every row with stored ones, folded up to ``position``; nothing is left changed."""
         self.tasks = {r.task_id: r for r in tasks}
         self.requests = {r.request_id: r for r in requests}
         self.agents = {r.agent_id: r for r in agents}
+        self.calls = {r.key: r for r in calls}
         self.position = position
-        self._dirty_tasks, self._dirty_requests, self._dirty_agents = set(), set(), set()
+        self._dirty_tasks, self._dirty_requests, self._dirty_agents, self._dirty_calls = set(), set(), set(), set()

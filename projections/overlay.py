@@ -3,10 +3,10 @@
 The projector folds events into memory as soon as they are in the log, but stores rows in its
 DuckDB file only now and then (each time in one transaction with the checkpoint, so the file is
 always a whole prefix of the log). A query must see the newest fold, so queries run on a
-connection of their own on which ``tasks``, ``requests`` and ``agents`` are *temporary views*:
-the stored table without the rows the fold changed since the last store, plus those rows,
-registered as Arrow tables. The views ``agent_load``, ``queue`` and ``dead_letters`` name
-``tasks`` and ``agents`` unqualified, so on this connection they read the overlay too.
+connection of their own on which every table (``tasks``, ``requests``, ``agents``, ``llm_calls``)
+is a *temporary view*: the stored table without the rows the fold changed since the last store,
+plus those rows, registered as Arrow tables. The read models' views (``agent_load``, ``queue``,
+``model_costs``...) name the tables unqualified, so on this connection they read the overlay too.
 
 Temporary views and registered tables belong to the one connection that made them: the file,
 ``query_file`` and every other reader see only what is stored.

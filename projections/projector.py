@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
+import msgspec
 import pyarrow as pa
 
 from events import EventStore
@@ -36,9 +38,10 @@ from projections.fold import FIELDS, Changed, Fold
 from projections.overlay import Overlay
 from projections.payloads import PayloadReader
 from projections.query import QueryResult, configure, result_of
-from projections.rows import AgentRow, RequestRow, TaskRow
+from projections.rows import AgentRow, ModelCallRow, RequestRow, TaskRow
 from projections.schema import (
     AGENTS,
+    LLM_CALLS,
     REQUESTS,
     SCHEMA_VERSION,
     STATE_TABLE,
@@ -96,7 +99,7 @@ class Projector:
         self._con = _connect(self.path)
         try:
             self._open(rebuild)
-            self._overlay = Overlay(self._con, (TASKS, REQUESTS, AGENTS))
+            self._overlay = Overlay(self._con, tuple(TABLES.values()))
         except BaseException:
             self._con.close()
             raise
@@ -142,7 +145,8 @@ class Projector:
                                  "Projector(store, path, rebuild=True) to rebuild it from the log")
         position, self._hash = state
         self._fold.load(position, persist.load(self._con, TASKS, TaskRow),
-                        persist.load(self._con, REQUESTS, RequestRow), persist.load(self._con, AGENTS, AgentRow))
+                        persist.load(self._con, REQUESTS, RequestRow), persist.load(self._con, AGENTS, AgentRow),
+                        persist.load(self._con, LLM_CALLS, ModelCallRow))
         self._position, self._folded_hash, self._unstored_since = position, self._hash, None
         self._generation += 1
 
@@ -351,8 +355,8 @@ class Projector:
         return QueryResult(result.columns, result.rows, position)
 
     def changes(self, table: str, after: int) -> QueryResult:
-        """The rows of ``table`` (``tasks``, ``requests`` or ``agents``) changed after log position ``after``: a
-        change feed.
+        """The rows of ``table`` (``tasks``, ``requests``, ``agents`` or ``llm_calls``) changed after log position
+        ``after``: a change feed.
 
         Each changed row comes once, as it is now (as :meth:`query` shows it), oldest change
         first; the result's ``position`` is the fold's, to pass as ``after`` next time for only
@@ -419,9 +423,11 @@ class Projector:
 
 
 def _arrow(changed: Changed) -> list[tuple[Table, pa.Table]]:
-    """Changed rows as one Arrow table per table (copies: the fold may go on changing the rows)."""
-    return [(TASKS, persist.to_arrow(TASKS, changed.tasks)), (REQUESTS, persist.to_arrow(REQUESTS, changed.requests)),
-            (AGENTS, persist.to_arrow(AGENTS, changed.agents))]
+    """Changed rows as one Arrow table per table, in :data:`TABLES`' order (copies: the fold may go on changing the
+    rows)."""
+    rows: dict[str, Sequence[msgspec.Struct]] = {TASKS.name: changed.tasks, REQUESTS.name: changed.requests,
+                                                 AGENTS.name: changed.agents, LLM_CALLS.name: changed.calls}
+    return [(table, persist.to_arrow(table, rows[table.name])) for table in TABLES.values()]
 
 
 def _connect(path: Path | None) -> duckdb.DuckDBPyConnection:

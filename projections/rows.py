@@ -1,4 +1,4 @@
-"""The fold's rows: one mutable record per task, request and agent, field for field a table's columns.
+"""The fold's rows: one mutable record per task, request, agent and model call, field for field a table's columns.
 
 Field order is column order (:mod:`projections.schema`; a test holds them equal), so a row turns
 into a table row with :func:`msgspec.structs.astuple`. Times are integer UTC microseconds since
@@ -8,6 +8,8 @@ the epoch (the log's own unit); the writer hands them to DuckDB as ``TIMESTAMPTZ
 from __future__ import annotations
 
 import msgspec
+
+from projections.schema import CallStatus
 
 # gc=False: rows hold only strings, numbers and lists of strings, never a cycle, so the garbage
 # collector need not track hundreds of thousands of them.
@@ -70,4 +72,29 @@ class AgentRow(msgspec.Struct, gc=False):
     registered_at: int | None = None
     since: int | None = None
     in_flight: int = 0
+    position: int = 0
+
+
+class ModelCallRow(msgspec.Struct, gc=False):
+    """A row of ``llm_calls``."""
+
+    key: str
+    task_id: str | None = None
+    request_id: str | None = None
+    agent_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    answered_by: str | None = None
+    status: str = CallStatus.REQUESTED
+    tries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    failed_cost: float = 0.0
+    latency_s: float | None = None
+    finish: str | None = None
+    failure: str | None = None
+    repaired: bool = False
+    requested_at: int | None = None
+    finished_at: int | None = None
     position: int = 0

@@ -9,11 +9,12 @@ file written with another version is refused (or rebuilt, if asked).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import NamedTuple
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The layout version stored in every projection file's state table."""
 
 STATE_TABLE = "_projector_state"
@@ -116,8 +117,71 @@ AGENTS = Table("agents", "One row per agent: the registry, its liveness and the 
     Column("position", "BIGINT", "log position of the last event that changed this row"),
 ))
 
-TABLES: dict[str, Table] = {t.name: t for t in (TASKS, REQUESTS, AGENTS)}
+
+class CallStatus(StrEnum):
+    """Where a model call stands (``llm_calls.status``)."""
+
+    REQUESTED = "requested"
+    """A try was sent and has no outcome yet (or its agent died waiting for one)."""
+    COMPLETED = "completed"
+    """The model answered; the answer is in the log and is never paid for again (later tries do not undo it)."""
+    FAILED = "failed"
+    """Its latest try failed; a transient failure may be tried again (then it is ``requested`` again)."""
+
+
+LLM_CALLS = Table("llm_calls", "One row per model call (its key): what it asked, what it took and what it cost, "
+                               "over all its tries (`llm.requested`, `llm.completed`, `llm.failed`, `llm.repaired`).", (
+    Column("key", "VARCHAR", "the call's idempotency key: its task, its name and its body's digest (primary key)"),
+    Column("task_id", "VARCHAR", "the task that made the call (its stream of calls is llm-<task id>)"),
+    Column("request_id", "VARCHAR", "the request it served, as the call recorded it; NULL if it recorded none"),
+    Column("agent_id", "VARCHAR", "the agent that sent its latest try; NULL if no try is in the log"),
+    Column("provider", "VARCHAR", "openai, anthropic, ollama..."),
+    Column("model", "VARCHAR", "the model asked for, as configured (provider:model); NULL if the log holds only its "
+                               "answer"),
+    Column("answered_by", "VARCHAR", "the model that answered, as the provider names it (it may be a dated version "
+                                     "of the one asked for); NULL until answered"),
+    Column("status", "VARCHAR", "one of requested (a try is out), completed (answered; final), failed (its latest "
+                                "try failed; a transient failure may be tried again)"),
+    Column("tries", "INTEGER", "tries begun (llm.requested), over every attempt of its task"),
+    Column("input_tokens", "BIGINT", "prompt tokens the provider reported for the answer (estimated if it sent "
+                                     "none); 0 until answered"),
+    Column("output_tokens", "BIGINT", "tokens of the answer; 0 until answered"),
+    Column("cost", "DOUBLE", "USD charged for the call in all: its answer and every failed try (a failed stream is "
+                             "charged its worst case)"),
+    Column("failed_cost", "DOUBLE", "USD of cost charged to the failed tries of its latest run (the tries from its "
+                                    "last one numbered 1): an answer's own cost includes them, so they count once"),
+    Column("latency_s", "DOUBLE", "seconds the answering try took; NULL until answered"),
+    Column("finish", "VARCHAR", "why the answer ended (stop, tool_calls...); NULL until answered"),
+    Column("failure", "VARCHAR", "the kind of its latest failed try (rate_limited, timeout, invalid_answer...); NULL "
+                                 "if no try failed"),
+    Column("repaired", "BOOLEAN", "its answer did not fit the schema asked for, and the model was asked again (a "
+                                  "call of its own)"),
+    Column("requested_at", _TS, "when its first try in the log was requested; NULL if none is"),
+    Column("finished_at", _TS, "when it was answered, or its latest try failed; NULL while a try is out (or if the "
+                               "log no longer holds its outcome)"),
+    Column("position", "BIGINT", "log position of the last event folded into this row"),
+))
+
+TABLES: dict[str, Table] = {t.name: t for t in (TASKS, REQUESTS, AGENTS, LLM_CALLS)}
 """The read models stored as tables, by name."""
+
+_CALL_TOTALS = (
+    Column("calls", "BIGINT", "model calls (repairs are calls of their own)"),
+    Column("failed_calls", "BIGINT", "of those, calls whose latest try failed and that have no answer"),
+    Column("repaired_calls", "BIGINT", "of those, calls whose answer did not fit its schema and was asked again"),
+    Column("tries", "BIGINT", "tries begun, over all the calls"),
+    Column("input_tokens", "BIGINT", "prompt tokens of their answers"),
+    Column("output_tokens", "BIGINT", "tokens of their answers"),
+    Column("cost", "DOUBLE", "USD charged for them, failed tries included (summed to the nano-dollar)"),
+)
+"""The totals each model-cost view gives for its group of calls."""
+
+_CALL_SUMS = (f"count(*) AS calls, count(*) FILTER (c.status = '{CallStatus.FAILED}') AS failed_calls, "
+              "count(*) FILTER (c.repaired) AS repaired_calls, sum(c.tries)::BIGINT AS tries, "
+              "sum(c.input_tokens)::BIGINT AS input_tokens, sum(c.output_tokens)::BIGINT AS output_tokens, "
+              "sum(c.cost::DECIMAL(18, 9))::DOUBLE AS cost")
+"""The SELECT list of :data:`_CALL_TOTALS`, over ``llm_calls AS c``. Costs are summed as exact decimals (to the
+nano-dollar), so a total does not depend on the order the rows happen to be stored in."""
 
 VIEWS: dict[str, View] = {v.name: v for v in (
     View("agent_load", "Each agent's load: the tasks it holds against its slots.", (
@@ -144,6 +208,17 @@ VIEWS: dict[str, View] = {v.name: v for v in (
         Column("dead_lettered_at", _TS, "when it was dead-lettered"),
     ), ("SELECT task_id, request_id, capability, attempts_used AS attempts, last_error, "
         "finished_at AS dead_lettered_at FROM tasks WHERE status = 'dead_lettered'")),
+    View("model_costs", "Model calls per request: how many, their tokens and what they cost. A call that recorded no "
+                        "request counts for its task's.", (
+        Column("request_id", "VARCHAR", "the request; NULL for calls of tasks that carry none"),
+        *_CALL_TOTALS,
+    ), (f"SELECT coalesce(c.request_id, t.request_id) AS request_id, {_CALL_SUMS} "
+        "FROM llm_calls AS c LEFT JOIN tasks AS t USING (task_id) GROUP BY ALL")),
+    View("agent_model_costs", "Model calls per agent: how many, their tokens and what they cost (a call counts for "
+                              "the agent that sent its latest try).", (
+        Column("agent_id", "VARCHAR", "the agent; NULL for calls whose tries are not in the log"),
+        *_CALL_TOTALS,
+    ), f"SELECT c.agent_id, {_CALL_SUMS} FROM llm_calls AS c GROUP BY ALL"),
 )}
 """The read models computed at query time, by name."""
 
@@ -151,7 +226,7 @@ READ_MODELS: tuple[str, ...] = (*TABLES, *VIEWS)
 """Every table and view a user may read, in documentation order."""
 
 _ARROW = {
-    "VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
+    "VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
     _TS: pa.timestamp("us", tz="UTC"), "VARCHAR[]": pa.list_(pa.string()),
 }
 

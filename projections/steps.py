@@ -1,10 +1,10 @@
 """What each event does to its own row: one small function per event type the read models read.
 
-A step gets the row (a task's or an agent's), the event's payload and its recorded-at time in UTC
-microseconds, and changes the row as the event says. A task's status is not a step's to set: the
-fold moves it by :func:`events.catalogue.next_status`, the one transition table the dispatcher
-shares. Steps never look at other rows: counts that span rows (a request's tasks, an agent's tasks
-in flight) are :class:`projections.fold.Fold`'s job.
+A step gets the row (a task's, an agent's or a model call's), the event's payload and its
+recorded-at time in UTC microseconds, and changes the row as the event says. A task's status is
+not a step's to set: the fold moves it by :func:`events.catalogue.next_status`, the one
+transition table the dispatcher shares. Steps never look at other rows: counts that span rows (a
+request's tasks, an agent's tasks in flight) are :class:`projections.fold.Fold`'s job.
 
 :data:`FIELDS` names the payload fields the steps read, per event type, so a reader can decode
 just those (:mod:`projections.payloads`); a step must read no other field.
@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from events.catalogue import AgentStatus
-from projections.rows import AgentRow, RequestRow, TaskRow
+from projections.rows import AgentRow, ModelCallRow, RequestRow, TaskRow
+from projections.schema import CallStatus
 
 Payload = Any
 """An event's payload: its catalogue class (``events.catalogue``), or a slim struct with the :data:`FIELDS` of its
@@ -24,6 +25,7 @@ type."""
 
 TaskStep = Callable[[TaskRow, Payload, int], None]
 AgentStep = Callable[[AgentRow, Payload, int], None]
+CallStep = Callable[[ModelCallRow, Payload, int], None]
 
 FIELDS: dict[str, tuple[str, ...]] = {
     "task.submitted": ("task_id", "request_id", "capability", "title", "priority", "max_attempts", "depends_on"),
@@ -45,6 +47,11 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "agent.restarted": ("agent_id", "epoch"),
     "agent.retired": ("agent_id",),
     "request.submitted": ("request_id", "title", "priority", "submitted_by"),
+    "llm.requested": ("task_id", "agent_id", "request_id", "key", "provider", "model", "attempt"),
+    "llm.completed": ("task_id", "key", "provider", "model", "input_tokens", "output_tokens", "cost", "latency_s",
+                      "finish"),
+    "llm.failed": ("task_id", "key", "provider", "model", "kind", "cost"),
+    "llm.repaired": ("task_id", "key", "provider", "model"),
 }
 """The event types the read models read, and the payload fields read of each: a reader may decode just these."""
 
@@ -175,3 +182,54 @@ AGENT_STEPS: dict[str, AgentStep] = {
     "agent.restarted": _restarted, "agent.retired": _retired,
 }
 """The step of each agent event type; every one's payload has an ``agent_id``."""
+
+
+# -- one function per model call event ------------------------------------------------------------
+# A call's events are all in its task's stream of calls, in order; but that stream may begin past
+# the call's first event, so each step fills in whatever its own event knows.
+
+
+def _call_requested(row: ModelCallRow, e: Payload, at: int) -> None:
+    row.task_id, row.agent_id, row.provider, row.model = e.task_id, e.agent_id, e.provider, e.model
+    if e.request_id is not None:
+        row.request_id = e.request_id
+    row.tries += 1
+    if e.attempt == 1:  # a new run of tries (a later attempt of the task): its answer will include only its own
+        row.failed_cost = 0.0
+    if row.requested_at is None:
+        row.requested_at = at
+    if row.status != CallStatus.COMPLETED:
+        row.status, row.finished_at = CallStatus.REQUESTED, None
+
+
+def _call_completed(row: ModelCallRow, e: Payload, at: int) -> None:
+    row.task_id, row.provider, row.answered_by = e.task_id, e.provider, e.model
+    row.input_tokens += e.input_tokens
+    row.output_tokens += e.output_tokens
+    # Invariant: an answer's cost includes what its run's failed tries were charged (actors.llm.calls adds them), and
+    # those are in cost already, as failed_cost: only the rest is new. So cost is what was charged, each try once.
+    row.cost += max(0.0, e.cost - row.failed_cost)
+    row.latency_s, row.finish = e.latency_s, e.finish
+    row.status, row.finished_at = CallStatus.COMPLETED, at
+
+
+def _call_failed(row: ModelCallRow, e: Payload, at: int) -> None:
+    row.task_id, row.provider, row.model = e.task_id, e.provider, e.model
+    row.cost += e.cost
+    row.failed_cost += e.cost
+    row.failure = e.kind
+    if row.status != CallStatus.COMPLETED:
+        row.status, row.finished_at = CallStatus.FAILED, at
+
+
+def _call_repaired(row: ModelCallRow, e: Payload, at: int) -> None:
+    row.task_id, row.provider, row.model = e.task_id, e.provider, e.model
+    row.repaired = True
+    row.status = CallStatus.COMPLETED  # only an answer can fail to fit its schema
+
+
+CALL_STEPS: dict[str, CallStep] = {
+    "llm.requested": _call_requested, "llm.completed": _call_completed, "llm.failed": _call_failed,
+    "llm.repaired": _call_repaired,
+}
+"""The step of each model call event type; every one's payload has the call's ``key``."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from actors.llm.calls import Answer
 from actors.skills.skill import Abandoned, PermanentFailure, Toolset, abandoned, progress, skill
 from actors.tools.deploy import HealthCheckFailed
 from actors.tools.gated import Tools
+from events import CouncilError
 
 
 @skill("noop")
@@ -94,3 +96,34 @@ def deploy_local(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
         return tools.deploy(artifact, str(inputs.get("environment", "staging")), health)
     except HealthCheckFailed as exc:
         raise PermanentFailure(str(exc)) from None
+
+
+@skill("llm.ask", toolset=Toolset.GATED)
+def ask_model(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
+    """One governed model call (``council ask``): ``inputs['prompt']``, and optionally ``system``, ``model``
+    (``provider:model``) or ``role`` (the model the team gives that role), ``schema`` (a JSON schema the answer
+    must fit) and ``max_tokens`` (default 1024).
+
+    The result is the answer (text, and the validated value for a schema), the model that gave it, its tokens, its
+    price and latency, and whether the log answered it.
+    """
+    prompt, schema = inputs.get("prompt"), inputs.get("schema")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise PermanentFailure("llm.ask needs inputs {'prompt': text}")
+    if schema is not None and not isinstance(schema, dict):
+        raise PermanentFailure("llm.ask's schema is a JSON schema (an object), like {'type': 'object', ...}")
+    max_tokens = inputs.get("max_tokens", 1024)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= 1_000_000:
+        raise PermanentFailure(f"llm.ask's max_tokens must be a whole number from 1, got {max_tokens!r}")
+    system, model, role = inputs.get("system"), inputs.get("model"), inputs.get("role")
+    if not model and role:
+        try:
+            model = tools.models.config.model_for(str(role))
+        except CouncilError as exc:
+            raise PermanentFailure(str(exc)) from None
+    answer: Answer[Any] = tools.models.ask(prompt, system=str(system) if system else None,
+                                           model=str(model) if model else None, schema=schema, max_tokens=max_tokens)
+    reply = answer.reply
+    return {"text": reply.text, "value": answer.answer, "model": reply.model or answer.model, "asked": answer.model,
+            "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, "cost": answer.cost,
+            "latency_s": reply.latency_s, "replayed": answer.replayed, "calls": answer.calls, "finish": reply.finish}

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -49,6 +49,9 @@ from events.catalogue import (
 from governance import budget, signing
 from governance.gate import ActionRequest, Verdict
 from governance.keys import SigningKey
+
+if TYPE_CHECKING:  # the model calls are built on these tools: a type only, no import cycle
+    from actors.llm.calls import ModelCalls
 
 
 def action_key(task_id: str, scope: str, n: int, requeues: int = 0) -> str:
@@ -128,6 +131,16 @@ class Tools:
         self._calls = 0
         self._scope = ""
         self._records: list[tuple[str, Any, str]] = []
+        self.thinking: ModelCalls | None = None  # set by the toolset when the agent has a model configuration
+
+    @property
+    def models(self) -> ModelCalls:
+        """The governed way to call a model (:class:`actors.llm.calls.ModelCalls`); a skill run by an agent with no
+        model configuration is refused with one line."""
+        if self.thinking is None:
+            raise PermanentFailure(f"agent {self.gatekeeper.agent_id} has no model configuration; start the council "
+                                   "with a [models] table in its team file, or COUNCIL_MODEL set")
+        return self.thinking
 
     def write_file(self, path: str, content: str) -> dict[str, Any]:
         """``file.write``: write ``content`` (text) to ``path`` in the workspace."""

@@ -6,11 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.gatekeeper import Gatekeeper
+from actors.llm.calls import ModelCalls
+from actors.llm.config import ModelsConfig
+from actors.llm.providers import Providers
 from actors.skills import Skill, Toolset
 from actors.tools.ci import CiTools
 from actors.tools.gated import Tools
 from actors.tools.workspace import Workspace
 from events import RecordedEvent
+from events.blobs import BlobStore
 from governance.keys import SigningKey
 
 
@@ -30,20 +34,39 @@ class Bench:
     """The agent's own signing key, loaded only for a skill that signs."""
     hidden: tuple[str, ...] = ()
     """What no command may see: the council's home, the workspace root (see :mod:`actors.tools.sandbox`)."""
+    thinking: Thinking | None = None
+    """How the agent calls models (None: it has no configuration for them, and a skill that asks is refused)."""
     requeues: int = 0
     """How often the task was requeued: which run of the task this attempt is (see ``gated.action_key``)."""
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """What an agent's model calls need besides the tools: the configuration, its role, the blobs, the providers."""
+
+    config: ModelsConfig
+    role: str
+    blobs: BlobStore
+    providers: Providers
+    request_id: str | None = None
 
 
 def tools_for(skill: Skill, bench: Bench) -> Tools | None:
     """The tools ``skill``'s toolset gives it for this attempt (None for a plain skill)."""
     signer = bench.signer() if skill.signs else None
+    tools: Tools
     match skill.toolset:
         case Toolset.PLAIN:
             return None
         case Toolset.GATED:
-            return Tools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
-                         signer=signer, hidden=bench.hidden, requeues=bench.requeues)
+            tools = Tools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
+                          signer=signer, hidden=bench.hidden, requeues=bench.requeues)
         case Toolset.CI:
-            return CiTools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
-                           signer=signer, hidden=bench.hidden, requeues=bench.requeues, history=bench.history,
-                           builder_id=f"agent-council/{bench.gatekeeper.agent_id}")
+            tools = CiTools(bench.gatekeeper, bench.warrant_id, bench.task_id, bench.tree, bench.environments,
+                            signer=signer, hidden=bench.hidden, requeues=bench.requeues, history=bench.history,
+                            builder_id=f"agent-council/{bench.gatekeeper.agent_id}")
+    if bench.thinking is not None:
+        mind = bench.thinking
+        tools.thinking = ModelCalls(tools, mind.config, mind.role, mind.blobs, mind.providers,
+                                    request_id=mind.request_id)
+    return tools

@@ -35,6 +35,7 @@ from events.catalogue.governance import (
     WarrantRevoked,
 )
 from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnresponsive, AlertRaised
+from events.catalogue.models import ModelAnswerRepaired, ModelCallCompleted, ModelCallFailed, ModelCallRequested
 from events.catalogue.requests import PipelinePlanned, PlannedStep, RequestSubmitted
 from events.catalogue.tasks import (
     CANCELLABLE,
@@ -109,6 +110,10 @@ __all__ = [
     "Finding",
     "GitCommitted",
     "LimitName",
+    "ModelAnswerRepaired",
+    "ModelCallCompleted",
+    "ModelCallFailed",
+    "ModelCallRequested",
     "PipelinePlanned",
     "PlannedStep",
     "PolicyAdopted",

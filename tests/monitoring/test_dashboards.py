@@ -15,7 +15,9 @@ OURS = {"council_events_total", "council_tasks", "council_queue_depth", "council
         "council_task_failures_total", "council_task_duration_seconds_bucket", "council_actions_authorized_total",
         "council_actions_denied_total", "council_approvals_waiting", "council_action_seconds_total",
         "council_task_duration_seconds_sum", "council_exporter_lag_events", "council_read_models_up",
-        "council_alerts_total", "council_command_actions_total", "council_command_limits_hit_total"}
+        "council_alerts_total", "council_command_actions_total", "council_command_limits_hit_total",
+        "council_model_calls_total", "council_model_tokens_total", "council_model_cost_usd_total",
+        "council_model_repairs_total", "council_model_call_latency_seconds_bucket"}
 
 
 def test_there_are_the_four_dashboards_with_unique_uids_and_panel_ids() -> None:

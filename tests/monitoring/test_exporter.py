@@ -20,10 +20,30 @@ from actors.store_client import StoreClient
 from cluster.settings import DEFAULT_POLICY
 from cluster.system import System, boot, shutdown
 from cluster.team import AgentSpec
-from events import NO_STREAM
-from events.catalogue import TaskSubmitted
+from events import NO_STREAM, streams
+from events.catalogue import (
+    Budget,
+    ModelAnswerRepaired,
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
+    TaskSubmitted,
+)
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "monitoring" / "dashboards"
+KEY, DIGEST, MODEL = "m0:ask", "ab" * 32, "openai:gpt-test"
+MODEL_CALLS = [  # a model call as actors.llm.calls records it: a try that timed out, one answered, then a repair
+    ModelCallRequested(task_id="m0", warrant_id="w", agent_id="m1", key=KEY, digest=DIGEST, provider="openai",
+                       model=MODEL, max_tokens=64, estimate=Budget(tokens=100, money=0.01)),
+    ModelCallFailed(task_id="m0", key=KEY, digest=DIGEST, provider="openai", model=MODEL, kind="timeout",
+                    transient=True, error="timed out", cost=0.01),
+    ModelCallRequested(task_id="m0", warrant_id="w", agent_id="m1", key=KEY, digest=DIGEST, provider="openai",
+                       model=MODEL, max_tokens=64, estimate=Budget(tokens=100, money=0.01), attempt=2),
+    ModelCallCompleted(task_id="m0", key=KEY, digest=DIGEST, provider="openai", model="gpt-test",
+                       reply={"text": "{}"}, input_tokens=80, output_tokens=20, cost=0.012, latency_s=0.8,
+                       finish="stop", attempt=2),
+    ModelAnswerRepaired(task_id="m0", key=KEY, error="score: missing", repair=1, model=MODEL, provider="openai"),
+]
 
 
 def get(url: str, timeout: float = 5) -> str:
@@ -60,6 +80,7 @@ def council(tmp_path_factory: pytest.TempPathFactory, ray_instance: None):  # ty
                         for i in range(19)])
     client.append("task-w1", [TaskSubmitted(task_id="w1", capability="files.write",
                                             inputs={"files": {"src/app.py": "print('hi')\n"}})], NO_STREAM)
+    client.append(streams.model_calls("m0"), MODEL_CALLS, NO_STREAM)  # the costs board's tokens and dollars
     address = ray.get(handles[names.EXPORTER].address.remote())
     yield address, tmp
     shutdown([names.EXPORTER, names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.STORE, names.agent("m1"),
@@ -81,6 +102,7 @@ def test_metrics_are_served_and_follow_the_log(council) -> None:  # type: ignore
     assert sample(text, "council_read_models_up") == 1
     assert sample(text, "council_task_duration_seconds_count") == 20
     assert sample(text, 'council_action_seconds_total{action="file.write"}') > 0
+    assert 'council_model_cost_usd_total{model="gpt-test",provider="openai"} 0.012' in text  # the timeout once
 
 
 @pytest.fixture(scope="module")

@@ -204,7 +204,8 @@ def _agent_event(store: EventStore, agent_id: str, epochs: dict[str, int], rng: 
 # -- comparing projections -------------------------------------------------------------------------
 
 _ORDER = {"tasks": "task_id", "requests": "request_id", "agents": "agent_id", "agent_load": "agent_id",
-          "queue": "priority", "dead_letters": "task_id"}
+          "queue": "priority", "dead_letters": "task_id",
+          "llm_calls": "key", "model_costs": "request_id", "agent_model_costs": "agent_id"}
 _NOW_DEPENDENT = {"queue": "oldest_age_s"}
 
 

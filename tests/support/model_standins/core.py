@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -280,6 +281,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, standin: Standin) -> None:
         self.standin = standin
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a kept-alive connection closed, a stream cut) is no error of the stand-in's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
