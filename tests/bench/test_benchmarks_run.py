@@ -73,3 +73,12 @@ def test_cli_latency_benchmark_runs() -> None:
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ratio council status / bare Ray driver" in out.stdout
+
+
+@pytest.mark.slow
+def test_llm_overhead_benchmark_runs_and_verifies() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "llm_overhead.py"), "--calls", "10", "--local",
+                          "--local-calls", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "the council adds" in out.stdout and "0 sent to the provider" in out.stdout
+    assert "tokens/s p50" in out.stdout and "checks: ok" in out.stdout

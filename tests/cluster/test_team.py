@@ -34,7 +34,7 @@ def test_the_default_team_is_todays_team_and_passes_its_own_checks() -> None:
     assert [(m.agent_id, m.role, m.slots) for m in team.members()] == [
         ("worker-1", "worker", 4), ("worker-2", "worker", 4), ("coder-1", "coder", 2), ("tester-1", "tester", 2),
         ("reviewer-1", "reviewer", 1), ("builder-1", "builder", 2), ("deployer-1", "deployer", 1),
-        ("documenter-1", "documenter", 1)]
+        ("documenter-1", "documenter", 1), ("assistant-1", "assistant", 2)]
     check_team(team, SkillRegistry.load(), load_policy(DEFAULT_POLICY))
 
 
@@ -138,7 +138,8 @@ def test_an_acting_agent_in_a_role_the_policy_never_names_is_refused() -> None:
     team = parse_team(GOOD.replace('role = "coder"', 'role = "qa"'), "team.toml")
     with pytest.raises(TeamError, match=r"agents\[1\] \(\"coder\"\): role 'qa' is named by no rule of the policy "
                                         r"'default', so the gate would deny everything its acting skills "
-                                        r"\(files.write\) do; use a role the policy names \(architect, builder"):
+                                        r"\(files.write\) do; use a role the policy names "
+                                        r"\(architect, assistant, builder"):
         check_team(team, SkillRegistry.load(), load_policy(DEFAULT_POLICY))
     # Plain skills need no warrant, so a plain worker's role need not be in the policy.
     check_team(parse_team(GOOD), SkillRegistry.load(), load_policy(DEFAULT_POLICY))
