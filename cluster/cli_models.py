@@ -118,7 +118,9 @@ def check(
     failed = 0
     for model in named:
         try:
-            done = _asked(council, {"prompt": "Reply with the word OK.", "model": model, "max_tokens": 16}, timeout)
+            # A probe: whether the model answers, not whether it obeys (a small model may ramble past 16 tokens).
+            done = _asked(council, {"prompt": "Reply with the word OK.", "model": model, "max_tokens": 16,
+                                    "cut_ok": True}, timeout)
             out.print(f"{model:<38} ok      {_usage(done)}", markup=False)
         except CouncilError as exc:
             failed += 1
@@ -152,6 +154,7 @@ def _usage(done: dict[str, Any]) -> str:
     cost = float(done.get("cost") or 0.0)
     line = (f"{done.get('model')} · {done.get('input_tokens')} tokens in, {done.get('output_tokens')} out · "
             f"${cost:.6f} · {float(done.get('latency_s') or 0.0):.2f} s")
+    line += " · cut off at max_tokens" if done.get("finish") == "length" else ""
     return line + (" · answered from the log (nothing sent)" if done.get("replayed") else "")
 
 

@@ -109,8 +109,11 @@ class ModelCalls:
     def ask(self, messages: Sequence[Message] | str, *, name: str = "ask",
             schema: type[M] | dict[str, Any] | None = None,
             max_tokens: int = 1024, temperature: float | None = None, tools: Sequence[Tool] = (),
-            model: str | None = None, system: str | None = None) -> Answer[M]:
+            model: str | None = None, system: str | None = None, cut_ok: bool = False) -> Answer[M]:
         """Ask the role's model (or ``model``) and return its answer; see the module for every step.
+
+        ``cut_ok`` accepts an answer cut off at ``max_tokens`` as it is (a probe that asks only whether the model
+        answers, like ``council models check``); otherwise such an answer is a failure.
 
         ``messages`` is a conversation, or one user message as text (after ``system``, if given).
         ``name`` tells this call apart from the task's other calls. With ``schema`` (a pydantic
@@ -134,7 +137,7 @@ class ModelCalls:
         for place, chosen in enumerate(chain):
             try:
                 return self._answer(chosen, conversation, f"{name}@{chosen}" if place else name, schema, max_tokens,
-                                    temperature, tools)
+                                    temperature, tools, cut_ok)
             except ModelUnavailable as exc:  # down through every try: the next model of the chain, if any
                 unavailable = unavailable or exc
             except ActionRefused as exc:
@@ -145,7 +148,7 @@ class ModelCalls:
         raise unavailable
 
     def _answer(self, chosen: str, conversation: list[Message], name: str, schema: type[M] | dict[str, Any] | None,
-                max_tokens: int, temperature: float | None, tools: Sequence[Tool]) -> Answer[M]:
+                max_tokens: int, temperature: float | None, tools: Sequence[Tool], cut_ok: bool = False) -> Answer[M]:
         """The answer of ``chosen`` alone, repairs included (see :meth:`ask`)."""
         wanted = schema if isinstance(schema, dict) or schema is None else schema.model_json_schema()
         calls, spent, replayed_all = 0, 0.0, True
@@ -154,7 +157,7 @@ class ModelCalls:
                                    temperature=temperature, schema=wanted, tools=list(tools))
             key, reply, cost, replayed = self._call(chosen, request, f"{name}.{repair}" if repair else name)
             calls, spent, replayed_all = calls + 1, spent + cost, replayed_all and replayed
-            if reply.finish == "length":
+            if reply.finish == "length" and not cut_ok:
                 raise PermanentFailure(f"the answer of {chosen} was cut off at max_tokens={max_tokens}; ask for less, "
                                        "or allow more tokens")
             if reply.finish == "refused":

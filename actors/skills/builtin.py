@@ -102,7 +102,8 @@ def deploy_local(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
 def ask_model(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
     """One governed model call (``council ask``): ``inputs['prompt']``, and optionally ``system``, ``model``
     (``provider:model``) or ``role`` (the model the team gives that role), ``schema`` (a JSON schema the answer
-    must fit) and ``max_tokens`` (default 1024).
+    must fit), ``max_tokens`` (default 1024) and ``cut_ok`` (an answer cut off at ``max_tokens`` is taken as it
+    is: a probe).
 
     The result is the answer (text, and the validated value for a schema), the model that gave it, its tokens, its
     price and latency, and whether the log answered it.
@@ -122,7 +123,8 @@ def ask_model(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
         except CouncilError as exc:
             raise PermanentFailure(str(exc)) from None
     answer: Answer[Any] = tools.models.ask(prompt, system=str(system) if system else None,
-                                           model=str(model) if model else None, schema=schema, max_tokens=max_tokens)
+                                           model=str(model) if model else None, schema=schema, max_tokens=max_tokens,
+                                           cut_ok=inputs.get("cut_ok") is True)
     reply = answer.reply
     return {"text": reply.text, "value": answer.answer, "model": reply.model or answer.model, "asked": answer.model,
             "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, "cost": answer.cost,

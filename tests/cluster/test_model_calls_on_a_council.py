@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import ray
 from cli_support import council as run_council
-from model_standins import Failure, OpenAIStandin, Text
+from model_standins import Failure, OpenAIStandin, Text, Truncated
 
 from actors import names
 from cluster.driver import Council
@@ -156,10 +156,11 @@ def test_a_requests_calls_are_answered_from_the_log_alone(running: Running) -> N
 
 
 def test_models_check_makes_one_recorded_call_to_each_model(running: Running) -> None:
-    running.server.script(Text("OK", input_tokens=5, output_tokens=1))
+    running.server.script(Truncated("OK, here is a long and rambling", input_tokens=5, output_tokens=16))
     done = run_council("models", "check", cwd=running.home, env=running.env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith(f"{MODEL}") and " ok " in done.stdout and "5 tokens in, 1 out" in done.stdout
+    assert done.stdout.startswith(f"{MODEL}") and " ok " in done.stdout and "5 tokens in, 16 out" in done.stdout
+    assert "cut off at max_tokens" in done.stdout  # a model that rambles still works: the check only asks that
 
 
 def test_no_key_is_written_to_the_log_the_home_or_rays_logs(running: Running) -> None:

@@ -167,9 +167,11 @@ def test_an_answer_that_never_fits_fails_for_good_with_the_validation_error(coun
 
 
 def test_a_reply_cut_off_at_max_tokens_is_a_failure_never_an_answer(council: Council, server: OpenAIStandin) -> None:
-    server.script(Truncated("Once upon a"))
+    server.script(Truncated("Once upon a"), Truncated("Once upon a"))
     with pytest.raises(PermanentFailure, match="cut off at max_tokens=8"):
         calls(council, server).ask("Tell a story.", max_tokens=8)
+    probe = calls(council, server).ask("Tell a short story.", max_tokens=8, cut_ok=True)  # only: does it answer?
+    assert (probe.text, probe.reply.finish) == ("Once upon a", "length")
 
 
 def test_a_large_reply_is_a_blob_and_a_tampered_blob_is_refused(council: Council, server: OpenAIStandin) -> None:
