@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 NAMESPACE = "council"
 STORE = "store"
 DISPATCHER = "dispatcher"
@@ -15,3 +17,8 @@ DETECTOR = "detector"
 def agent(agent_id: str) -> str:
     """The actor name of agent ``agent_id``."""
     return f"agent:{agent_id}"
+
+
+def model_server(model_file: str) -> str:
+    """The actor name of the server of the local model in ``model_file`` (one per file, cluster-wide)."""
+    return "model-server:" + hashlib.sha256(model_file.encode()).hexdigest()[:12]

@@ -9,15 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
+from actors.llm.errors import SERVICES
 from cluster.cli_app import AddressOption, StoreOption, app, council_for, out, quiet_ray, settings_for
 from cluster.cli_run import InvalidInput, UnknownCapability
 from events import CouncilError
 
 ASK = "llm.ask"
 """The capability of the agent that answers ``council ask`` (the example team's ``assistant``)."""
-KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "ollama": "OLLAMA_API_KEY"}
-"""The variable each provider's key comes from (Ollama's is optional)."""
-PLACES = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "ollama": "OLLAMA_HOST"}
 
 models_app = typer.Typer(help="The models the team thinks with: `council models`, `council models check`.",
                          invoke_without_command=True)
@@ -90,8 +88,9 @@ def models(context: typer.Context, team: TeamOption = None) -> None:
                   markup=False)
     out.print("\nproviders:", markup=False)
     for provider in ("openai", "anthropic", "ollama"):
-        where = config.settings(provider).base_url or os.environ.get(PLACES[provider]) or "its own service"
-        key = KEYS[provider]
+        service = SERVICES[provider]
+        where = config.settings(provider).base_url or os.environ.get(service.url_variable) or "its own service"
+        key = service.key_variable
         has = "set" if os.environ.get(key) else ("not set (optional)" if provider == "ollama" else "NOT SET")
         out.print(f"  {provider:<10} at {where}; {key} {has}", markup=False)
 

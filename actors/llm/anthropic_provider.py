@@ -35,8 +35,8 @@ from anthropic.types import RawMessageStreamEvent
 from actors.llm import assembly
 from actors.llm.clock import CallClock, check_limits, is_read_timeout, transport_timeouts
 from actors.llm.errors import (
+    SERVICES,
     ModelCallError,
-    Service,
     missing_key,
     retry_after_seconds,
     stalled,
@@ -46,8 +46,7 @@ from actors.llm.errors import (
 )
 from actors.llm.types import Finish, Message, ModelReply, ModelRequest, Progress, ToolCall
 
-SERVICE = Service(name="anthropic", title="the Anthropic API", key_variable="ANTHROPIC_API_KEY",
-                  url_variable="ANTHROPIC_BASE_URL", list_models="GET {base_url}/v1/models lists them")
+SERVICE = SERVICES["anthropic"]
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 ANSWER_DESCRIPTION = "Give your final answer by calling this tool; its input is the answer, in the form required."

@@ -150,6 +150,19 @@ class Service:
     """How to see which models exist, as a clause; ``{base_url}`` in it stands for the provider's address."""
 
 
+SERVICES: dict[str, Service] = {
+    "openai": Service(name="openai", title="the OpenAI API", key_variable="OPENAI_API_KEY",
+                      url_variable="OPENAI_BASE_URL",
+                      list_models="GET {base_url}/models lists the models the key may use"),
+    "anthropic": Service(name="anthropic", title="the Anthropic API", key_variable="ANTHROPIC_API_KEY",
+                         url_variable="ANTHROPIC_BASE_URL", list_models="GET {base_url}/v1/models lists them"),
+    "ollama": Service(name="ollama", title="the Ollama server", key_variable="OLLAMA_API_KEY",
+                      url_variable="OLLAMA_HOST",
+                      list_models="`ollama list` shows the models pulled there, `ollama pull MODEL` fetches one"),
+}
+"""The services the SDK adapters speak to: where each reads its key and its address from, and how it is named."""
+
+
 # -- cleaning ----------------------------------------------------------------------------------------------------
 
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")

@@ -16,15 +16,15 @@ from typing import Any
 
 import ray
 
+from actors import names
 from actors.llm.assembly import parse_json
 from actors.llm.clock import CallClock, check_limits
 from actors.llm.errors import ServerError, Service, stalled, timed_out
-from actors.llm.model_server import ModelServerActor, model_path, server_name
+from actors.llm.model_server import ModelServerActor, model_path
 from actors.llm.types import ModelReply, ModelRequest, Progress
 
 SERVICE = Service(name="local", title="the local model server", key_variable="(none)", url_variable="(none)",
                   list_models="name local:default or local:/path/to/model.gguf")
-NAMESPACE = "council"
 FINISH = {"stop": "stop", "length": "length"}
 
 
@@ -43,7 +43,7 @@ class LocalProvider:
         """The actor serving ``model`` (``default`` or a GGUF path), started if it is not running yet."""
         path = model_path(model)
         return ModelServerActor.options(  # type: ignore[attr-defined]  # a Ray actor class
-            name=server_name(path), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            name=names.model_server(str(path)), namespace=names.NAMESPACE, lifetime="detached", get_if_exists=True,
             num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(str(path), self.context, self.threads)
 
     def complete(self, request: ModelRequest, *, progress: Progress | None = None) -> ModelReply:

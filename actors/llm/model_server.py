@@ -15,7 +15,6 @@ key; its answers are not good enough for real planning or code.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import time
@@ -49,11 +48,6 @@ def model_path(name: str) -> Path:
     if path.suffix != ".gguf" or not path.is_file():
         raise ModelsConfigError(f"local:{name} names no GGUF file; give local:default or local:/path/to/model.gguf")
     return path.resolve()
-
-
-def server_name(path: Path) -> str:
-    """The Ray name of the actor that serves the model at ``path`` (one per model file, cluster-wide)."""
-    return "model-server-" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=1)  # type: ignore[call-overload]  # Ray's stub takes no actor options

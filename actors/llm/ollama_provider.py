@@ -30,11 +30,10 @@ import ollama
 
 from actors.llm import assembly
 from actors.llm.clock import CallClock, check_limits, is_read_timeout, transport_timeouts
-from actors.llm.errors import ModelCallError, Service, stalled, status_error, timed_out, unreachable
+from actors.llm.errors import SERVICES, ModelCallError, stalled, status_error, timed_out, unreachable
 from actors.llm.types import Finish, Message, ModelReply, ModelRequest, Progress, ToolCall
 
-SERVICE = Service(name="ollama", title="the Ollama server", key_variable="OLLAMA_API_KEY", url_variable="OLLAMA_HOST",
-                  list_models="`ollama list` shows the models pulled there, `ollama pull MODEL` fetches one")
+SERVICE = SERVICES["ollama"]
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 
 

@@ -31,8 +31,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from actors.llm import assembly
 from actors.llm.clock import CallClock, check_limits, is_read_timeout, transport_timeouts
 from actors.llm.errors import (
+    SERVICES,
     ModelCallError,
-    Service,
     missing_key,
     retry_after_seconds,
     stalled,
@@ -42,8 +42,7 @@ from actors.llm.errors import (
 )
 from actors.llm.types import Finish, Message, ModelReply, ModelRequest, Progress, ToolCall
 
-SERVICE = Service(name="openai", title="the OpenAI API", key_variable="OPENAI_API_KEY",
-                  url_variable="OPENAI_BASE_URL", list_models="GET {base_url}/models lists the models the key may use")
+SERVICE = SERVICES["openai"]
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 LimitParameter = Literal["max_tokens", "max_completion_tokens"]

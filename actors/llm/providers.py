@@ -6,6 +6,7 @@ import os
 import threading
 
 from actors.llm.config import ModelsConfig, ModelsConfigError, ProviderSettings
+from actors.llm.errors import SERVICES
 from actors.llm.types import Provider
 
 
@@ -20,22 +21,22 @@ def make_provider(name: str, settings: ProviderSettings) -> Provider:
             from actors.llm import openai_provider
             from actors.llm.openai_provider import OpenAIProvider
 
-            return OpenAIProvider(api_key=os.environ.get("OPENAI_API_KEY"), base_url=settings.base_url
-                                  or os.environ.get("OPENAI_BASE_URL") or openai_provider.DEFAULT_BASE_URL,
+            return OpenAIProvider(api_key=_key(name),
+                                  base_url=_place(name, settings) or openai_provider.DEFAULT_BASE_URL,
                                   timeout=timeout, stall_after=stall_after)
         case "anthropic":
             from actors.llm import anthropic_provider
             from actors.llm.anthropic_provider import AnthropicProvider
 
-            return AnthropicProvider(api_key=os.environ.get("ANTHROPIC_API_KEY"), base_url=settings.base_url
-                                     or os.environ.get("ANTHROPIC_BASE_URL") or anthropic_provider.DEFAULT_BASE_URL,
+            return AnthropicProvider(api_key=_key(name),
+                                     base_url=_place(name, settings) or anthropic_provider.DEFAULT_BASE_URL,
                                      timeout=timeout, stall_after=stall_after)
         case "ollama":
             from actors.llm import ollama_provider
             from actors.llm.ollama_provider import OllamaProvider
 
-            return OllamaProvider(base_url=settings.base_url or os.environ.get("OLLAMA_HOST")
-                                  or ollama_provider.DEFAULT_BASE_URL, api_key=os.environ.get("OLLAMA_API_KEY") or None,
+            return OllamaProvider(base_url=_place(name, settings) or ollama_provider.DEFAULT_BASE_URL,
+                                  api_key=_key(name),
                                   timeout=timeout, stall_after=stall_after)
         case "local":
             from actors.llm.local_provider import LocalProvider
@@ -45,6 +46,16 @@ def make_provider(name: str, settings: ProviderSettings) -> Provider:
         case _:
             raise ModelsConfigError(f"the {name!r} provider is not available in this council; use openai, "
                                     "anthropic, ollama or local")
+
+
+def _key(provider: str) -> str | None:
+    """The provider's key, from its SDK's own variable (None when unset)."""
+    return os.environ.get(SERVICES[provider].key_variable) or None
+
+
+def _place(provider: str, settings: ProviderSettings) -> str | None:
+    """Where the provider is: the configuration's ``base_url``, else its SDK's variable (None: the service's own)."""
+    return settings.base_url or os.environ.get(SERVICES[provider].url_variable) or None
 
 
 class Providers:
