@@ -13,7 +13,7 @@ from cluster.cli_app import AddressOption, StoreOption, app, out, settings_for
 from cluster.cli_council import HomeOption, KeyOption, keyring, log_writer, pin, read_authority
 from events import Intent
 from events.catalogue import ApprovalRequested, PolicyAdopted, VoteProposed
-from governance import motions
+from governance import budget, globs, motions
 from governance.errors import GovernanceError
 from governance.policy import load_policy
 from governance.quantities import duration_text
@@ -43,6 +43,14 @@ def policy_check(file: Annotated[Path, typer.Argument(help="A policy file (TOML)
             f"{duration_text(limits.wall_time_s)} of wall time" if limits.wall_time_s is not None else "",
             f"{limits.actions:,} actions" if limits.actions is not None else "") if part)
         out.print(f"budget per {scope}{' and request' if scope == 'agent' else ''}: {shown or 'unlimited'}")
+    extending = [rule for rule in policy.rules if rule.effect in ("approve", "vote")
+                 and any(globs.match_name(budget.EXTEND, pattern) for pattern in rule.actions)]
+    fixed = budget.render(policy.budget_for("extension"))
+    out.print("a warrant that runs out of budget " + (
+        "waits for an extension (" + (f"{fixed} each, at least what it lacks" if fixed else
+                                      "as much again of what ran out") + "): "
+        + "; ".join(rule.sentence() for rule in extending) if extending else
+        "is denied (no rule lets a role ask for budget.extend)"), markup=False)
     out.print(f"review findings at or above {review_threshold(policy)!r} stop a pipeline"
               + (", those there before the change included" if review_blocks_known(policy) else
                  " when the change adds them (those there before it are reported, not blocking)"))

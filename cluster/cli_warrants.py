@@ -11,7 +11,7 @@ import typer
 from cluster.cli_app import AddressOption, StoreOption, app, out, settings_for
 from cluster.cli_council import HomeOption, KeyOption, keyring, log_writer, read_authority
 from events.catalogue import WarrantIssued, WarrantRevoked
-from governance import warrant
+from governance import budget, warrant
 from governance.authority import grants
 from governance.errors import GovernanceError
 from governance.keys import COUNCIL_KEY
@@ -42,6 +42,8 @@ def warrant_show(warrant_id: Annotated[str, typer.Argument(help="The warrant's i
     fields: dict[str, Any] = {f: getattr(grant, f) for f in grant.__struct_fields__ if f != "budget"}
     out.print(json.dumps(fields, default=list, indent=2), markup=False)
     out.print(f"budget: {grant.budget}; used: {ledger.used}", markup=False)
+    for extension in ledger.extensions.values():
+        out.print(f"extended by {budget.render(extension.extension)} ({extension.authority})", markup=False)
     try:
         chain = warrant.verify_chain(ledger.issued, lookup, council_key, time.time(), revoked)
         out.print(f"valid now: chain {' <- '.join(w.warrant_id for w in chain)} verifies with the council key "

@@ -13,15 +13,17 @@ council incarnations racing, or a decision racing a new signature, can never bot
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import ANY, NO_STREAM, Intent, RecordedEvent, streams
+from events import ANY, NO_STREAM, Intent, NewEvent, RecordedEvent, streams
 from events.catalogue import (
     ApprovalGranted,
     Budget,
     BudgetAllocated,
+    BudgetExtended,
     CheckpointSigned,
     PolicyAdopted,
     PolicyProposed,
@@ -32,14 +34,15 @@ from events.catalogue import (
 from events.streams import Kind
 from governance import approvals, budget, globs, votes
 from governance.approvals import ApprovalLedger
-from governance.errors import WarrantError
+from governance.errors import GovernanceError, WarrantError
 from governance.ledgers import PolicyLedger, WarrantLedger
 from governance.policy import Policy, parse_policy
 from governance.votes import VoteLedger
 from governance.warrant import Warrant, decode
 
-GOVERNANCE_ACTIONS = frozenset({"policy.change", "budget.allocate"})
-"""Actions people take through the council, never an agent under a warrant."""
+GOVERNANCE_ACTIONS = frozenset({"policy.change", "budget.allocate", budget.EXTEND})
+"""Actions taken through the council, never by an agent under its warrant: people change the policy and allocate
+budgets; a budget extension is asked for by the gate, on a warrant's behalf, and granted by people."""
 
 WARRANT_TTL = 8 * 24 * 3600.0
 """How long a task's warrant is valid (seconds): longer than an approval request stays open (7 days), so a
@@ -127,11 +130,12 @@ class Authority:
         actions, resources, environments = grants(policy, role)
         if not actions:
             raise WarrantError(f"the policy {policy.name!r} grants role {role!r} nothing; no warrant issued")
-        agent_limit = budget.subtract(policy.budget_for("agent"), self._committed(
-            lambda w: w.holder == agent_id and w.request_id == request_id))
+        mine = self._committed(lambda w: w.holder == agent_id and w.request_id == request_id)
+        agent_limit = budget.subtract(budget.widen(policy.budget_for("agent"), mine[1]), mine[0])
         request_limit = self.budgets.get(request_id or "", policy.budget_for("request"))
         if request_id is not None:
-            request_limit = budget.subtract(request_limit, self._committed(lambda w: w.request_id == request_id))
+            spent, extended = self._committed(lambda w: w.request_id == request_id)
+            request_limit = budget.subtract(budget.widen(request_limit, extended), spent)
         limit = budget.smallest(agent_limit, request_limit)
         return Warrant(warrant_id=warrant_id, holder=agent_id, role=role, actions=tuple(actions),
                        resources=tuple(resources), environments=tuple(environments), budget=limit, not_before=now - 1,
@@ -159,15 +163,16 @@ class Authority:
                 return ledger.issued, wid
             generation += 1
 
-    def _committed(self, which: Any) -> Budget:
-        """What warrants matching ``which`` have spent (authorised estimates, then actual costs)."""
-        total = Budget()
+    def _committed(self, which: Any) -> tuple[Budget, Budget]:
+        """What warrants matching ``which`` have spent (authorised estimates, then actual costs), and the extensions
+        granted to them (which widen the agent's and the request's budgets alike)."""
+        spent, extended = Budget(), Budget()
         for ledger in self.warrants.values():
             issued = ledger.issued
             if issued is None or not which(issued):
                 continue
-            total = budget.add(total, ledger.used)
-        return total
+            spent, extended = budget.add(spent, ledger.used), budget.add(extended, ledger.extended)
+        return spent, extended
 
     def revocations(self, warrant_id: str, reason: str, by: str) -> list[Intent]:
         """``warrant.revoked`` for the warrant and every descendant not yet revoked, each in its own stream.
@@ -212,7 +217,36 @@ class Authority:
                 continue
             out.append(Intent(streams.vote(vid), [decided], vote.version))
             out += self._vote_outcome(vote, decided)
+        return out + self._extensions_due()
+
+    def _extensions_due(self) -> list[Intent]:
+        """``budget.extended`` for every extension granted (by approvals or a vote, as folded) and not recorded yet in
+        its warrant's stream: once each, whatever round or incarnation records it (its event id is the grant's)."""
+        out = []
+        for aid, ledger in self.approvals.items():
+            requested = ledger.requested
+            if ledger.granted is not None and requested is not None and requested.spec.action == budget.EXTEND:
+                out += self._extension(requested.spec.warrant_id, aid, requested.spec.target)
+        for vid, vote in self.votes.items():
+            proposed = vote.proposed
+            if (proposed is not None and proposed.kind == budget.EXTEND and vote.decided is not None
+                    and vote.decided.outcome == "approve"):
+                out += self._extension(proposed.payload.get("warrant", ""), vid, proposed.payload.get("extension", ""))
         return out
+
+    def _extension(self, warrant_id: str, authority_id: str, amounts: str) -> list[Intent]:
+        ledger = self.warrants.get(warrant_id)
+        if ledger is None or ledger.issued is None or authority_id in ledger.extensions:
+            return []
+        try:
+            extension = budget.parse(amounts)
+        except (GovernanceError, ValueError):  # not one the gate asked for (it renders what it asks): never granted
+            return []
+        issued = ledger.issued
+        event = BudgetExtended(warrant_id=warrant_id, request_id=issued.request_id, task_id=issued.task_id,
+                               extension=extension, authority=authority_id)
+        recorded = NewEvent(payload=event, event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:extended:{authority_id}"))
+        return [Intent(streams.warrant(warrant_id), [recorded], ANY)]
 
     def _adoption(self, policy_hash: str, authority: str, keys: Iterable[str]) -> list[Intent]:
         text = self.proposals.get(policy_hash)
@@ -232,7 +266,7 @@ class Authority:
             if spec:
                 request_id, _, amounts = spec.partition(":")
                 return [Intent(streams.budget(request_id), [BudgetAllocated(
-                    request_id=request_id, budget=parse_budget(amounts), authority=f"vote {proposed.vote_id}")], ANY)]
+                    request_id=request_id, budget=budget.parse(amounts), authority=f"vote {proposed.vote_id}")], ANY)]
         return []
 
 
@@ -263,17 +297,6 @@ def grants(policy: Policy, role: str) -> tuple[list[str], list[str], list[str]]:
     if "*" in environments:
         environments = ["*"]
     return actions, resources or ["**"], environments or ["*"]
-
-
-def parse_budget(text: str) -> Budget:
-    """A budget from ``tokens=1000,money=2.5,wall_time_s=60,actions=10`` (the form a budget vote carries)."""
-    values: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, value = part.partition("=")
-        if name not in budget.FIELDS:
-            raise WarrantError(f"unknown budget field {name!r}; use {', '.join(budget.FIELDS)}")
-        values[name] = float(value) if name in ("money", "wall_time_s") else int(value)
-    return Budget(**values)
 
 
 def warrant_id_for(task_id: str, agent_id: str, generation: int = 1) -> str:

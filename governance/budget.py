@@ -7,7 +7,14 @@ field, what was used plus the cost stays within it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from events.catalogue import Budget
+from governance.errors import WarrantError
+
+EXTEND = "budget.extend"
+"""The action a policy rule names to let a role's warrants ask for more budget when theirs runs out (see
+:func:`governance.gate.check`)."""
 
 NOTHING = Budget()
 """No amount of anything (as a cost), or no limit on anything (as a limit)."""
@@ -54,6 +61,57 @@ def over(used: Budget, cost: Budget, limit: Budget) -> str | None:
             unit = UNITS[field]
             return (f"budget exhausted: {field} {_n(spent)} used + {_n(wanted)} asked > {_n(cap)} {unit} allowed")
     return None
+
+
+def widen(limit: Budget, extra: Budget) -> Budget:
+    """Limit ``limit`` raised by amount ``extra`` in every field it limits; an unlimited field stays unlimited."""
+    values = {}
+    for field in FIELDS:
+        cap, more = getattr(limit, field), getattr(extra, field)
+        values[field] = None if cap is None else cap + (more or 0)
+    return Budget(**values)
+
+
+def shortfall(used: Budget, cost: Budget, limit: Budget) -> Budget:
+    """By how much ``used + cost`` exceeds ``limit``, in each field it exceeds (the others None: nothing)."""
+    values: dict[str, Any] = {}
+    for field in FIELDS:
+        cap = getattr(limit, field)
+        if cap is None:
+            continue
+        wanted = (getattr(used, field) or 0) + (getattr(cost, field) or 0)
+        if wanted > cap:
+            values[field] = wanted - cap
+    return Budget(**values)
+
+
+def extension(short: Budget, issued: Budget, fixed: Budget) -> Budget:
+    """What one extension adds to a warrant ``short`` of budget (:func:`shortfall`): in each field it is short of,
+    the policy's amount in ``fixed``, else as much as the warrant was ``issued`` with — never less than it lacks."""
+    values: dict[str, Any] = {}
+    for field in FIELDS:
+        lacking = getattr(short, field)
+        if lacking is not None:
+            step = getattr(fixed, field)
+            values[field] = max(lacking, getattr(issued, field) if step is None else step)
+    return Budget(**values)
+
+
+def render(amount: Budget) -> str:
+    """``amount`` as ``tokens=1000,money=2.5`` (the fields it has, exactly), the form :func:`parse` reads."""
+    return ",".join(f"{field}={getattr(amount, field)!r}" for field in FIELDS if getattr(amount, field) is not None)
+
+
+def parse(text: str) -> Budget:
+    """A budget from ``tokens=1000,money=2.5,wall_time_s=60,actions=10`` (the form budget votes and extensions
+    carry); :class:`~governance.errors.WarrantError` names a field that is not one."""
+    values: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in FIELDS:
+            raise WarrantError(f"unknown budget field {name!r}; use {', '.join(FIELDS)}")
+        values[name] = float(value) if name in ("money", "wall_time_s") else int(value)
+    return Budget(**values)
 
 
 def smallest(a: Budget, b: Budget) -> Budget:

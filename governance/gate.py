@@ -99,6 +99,9 @@ class PolicyView(Protocol):
                environment: str | None = None) -> PolicyDecision:
         """The policy's decision for one action (see ``governance.policy.Policy.decide``)."""
 
+    def budget_for(self, scope: Literal["request", "agent", "extension"]) -> Budget:
+        """The policy's ``[budgets.<scope>]`` as a Budget (see ``governance.policy.Policy.budget_for``)."""
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -211,9 +214,12 @@ def _check(request: ActionRequest, warrant_id: str | None, ctx: Context) -> Verd
         approval_id = gated
     elif decision.effect != "allow":
         return _deny(request, warrant_id, ctx, "policy", decision.reason, rule=decision.rule or "")
-    over = budget.over(ledger.used, budget.add(request.cost, Budget(actions=1)), grant.budget)
-    if over is not None:
-        return _deny(request, warrant_id, ctx, "budget", f"{over} (warrant {warrant_id})")
+    cost = budget.add(request.cost, Budget(actions=1))
+    limit = budget.widen(grant.budget, ledger.extended)
+    if budget.over(ledger.used, cost, limit) is not None:
+        extended = _extended(request, grant, ledger, cost, limit, policy, ctx)
+        if isinstance(extended, Verdict):
+            return extended
     event = ActionAuthorized(warrant_id=warrant_id, agent_id=request.agent_id, action=request.action,
                              target=request.target, environment=request.environment, key=request.key,
                              digest=_digest(request), policy_hash=policy.hash, rule=decision.rule or "",
@@ -304,6 +310,93 @@ def _vote_verdict(request: ActionRequest, grant: warrant.Warrant, decision: Poli
         return _deny(request, wid, ctx, "vote", f"vote {aid} decided {found.decided.outcome}: {found.decided.reason}",
                      rule=decision.rule)
     return aid
+
+
+def _extended(request: ActionRequest, grant: warrant.Warrant, ledger: WarrantLedger, cost: Budget, limit: Budget,
+              policy: PolicyView, ctx: Context) -> Verdict | Budget:
+    """For an action the warrant's budget (``limit``: as issued, with the extensions recorded) cannot hold: the limit
+    with the extensions granted since, if it holds the action now; else the verdict.
+
+    Without a ``budget.extend`` rule for the role, the action is denied (``budget``). With one,
+    the next extension — ``budget.extend#<n>`` of the warrant, one at a time — is asked for as the
+    rule says (approvals or a vote) and the action waits for it; a refused extension denies it.
+    What an extension adds (:func:`governance.budget.extension`) is in what the approvers sign.
+    """
+    wid = grant.warrant_id
+    for n in range(len(ledger.extensions) + 1, len(ledger.extensions) + 100):
+        exhausted = f"{budget.over(ledger.used, cost, limit)} (warrant {wid})"
+        decision = policy.decide(budget.EXTEND, grant.role)
+        if decision.effect not in ("approve", "vote"):
+            return _deny(request, wid, ctx, "budget", exhausted)
+        aid = authority_id(wid, f"{budget.EXTEND}#{n}")
+        amount = budget.extension(budget.shortfall(ledger.used, cost, limit), grant.budget,
+                                  policy.budget_for("extension"))
+        gated = (_extension_approval if decision.effect == "approve" else _extension_vote)(
+            request, grant, decision, ctx, policy.hash, aid, amount, exhausted)
+        if isinstance(gated, Verdict):
+            return gated
+        limit = budget.widen(limit, gated)  # granted, not yet recorded by the council: it counts already
+        if budget.over(ledger.used, cost, limit) is None:
+            return limit
+    return _deny(request, wid, ctx, "budget", f"warrant {wid} asked for 100 extensions; ask for a larger one")
+
+
+def _extension_approval(request: ActionRequest, grant: warrant.Warrant, decision: PolicyDecision, ctx: Context,
+                        policy_hash: str, aid: str, amount: Budget, exhausted: str) -> Verdict | Budget:
+    """Ask for, wait on or read the approval of one extension: a Verdict, or the extension it granted."""
+    wid = grant.warrant_id
+    found = ctx.approval(aid)
+    if found is None or found.requested is None:
+        spec = ActionSpec(action=budget.EXTEND, target=budget.render(amount), warrant_id=wid, policy_hash=policy_hash,
+                          arguments_digest=arguments_digest({"exhausted": exhausted, "action": request.action,
+                                                             "target": request.target}),
+                          nonce=new_nonce(), expires_at=min(ctx.now + APPROVAL_TTL, grant.expires_at),
+                          requester=ctx.requester)
+        try:
+            ask = approvals.request(approval_id=aid, spec=spec, needed=decision.approvals,
+                                    approvers=decision.approvers, keys=ctx.approvers, rule=decision.rule or "",
+                                    task_id=grant.task_id)
+        except ApprovalError as exc:
+            return _deny(request, wid, ctx, "budget", f"{exhausted}; no extension can be asked for: {exc}",
+                         rule=decision.rule)
+        return Verdict("pending", f"{exhausted}; asked for an extension of {spec.target} under rule "
+                       f"{decision.rule!r}: waiting for {decision.approvals} approval(s) ({aid})",
+                       ask=(streams.approval(aid), ask), authority_id=aid)
+    if found.refused is not None:
+        return _deny(request, wid, ctx, "budget", f"{exhausted}; the extension {aid} was refused: "
+                     f"{found.refused.reason}", rule=decision.rule)
+    if found.granted is None:
+        return Verdict("pending", f"{exhausted}; waiting for the extension {found.requested.spec.target}: "
+                       f"{len(found.approvals)} of {found.requested.needed} approval(s) ({aid})", authority_id=aid)
+    return budget.parse(found.requested.spec.target)
+
+
+def _extension_vote(request: ActionRequest, grant: warrant.Warrant, decision: PolicyDecision, ctx: Context,
+                    policy_hash: str, aid: str, amount: Budget, exhausted: str) -> Verdict | Budget:
+    """Propose, wait on or read the vote on one extension: a Verdict, or the extension it granted."""
+    wid = grant.warrant_id
+    found = ctx.vote(aid)
+    if found is None or found.proposed is None:
+        try:
+            ask = votes.propose(vote_id=aid, subject=f"extend warrant {wid} by {budget.render(amount)}: {exhausted}",
+                                kind=budget.EXTEND, options=["approve", "reject"], quorum=decision.quorum,
+                                deadline=ctx.now + decision.deadline_s,
+                                voters=approvals.pinned(decision.voters, ctx.approvers), proposer=ctx.requester,
+                                payload={"warrant": wid, "extension": budget.render(amount), "policy": policy_hash})
+        except VoteError as exc:
+            return _deny(request, wid, ctx, "budget", f"{exhausted}; no extension can be put to a vote: {exc}",
+                         rule=decision.rule)
+        return Verdict("pending", f"{exhausted}; asked for an extension of {budget.render(amount)} under rule "
+                       f"{decision.rule!r}: waiting for a vote ({aid})", ask=(streams.vote(aid), ask),
+                       authority_id=aid)
+    if found.decided is None:
+        return Verdict("pending", f"{exhausted}; waiting for the vote on the extension "
+                       f"{found.proposed.payload.get('extension')}: {len(found.ballots)} of {found.proposed.quorum} "
+                       f"({aid})", authority_id=aid)
+    if found.decided.outcome != "approve":
+        return _deny(request, wid, ctx, "budget", f"{exhausted}; the vote on extension {aid} decided "
+                     f"{found.decided.outcome}: {found.decided.reason}", rule=decision.rule)
+    return budget.parse(found.proposed.payload.get("extension", ""))
 
 
 def _spec(request: ActionRequest, warrant_id: str, ctx: Context, policy_hash: str, nonce: str,

@@ -19,6 +19,7 @@ from events.catalogue import (
     ActionCompleted,
     ActionDenied,
     Budget,
+    BudgetExtended,
     PolicyAdopted,
     WarrantIssued,
     WarrantRevoked,
@@ -47,6 +48,10 @@ class WarrantLedger:
     approvals_used: set[str] = field(default_factory=set)
     used: Budget = field(default_factory=Budget)
     """What the warrant has spent: each action's actual cost once it completed, its estimate until then."""
+    extensions: dict[str, BudgetExtended] = field(default_factory=dict)
+    """Extensions of its budget, by the approval or vote that granted each (one extension per authority)."""
+    extended: Budget = field(default_factory=Budget)
+    """What the extensions add to the warrant's limits, together."""
     version: int = 0
 
     def evolve(self, event: Event) -> None:
@@ -73,6 +78,10 @@ class WarrantLedger:
                 self.used = budget.add(budget.subtract_amount(self.used, before.cost), actual)
         elif isinstance(event, ActionDenied):
             self.denied += 1
+        elif isinstance(event, BudgetExtended) and event.authority not in self.extensions:
+            self.extensions[event.authority] = event
+            self.extended = budget.add(self.extended, event.extension)
+
 
 
 @dataclass

@@ -21,8 +21,8 @@ import secrets
 
 from events import NO_STREAM, Intent, streams
 from events.catalogue import ActionSpec, PolicyProposed
-from governance import approvals, votes
-from governance.authority import Authority, parse_budget
+from governance import approvals, budget, votes
+from governance.authority import Authority
 from governance.errors import ApprovalError, GovernanceError, VoteError
 from governance.keys import SigningKey
 from governance.policy import Policy
@@ -148,7 +148,7 @@ def budget_options(allocation: list[str]) -> dict[str, str]:
         if request_id in options:
             raise GovernanceError(f"request {request_id} is named twice; give each request one option")
         try:
-            parse_budget(amounts)
+            budget.parse(amounts)
         except ValueError:
             raise GovernanceError(f"{item!r} has an amount that is not a number; "
                                   "e.g. r-1:tokens=5000,money=2") from None

@@ -121,10 +121,13 @@ class Limits(_Frozen):
 
 
 class Budgets(_Frozen):
-    """The ``[budgets]`` tables: per request, and per agent."""
+    """The ``[budgets]`` tables: per request, per agent, and what one extension grants."""
 
     request: Limits | None = None
     agent: Limits | None = None
+    extension: Limits | None = None
+    """What one extension granted under a ``budget.extend`` rule adds, in the fields that ran out (a field left out:
+    as much as the warrant was issued with)."""
 
 
 class Rule(_Frozen):
@@ -294,10 +297,11 @@ class Policy(_Frozen):
             return PolicyDecision("allow", rule.name, f'rule "{rule.name}" allows {what}', network=rule.network)
         return PolicyDecision("deny", None, f"no rule allows {what} (deny by default)")
 
-    def budget_for(self, scope: Literal["request", "agent"]) -> Budget:
-        """The ``[budgets.<scope>]`` limits as a :class:`Budget`; a limit not set is None (unlimited)."""
-        if scope not in ("request", "agent"):
-            raise PolicyError(f'there is no budget scope {scope!r}; use "request" or "agent"')
+    def budget_for(self, scope: Literal["request", "agent", "extension"]) -> Budget:
+        """The ``[budgets.<scope>]`` limits (or, for ``extension``, amounts) as a :class:`Budget`; a field not set is
+        None (unlimited; for an extension, not fixed)."""
+        if scope not in ("request", "agent", "extension"):
+            raise PolicyError(f'there is no budget scope {scope!r}; use "request", "agent" or "extension"')
         limits = getattr(self.budgets, scope) or Limits()
         return Budget(tokens=limits.tokens, money=None if limits.money is None else float(limits.money),
                       wall_time_s=limits.wall_time, actions=limits.actions)

@@ -339,6 +339,22 @@ class BudgetAllocated(Event, frozen=True, kw_only=True):
     authority: Text
 
 
+@event_type("budget.extended")
+class BudgetExtended(Event, frozen=True, kw_only=True):
+    """A warrant's budget was widened by ``extension``, because the approval or vote ``authority`` granted it.
+
+    Appended by the council to the warrant's own stream once the policy's ``budget.extend`` rule
+    granted the extension the gate asked for when the warrant ran out; the gate then allows the
+    warrant's limits plus every extension in its stream."""
+
+    warrant_id: Id
+    request_id: Id | None = None
+    task_id: Id | None = None
+    extension: Budget
+    authority: Id
+    """The approval or vote that granted it."""
+
+
 # -- checkpoints -------------------------------------------------------------------------------
 
 
@@ -357,7 +373,7 @@ class CheckpointSigned(Event, frozen=True, kw_only=True):
 
 __all__ = [
     "ActionAuthorized", "ActionCompleted", "ActionDenied", "ActionSpec", "ApprovalGranted", "ApprovalRefused",
-    "ApprovalRejected", "ApprovalRequested", "ApprovalSigned", "Budget", "BudgetAllocated", "CheckpointSigned",
-    "DenialKind", "PolicyAdopted", "PolicyProposed", "VoteCast", "VoteDecided", "VoteProposed", "WarrantIssued",
-    "WarrantRevoked",
+    "ApprovalRejected", "ApprovalRequested", "ApprovalSigned", "Budget", "BudgetAllocated", "BudgetExtended",
+    "CheckpointSigned", "DenialKind", "PolicyAdopted", "PolicyProposed", "VoteCast", "VoteDecided", "VoteProposed",
+    "WarrantIssued", "WarrantRevoked",
 ]

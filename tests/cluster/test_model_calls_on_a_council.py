@@ -25,7 +25,8 @@ from cluster.settings import Settings
 from cluster.system import shutdown
 from cluster.team import load_team
 from events import streams
-from events.catalogue import TaskSpec
+from events.catalogue import BudgetExtended, TaskAwaiting, TaskSpec
+from governance.keys import Keyring
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-council-on-ray-" + uuid.uuid4().hex
@@ -77,6 +78,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     saved = {name: os.environ.get(name) for name in ("OPENAI_API_KEY", "PYTHONPATH")}
     os.environ["OPENAI_API_KEY"] = KEY  # the agents' environment: where a provider's key comes from
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests" / "support"), saved["PYTHONPATH"]]))
+    keys = Keyring(home / ".council" / "keys")
+    for name in ("alice", "bob"):
+        keys.new(name)  # before the policy is adopted: they are who may extend a budget
     with OpenAIStandin(expect_key=KEY) as server:
         team = home / "team.toml"
         team.write_text(TEAM.format(model=MODEL, base_url=server.base_url))
@@ -161,6 +165,30 @@ def test_models_check_makes_one_recorded_call_to_each_model(running: Running) ->
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(f"{MODEL}") and " ok " in done.stdout and "5 tokens in, 16 out" in done.stdout
     assert "cut off at max_tokens" in done.stdout  # a model that rambles still works: the check only asks that
+
+
+def test_a_call_its_budget_cannot_hold_waits_for_an_extension_then_runs_once(running: Running) -> None:
+    council, server = running.council, running.server
+    server.script(Text("worth the wait", input_tokens=10, output_tokens=5))
+    before = server.calls
+    # Its worst case (900,000 tokens) is more than an agent may spend on a request (400,000 in the example policy).
+    task = council.submit("llm.ask", {"prompt": "Take your time.", "max_tokens": 900_000})
+    deadline = time.monotonic() + 60
+    while not (waits := [e.payload for e in council.store.read_stream(streams.task(task))
+                         if isinstance(e.payload, TaskAwaiting)]):
+        assert time.monotonic() < deadline, "the task never waited for the extension"
+        time.sleep(0.1)
+    assert "budget exhausted: tokens" in waits[0].reason and "budget-extension" in waits[0].reason
+    assert server.calls == before  # denied before the provider was called
+    listed = run_council("approvals", cwd=running.home, env=running.env)
+    assert waits[0].authority_id in listed.stdout and "budget.extend tokens=" in listed.stdout, listed.stdout
+    signed = run_council("approve", waits[0].authority_id, "--key", "alice", cwd=running.home, env=running.env)
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    assert council.wait([task], timeout=120)[task] == "completed"
+    assert server.calls == before + 1
+    extended = [e.payload for e in council.store.read_all(1, None, ["budget.extended"])
+                if isinstance(e.payload, BudgetExtended) and e.payload.task_id == task]
+    assert len(extended) == 1 and extended[0].extension.tokens >= 400_000
 
 
 def test_no_key_is_written_to_the_log_the_home_or_rays_logs(running: Running) -> None:

@@ -411,7 +411,7 @@ def test_budget_for():
     assert policy.budget_for("request") == Budget(tokens=1000, money=5.0, wall_time_s=7200.0, actions=None)
     assert isinstance(policy.budget_for("request").money, float)
     assert policy.budget_for("agent") == Budget()
-    with pytest.raises(PolicyError, match='use "request" or "agent"'):
+    with pytest.raises(PolicyError, match='use "request", "agent" or "extension"'):
         policy.budget_for("team")
 
 
