@@ -81,13 +81,27 @@ def verify(issued: WarrantIssued, council: PublicKey) -> Warrant:
     if issued.issuer != council.fingerprint:
         raise WarrantError(f"warrant {issued.warrant_id} was issued by key {issued.issuer}, not by this council "
                            f"({council.fingerprint})")
-    if not council.verify(issued.signature, _signed(issued.warrant)):
-        raise WarrantError(f"warrant {issued.warrant_id} is forged: its signature does not verify with the council key")
-    warrant = decode(issued)
+    signed = (council.raw, issued.signature, issued.warrant)
+    warrant = _VERIFIED.get(signed)
+    if warrant is None:
+        if not council.verify(issued.signature, _signed(issued.warrant)):
+            raise WarrantError(f"warrant {issued.warrant_id} is forged: its signature does not verify with the "
+                               "council key")
+        warrant = decode(issued)
+        if len(_VERIFIED) >= _VERIFIED_KEPT:
+            _VERIFIED.clear()
+        _VERIFIED[signed] = warrant
     fields = ("warrant_id", "holder", "parent_id", "task_id", "request_id", "issuer")
     if any(getattr(issued, f) != getattr(warrant, f) for f in fields):
         raise WarrantError(f"warrant {issued.warrant_id} is forged: its envelope does not match the signed warrant")
     return warrant
+
+
+_VERIFIED: dict[tuple[bytes, bytes, bytes], Warrant] = {}
+"""Warrants whose signature verified, by (council key, signature, signed bytes). Those three decide the verdict of
+an Ed25519 check alone, so a warrant is verified once per process, not once per action; validity, revocation and
+the envelope are still checked every time."""
+_VERIFIED_KEPT = 4096
 
 
 def widening(parent: Warrant, child: Warrant) -> str | None:
