@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 from events import ANY, NO_STREAM, NewEvent, RecordedEvent, streams
 from events.catalogue import ActionCompleted, Budget, Confinement, LimitName
 from events.errors import ConcurrencyError
-from governance import budget, gate
+from governance import budget, gate, warrant
 from governance.approvals import ApprovalLedger
 from governance.confinement import SandboxTable
 from governance.keys import PublicKey
@@ -98,6 +98,15 @@ class Gatekeeper:
                                 error=error[:4000], output_digest=output_digest, confinement=confinement,
                                 limits_hit=list(limits_hit or []))
         return streams.warrant(warrant_id), [NewEvent(payload=event, event_id=_id("completed", warrant_id, key))], ANY
+
+    def permitted(self, warrant_id: str, action: str, paths: list[str]) -> list[str]:
+        """Those of ``paths`` the warrant covers for ``action`` and the policy in force allows outright
+        (:func:`governance.gate.permitted`); none without a warrant or a policy."""
+        ledger = self._warrant(warrant_id)
+        policy = self._policy.catch_up(self.log).current()
+        if ledger is None or ledger.issued is None or policy is None:
+            return []
+        return gate.permitted(action, paths, warrant.decode(ledger.issued), policy)
 
     def sandbox(self) -> SandboxTable:
         """How the policy in force confines commands (the default ``[sandbox]`` terms if no policy is in force)."""

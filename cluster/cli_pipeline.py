@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cluster.cli_app import AddressOption, StoreOption, app, council_for, out, quiet_ray, settings_for
 from events import CouncilError
 
-run_app = typer.Typer(help="Run pipelines: `council run ci --repo PATH`.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from cluster.driver import Council
+    from cluster.pipeline import Run
+
+run_app = typer.Typer(help="Run the team and the pipeline: `council run code \"REQUEST\" --repo PATH`, `council run ci "
+                            "--repo PATH`.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 
 
@@ -32,12 +37,47 @@ def ci(
 ) -> None:
     """Run the pipeline on REPO: changes → impacted tests → tests → review → build → staging → smoke → docs →
     production (after approvals). Starts the council if none runs; prints progress live, then a report."""
+    from cluster.pipeline import start_ci
+
+    _run(repo, store, address, local_approvers, timeout, lambda council: start_ci(council, repo, base), "pipeline")
+
+
+@run_app.command("code")
+def code(
+    request: Annotated[str, typer.Argument(help="What to build, in words: \"Create a function to calculate "
+                                                "fibonacci numbers\".")],
+    repo: Annotated[str, typer.Option(help="The repository (or directory, empty or not) to build it in; the team "
+                                           "works in a tree of its own, never in REPO itself.")],
+    base: Annotated[str | None, typer.Option(help="Start from this revision (branch, tag, commit) instead of "
+                                                  "REPO's current state.")] = None,
+    fix_rounds: Annotated[int, typer.Option(min=1, max=3, help="Rounds in which the coder may fix what the tests "
+                                                               "find, before the request stops.")] = 2,
+    store: StoreOption = None,
+    address: AddressOption = None,
+    local_approvers: Annotated[bool, typer.Option(
+        "--local-approvers", help="Create keys in this council's keyring for the policy's approvers that have none "
+                                  "(a trial on one machine; on a team each approver makes their own)")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow the run before giving up.")] = 3600.0,
+) -> None:
+    """Have the team make REQUEST in REPO — the coder writes it, the test writer tests it (and the coder fixes what
+    fails), the reviewer reviews and fixes, the documenter documents — then run the pipeline over the change up
+    to production's approvals. Starts the council if none runs; prints progress live, then a report."""
+    from cluster.pipeline import start_code
+
+    _run(repo, store, address, local_approvers, timeout,
+         lambda council: start_code(council, request, repo, base, fix_rounds), "request")
+
+
+def _run(repo: str, store: str | None, address: str | None, local_approvers: bool, timeout: float,
+         start: Callable[[Council], Run], what: str) -> None:
+    """Start the council, submit the run ``start`` makes, follow it live and print its report (exit 1 if it
+    failed)."""
     from cluster.driver import Council
-    from cluster.pipeline import follow, report, start_ci
+    from cluster.pipeline import follow, report
 
     quiet_ray()
     if not Path(repo).is_dir():
-        raise CouncilError(f"{repo} is not a directory; give the path of the repository to run the pipeline on")
+        raise CouncilError(f"{repo} is not a directory; give the path of the repository to run it on")
     settings = settings_for(store, address).absolute()
     if local_approvers:
         _local_approvers(settings.policy, settings.home)
@@ -45,8 +85,8 @@ def ci(
     with clock.stage("starting the council (Ray, the log, the agents)"):
         council = Council.start(settings, ray_start="head")
     with clock.stage(f"preparing the tree of {repo}"):
-        run = start_ci(council, repo, base)
-    clock.say(f"pipeline {run.request_id} on {repo} at {run.commit[:12]}"
+        run = start(council)
+    clock.say(f"{what} {run.request_id} on {repo} at {run.commit[:12]}"
               + (f", compared with {run.base[:12]}" if run.base else ", every file new (no base)"))
     follow(council, run, lambda line: clock.say(f"  {line}"), timeout)
     found = report(council, run)

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from actors.coding.coder import CodeWritten
+from actors.coding.documenter import DocsWritten
+from actors.coding.plan import FIX_ROUNDS, MOST_FIX_ROUNDS, plan_code
+from actors.coding.plan import RESULTS as CODING_RESULTS
+from actors.coding.reviewer import CodeReviewed
+from actors.coding.tester import Fixed, TestsWritten
 from actors.pipeline.config import (
+    PackageIndex,
+    PipelineConfig,
     load_config,
     package_index,
     review_blocks_known,
@@ -31,6 +39,7 @@ from actors.pipeline.config import (
 from actors.pipeline.install import install_args
 from actors.pipeline.plan import STEPS, plan, task_id
 from actors.pipeline.results import (
+    RESULTS,
     BuildResult,
     DocsResult,
     Release,
@@ -41,9 +50,8 @@ from actors.pipeline.results import (
     TestResult,
     pick,
     read,
-    result_type,
 )
-from actors.tools.checkout import REQUEST, prepare
+from actors.tools.checkout import REQUEST, Checkout, prepare
 from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace
 from cluster.driver import Council, new_request_id
@@ -56,12 +64,17 @@ from events.catalogue import (
     TaskAwaiting,
     TaskCompleted,
     TaskFailed,
+    TaskSpec,
     TaskStatus,
     TestsReported,
     WarrantIssued,
 )
+from events.catalogue.work import Severity
 from governance.approvals import ApprovalLedger
 from governance.confinement import SandboxTable
+
+RESULT_TYPES = {**RESULTS, **CODING_RESULTS}
+"""Capability → the type of the result its skill hands on: the pipeline's steps and the coding team's."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,27 @@ class Run:
 def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run:
     """Check ``repo`` out into a tree of its own and submit the pipeline over it (request, plan and tasks in one
     commit)."""
+    return _start(council, repo, base, lambda request_id, checkout, shape: plan(request_id, checkout, *shape), "ci")
+
+
+def start_code(council: Council, instruction: str, repo: str | Path, base: str | None = None,
+               fix_rounds: int = FIX_ROUNDS) -> Run:
+    """Check ``repo`` out into a tree of its own and submit a coding request over it: the team makes the change
+    ``instruction`` asks for, then the pipeline ships it (:mod:`actors.coding.plan`; one commit)."""
+    if not instruction.strip():
+        raise CouncilError("say what to build: `council run code \"Add a function that …\" --repo PATH`")
+    if not 1 <= fix_rounds <= MOST_FIX_ROUNDS:
+        raise CouncilError(f"--fix-rounds must be 1 to {MOST_FIX_ROUNDS}, not {fix_rounds}")
+    return _start(council, repo, base, lambda request_id, checkout, shape: plan_code(
+        request_id, instruction.strip(), checkout, *shape, fix_rounds=fix_rounds), f"code: {instruction.strip()[:80]}")
+
+
+Planner = Callable[[str, Checkout, tuple[PipelineConfig, Severity, bool, list[str], PackageIndex]],
+                   tuple[PipelinePlanned, list[TaskSpec]]]
+
+
+def _start(council: Council, repo: str | Path, base: str | None, planner: Planner, title: str) -> Run:
+    """Make ``repo``'s tree for a new request, plan it with ``planner`` and submit request, plan and tasks at once."""
     workspace = council.settings.absolute().workspace
     if workspace is None:
         raise CouncilError("the council has no workspace; start it with a home (`council up`)")
@@ -96,10 +130,10 @@ def start_ci(council: Council, repo: str | Path, base: str | None = None) -> Run
     except CouncilError:
         shutil.rmtree(tree)  # nothing was submitted: leave nothing behind
         raise
-    planned, specs = plan(request_id, checkout, config, threshold, block_known, install, index)
-    council.request(f"ci {Path(checkout.source).name} @ {checkout.commit[:12]}", specs, request_id=request_id,
+    planned, specs = planner(request_id, checkout, (config, threshold, block_known, install, index))
+    council.request(f"{title} {Path(checkout.source).name} @ {checkout.commit[:12]}", specs, request_id=request_id,
                     plan=planned)
-    return Run(request_id, tree, checkout.commit, checkout.base, {s.name: task_id(request_id, s.name) for s in STEPS})
+    return Run(request_id, tree, checkout.commit, planned.base, {s.step: s.task_id for s in planned.steps})
 
 
 class PipelineTimedOut(CouncilError, TimeoutError):
@@ -170,7 +204,7 @@ def _settled(status: dict[str, TaskStatus], run: Run, through_prod: bool) -> boo
 @dataclass
 class Report:
     """What a pipeline run did, read back from the log: each step's status, and the results of those that completed,
-    as their types (:func:`actors.pipeline.results.result_type`)."""
+    as their types (:data:`RESULT_TYPES`)."""
 
     request_id: str
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -193,6 +227,8 @@ class Report:
     """What the last test run recorded, whether the step completed or not (a failed run's counts and details)."""
     shipped_by: list[str] = field(default_factory=list)
     """Who signed production's approval, as ``name (fingerprint)``, once it was granted."""
+    costs: list[tuple[str, int, int, int, float]] = field(default_factory=list)
+    """Per agent that called models for the request: (agent, calls, tokens in, tokens out, dollars)."""
     options: str = ""
     """What a printed command must carry to reach this council's log and keys (``--store``, ``--home``), when they
     are not the defaults a command in the current directory would use."""
@@ -221,6 +257,37 @@ class Report:
         hit = "; ".join(f"{step}: {', '.join(limits)}" for step, limits in self.limits.items())
         return line + (f"; limits hit: {hit}" if hit else "; no limit was hit")
 
+    def team(self) -> list[str]:
+        """What the coding team did (nothing for a run of the pipeline alone), and what its model calls cost."""
+        lines: list[str] = []
+        if code := pick(self.results, "code", CodeWritten):
+            lines.append(f"code: {', '.join(code.files)} in commit {str(code.commit)[:12]} by {code.model} "
+                         f"({code.rounds} answer(s), {code.refused} refused): {code.summary}")
+        if tests := pick(self.results, "tests", TestsWritten):
+            lines.append(f"tests: {', '.join(tests.files)} in commit {str(tests.commit)[:12]}; first run "
+                         f"{tests.run.summary()}")
+        for name, result in self.results.items():
+            if isinstance(result, Fixed):
+                lines.append(f"{name}: {', '.join(result.files)} in commit {str(result.commit)[:12]}" if result.fixed
+                             else f"{name}: nothing to fix; {result.reason}")
+            elif name.startswith("retest-") and isinstance(result, TestResult):
+                lines.append(f"{name}: {result.summary()}")
+        if critique := pick(self.results, "critique", CodeReviewed):
+            counted = ", ".join(f"{n} {s}" for s, n in critique.counts.items() if n) or "no findings"
+            lines.append(f"critique: {len(critique.reviewed)} file(s) reviewed by {critique.model or 'no model'}: "
+                         f"{counted}" + (f"; {critique.fixed} fixed in commit {critique.fix_commit[:12]}"
+                                         if critique.fix_commit else ""))
+            lines += [f"  {f.severity:<8} {f.kind or f.tool} {f.path}:{f.line} {f.message[:160]}"
+                      for f in critique.findings[:5]]
+        if document := pick(self.results, "document", DocsWritten):
+            lines.append(f"document: {', '.join(document.files) or 'nothing to change'}"
+                         + (f" in commit {document.commit[:12]}" if document.commit else ""))
+        if self.costs:
+            lines.append("model calls, by agent:")
+            lines += [f"  {agent:<14} {calls:>3} call(s), {tokens_in:,} tokens in, {tokens_out:,} out, ${cost:.4f}"
+                      for agent, calls, tokens_in, tokens_out, cost in self.costs]
+        return ["", *lines] if lines else []
+
     @property
     def staging(self) -> str | None:
         """Where staging's release is live, and which: ``<current link> → release <id> (<artefact>)``."""
@@ -241,6 +308,7 @@ class Report:
                 lines.append(f"    stopped for good: {self.verdicts[step]}")
             if step in self.tracebacks:
                 lines += [f"      {line}" for line in self.tracebacks[step].rstrip().splitlines()[-12:]]
+        lines += self.team()
         lines += ["", self.sandbox()]
         if (made := pick(self.results, "setup", SetupResult)) and made.python:
             lines += ["", f"environment: {made.python} (installed {' '.join(made.installed)}; the build backend "
@@ -302,7 +370,10 @@ def report(council: Council, run: Run | str) -> Report:
         if status is TaskStatus.COMPLETED:
             completed = _last(council, step.task_id, TaskCompleted)
             try:
-                found.results[step.step] = read(completed.result, result_type(step.step), f"task {step.task_id}")
+                kind = RESULT_TYPES.get(step.capability)
+                if kind is None:
+                    raise KeyError(f"{step.capability} is not a step this council knows the result of")
+                found.results[step.step] = read(completed.result, kind, f"task {step.task_id}")
             except (KeyError, ResultMismatch) as unreadable:  # a step this pipeline does not know, a result of
                 found.errors[step.step] = str(unreadable.args[0])  # another shape: said in the report, not raised
         elif status is TaskStatus.AWAITING_APPROVAL:
@@ -324,6 +395,9 @@ def report(council: Council, run: Run | str) -> Report:
         found.steps.append({"step": step.step, "task_id": step.task_id, "status": status, "agent": agent,
                             "seconds": seconds if status is TaskStatus.COMPLETED else None})
     _confinement(council, {step.task_id: step.step for step in planned[0].steps}, found)
+    spent = council.sql("SELECT agent_id, count(*), sum(input_tokens), sum(output_tokens), sum(cost) FROM llm_calls "
+                        f"WHERE request_id = '{request_id}' GROUP BY agent_id ORDER BY agent_id")
+    found.costs = [(str(a), int(n), int(i or 0), int(o or 0), float(c or 0.0)) for a, n, i, o, c in spent.rows]
     return found
 
 

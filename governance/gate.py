@@ -35,7 +35,7 @@ authorised and run on their own — never a silent replay of something else.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -64,7 +64,8 @@ from governance.votes import VoteLedger
 APPROVAL_TTL = 7 * 24 * 3600.0
 """How long an approval request stays open before it expires (seconds)."""
 
-__all__ = ["APPROVAL_TTL", "ActionRequest", "Context", "DenialKind", "PolicyView", "Verdict", "authority_id", "check"]
+__all__ = ["APPROVAL_TTL", "ActionRequest", "Context", "DenialKind", "PolicyView", "Verdict", "authority_id", "check",
+           "permitted"]
 
 
 class ActionRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,6 +227,25 @@ def _check(request: ActionRequest, warrant_id: str | None, ctx: Context) -> Verd
                              cost=request.cost, approval_id=approval_id, network=decision.network)
     return Verdict("authorized", decision.reason, streams.warrant(warrant_id), ledger.version, (event,),
                    authority_id=approval_id, network=decision.network, sandbox=policy.sandbox)
+
+
+def permitted(action: str, paths: Iterable[str], grant: warrant.Warrant, policy: PolicyView) -> list[str]:
+    """Those of ``paths`` that ``grant`` covers for ``action`` and the policy allows outright — not a path a rule
+    denies, or would put to approvals or a vote.
+
+    How one action over many files (reading a tree) leaves out what the gate would refuse for a
+    single one of them, such as secrets. It filters; it authorises nothing: the action over the
+    files passes :func:`check` itself.
+    """
+    chosen = []
+    for path in paths:
+        try:
+            if warrant.covers_action(grant, action, path, None) is None and \
+                    policy.decide(action, grant.role, path).effect == "allow":
+                chosen.append(path)
+        except PolicyError:  # not a path inside the workspace: never permitted
+            continue
+    return chosen
 
 
 def _another_path(request: ActionRequest, warrant_id: str, ctx: Context, recorded: ActionAuthorized, *,

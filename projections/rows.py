@@ -95,6 +95,7 @@ class ModelCallRow(msgspec.Struct, gc=False):
     finish: str | None = None
     failure: str | None = None
     repaired: bool = False
+    edits: str | None = None
     requested_at: int | None = None
     finished_at: int | None = None
     position: int = 0

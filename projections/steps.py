@@ -52,6 +52,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
                       "finish"),
     "llm.failed": ("task_id", "key", "provider", "model", "kind", "cost"),
     "llm.repaired": ("task_id", "key", "provider", "model"),
+    "edit.applied": ("task_id", "key"),
+    "edit.malformed": ("task_id", "key", "refusal"),
 }
 """The event types the read models read, and the payload fields read of each: a reader may decode just these."""
 
@@ -228,8 +230,16 @@ def _call_repaired(row: ModelCallRow, e: Payload, at: int) -> None:
     row.status = CallStatus.COMPLETED  # only an answer can fail to fit its schema
 
 
+def _edits_applied(row: ModelCallRow, e: Payload, at: int) -> None:
+    row.task_id, row.edits = e.task_id, "applied"
+
+
+def _edits_refused(row: ModelCallRow, e: Payload, at: int) -> None:
+    row.task_id, row.edits = e.task_id, e.refusal
+
+
 CALL_STEPS: dict[str, CallStep] = {
     "llm.requested": _call_requested, "llm.completed": _call_completed, "llm.failed": _call_failed,
-    "llm.repaired": _call_repaired,
+    "llm.repaired": _call_repaired, "edit.applied": _edits_applied, "edit.malformed": _edits_refused,
 }
 """The step of each model call event type; every one's payload has the call's ``key``."""

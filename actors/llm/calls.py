@@ -81,6 +81,8 @@ class Answer(Generic[M]):
     replayed: bool
     calls: int
     """How many calls it took (repairs included), answered from the log or not."""
+    key: str = ""
+    """The key of the call that gave the answer (the last one, after repairs)."""
 
     @property
     def text(self) -> str:
@@ -163,11 +165,11 @@ class ModelCalls:
             if reply.finish == "refused":
                 raise PermanentFailure(f"{chosen} refused to answer ({reply.stop_reason or 'refused'})")
             if schema is None:
-                return Answer(reply, None, chosen, spent, replayed_all, calls)
+                return Answer(reply, None, chosen, spent, replayed_all, calls, key)
             try:
                 value = reply.structured if reply.structured is not None else json.loads(reply.text or "null")
                 found = _fitted(value, schema)
-                return Answer(reply, found, chosen, spent, replayed_all, calls)
+                return Answer(reply, found, chosen, spent, replayed_all, calls, key)
             except (ValidationError, ValueError, jsonschema.ValidationError) as exc:
                 error = _said(exc)
             if repair == self.config.repairs:
@@ -283,6 +285,11 @@ class ModelCalls:
         if done.reply_blob is not None:
             return msgspec.json.decode(self.blobs.get(done.reply_blob), type=ModelReply)
         return None
+
+    def note(self, event: Any, identity: str) -> None:
+        """Append what became of an answer (``edit.applied``, ``edit.malformed``) to the task's stream of calls, once:
+        ``identity`` names it among the task's records, so an attempt run again records nothing twice."""
+        self._append(event, f"note:{identity}")
 
     def _append(self, event: Any, identity: str) -> None:
         """Append ``event`` to the task's stream of calls, once (a retried append of the same event is recognised)."""

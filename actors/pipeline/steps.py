@@ -53,8 +53,7 @@ CHANGELOG_STEPS = ("changes", "test", "review", "build", "staging", "smoke")
 
 def identity(tools: CiTools) -> Identity:
     """Who the agent is in a commit: its id and role, and the warrant it acts under."""
-    agent = tools.gatekeeper.agent_id
-    return Identity(f"{agent} (agent-council)", f"{agent}@agent-council.invalid", tools.warrant_id or "none")
+    return Identity.agent(tools.gatekeeper.agent_id, tools.warrant_id)
 
 
 @skill("ci.changes", toolset=Toolset.CI)

@@ -151,6 +151,26 @@ class CiTools(Tools):
 
         return ReviewResult.reported(self._reported(request, ReviewReported, "review.reported", examine))
 
+    def report_review(self, findings: list[Finding], threshold: Severity, fix_commit: str | None,
+                      compared: str) -> ReviewReported:
+        """``review.reported`` of a review made elsewhere (a model's, with the linters' findings on the change): the
+        findings ranked most severe first, and how many stop the request — the new ones at or above ``threshold``.
+        Recorded once; a rerun reads it back."""
+        request = self._request("file.read", "code review of the change", arguments={"threshold": threshold})
+
+        def report(_: Sandbox) -> tuple[ReviewReported, dict[str, Any]]:
+            ranked = sorted(findings, key=lambda f: (-SEVERITIES.index(f.severity), f.known, f.path, f.line))
+            stops = [f for f in findings if not f.known and reviews.severity_at_least(f.severity, threshold)]
+            counts: dict[Severity, int] = {}
+            for f in findings:
+                counts[f.severity] = counts.get(f.severity, 0) + 1
+            event = ReviewReported(warrant_id=self.warrant_id or "", key=request.key, counts=counts,
+                                   findings=ranked[:200], threshold=threshold, blocking=len(stops),
+                                   fix_commit=fix_commit, baseline=compared, known=sum(1 for f in findings if f.known))
+            return event, {"findings": len(findings), "blocking": len(stops)}
+
+        return self._reported(request, ReviewReported, "review.reported", report)
+
     def environment(self, install: list[str], index: PackageIndex, timeout: float = 900.0,
                     cache: str | None = None) -> SetupResult:
         """``command.install``: a Python environment of the request's own (:mod:`actors.tools.python_env`), beside

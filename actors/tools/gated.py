@@ -30,13 +30,14 @@ import msgspec
 
 from actors.gatekeeper import Gatekeeper
 from actors.skills import PermanentFailure, progress
-from actors.tools import commands
+from actors.tools import commands, reading
 from actors.tools.deploy import HealthCheckFailed, deploy
 from actors.tools.git import Git, Identity
 from actors.tools.sandbox import Sandbox
 from actors.tools.testing import run_pytest
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import streams
+from events.blobs import BlobStore
 from events.catalogue import (
     Budget,
     FailureKind,
@@ -45,6 +46,7 @@ from events.catalogue import (
     LimitName,
     ReleaseDeployed,
     TestsReported,
+    TreeRead,
 )
 from governance import budget, signing
 from governance.gate import ActionRequest, Verdict
@@ -141,6 +143,64 @@ class Tools:
             raise PermanentFailure(f"agent {self.gatekeeper.agent_id} has no model configuration; start the council "
                                    "with a [models] table in its team file, or COUNCIL_MODEL set")
         return self.thinking
+
+    def read_file(self, path: str, first: int | None = None, last: int | None = None) -> str:
+        """``file.read``: the text of ``path`` in the workspace — lines ``first`` to ``last`` only (1-based, both
+        included), if given; :class:`PermanentFailure` if it is missing, too large or not text. Read afresh on every
+        attempt."""
+        request = self._request("file.read", path, resource=path, arguments={"first": first, "last": last})
+
+        def read(_: Sandbox) -> dict[str, Any]:
+            text = reading.decode(self.workspace.read(path))
+            if text is None:
+                raise PermanentFailure(f"{path} is not text (UTF-8); it cannot be read as source")
+            if first is not None or last is not None:
+                lines = text.splitlines(keepends=True)
+                text = "".join(lines[max(0, (first or 1) - 1):last])
+            return {"path": path, "text": text}
+
+        try:
+            return str(self._run(request, read, reads_only=True)["text"])
+        except WorkspaceError as exc:
+            raise PermanentFailure(str(exc)) from None
+
+    def read_tree(self, root: str = ".", *, remember: BlobStore | None = None) -> dict[str, str]:
+        """``file.read`` of a tree: every text file under ``root`` that the warrant and the policy would let this
+        agent read one by one (path → text; what a rule denies, such as secrets, is left out: see
+        :meth:`Gatekeeper.permitted`), skipping version control, environments, caches, binaries, files over
+        256 KiB, and whatever is past 16 MiB in all. One action.
+
+        Read afresh on every attempt — unless ``remember`` is given: then what the first attempt read is kept as a
+        blob there (``tree.read``), and every later attempt of the task gets exactly that, whatever the tree holds
+        by then (an agent that works from what it read sees the same thing after a crash).
+        """
+        request = self._request("file.read", f"tree {root}", resource=root, arguments={"remember": bool(remember)})
+
+        def read(_: Sandbox) -> dict[str, Any]:
+            paths = reading.text_files(self.workspace.root, self.workspace.path(root))
+            files, size = {}, 0
+            for path in self.gatekeeper.permitted(self.warrant_id or "", "file.read", paths):
+                text = reading.decode(self.workspace.read(path))
+                if text is not None and size + len(text) <= reading.MAX_TREE_BYTES:
+                    files[path] = text
+                    size += len(text)
+            if remember is not None:
+                blob = remember.put(signing.canonical(files))
+                self._record(request.key, TreeRead(warrant_id=self.warrant_id or "", key=request.key, root=root,
+                                                   files=len(files), blob=blob), "tree.read")
+            return {"files": files}
+
+        def replay() -> dict[str, Any]:
+            found = self.recorded(request.key, TreeRead)
+            if found is None or remember is None:
+                return {}
+            return {"files": msgspec.msgpack.decode(remember.get(found.blob), type=dict[str, str])}
+
+        try:
+            done = self._run(request, read, replay=replay, reads_only=remember is None)
+        except WorkspaceError as exc:
+            raise PermanentFailure(str(exc)) from None
+        return dict(done["files"])
 
     def write_file(self, path: str, content: str) -> dict[str, Any]:
         """``file.write``: write ``content`` (text) to ``path`` in the workspace."""

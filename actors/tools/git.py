@@ -38,6 +38,11 @@ class Identity:
     email: str
     warrant_id: str
 
+    @classmethod
+    def agent(cls, agent_id: str, warrant_id: str | None) -> Identity:
+        """An agent as a commit's author, under its warrant (``none`` if it has none)."""
+        return cls(f"{agent_id} (agent-council)", f"{agent_id}@agent-council.invalid", warrant_id or "none")
+
 
 class Git:
     """The git repository at ``repo`` (a directory in ``workspace``), worked on in ``box`` (its .git writable)."""

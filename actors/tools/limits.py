@@ -109,7 +109,7 @@ class ProcessCap:
                 for level in (root, parent):
                     if "pids" not in (level / "cgroup.subtree_control").read_text().split():
                         (level / "cgroup.subtree_control").write_text("+pids")
-            path = parent / f"cmd-{uuid.uuid4().hex[:16]}"
+            path = parent / f"cmd-{os.getpid()}-{uuid.uuid4().hex[:16]}"
             path.mkdir()
             (path / "pids.max").write_text(str(limit))
             return cls(path)
@@ -151,13 +151,32 @@ class ProcessCap:
 
 
 def sweep() -> int:
-    """Remove the empty command cgroups a crashed council left behind; how many were removed."""
+    """Remove the empty command cgroups that processes now dead left behind (a crashed agent); how many were removed.
+
+    A cgroup is named by the process that made it (``cmd-<pid>-<id>``), and one whose maker is alive is never
+    touched: it is empty between being made and its command joining it, and another agent on the same machine
+    sweeping it then would make that command fail.
+    """
     root = ProcessCap.hierarchy()
     removed = 0
     if root is None or not (root / PARENT).is_dir():
         return 0
     for child in (root / PARENT).glob("cmd-*"):
+        maker = child.name.split("-")[1]
+        if maker.isdigit() and _alive(int(maker)):
+            continue
         with contextlib.suppress(OSError):
             child.rmdir()
             removed += 1
     return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a pid reused since counts as alive: the sweep then waits for another time)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -36,7 +36,14 @@ from events.catalogue.governance import (
     WarrantRevoked,
 )
 from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnresponsive, AlertRaised
-from events.catalogue.models import ModelAnswerRepaired, ModelCallCompleted, ModelCallFailed, ModelCallRequested
+from events.catalogue.models import (
+    EditApplied,
+    EditMalformed,
+    ModelAnswerRepaired,
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
+)
 from events.catalogue.requests import PipelinePlanned, PlannedStep, RequestSubmitted
 from events.catalogue.tasks import (
     CANCELLABLE,
@@ -73,6 +80,7 @@ from events.catalogue.work import (
     ReleaseDeployed,
     ReviewReported,
     TestsReported,
+    TreeRead,
 )
 
 __all__ = [
@@ -107,6 +115,8 @@ __all__ = [
     "BuildReported",
     "CheckpointSigned",
     "Confinement",
+    "EditApplied",
+    "EditMalformed",
     "FailureKind",
     "FileChanged",
     "Finding",
@@ -140,6 +150,7 @@ __all__ = [
     "TaskStatus",
     "TaskSubmitted",
     "TestsReported",
+    "TreeRead",
     "VoteCast",
     "VoteDecided",
     "VoteProposed",

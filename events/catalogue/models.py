@@ -1,4 +1,5 @@
-"""Model calls: what was asked of a model, what it answered, what it cost, and what went wrong.
+"""Model calls: what was asked of a model, what it answered, what it cost, what went wrong — and, for the coding
+team's calls, whether the edits an answer held applied.
 
 All in the task's own stream of calls, ``llm-<task id>`` (:func:`events.streams.model_calls`), so
 that whichever agent or warrant runs the task next finds what was already paid for. The gate's
@@ -25,6 +26,7 @@ from events.registry import Event, event_type
 Digest = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 Key = Annotated[str, Meta(min_length=1, max_length=512)]
 Provider = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+Path = Annotated[str, Meta(min_length=1, max_length=4096)]
 Model = Annotated[str, Meta(min_length=1, max_length=200)]
 Usd = Annotated[float, Meta(ge=0)]
 FailureKind = Literal["rate_limited", "server_error", "timeout", "refused", "context_too_long", "authentication",
@@ -107,3 +109,40 @@ class ModelAnswerRepaired(Event, frozen=True, kw_only=True):
     repair: Positive
     model: Model
     provider: Provider
+
+
+EditRefusal = Literal["unreadable", "does-not-apply", "does-not-compile", "refused"]
+"""Why the edits of an answer were refused: its SEARCH/REPLACE blocks could not be read; a block did not match its
+file; a changed Python file would not compile; the gate refused to write a file."""
+
+
+@event_type("edit.applied")
+class EditApplied(Event, frozen=True, kw_only=True):
+    """Every edit of an answer applied (and each Python file it changed compiles): the round of the agent's edit loop
+    it came in (1: the first answer), and the files it changed."""
+
+    task_id: Id
+    agent_id: Id
+    key: Key
+    """The call whose answer held the edits."""
+    model: Model
+    round: Positive
+    blocks: Count
+    files: list[Path] = []
+
+
+@event_type("edit.malformed")
+class EditMalformed(Event, frozen=True, kw_only=True):
+    """The edits of an answer were refused (all of them, or ``applied`` of them went through): why, in the words sent
+    back to the model. The rate of answers whose edits applied, per model, is a query over these and
+    ``edit.applied``."""
+
+    task_id: Id
+    agent_id: Id
+    key: Key
+    model: Model
+    round: Positive
+    refusal: EditRefusal
+    error: Text
+    files: list[Path] = []
+    applied: Count = 0

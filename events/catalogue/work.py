@@ -43,6 +43,18 @@ class GitCommitted(Event, frozen=True, kw_only=True):
     files: list[Path] = []
 
 
+@event_type("tree.read")
+class TreeRead(Event, frozen=True, kw_only=True):
+    """What an agent read of a tree, kept so that every later attempt of its task sees the same: the files' texts as
+    one blob (path → text, canonical MessagePack), named by its SHA-256."""
+
+    warrant_id: Id
+    key: Id
+    root: Path
+    files: Count
+    blob: Digest
+
+
 @event_type("tests.reported")
 class TestsReported(Event, frozen=True, kw_only=True):
     """What a test run found, from its JUnit XML: counts, the failing tests, and the report's digest."""
@@ -74,6 +86,13 @@ class Finding(Struct, frozen=True, kw_only=True):
     message: Text = ""
     known: bool = False
     """It was there before the change (in the base revision, or the repository's review baseline)."""
+    kind: Annotated[str, Meta(max_length=40)] = ""
+    """What sort of problem: security, performance, smell, naming, documentation, tests (a model's review), or the
+    linter's own category."""
+    suggestion: Text = ""
+    """What to do about it, in words."""
+    fixable: bool = False
+    """Whether it can be fixed automatically (and was offered to the reviewer's own commit)."""
 
 
 @event_type("review.reported")

@@ -350,7 +350,8 @@ def recorded_run(council: Council, results: dict[str, StepResult | dict[str, Any
             rows.append((ids[s.name], "submitted", None, None, None))
     return SimpleNamespace(
         store=council.store, settings=Settings(workspace="/w"),
-        sql=lambda query: QueryResult(["task_id", "status", "agent_id", "duration_s", "last_error"], rows))
+        sql=lambda query: QueryResult(["task_id", "status", "agent_id", "duration_s", "last_error"], rows)
+        if "FROM tasks" in query else QueryResult(["agent_id", "calls", "input", "output", "cost"], []))
 
 
 def test_the_report_reads_each_completed_steps_result_as_its_type_and_renders_them(council: Council) -> None:

@@ -189,8 +189,8 @@ def test_a_second_council_with_another_log_is_refused(system, tmp_path: Path) ->
 def test_an_agent_without_a_skill_for_its_capability_is_refused_before_anything_starts(tmp_path: Path) -> None:
     from cluster.team import TeamError
 
-    team = [AgentSpec(agent_id="a", capabilities=("code.generate",))]
-    with pytest.raises(TeamError, match=r"no skill is registered for capability 'code\.generate'; known: ci\.build, "
-                                        r".*, echo, fail, files\.write, hang, llm\.ask, noop, sleep"):
+    team = [AgentSpec(agent_id="a", capabilities=("paint.walls",))]
+    with pytest.raises(TeamError, match=r"no skill is registered for capability 'paint\.walls'; known: ci\.build, "
+                                        r".*, echo, fail, files\.write, hang, llm\.ask, noop, sleep, test\.run"):
         boot(System.of(f"sqlite:///{tmp_path / 'events.db'}", team))
     assert not (tmp_path / "events.db").exists()

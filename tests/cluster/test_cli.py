@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,32 @@ def test_help_shows_the_environment_variables_and_tables_it_names(tmp_path: Path
     assert up.returncode == 0 and "[env: COUNCIL_HOME;" in up.stdout and "[env: COUNCIL_WORKSPACE;" in up.stdout
     review = council("review", "--help", cwd=tmp_path)
     assert review.returncode == 0 and "[tool.council.ci]" in review.stdout  # words, never taken for markup
+
+
+def test_review_judges_only_the_change_since_a_base_and_refuses_what_does_not_go_together(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "old.py").write_text("import os\n")  # F401, before the change
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    (repo / "new.py").write_text("import subprocess\n\n\ndef run(c):\n    return subprocess.call(c, shell=True)\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "two"], check=True)
+    whole = council("review", "--repo", str(repo), cwd=tmp_path)
+    assert whole.returncode == 0 and "old.py:1" in whole.stdout and "new.py:5" in whole.stdout, whole.stderr
+    changed = council("review", "--repo", str(repo), "--base", "HEAD~1", cwd=tmp_path)
+    assert changed.returncode == 0 and "new.py:5" in changed.stdout and "old.py" not in changed.stdout
+    assert "2 finding(s) on the files changed since HEAD~1" in changed.stdout
+    refusals = [(["--base", "no-such-branch"], "--base no-such-branch: git diff failed"),
+                (["--fix"], "--fix applies the fixes the model finds: give --model too"),
+                (["--base", "HEAD~1", "--write-baseline"], "--write-baseline records every finding"),
+                (["--model"], "no model is configured for the reviewer")]
+    for args, said in refusals:
+        refused = council("review", "--repo", str(repo), *args, cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stderr.startswith(f"error: {said}"), refused.stderr
+    assert not (repo / "review-baseline.json").exists() and "??" not in subprocess.run(
+        [*git, "status", "--porcelain"], capture_output=True, text=True).stdout  # nothing written in the repository
 
 
 def test_version_is_the_installed_packages(tmp_path: Path) -> None:

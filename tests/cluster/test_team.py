@@ -119,9 +119,9 @@ def test_a_missing_team_file_says_what_to_give(tmp_path: Path) -> None:
 
 def test_an_unknown_capability_is_refused_with_the_known_ones(tmp_path: Path) -> None:
     path = tmp_path / "team.toml"
-    path.write_text(GOOD.replace('"files.write"', '"code.generate"'))
+    path.write_text(GOOD.replace('"files.write"', '"paint.walls"'))
     with pytest.raises(TeamError, match=r'team.toml line 14: agents\[1\] \("coder"\): no skill is registered for '
-                                        r"capability 'code.generate'; known: ci.build, .*sleep. Skills come from"):
+                                        r"capability 'paint.walls'; known: ci.build, .*sleep, .*\. Skills come from"):
         check_team(load_team(path), SkillRegistry.load(), None)
 
 

@@ -100,7 +100,8 @@ def test_a_call_answered_on_its_first_try(tmp_path: Path) -> None:
             "key": "k1", "task_id": "t1", "request_id": "r1", "agent_id": "coder-1", "provider": "openai",
             "model": MODEL, "answered_by": ANSWERED_BY, "status": "completed", "tries": 1, "input_tokens": 1200,
             "output_tokens": 340, "cost": 0.0042, "failed_cost": 0.0, "latency_s": 2.25, "finish": "stop",
-            "failure": None, "repaired": False, "requested_at": first.recorded_at, "finished_at": done.recorded_at,
+            "failure": None, "repaired": False, "edits": None, "requested_at": first.recorded_at,
+            "finished_at": done.recorded_at,
             "position": done.position}
     store.close()
 
@@ -419,3 +420,26 @@ def test_times_are_the_events_recorded_times() -> None:
         found = row(p, "k1")
     assert isinstance(found["requested_at"], datetime)
     assert (found["requested_at"], found["finished_at"]) == (first.recorded_at, last.recorded_at)
+
+
+def test_what_became_of_an_answers_edits_gives_the_rate_of_well_formed_edits_per_model(tmp_path: Path) -> None:
+    from events.catalogue import EditApplied, EditMalformed
+
+    store = open_store(f"sqlite:///{tmp_path / 'events.db'}")
+    other = "ollama:qwen"
+    for key, model, verdict in (("k1", MODEL, "applied"), ("k2", MODEL, "does-not-apply"), ("k3", MODEL, "applied"),
+                                ("k4", other, "unreadable"), ("k5", other, "applied"), ("k6", MODEL, None)):
+        events: list[Event] = [requested(key, model=model), completed(key, model=model)]
+        if verdict == "applied":
+            events.append(EditApplied(task_id="t1", agent_id="coder-1", key=key, model=model, round=1, blocks=1,
+                                      files=["a.py"]))
+        elif verdict is not None:
+            events.append(EditMalformed(task_id="t1", agent_id="coder-1", key=key, model=model, round=1,
+                                        refusal=verdict, error="why"))  # type: ignore[arg-type]
+        calls(store, "t1", *events)
+    with Projector(store, tmp_path / "p.duckdb") as p:
+        p.catch_up()
+        assert row(p, "k2")["edits"] == "does-not-apply" and row(p, "k6")["edits"] is None
+        rate = p.query("SELECT model, round(avg(CASE WHEN edits = 'applied' THEN 1.0 ELSE 0 END), 3) AS well_formed "
+                       "FROM llm_calls WHERE edits IS NOT NULL GROUP BY model ORDER BY model")
+        assert rate.rows == [(other, 0.5), (MODEL, 0.667)]

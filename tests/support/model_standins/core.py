@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from .replies import Answer, Failure, Rendered, Reply, Stall, render, tokens_in
+from .replies import Answer, Failure, Rendered, Reply, Respond, Stall, render, tokens_in
 from .wire import Exchange, Frame, Received
 
 STOP_TIMEOUT_S = 5.0
@@ -52,12 +52,12 @@ class Standin(ABC):
 
     stream_content_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, *replies: Reply, default: Reply | None = None, expect_key: str | None = None,
+    def __init__(self, *replies: Reply | Respond, default: Reply | Respond | None = None, expect_key: str | None = None,
                  io_timeout: float = 10.0) -> None:
         self.default = default
         self.expect_key = expect_key
         self.io_timeout = io_timeout
-        self._script: deque[Reply] = deque(replies)
+        self._script: deque[Reply | Respond] = deque(replies)
         self._received: list[Received] = []
         self._taken = 0
         self._lock = threading.Lock()
@@ -132,7 +132,7 @@ class Standin(ABC):
 
     # -- the script and the record ---------------------------------------------------------------------------
 
-    def script(self, *replies: Reply) -> None:
+    def script(self, *replies: Reply | Respond) -> None:
         """Queue more replies after those already queued."""
         with self._lock:
             self._script.extend(replies)
@@ -155,7 +155,7 @@ class Standin(ABC):
         with self._lock:
             return list(self._received)
 
-    def take(self) -> Reply:
+    def take(self) -> Reply | Respond:
         """The reply for the next model call: the next scripted one, else the default, else a 500."""
         with self._lock:
             if self._script:
@@ -215,6 +215,8 @@ class Standin(ABC):
             self.send_failure(exchange, Failure(400, "the request body must be a JSON object"))
             return
         reply = self.take()
+        if isinstance(reply, Respond):
+            reply = reply.decide(body)
         if isinstance(reply, Failure):
             self.send_failure(exchange, reply)
             return

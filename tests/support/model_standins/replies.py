@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -113,6 +114,16 @@ Answer = Text | Structured | ToolCall | Truncated
 
 Reply = Answer | Failure | Stall
 """Anything a stand-in can be scripted to do for one call."""
+
+
+@dataclass(frozen=True)
+class Respond:
+    """A reply decided by the request: ``decide`` is given the request's JSON body and returns the reply to send.
+
+    For a model whose answer depends on what it is asked, as a real one's does; it may stand in the script or be a
+    stand-in's default (then it answers every call the script does not)."""
+
+    decide: Callable[[dict[str, Any]], Reply]
 
 Ending = Literal["stop", "length", "tool"]
 """Why an answer ended, before a protocol names it."""

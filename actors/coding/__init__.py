@@ -1,0 +1,1 @@
+"""The coding team: what coders, test writers, reviewers and documenters do to a repository through a model."""

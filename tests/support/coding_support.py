@@ -1,0 +1,76 @@
+"""Shared setup for tests of the coding team's skills without Ray: a git repository in the council's workspace, the
+tools of one attempt under a warrant with a model behind them, a task's result recorded as the dispatcher would,
+and SEARCH/REPLACE blocks as a model writes them."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from governance_support import Council
+from model_standins import OpenAIStandin
+
+from actors.llm.calls import ModelCalls
+from actors.llm.config import ModelsConfig, Price
+from actors.llm.openai_provider import OpenAIProvider
+from actors.tools.ci import CiTools
+from actors.tools.workspace import Workspace
+from events import streams
+from events.blobs import BlobStore
+from events.catalogue import TaskCompleted
+
+
+def block(path: str, search: str, replace: str, fence: str = "```") -> str:
+    """One SEARCH/REPLACE block for ``path``, fenced, as a model answers it (``search`` "" creates the file)."""
+    return f"{path}\n{fence}\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n{fence}\n"
+
+
+def git(root: Path, *args: str) -> str:
+    """What ``git ARGS`` prints in ``root`` (as a test's own person, never an agent); raises if git fails."""
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def repository(root: Path, files: dict[str, str], message: str = "start") -> str:
+    """Write ``files`` (path → text) under ``root``, make it a git repository if it is not one, commit them; the
+    commit's id."""
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    if not (root / ".git").exists():
+        git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", message)
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+def thinking_tools(council: Council, server: OpenAIStandin, key: str, model: str, task: str, role: str,
+                   agent: str | None = None) -> CiTools:
+    """The tools of one attempt of ``task`` by ``agent`` (``<role>-1``), under the task's warrant (issued once, and
+    kept), calling ``model`` at the stand-in with ``key``."""
+    agent = agent or f"{role}-1"
+    if not council.store.read_stream(f"warrant-w-{task}"):
+        council.warrant(agent, role, task=task)
+    tools = CiTools(council.gatekeeper(agent), f"w-{task}", task, Workspace(council.home / "workspace"),
+                    hidden=(str(council.home),), history=lambda stream: council.store.read_stream(stream))
+    provider = OpenAIProvider(api_key=key, base_url=server.base_url, timeout=10, stall_after=5)
+    tools.thinking = ModelCalls(tools, ModelsConfig(default=model, prices={model: Price(input=1.0, output=4.0)}),
+                                role, BlobStore(council.home / "blobs"), lambda name: provider)
+    return tools
+
+
+def completed(council: Council, task: str, agent: str, result: dict[str, Any]) -> None:
+    """Record ``result`` as task ``task``'s completion, as the dispatcher would: what a later task reads upstream."""
+    council.store.append(streams.task(task), [TaskCompleted(task_id=task, agent_id=agent, attempt=1, result=result,
+                                                            duration_s=0.0)])
+
+
+def run_step(council: Council, server: OpenAIStandin, key: str, model: str,
+             skill: Callable[[dict[str, Any], CiTools], dict[str, Any]], task: str, role: str,
+             inputs: dict[str, Any]) -> dict[str, Any]:
+    """Run ``skill`` as task ``task`` by an agent of ``role``, and record its result as the task's completion."""
+    result = skill(inputs, thinking_tools(council, server, key, model, task, role))
+    completed(council, task, f"{role}-1", result)
+    return result
