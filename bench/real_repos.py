@@ -57,7 +57,8 @@ from actors.pipeline.results import TestResult
 from actors.tools import python_env
 from actors.tools.workspace import Workspace
 from cluster.driver import Council
-from cluster.pipeline import PipelineTimedOut, follow, report, start_ci
+from cluster.pipeline import PipelineTimedOut, follow, start_ci
+from cluster.report import report
 from cluster.settings import DEFAULT_TEAM, Settings
 from cluster.system import shutdown
 from cluster.team import load_team

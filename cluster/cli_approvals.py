@@ -29,7 +29,7 @@ def approvals_list(
 ) -> None:
     """List approval requests that wait, with the exact action each one would run, who signed it so far, and for a
     pipeline's production deploy what its review found."""
-    from cluster.pipeline import review_before
+    from cluster.report import review_before
 
     authority = read_authority(store)
     shown = 0

@@ -73,7 +73,8 @@ def _run(repo: str, store: str | None, address: str | None, local_approvers: boo
     """Start the council, submit the run ``start`` makes, follow it live and print its report (exit 1 if it
     failed)."""
     from cluster.driver import Council
-    from cluster.pipeline import follow, report
+    from cluster.pipeline import follow
+    from cluster.report import report
 
     quiet_ray()
     if not Path(repo).is_dir():
@@ -107,7 +108,8 @@ def report_command(
 ) -> None:
     """The report of a pipeline run: its steps, test, review and build results, staging, and what production waits
     for."""
-    from cluster.pipeline import Run, follow, report
+    from cluster.pipeline import Run, follow
+    from cluster.report import report
 
     quiet_ray()
     council = council_for(store, address)

@@ -157,7 +157,8 @@ LLM_CALLS = Table("llm_calls", "One row per model call (its key): what it asked,
     Column("repaired", "BOOLEAN", "its answer did not fit the schema asked for, and the model was asked again (a "
                                   "call of its own)"),
     Column("edits", "VARCHAR", "for an answer that held edits (the coding team's calls): applied, or why they were "
-                               "refused (unreadable, does-not-apply, does-not-compile, refused); NULL for other calls"),
+                               "refused (unreadable, does-not-apply, does-not-compile, refused, cut-off); NULL for "
+                               "other calls"),
     Column("requested_at", _TS, "when its first try in the log was requested; NULL if none is"),
     Column("finished_at", _TS, "when it was answered, or its latest try failed; NULL while a try is out (or if the "
                                "log no longer holds its outcome)"),

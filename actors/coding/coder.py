@@ -115,12 +115,21 @@ class EditLoop:
         :class:`PermanentFailure` with the last failure once ``rounds`` refused answers were sent back."""
         for number in range(1, rounds + 2):
             self.rounds = number
+            # temperature 0: edits are asked for, not prose; an answer cut off at max_tokens is judged here (its
+            # edits are refused and it is told), not taken for a failed call.
             answer: Answer[Any] = self.tools.models.ask(conversation, name=f"{self.name}.{number}",
-                                                        max_tokens=max_tokens)
+                                                        max_tokens=max_tokens, temperature=0.0, cut_ok=True)
             self.calls += answer.calls
             self.cost += answer.cost
             self.model = answer.model
-            failure = self._apply(answer.text, answer.key, number, answer.model)
+            failure: str | None
+            if answer.reply.finish == "length":
+                failure = self._refused(answer.key, number, answer.model, "cut-off", (
+                    f"Your answer was cut off after {max_tokens} tokens, before its edits ended; none of them was "
+                    "applied. Send only the blocks needed, each as small as it can be (the lines that change and "
+                    "a few around them)."), [], 0)
+            else:
+                failure = self._apply(answer.text, answer.key, number, answer.model)
             if failure is None:
                 return _summary(answer.text)
             self.refused += 1

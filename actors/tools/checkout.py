@@ -55,9 +55,10 @@ def tree_of(request_id: str) -> str:
 
 
 def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str | None = None, *,
-            box: Sandbox) -> Checkout:
+            box: Sandbox, empty_ok: bool = False) -> Checkout:
     """Make ``request_id``'s tree from ``source``, running git in ``box``; idempotent: a tree already made is
-    described, not made again."""
+    described, not made again. A plain directory with no files is refused, unless ``empty_ok`` (a request that
+    starts from nothing): then the tree starts with an empty commit."""
     if base is not None and (not base or base.startswith("-")):
         raise WorkspaceError(f"{base!r} is not a revision; give a branch, tag or commit id")
     origin = Path(source).expanduser().resolve()
@@ -78,7 +79,7 @@ def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str
         if _is_repository_root(tree, origin, box):
             files, default_base = _clone(tree, origin, box)
         else:
-            files, default_base = _snapshot(tree, origin, box), None
+            files, default_base = _snapshot(tree, origin, box, empty_ok), None
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -128,8 +129,9 @@ def _clone(tree: Workspace, origin: Path, box: Sandbox) -> tuple[list[str], str 
     return [], parent.stdout.strip() if parent.returncode == 0 else None
 
 
-def _snapshot(tree: Workspace, origin: Path, box: Sandbox) -> list[str]:
-    """Copy the files of a plain directory into the (empty) tree and commit them; return what was copied."""
+def _snapshot(tree: Workspace, origin: Path, box: Sandbox, empty_ok: bool = False) -> list[str]:
+    """Copy the files of a plain directory into the (empty) tree and commit them; return what was copied (an empty
+    commit, when there is nothing and ``empty_ok``)."""
     target = tree.root
     copied = 0
     for folder, dirs, files in os.walk(origin):
@@ -140,7 +142,11 @@ def _snapshot(tree: Workspace, origin: Path, box: Sandbox) -> list[str]:
     git = Git(tree, ".", box)
     git.run("init", "-q", "-b", "main")
     if not copied or not git.run("status", "--porcelain").stdout.strip():
-        raise WorkspaceError(f"{origin} has no files to run the pipeline on")
+        if not empty_ok:
+            raise WorkspaceError(f"{origin} has no files to run the pipeline on")
+        git.run("commit", "-q", "--allow-empty", "--no-verify", "-m", f"The empty start of {origin.name}",
+                identity=SNAPSHOT)
+        return []
     _, committed = git.commit(f"Snapshot of {origin.name}", SNAPSHOT)
     return sorted(committed)  # the directory's own .gitignore applies: ignored files are not in the snapshot
 

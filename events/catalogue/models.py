@@ -111,9 +111,10 @@ class ModelAnswerRepaired(Event, frozen=True, kw_only=True):
     provider: Provider
 
 
-EditRefusal = Literal["unreadable", "does-not-apply", "does-not-compile", "refused"]
+EditRefusal = Literal["unreadable", "does-not-apply", "does-not-compile", "refused", "cut-off"]
 """Why the edits of an answer were refused: its SEARCH/REPLACE blocks could not be read; a block did not match its
-file; a changed Python file would not compile; the gate refused to write a file."""
+file; a changed Python file would not compile; the gate refused to write a file; the answer was cut off at its
+``max_tokens`` before its edits ended."""
 
 
 @event_type("edit.applied")

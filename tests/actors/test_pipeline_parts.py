@@ -132,6 +132,16 @@ def test_an_empty_directory_is_refused_and_leaves_no_tree(tmp_path: Path, worksp
     assert not (workspace.root / "requests" / "r1").exists()
 
 
+def test_a_request_that_starts_from_nothing_gets_an_empty_first_commit(tmp_path: Path, workspace: Workspace) -> None:
+    (tmp_path / "empty").mkdir()
+    made = prepare(workspace, "r1", tmp_path / "empty", box=BOX, empty_ok=True)
+    tree = workspace.path(made.path)
+    assert made.carried == [] and made.base is None
+    log = subprocess.run(["git", "log", "--format=%an|%s"], cwd=tree, capture_output=True, text=True, check=True)
+    assert log.stdout.strip() == "agent-council|The empty start of empty"
+    assert sorted(p.name for p in tree.iterdir()) == [".git"]
+
+
 def test_a_directory_inside_a_larger_repository_is_snapshotted_not_the_enclosing_repository_cloned(
         repo: Path, workspace: Workspace) -> None:
     (repo / "sub").mkdir()

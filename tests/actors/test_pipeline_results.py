@@ -37,7 +37,7 @@ from actors.pipeline.results import (
 from actors.skills import PermanentFailure
 from actors.tools.ci import CiTools
 from actors.tools.workspace import Workspace
-from cluster.pipeline import Report, report
+from cluster.report import Report, report
 from cluster.settings import Settings
 from events import streams
 from events.catalogue import (

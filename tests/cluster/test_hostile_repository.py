@@ -29,7 +29,8 @@ import ray
 
 from actors import names
 from cluster.driver import Council
-from cluster.pipeline import Report, follow, report, start_ci
+from cluster.pipeline import follow, start_ci
+from cluster.report import Report, report
 from cluster.settings import DEFAULT_POLICY, DEFAULT_TEAM, Settings
 from cluster.system import shutdown
 from cluster.team import load_team

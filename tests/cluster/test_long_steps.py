@@ -17,7 +17,8 @@ import pytest
 import ray
 
 from cluster.driver import Council
-from cluster.pipeline import follow, report, start_ci
+from cluster.pipeline import follow, start_ci
+from cluster.report import report
 from cluster.settings import DEFAULT_TEAM, Settings
 from cluster.system import shutdown
 from cluster.team import load_team

@@ -21,7 +21,8 @@ import ray
 from actors import names
 from actors.pipeline.results import BuildResult, ReviewResult
 from cluster.driver import Council
-from cluster.pipeline import Run, follow, report, start_ci
+from cluster.pipeline import Run, follow, start_ci
+from cluster.report import report
 from cluster.settings import DEFAULT_TEAM, Settings
 from cluster.system import shutdown
 from cluster.team import load_team

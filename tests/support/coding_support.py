@@ -15,6 +15,7 @@ from model_standins import OpenAIStandin
 from actors.llm.calls import ModelCalls
 from actors.llm.config import ModelsConfig, Price
 from actors.llm.openai_provider import OpenAIProvider
+from actors.llm.types import Provider
 from actors.tools.ci import CiTools
 from actors.tools.workspace import Workspace
 from events import streams
@@ -50,14 +51,22 @@ def thinking_tools(council: Council, server: OpenAIStandin, key: str, model: str
                    agent: str | None = None) -> CiTools:
     """The tools of one attempt of ``task`` by ``agent`` (``<role>-1``), under the task's warrant (issued once, and
     kept), calling ``model`` at the stand-in with ``key``."""
+    provider = OpenAIProvider(api_key=key, base_url=server.base_url, timeout=10, stall_after=5)
+    return tools_with(council, provider, model, task, role, agent)
+
+
+def tools_with(council: Council, provider: Provider, model: str, task: str, role: str, agent: str | None = None,
+               price: Price | None = None) -> CiTools:
+    """The tools of one attempt of ``task`` by ``agent`` (``<role>-1``), under the task's warrant (issued once, and
+    kept), calling ``model`` through ``provider`` at ``price`` (a dollar and four a million tokens if not given)."""
     agent = agent or f"{role}-1"
     if not council.store.read_stream(f"warrant-w-{task}"):
         council.warrant(agent, role, task=task)
     tools = CiTools(council.gatekeeper(agent), f"w-{task}", task, Workspace(council.home / "workspace"),
                     hidden=(str(council.home),), history=lambda stream: council.store.read_stream(stream))
-    provider = OpenAIProvider(api_key=key, base_url=server.base_url, timeout=10, stall_after=5)
-    tools.thinking = ModelCalls(tools, ModelsConfig(default=model, prices={model: Price(input=1.0, output=4.0)}),
-                                role, BlobStore(council.home / "blobs"), lambda name: provider)
+    prices = {model: price or Price(input=1.0, output=4.0)}
+    tools.thinking = ModelCalls(tools, ModelsConfig(default=model, prices=prices), role,
+                                BlobStore(council.home / "blobs"), lambda name: provider)
     return tools
 
 

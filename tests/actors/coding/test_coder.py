@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from coding_support import block, git, repository, thinking_tools
 from governance_support import POLICY, Council, make_council
-from model_standins import OpenAIStandin, Respond, Text
+from model_standins import OpenAIStandin, Respond, Text, Truncated
 
 from actors.coding.coder import write_code
 from actors.coding.context import UNTRUSTED
@@ -200,3 +200,14 @@ def test_the_tree_an_agent_reads_leaves_out_secrets_binaries_links_and_junk(coun
         tools.read_file("logo.png")
     with pytest.raises(PermanentFailure, match="does not exist"):
         tools.read_file("src/missing.py")
+
+
+def test_an_answer_cut_off_at_max_tokens_is_refused_and_told_then_a_shorter_one_applies(
+        council: Council, server: OpenAIStandin) -> None:
+    server.script(Truncated("src/fib.py\n```python\n<<<<<<< SEARCH\n=======\ndef fibonacci(n):\n"),
+                  Text(block("src/fib.py", "", FIB)))
+    done = write_code({"instruction": "Add fibonacci", "max_tokens": 128}, attempt(council, server))
+    first, second = judged(council)
+    assert isinstance(first, EditMalformed) and first.refusal == "cut-off" and isinstance(second, EditApplied)
+    assert "cut off after 128 tokens" in last_user_message(server) and done["rounds"] == 2
+    assert server.requests[0].body["temperature"] == 0.0  # edits are asked for at temperature 0

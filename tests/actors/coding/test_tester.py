@@ -128,3 +128,19 @@ def test_bad_inputs_are_refused_with_the_field(council: Council, server: OpenAIS
         with pytest.raises(PermanentFailure, match=named):
             step(council, server, skill, f"t-bad-{named}", "tester", inputs)
     assert server.calls == 0
+
+
+def test_a_fix_round_its_budget_cannot_hold_is_refused_before_the_model_is_asked(tmp_path: Path,
+                                                                                server: OpenAIStandin) -> None:
+    from actors.tools.gated import ActionRefused
+
+    council = make_council(tmp_path)
+    council.adopt(TEAM_POLICY.replace("[budgets.agent]\nactions = 50", "[budgets.agent]\nactions = 50\ntokens = 5000"))
+    repository(council.home / "workspace", {"fib.py": BROKEN})
+    server.script(Text(block("tests/test_fib.py", "", TESTS)))
+    step(council, server, write_tests, "t-tests", "tester", {"instruction": "fibonacci", "files": ["fib.py"],
+                                                             "max_tokens": 256})
+    asked = server.calls
+    with pytest.raises(ActionRefused, match="budget exhausted: tokens") as refused:
+        step(council, server, fix_code, "t-fix-1", "coder", {"instruction": "fibonacci", "after": "t-tests"})
+    assert refused.value.denial == "budget" and server.calls == asked

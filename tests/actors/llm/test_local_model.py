@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import jsonschema
 import pytest
 import ray
+from coding_support import repository, tools_with
+from governance_support import POLICY, make_council
 
-from actors.llm.config import ModelsConfigError
+from actors.coding.coder import write_code
+from actors.llm.config import ModelsConfigError, Price
 from actors.llm.errors import Stalled
 from actors.llm.local_provider import LocalProvider
 from actors.llm.model_server import model_path
 from actors.llm.types import Message, ModelRequest
+from actors.skills import PermanentFailure
+from events import streams
+from events.catalogue import EditApplied, EditMalformed
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +76,29 @@ def test_a_stream_that_stalls_is_cut(provider: LocalProvider) -> None:
     impatient = LocalProvider(timeout=60, stall_after=0.001)
     with pytest.raises(Stalled, match="sent nothing for"):
         impatient.complete(ask("Count from one to fifty in words.", max_tokens=200))
+
+
+def test_the_seeds_first_request_comes_to_a_clear_outcome_with_the_packaged_model(provider: LocalProvider,
+                                                                                 tmp_path: Path) -> None:
+    """The coder asked, with the packaged model, for the seed's first request in a repository with only a README:
+    either it writes files that compile and commits them, or it stops saying why — in bounded time, and every
+    answer judged in the log. (What it does is recorded in README: the 135M model is not a coder.)"""
+    council = make_council(tmp_path)
+    council.adopt(POLICY + '\n[[rules]]\nname = "coder-thinks-and-reads"\nactions = ["llm.call", "file.read"]\n'
+                           'roles = ["coder"]\neffect = "allow"\n')
+    repository(council.home / "workspace", {"README.md": "# numbers\n"})
+    tools = tools_with(council, provider, "local:default", "t-fib", "coder", price=Price(input=0.0, output=0.0))
+    started = time.monotonic()
+    try:
+        done = write_code({"instruction": "Create a function to calculate fibonacci numbers", "rounds": 1,
+                           "max_tokens": 256}, tools)
+    except PermanentFailure as stopped:
+        assert "refused" in str(stopped) or "leave every file" in str(stopped), stopped
+    else:
+        root = council.home / "workspace"
+        assert done["files"] and done["commit"]
+        for path in done["files"]:
+            if path.endswith(".py"):
+                compile((root / path).read_text(), path, "exec")
+    answers = [e for e in council.events(streams.model_calls("t-fib")) if isinstance(e, EditApplied | EditMalformed)]
+    assert 1 <= len(answers) <= 2 and time.monotonic() - started < 300
