@@ -197,6 +197,7 @@ def review_code(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     readable = [p for p in change.files if p in tree]
     reviewed, left_out = readable[:MAX_FILES], readable[MAX_FILES:]
     static, compared = _static(tools, task, change) if change.files else ([], "")
+    static += weakened_tests(change.hunks)
     spent = Spent()
     found: list[Finding] = []
     for path in reviewed:
@@ -303,6 +304,34 @@ def _static(tools: CiTools, task: ReviewTask, change: Change) -> tuple[list[Find
     touched = set(change.files)
     return ([_with_kind(f) for f in (reported.findings if reported else []) if f.path in touched],
             done.baseline)
+
+
+ASSERTION = re.compile(r"\bassert\b|\.assert[A-Z_]\w*\(|\bpytest\.(raises|warns|approx)\b|\bpytest\.fail\(")
+"""A line that checks something: ``assert``, unittest's ``self.assert…(``, ``pytest.raises``/``warns``/``approx``."""
+
+
+def weakened_tests(hunks: dict[str, str]) -> list[Finding]:
+    """A finding for each test file the change takes more checks out of than it puts in (a deleted test file takes
+    them all): the rule that keeps a fix from making failing tests pass by weakening them.
+
+    High severity, so it stops the request at the default threshold — unless the task said the tests were wrong,
+    and a person lets it through. Counted from the diff's removed and added lines, never by running anything.
+    """
+    found = []
+    for path, hunk in sorted(hunks.items()):
+        if not TEST_FILE.search(path):
+            continue
+        lines = hunk.splitlines()
+        removed = sum(1 for line in lines if line.startswith("-") and not line.startswith("---")
+                      and ASSERTION.search(line))
+        added = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++")
+                    and ASSERTION.search(line))
+        if removed > added:
+            found.append(Finding(tool="council", rule="weakened-tests", severity="high", path=path, kind="tests",
+                                 message=f"the change takes {removed} check(s) out of this test file and puts {added} "
+                                         "back: tests were weakened",
+                                 suggestion="restore the checks, or say in the task that these tests are wrong"))
+    return found
 
 
 def _with_kind(finding: Finding) -> Finding:

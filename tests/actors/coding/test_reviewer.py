@@ -21,7 +21,7 @@ from governance_support import POLICY, Council, make_council
 from model_standins import OpenAIStandin, Respond, Structured, Text
 
 from actors.coding.context import UNTRUSTED
-from actors.coding.reviewer import MAX_FILES, ReviewAnswer, reported_by, review_code
+from actors.coding.reviewer import MAX_FILES, ReviewAnswer, reported_by, review_code, weakened_tests
 from actors.skills import PermanentFailure
 from actors.tools.ci import CiTools
 from events import streams
@@ -271,3 +271,32 @@ def test_the_answer_schema_is_bounded_everywhere() -> None:
     assert schema["properties"]["findings"]["maxItems"] == 20 and one["additionalProperties"] is False
     assert set(one["required"]) == set(one["properties"])  # strict structured output: every field required
     assert all(one["properties"][name]["maxLength"] == 500 for name in ("message", "suggestion"))
+
+
+def test_a_change_that_takes_checks_out_of_the_tests_is_stopped_as_weakened(council: Council,
+                                                                          server: OpenAIStandin) -> None:
+    change(council, **{"src/calc.py": CALC, "tests/test_calc.py": CALC_TEST + "\n\ndef test_zero():\n"
+                                                                             "    assert 0 * 2 == 0\n"})
+    change(council, **{"tests/test_calc.py": "def test_twice():\n    x = 2\n    assert x\n\n\ndef test_zero():\n"
+                                             "    pass\n"})
+    server.script(Structured({"findings": []}))
+    with pytest.raises(PermanentFailure, match="tests/test_calc.py:0 tests high the change takes 2 check"):
+        review_code({"base": "HEAD~1"}, attempt(council, server))
+    [weakened] = [f for f in reports(council)[1].findings if f.rule == "weakened-tests"]
+    assert weakened.tool == "council" and "restore the checks" in weakened.suggestion
+
+
+def test_what_counts_as_weakening_a_test() -> None:
+    def hunk(*lines: str) -> str:
+        return "diff --git a/t b/t\n--- a/t\n+++ b/t\n@@ -1 +1 @@\n" + "\n".join(lines) + "\n"
+
+    cases = {
+        "tests/test_a.py": (hunk("-    assert f(1) == 2", "+    assert f(1) == 2.0"), 0),  # rewritten, not weakened
+        "tests/test_b.py": (hunk("-    assert f(1) == 2", "-    assert f(2) == 4", "+    assert f(1)"), 1),
+        "tests/test_c.py": (hunk("-        self.assertEqual(f(1), 2)", "-    with pytest.raises(ValueError):"), 1),
+        "tests/test_d.py": (hunk("+    assert f(3) == 6"), 0),  # more checks
+        "src/calc.py": (hunk("-    assert x > 0"), 0),  # not a test file: not this rule's
+        "test_e.py": (hunk("-def test_e():", "-    assert e()"), 1),  # a test file deleted takes its checks along
+    }
+    found = {f.path for f in weakened_tests({path: text for path, (text, _) in cases.items()})}
+    assert found == {path for path, (_, n) in cases.items() if n}
