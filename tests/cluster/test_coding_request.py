@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import ray
+from cli_support import council as run_council
 from model_standins import OpenAIStandin, Respond, Structured, Text
 
 from actors import names
@@ -125,6 +126,7 @@ class Running:
     council: Council
     server: OpenAIStandin
     home: Path
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +143,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         settings = Settings(store=f"sqlite:///{home / '.council' / 'events.db'}", home=str(home / ".council"),
                             team=str(team), metrics_port=None, health=False)
         handle = Council.start(settings, team=load_team(team), dispatch={"backoff_base": 0.05})
-        yield Running(handle, server, home)
+        env = {"COUNCIL_STORE": settings.absolute().store, "COUNCIL_HOME": str(home / ".council"),
+               "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "COUNCIL_TEAM": str(team)}
+        yield Running(handle, server, home, env)
         shutdown()
         ray.shutdown()
     if saved is None:
@@ -214,3 +218,27 @@ def test_a_coder_killed_after_its_answer_was_recorded_pays_for_nothing_twice(run
                if isinstance(e.payload, GitCommitted) and e.payload.warrant_id.startswith("w-")]
     subjects = git(run.tree, "log", "--format=%s").splitlines()
     assert subjects.count("Add a function to calculate fibonacci numbers") == 1 and commits
+
+
+def test_council_review_with_the_model_fixes_in_the_requests_own_copy_never_in_the_repository(
+        running: Running, tmp_path: Path) -> None:
+    repo = sample(tmp_path)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    calc = '"""Doubling."""\n\n\ndef f(x: int) -> int:\n    """Twice x."""\n    return x * 2\n'
+    (repo / "src" / "sample_service" / "calc.py").write_text(calc)
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "add calc")
+    running.server.script(
+        Structured({"findings": [{"line": 4, "kind": "naming", "severity": "low", "message": "f says nothing",
+                                  "suggestion": "call it double", "fixable": True}]}),
+        Text("I rename f.\n" + block("src/sample_service/calc.py", "def f(x: int) -> int:\n",
+                                      "def double(x: int) -> int:\n")))
+    done = run_council("review", "--repo", str(repo), "--base", "HEAD~1", "--model", "--fix", cwd=running.home,
+                       env={**running.env, "COLUMNS": "250"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "src/sample_service/calc.py:4" in done.stdout and "naming" in done.stdout and "call it double" in done.stdout
+    assert "the automatic fixes are the commit" in done.stdout and "cherry-pick" in done.stdout
+    assert "2 model call(s) to openai:gpt-team" in done.stdout  # the one changed file, and its fix
+    assert (repo / "src" / "sample_service" / "calc.py").read_text() == calc  # the user's repository is untouched
