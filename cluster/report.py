@@ -35,6 +35,7 @@ from cluster.settings import Settings
 from events import CouncilError, EventStore, streams
 from events.catalogue import (
     ActionCompleted,
+    GitCommitted,
     PipelinePlanned,
     TaskAwaiting,
     TaskCompleted,
@@ -73,6 +74,8 @@ class Report:
     """Per step: the resource limits its commands broke (and were stopped for)."""
     tested: TestsReported | None = None
     """What the last test run recorded, whether the step completed or not (a failed run's counts and details)."""
+    commits: list[tuple[str, str, GitCommitted]] = field(default_factory=list)
+    """Every commit the run's agents made, in the order they were recorded: (step, agent, the record)."""
     shipped_by: list[str] = field(default_factory=list)
     """Who signed production's approval, as ``name (fingerprint)``, once it was granted."""
     costs: list[tuple[str, int, int, int, float]] = field(default_factory=list)
@@ -108,6 +111,13 @@ class Report:
     def team(self) -> list[str]:
         """What the coding team did (nothing for a run of the pipeline alone), and what its model calls cost."""
         lines: list[str] = []
+        if self.commits and pick(self.results, "code", CodeWritten) is not None:
+            touched = sorted({f for _, _, made in self.commits for f in made.files})
+            lines.append(f"changed: {len(touched)} file(s) in {len(self.commits)} commit(s), each under its "
+                         "agent's warrant:")
+            lines += [f"  {made.commit[:12]} {step:<9} {agent:<13} {made.warrant_id}  "
+                      f"{made.message.splitlines()[0][:70]} ({len(made.files)} file(s))"
+                      for step, agent, made in self.commits]
         if code := pick(self.results, "code", CodeWritten):
             lines.append(f"code: {', '.join(code.files)} in commit {str(code.commit)[:12]} by {code.model} "
                          f"({code.rounds} answer(s), {code.refused} refused): {code.summary}")
@@ -252,14 +262,17 @@ def report(council: Council, run: Run | str) -> Report:
 def _confinement(council: Council, steps: dict[str, str], found: Report) -> None:
     """Count the run's actions that ran commands, in and out of the sandbox, and the limits each step's broke; keep
     the last test run's record."""
-    warrants = [(e.payload.warrant_id, steps[e.payload.task_id])
+    warrants = [(e.payload.warrant_id, steps[e.payload.task_id], e.payload.holder)
                 for e in council.store.read_all(1, None, ["warrant.issued"])
                 if isinstance(e.payload, WarrantIssued) and e.payload.task_id in steps]
-    for warrant_id, step in warrants:
+    commits: list[tuple[int, str, str, GitCommitted]] = []
+    for warrant_id, step, agent in warrants:
         for event in council.store.read_stream(streams.warrant(warrant_id)):
             done = event.payload
             if isinstance(done, TestsReported):
                 found.tested = done
+            if isinstance(done, GitCommitted):
+                commits.append((event.position, step, agent, done))
             if not isinstance(done, ActionCompleted) or done.confinement is None:
                 continue
             mode = done.confinement.sandbox
@@ -267,6 +280,7 @@ def _confinement(council: Council, steps: dict[str, str], found: Report) -> None
             for limit in done.limits_hit:
                 if limit not in found.limits.setdefault(step, []):
                     found.limits[step].append(limit)
+    found.commits = [(step, agent, made) for _, step, agent, made in sorted(commits, key=lambda c: c[0])]
 
 
 E = TypeVar("E", TaskCompleted, TaskAwaiting)

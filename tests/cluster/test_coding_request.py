@@ -190,6 +190,10 @@ def test_a_request_in_words_is_coded_tested_fixed_reviewed_documented_and_shippe
     assert "first run 5 passed, 1 failed" in text and "retest-1: 6 passed, 0 failed" in text, text
     assert "fix-2: nothing to fix; the last run passed" in text and "critique: 2 file(s) reviewed" in text, text
     assert "document: README.md, docs/api/src/sample_service/fib.md in commit" in text
+    assert "changed: 6 file(s) in 5 commit(s), each under its agent's warrant:" in text, text
+    assert [line.split()[1:3] for line in text.splitlines() if line.startswith("  ") and " w-" in line] == [
+        ["code", "coder-1"], ["tests", "tester-1"], ["fix-1", "coder-1"], ["document", "documenter-1"],
+        ["docs", "documenter-1"]], text
     assert "model calls, by agent:" in text and "coder-1" in text
     assert "staging:" in text
     # coder, test writer, one fix, the reviewer (one changed Python file each), the documenter: nothing else

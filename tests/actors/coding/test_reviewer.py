@@ -280,7 +280,7 @@ def test_a_change_that_takes_checks_out_of_the_tests_is_stopped_as_weakened(coun
     change(council, **{"tests/test_calc.py": "def test_twice():\n    x = 2\n    assert x\n\n\ndef test_zero():\n"
                                              "    pass\n"})
     server.script(Structured({"findings": []}))
-    with pytest.raises(PermanentFailure, match="tests/test_calc.py:0 tests high the change takes 2 check"):
+    with pytest.raises(PermanentFailure, match=r"tests/test_calc\.py:0 tests high the change takes 2 check"):
         review_code({"base": "HEAD~1"}, attempt(council, server))
     [weakened] = [f for f in reports(council)[1].findings if f.rule == "weakened-tests"]
     assert weakened.tool == "council" and "restore the checks" in weakened.suggestion
