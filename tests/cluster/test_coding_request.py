@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import ray
 from cli_support import council as run_council
+from coding_support import TEAM_AGENTS
 from model_standins import OpenAIStandin, Respond, Structured, Text
 
 from actors import names
@@ -42,43 +43,7 @@ MODEL = "openai:gpt-team"
 
 pytestmark = pytest.mark.slow
 
-TEAM = """
-[[agents]]
-name = "coder"
-role = "coder"
-capabilities = ["code.write", "code.fix"]
-slots = 1
-
-[[agents]]
-name = "tester"
-role = "tester"
-capabilities = ["test.write", "test.run", "ci.changes", "ci.setup", "ci.impact", "ci.test", "ci.smoke"]
-slots = 2
-
-[[agents]]
-name = "reviewer"
-role = "reviewer"
-capabilities = ["code.review", "ci.review"]
-slots = 1
-
-[[agents]]
-name = "documenter"
-role = "documenter"
-capabilities = ["docs.write", "ci.docs"]
-slots = 1
-
-[[agents]]
-name = "builder"
-role = "builder"
-capabilities = ["ci.build"]
-slots = 1
-
-[[agents]]
-name = "deployer"
-role = "deployer"
-capabilities = ["ci.deploy"]
-slots = 1
-
+TEAM = TEAM_AGENTS + """
 [models]
 default = "{model}"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from coding_support import TEAM_AGENTS
 
 from cluster.driver import Council
 from cluster.pipeline import follow, start_code
@@ -21,43 +22,7 @@ from events.catalogue import EditApplied, EditMalformed
 
 pytestmark = pytest.mark.slow
 
-TEAM = """
-[[agents]]
-name = "coder"
-role = "coder"
-capabilities = ["code.write", "code.fix"]
-slots = 1
-
-[[agents]]
-name = "tester"
-role = "tester"
-capabilities = ["test.write", "test.run", "ci.changes", "ci.setup", "ci.impact", "ci.test", "ci.smoke"]
-slots = 1
-
-[[agents]]
-name = "reviewer"
-role = "reviewer"
-capabilities = ["code.review", "ci.review"]
-slots = 1
-
-[[agents]]
-name = "documenter"
-role = "documenter"
-capabilities = ["docs.write", "ci.docs"]
-slots = 1
-
-[[agents]]
-name = "builder"
-role = "builder"
-capabilities = ["ci.build"]
-slots = 1
-
-[[agents]]
-name = "deployer"
-role = "deployer"
-capabilities = ["ci.deploy"]
-slots = 1
-
+TEAM = TEAM_AGENTS + """
 [models]
 default = "local:default"
 

@@ -22,6 +22,46 @@ from events import streams
 from events.blobs import BlobStore
 from events.catalogue import TaskCompleted
 
+TEAM_AGENTS = """
+[[agents]]
+name = "coder"
+role = "coder"
+capabilities = ["code.write", "code.fix"]
+slots = 1
+
+[[agents]]
+name = "tester"
+role = "tester"
+capabilities = ["test.write", "test.run", "ci.changes", "ci.setup", "ci.impact", "ci.test", "ci.smoke"]
+slots = 2
+
+[[agents]]
+name = "reviewer"
+role = "reviewer"
+capabilities = ["code.review", "ci.review"]
+slots = 1
+
+[[agents]]
+name = "documenter"
+role = "documenter"
+capabilities = ["docs.write", "ci.docs"]
+slots = 1
+
+[[agents]]
+name = "builder"
+role = "builder"
+capabilities = ["ci.build"]
+slots = 1
+
+[[agents]]
+name = "deployer"
+role = "deployer"
+capabilities = ["ci.deploy"]
+slots = 1
+"""
+"""A team file's agents for a whole coding request: the coding team, and the pipeline's builder and deployer (a
+test adds the ``[models]`` it thinks with)."""
+
 
 def block(path: str, search: str, replace: str, fence: str = "```") -> str:
     """One SEARCH/REPLACE block for ``path``, fenced, as a model answers it (``search`` "" creates the file)."""
