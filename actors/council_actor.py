@@ -21,7 +21,7 @@ import ray
 from actors.follow import Follower, Process, reader_for
 from actors.store_client import StoreClient
 from events import ANY, NO_STREAM, AppendResult, CouncilError, Intent, RecordedEvent, streams
-from events.catalogue import CheckpointSigned, PolicyProposed, WarrantIssued
+from events.catalogue import CheckpointSigned, PhaseGrant, PolicyProposed, WarrantIssued
 from events.errors import ConcurrencyError
 from events.merkle import CompactRange
 from governance import checkpoint_files, tree_head, warrant
@@ -145,6 +145,24 @@ class CouncilActor:
                 return found.issued
             self.follower.catch_up()
             return issued
+
+    def sign_phases(self, request_id: str, grants: list[PhaseGrant]) -> list[WarrantIssued]:
+        """The phase warrants of a plan being adopted, signed but not appended: the orchestrator appends them in
+        the same commit as the plan and its tasks (their ids are the grants', so only one adoption lands). A
+        phase already in the log is returned as it was issued."""
+        with self.follower.lock:
+            self.follower.catch_up()
+            authority = self.process.authority
+            now = self.follower.clock()
+            out = []
+            for grant in grants:
+                found = authority.warrants.get(grant.warrant_id)
+                if found is not None and found.issued is not None:
+                    out.append(found.issued)
+                    continue
+                out.append(warrant.issue(self.key, authority.phase_warrant(
+                    request_id, grant, issuer=self.key.public.fingerprint, now=now)))
+            return out
 
     def revoke(self, warrant_id: str, reason: str, by: str) -> int:
         """Revoke a warrant and every warrant carved from it, at once; return how many were revoked now."""

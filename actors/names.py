@@ -22,3 +22,8 @@ def agent(agent_id: str) -> str:
 def model_server(model_file: str) -> str:
     """The actor name of the server of the local model in ``model_file`` (one per file, cluster-wide)."""
     return "model-server:" + hashlib.sha256(model_file.encode()).hexdigest()[:12]
+
+
+def orchestrator(request_id: str) -> str:
+    """The actor name of the orchestrator of request ``request_id`` (one per request)."""
+    return f"orchestrator:{request_id}"

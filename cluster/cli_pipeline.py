@@ -108,11 +108,21 @@ def report_command(
 ) -> None:
     """The report of a pipeline run: its steps, test, review and build results, staging, and what production waits
     for."""
+    from cluster.feature import feature_report, follow_feature, is_feature
     from cluster.pipeline import Run, follow
     from cluster.report import report
 
     quiet_ray()
     council = council_for(store, address)
+    if is_feature(council, request_id):
+        if wait:
+            follow_feature(council, request_id, lambda line: out.print(line, markup=False), timeout,
+                           through_prod=True)
+        orchestrated = feature_report(council, request_id)
+        out.print(orchestrated.text(), markup=False)
+        if orchestrated.outcome == "stopped":
+            raise typer.Exit(1)
+        return
     if wait:
         tasks = {s["step"]: s["task_id"] for s in report(council, request_id).steps}
         follow(council, Run(request_id, Path(), "", None, tasks), lambda line: out.print(f"  {line}"), timeout,

@@ -193,18 +193,28 @@ def requeue(
 
 @app.command()
 def watch(
+    request: Annotated[str | None, typer.Argument(help="An orchestrated request (r-…, from `council run feature`): "
+                                                       "follow it step by step, then print its report.")] = None,
     store: StoreOption = None,
     address: AddressOption = None,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 1.0,
     duration: Annotated[float | None,
                         typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
 ) -> None:
-    """Live progress: tasks by status, queues, agents and failures, refreshed until Ctrl-C."""
+    """Live progress: tasks by status, queues, agents and failures, refreshed until Ctrl-C; or, given a REQUEST,
+    its plan, tasks and the orchestrator's decisions as they happen, until it finishes, asks a question, or waits
+    for production's approvals."""
     from rich.console import Group
-
 
     quiet_ray()
     council = council_for(store, address)
+    if request is not None:
+        from cluster.feature import feature_report, follow_feature
+
+        feature_report(council, request)  # refuses a request that is not orchestrated, saying what to use
+        follow_feature(council, request, lambda line: out.print(line, markup=False), duration or 3600.0)
+        out.print(feature_report(council, request).text(), markup=False)
+        return
     stop_at = None if duration is None else time.monotonic() + duration
     with Live(Group(*_status_tables(council)), console=out, refresh_per_second=4, transient=False) as live:
         try:

@@ -86,6 +86,28 @@ def _start(council: Council, repo: str | Path, base: str | None, planner: Planne
            empty_ok: bool = False) -> Run:
     """Make ``repo``'s tree for a new request, plan it with ``planner`` and submit request, plan and tasks at once
     (``empty_ok``: a directory with no files starts the tree with an empty commit)."""
+    ready = prepare_request(council, repo, base, empty_ok=empty_ok)
+    planned, specs = planner(ready.request_id, ready.checkout, ready.shape)
+    council.request(f"{title} {Path(ready.checkout.source).name} @ {ready.checkout.commit[:12]}", specs,
+                    request_id=ready.request_id, plan=planned)
+    return Run(ready.request_id, ready.tree, ready.checkout.commit, planned.base,
+               {s.step: s.task_id for s in planned.steps})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A new request's tree, made and checked, before anything is submitted: its id, checkout, where the tree is,
+    and the pipeline's shape for it (configuration, review threshold, known findings, install, package index)."""
+
+    request_id: str
+    checkout: Checkout
+    tree: Path
+    shape: tuple[PipelineConfig, Severity, bool, list[str], PackageIndex]
+
+
+def prepare_request(council: Council, repo: str | Path, base: str | None, *, empty_ok: bool = False) -> Prepared:
+    """Check ``repo`` out into a tree of its own for a new request and read its pipeline configuration; a
+    configuration that cannot be read removes the tree again (nothing was submitted)."""
     workspace = council.settings.absolute().workspace
     if workspace is None:
         raise CouncilError("the council has no workspace; start it with a home (`council up`)")
@@ -104,10 +126,7 @@ def _start(council: Council, repo: str | Path, base: str | None, planner: Planne
     except CouncilError:
         shutil.rmtree(tree)  # nothing was submitted: leave nothing behind
         raise
-    planned, specs = planner(request_id, checkout, (config, threshold, block_known, install, index))
-    council.request(f"{title} {Path(checkout.source).name} @ {checkout.commit[:12]}", specs, request_id=request_id,
-                    plan=planned)
-    return Run(request_id, tree, checkout.commit, planned.base, {s.step: s.task_id for s in planned.steps})
+    return Prepared(request_id, checkout, tree, (config, threshold, block_known, install, index))
 
 
 class PipelineTimedOut(CouncilError, TimeoutError):

@@ -14,6 +14,8 @@ from actors.coding.documenter import DocsWritten
 from actors.coding.plan import RESULTS as CODING_RESULTS
 from actors.coding.reviewer import CodeReviewed
 from actors.coding.tester import Fixed, TestsWritten
+from actors.orchestrator.architect import DesignWritten
+from actors.orchestrator.planner import PlanWritten
 from actors.pipeline.plan import STEPS, task_id
 from actors.pipeline.results import (
     RESULTS,
@@ -46,8 +48,10 @@ from events.catalogue import (
 )
 from governance.approvals import ApprovalLedger
 
-RESULT_TYPES = {**RESULTS, **CODING_RESULTS}
-"""Capability → the type of the result its skill hands on: the pipeline's steps and the coding team's."""
+RESULT_TYPES: dict[str, type[StepResult]] = {**RESULTS, **CODING_RESULTS, "design.write": DesignWritten,
+                                            "plan.write": PlanWritten}
+"""Capability → the type of the result its skill hands on: the pipeline's steps, the coding team's and the
+orchestrator's."""
 
 
 @dataclass
@@ -209,7 +213,9 @@ class Report:
 
 def report(council: Council, run: Run | str) -> Report:
     """The report of a run (or a request id): each step's status from the ``tasks`` read model, the
-    results its task recorded (as their types), and the approval production waits for."""
+    results its task recorded (as their types), and the approval production waits for. The steps are those of the
+    request's last ``pipeline.planned`` (an orchestrated request records one each time its plan is adopted or
+    revised)."""
     request_id = run.request_id if isinstance(run, Run) else run
     planned = [e.payload for e in council.store.read_stream(streams.request(request_id))
                if isinstance(e.payload, PipelinePlanned)]
@@ -217,11 +223,11 @@ def report(council: Council, run: Run | str) -> Report:
         raise CouncilError(f"there is no pipeline {request_id}; runs are listed by "
                            "`council sql \"SELECT * FROM requests\"`")
     workspace = council.settings.absolute().workspace or ""
-    found = Report(request_id, tree=str(Path(workspace) / planned[0].tree), options=_options(council.settings))
+    found = Report(request_id, tree=str(Path(workspace) / planned[-1].tree), options=_options(council.settings))
     rows = council.sql("SELECT task_id, status, agent_id, duration_s, last_error FROM tasks "
                        f"WHERE request_id = '{request_id}'")  # the id matched REQUEST: no quote can be in it
     tasks = {row[0]: row for row in rows.rows}
-    for step in planned[0].steps:
+    for step in planned[-1].steps:
         unseen = (step.task_id, TaskStatus.SUBMITTED, None, None, None)  # not folded into the read model yet
         _, named, agent, seconds, error = tasks.get(step.task_id, unseen)
         status = TaskStatus(named)
@@ -252,7 +258,7 @@ def report(council: Council, run: Run | str) -> Report:
             found.shipped_by = granted["signed"] if granted else []
         found.steps.append({"step": step.step, "task_id": step.task_id, "status": status, "agent": agent,
                             "seconds": seconds if status is TaskStatus.COMPLETED else None})
-    _confinement(council, {step.task_id: step.step for step in planned[0].steps}, found)
+    _confinement(council, {step.task_id: step.step for step in planned[-1].steps}, found)
     spent = council.sql("SELECT agent_id, count(*), sum(input_tokens), sum(output_tokens), sum(cost) FROM llm_calls "
                         f"WHERE request_id = '{request_id}' GROUP BY agent_id ORDER BY agent_id")
     found.costs = [(str(a), int(n), int(i or 0), int(o or 0), float(c or 0.0)) for a, n, i, o, c in spent.rows]

@@ -25,6 +25,9 @@ from events.catalogue import (
     BudgetAllocated,
     BudgetExtended,
     CheckpointSigned,
+    PhaseGrant,
+    PlanAdopted,
+    PlanRevised,
     PolicyAdopted,
     PolicyProposed,
     VoteDecided,
@@ -38,7 +41,7 @@ from governance.errors import GovernanceError, WarrantError
 from governance.ledgers import PolicyLedger, WarrantLedger
 from governance.policy import Policy, parse_policy
 from governance.votes import VoteLedger
-from governance.warrant import Warrant, decode
+from governance.warrant import Warrant, covers_name, decode
 
 GOVERNANCE_ACTIONS = frozenset({"policy.change", "budget.allocate", budget.EXTEND})
 """Actions taken through the council, never by an agent under its warrant: people change the policy and allocate
@@ -63,6 +66,8 @@ class Authority:
     votes: dict[str, VoteLedger] = field(default_factory=dict)
     budgets: dict[str, Budget] = field(default_factory=dict)
     """Budgets allocated to requests (overriding the policy's per-request budget)."""
+    phases: dict[str, str] = field(default_factory=dict)
+    """Task id → the phase warrant its task warrants are carved from (from ``plan.adopted`` and ``plan.revised``)."""
     last_checkpoint: int = 0
     position: int = 0
 
@@ -92,6 +97,10 @@ class Authority:
             self.votes.setdefault(sid, VoteLedger()).evolve(p, at)
         elif isinstance(p, BudgetAllocated):
             self.budgets[p.request_id] = p.budget
+        elif isinstance(p, PlanAdopted | PlanRevised):
+            for grant in p.grants:
+                for task_id in grant.tasks:
+                    self.phases[task_id] = grant.warrant_id
         elif isinstance(p, CheckpointSigned):
             # What the council actor's checkpoint is due from: a log that has not moved past its last
             # signed tree head is not signed again, even by a council restarted long after.
@@ -137,10 +146,52 @@ class Authority:
             spent, extended = self._committed(lambda w: w.request_id == request_id)
             request_limit = budget.subtract(budget.widen(request_limit, extended), spent)
         limit = budget.smallest(agent_limit, request_limit)
+        phase = self._phase(task_id, role)
+        if phase is not None:  # a task of an adopted plan: a child of its phase's warrant, never wider
+            return Warrant(warrant_id=warrant_id, holder=agent_id, role=role, actions=phase.actions,
+                           resources=phase.resources, environments=phase.environments,
+                           budget=budget.smallest(limit, phase.budget), not_before=max(now - 1, phase.not_before),
+                           expires_at=min(now + WARRANT_TTL, phase.expires_at), policy_hash=policy.hash,
+                           issuer=issuer, request_id=request_id, task_id=task_id, parent_id=phase.warrant_id)
         return Warrant(warrant_id=warrant_id, holder=agent_id, role=role, actions=tuple(actions),
                        resources=tuple(resources), environments=tuple(environments), budget=limit, not_before=now - 1,
                        expires_at=now + WARRANT_TTL, policy_hash=policy.hash, issuer=issuer, request_id=request_id,
                        task_id=task_id)
+
+    def phase_warrant(self, request_id: str, grant: PhaseGrant, *, issuer: str, now: float) -> Warrant:
+        """The warrant of one phase of a request's plan for one role (unsigned): what the policy grants the role,
+        narrowed to the grant's actions, with the request's budget; the task warrants of the phase are its
+        children. :class:`WarrantError` if the policy grants the role none of those actions."""
+        policy = self.current()
+        if policy is None:
+            raise WarrantError("no policy is in force, so no warrant can be issued; adopt one with `council up`")
+        actions, resources, environments = grants(policy, grant.role)
+        narrowed = [a for a in grant.actions if any(covers_name(g, a) for g in actions)]
+        if not narrowed:
+            raise WarrantError(f"the policy {policy.name!r} grants role {grant.role!r} none of "
+                               f"{', '.join(grant.actions) or 'the actions'} phase {grant.phase!r} needs")
+        limit = self.budgets.get(request_id, policy.budget_for("request"))
+        spent, extended = self._committed(lambda w: w.request_id == request_id)
+        limit = budget.subtract(budget.widen(limit, extended), spent)
+        return Warrant(warrant_id=grant.warrant_id, holder=f"{request_id}/{grant.phase}", role=grant.role,
+                       actions=tuple(narrowed), resources=tuple(resources), environments=tuple(environments),
+                       budget=limit, not_before=now - 1, expires_at=now + WARRANT_TTL, policy_hash=policy.hash,
+                       issuer=issuer, request_id=request_id)
+
+    def _phase(self, task_id: str, role: str) -> Warrant | None:
+        """The phase warrant a task of an adopted plan works under, if it is one; :class:`WarrantError` if its
+        agent's role is not the phase's."""
+        wid = self.phases.get(task_id)
+        ledger = self.warrants.get(wid or "")
+        if wid is None or ledger is None or ledger.issued is None:
+            return None
+        phase = decode(ledger.issued)
+        if phase.role != role:
+            raise WarrantError(f"task {task_id} belongs to a phase of role {phase.role!r} in its plan; an agent of "
+                               f"role {role!r} cannot take it")
+        if ledger.revoked is not None:
+            raise WarrantError(f"the phase warrant {wid} of task {task_id} was revoked ({ledger.revoked.reason})")
+        return phase
 
     def standing_warrant(self, task_id: str, agent_id: str, now: float) -> tuple[WarrantIssued | None, str]:
         """The warrant this agent already holds for this task, if still good, and the id a new one would take.

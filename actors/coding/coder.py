@@ -75,7 +75,7 @@ class CodeWritten(StepResult, frozen=True, kw_only=True):
     """The files shown to the model whole."""
 
 
-@skill("code.write", toolset=Toolset.GATED)
+@skill("code.write", toolset=Toolset.GATED, actions=("file.read", "llm.call", "file.write", "git.commit"))
 def write_code(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
     """Turn ``inputs`` (a :class:`CodeTask`) into edits to the request's tree and commit them (see the module)."""
     task = validated(CodeTask, inputs, "code.write")

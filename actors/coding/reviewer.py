@@ -186,7 +186,7 @@ class Spent:
         self.cost, self.calls, self.model = self.cost + cost, self.calls + calls, model or self.model
 
 
-@skill("code.review", toolset=Toolset.CI)
+@skill("code.review", toolset=Toolset.CI, actions=("file.read", "llm.call", "command.run", "file.write", "git.commit"))
 def review_code(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     """Review a change with the linters and the model, fix what can be fixed, report, and stop the request on a
     finding at or above the threshold (see the module)."""

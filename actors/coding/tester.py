@@ -67,7 +67,7 @@ class TestsWritten(StepResult, frozen=True, kw_only=True):
     run: TestResult
 
 
-@skill("test.write", toolset=Toolset.CI)
+@skill("test.write", toolset=Toolset.CI, actions=("file.read", "llm.call", "file.write", "git.commit", "command.run"))
 def write_tests(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     """Write tests for a change, commit them, run them, report (see the module); failing tests are a result."""
     task: TestTask = validated(TestTask, inputs, "test.write")
@@ -113,7 +113,7 @@ class Fixed(StepResult, frozen=True, kw_only=True):
     cost: float = 0.0
 
 
-@skill("code.fix", toolset=Toolset.CI)
+@skill("code.fix", toolset=Toolset.CI, actions=("file.read", "llm.call", "file.write", "git.commit", "command.run"))
 def fix_code(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     """Make the code pass the last test run's failing tests, without touching the tests (see the module)."""
     task: FixTask = validated(FixTask, inputs, "code.fix")
@@ -152,7 +152,7 @@ class RunTask(BaseModel):
     """The plan's last run: tests that still fail stop the request."""
 
 
-@skill("test.run", toolset=Toolset.CI)
+@skill("test.run", toolset=Toolset.CI, actions=("file.read", "command.run"))
 def run_tests(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     """Run the tests again after a fix (or carry the last run on, when there was nothing to fix)."""
     task: RunTask = validated(RunTask, inputs, "test.run")

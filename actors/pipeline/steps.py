@@ -175,7 +175,7 @@ def build(inputs: dict[str, Any], tools: CiTools) -> BuildResult:
     return built
 
 
-@skill("ci.deploy", toolset=Toolset.CI)
+@skill("ci.deploy", toolset=Toolset.CI, actions=("deploy",))
 def deploy(inputs: dict[str, Any], tools: CiTools) -> Release:
     """Deploy the build's wheel (else its first artefact) to the environment, blue-green, with the health check."""
     built = tools.upstream(str(inputs["build"]), BuildResult)

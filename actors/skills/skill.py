@@ -74,6 +74,10 @@ class Skill:
     toolset: Toolset = Toolset.PLAIN
     signs: bool = False
     """Whether the skill is handed the agent's own signing key (``tools.signer``)."""
+    actions: tuple[str, ...] = ()
+    """The gated actions the skill may take (``file.write``, ``llm.call``…), as it declares them: what a plan's
+    validation checks the policy lets a task's role do, and what a phase's warrant is narrowed to. Empty for a skill
+    that declares nothing (a phase warrant then grants its role everything the policy does)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.capability, str) or len(self.capability) > 100 or not CAPABILITY.match(self.capability):
@@ -81,6 +85,9 @@ class Skill:
                              "'echo' or 'notes.write' (letters, digits, '_' and '-'; at most 100 characters)")
         if not callable(self.function):
             raise SkillError(f"the skill for {self.capability!r} is not a function")
+        if self.actions and self.toolset is Toolset.PLAIN:
+            raise SkillError(f"the skill for {self.capability!r} is plain, so it takes no actions; give it toolset "
+                             "'gated' or 'ci', or declare none")
         if self.signs and self.toolset is Toolset.PLAIN:
             raise SkillError(f"the skill for {self.capability!r} signs, so it needs tools: give it toolset 'gated' "
                              "or 'ci'")
@@ -101,14 +108,15 @@ class Skill:
         return self.function(inputs) if self.toolset is Toolset.PLAIN else self.function(inputs, tools)
 
 
-def skill(capability: str, *, toolset: Toolset | str = Toolset.PLAIN, signs: bool = False) -> Callable[[F], Skill]:
+def skill(capability: str, *, toolset: Toolset | str = Toolset.PLAIN, signs: bool = False,
+          actions: tuple[str, ...] = ()) -> Callable[[F], Skill]:
     """Decorate a function as the skill for ``capability``.
 
     A plain skill is ``def name(inputs: dict) -> dict``; one with tools is
     ``def name(inputs: dict, tools) -> dict`` (a result may also be a msgspec Struct). The
     decorated name is a :class:`Skill`; a module's skills are registered by naming the module in
     the ``agent_council.skills`` entry point group or in a team's ``skills`` (see
-    :mod:`actors.skills.registry`).
+    :mod:`actors.skills.registry`). ``actions`` declares the gated actions it may take (see :attr:`Skill.actions`).
     """
     try:
         kind = Toolset(toolset)
@@ -116,7 +124,7 @@ def skill(capability: str, *, toolset: Toolset | str = Toolset.PLAIN, signs: boo
         raise SkillError(f"{toolset!r} is not a toolset; use one of {', '.join(t.value for t in Toolset)}") from None
 
     def register(function: F) -> Skill:
-        return Skill(capability, function, kind, signs)
+        return Skill(capability, function, kind, signs, tuple(actions))
 
     return register
 

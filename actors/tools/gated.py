@@ -280,6 +280,12 @@ class Tools:
         finally:
             self._scope, self._calls = saved
 
+    def authorize(self, action: str, target: str, *, arguments: dict[str, Any] | None = None) -> None:
+        """An action whose only effect is its decision: the gate authorises it (or waits for its approvals or vote,
+        or denies it: :class:`ActionRefused`) and it is recorded as done. Once done, never asked again."""
+        request = self._request(action, target, arguments=arguments)
+        self._run(request, lambda _: {"decided": True}, replay=lambda: {"decided": True})
+
     def run_tests(self, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
                   coverage: bool = False, python: str | None = None) -> dict[str, Any]:
         """``command.run`` of pytest in ``cwd`` (under coverage if asked) with the interpreter ``python`` (a request's

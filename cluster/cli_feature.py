@@ -1,0 +1,89 @@
+"""``council run feature``, ``council answer``: a request in plain words, planned and carried out by the team."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cluster.cli_app import AddressOption, StoreOption, app, council_for, out, quiet_ray, settings_for
+from cluster.cli_pipeline import Elapsed, _local_approvers, run_app
+from events import CouncilError
+
+
+@run_app.command("feature")
+def feature(
+    request: Annotated[str, typer.Argument(help="What you want, in words: \"Add a user authentication system with "
+                                                "JWT tokens\".")],
+    repo: Annotated[str, typer.Option(help="The repository (or directory, empty or not) to build it in; the team "
+                                           "works in a tree of its own, never in REPO itself.")],
+    plan_only: Annotated[bool, typer.Option("--plan-only", help="Show the plan (a table and a Mermaid diagram) and "
+                                                                "stop; nothing is built.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Start the plan without asking (the policy may still ask "
+                                                          "approvers for it: a plan.approve rule).")] = False,
+    revisions: Annotated[int, typer.Option(min=0, max=3, help="How often the plan may be revised when a task fails "
+                                                              "for good, before a person is asked.")] = 1,
+    base: Annotated[str | None, typer.Option(help="Start from this revision (branch, tag, commit) instead of "
+                                                  "REPO's current state.")] = None,
+    store: StoreOption = None,
+    address: AddressOption = None,
+    local_approvers: Annotated[bool, typer.Option(
+        "--local-approvers", help="Create keys in this council's keyring for the policy's approvers that have none "
+                                  "(a trial on one machine; on a team each approver makes their own)")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow the request before leaving it to run on.")] = 3600.0,
+) -> None:
+    """Have the orchestrator plan REQUEST for the team — phases and tasks for the architect, coders, testers,
+    reviewer, documenter and deployer, validated against the team, the policy and the budget — show the plan, and
+    (once you confirm it, or with --yes) carry it out under one warrant per phase, revising it if a task fails for
+    good. Starts the council if none runs; prints progress live, then the report."""
+    from cluster.driver import Council
+    from cluster.feature import feature_report, follow_feature, start_feature
+
+    quiet_ray()
+    if not Path(repo).is_dir():
+        raise CouncilError(f"{repo} is not a directory; give the path of the repository to build in")
+    ask = not (yes or plan_only)
+    if ask and not sys.stdin.isatty():
+        raise CouncilError("the plan needs your confirmation, but this is not a terminal: add --yes to start it "
+                           "without asking, or --plan-only to see it first")
+    settings = settings_for(store, address).absolute()
+    if local_approvers:
+        _local_approvers(settings.policy, settings.home)
+    clock = Elapsed()
+    with clock.stage("starting the council (Ray, the log, the agents)"):
+        council = Council.start(settings, ray_start="head")
+    with clock.stage(f"preparing the tree of {repo}"):
+        started = start_feature(council, request, repo, base, plan_only=plan_only, confirm=ask, revisions=revisions)
+    clock.say(f"request {started.request_id} on {repo} at {started.commit[:12]}; planning")
+
+    def confirm(plan: object) -> bool:
+        return typer.confirm("Start this plan?", default=False)
+
+    follow_feature(council, started, lambda line: clock.say(line), timeout, confirm=confirm)
+    found = feature_report(council, started.request_id)
+    out.print()
+    out.print(found.text(), markup=False)
+    if plan_only and found.plans:
+        from actors.orchestrator.render import mermaid
+
+        out.print("\n```mermaid\n" + mermaid(found.plans[0][1]) + "\n```", markup=False)
+    if found.outcome == "stopped":
+        raise typer.Exit(1)
+
+
+@app.command()
+def answer(
+    request_id: Annotated[str, typer.Argument(help="The request whose orchestrator asked (r-…).")],
+    text: Annotated[str, typer.Argument(help="How the team should go on; the plan is revised with it.")],
+    store: StoreOption = None,
+    address: AddressOption = None,
+) -> None:
+    """Answer the question an orchestrator asked when a task failed for good and no revision was left: the plan is
+    revised once more with your answer. (To stop the request instead: `council cancel REQUEST`.)"""
+    from cluster.feature import answer as give
+
+    quiet_ray()
+    give(council_for(store, address), request_id, text)
+    out.print(f"answered {request_id}; the orchestrator revises the plan with it (`council watch {request_id}`)")

@@ -1,0 +1,3 @@
+"""A small HTTP service that keeps user accounts in memory."""
+
+__version__ = "0.1.0"
