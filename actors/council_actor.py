@@ -21,11 +21,12 @@ import ray
 from actors.follow import Follower, Process, reader_for
 from actors.store_client import StoreClient
 from events import ANY, NO_STREAM, AppendResult, CouncilError, Intent, RecordedEvent, streams
-from events.catalogue import CheckpointSigned, PhaseGrant, PolicyProposed, WarrantIssued
+from events.catalogue import CheckpointSigned, PhaseGrant, PolicyProposed, VoteProposed, WarrantIssued
 from events.errors import ConcurrencyError
 from events.merkle import CompactRange
-from governance import checkpoint_files, tree_head, warrant
+from governance import checkpoint_files, motions, tree_head, warrant
 from governance.authority import Authority
+from governance.errors import GovernanceError
 from governance.keys import COUNCIL_KEY, Keyring, SigningKey
 from governance.policy import load_policy
 
@@ -163,6 +164,26 @@ class CouncilActor:
                 out.append(warrant.issue(self.key, authority.phase_warrant(
                     request_id, grant, issuer=self.key.public.fingerprint, now=now)))
             return out
+
+    def propose_allocation(self, request_id: str, amounts: str, subject: str, vote_id: str) -> VoteProposed | str:
+        """A ``budget.allocate`` vote (``vote_id``) between giving ``request_id`` the budget ``amounts`` and keeping
+        it as it is, as the policy puts such votes — not appended: the orchestrator appends it with its decision.
+        The proposal already in the log if there is one; the reason as text if the policy does not allow it."""
+        with self.follower.lock:
+            self.follower.catch_up()
+            authority = self.process.authority
+            found = authority.votes.get(vote_id)
+            if found is not None and found.proposed is not None:
+                return found.proposed
+            try:
+                intent = motions.propose_budget_vote(authority, {request_id: f"{request_id}:{amounts}", "keep": ""},
+                                                     self.key.public.fingerprint, self.follower.clock(),
+                                                     subject=subject, motion_id=vote_id)
+            except GovernanceError as exc:
+                return str(exc)
+            proposal = intent.events[0]
+            assert isinstance(proposal, VoteProposed)
+            return proposal
 
     def revoke(self, warrant_id: str, reason: str, by: str) -> int:
         """Revoke a warrant and every warrant carved from it, at once; return how many were revoked now."""

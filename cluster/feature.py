@@ -276,6 +276,8 @@ def answer(council: Council, request_id: str, text: str, by: str | None = None) 
     if not text.strip():
         raise CouncilError("say how the team should go on: `council answer REQUEST \"Use bcrypt instead …\"`")
     events = council.store.read_stream(streams.request(request_id))
+    if any(isinstance(e.payload, RequestFinished) for e in events):
+        raise CouncilError(f"the request {request_id} has finished; there is nothing left to answer")
     asked = [e.payload for e in events if isinstance(e.payload, OrchestratorDecided) and e.payload.decision == "ask"]
     answered = [e for e in events if isinstance(e.payload, OrchestratorAnswered)]
     if len(asked) <= len(answered):

@@ -160,8 +160,8 @@ class Authority:
 
     def phase_warrant(self, request_id: str, grant: PhaseGrant, *, issuer: str, now: float) -> Warrant:
         """The warrant of one phase of a request's plan for one role (unsigned): what the policy grants the role,
-        narrowed to the grant's actions, with the request's budget; the task warrants of the phase are its
-        children. :class:`WarrantError` if the policy grants the role none of those actions."""
+        narrowed to the grant's actions; the task warrants of the phase are its children, each with its own budget.
+        :class:`WarrantError` if the policy grants the role none of those actions."""
         policy = self.current()
         if policy is None:
             raise WarrantError("no policy is in force, so no warrant can be issued; adopt one with `council up`")
@@ -170,12 +170,11 @@ class Authority:
         if not narrowed:
             raise WarrantError(f"the policy {policy.name!r} grants role {grant.role!r} none of "
                                f"{', '.join(grant.actions) or 'the actions'} phase {grant.phase!r} needs")
-        limit = self.budgets.get(request_id, policy.budget_for("request"))
-        spent, extended = self._committed(lambda w: w.request_id == request_id)
-        limit = budget.subtract(budget.widen(limit, extended), spent)
+        # A phase narrows what its tasks may do, not how much: each task warrant is limited as any is (the agent's
+        # and the request's budgets, allocations and extensions included, when it is issued).
         return Warrant(warrant_id=grant.warrant_id, holder=f"{request_id}/{grant.phase}", role=grant.role,
                        actions=tuple(narrowed), resources=tuple(resources), environments=tuple(environments),
-                       budget=limit, not_before=now - 1, expires_at=now + WARRANT_TTL, policy_hash=policy.hash,
+                       budget=Budget(), not_before=now - 1, expires_at=now + WARRANT_TTL, policy_hash=policy.hash,
                        issuer=issuer, request_id=request_id)
 
     def _phase(self, task_id: str, role: str) -> Warrant | None:

@@ -117,7 +117,7 @@ class Change:
     summary: str
 
 
-@skill("docs.write", toolset=Toolset.CI, actions=("file.read", "llm.call", "file.write", "git.commit"))
+@skill("docs.write", toolset=Toolset.CI, actions=("file.read", "llm.call", "command.run", "file.write", "git.commit"))
 def write_docs(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     """Document a change: generated API pages and the model's README and changelog edits, one commit (see module)."""
     task: DocsTask = validated(DocsTask, inputs, "docs.write")

@@ -160,8 +160,10 @@ class ModelCalls:
             key, reply, cost, replayed = self._call(chosen, request, f"{name}.{repair}" if repair else name)
             calls, spent, replayed_all = calls + 1, spent + cost, replayed_all and replayed
             if reply.finish == "length" and not cut_ok:
-                raise PermanentFailure(f"the answer of {chosen} was cut off at max_tokens={max_tokens}; ask for less, "
-                                       "or allow more tokens")
+                window = (f" (after {reply.output_tokens} tokens: the model's context window ran out first)"
+                          if reply.output_tokens < max_tokens else "")
+                raise PermanentFailure(f"the answer of {chosen} was cut off at max_tokens={max_tokens}{window}; ask "
+                                       "for less, or allow more tokens (or a larger context)")
             if reply.finish == "refused":
                 raise PermanentFailure(f"{chosen} refused to answer ({reply.stop_reason or 'refused'})")
             if schema is None:

@@ -22,7 +22,7 @@ from actors.follow import Follower, reader_for
 from actors.orchestrator.process import OrchestratorProcess
 from actors.specs import ActorSpec
 from actors.store_client import StoreClient
-from events.catalogue import PhaseGrant, WarrantIssued
+from events.catalogue import PhaseGrant, VoteProposed, WarrantIssued
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)  # type: ignore[call-overload]  # Ray's stub takes no actor options
@@ -32,7 +32,7 @@ class OrchestratorActor:
     def __init__(self, store_url: str, request_id: str) -> None:
         self.request_id = request_id
         self.council = ray.get_actor(names.COUNCIL, namespace=names.NAMESPACE)
-        self.process = OrchestratorProcess(request_id, self._sign)
+        self.process = OrchestratorProcess(request_id, self._sign, self._propose)
         self.follower = Follower(self.process, StoreClient(), reader=reader_for(store_url))
         self.follower.catch_up()  # recovery: the request as the log has it, before any decision
         threading.Thread(target=self._run, daemon=True, name=f"orchestrator {request_id}").start()
@@ -40,6 +40,10 @@ class OrchestratorActor:
     def _sign(self, request_id: str, grants: list[PhaseGrant]) -> list[WarrantIssued]:
         found: list[WarrantIssued] = ray.get(self.council.sign_phases.remote(request_id, grants), timeout=60)
         return found
+
+    def _propose(self, request_id: str, amounts: str, subject: str, vote_id: str) -> VoteProposed | str:
+        found: Any = ray.get(self.council.propose_allocation.remote(request_id, amounts, subject, vote_id), timeout=60)
+        return found if isinstance(found, VoteProposed) else str(found)
 
     def _run(self) -> None:
         """The follower's loop until the request has finished; then the actor leaves."""

@@ -38,7 +38,10 @@ from events import NO_STREAM, Intent, Metadata, NewEvent, RecordedEvent, streams
 from events.catalogue import (
     SETTLED,
     TASK_EVENTS,
+    Budget,
+    BudgetAllocated,
     FeatureRequested,
+    ModelCallCompleted,
     OrchestratorAnswered,
     OrchestratorDecided,
     PhaseGrant,
@@ -58,9 +61,11 @@ from events.catalogue import (
     TaskSpec,
     TaskStatus,
     TaskSubmitted,
+    VoteProposed,
     WarrantIssued,
     next_status,
 )
+from governance import budget as budgets
 
 ACTOR = "orchestrator"
 HANDLED = frozenset({"permanent", "denied"})
@@ -69,6 +74,13 @@ detector handles (a requeue, a fix task, an alert)."""
 
 Signer = Callable[[str, list[PhaseGrant]], list[WarrantIssued]]
 """The council's signature on a request's phase warrants (request id, grants → ``warrant.issued`` payloads)."""
+
+Proposer = Callable[[str, str, str, str], VoteProposed | str]
+"""The council's proposal of a budget vote (request id, the amounts asked for, the subject, the vote's id): the
+proposal, or why the policy does not let it be put."""
+
+EXTEND_AT = 0.8
+"""The share of a request's budget (tokens, money or wall time) spent that makes the orchestrator ask for more."""
 
 
 @dataclass
@@ -105,6 +117,10 @@ class Orchestration:
     tasks: dict[str, Task] = field(default_factory=dict)
     planners: dict[str, int] = field(default_factory=dict)
     """Planning task id → the revision it plans."""
+    spent: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Task id → the model tokens and dollars its calls came to."""
+    allocated: list[Budget] = field(default_factory=list)
+    """Budgets the council allocated to the request since it was submitted (by a vote), in order."""
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event of the request's stream or of one of its tasks'."""
@@ -134,6 +150,15 @@ class Orchestration:
             elif isinstance(p, RequestFinished):
                 self.finished = p
             return
+        if isinstance(p, BudgetAllocated):
+            if p.request_id == self.request_id:
+                self.allocated.append(p.budget)
+            return
+        if isinstance(p, ModelCallCompleted):
+            if p.task_id in self.tasks:
+                tokens, money = self.spent.get(p.task_id, (0, 0.0))
+                self.spent[p.task_id] = (tokens + p.input_tokens + p.output_tokens, money + p.cost)
+            return
         if isinstance(p, TaskSubmitted):
             if p.request_id == self.request_id:
                 self.tasks[p.task_id] = Task(p.capability, TaskStatus.SUBMITTED, event.stream_version, dict(p.inputs))
@@ -149,6 +174,13 @@ class Orchestration:
             task.error, task.kind, task.dependency = p.last_error, p.kind, p.dependency
 
     @property
+    def budget(self) -> Budget:
+        """The request's budget: the last the council allocated, else the one it was submitted with."""
+        if self.allocated:
+            return self.allocated[-1]
+        return self.feature.budget if self.feature is not None else Budget()
+
+    @property
     def revisions(self) -> int:
         """The highest revision asked for so far (0: only the first plan)."""
         return max(self.planners.values(), default=0)
@@ -160,11 +192,13 @@ class OrchestratorProcess(Process):
     # Every type a request's stream holds must be folded: its decisions are appended at the stream's version.
     types: Sequence[str] | None = tuple(cls.type_name for cls in (*TASK_EVENTS,)) + tuple(cls.type_name for cls in (
         RequestSubmitted, FeatureRequested, PipelinePlanned, PlanProposed, PlanRejected, PlanConfirmed, PlanAdopted,
-        PlanRevised, OrchestratorDecided, OrchestratorAnswered, RequestFinished))
+        PlanRevised, OrchestratorDecided, OrchestratorAnswered, RequestFinished, ModelCallCompleted, BudgetAllocated))
 
-    def __init__(self, request_id: str, sign: Signer) -> None:
+    def __init__(self, request_id: str, sign: Signer, propose: Proposer | None = None) -> None:
+        """``sign`` is the council's signature on phase warrants, ``propose`` its proposal of a budget vote (None:
+        the orchestrator records that the budget runs low, and asks for nothing)."""
         self.state = Orchestration(request_id)
-        self.sign = sign
+        self.sign, self.propose = sign, propose
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event (those of other requests are passed over)."""
@@ -302,6 +336,9 @@ class OrchestratorProcess(Process):
             asked = [d for d in s.decided.values() if d.decision in ("revise", "ask")]
             return [self._planning(s.revisions, asked[-1].reason if asked else "",
                                    s.answers[-1].answer if s.answers else "")]
+        low = self._budget_low(now)
+        if low:
+            return low
         current = [*s.adopted[latest].tasks.values(), *_pipeline(s.adopted[latest])]
         for tid in current:
             task = s.tasks.get(tid)
@@ -335,6 +372,39 @@ class OrchestratorProcess(Process):
         decided = OrchestratorDecided(request_id=s.request_id, task_id=task_id, decision="ask", reason=why,
                                       question=question)
         return [Intent(streams.request(s.request_id), [self._new(decided, f"decided:{task_id}")], s.version)]
+
+    def _budget_low(self, now: float) -> Sequence[Intent]:
+        """Ask for more budget before the request runs out: once :data:`EXTEND_AT` of its tokens, money or wall
+        time is spent, a ``budget.allocate`` vote for twice as much of what runs low (once per allocation)."""
+        s = self.state
+        key = f"budget-{len(s.allocated) + 1}"
+        if key in s.decided:
+            return ()
+        limit = s.budget
+        tokens = sum(t for t, _ in s.spent.values())
+        money = sum(m for _, m in s.spent.values())
+        elapsed = max(0.0, now - s.submitted_at)
+        low = {name: (used, most) for name, used, most in (("tokens", tokens, limit.tokens),
+                                                            ("money", money, limit.money),
+                                                            ("wall_time_s", elapsed, limit.wall_time_s))
+               if most and used >= EXTEND_AT * most}
+        if not low:
+            return ()
+        more = msgspec.convert({name: int(most * 2) if name == "tokens" else float(most * 2)
+                                for name, (_, most) in low.items()}, Budget)
+        said = ", ".join(f"{name} {used:,.2f} of {most:,.2f}" for name, (used, most) in low.items())
+        vote = f"bv-{s.request_id}-{len(s.allocated) + 1}"
+        proposal = (self.propose(s.request_id, budgets.render(more), f"more budget for {s.request_id}: {said}", vote)
+                    if self.propose is not None else "no council to propose it")
+        asked = f"asked the council to allocate {budgets.render(more)} (vote {vote})" if isinstance(
+            proposal, VoteProposed) else f"could not ask for more: {proposal}"
+        decided = OrchestratorDecided(request_id=s.request_id, task_id=key, decision="extend",
+                                      reason=f"the request has spent {said} ({EXTEND_AT:.0%} or more); {asked}")
+        out = [Intent(streams.request(s.request_id), [self._new(decided, key)], s.version)]
+        if isinstance(proposal, VoteProposed):
+            out.append(Intent(streams.vote(vote), [NewEvent(payload=proposal, metadata=Metadata(
+                correlation_id=s.request_id, actor=ACTOR))], NO_STREAM))
+        return out
 
     def _planning(self, revision: int, failure: str, answer: str) -> Intent:
         """The planning task of ``revision``: the plan so far, what completed, what failed (and a person's answer)."""

@@ -144,6 +144,8 @@ def problems(plan: Plan, team: Roster, budget: Budget, *, done: Iterable[str] = 
     for task in tasks:
         found += _task_problems(task, team)
     earlier = set(done)
+    found += [f"task {t.id!r} completed already: do not plan it again (a new task may depend on it by id)"
+              for t in tasks if t.id in earlier]
     for task in tasks:
         for dep in task.depends_on:
             if dep not in seen and dep not in earlier:

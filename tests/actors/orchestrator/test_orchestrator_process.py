@@ -16,7 +16,10 @@ from actors.follow import Follower
 from actors.orchestrator.process import OrchestratorProcess
 from events import streams
 from events.catalogue import (
+    Budget,
+    BudgetAllocated,
     FeatureRequested,
+    ModelCallCompleted,
     OrchestratorAnswered,
     OrchestratorDecided,
     PhaseGrant,
@@ -32,9 +35,10 @@ from events.catalogue import (
     TaskCompleted,
     TaskDeadLettered,
     TaskSpec,
+    VoteProposed,
     WarrantIssued,
 )
-from governance import warrant
+from governance import motions, warrant
 from governance.errors import WarrantError
 
 
@@ -51,7 +55,15 @@ def orchestrator(council: Council, request_id: str) -> OrchestratorProcess:
         return [warrant.issue(council.key, authority.phase_warrant(rid, g, issuer=council.key.public.fingerprint,
                                                                    now=council.clock())) for g in grants]
 
-    return OrchestratorProcess(request_id, sign)
+    def propose(rid: str, amounts: str, subject: str, vote_id: str) -> VoteProposed | str:
+        intent = motions.propose_budget_vote(council.fold(), {rid: f"{rid}:{amounts}", "keep": ""},
+                                             council.key.public.fingerprint, council.clock(), subject=subject,
+                                             motion_id=vote_id)
+        proposal = intent.events[0]
+        assert isinstance(proposal, VoteProposed)
+        return proposal
+
+    return OrchestratorProcess(request_id, sign, propose)
 
 
 def submit(council: Council, wanted: FeatureRequested) -> None:
@@ -236,3 +248,34 @@ def test_two_incarnations_deciding_at_once_record_the_decision_once(council: Cou
         council.store.append_many(decided)
     proposals = [e for e in request_events(council, "r-race") if isinstance(e, PlanProposed)]
     assert len(proposals) == 1 and msgspec.to_builtins(proposals[0].plan)["phases"][0]["name"] == "architecture"
+
+
+def spend(council: Council, task_id: str, tokens: int, n: int) -> None:
+    council.store.append(streams.model_calls(task_id), [ModelCallCompleted(
+        task_id=task_id, key=f"{task_id}:{n}", digest="0" * 64, provider="openai", model="gpt", input_tokens=tokens,
+        output_tokens=0, cost=0.0, latency_s=0.1, finish="stop")])
+
+
+def test_the_orchestrator_asks_for_more_budget_before_the_request_runs_out_once_per_allocation(
+        council: Council) -> None:
+    submit(council, feature("r-b", budget=Budget(tokens=200_000, money=20.0)))
+    process = orchestrator(council, "r-b")
+    complete(council, "r-b-plan", plan_result(jwt_answer()))
+    settle(council, process)
+    spend(council, "r-b-design", 100_000, 1)
+    assert settle(council, process) == []  # half spent: nothing to ask
+    spend(council, "r-b-code-auth", 70_000, 2)  # 85%
+    assert settle(council, process) == ["orchestrator.decided", "vote.proposed"]
+    decided = request_events(council, "r-b")[-1]
+    assert isinstance(decided, OrchestratorDecided) and decided.decision == "extend"
+    assert "tokens 170,000.00 of 200,000.00" in decided.reason and "tokens=400000" in decided.reason
+    vote = council.events(streams.vote("bv-r-b-1"))[0]
+    assert isinstance(vote, VoteProposed) and vote.kind == "budget.allocate" and vote.options == ["r-b", "keep"]
+    spend(council, "r-b-test-auth", 10_000, 3)
+    assert settle(council, process) == []  # asked once for this allocation
+    council.store.append(streams.budget("r-b"), [BudgetAllocated(request_id="r-b", budget=Budget(tokens=400_000),
+                                                                 authority="vote bv-r-b-1")])
+    assert settle(council, process) == []  # 180,000 of 400,000: enough
+    spend(council, "r-b-test-auth", 150_000, 4)
+    assert settle(council, process) == ["orchestrator.decided", "vote.proposed"]  # low again: the next allocation
+    assert settle(council, orchestrator(council, "r-b")) == []

@@ -76,6 +76,10 @@ def test_a_revision_may_depend_on_tasks_of_the_plan_before_that_completed() -> N
     plan = PlanAnswer.model_validate(answer).plan()
     assert problems(plan, TEAM, BUDGET, done={"test-auth"}, done_kinds={"test-auth": "test.write"}) == []
     assert "which is not a task of the plan" in problems(plan, TEAM, BUDGET)[0]
+    again = PlanAnswer.model_validate({"summary": "", "phases": [{"name": "testing", "tasks": [
+        task("test-auth", "tester", "test.write", [])]}]}).plan()
+    assert problems(again, TEAM, BUDGET, done={"test-auth"}) == [
+        "task 'test-auth' completed already: do not plan it again (a new task may depend on it by id)"]
 
 
 def test_random_plans_are_judged_acyclic_exactly_when_an_order_exists() -> None:
