@@ -23,8 +23,10 @@ def feature(
                                                                 "stop; nothing is built.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Start the plan without asking (the policy may still ask "
                                                           "approvers for it: a plan.approve rule).")] = False,
-    revisions: Annotated[int, typer.Option(min=0, max=3, help="How often the plan may be revised when a task fails "
-                                                              "for good, before a person is asked.")] = 1,
+    revisions: Annotated[int | None, typer.Option(
+        min=0, max=3, help="How often the plan may be revised when a task fails for good, before a person is asked "
+                           "[default: the policy's [tool.orchestrator] revisions, 1 if it sets none; never more]")
+    ] = None,
     base: Annotated[str | None, typer.Option(help="Start from this revision (branch, tag, commit) instead of "
                                                   "REPO's current state.")] = None,
     store: StoreOption = None,
@@ -75,7 +77,8 @@ def feature(
 
 @app.command()
 def answer(
-    request_id: Annotated[str, typer.Argument(help="The request whose orchestrator asked (r-…).")],
+    request_id: Annotated[str, typer.Argument(help="The request whose orchestrator asked (r-…), or the task that "
+                                                   "failed.")],
     text: Annotated[str, typer.Argument(help="How the team should go on; the plan is revised with it.")],
     store: StoreOption = None,
     address: AddressOption = None,

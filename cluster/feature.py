@@ -55,6 +55,18 @@ from governance.policy import Policy
 
 PLANNER = "plan.write"
 MOST_REVISIONS = 3
+"""The most revisions a policy may allow a request's plan."""
+
+
+def most_revisions(policy: Policy) -> int:
+    """How often a request's plan may be revised after a task fails for good, as the policy in force sets it
+    (``[tool.orchestrator] revisions``, 0 to :data:`MOST_REVISIONS`; 1 if it sets none). Anything else is refused
+    with :class:`CouncilError`: no request runs on a guess."""
+    value = policy.tool_table("orchestrator").get("revisions", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MOST_REVISIONS:
+        raise CouncilError(f"the policy in force sets [tool.orchestrator] revisions = {value!r}; use a whole number "
+                           f"from 0 to {MOST_REVISIONS}, and propose the corrected policy (`council policy propose`)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,22 +79,26 @@ class Feature:
 
 
 def start_feature(council: Council, instruction: str, repo: str | Path, base: str | None = None, *,
-                  plan_only: bool = False, confirm: bool = False, revisions: int = 1) -> Feature:
+                  plan_only: bool = False, confirm: bool = False, revisions: int | None = None) -> Feature:
     """Check ``repo`` out into a tree of its own and submit ``instruction`` to an orchestrator (see the module).
 
     ``plan_only`` stops once the plan is proposed; ``confirm`` waits for a person to confirm the plan
     (:func:`confirm_plan`) before anything runs; ``revisions`` is how often the plan may be revised after
-    a task fails for good (0 to :data:`MOST_REVISIONS`).
+    a task fails for good: at most the policy's number (:func:`most_revisions`), which is the default.
     """
     words = instruction.strip()
     if not words:
         raise CouncilError("say what to build: `council run feature \"Add a user authentication system …\" "
                            "--repo PATH`")
-    if not 0 <= revisions <= MOST_REVISIONS:
-        raise CouncilError(f"--revisions must be 0 to {MOST_REVISIONS}, not {revisions}")
     policy = council.policy()
     if policy is None:
         raise CouncilError("no policy is in force; start the council with one (`council up --policy FILE`)")
+    most = most_revisions(policy)
+    if revisions is None:
+        revisions = most
+    if not 0 <= revisions <= most:
+        raise CouncilError(f"--revisions must be 0 to {most} (the policy's [tool.orchestrator] revisions), not "
+                           f"{revisions}")
     team = team_roster(council, policy)
     if PLANNER not in council.capabilities():
         raise CouncilError(f"no agent of this council can plan ({PLANNER}): add an orchestrator agent to the team "
@@ -272,7 +288,12 @@ def confirm_plan(council: Council, request_id: str, by: str | None = None) -> No
 
 
 def answer(council: Council, request_id: str, text: str, by: str | None = None) -> None:
-    """A person answers the orchestrator's question: the plan is revised with the answer."""
+    """A person answers the orchestrator's question: the plan is revised with the answer. ``request_id`` may also
+    be the task that failed (the question's subject): its request is answered."""
+    if not request_id.startswith("r-") or not council.store.read_stream(streams.request(request_id), 1, 1):
+        first = council.store.read_stream(streams.task(request_id), 1, 1)
+        owner = getattr(first[0].payload, "request_id", None) if first else None
+        request_id = owner or request_id
     if not text.strip():
         raise CouncilError("say how the team should go on: `council answer REQUEST \"Use bcrypt instead …\"`")
     events = council.store.read_stream(streams.request(request_id))

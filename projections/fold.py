@@ -127,6 +127,11 @@ class Fold:
             request_submitted(req, payload, at)
             req.position = position
             self._dirty_requests.add(req.request_id)
+        elif type_name == "request.finished":
+            req = self._request(payload.request_id)
+            req.outcome = payload.outcome
+            req.position = position
+            self._dirty_requests.add(req.request_id)
 
     def _moved(self, row: TaskRow, status: str | None, agent_id: str | None, request_id: str | None,
                position: int, at: int) -> None:

@@ -56,6 +56,7 @@ class RequestRow(msgspec.Struct, gc=False):
     in_progress: int = 0
     status: str = "open"
     finished_at: int | None = None
+    outcome: str | None = None
     position: int = 0
 
 

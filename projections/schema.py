@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The layout version stored in every projection file's state table."""
 
 STATE_TABLE = "_projector_state"
@@ -99,6 +99,8 @@ REQUESTS = Table("requests", "One row per request: its tasks' progress, counted 
                                 "is in progress); or cancelled (a task was cancelled, none failed, none is in "
                                 "progress)"),
     Column("finished_at", _TS, "when the status became completed or failed; NULL while open"),
+    Column("outcome", "VARCHAR", "what its orchestrator came to (request.finished): completed, stopped or planned; "
+                                 "NULL for a request no orchestrator followed, or one still running"),
     Column("position", "BIGINT", "log position of the last event that changed this row"),
 ))
 

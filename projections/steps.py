@@ -47,6 +47,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "agent.restarted": ("agent_id", "epoch"),
     "agent.retired": ("agent_id",),
     "request.submitted": ("request_id", "title", "priority", "submitted_by"),
+    "request.finished": ("request_id", "outcome"),
     "llm.requested": ("task_id", "agent_id", "request_id", "key", "provider", "model", "attempt"),
     "llm.completed": ("task_id", "key", "provider", "model", "input_tokens", "output_tokens", "cost", "latency_s",
                       "finish"),

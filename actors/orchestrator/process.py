@@ -290,7 +290,7 @@ class OrchestratorProcess(Process):
             open_tasks = [tid for tid, t in s.tasks.items() if t.status not in SETTLED and tid not in s.planners
                           and t.status in (TaskStatus.SUBMITTED, TaskStatus.QUEUED)]
             head = PlanRevised(request_id=s.request_id, revision=revision, reason=reason, plan=plan, tasks=ids,
-                               grants=grants, cancelled=open_tasks, planner_task=planner or "")
+                               grants=grants, cancelled=open_tasks, planner_task=planner or "", pipeline=pipeline)
             cancelled = [Intent(streams.task(tid), [TaskCancelled(
                 task_id=tid, reason=f"replaced by revision {revision} of the plan")], s.tasks[tid].version)
                 for tid in open_tasks]
@@ -339,7 +339,7 @@ class OrchestratorProcess(Process):
         low = self._budget_low(now)
         if low:
             return low
-        current = [*s.adopted[latest].tasks.values(), *_pipeline(s.adopted[latest])]
+        current = [*s.adopted[latest].tasks.values(), *s.adopted[latest].pipeline]
         for tid in current:
             task = s.tasks.get(tid)
             if task is None or task.status is not TaskStatus.DEAD_LETTERED or task.dependency is not None \
@@ -447,10 +447,6 @@ class OrchestratorProcess(Process):
 
 def _planner_id(request_id: str, revision: int) -> str:
     return f"{request_id}-plan" if revision == 0 else f"{request_id}-r{revision}-plan"
-
-
-def _pipeline(adopted: PlanAdopted | PlanRevised) -> list[str]:
-    return list(adopted.pipeline) if isinstance(adopted, PlanAdopted) else []
 
 
 def _renamed(pipeline: list[TaskSpec], old: str, new: str) -> list[TaskSpec]:

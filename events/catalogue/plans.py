@@ -152,6 +152,8 @@ class PlanRevised(Event, frozen=True, kw_only=True):
     grants: list[PhaseGrant] = []
     cancelled: list[Id] = []
     planner_task: Id
+    pipeline: list[Id] = []
+    """The CI pipeline's task ids, when the revised plan ships."""
 
 
 Decision = Literal["revise", "ask", "stop", "extend"]

@@ -101,3 +101,19 @@ def test_humaneval_benchmark_runs_with_the_packaged_model() -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert "bare: one call" in out.stdout and "team: coder, tests, fixes" in out.stdout
     assert "well-formed edits:" in out.stdout and "ratio (team / bare)" in out.stdout
+
+
+def test_orchestrator_planning_benchmark_runs_and_checks_plans() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "orchestrator.py"), "--part", "planning", "--models",
+                          "scripted", "--requests", "3"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    row = next(line.split() for line in out.stdout.splitlines() if line.startswith("scripted"))
+    assert row[1:5] == ["100%", "0%", "0%", "100%"], out.stdout  # one fixed valid plan: valid first time, checks met
+
+
+@pytest.mark.slow
+def test_orchestrator_overhead_benchmark_runs_a_request_to_its_end() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "orchestrator.py"), "--part", "overhead", "--runs", "1"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "the orchestrator's bookkeeping:" in out.stdout and "plan→proposed" in out.stdout

@@ -265,5 +265,7 @@ def test_the_command_line_shows_a_plan_without_building_and_never_starts_one_una
     assert unasked.returncode != 0 and "add --yes to start it without asking" in unasked.stdout + unasked.stderr
     nothing = run_council("answer", request_id, "go on", cwd=running.home, env=env)
     assert nothing.returncode != 0 and "has finished" in nothing.stdout + nothing.stderr
+    by_task = run_council("answer", f"{request_id}-plan", "go on", cwd=running.home, env=env)  # its request's
+    assert by_task.returncode != 0 and f"the request {request_id} has finished" in by_task.stdout + by_task.stderr
     empty = run_council("run", "feature", "  ", "--repo", str(repo), "--yes", cwd=running.home, env=env)
     assert empty.returncode != 0 and "say what to build" in empty.stdout + empty.stderr

@@ -11,7 +11,14 @@ import pytest
 from projection_support import append_raw, recount_problems, snapshot, write_random_log
 
 from events import EventStore, open_store
-from events.catalogue import AgentRegistered, TaskAssigned, TaskQueued, TaskSubmitted
+from events.catalogue import (
+    AgentRegistered,
+    RequestFinished,
+    RequestSubmitted,
+    TaskAssigned,
+    TaskQueued,
+    TaskSubmitted,
+)
 from events.errors import InvalidPayload
 from projections import (
     Fold,
@@ -104,6 +111,19 @@ def test_views_read_the_tables(tmp_path: Path) -> None:
         queue = p.query("SELECT priority, depth, oldest_queued_at IS NOT NULL, oldest_age_s >= 0 FROM queue").rows
         assert queue == [(0, 1, True, True), (1, 0, False, None), (2, 1, True, True), (3, 0, False, None)]
         assert p.query("SELECT count(*) FROM dead_letters").rows == [(0,)]
+
+
+def test_a_request_shows_what_its_orchestrator_came_to(tmp_path: Path) -> None:
+    store = open_store("memory://")
+    store.append("request-r1", [RequestSubmitted(request_id="r1", title="feature")])
+    store.append("request-r2", [RequestSubmitted(request_id="r2", title="plain")])
+    with Projector(store, tmp_path / "p.duckdb") as p:
+        p.catch_up()
+        assert p.query("SELECT request_id, outcome FROM requests ORDER BY 1").rows == [("r1", None), ("r2", None)]
+        store.append("request-r1", [RequestFinished(request_id="r1", outcome="stopped", reason="the plan cannot run")])
+        p.catch_up()
+        assert p.query("SELECT request_id, outcome FROM requests ORDER BY 1").rows == [("r1", "stopped"),
+                                                                                        ("r2", None)]
 
 
 def test_new_events_are_folded_by_the_next_catch_up(tmp_path: Path) -> None:

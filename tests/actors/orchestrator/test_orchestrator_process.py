@@ -279,3 +279,30 @@ def test_the_orchestrator_asks_for_more_budget_before_the_request_runs_out_once_
     spend(council, "r-b-test-auth", 150_000, 4)
     assert settle(council, process) == ["orchestrator.decided", "vote.proposed"]  # low again: the next allocation
     assert settle(council, orchestrator(council, "r-b")) == []
+
+
+def test_a_revision_that_ships_runs_a_pipeline_of_its_own_and_the_request_ends_when_it_has(council: Council) -> None:
+    submit(council, feature("r-s"))
+    process = orchestrator(council, "r-s")
+    complete(council, "r-s-plan", plan_result(jwt_answer()))
+    settle(council, process)
+    for tid in ("r-s-design", "r-s-code-auth"):
+        complete(council, tid)
+    fail(council, "r-s-test-auth")
+    settle(council, process)
+    again = {"summary": "", "phases": [
+        {"name": "testing", "tasks": [task("test-auth-2", "tester", "test.write", ["code-auth"])]},
+        {"name": "deployment", "tasks": [task("ship-2", "deployer", "ci.deploy", ["test-auth-2"])]}]}
+    complete(council, "r-s-r1-plan", plan_result(again))
+    settle(council, process)
+    revised = next(e for e in request_events(council, "r-s") if isinstance(e, PlanRevised))
+    assert revised.pipeline[0] == "r-s-r1-changes" and revised.pipeline[-1] == "r-s-r1-prod"
+    changes = council.events(streams.task("r-s-r1-changes"))[0]
+    assert changes.depends_on == ["r-s-r1-test-auth-2"]
+    impact = council.events(streams.task("r-s-r1-impact"))[0]
+    assert impact.inputs["changes"] == "r-s-r1-changes"  # the renamed pipeline reads its own steps' results
+    complete(council, "r-s-r1-test-auth-2")
+    assert settle(council, process) == []  # the revision's pipeline has not run yet
+    for tid in revised.pipeline:
+        complete(council, tid)
+    assert settle(council, process) == ["request.finished"]
