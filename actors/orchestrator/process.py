@@ -12,8 +12,8 @@ both land one, and a restarted orchestrator decides nothing twice):
 * a task of the plan failed for good (the skill said it cannot succeed, or the gate refused) →
   ``orchestrator.decided``: revise (a new planning task with what completed and what failed; at
   most the request's number of revisions), else ask a person, whose ``council answer`` brings one
-  more revision. Failures the dispatcher retries, and those the error detector handles (code,
-  infrastructure, transient), are left to them;
+  more revision. Failures the dispatcher retries, and those the error detector may still requeue
+  (transient, code, infrastructure), are left to them until the detector has said its last word;
 * a revision's plan → ``plan.revised`` in one commit with its tasks, the tasks it replaces that
   have not run cancelled;
 * every task of the plan as adopted or revised completed → ``request.finished`` (completed).
@@ -38,6 +38,7 @@ from events import NO_STREAM, Intent, Metadata, NewEvent, RecordedEvent, streams
 from events.catalogue import (
     SETTLED,
     TASK_EVENTS,
+    AlertRaised,
     Budget,
     BudgetAllocated,
     FeatureRequested,
@@ -69,8 +70,9 @@ from governance import budget as budgets
 
 ACTOR = "orchestrator"
 HANDLED = frozenset({"permanent", "denied"})
-"""Failure kinds the orchestrator answers by revising the plan; the others the dispatcher retries or the error
-detector handles (a requeue, a fix task, an alert)."""
+"""Failure kinds the orchestrator answers at once by revising the plan. The others the dispatcher retries and the
+error detector judges: the orchestrator answers them once the detector has said its last word (an alert, or a fix
+task), never while it may still requeue them."""
 
 Signer = Callable[[str, list[PhaseGrant]], list[WarrantIssued]]
 """The council's signature on a request's phase warrants (request id, grants → ``warrant.issued`` payloads)."""
@@ -95,6 +97,15 @@ class Task:
     error: str = ""
     kind: str = ""
     dependency: str | None = None
+    judged: bool = False
+    """Whether the error detector has said its last word on the task's dead letter (an alert, or a fix task)."""
+
+    @property
+    def given_up(self) -> bool:
+        """Dead-lettered on its own, and nothing will try it again: the skill said it cannot succeed, the gate
+        refused, or the error detector has judged it (it requeues what may pass, and says when it will not)."""
+        return (self.status is TaskStatus.DEAD_LETTERED and self.dependency is None
+                and (self.kind in HANDLED or self.judged))
 
 
 @dataclass
@@ -154,12 +165,20 @@ class Orchestration:
             if p.request_id == self.request_id:
                 self.allocated.append(p.budget)
             return
+        if isinstance(p, AlertRaised):
+            judged = self.tasks.get(p.task_id or "")
+            if judged is not None and judged.status is TaskStatus.DEAD_LETTERED:
+                judged.judged = True
+            return
         if isinstance(p, ModelCallCompleted):
             if p.task_id in self.tasks:
                 tokens, money = self.spent.get(p.task_id, (0, 0.0))
                 self.spent[p.task_id] = (tokens + p.input_tokens + p.output_tokens, money + p.cost)
             return
         if isinstance(p, TaskSubmitted):
+            fixing = self.tasks.get(str(p.inputs.get("failed_task", "")))
+            if fixing is not None and fixing.status is TaskStatus.DEAD_LETTERED:
+                fixing.judged = True  # the detector sent it to be fixed: it does not come back by itself
             if p.request_id == self.request_id:
                 self.tasks[p.task_id] = Task(p.capability, TaskStatus.SUBMITTED, event.stream_version, dict(p.inputs))
             return
@@ -168,6 +187,7 @@ class Orchestration:
             return
         task.status = next_status(task.status, event.type)
         task.version = event.stream_version
+        task.judged = task.judged and task.status is TaskStatus.DEAD_LETTERED
         if isinstance(p, TaskCompleted):
             task.result = dict(p.result)
         elif isinstance(p, TaskDeadLettered):
@@ -192,7 +212,8 @@ class OrchestratorProcess(Process):
     # Every type a request's stream holds must be folded: its decisions are appended at the stream's version.
     types: Sequence[str] | None = tuple(cls.type_name for cls in (*TASK_EVENTS,)) + tuple(cls.type_name for cls in (
         RequestSubmitted, FeatureRequested, PipelinePlanned, PlanProposed, PlanRejected, PlanConfirmed, PlanAdopted,
-        PlanRevised, OrchestratorDecided, OrchestratorAnswered, RequestFinished, ModelCallCompleted, BudgetAllocated))
+        PlanRevised, OrchestratorDecided, OrchestratorAnswered, RequestFinished, ModelCallCompleted, BudgetAllocated,
+        AlertRaised))
 
     def __init__(self, request_id: str, sign: Signer, propose: Proposer | None = None) -> None:
         """``sign`` is the council's signature on phase warrants, ``propose`` its proposal of a budget vote (None:
@@ -234,14 +255,17 @@ class OrchestratorProcess(Process):
         task = s.tasks.get(planner)
         if task is None or revision in s.proposed or revision in s.adopted or s.rejected is not None:
             return None
-        if task.status is TaskStatus.DEAD_LETTERED:
+        if task.given_up:
             return self._stop_planning(revision, planner, [f"planning failed: {task.error}"], now)
         if task.status is not TaskStatus.COMPLETED:
             return None
         found = list(task.result.get("problems") or [])
         if found:
             return self._stop_planning(revision, planner, found, now)
-        plan = msgspec.convert(task.result.get("plan") or {}, Plan)
+        try:
+            plan = msgspec.convert(task.result.get("plan") or {}, Plan)
+        except msgspec.ValidationError as exc:
+            return self._stop_planning(revision, planner, [f"the planner's result is not a plan: {exc}"], now)
         if revision == 0:
             return [self._note(PlanProposed(request_id=s.request_id, revision=0, plan=plan,
                                             model=str(task.result.get("model", "")),
@@ -342,10 +366,8 @@ class OrchestratorProcess(Process):
         current = [*s.adopted[latest].tasks.values(), *s.adopted[latest].pipeline]
         for tid in current:
             task = s.tasks.get(tid)
-            if task is None or task.status is not TaskStatus.DEAD_LETTERED or task.dependency is not None \
-                    or task.kind not in HANDLED:
-                continue
-            return () if tid in s.decided else self._failed(tid, task)  # decided: revised, or asked and waiting
+            if task is not None and task.given_up:
+                return () if tid in s.decided else self._failed(tid, task)  # decided: revised, or asked and waiting
         cancelled = [tid for tid in current if (t := s.tasks.get(tid)) is not None and t.status is TaskStatus.CANCELLED]
         if cancelled:
             return self._finish("stopped", f"{', '.join(cancelled)} cancelled by a person", now)

@@ -32,7 +32,8 @@ capabilities = ["files.write"]
 def test_the_default_team_is_todays_team_and_passes_its_own_checks() -> None:
     team = load_team(DEFAULT_TEAM)
     assert [(m.agent_id, m.role, m.slots) for m in team.members()] == [
-        ("worker-1", "worker", 4), ("worker-2", "worker", 4), ("coder-1", "coder", 2), ("tester-1", "tester", 2),
+        ("worker-1", "worker", 4), ("worker-2", "worker", 4), ("orchestrator-1", "orchestrator", 2),
+        ("architect-1", "architect", 1), ("coder-1", "coder", 2), ("tester-1", "tester", 2),
         ("reviewer-1", "reviewer", 1), ("builder-1", "builder", 2), ("deployer-1", "deployer", 1),
         ("documenter-1", "documenter", 1), ("assistant-1", "assistant", 2)]
     check_team(team, SkillRegistry.load(), load_policy(DEFAULT_POLICY))

@@ -16,6 +16,7 @@ from actors.follow import Follower
 from actors.orchestrator.process import OrchestratorProcess
 from events import streams
 from events.catalogue import (
+    AlertRaised,
     Budget,
     BudgetAllocated,
     FeatureRequested,
@@ -306,3 +307,17 @@ def test_a_revision_that_ships_runs_a_pipeline_of_its_own_and_the_request_ends_w
     for tid in revised.pipeline:
         complete(council, tid)
     assert settle(council, process) == ["request.finished"]
+
+
+def test_a_failure_the_error_detector_gave_up_on_is_answered_as_one_that_cannot_pass(council: Council) -> None:
+    submit(council, feature("r-d"))
+    process = orchestrator(council, "r-d")
+    complete(council, "r-d-plan", plan_result(jwt_answer()))
+    settle(council, process)
+    fail(council, "r-d-design", "infrastructure", "the worker was lost")
+    assert settle(council, process) == []  # the detector may still requeue it
+    council.store.append("alerts", [AlertRaised(key="task:r-d-design", source="error-detector", task_id="r-d-design",
+                                                summary="the worker was lost three times; a person must look")])
+    assert settle(council, process) == ["orchestrator.decided", "task.submitted"]  # the decision, the replanning
+    decided = request_events(council, "r-d")[-1]
+    assert isinstance(decided, OrchestratorDecided) and decided.decision == "revise"
