@@ -13,8 +13,9 @@ def table(plan: Plan) -> str:
     rows = [("phase", "task", "role", "capability", "min", "tokens", "after")]
     for phase in plan.phases:
         for task in phase.tasks:
-            rows.append((phase.name, task.id, task.role, task.capability, f"{task.estimate_minutes:g}",
-                         f"{task.estimate_tokens:,}", ", ".join(task.depends_on) or "-"))
+            rows.append((_one_line(phase.name, 40), _one_line(task.id, 40), _one_line(task.role, 40),
+                         _one_line(task.capability, 60), f"{task.estimate_minutes:g}", f"{task.estimate_tokens:,}",
+                         _one_line(", ".join(task.depends_on), 80) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     tasks = plan.tasks()
@@ -22,13 +23,13 @@ def table(plan: Plan) -> str:
                  f"{sum(t.estimate_tokens for t in tasks):,} tokens, {sum(t.estimate_minutes for t in tasks):g} "
                  "minutes of work")
     if plan.summary:
-        lines.insert(0, plan.summary.strip())
+        lines.insert(0, _one_line(plan.summary, 1_000))
         lines.insert(1, "")
     for task in tasks:
-        lines.append(f"\n{task.id}: {task.title}\n  {_one_line(task.instructions, 300)}")
+        lines.append(f"\n{_one_line(task.id, 40)}: {_one_line(task.title, 200)}\n  {_one_line(task.instructions, 300)}")
         lines += [f"  ✓ {_one_line(c, 200)}" for c in task.acceptance[:8]]
         if task.files:
-            lines.append(f"  files: {', '.join(task.files[:10])}")
+            lines.append(f"  files: {_one_line(', '.join(task.files[:10]), 300)}")
         if task.capability == SHIP:
             lines.append("  (ships: the CI pipeline — tests, review, build, staging, production after approvals)")
     return "\n".join(lines)
@@ -57,5 +58,10 @@ def _label(text: str) -> str:
 
 
 def _one_line(text: str, most: int) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(_printable(text).split())
     return flat if len(flat) <= most else flat[: most - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters: a model's words must not move a terminal's cursor or colour it."""
+    return "".join(c for c in text if c.isprintable() or c in " \n")

@@ -11,7 +11,8 @@ checked here, each problem said exactly, so that one round back to the model can
 * the estimates are numbers a plan can mean, and they fit the request's budget (tokens in all,
   and minutes along the longest chain of dependencies against its wall time);
 * nothing comes after shipping: no task depends on a ``ci.deploy`` task, which stands for the whole
-  CI pipeline over the request's result.
+  CI pipeline over the request's result;
+* every text is of a size a person can read and the log holds (:data:`LIMITS`).
 
 The roster — the team as the plan may use it — is built once when the request is submitted
 (:func:`roster`) and travels in the planning task's inputs, so validating is a pure function of
@@ -141,6 +142,7 @@ def problems(plan: Plan, team: Roster, budget: Budget, *, done: Iterable[str] = 
         if task.id in seen:
             found.append(f"task id {task.id!r} is used twice: give each task its own id")
         seen[task.id] = task
+    found += _size_problems(plan)
     for task in tasks:
         found += _task_problems(task, team)
     earlier = set(done)
@@ -160,6 +162,36 @@ def problems(plan: Plan, team: Roster, budget: Budget, *, done: Iterable[str] = 
     else:
         found += _upstream_problems(tasks, seen, done_kinds or {})
     found += _estimate_problems(tasks, budget, cycle=bool(cycle))
+    return found
+
+
+LIMITS = {"summary": 4_000, "phase name": 100, "title": 300, "text of instructions": 8_000,
+          "acceptance criterion": 1_000, "file path": 1_000}
+"""The longest text a plan may hold in each place (characters): a plan is read by people and goes into the log."""
+MOST_CRITERIA, MOST_FILES = 20, 50
+
+
+def _size_problems(plan: Plan) -> list[str]:
+    found = []
+
+    def said(what: str, where: str, text: str) -> None:
+        if len(text) > LIMITS[what]:
+            found.append(f"{where}: a {what} of {len(text):,} characters; at most {LIMITS[what]:,}: say it shorter")
+
+    said("summary", "the plan", plan.summary)
+    for phase in plan.phases:
+        said("phase name", f"phase {phase.name[:40]!r}", phase.name)
+        for task in phase.tasks:
+            where = f"task {task.id[:40]!r}"
+            said("title", where, task.title)
+            said("text of instructions", where, task.instructions)
+            for criterion in task.acceptance:
+                said("acceptance criterion", where, criterion)
+            for path in task.files:
+                said("file path", where, path)
+            if len(task.acceptance) > MOST_CRITERIA or len(task.files) > MOST_FILES:
+                found.append(f"{where}: at most {MOST_CRITERIA} acceptance criteria and {MOST_FILES} files "
+                             f"(it has {len(task.acceptance)} and {len(task.files)})")
     return found
 
 

@@ -85,9 +85,11 @@ def test_a_revision_numbers_its_tasks_apart_from_the_first_plan() -> None:
 def test_the_plan_reads_as_a_table_and_a_mermaid_diagram_that_model_text_cannot_break() -> None:
     answer = copy.deepcopy(jwt_answer())
     answer["phases"][0]["name"] = 'arch"] --> evil["x'
+    answer["phases"][1]["tasks"][0]["title"] = "code \x1b[2J\x1b[31mred"  # a model's words that clear a terminal
     plan = PlanAnswer.model_validate(answer).plan()
     text = table(plan)
     assert "code-auth" in text and "design.write" in text and "5 task(s) in 5 phase(s)" in text
+    assert "\x1b" not in text and "code [2J[31mred" in text
     diagram = mermaid(plan)
     assert diagram.startswith("flowchart LR")
     assert "t_design --> t_code_auth" in diagram and "t_docs_auth --> t_ship" in diagram

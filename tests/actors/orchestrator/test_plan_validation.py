@@ -43,6 +43,9 @@ def test_the_seed_example_plan_passes_for_the_example_team_and_policy() -> None:
     (lambda a: a["phases"][3]["tasks"][0].update(depends_on=["ship"]), "shipping comes last"),
     (lambda a: a["phases"].append({"name": "afterthoughts", "tasks": []}), "have no tasks"),
     (lambda a: a.update(phases=[]), "the plan has no tasks"),
+    (lambda a: a["phases"][1]["tasks"][0].update(instructions="x" * 9_000),
+     "a text of instructions of 9,000 characters; at most 8,000"),
+    (lambda a: a["phases"][1]["tasks"][0].update(acceptance=["ok"] * 21), "at most 20 acceptance criteria"),
 ])
 def test_each_problem_is_found_and_said_exactly(change: Any, said: str) -> None:
     answer = copy.deepcopy(jwt_answer())
