@@ -1,7 +1,7 @@
 """A request in plain words, orchestrated: submit it, follow it live, and read its report — the driver's side of
 :mod:`actors.orchestrator`.
 
-    from cluster.driver import Council
+    from cluster.driver import Council, new_request_id
     from cluster.feature import follow_feature, start_feature, feature_report
 
     with Council.start() as council:
@@ -31,7 +31,7 @@ from actors.orchestrator.actor import orchestrate
 from actors.orchestrator.validate import Roster, roster
 from actors.pipeline.plan import plan as plan_pipeline
 from actors.skills.registry import SkillRegistry
-from cluster.driver import Council
+from cluster.driver import Council, new_request_id
 from cluster.pipeline import PipelineTimedOut, prepare_request
 from cluster.report import Report, report
 from events import CouncilError, Intent, Metadata, NewEvent, streams
@@ -103,25 +103,38 @@ def start_feature(council: Council, instruction: str, repo: str | Path, base: st
     if PLANNER not in council.capabilities():
         raise CouncilError(f"no agent of this council can plan ({PLANNER}): add an orchestrator agent to the team "
                            "file, as examples/team.toml does, and restart the council")
-    ready = prepare_request(council, repo, base, empty_ok=True)
+    request_id = new_request_id()
+    # The orchestrator starts while the tree is made: its process is up by the time the plan is.
+    orchestrator = orchestrate(_store_url(), request_id)
+    try:
+        return _submit(council, request_id, words, repo, base, team, policy,
+                       plan_only=plan_only, confirm=confirm, revisions=revisions)
+    except BaseException:
+        ray.kill(orchestrator, no_restart=True)  # nothing was submitted: no orchestrator waits for it
+        raise
+
+
+def _submit(council: Council, request_id: str, words: str, repo: str | Path, base: str | None, team: Roster,
+            policy: Policy, *, plan_only: bool, confirm: bool, revisions: int) -> Feature:
+    """Make the request's tree, then append the request, the orchestrator's facts and the planning task at once."""
+    ready = prepare_request(council, repo, base, empty_ok=True, request_id=request_id)
     checkout, start = ready.checkout, ready.checkout.commit
     config, threshold, block_known, install, index = ready.shape
-    _, pipeline = plan_pipeline(ready.request_id, replace(checkout, base=start), config, threshold, block_known,
+    _, pipeline = plan_pipeline(request_id, replace(checkout, base=start), config, threshold, block_known,
                                 install, index)
     budget = policy.budget_for("request")
-    planner = f"{ready.request_id}-plan"
-    feature = FeatureRequested(request_id=ready.request_id, instruction=words, repository=checkout.source,
+    planner = f"{request_id}-plan"
+    feature = FeatureRequested(request_id=request_id, instruction=words, repository=checkout.source,
                                tree=checkout.path, commit=start, planner_task=planner, plan_only=plan_only,
                                confirm=confirm, revisions=revisions, team=team.model_dump(), budget=budget,
                                threshold=threshold, pipeline=pipeline)
-    inputs = {"instruction": words, "request_id": ready.request_id, "team": team.model_dump(),
+    inputs = {"instruction": words, "request_id": request_id, "team": team.model_dump(),
               "budget": msgspec.to_builtins(budget), "approve": not plan_only}
     spec = TaskSpec(task_id=planner, capability=PLANNER, inputs=inputs, max_attempts=3,
                     title="plan: the request as phases and tasks for the team")
     council.request(f"feature: {words[:80]} — {Path(checkout.source).name} @ {start[:12]}", [spec],
-                    request_id=ready.request_id, plan=feature)
-    orchestrate(_store_url(), ready.request_id)
-    return Feature(ready.request_id, ready.tree, start)
+                    request_id=request_id, plan=feature)
+    return Feature(request_id, ready.tree, start)
 
 
 def team_roster(council: Council, policy: Policy, wait: float = 15.0) -> Roster:

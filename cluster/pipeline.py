@@ -105,13 +105,14 @@ class Prepared:
     shape: tuple[PipelineConfig, Severity, bool, list[str], PackageIndex]
 
 
-def prepare_request(council: Council, repo: str | Path, base: str | None, *, empty_ok: bool = False) -> Prepared:
-    """Check ``repo`` out into a tree of its own for a new request and read its pipeline configuration; a
-    configuration that cannot be read removes the tree again (nothing was submitted)."""
+def prepare_request(council: Council, repo: str | Path, base: str | None, *, empty_ok: bool = False,
+                    request_id: str | None = None) -> Prepared:
+    """Check ``repo`` out into a tree of its own for a new request (``request_id``, or a fresh one) and read its
+    pipeline configuration; a configuration that cannot be read removes the tree again (nothing was submitted)."""
     workspace = council.settings.absolute().workspace
     if workspace is None:
         raise CouncilError("the council has no workspace; start it with a home (`council up`)")
-    request_id = new_request_id()
+    request_id = request_id or new_request_id()
     root = Workspace(workspace)
     policy = council.policy()
     table = policy.sandbox if policy is not None else SandboxTable()
