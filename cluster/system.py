@@ -26,12 +26,14 @@ from actors.agent import AgentActor
 from actors.council_actor import CouncilActor
 from actors.dispatcher import DispatcherActor
 from actors.follow import reader_for
+from actors.orchestrator.actor import orchestrate
 from actors.projector_actor import ProjectorActor
 from actors.skills import SkillRegistry
 from actors.specs import ActorSpec
 from actors.store_actor import StoreActor
 from cluster.team import AgentSpec, Team, check_team
 from events import CouncilError
+from events.catalogue import FeatureRequested, RequestFinished
 from governance.keys import COUNCIL_KEY, Keyring, agent_key
 from governance.ledgers import policy_in
 from governance.policy import Policy, load_policy
@@ -152,7 +154,22 @@ def boot(system: System | Checked) -> dict[str, Any]:
                                "another with --metrics-port (or COUNCIL_METRICS_PORT), or 0 for any free "
                                "port") from None
         raise
+    if system.home is not None:
+        handles.update(_resume_orchestrators(store, system.store))
     return handles
+
+
+def _resume_orchestrators(store: Any, url: str) -> dict[str, Any]:
+    """Start the orchestrator of every orchestrated request the log has not seen finish (a council started again
+    after `council down` takes its requests on where they were); their handles by actor name."""
+    found = ray.get(store.read_all.remote(1, None, [FeatureRequested.type_name, RequestFinished.type_name]))
+    open_requests: dict[str, None] = {}
+    for event in found:
+        if isinstance(event.payload, FeatureRequested):
+            open_requests[event.payload.request_id] = None
+        elif isinstance(event.payload, RequestFinished):
+            open_requests.pop(event.payload.request_id, None)
+    return {names.orchestrator(rid): orchestrate(url, rid) for rid in open_requests}
 
 
 @dataclass(frozen=True)

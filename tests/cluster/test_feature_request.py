@@ -31,12 +31,19 @@ from orchestrator_support import jwt_answer, task
 
 from actors import names
 from cluster.driver import Council
-from cluster.feature import feature_report, follow_feature, start_feature
+from cluster.feature import confirm_plan, feature_report, follow_feature, start_feature
 from cluster.settings import Settings
 from cluster.system import shutdown
 from cluster.team import load_team
 from events import streams
-from events.catalogue import OrchestratorDecided, PlanAdopted, PlanRevised, RequestFinished, WarrantIssued
+from events.catalogue import (
+    OrchestratorDecided,
+    PlanAdopted,
+    PlanProposed,
+    PlanRevised,
+    RequestFinished,
+    WarrantIssued,
+)
 from governance.keys import Keyring
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +141,8 @@ class Running:
     server: OpenAIStandin
     home: Path
     env: dict[str, str]
+    settings: Settings
+    team: Path
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +161,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         handle = Council.start(settings, team=load_team(team), dispatch={"backoff_base": 0.05})
         env = {"COUNCIL_STORE": settings.absolute().store, "COUNCIL_HOME": str(home / ".council"),
                "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "COUNCIL_TEAM": str(team)}
-        yield Running(handle, server, home, env)
+        yield Running(handle, server, home, env, settings, team)
         shutdown()
         ray.shutdown()
     if saved is None:
@@ -269,3 +278,22 @@ def test_the_command_line_shows_a_plan_without_building_and_never_starts_one_una
     assert by_task.returncode != 0 and f"the request {request_id} has finished" in by_task.stdout + by_task.stderr
     empty = run_council("run", "feature", "  ", "--repo", str(repo), "--yes", cwd=running.home, env=env)
     assert empty.returncode != 0 and "say what to build" in empty.stdout + empty.stderr
+
+
+def test_a_council_started_again_takes_its_open_requests_on_where_they_were(running: Running,
+                                                                             tmp_path: Path) -> None:
+    council = running.council
+    feature = start_feature(council, JWT, service(tmp_path), confirm=True)
+    deadline = time.monotonic() + 120
+    while not any(isinstance(e, PlanProposed) for e in request_events(council, feature.request_id)):
+        assert time.monotonic() < deadline, "the plan was never proposed"
+        time.sleep(0.05)
+    # As `council down` leaves it: the orchestrator gone for good while its request waits for a person.
+    ray.kill(ray.get_actor(names.orchestrator(feature.request_id), namespace=names.NAMESPACE), no_restart=True)
+    again = Council.start(running.settings, team=load_team(running.team), dispatch={"backoff_base": 0.05})
+    ray.get_actor(names.orchestrator(feature.request_id), namespace=names.NAMESPACE)  # back, from the log
+    confirm_plan(again, feature.request_id, by="alice")
+    follow_feature(again, feature, lambda line: None, timeout=600)
+    assert feature_report(again, feature.request_id).outcome == "awaiting approval"
+    adopted = [e for e in request_events(again, feature.request_id) if isinstance(e, PlanAdopted)]
+    assert len(adopted) == 1
