@@ -36,10 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support"), str(ROOT / "bench")]
 
-from coding_support import TEAM_AGENTS, block, repository, tools_with  # noqa: E402
+from coding_support import block, repository, tools_with  # noqa: E402
 from governance_support import make_council  # noqa: E402
 from model_standins import OpenAIStandin, Respond, Structured, Text  # noqa: E402
-from orchestrator_support import POLICY, example_roster, jwt_answer  # noqa: E402
+from orchestrator_support import PLANNING_TEAM, POLICY, example_roster, jwt_answer  # noqa: E402
 from plan_checks import check, load  # noqa: E402
 
 from actors.llm.config import Price, ProviderSettings, split  # noqa: E402
@@ -136,19 +136,7 @@ def _provider(model: str) -> tuple[Provider, OpenAIStandin | None]:
 
 # -- overhead ------------------------------------------------------------------------------------------------------
 
-TEAM = TEAM_AGENTS + """
-[[agents]]
-name = "orchestrator"
-role = "orchestrator"
-capabilities = ["plan.write"]
-slots = 2
-
-[[agents]]
-name = "architect"
-role = "architect"
-capabilities = ["design.write"]
-slots = 1
-
+TEAM = PLANNING_TEAM + """
 [models]
 default = "openai:scripted"
 

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import ray
 from cli_support import council as run_council
-from coding_support import TEAM_AGENTS, block
+from coding_support import block
 from model_standins import Failure, OpenAIStandin, Respond, Structured, Text
-from orchestrator_support import jwt_answer, task
+from orchestrator_support import PLANNING_TEAM, jwt_answer, task
 
 from actors import names
 from cluster.driver import Council
@@ -56,19 +56,7 @@ HARD = "Add password hashing, the hard way first"
 
 pytestmark = pytest.mark.slow
 
-TEAM = TEAM_AGENTS + """
-[[agents]]
-name = "orchestrator"
-role = "orchestrator"
-capabilities = ["plan.write"]
-slots = 2
-
-[[agents]]
-name = "architect"
-role = "architect"
-capabilities = ["design.write"]
-slots = 1
-
+TEAM = PLANNING_TEAM + """
 [models]
 default = "{model}"
 retries = 1

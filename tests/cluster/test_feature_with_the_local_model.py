@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import ray
-from coding_support import TEAM_AGENTS
+from orchestrator_support import PLANNING_TEAM
 
 from cluster.driver import Council
 from cluster.feature import feature_report, follow_feature, start_feature
@@ -23,19 +23,7 @@ from events.catalogue import PlanAdopted, PlanRejected, RequestFinished
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-TEAM = TEAM_AGENTS + """
-[[agents]]
-name = "orchestrator"
-role = "orchestrator"
-capabilities = ["plan.write"]
-slots = 1
-
-[[agents]]
-name = "architect"
-role = "architect"
-capabilities = ["design.write"]
-slots = 1
-
+TEAM = PLANNING_TEAM + """
 [models]
 default = "local:default"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from coding_support import TEAM_AGENTS
 
 from actors.orchestrator.validate import PlanAnswer, Roster, roster
 from actors.pipeline.config import PipelineConfig
@@ -23,6 +24,22 @@ POLICY = ROOT / "examples" / "policy.toml"
 TEAM = ROOT / "examples" / "team.toml"
 START = "c0ffee" * 6 + "abcd"
 REQUEST = "Add a user authentication system with JWT tokens"
+
+PLANNING_TEAM = TEAM_AGENTS + """
+[[agents]]
+name = "orchestrator"
+role = "orchestrator"
+capabilities = ["plan.write"]
+slots = 2
+
+[[agents]]
+name = "architect"
+role = "architect"
+capabilities = ["design.write"]
+slots = 1
+"""
+"""A team file's agents for an orchestrated request: the coding team and the pipeline's, the orchestrator and the
+architect (a test adds the ``[models]`` they think with)."""
 
 
 def example_roster() -> Roster:
