@@ -41,6 +41,8 @@ class Kind(StrEnum):
     """A request's budget allocations."""
     LLM = "llm"
     """A task's model calls: asked, answered, failed, repaired (``events.catalogue.models``)."""
+    KNOWLEDGE = "knowledge"
+    """One knowledge entry: added, revised, retired (``events.catalogue.knowledge``)."""
     POLICY = "policy"
     """The one stream of adopted policies, in order."""
     ALERTS = "alerts"
@@ -120,6 +122,11 @@ def budget(request_id: str) -> str:
 def model_calls(task_id: str) -> str:
     """The stream of task ``task_id``'s model calls."""
     return f"llm-{task_id}"
+
+
+def knowledge(entry_id: str) -> str:
+    """The stream of knowledge entry ``entry_id``."""
+    return f"knowledge-{entry_id}"
 
 
 def parse(stream: str) -> StreamRef | None:

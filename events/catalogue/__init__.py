@@ -36,6 +36,14 @@ from events.catalogue.governance import (
     WarrantRevoked,
 )
 from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnresponsive, AlertRaised
+from events.catalogue.knowledge import (
+    KINDS,
+    KnowledgeAdded,
+    KnowledgeKind,
+    KnowledgeRetired,
+    KnowledgeRevised,
+    KnowledgeSource,
+)
 from events.catalogue.models import (
     EditApplied,
     EditMalformed,
@@ -101,6 +109,7 @@ from events.catalogue.work import (
 __all__ = [
     "CANCELLABLE",
     "HOLDING",
+    "KINDS",
     "RETRIED",
     "SETTLED",
     "TASK_EVENTS",
@@ -137,6 +146,11 @@ __all__ = [
     "FileChanged",
     "Finding",
     "GitCommitted",
+    "KnowledgeAdded",
+    "KnowledgeKind",
+    "KnowledgeRetired",
+    "KnowledgeRevised",
+    "KnowledgeSource",
     "LimitName",
     "ModelAnswerRepaired",
     "ModelCallCompleted",

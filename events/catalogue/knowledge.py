@@ -1,0 +1,65 @@
+"""Knowledge: what the council knows, each entry in a stream of its own (``knowledge-<entry_id>``).
+
+::
+
+    knowledge.added → knowledge.revised … → knowledge.retired
+
+An entry is a piece of project context, a code pattern, a practice or a lesson, with where it
+came from (a person, a request, a review, a failure, a file imported) and the evidence for it (log
+positions). The current entries are a fold of these events (``projections.knowledge``), so what
+the council knows is as auditable and rebuildable as what it did.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+from msgspec import Meta
+
+from events.catalogue.fields import Count, Id, Text
+from events.registry import Event, event_type
+
+KnowledgeKind = Literal["context", "pattern", "practice", "lesson"]
+KINDS: tuple[KnowledgeKind, ...] = get_args(KnowledgeKind)
+KnowledgeSource = Literal["person", "request", "review", "failure", "import"]
+Tag = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+@event_type("knowledge.added")
+class KnowledgeAdded(Event, frozen=True, kw_only=True):
+    """A new entry: its kind, title, body (Markdown), tags, source, who or what it came from, and the evidence."""
+
+    entry_id: Id
+    kind: KnowledgeKind
+    title: Text
+    body: Text
+    tags: list[Tag] = []
+    source: KnowledgeSource
+    origin: Text = ""
+    """Who or what it came from: a person's name, a request id, a file's path."""
+    evidence: list[Count] = []
+    """Log positions of the events it rests on."""
+
+
+@event_type("knowledge.revised")
+class KnowledgeRevised(Event, frozen=True, kw_only=True):
+    """An entry's new text (the whole of it), and why it changed."""
+
+    entry_id: Id
+    kind: KnowledgeKind
+    title: Text
+    body: Text
+    tags: list[Tag] = []
+    source: KnowledgeSource
+    origin: Text = ""
+    evidence: list[Count] = []
+    reason: Text = ""
+
+
+@event_type("knowledge.retired")
+class KnowledgeRetired(Event, frozen=True, kw_only=True):
+    """An entry no longer holds; it stays in the log, and out of every answer."""
+
+    entry_id: Id
+    reason: Text
+    by: Id
