@@ -40,6 +40,7 @@ from events.catalogue import (
     FeatureRequested,
     OrchestratorAnswered,
     OrchestratorDecided,
+    PipelinePlanned,
     Plan,
     PlanAdopted,
     PlanConfirmed,
@@ -401,7 +402,7 @@ def feature_report(council: Council, request_id: str) -> FeatureReport:
     if not plans and proposed is not None:
         plans.append((0, proposed.plan, ""))
     rejected = [p for e in events if isinstance(e, PlanRejected) for p in e.problems]
-    work = report(council, request_id) if any(type(e).__name__ == "PipelinePlanned" for e in events) else None
+    work = report(council, request_id) if any(isinstance(e, PipelinePlanned) for e in events) else None
     return FeatureReport(request_id, wanted.instruction, plans,
                          [e for e in events if isinstance(e, OrchestratorDecided)],
                          next((e for e in events if isinstance(e, RequestFinished)), None), work,

@@ -223,7 +223,8 @@ class OrchestratorProcess(Process):
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event (those of other requests are passed over)."""
-        if event.stream.startswith("request-") and event.stream != streams.request(self.state.request_id):
+        ref = streams.parse(event.stream)
+        if ref is not None and ref.kind is streams.Kind.REQUEST and ref.id != self.state.request_id:
             return
         self.state.evolve(event)
 
@@ -298,8 +299,8 @@ class OrchestratorProcess(Process):
         team = Roster.model_validate(feature.team)
         done = self._done()
         kinds = {tid: s.tasks[tid].capability for tid in done.values() if tid in s.tasks}
-        found = problems(plan, team, feature.budget, done=done, done_kinds={k: kinds[v] for k, v in done.items()
-                                                                             if v in kinds})
+        found = problems(plan, team, s.budget, done=done, done_kinds={k: kinds[v] for k, v in done.items()
+                                                                       if v in kinds})
         if found:  # the team or the plan changed under it since it was validated: stop, and say why
             return self._stop_planning(revision, planner or feature.planner_task, found, now)
         spec_feature = feature if revision == 0 else msgspec.structs.replace(
@@ -311,15 +312,17 @@ class OrchestratorProcess(Process):
                                                           grants=grants, pipeline=pipeline)
             cancelled: list[Intent] = []
         else:
-            open_tasks = [tid for tid, t in s.tasks.items() if t.status not in SETTLED and tid not in s.planners
-                          and t.status in (TaskStatus.SUBMITTED, TaskStatus.QUEUED)]
+            open_tasks = [tid for tid, t in s.tasks.items()
+                          if t.status in (TaskStatus.SUBMITTED, TaskStatus.QUEUED) and tid not in s.planners]
             head = PlanRevised(request_id=s.request_id, revision=revision, reason=reason, plan=plan, tasks=ids,
                                grants=grants, cancelled=open_tasks, planner_task=planner or "", pipeline=pipeline)
             cancelled = [Intent(streams.task(tid), [TaskCancelled(
                 task_id=tid, reason=f"replaced by revision {revision} of the plan")], s.tasks[tid].version)
                 for tid in open_tasks]
         meta = Metadata(correlation_id=s.request_id, actor=ACTOR)
-        steps = [*self._steps_done(), *(PlannedStep(step=spec.task_id[len(s.request_id) + 1:] if spec.task_id else "",
+        prefix = f"{s.request_id}-" if revision == 0 else f"{s.request_id}-r{revision}-"
+        # A step is named as its plan or pipeline names it (``code-auth``, ``prod``), whatever revision made it.
+        steps = [*self._steps_done(), *(PlannedStep(step=(spec.task_id or "").removeprefix(prefix),
                                                    task_id=spec.task_id or "", capability=spec.capability,
                                                    depends_on=list(spec.depends_on)) for spec in specs)]
         planned = PipelinePlanned(request_id=s.request_id, repository=feature.repository, tree=feature.tree,
@@ -335,8 +338,8 @@ class OrchestratorProcess(Process):
     def _steps_done(self) -> list[PlannedStep]:
         """The steps of earlier plans that completed (a revision's report shows them with its own)."""
         s = self.state
-        return [PlannedStep(step=tid[len(s.request_id) + 1:], task_id=tid, capability=s.tasks[tid].capability)
-                for tid in self._done().values() if tid in s.tasks]
+        return [PlannedStep(step=name, task_id=tid, capability=s.tasks[tid].capability)
+                for name, tid in self._done().items() if tid in s.tasks]
 
     def _done(self) -> dict[str, str]:
         """Plan task → task id of every task of an adopted plan that completed."""

@@ -298,6 +298,10 @@ def test_a_revision_that_ships_runs_a_pipeline_of_its_own_and_the_request_ends_w
     settle(council, process)
     revised = next(e for e in request_events(council, "r-s") if isinstance(e, PlanRevised))
     assert revised.pipeline[0] == "r-s-r1-changes" and revised.pipeline[-1] == "r-s-r1-prod"
+    planned = [e for e in request_events(council, "r-s") if isinstance(e, PipelinePlanned)][-1]
+    assert {("design", "r-s-design"), ("code-auth", "r-s-code-auth"), ("test-auth-2", "r-s-r1-test-auth-2")} <= {
+        (s.step, s.task_id) for s in planned.steps}
+    assert planned.steps[-1].step == "prod"  # the report finds production by its name, whatever revision made it
     changes = council.events(streams.task("r-s-r1-changes"))[0]
     assert changes.depends_on == ["r-s-r1-test-auth-2"]
     impact = council.events(streams.task("r-s-r1-impact"))[0]
