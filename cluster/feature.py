@@ -283,8 +283,9 @@ def _append(council: Council, request_id: str, event: Any, by: str) -> None:
     """Append ``event`` to the request's stream after what is there (refused if the request has finished)."""
     events = council.store.read_stream(streams.request(request_id))
     if not events or _requested(council, request_id) is None:
-        raise CouncilError(f"there is no orchestrated request {request_id}; `council sql \"SELECT * FROM requests\"` "
-                           "lists them")
+        raise CouncilError(f"there is no orchestrated request {request_id} (`council run report {request_id}` "
+                           "reports a pipeline or coding request); `council sql \"SELECT request_id, title, outcome "
+                           "FROM requests\"` lists them")
     if any(isinstance(e.payload, RequestFinished) for e in events):
         raise CouncilError(f"the request {request_id} has finished; there is nothing left to decide")
     meta = Metadata(correlation_id=request_id, actor=by)
@@ -387,8 +388,9 @@ def feature_report(council: Council, request_id: str) -> FeatureReport:
     events = [e.payload for e in council.store.read_stream(streams.request(request_id))]
     wanted = next((e for e in events if isinstance(e, FeatureRequested)), None)
     if wanted is None:
-        raise CouncilError(f"there is no orchestrated request {request_id}; `council sql \"SELECT * FROM requests\"` "
-                           "lists them")
+        raise CouncilError(f"there is no orchestrated request {request_id} (`council run report {request_id}` "
+                           "reports a pipeline or coding request); `council sql \"SELECT request_id, title, outcome "
+                           "FROM requests\"` lists them")
     proposed = next((e for e in events if isinstance(e, PlanProposed)), None)
     plans: list[tuple[int, Plan, str]] = []
     adoptions: list[tuple[dict[str, str], Plan]] = []
