@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cluster.cli_app import AddressOption, StoreOption, app, council_for, out, quiet_ray, settings_for
-from cluster.cli_pipeline import Elapsed, _local_approvers, run_app
+from cluster.cli_app import AddressOption, StoreOption, app, council_for, out, quiet_ray
+from cluster.cli_pipeline import LocalApproversOption, run_app, start_council
 from events import CouncilError
 
 
@@ -31,31 +30,20 @@ def feature(
                                                   "REPO's current state.")] = None,
     store: StoreOption = None,
     address: AddressOption = None,
-    local_approvers: Annotated[bool, typer.Option(
-        "--local-approvers", help="Create keys in this council's keyring for the policy's approvers that have none "
-                                  "(a trial on one machine; on a team each approver makes their own)")] = False,
+    local_approvers: LocalApproversOption = False,
     timeout: Annotated[float, typer.Option(help="Seconds to follow the request before leaving it to run on.")] = 3600.0,
 ) -> None:
     """Have the orchestrator plan REQUEST for the team — phases and tasks for the architect, coders, testers,
     reviewer, documenter and deployer, validated against the team, the policy and the budget — show the plan, and
     (once you confirm it, or with --yes) carry it out under one warrant per phase, revising it if a task fails for
     good. Starts the council if none runs; prints progress live, then the report."""
-    from cluster.driver import Council
     from cluster.feature import feature_report, follow_feature, start_feature
 
-    quiet_ray()
-    if not Path(repo).is_dir():
-        raise CouncilError(f"{repo} is not a directory; give the path of the repository to build in")
     ask = not (yes or plan_only)
     if ask and not sys.stdin.isatty():
         raise CouncilError("the plan needs your confirmation, but this is not a terminal: add --yes to start it "
                            "without asking, or --plan-only to see it first")
-    settings = settings_for(store, address).absolute()
-    if local_approvers:
-        _local_approvers(settings.policy, settings.home)
-    clock = Elapsed()
-    with clock.stage("starting the council (Ray, the log, the agents)"):
-        council = Council.start(settings, ray_start="head")
+    council, clock = start_council(repo, store, address, local_approvers)
     with clock.stage(f"preparing the tree of {repo}"):
         started = start_feature(council, request, repo, base, plan_only=plan_only, confirm=ask, revisions=revisions)
     clock.say(f"request {started.request_id} on {repo} at {started.commit[:12]}; planning")

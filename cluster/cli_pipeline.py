@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from cluster.driver import Council
     from cluster.pipeline import Run
 
+LocalApproversOption = Annotated[bool, typer.Option(
+    "--local-approvers", help="Create keys in this council's keyring for the policy's approvers that have none "
+                              "(a trial on one machine; on a team each approver makes their own)")]
+
 run_app = typer.Typer(help="Run the team and the pipeline: `council run code \"REQUEST\" --repo PATH`, `council run ci "
                             "--repo PATH`.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
@@ -30,9 +34,7 @@ def ci(
                                                   "commit")] = None,
     store: StoreOption = None,
     address: AddressOption = None,
-    local_approvers: Annotated[bool, typer.Option(
-        "--local-approvers", help="Create keys in this council's keyring for the policy's approvers that have none "
-                                  "(a trial on one machine; on a team each approver makes their own)")] = False,
+    local_approvers: LocalApproversOption = False,
     timeout: Annotated[float, typer.Option(help="Seconds to follow the run before giving up.")] = 1800.0,
 ) -> None:
     """Run the pipeline on REPO: changes → impacted tests → tests → review → build → staging → smoke → docs →
@@ -54,9 +56,7 @@ def code(
                                                                "find, before the request stops.")] = 2,
     store: StoreOption = None,
     address: AddressOption = None,
-    local_approvers: Annotated[bool, typer.Option(
-        "--local-approvers", help="Create keys in this council's keyring for the policy's approvers that have none "
-                                  "(a trial on one machine; on a team each approver makes their own)")] = False,
+    local_approvers: LocalApproversOption = False,
     timeout: Annotated[float, typer.Option(help="Seconds to follow the run before giving up.")] = 3600.0,
 ) -> None:
     """Have the team make REQUEST in REPO — the coder writes it, the test writer tests it (and the coder fixes what
@@ -72,19 +72,10 @@ def _run(repo: str, store: str | None, address: str | None, local_approvers: boo
          start: Callable[[Council], Run], what: str) -> None:
     """Start the council, submit the run ``start`` makes, follow it live and print its report (exit 1 if it
     failed)."""
-    from cluster.driver import Council
     from cluster.pipeline import follow
     from cluster.report import report
 
-    quiet_ray()
-    if not Path(repo).is_dir():
-        raise CouncilError(f"{repo} is not a directory; give the path of the repository to run it on")
-    settings = settings_for(store, address).absolute()
-    if local_approvers:
-        _local_approvers(settings.policy, settings.home)
-    clock = Elapsed()
-    with clock.stage("starting the council (Ray, the log, the agents)"):
-        council = Council.start(settings, ray_start="head")
+    council, clock = start_council(repo, store, address, local_approvers)
     with clock.stage(f"preparing the tree of {repo}"):
         run = start(council)
     clock.say(f"{what} {run.request_id} on {repo} at {run.commit[:12]}"
@@ -95,6 +86,23 @@ def _run(repo: str, store: str | None, address: str | None, local_approvers: boo
     out.print(found.text(), markup=False)
     if found.outcome.startswith("failed"):
         raise typer.Exit(1)
+
+
+def start_council(repo: str, store: str | None, address: str | None, local_approvers: bool) -> tuple[Council, Elapsed]:
+    """What every ``council run`` does first: check REPO is a directory, make the approvers' keys if asked, start
+    (or join) the council; the council and the clock that times the command's lines."""
+    from cluster.driver import Council
+
+    quiet_ray()
+    if not Path(repo).is_dir():
+        raise CouncilError(f"{repo} is not a directory; give the path of the repository to run it on")
+    settings = settings_for(store, address).absolute()
+    if local_approvers:
+        _local_approvers(settings.policy, settings.home)
+    clock = Elapsed()
+    with clock.stage("starting the council (Ray, the log, the agents)"):
+        council = Council.start(settings, ray_start="head")
+    return council, clock
 
 
 @run_app.command("report")
