@@ -22,16 +22,13 @@ from typing import Any
 import pytest
 import ray
 from cli_support import council as run_council
-from coding_support import TEAM_AGENTS
+from coding_support import TEAM_AGENTS, started_council
 from model_standins import OpenAIStandin, Respond, Structured, Text
 
 from actors import names
 from cluster.driver import Council
 from cluster.pipeline import follow, start_code
 from cluster.report import report
-from cluster.settings import Settings
-from cluster.system import shutdown
-from cluster.team import load_team
 from events import streams
 from events.catalogue import EditApplied, GitCommitted
 from governance.keys import Keyring
@@ -102,17 +99,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         keys.new(name)
     saved = os.environ.get("OPENAI_API_KEY")
     os.environ["OPENAI_API_KEY"] = KEY
-    with OpenAIStandin(default=Respond(the_team_model), expect_key=KEY) as server:
-        team = home / "team.toml"
-        team.write_text(TEAM.format(model=MODEL, base_url=server.base_url))
-        settings = Settings(store=f"sqlite:///{home / '.council' / 'events.db'}", home=str(home / ".council"),
-                            team=str(team), metrics_port=None, health=False)
-        handle = Council.start(settings, team=load_team(team), dispatch={"backoff_base": 0.05})
-        env = {"COUNCIL_STORE": settings.absolute().store, "COUNCIL_HOME": str(home / ".council"),
-               "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "COUNCIL_TEAM": str(team)}
-        yield Running(handle, server, home, env)
-        shutdown()
-        ray.shutdown()
+    with OpenAIStandin(default=Respond(the_team_model), expect_key=KEY) as server, \
+            started_council(home, TEAM.format(model=MODEL, base_url=server.base_url)) as started:
+        yield Running(started.council, server, home, started.env)
     if saved is None:
         os.environ.pop("OPENAI_API_KEY", None)
     else:

@@ -8,15 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
-from coding_support import TEAM_AGENTS
+from coding_support import TEAM_AGENTS, started_council
 
 from cluster.driver import Council
 from cluster.pipeline import follow, start_code
 from cluster.report import report
-from cluster.settings import Settings
-from cluster.system import shutdown
-from cluster.team import load_team
 from events import streams
 from events.catalogue import EditApplied, EditMalformed
 
@@ -36,14 +32,8 @@ stall_after = "2m"
 def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
     pytest.importorskip("llama_cpp", reason="the local extra is not installed: pip install -e '.[local]'")
     home = tmp_path_factory.mktemp("local-team")
-    team = home / "team.toml"
-    team.write_text(TEAM)
-    settings = Settings(store=f"sqlite:///{home / '.council' / 'events.db'}", home=str(home / ".council"),
-                        team=str(team), metrics_port=None, health=False)
-    handle = Council.start(settings, team=load_team(team), dispatch={"backoff_base": 0.05})
-    yield handle
-    shutdown()
-    ray.shutdown()
+    with started_council(home, TEAM) as started:
+        yield started.council
 
 
 def test_the_seeds_first_request_from_an_empty_directory_comes_to_a_clear_outcome(council: Council,

@@ -9,14 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
+from coding_support import started_council
 from orchestrator_support import PLANNING_TEAM
 
 from cluster.driver import Council
 from cluster.feature import feature_report, follow_feature, start_feature
-from cluster.settings import Settings
-from cluster.system import shutdown
-from cluster.team import load_team
 from events import streams
 from events.catalogue import PlanAdopted, PlanRejected, RequestFinished
 
@@ -37,14 +34,8 @@ stall_after = "2m"
 def council(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Council]:
     pytest.importorskip("llama_cpp", reason="the local extra is not installed: pip install -e '.[local]'")
     home = tmp_path_factory.mktemp("local-feature")
-    team = home / "team.toml"
-    team.write_text(TEAM)
-    settings = Settings(store=f"sqlite:///{home / '.council' / 'events.db'}", home=str(home / ".council"),
-                        team=str(team), metrics_port=None, health=False)
-    handle = Council.start(settings, team=load_team(team), dispatch={"backoff_base": 0.05})
-    yield handle
-    shutdown()
-    ray.shutdown()
+    with started_council(home, TEAM) as started:
+        yield started.council
 
 
 def test_the_seeds_example_with_the_local_model_comes_to_a_clear_outcome(council: Council, tmp_path: Path) -> None:

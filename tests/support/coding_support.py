@@ -5,7 +5,9 @@ and SEARCH/REPLACE blocks as a model writes them."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,39 @@ def run_step(council: Council, server: OpenAIStandin, key: str, model: str,
     result = skill(inputs, thinking_tools(council, server, key, model, task, role))
     completed(council, task, f"{role}-1", result)
     return result
+
+
+@dataclass(frozen=True)
+class Started:
+    """A council started on Ray for a test module: its handle, settings and team file, and the environment a
+    ``council`` command needs to reach it."""
+
+    council: Any
+    settings: Any
+    team: Path
+    env: dict[str, str]
+
+
+@contextmanager
+def started_council(home: Path, team_text: str) -> Iterator[Started]:
+    """A council with the team ``team_text`` and its log under ``home/.council`` (no health monitor, fast retries),
+    stopped with Ray when the block ends."""
+    import ray
+
+    from cluster.driver import Council
+    from cluster.settings import Settings
+    from cluster.system import shutdown
+    from cluster.team import load_team
+
+    team = home / "team.toml"
+    team.write_text(team_text)
+    settings = Settings(store=f"sqlite:///{home / '.council' / 'events.db'}", home=str(home / ".council"),
+                        team=str(team), metrics_port=None, health=False)
+    handle = Council.start(settings, team=load_team(team), dispatch={"backoff_base": 0.05})
+    env = {"COUNCIL_STORE": settings.absolute().store, "COUNCIL_HOME": str(home / ".council"),
+           "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "COUNCIL_TEAM": str(team)}
+    try:
+        yield Started(handle, settings, team, env)
+    finally:
+        shutdown()
+        ray.shutdown()
