@@ -43,6 +43,8 @@ class Kind(StrEnum):
     """A task's model calls: asked, answered, failed, repaired (``events.catalogue.models``)."""
     KNOWLEDGE = "knowledge"
     """One knowledge entry: added, revised, retired (``events.catalogue.knowledge``)."""
+    REVIEW = "review"
+    """One review: asked, answered, escalated, decided (``events.catalogue.reviews``)."""
     POLICY = "policy"
     """The one stream of adopted policies, in order."""
     ALERTS = "alerts"
@@ -127,6 +129,11 @@ def model_calls(task_id: str) -> str:
 def knowledge(entry_id: str) -> str:
     """The stream of knowledge entry ``entry_id``."""
     return f"knowledge-{entry_id}"
+
+
+def review(review_id: str) -> str:
+    """The stream of review ``review_id``."""
+    return f"review-{review_id}"
 
 
 def parse(stream: str) -> StreamRef | None:

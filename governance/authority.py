@@ -30,6 +30,7 @@ from events.catalogue import (
     PlanRevised,
     PolicyAdopted,
     PolicyProposed,
+    TaskSubmitted,
     VoteDecided,
     WarrantIssued,
     WarrantRevoked,
@@ -40,6 +41,7 @@ from governance.approvals import ApprovalLedger
 from governance.errors import GovernanceError, WarrantError
 from governance.ledgers import PolicyLedger, WarrantLedger
 from governance.policy import Policy, parse_policy
+from governance.reviews import ReviewBook
 from governance.votes import VoteLedger
 from governance.warrant import Warrant, covers_name, decode
 
@@ -64,6 +66,8 @@ class Authority:
     by_task: dict[str, list[str]] = field(default_factory=dict)
     approvals: dict[str, ApprovalLedger] = field(default_factory=dict)
     votes: dict[str, VoteLedger] = field(default_factory=dict)
+    reviews: ReviewBook = field(default_factory=ReviewBook)
+    """Every review asked for, its answers and its outcome (:mod:`governance.reviews`)."""
     budgets: dict[str, Budget] = field(default_factory=dict)
     """Budgets allocated to requests (overriding the policy's per-request budget)."""
     phases: dict[str, str] = field(default_factory=dict)
@@ -95,6 +99,10 @@ class Authority:
             self.approvals.setdefault(sid, ApprovalLedger()).evolve(p, at)
         elif kind is Kind.VOTE:
             self.votes.setdefault(sid, VoteLedger()).evolve(p, at)
+        elif kind is Kind.REVIEW:
+            self.reviews.evolve(sid, p)
+        elif isinstance(p, TaskSubmitted):
+            self.reviews.submitted(p)
         elif isinstance(p, BudgetAllocated):
             self.budgets[p.request_id] = p.budget
         elif isinstance(p, PlanAdopted | PlanRevised):
@@ -249,7 +257,8 @@ class Authority:
     # -- approvals and votes ----------------------------------------------------------------
 
     def decisions(self, now: float) -> list[Intent]:
-        """Approvals to grant or refuse, votes to decide, and what their outcomes adopt — due now."""
+        """Approvals to grant or refuse, votes to decide, and what their outcomes adopt; reviews to decide or
+        escalate, and their reviewers' tasks — due now."""
         out: list[Intent] = []
         policy = self.policy.adopted
         current_hash = policy.policy_hash if policy is not None else ""
@@ -267,6 +276,7 @@ class Authority:
                 continue
             out.append(Intent(streams.vote(vid), [decided], vote.version))
             out += self._vote_outcome(vote, decided)
+        out += self.reviews.decisions(now, self.policy.approvers)
         return out + self._extensions_due()
 
     def _extensions_due(self) -> list[Intent]:

@@ -34,3 +34,8 @@ class VoteError(GovernanceError):
 
 class CheckpointError(GovernanceError):
     """A signed checkpoint or a proof does not verify against the log."""
+
+
+class ReviewError(GovernanceError):
+    """A review cannot be asked for as configured, or an answer to one is refused (unknown review, decided, not a
+    reviewer, answered already, unsigned)."""

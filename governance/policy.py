@@ -48,6 +48,7 @@ from governance.errors import PolicyError
 from governance.keys import NAME as KEY_NAME
 from governance.policy_errors import consistency_problems
 from governance.quantities import duration_text, parse_duration
+from governance.review_rules import ReviewsTable
 from governance.toml_config import parse_toml, read_config, validated, with_count
 from governance.toml_lines import TomlLines
 
@@ -205,6 +206,8 @@ class Policy(_Frozen):
     budgets: Budgets = Budgets()
     sandbox: SandboxTable = SandboxTable()
     """How commands are confined, and their limits (:mod:`governance.confinement`)."""
+    reviews: ReviewsTable = ReviewsTable()
+    """Which changes are reviewed before they are committed, by whom, by when (:mod:`governance.review_rules`)."""
     tool: dict[StrictStr, dict[StrictStr, TomlValue]] = {}
     """The ``[tool.<name>]`` tables: other parts' settings, validated only as TOML values, never read here."""
     rules: tuple[Rule, ...] = ()

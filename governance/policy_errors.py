@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
+from governance.review_rules import review_problems
 from governance.toml_config import Problem, entry_label, kind_of
 from governance.toml_lines import Loc
 
@@ -36,7 +37,7 @@ def consistency_problems(data: Mapping[str, Any], line_of: Callable[[Loc], int |
     every approver or voter named is defined; no two approvers share a key; a legacy ``[review]``
     table holds only ``block_at`` and does not repeat ``[tool.pipeline] review_block_at``.
     """
-    problems = _approver_problems(data) + _legacy_problems(data)
+    problems = _approver_problems(data) + _legacy_problems(data) + review_problems(data)
     approvers = data.get("approvers")
     defined = approvers if isinstance(approvers, Mapping) else {}
     rules = data.get("rules")

@@ -21,6 +21,7 @@ from events.catalogue import (
     ApprovalGranted,
     ApprovalRefused,
     FailureKind,
+    ReviewDecided,
     TaskAssigned,
     TaskAwaiting,
     TaskCancelled,
@@ -112,7 +113,7 @@ class DispatchState:
         self.waiting: set[str] = set()  # submitted, dependencies not yet checked as done
         self.leased: set[str] = set()  # assigned or running
         self.undecided: set[str] = set()  # failed, waiting for retry-or-dead-letter
-        self.awaiting: dict[str, str] = {}  # authority (approval or vote) id → the task waiting on it
+        self.awaiting: dict[str, str] = {}  # authority (approval, vote or review) id → the task waiting on it
         self.decided: dict[str, str] = {}  # authority id → how it was decided (granted, refused: ..., vote outcome)
         self.resumable: set[str] = set()  # tasks whose authority was decided: to be resumed
         self.blocked: set[str] = set()  # dead-lettered because a dependency was: reopened if it is requeued
@@ -149,6 +150,8 @@ class DispatchState:
                 self._authority_decided(p.approval_id, f"refused: {p.reason}")
             case VoteDecided() as p:
                 self._authority_decided(p.vote_id, f"vote: {p.outcome}")
+            case ReviewDecided() as p:
+                self._authority_decided(p.review_id, f"review: {p.outcome}")
             case (TaskQueued() | TaskAssigned() | TaskStarted() | TaskCompleted() | TaskFailed() | TaskLeaseExpired()
                   | TaskRetried() | TaskDeadLettered() | TaskRequeued() | TaskReopened() | TaskAwaiting()
                   | TaskResumed() | TaskCancelled()):

@@ -68,6 +68,16 @@ from events.catalogue.plans import (
     RequestFinished,
 )
 from events.catalogue.requests import PipelinePlanned, PlannedStep, RequestSubmitted
+from events.catalogue.reviews import (
+    VERDICTS,
+    ReviewAnswered,
+    ReviewArtefact,
+    ReviewDecided,
+    ReviewEscalated,
+    ReviewOutcome,
+    ReviewRequested,
+    Verdict,
+)
 from events.catalogue.tasks import (
     CANCELLABLE,
     HOLDING,
@@ -113,6 +123,7 @@ __all__ = [
     "RETRIED",
     "SETTLED",
     "TASK_EVENTS",
+    "VERDICTS",
     "ActionAuthorized",
     "ActionCompleted",
     "ActionDenied",
@@ -174,7 +185,13 @@ __all__ = [
     "ReleaseDeployed",
     "RequestFinished",
     "RequestSubmitted",
+    "ReviewAnswered",
+    "ReviewArtefact",
+    "ReviewDecided",
+    "ReviewEscalated",
+    "ReviewOutcome",
     "ReviewReported",
+    "ReviewRequested",
     "TaskAssigned",
     "TaskAwaiting",
     "TaskCancelled",
@@ -193,6 +210,7 @@ __all__ = [
     "TaskSubmitted",
     "TestsReported",
     "TreeRead",
+    "Verdict",
     "VoteCast",
     "VoteDecided",
     "VoteProposed",
