@@ -14,7 +14,9 @@ One attempt:
    a recorded, budgeted call; the blocks that did apply stand. Every answer is judged in the log:
    ``edit.applied`` or ``edit.malformed`` (with why), so the rate of well-formed edits per model
    is a query. After the last round the task fails for good with the last failure.
-4. **Write and commit**: each changed file through the gated ``file.write``, then one commit of
+4. **Review**, if the policy calls the change security-sensitive (:mod:`actors.coding.review_request`): the task
+   waits for the reviewers, and what they ask for is one more round of edits.
+5. **Write and commit**: each changed file through the gated ``file.write``, then one commit of
    exactly those files, with the warrant as its trailer.
 
 Nothing is written before the edits of every round are settled in memory, and every step is
@@ -28,7 +30,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from actors.coding import context
+from actors.coding import context, review_request
 from actors.coding.edits import FORMAT, Applied, EditBlock, MalformedEdit, apply_edits, failure_report, parse_edits
 from actors.coding.skill_io import ModelWork, plain, validated
 from actors.llm.calls import Answer
@@ -86,6 +88,7 @@ def write_code(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
     loop = EditLoop(tools, dict(tree))
     conversation = context.messages(SYSTEM, question)
     summary = loop.run(conversation, task.rounds, task.max_tokens)
+    summary = review_request.reviewed(loop, SYSTEM, task.instruction, task.rounds, task.max_tokens, summary)
     changed = sorted(loop.changed)
     if not changed:
         raise PermanentFailure(f"the edits of {loop.model} leave every file as it was; nothing to commit")
