@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cluster.cli_app import AddressOption, StoreOption, app, council_for, out, quiet_ray
+from cluster.cli_council import HomeOption
 from cluster.cli_pipeline import LocalApproversOption, run_app, start_council
 from events import CouncilError
 
@@ -66,15 +67,37 @@ def feature(
 @app.command()
 def answer(
     request_id: Annotated[str, typer.Argument(help="The request whose orchestrator asked (r-…), or the task that "
-                                                   "failed.")],
-    text: Annotated[str, typer.Argument(help="How the team should go on; the plan is revised with it.")],
+                                                   "failed; or a review (rv-…) you are a reviewer of.")],
+    text: Annotated[list[str] | None, typer.Argument(
+        help="How the team should go on; the plan is revised with it. For a review: one answer for every question, "
+             "or one per question, in order.")] = None,
+    approve: Annotated[bool, typer.Option("--approve", help="A review: the change may go as it is.")] = False,
+    changes: Annotated[bool, typer.Option("--changes", help="A review: the change must change first.")] = False,
+    comment: Annotated[bool, typer.Option("--comment", help="A review: a remark that neither approves nor "
+                                                            "blocks.")] = False,
+    key: Annotated[str | None, typer.Option("--key", help="A review: the name of your key in the keyring.")] = None,
     store: StoreOption = None,
     address: AddressOption = None,
+    home: HomeOption = None,
 ) -> None:
     """Answer the question an orchestrator asked when a task failed for good and no revision was left: the plan is
-    revised once more with your answer. (To stop the request instead: `council cancel REQUEST`.)"""
+    revised once more with your answer. (To stop the request instead: `council cancel REQUEST`.) Or answer a review
+    you are a reviewer of (`council reviews` lists them), signed with your key."""
+    from cluster.cli_reviews import give_answer, is_review
     from cluster.feature import answer as give
 
+    verdicts = [v for v, given in (("approve", approve), ("changes", changes), ("comment", comment)) if given]
+    if is_review(request_id):
+        if len(verdicts) > 1:
+            raise CouncilError(f"give one verdict for {request_id}: --approve, --changes or --comment")
+        give_answer(request_id, text or [], verdicts[0] if verdicts else None, key,  # type: ignore[arg-type]
+                    store, home, address)
+        return
+    if verdicts or key is not None:
+        raise CouncilError(f"--approve, --changes, --comment and --key answer a review (rv-…), not {request_id}; to "
+                           f"answer its orchestrator give only the text: `council answer {request_id} \"…\"`")
+    if len(text or []) != 1:
+        raise CouncilError(f"give one text for {request_id}: `council answer {request_id} \"Use bcrypt instead …\"`")
     quiet_ray()
-    give(council_for(store, address), request_id, text)
+    give(council_for(store, address), request_id, (text or [""])[0])
     out.print(f"answered {request_id}; the orchestrator revises the plan with it (`council watch {request_id}`)")
