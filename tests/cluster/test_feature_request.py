@@ -119,6 +119,9 @@ class TeamModel:
                                                                fence="````"))
         if system.startswith("You are the reviewer"):
             return Structured({"findings": []})
+        if system.startswith("You are a security reviewer"):  # the example policy's review of auth.py
+            return Structured({"answers": ["PBKDF2-HMAC-SHA256, a random salt, a constant-time compare: sound.",
+                                           "There is no SQL in the change."], "verdict": "approve"})
         return Text("I was not asked anything I know.")
 
 
@@ -204,6 +207,9 @@ def test_the_seed_example_is_planned_built_tested_documented_and_shipped_after_t
     assert (asked(server, "orchestrator", before), asked(server, "architect", before), asked(server, "coder", before),
             asked(server, "test writer", before)) == (1, 1, 1, 1)
     assert asked(server, "documenter", before) >= 2
+    # The example policy has auth.py reviewed before it is committed: the reviewer agent approved it.
+    reviewed = [e.payload for e in council.store.read_all(1, None, ["review.decided"])]
+    assert [r.outcome for r in reviewed][:1] == ["approved"]
     retried = council.sql(f"SELECT attempts_used FROM tasks WHERE task_id = '{feature.request_id}-docs-auth'").rows
     assert retried and retried[0][0] == 2
     for key in work.approval["keys"][:2]:

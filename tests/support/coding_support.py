@@ -40,7 +40,7 @@ slots = 2
 [[agents]]
 name = "reviewer"
 role = "reviewer"
-capabilities = ["code.review", "ci.review"]
+capabilities = ["code.review", "ci.review", "review.answer"]
 slots = 1
 
 [[agents]]
@@ -139,9 +139,9 @@ class Started:
 
 
 @contextmanager
-def started_council(home: Path, team_text: str) -> Iterator[Started]:
+def started_council(home: Path, team_text: str, policy: Path | None = None) -> Iterator[Started]:
     """A council with the team ``team_text`` and its log under ``home/.council`` (no health monitor, fast retries),
-    stopped with Ray when the block ends."""
+    under ``policy`` (default: the example policy), stopped with Ray when the block ends."""
     import ray
 
     from cluster.driver import Council
@@ -152,7 +152,7 @@ def started_council(home: Path, team_text: str) -> Iterator[Started]:
     team = home / "team.toml"
     team.write_text(team_text)
     settings = Settings(store=f"sqlite:///{home / '.council' / 'events.db'}", home=str(home / ".council"),
-                        team=str(team), metrics_port=None, health=False)
+                        team=str(team), metrics_port=None, health=False, policy=str(policy) if policy else None)
     handle = Council.start(settings, team=load_team(team), dispatch={"backoff_base": 0.05})
     env = {"COUNCIL_STORE": settings.absolute().store, "COUNCIL_HOME": str(home / ".council"),
            "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "COUNCIL_TEAM": str(team)}
