@@ -131,8 +131,9 @@ def review_problems(data: Mapping[str, Any]) -> list[Problem]:
     approvers = data.get("approvers")
     defined = approvers if isinstance(approvers, Mapping) else {}
     problems = []
-    named: list[tuple[str, Any]] = [("reviewers", r) for r in table.get("reviewers") or ()
-                                    if isinstance(table.get("reviewers"), list | tuple)]
+    reviewers = table.get("reviewers")
+    listed = reviewers if isinstance(reviewers, list | tuple) else ()
+    named: list[tuple[str, Any]] = [("reviewers", r) for r in listed]
     named.append(("escalate_to", table.get("escalate_to")))
     for field, who in named:
         if isinstance(who, str) and who.startswith(PERSON) and who[len(PERSON):] not in defined:

@@ -142,6 +142,14 @@ class ReviewLedger:
                 for who, a in self.answers.items()]
 
 
+def fold(events: Iterable[Event]) -> ReviewLedger:
+    """The ledger of one review from the payloads of its stream, in order (an empty ledger for no events)."""
+    ledger = ReviewLedger()
+    for event in events:
+        ledger.evolve(event)
+    return ledger
+
+
 @dataclass
 class ReviewBook:
     """Every review in the log, folded (the council's :class:`~governance.authority.Authority` keeps one)."""

@@ -103,10 +103,7 @@ def answer_review(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
 
 
 def _read(tools: Tools, review_id: str) -> ReviewLedger:
-    ledger = ReviewLedger()
-    for event in tools.gatekeeper.log.read_stream(streams.review(review_id)):
-        ledger.evolve(event.payload)
-    return ledger
+    return reviews.fold(e.payload for e in tools.gatekeeper.log.read_stream(streams.review(review_id)))
 
 
 def _settled(ledger: ReviewLedger, reviewer: str) -> dict[str, Any] | None:

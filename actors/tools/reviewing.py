@@ -62,9 +62,7 @@ def ask_review(tools: Tools, paths: Iterable[str], diff: str, *, reason: str, re
     review_id = reviews.review_id_for(tools.task_id, digest, tools.requeues)
     stream = streams.review(review_id)
     for _ in range(3):
-        ledger = ReviewLedger()
-        for event in tools.gatekeeper.log.read_stream(stream):
-            ledger.evolve(event.payload)
+        ledger = reviews.fold(e.payload for e in tools.gatekeeper.log.read_stream(stream))
         if ledger.decided is not None:
             return ledger
         if ledger.requested is not None:
