@@ -218,7 +218,7 @@ class CouncilActor:
         return self.key.public.raw
 
     def status(self) -> dict[str, Any]:
-        """What the council knows: its position, the policy in force, open approvals and votes, its key."""
+        """What the council knows: its position, the policy in force, open approvals, votes and reviews, its key."""
         with self.follower.lock:
             a = self.process.authority
             adopted = a.policy.adopted
@@ -226,6 +226,7 @@ class CouncilActor:
                     "policy_name": adopted.name if adopted else None, "warrants": len(a.warrants),
                     "open_approvals": sum(1 for x in a.approvals.values() if x.open),
                     "open_votes": sum(1 for v in a.votes.values() if v.decided is None and v.proposed is not None),
+                    "open_reviews": sum(1 for r in a.reviews.reviews.values() if r.open),
                     "checkpoint": a.last_checkpoint, "key": self.key.public.fingerprint}
 
     def pid(self) -> int:

@@ -117,6 +117,10 @@ def _settled(ledger: ReviewLedger, reviewer: str) -> dict[str, Any] | None:
     if ledger.decided is not None:
         return {"review_id": rid, "reviewer": reviewer, "verdict": None,
                 "skipped": f"decided before this reviewer answered ({ledger.decided.outcome})"}
+    if reviewer not in ledger.reviewers:  # replaced by an escalation: its model is not asked for nothing
+        return {"review_id": rid, "reviewer": reviewer, "verdict": None,
+                "skipped": f"{reviewer} is no longer a reviewer of {rid} (reviewers now: "
+                           f"{', '.join(ledger.reviewers)})"}
     return None
 
 

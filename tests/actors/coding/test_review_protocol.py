@@ -234,6 +234,17 @@ def test_the_reviewer_refuses_what_it_cannot_answer_and_leaves_a_decided_review_
     assert len(answered) == 1 and answered[0].by == "reviewer-1" and answered[0].task_id == f"{review_id}-reviewer"
 
 
+def test_a_reviewer_an_escalation_replaced_answers_nothing_and_asks_its_model_nothing(council: Council,
+                                                                                    server: OpenAIStandin) -> None:
+    server.script(Text("I hash.\n" + block("src/auth.py", "", STRONG)))
+    review_id = waits(council, server, ASK)
+    council_decides(council)
+    council_decides(council, later=1801)  # the deadline passed: carol reviews in the reviewer's place
+    done = reviewer_answers(council, server, review_id)
+    assert done["skipped"] == f"role:reviewer is no longer a reviewer of {review_id} (reviewers now: person:carol)"
+    assert server.calls == 1, "only the coder's call"
+
+
 def test_the_dispatcher_resumes_the_task_that_waits_for_a_review_once_it_is_decided(council: Council) -> None:
     store = council.store
     dispatch = Dispatch(DispatchSettings())
