@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 
+from actors.skills import PermanentFailure
 from actors.tools.gated import AwaitingAuthority, Tools
 from events import NO_STREAM, streams
 from events.errors import ConcurrencyError
@@ -54,8 +55,8 @@ def ask_review(tools: Tools, paths: Iterable[str], diff: str, *, reason: str, re
 
     Asks for it the first time (``review.requested``), then raises
     :class:`~actors.tools.gated.AwaitingAuthority` until it is decided; once decided, returns its
-    ledger (outcome, answers). :class:`~governance.errors.ReviewError` if the policy asks for a
-    review that could never be decided.
+    ledger (outcome, answers). :class:`~actors.skills.PermanentFailure` if the policy asks for a
+    review that could never be decided (nothing is asked then).
     """
     table, pinned = review_table(tools)
     digest = reviews.artefact(paths, diff).digest
@@ -67,10 +68,14 @@ def ask_review(tools: Tools, paths: Iterable[str], diff: str, *, reason: str, re
             return ledger
         if ledger.requested is not None:
             raise AwaitingAuthority(review_id, _waiting(ledger))
-        asked = reviews.request(review_id=review_id, task_id=tools.task_id, request_id=request_id,
-                                requester=tools.gatekeeper.agent_id, artefact=reviews.artefact(paths, diff),
-                                table=table, pinned=pinned, now=tools.gatekeeper.clock(), reason=reason,
-                                questions=list(questions))
+        try:
+            asked = reviews.request(review_id=review_id, task_id=tools.task_id, request_id=request_id,
+                                    requester=tools.gatekeeper.agent_id, artefact=reviews.artefact(paths, diff),
+                                    table=table, pinned=pinned, now=tools.gatekeeper.clock(), reason=reason,
+                                    questions=list(questions))
+        except ReviewError as never:  # the policy asks for a review nobody could decide: trying again cannot help
+            raise PermanentFailure(f"the change to {', '.join(sorted(set(paths)))} must be reviewed ({reason}), "
+                                   f"but {never}") from None
         try:
             tools.gatekeeper.log.append(stream, [asked], NO_STREAM)
         except ConcurrencyError:

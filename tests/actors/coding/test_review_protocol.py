@@ -35,6 +35,7 @@ from events.catalogue import (
     TaskAwaiting,
     TaskSubmitted,
 )
+from governance.policy import parse_policy
 
 KEY = "sk-review-test-" + uuid.uuid4().hex
 MODEL = "openai:gpt-team"
@@ -243,6 +244,20 @@ def test_a_reviewer_an_escalation_replaced_answers_nothing_and_asks_its_model_no
     done = reviewer_answers(council, server, review_id)
     assert done["skipped"] == f"role:reviewer is no longer a reviewer of {review_id} (reviewers now: person:carol)"
     assert server.calls == 1, "only the coder's call"
+
+
+def test_a_review_nobody_could_decide_is_never_asked_and_the_change_fails_for_good(council: Council,
+                                                                                  server: OpenAIStandin) -> None:
+    policy = parse_policy(REVIEW_POLICY.replace('carol = "carol"', 'carol = "carol"\ndave = "dave"')
+                          .replace('reviewers = ["role:reviewer"]', 'reviewers = ["person:dave"]'))
+    pinned = {name: council.keyring.public(name).fingerprint for name in ("alice", "bob", "carol")}  # dave: no key
+    adoption = council.fold().adopt(policy, pinned, by="test", authority="test")
+    council.store.append(adoption.stream, list(adoption.events), adoption.expected)
+    server.script(Text("I hash.\n" + block("src/auth.py", "", STRONG)))
+    with pytest.raises(PermanentFailure, match=r"must be reviewed \(src/auth.py matches \*\*/auth\*\), but the "
+                                               r"policy's \[reviews\] needs 1 approval\(s\) but only 0"):
+        write_code(ASK, coder(council, server))
+    assert not [e for e in council.store.read_all() if isinstance(e.payload, ReviewRequested)]
 
 
 def test_the_dispatcher_resumes_the_task_that_waits_for_a_review_once_it_is_decided(council: Council) -> None:
