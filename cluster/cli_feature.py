@@ -11,6 +11,7 @@ from cluster.cli_app import AddressOption, StoreOption, app, council_for, out, q
 from cluster.cli_council import HomeOption
 from cluster.cli_pipeline import LocalApproversOption, run_app, start_council
 from events import CouncilError
+from events.catalogue import Verdict
 
 
 @run_app.command("feature")
@@ -86,12 +87,12 @@ def answer(
     from cluster.cli_reviews import give_answer, is_review
     from cluster.feature import answer as give
 
-    verdicts = [v for v, given in (("approve", approve), ("changes", changes), ("comment", comment)) if given]
+    chosen: tuple[tuple[Verdict, bool], ...] = (("approve", approve), ("changes", changes), ("comment", comment))
+    verdicts = [v for v, given in chosen if given]
     if is_review(request_id):
         if len(verdicts) > 1:
             raise CouncilError(f"give one verdict for {request_id}: --approve, --changes or --comment")
-        give_answer(request_id, text or [], verdicts[0] if verdicts else None, key,  # type: ignore[arg-type]
-                    store, home, address)
+        give_answer(request_id, text or [], verdicts[0] if verdicts else None, key, store, home, address)
         return
     if verdicts or key is not None:
         raise CouncilError(f"--approve, --changes, --comment and --key answer a review (rv-…), not {request_id}; to "

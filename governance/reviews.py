@@ -31,6 +31,7 @@ from events.catalogue import (
     ReviewArtefact,
     ReviewDecided,
     ReviewEscalated,
+    ReviewOutcome,
     ReviewRequested,
     TaskSubmitted,
     Verdict,
@@ -277,8 +278,8 @@ def person_answer(book: ReviewBook, review_id: str, signer: SigningKey, verdict:
     requested = ledger.requested
     assert requested is not None
     mine = signer.public.fingerprint
-    reviewer = next((f"{PERSON}{name}" for name, key in ledger.keys.items()
-                     if key == mine and f"{PERSON}{name}" in ledger.reviewers), None)
+    # The person the key is pinned for (check_answer then says if they are replaced, or answered already).
+    reviewer = next((f"{PERSON}{name}" for name, key in ledger.keys.items() if key == mine), None)
     if reviewer is None and ledger.decided is None:
         raise ReviewError(f"key {signer.name} ({mine}) is not the key of any reviewer of {review_id} (its reviewers: "
                           f"{', '.join(ledger.reviewers)}); answer with the key the policy pins for one of them")
@@ -322,10 +323,9 @@ def tally(ledger: ReviewLedger, *, now: float, pinned: Mapping[str, str]) -> Rev
     approvals, changes, comments = ledger.count("approve"), ledger.count("changes"), ledger.count("comment")
     pending = ledger.pending
 
-    def decided(outcome: str, reason: str) -> ReviewDecided:
-        return ReviewDecided(review_id=requested.review_id, outcome=outcome,  # type: ignore[arg-type]
-                             approvals=approvals, changes=changes, comments=comments, needed=ledger.needed,
-                             reason=reason)
+    def decided(outcome: ReviewOutcome, reason: str) -> ReviewDecided:
+        return ReviewDecided(review_id=requested.review_id, outcome=outcome, approvals=approvals, changes=changes,
+                             comments=comments, needed=ledger.needed, reason=reason)
 
     if approvals >= ledger.needed:
         return decided("approved", f"{approvals} of {ledger.needed} approval(s) needed: "

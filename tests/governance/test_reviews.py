@@ -210,6 +210,16 @@ def test_a_deadline_without_answers_escalates_once_then_the_escalated_person_dec
     assert (decided.outcome, decided.approvals, decided.needed) == ("approved", 2, 2)
 
 
+def test_a_person_an_escalation_replaced_hears_who_reviews_in_their_place(council: Council) -> None:
+    rid = ask(council, table('["person:alice"]'))
+    decide(council, later=1801)
+    with pytest.raises(ReviewError, match=r"person:alice did not answer review rv-\w+ by its deadline, and "
+                                          "person:carol reviews in their place now"):
+        person(council, rid, "alice", "approve", "sorry, I was away")
+    person(council, rid, "carol", "changes", "md5 will not do", "no SQL")
+    assert outcome(council, rid) is None and [d.outcome for d in decide(council, later=1802)] == ["changes"]
+
+
 def test_escalation_to_a_role_asks_that_roles_agent(council: Council) -> None:
     rid = ask(council, table('["role:reviewer"]', escalate='escalate_to = "role:security"'))
     decide(council)
