@@ -145,7 +145,8 @@ def parse_team(text: str, source: str = "<team>") -> Team:
 
 def check_team(team: Team | Sequence[AgentSpec], registry: SkillRegistry, policy: Policy | None,
                source: str = "the team") -> None:
-    """Refuse a team that cannot work: an unknown capability, or an acting agent in a role the policy never names.
+    """Refuse a team that cannot work: an unknown capability, an acting agent in a role the policy never names, or
+    agents of a role the policy's ``[reviews]`` names none of whom can answer a review.
 
     ``policy`` is the policy in force (or the one about to be); with none, roles are not checked.
     """
@@ -165,6 +166,22 @@ def check_team(team: Team | Sequence[AgentSpec], registry: SkillRegistry, policy
             raise TeamError(f"{where}: role {member.role!r} is named by no rule of the policy {policy.name!r}, so the "
                             f"gate would deny everything its acting skills ({', '.join(acting)}) do; use a role the "
                             f"policy names ({', '.join(named) or 'none'}) or add rules for {member.role!r}")
+    if policy is not None:
+        _check_reviewers(members, policy, source)
+
+
+def _check_reviewers(members: Sequence[AgentSpec], policy: Policy, source: str) -> None:
+    """Refuse a team with agents of a role the policy's ``[reviews]`` asks to review, none of whom can answer a
+    review (capability ``review.answer``): every review would wait for its deadline."""
+    for reviewer in policy.reviews.reviewers:
+        role = reviewer.removeprefix("role:")
+        if role == reviewer:
+            continue  # a person
+        of_role = [m for m in members if m.role == role]
+        if of_role and not any("review.answer" in m.capabilities for m in of_role):
+            raise TeamError(f"{source}: the policy's [reviews] has {reviewer} review security-sensitive changes, but "
+                            f"no agent of role {role!r} has the capability review.answer; add it to their "
+                            "capabilities (or name other reviewers in the policy)")
 
 
 def _named(policy: Policy, role: str) -> bool:

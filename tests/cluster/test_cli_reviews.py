@@ -13,9 +13,13 @@ import pytest
 from cli_support import council
 from governance_support import POLICY, make_council
 
+from actors.skills import SkillRegistry
+from cluster.settings import DEFAULT_POLICY
+from cluster.team import TeamError, check_team, parse_team
 from events import open_store, streams
 from governance import reviews
 from governance.authority import Authority
+from governance.policy import load_policy
 
 TABLE = """
 [reviews]
@@ -106,3 +110,17 @@ def test_answers_that_cannot_count_are_refused_with_what_to_do_and_write_nothing
     twice = council("answer", rid, "--comment", "--key", "alice", "one more thing", cwd=home)
     assert twice.returncode == 2 and "person:alice has already answered review" in twice.stderr
     assert review_types(home, rid) == ["review.requested", "review.answered"]
+
+
+def test_a_team_whose_reviewers_cannot_answer_reviews_is_refused_before_it_starts() -> None:
+    team = """
+[[agents]]
+name = "reviewer"
+role = "reviewer"
+capabilities = ["code.review"]
+"""
+    with pytest.raises(TeamError, match=r"the policy's \[reviews\] has role:reviewer review security-sensitive "
+                                        "changes, but no agent of role 'reviewer' has the capability review.answer"):
+        check_team(parse_team(team), SkillRegistry.load(), load_policy(DEFAULT_POLICY))
+    check_team(parse_team(team.replace('["code.review"]', '["code.review", "review.answer"]')), SkillRegistry.load(),
+               load_policy(DEFAULT_POLICY))
