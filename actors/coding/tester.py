@@ -10,6 +10,8 @@ fix rounds, each pair a task of its own (so a crash resumes the loop where it wa
 round is in the log). ``code.fix`` reads the last run: if it passed there is nothing to fix and
 it says so; else the coder's model gets the failures and may change anything but the tests
 (``keep_off``: a fix never edits a test to make it pass — unless the task says the test is wrong).
+A fix the policy calls security-sensitive is reviewed before it is committed, as the coder's change is
+(:mod:`actors.coding.review_request`).
 ``test.run`` runs the tests again after a fix (or carries the last result on when there was
 nothing to fix). The last ``test.run`` of the plan fails for good if the tests still fail, which
 stops the request before review, build and deployment.
@@ -22,7 +24,7 @@ from typing import Annotated, Any
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.coding import context
+from actors.coding import context, review_request
 from actors.coding.coder import CodeWritten, EditLoop
 from actors.coding.edits import FORMAT
 from actors.coding.skill_io import TEST_FILE, ModelWork, plain, validated
@@ -133,6 +135,7 @@ def fix_code(inputs: dict[str, Any], tools: CiTools) -> dict[str, Any]:
     summary = loop.run(context.messages(FIXER + FORMAT, question), task.rounds, task.max_tokens)
     if not loop.changed:
         raise PermanentFailure(f"the fix of {loop.model} leaves every file as it was")
+    summary = review_request.reviewed(loop, FIXER + FORMAT, wanted, task.rounds, task.max_tokens, summary)
     commit = loop.save(f"fix: {summary or 'make the failing tests pass'}"[:2000])
     return plain(Fixed(fixed=True, files=sorted(loop.changed), commit=commit, rounds=loop.rounds,
                         refused=loop.refused, model=loop.model, cost=round(loop.cost, 6)))

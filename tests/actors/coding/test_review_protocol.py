@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coding_support import block, git, repository, thinking_tools
+from coding_support import block, git, repository, run_step, thinking_tools
 from governance_support import POLICY, Council, make_council
 from model_standins import OpenAIStandin, Respond, Structured, Text
 
 from actors.coding.coder import write_code
 from actors.coding.review_answer import UNANSWERED, answer_review
+from actors.coding.tester import fix_code, write_tests
 from actors.dispatch import Dispatch, DispatchSettings
 from actors.follow import Follower
 from actors.skills import PermanentFailure
@@ -258,6 +259,42 @@ def test_a_review_nobody_could_decide_is_never_asked_and_the_change_fails_for_go
                                                r"policy's \[reviews\] needs 1 approval\(s\) but only 0"):
         write_code(ASK, coder(council, server))
     assert not [e for e in council.store.read_all() if isinstance(e.payload, ReviewRequested)]
+
+
+def test_a_fix_to_a_sensitive_file_is_reviewed_before_it_is_committed(council: Council,
+                                                                       server: OpenAIStandin) -> None:
+    council.adopt(REVIEW_POLICY + """
+[[rules]]
+name = "testers-work"
+actions = ["llm.call", "file.read", "command.run", "git.commit"]
+roles = ["tester"]
+effect = "allow"
+
+[[rules]]
+name = "testers-write-tests"
+actions = ["file.write"]
+roles = ["tester"]
+resources = ["tests/**"]
+effect = "allow"
+""")
+    repository(council.home / "workspace", {"src/auth.py": WEAK, "tests/__init__.py": ""})
+    tests = ("import sys\nsys.path.insert(0, 'src')\nfrom auth import hash_password\n\n\ndef test_salted():\n"
+             "    assert hash_password('a') != hash_password('a')\n")
+    server.script(Text("I test the salt.\n" + block("tests/test_auth.py", "", tests)),
+                  Text("I salt it.\n" + block("src/auth.py", WEAK, STRONG)),
+                  Structured({"answers": ["Salted PBKDF2: sound.", "No SQL."], "verdict": "approve"}))
+    written = run_step(council, server, KEY, MODEL, write_tests, "t-tests", "tester",
+                       {"instruction": "salted hashing", "files": ["src/auth.py"]})
+    assert written["run"]["ok"] is False
+    inputs = {"instruction": "salted hashing", "after": "t-tests"}
+    with pytest.raises(AwaitingAuthority) as waiting:
+        fix_code(inputs, thinking_tools(council, server, KEY, MODEL, "t-fix", "coder"))
+    council_decides(council)
+    reviewer_answers(council, server, waiting.value.authority_id)
+    council_decides(council)
+    fixed = fix_code(inputs, thinking_tools(council, server, KEY, MODEL, "t-fix", "coder"))
+    assert fixed["fixed"] is True and fixed["files"] == ["src/auth.py"] and server.calls == 3
+    assert (council.home / "workspace" / "src" / "auth.py").read_text() == STRONG
 
 
 def test_the_dispatcher_resumes_the_task_that_waits_for_a_review_once_it_is_decided(council: Council) -> None:
