@@ -36,7 +36,7 @@ from events.catalogue import (
     TaskSubmitted,
     Verdict,
 )
-from events.catalogue.reviews import MAX_DIFF
+from events.catalogue.reviews import MAX_ANSWER, MAX_DIFF
 from events.registry import Event
 from governance.errors import ReviewError
 from governance.keys import PublicKey, SigningKey, fingerprint
@@ -283,6 +283,10 @@ def person_answer(book: ReviewBook, review_id: str, signer: SigningKey, verdict:
     if reviewer is None and ledger.decided is None:
         raise ReviewError(f"key {signer.name} ({mine}) is not the key of any reviewer of {review_id} (its reviewers: "
                           f"{', '.join(ledger.reviewers)}); answer with the key the policy pins for one of them")
+    long = next((t for t in texts if len(t.strip()) > MAX_ANSWER), None)
+    if long is not None:
+        raise ReviewError(f"an answer is at most {MAX_ANSWER} characters, and one of yours has {len(long.strip())}; "
+                          "say it shorter, or put the details in a file the team can read and name it")
     answer = sign_answer(signer, requested, reviewer or f"{PERSON}{signer.name}", verdict, [t.strip() for t in texts],
                          by=signer.name)
     admit(ledger, answer)

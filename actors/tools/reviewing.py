@@ -59,8 +59,9 @@ def ask_review(tools: Tools, paths: Iterable[str], diff: str, *, reason: str, re
     review that could never be decided (nothing is asked then).
     """
     table, pinned = review_table(tools)
-    digest = reviews.artefact(paths, diff).digest
-    review_id = reviews.review_id_for(tools.task_id, digest, tools.requeues)
+    changed = sorted(set(paths))
+    artefact = reviews.artefact(changed, diff)
+    review_id = reviews.review_id_for(tools.task_id, artefact.digest, tools.requeues)
     stream = streams.review(review_id)
     for _ in range(3):
         ledger = reviews.fold(e.payload for e in tools.gatekeeper.log.read_stream(stream))
@@ -70,11 +71,11 @@ def ask_review(tools: Tools, paths: Iterable[str], diff: str, *, reason: str, re
             raise AwaitingAuthority(review_id, _waiting(ledger))
         try:
             asked = reviews.request(review_id=review_id, task_id=tools.task_id, request_id=request_id,
-                                    requester=tools.gatekeeper.agent_id, artefact=reviews.artefact(paths, diff),
+                                    requester=tools.gatekeeper.agent_id, artefact=artefact,
                                     table=table, pinned=pinned, now=tools.gatekeeper.clock(), reason=reason,
                                     questions=list(questions))
         except ReviewError as never:  # the policy asks for a review nobody could decide: trying again cannot help
-            raise PermanentFailure(f"the change to {', '.join(sorted(set(paths)))} must be reviewed ({reason}), "
+            raise PermanentFailure(f"the change to {', '.join(changed)} must be reviewed ({reason}), "
                                    f"but {never}") from None
         try:
             tools.gatekeeper.log.append(stream, [asked], NO_STREAM)

@@ -36,7 +36,9 @@ if the policy names someone) without enough answers — which is never an approv
 Reviewer = Annotated[str, Meta(min_length=3, max_length=200)]
 """``role:<role>`` (any agent of the role answers) or ``person:<approver>`` (an approver of the policy, signing)."""
 Question = Annotated[str, Meta(min_length=1, max_length=2000)]
-AnswerText = Annotated[str, Meta(max_length=8000)]
+MAX_ANSWER = 8000
+"""The most characters of one answer to one question."""
+AnswerText = Annotated[str, Meta(max_length=MAX_ANSWER)]
 
 MAX_DIFF = 48 * 1024
 """The most characters of a change a request carries; past it the change is cut (and says so)."""
@@ -121,5 +123,5 @@ class ReviewDecided(Event, frozen=True, kw_only=True):
     reason: Text
 
 
-__all__ = ["MAX_DIFF", "VERDICTS", "ReviewAnswered", "ReviewArtefact", "ReviewDecided", "ReviewEscalated",
+__all__ = ["MAX_ANSWER", "MAX_DIFF", "VERDICTS", "ReviewAnswered", "ReviewArtefact", "ReviewDecided", "ReviewEscalated",
            "ReviewOutcome", "ReviewRequested", "Verdict"]

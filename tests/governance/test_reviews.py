@@ -165,6 +165,8 @@ def test_answers_that_cannot_count_are_refused_with_what_to_do(council: Council)
                                  "person:alice", "approve", ["ok"], by="alice")
     with pytest.raises(ReviewError, match="person:alice answers with the key"):
         reviews.admit(council.fold().reviews.get(rid), forged)
+    with pytest.raises(ReviewError, match="an answer is at most 8000 characters, and one of yours has 9000"):
+        person(council, rid, "alice", "approve", "x" * 9000)
     person(council, rid, "alice", "approve", "fine")
     assert [d.outcome for d in decide(council) if isinstance(d, ReviewDecided)] == ["approved"]
 
