@@ -191,7 +191,7 @@ def test_an_agent_without_a_skill_for_its_capability_is_refused_before_anything_
 
     team = [AgentSpec(agent_id="a", capabilities=("paint.walls",))]
     with pytest.raises(TeamError, match=r"no skill is registered for capability 'paint\.walls'; known: ci\.build, "
-                                        r".*, echo, fail, files\.write, hang, llm\.ask, noop, plan\.write, sleep, "
-                                        r"test\.run"):
+                                        r".*, echo, fail, files\.write, hang, llm\.ask, noop, plan\.write, "
+                                        r"review\.answer, sleep, test\.run"):
         boot(System.of(f"sqlite:///{tmp_path / 'events.db'}", team))
     assert not (tmp_path / "events.db").exists()
