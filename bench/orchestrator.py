@@ -148,7 +148,8 @@ stall_after = "10s"
 
 
 def _answer(body: dict[str, Any]) -> Text | Structured:
-    """Each role's scripted answer: the plan (without shipping), the note, the code, the tests, the docs."""
+    """Each role's scripted answer: the plan (without shipping), the note, the code, its review, the tests, the
+    docs."""
     import re
 
     system = str(body["messages"][0]["content"])
@@ -169,6 +170,8 @@ def _answer(body: dict[str, Any]) -> Text | Structured:
     if system.startswith("You are the documenter"):
         return Text("Docs.\n" + block("README.md", "# accounts-service\n", "# accounts-service\n\n"
                                       + (fixtures / "docs.md").read_text(), fence="````"))
+    if system.startswith("You are a security reviewer"):  # the example policy has auth.py reviewed
+        return Structured({"answers": ["Sound.", "No SQL."], "verdict": "approve"})
     return Text("nothing")
 
 
