@@ -63,12 +63,12 @@ def live(agent: AgentView, now: float, settings: DispatchSettings, liveness: Liv
 
 
 def lease_expiry(task: TaskView, agent: AgentView | None, settings: DispatchSettings, liveness: Liveness) -> float:
-    """When ``task``'s lease runs out: ``settings.lease`` after its assignment, or after the last
-    heartbeat in which its holder ``agent`` said it works on it — and never within one heartbeat
+    """When ``task``'s lease runs out: its capability's lease (``settings.lease_for``) after its assignment, or after
+    the last heartbeat in which its holder ``agent`` said it works on it — and never within one heartbeat
     timeout of the dispatcher's start, before the holder could be heard."""
     renewed = liveness.renewed(task, agent) if agent is not None else None
     return max(task.lease_expires_at, liveness.started_at + settings.heartbeat_timeout,
-               -1.0 if renewed is None else renewed + settings.lease)
+               -1.0 if renewed is None else renewed + settings.lease_for(task.capability))
 
 
 def holder_silent(agent: AgentView, now: float, settings: DispatchSettings, liveness: Liveness) -> bool:
@@ -91,7 +91,8 @@ def taken_back(task: TaskView, agent: AgentView | None, now: float, settings: Di
     if silent > settings.heartbeat_timeout:
         return f"its agent {agent.agent_id} was silent for {silent:.0f} s"
     if now >= lease_expiry(task, agent, settings, liveness):
-        return (f"no heartbeat of {agent.agent_id} said it was still working on it for {settings.lease:g} s")
+        return (f"no heartbeat of {agent.agent_id} said it was still working on it for "
+                f"{settings.lease_for(task.capability):g} s")
     return None
 
 
@@ -239,7 +240,7 @@ def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_le
         load[agent.agent_id] += 1
         out.append(Intent(task.stream, [TaskAssigned(
             task_id=task.task_id, agent_id=agent.agent_id, lease_id=new_lease_id(),
-            lease_expires_at=now + settings.lease, attempt=task.attempt)], task.version))
+            lease_expires_at=now + settings.lease_for(task.capability), attempt=task.attempt)], task.version))
     for key, entry in taken:  # back in place: entries become stale once the assignment is folded
         heapq.heappush(queues[key], entry)
     return out

@@ -20,6 +20,8 @@
    configuration's ``retries``; the action's ``action.completed`` charges what was really spent.
 5. **A fallback chain** (``[models] fallback``) takes over when a model stays unavailable through every
    try; each fallback is a call of its own, through the gate, so the policy decides which a role may use.
+   A ``model-swap`` strategy in effect for the task's capability (``projections.strategies``) puts its
+   model first (a model the gate refuses there hands the call back to the chain it came from).
 6. **Answers that must fit a schema** are validated with pydantic; one that does not is asked again
    with the validation error (``llm.repaired``), at most ``repairs`` times, each a call of its own
    through all of the above. A reply cut off at ``max_tokens`` is a failure, never an answer.
@@ -50,8 +52,16 @@ from actors.skills import PermanentFailure, progress
 from actors.tools.gated import ActionRefused, AwaitingAuthority, Tools, content_key
 from events import ANY, CouncilError, NewEvent, streams
 from events.blobs import BlobStore
-from events.catalogue import Budget, ModelAnswerRepaired, ModelCallCompleted, ModelCallFailed, ModelCallRequested
+from events.catalogue import (
+    Budget,
+    ModelAnswerRepaired,
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
+    TaskSubmitted,
+)
 from governance.gate import ActionRequest
+from projections.strategies import StrategyBook
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -107,6 +117,7 @@ class ModelCalls:
         self.provider, self.request_id, self.sleep = provider, request_id, sleep
         self._answered: dict[tuple[str, str], ModelCallCompleted] = {}  # the task's completed calls, read so far
         self._read_to = 0  # the version of the task's stream of calls read up to
+        self._swapped: dict[str, str] | None = None  # the model swaps in effect for the task's capability
 
     def ask(self, messages: Sequence[Message] | str, *, name: str = "ask",
             schema: type[M] | dict[str, Any] | None = None,
@@ -135,6 +146,9 @@ class ModelCalls:
         conversation = ([Message(role="system", content=system)] if system else []) + (
             [Message(role="user", content=messages)] if isinstance(messages, str) else list(messages))
         chain = [first, *self.config.fallback.get(first, [])]
+        swapped = self._swaps().get(first) if model is None else None
+        if swapped is not None:  # a strategy in effect: its model first, then the chain it came from
+            chain = [swapped, *(m for m in chain if m != swapped)]
         unavailable: ModelUnavailable | None = None
         for place, chosen in enumerate(chain):
             try:
@@ -143,7 +157,7 @@ class ModelCalls:
             except ModelUnavailable as exc:  # down through every try: the next model of the chain, if any
                 unavailable = unavailable or exc
             except ActionRefused as exc:
-                if not place:
+                if not place and swapped is None:
                     raise
                 unavailable = unavailable or ModelUnavailable(str(exc))  # a fallback the policy does not allow
         assert unavailable is not None
@@ -185,6 +199,17 @@ class ModelCalls:
                             Message(role="user", content=f"That answer does not fit the schema: {error}. Answer "
                                                          "again, with only what the schema asks for.")]
         raise AssertionError("unreachable: the last repair returns or raises")
+
+    def _swaps(self) -> dict[str, str]:
+        """Model → the model this task's capability uses instead, by the strategies in effect (read once a call
+        set: an attempt keeps the models it started with)."""
+        if self._swapped is None:
+            log = self.tools.gatekeeper.log
+            submitted = next((e.payload for e in log.read_stream(streams.task(self.tools.task_id), 1, 1)
+                              if isinstance(e.payload, TaskSubmitted)), None)
+            self._swapped = ({} if submitted is None else
+                             StrategyBook.of(log.read_stream(streams.STRATEGIES)).swaps(submitted.capability))
+        return self._swapped
 
     # -- one call ------------------------------------------------------------------------------
 
