@@ -5,7 +5,9 @@
 came from and the position of its last event; a retired entry leaves every answer but stays in
 the log. Search is the code index's (:class:`projections.code_search.CodeIndex`: SQLite FTS5
 with BM25 over words and a trigram index for parts of words, offline), over each entry's title,
-tags and body. Nothing here imports Ray.
+tags and body. People's ratings of requests (``feedback.given``) weigh the lessons drawn from
+them: a lesson of a request rated good comes before the other matches, one of a request rated
+bad after them (within each, BM25 decides). Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from collections.abc import Iterable
 import msgspec
 
 from events import RecordedEvent
-from events.catalogue import KnowledgeAdded, KnowledgeRetired, KnowledgeRevised
+from events.catalogue import FeedbackGiven, KnowledgeAdded, KnowledgeRetired, KnowledgeRevised
 from projections.code_search import CodeIndex, Hit
 
-TYPES = tuple(cls.type_name for cls in (KnowledgeAdded, KnowledgeRevised, KnowledgeRetired))
+TYPES = tuple(cls.type_name for cls in (KnowledgeAdded, KnowledgeRevised, KnowledgeRetired, FeedbackGiven))
 """The event types the knowledge base folds."""
+WEIGHT = {"good": 1, "bad": -1}
+"""How a request's rating weighs the lessons drawn from it (unrated: 0)."""
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +62,8 @@ class KnowledgeBase:
         """Entry id → its stream's version (a revision is appended at it)."""
         self._texts: dict[str, int] = {}
         """Entry id → how many texts it has had (its revision)."""
+        self.ratings: dict[str, FeedbackGiven] = {}
+        """Request id → its latest rating."""
         self.position = 0
 
     @classmethod
@@ -80,14 +86,27 @@ class KnowledgeBase:
         elif isinstance(p, KnowledgeRetired):
             self.entries.pop(p.entry_id, None)
             self.retired[p.entry_id] = p
+        elif isinstance(p, FeedbackGiven):
+            self.ratings[p.request_id] = p
+            self.position = max(self.position, event.position)
+            return
         else:
             return
         self.versions[p.entry_id] = event.stream_version
         self.position = max(self.position, event.position)
 
+    def rating(self, entry: Entry) -> FeedbackGiven | None:
+        """How people rated the request a lesson was drawn from (None: another kind, or not rated)."""
+        return self.ratings.get(entry.origin) if entry.kind == "lesson" else None
+
+    def weight(self, entry: Entry) -> int:
+        """1 for a lesson of a request rated good, -1 rated bad, else 0."""
+        rated = self.rating(entry)
+        return 0 if rated is None else WEIGHT[rated.rating]
+
     def search(self, query: str, limit: int = 10, *, kinds: Iterable[str] = ()) -> list[Found]:
-        """The entries that match ``query`` best first (of ``kinds`` only, if given); [] for a query with no
-        words."""
+        """The entries that match ``query`` best first (of ``kinds`` only, if given), lessons weighed by their
+        request's rating (see the module); [] for a query with no words."""
         wanted = set(kinds)
         with CodeIndex() as index:
             for entry in self.entries.values():
@@ -97,4 +116,5 @@ class KnowledgeBase:
             for hit in index.search(query, 5 * limit):
                 if hit.path not in found:  # an entry's best chunk stands for it
                     found[hit.path] = Found(self.entries[hit.path], hit)
-            return list(found.values())[:limit]
+            ranked = sorted(found.values(), key=lambda f: -self.weight(f.entry))  # stable: BM25 within a weight
+            return ranked[:limit]
