@@ -349,3 +349,14 @@ def test_a_round_whose_append_failed_is_decided_again_and_recorded_once() -> Non
     assert follower.step() == (1, 0)
     assert follower.step() == (0, 0)
     assert len(lessons(log.read_all(1, None))) == 1
+
+
+def test_the_learner_is_booted_with_the_error_detector_and_given_the_fallbacks_and_the_lease() -> None:
+    from actors import names
+    from cluster.system import Keys, System, plan
+
+    models = {"default": SLOPPY, "fallback": {SLOPPY: [STEADY]}}
+    specs = {s.name: s for s in plan(System(store="sqlite:///x.db", health={}, models=models,
+                                            dispatch={"lease": 90.0}, learning={"lease_after": 5}), Keys(), None)}
+    assert specs[names.LEARNER].args == ("sqlite:///x.db", {"lease_after": 5}, models, {"lease": 90.0})
+    assert names.LEARNER not in {s.name for s in plan(System(store="sqlite:///x.db"), Keys(), None)}
