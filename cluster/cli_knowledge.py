@@ -68,13 +68,16 @@ def search(
     unknown = [k for k in kind or [] if k not in KINDS]
     if unknown:
         raise CouncilError(f"--kind {unknown[0]!r} is not a kind of knowledge; use one of {', '.join(KINDS)}")
-    found = _base(store).search(query, limit, kinds=kind or ())
+    base = _base(store)
+    found = base.search(query, limit, kinds=kind or ())
     if not found:
         out.print("no entry matches", markup=False)
     for f in found:
         e = f.entry
+        rated = base.rating(e)
         out.print(f"{e.kind:<9} {e.entry_id}  {e.title}  [{e.source}: {e.origin or '-'}; revision {e.revision}, "
-                  f"position {e.position}]", markup=False)
+                  f"position {e.position}]" + (f"  (its request was rated {rated.rating} by {rated.by}: "
+                                               f"{rated.reason})" if rated else ""), markup=False)
         out.print("  " + f.hit.snippet.replace("\n", "\n  "), markup=False)
     if repo is not None:
         with CodeIndex.from_tree(repo) as index:

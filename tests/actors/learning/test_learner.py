@@ -360,3 +360,39 @@ def test_the_learner_is_booted_with_the_error_detector_and_given_the_fallbacks_a
                                             dispatch={"lease": 90.0}, learning={"lease_after": 5}), Keys(), None)}
     assert specs[names.LEARNER].args == ("sqlite:///x.db", {"lease_after": 5}, models, {"lease": 90.0})
     assert names.LEARNER not in {s.name for s in plan(System(store="sqlite:///x.db"), Keys(), None)}
+
+
+def test_tests_that_pass_after_an_edit_are_a_fix_that_worked() -> None:
+    log = open_store("memory://")
+    submit(log, "t-fix", "code.test")
+    log.append(streams.warrant("w-x"), [WarrantIssued(warrant_id="w-x", holder="coder-1", task_id="t-fix",
+                                                       warrant=b"w", signature=b"s" * 64, issuer="f" * 64)])
+    attempt(log, "t-fix")
+    log.append(streams.warrant("w-x"), [Reported(warrant_id="w-x", key="k1", passed=3, failed=1, errors=0, skipped=0,
+                                                 duration_s=1.0, failures=["tests.test_a::test_b"])])
+    edits(log, "t-fix", STEADY, refused=0)
+    log.append(streams.warrant("w-x"), [Reported(warrant_id="w-x", key="k2", passed=4, failed=0, errors=0, skipped=0,
+                                                 duration_s=1.0)])
+    complete(log, "t-fix")
+    (body,) = [lesson.body for lesson in lessons(run(learner(), log)).values()]
+    assert "the tests that failed (tests.test_a::test_b) passed at position" in body
+    assert "after the edits in between" in body
+
+
+def test_events_of_tasks_and_requests_it_never_saw_submitted_are_passed_over() -> None:
+    log = open_store("memory://")
+    complete(log, "ghost")  # its submission is before the log began (or in another log)
+    log.append(streams.model_calls("ghost"), [EditMalformed(task_id="ghost", agent_id="a", key="k", model=SLOPPY,
+                                                            round=1, refusal="unreadable", error="?")])
+    log.append(streams.request("r-x"), [RequestFinished(request_id="r-x", outcome="stopped", reason="no plan")])
+    found = lessons(run(learner(malformed_after=1), log))
+    assert list(found) == ["lesson-request-r-x"]  # a request that finished with no task still says why
+    assert "Why: no plan" in found["lesson-request-r-x"].body and "- no task" in found["lesson-request-r-x"].body
+    assert strategies(log.read_all(1, None)) == []  # a refusal of a task never seen is no evidence
+
+
+def test_bad_settings_are_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="lease_factor"):
+        LearnerSettings(lease_factor=1.0)
+    with pytest.raises(ValueError, match="extra"):
+        LearnerSettings.model_validate({"malformed_afterr": 3})
