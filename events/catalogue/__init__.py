@@ -39,6 +39,7 @@ from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnrespons
 from events.catalogue.knowledge import (
     KINDS,
     KnowledgeAdded,
+    KnowledgeConsulted,
     KnowledgeKind,
     KnowledgeRetired,
     KnowledgeRevised,
@@ -147,6 +148,7 @@ __all__ = [
     "Finding",
     "GitCommitted",
     "KnowledgeAdded",
+    "KnowledgeConsulted",
     "KnowledgeKind",
     "KnowledgeRetired",
     "KnowledgeRevised",
