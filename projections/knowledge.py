@@ -20,7 +20,8 @@ import msgspec
 
 from events import RecordedEvent
 from events.catalogue import KnowledgeAdded, KnowledgeRetired, KnowledgeRevised
-from projections.code_search import CodeIndex, Hit
+from projections.code_search import SNIPPET_LINES, CodeIndex, Hit
+from projections.semantic import NOISE, Embedder, alike, fuse, similarities
 
 TYPES = tuple(cls.type_name for cls in (KnowledgeAdded, KnowledgeRevised, KnowledgeRetired))
 """The event types the knowledge base folds."""
@@ -161,16 +162,29 @@ class KnowledgeBase:
                 spent += cost
         return chosen
 
-    def search(self, query: str, limit: int = 10, *, kinds: Iterable[str] = ()) -> list[Found]:
+    def search(self, query: str, limit: int = 10, *, kinds: Iterable[str] = (),
+               meaning: Embedder | None = None) -> list[Found]:
         """The entries that match ``query`` best first (of ``kinds`` only, if given); [] for a query with no
-        words."""
+        words. With ``meaning`` (:mod:`projections.semantic`), entries alike in meaning are found too, even without a
+        word in common: both rankings are fused, and an entry found only by meaning shows its opening lines."""
         wanted = set(kinds)
+        chosen = {e.entry_id: e for e in self.entries.values() if not wanted or e.kind in wanted}
         with CodeIndex() as index:
-            for entry in self.entries.values():
-                if not wanted or entry.kind in wanted:
-                    index.add(entry.entry_id, entry.text())
+            for entry in chosen.values():
+                index.add(entry.entry_id, entry.text())
             found: dict[str, Found] = {}
             for hit in index.search(query, 5 * limit):
                 if hit.path not in found:  # an entry's best chunk stands for it
                     found[hit.path] = Found(self.entries[hit.path], hit)
+        if meaning is None:
             return list(found.values())[:limit]
+        similarity = similarities(meaning, query, {k: e.text() for k, e in chosen.items()})
+        order = fuse([key for key in found if similarity.get(key, 0.0) >= NOISE], alike(similarity))
+        return [found.get(key) or Found(chosen[key], Hit(path=key, line=1, snippet=_opening(chosen[key]),
+                                                           score=similarity[key]))
+                for key in order[:limit]]
+
+
+def _opening(entry: Entry) -> str:
+    """The first few lines of an entry's body: what a hit found by meaning alone shows."""
+    return "\n".join(entry.body.strip().splitlines()[:SNIPPET_LINES])
