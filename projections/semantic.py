@@ -22,6 +22,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 from projections.errors import ProjectionError
 
 EXTRA = "pip install 'agent-council[semantic]'"
@@ -43,7 +46,9 @@ class SemanticSearchUnavailable(ProjectionError):
 class Embedder(Protocol):
     """Turns texts into unit vectors whose dot product says how alike their meanings are."""
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """One unit vector per text, in order: an array of shape (len(texts), dimensions)."""
+        ...
 
 
 class MiniLM:
@@ -53,9 +58,9 @@ class MiniLM:
     def __init__(self) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
-        self._known: dict[bytes, list[float]] = {}
+        self._known: dict[bytes, NDArray[np.float32]] = {}
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """One unit vector (384 floats) per text, in order. Raises :class:`SemanticSearchUnavailable` without the
         extra."""
         keys = [hashlib.sha256(t.encode()).digest() for t in texts]
@@ -65,8 +70,8 @@ class MiniLM:
                 vectors = self._load().encode([t for _, t in missing], normalize_embeddings=True,
                                               show_progress_bar=False)
                 for (key, _), vector in zip(missing, vectors, strict=True):
-                    self._known[key] = [float(x) for x in vector]
-            return [self._known[k] for k in keys]
+                    self._known[key] = np.asarray(vector, dtype=np.float32)
+            return np.stack([self._known[k] for k in keys]) if keys else np.zeros((0, 384), dtype=np.float32)
 
     def _load(self) -> Any:
         if self._model is None:
@@ -93,9 +98,8 @@ def similarities(embedder: Embedder, query: str, texts: dict[str, str]) -> dict[
         return {}
     keys = list(texts)
     vectors = embedder.embed([query, *(texts[k] for k in keys)])
-    wanted = vectors[0]
-    return {key: sum(a * b for a, b in zip(wanted, vector, strict=True))
-            for key, vector in zip(keys, vectors[1:], strict=True)}
+    cosines = vectors[1:] @ vectors[0]  # unit vectors: the dot product is the cosine
+    return {key: float(cosine) for key, cosine in zip(keys, cosines, strict=True)}
 
 
 def alike(similarity: dict[str, float]) -> list[str]:
