@@ -16,6 +16,7 @@ from events import CouncilError, Intent, streams
 from events.catalogue import KINDS, KnowledgeRetired
 from projections.code_search import CodeIndex
 from projections.knowledge import TYPES, KnowledgeBase
+from projections.semantic import EXTRA, MiniLM
 
 knowledge_app = typer.Typer(help="What the council knows: `council knowledge import DIR`, `export DIR`, "
                                  "`search \"QUERY\"`, `list`, `retire ID`.", no_args_is_help=True)
@@ -62,6 +63,8 @@ def search(
                                                         "repeat for several.")] = None,
     repo: Annotated[Path | None, typer.Option(help="Search this repository's code too.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="The most hits of each.")] = 10,
+    semantic: Annotated[bool, typer.Option(help="Find entries alike in meaning too, with the packaged embedding "
+                                                f"model ({EXTRA}).")] = False,
     store: StoreOption = None,
 ) -> None:
     """The entries (and with --repo, the code) that match QUERY best, each with where it came from."""
@@ -69,7 +72,7 @@ def search(
     if unknown:
         raise CouncilError(f"--kind {unknown[0]!r} is not a kind of knowledge; use one of {', '.join(KINDS)}")
     base = _base(store)
-    found = base.search(query, limit, kinds=kind or ())
+    found = base.search(query, limit, kinds=kind or (), meaning=MiniLM() if semantic else None)
     if not found:
         out.print("no entry matches", markup=False)
     for f in found:

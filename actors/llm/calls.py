@@ -61,6 +61,7 @@ from events.catalogue import (
     TaskSubmitted,
 )
 from governance.gate import ActionRequest
+from projections.knowledge import KnowledgeBase
 from projections.strategies import StrategyBook
 
 M = TypeVar("M", bound=BaseModel)
@@ -111,10 +112,15 @@ class ModelCalls:
 
     def __init__(self, tools: Tools, config: ModelsConfig, role: str, blobs: BlobStore,
                  provider: Callable[[str], Provider], *, request_id: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        """``provider`` makes (or returns the cached) provider of a name; ``sleep`` waits between tries."""
+                 sleep: Callable[[float], None] = time.sleep, known: KnowledgeBase | None = None) -> None:
+        """``provider`` makes (or returns the cached) provider of a name; ``sleep`` waits between tries; ``known``
+        is the agent's knowledge base, kept up to date from the log by :mod:`actors.coding.recall` (a fresh one if
+        not given)."""
         self.tools, self.config, self.role, self.blobs = tools, config, role, blobs
         self.provider, self.request_id, self.sleep = provider, request_id, sleep
+        self.known = known if known is not None else KnowledgeBase()
+        self.knowledge: tuple[str, ...] = ()
+        """The knowledge entries (``<id>@<revision>``) in this attempt's prompts, recorded on every call it sends."""
         self._answered: dict[tuple[str, str], ModelCallCompleted] = {}  # the task's completed calls, read so far
         self._read_to = 0  # the version of the task's stream of calls read up to
         self._swapped: dict[str, str] | None = None  # the model swaps in effect for the task's capability
@@ -255,7 +261,8 @@ class ModelCalls:
             self._append(ModelCallRequested(
                 task_id=self.tools.task_id, warrant_id=self.tools.warrant_id, agent_id=self.tools.gatekeeper.agent_id,
                 request_id=self.request_id, key=key, digest=digest, provider=provider_name, model=chosen,
-                max_tokens=request.max_tokens, estimate=worst, attempt=attempt), f"requested:{gate_key}:{attempt}")
+                max_tokens=request.max_tokens, estimate=worst, attempt=attempt, knowledge=list(self.knowledge)),
+                f"requested:{gate_key}:{attempt}")
             try:
                 reply = provider.complete(request, progress=progress)
             except ModelCallError as failure:

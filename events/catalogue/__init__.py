@@ -39,6 +39,7 @@ from events.catalogue.health import ActorRestarted, ActorRetired, ActorUnrespons
 from events.catalogue.knowledge import (
     KINDS,
     KnowledgeAdded,
+    KnowledgeConsulted,
     KnowledgeKind,
     KnowledgeRetired,
     KnowledgeRevised,
@@ -159,6 +160,7 @@ __all__ = [
     "Finding",
     "GitCommitted",
     "KnowledgeAdded",
+    "KnowledgeConsulted",
     "KnowledgeKind",
     "KnowledgeRetired",
     "KnowledgeRevised",
