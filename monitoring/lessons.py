@@ -19,6 +19,8 @@ EVIDENCE = 200
 """The most positions a lesson keeps as its evidence (the first ones: what led to the outcome)."""
 ERROR_CHARS = 300
 """How much of a failure's error a lesson quotes."""
+BODY_CHARS = 60_000
+"""The longest body a lesson has (an event's text holds 64 KiB): a request of very many tasks is cut short."""
 
 
 @dataclass
@@ -140,7 +142,7 @@ def task_lesson(task: TaskSeen, lesson_id: str) -> KnowledgeAdded:
         body += ["", "## What failed", f"- {failed}"]
     title = f"{task.capability}: {'failed: ' + (task.dead_kind or '') if failed else task.status}" + (
         f" — {task.title}" if task.title else "")
-    return KnowledgeAdded(entry_id=lesson_id, kind="lesson", title=title[:200], body="\n".join(body),
+    return KnowledgeAdded(entry_id=lesson_id, kind="lesson", title=title[:200], body=_bounded(body),
                           tags=_tags(["task", task.capability, task.status, task.dead_kind or ""]),
                           source=source, origin=task.request_id or task.task_id, evidence=task.evidence()[:EVIDENCE])
 
@@ -168,8 +170,14 @@ def request_lesson(request: RequestSeen, tasks: list[TaskSeen], lesson_id: str, 
     source: KnowledgeSource = "failure" if failed or outcome == "stopped" else "request"
     title = f"{request.title or request.request_id}: {outcome}"
     return KnowledgeAdded(entry_id=lesson_id, kind="lesson", title=title[:200],
-                          body="\n".join(body), tags=_tags(["request", outcome, *(t.capability for t in tasks)]),
+                          body=_bounded(body), tags=_tags(["request", outcome, *(t.capability for t in tasks)]),
                           source=source, origin=request.request_id, evidence=evidence[:EVIDENCE])
+
+
+def _bounded(lines: list[str]) -> str:
+    """The lines as one body of at most :data:`BODY_CHARS`, saying so when cut."""
+    body = "\n".join(lines)
+    return body if len(body) <= BODY_CHARS else body[:BODY_CHARS - 40].rsplit("\n", 1)[0] + "\n- … (cut: too long)"
 
 
 def _models(task: TaskSeen) -> str:

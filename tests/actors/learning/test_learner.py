@@ -396,3 +396,16 @@ def test_bad_settings_are_refused_naming_the_field() -> None:
         LearnerSettings(lease_factor=1.0)
     with pytest.raises(ValueError, match="extra"):
         LearnerSettings.model_validate({"malformed_afterr": 3})
+
+
+def test_the_lesson_of_a_request_of_very_many_tasks_fits_an_event() -> None:
+    log = open_store("memory://")
+    log.append(streams.request("r-big"), [RequestSubmitted(request_id="r-big", title="big")])
+    for n in range(1500):
+        submit(log, f"r-big-task-with-a-long-name-{n:05d}", "code.write", "r-big")
+        attempt(log, f"r-big-task-with-a-long-name-{n:05d}")
+        complete(log, f"r-big-task-with-a-long-name-{n:05d}")
+    found = lessons(run(learner(), log))
+    body = found["lesson-request-r-big"].body
+    assert len(body) <= 60_000 and body.endswith("- … (cut: too long)")
+    assert len(found["lesson-request-r-big"].evidence) == 200
