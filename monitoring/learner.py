@@ -13,7 +13,8 @@ and the strategies in effect, and decides two kinds of appends:
   (:class:`LearnerSettings`), a ``strategy.changed`` with that evidence's positions: a model whose
   edits for a capability are refused too often is swapped for the first model of its fallback
   chain (``[models] fallback``; the gate still decides whether the role may use it); a
-  capability whose leases keep expiring gets a lease ``lease_factor`` times longer; a test that
+  capability whose leases keep running out while their holders are alive (``task.lease_expired``
+  with ``ran_out``) gets a lease ``lease_factor`` times longer; a test that
   failed and then passed in the same task with no edit in between, ``flaky_after`` times, is
   retried once when it is all that fails. Only evidence recorded *after* the last strategy about
   the same thing (or its revert by a person) counts, so a reverted strategy comes back only on new
@@ -111,7 +112,7 @@ class Learner(Process):
     answered: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     """(capability, model) → positions of answers whose edits applied."""
     expired: dict[str, list[int]] = field(default_factory=dict)
-    """Capability → positions of its expired leases."""
+    """Capability → positions of its leases whose term ran out while their holders were alive."""
     flips: dict[str, list[int]] = field(default_factory=dict)
     """Test id → positions of runs in which it passed after failing in the same task with no edit in between."""
 
@@ -159,7 +160,8 @@ class Learner(Process):
                 task.failures.append((at, p.kind, p.error))
             case TaskLeaseExpired():
                 task.failures.append((at, "transient", f"its lease was taken back: {p.reason}"))
-                self.expired.setdefault(task.capability, []).append(at)
+                if p.ran_out:  # a holder that died or fell silent is no sign the lease is too short
+                    self.expired.setdefault(task.capability, []).append(at)
             case ModelCallCompleted():
                 task.tokens += p.input_tokens + p.output_tokens
                 task.models.append(p.model)

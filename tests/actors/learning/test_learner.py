@@ -82,10 +82,10 @@ def edits(log: EventStore, task_id: str, model: str, refused: int, applied: bool
                                         blocks=1, files=["src/app.py"])])
 
 
-def expire(log: EventStore, task_id: str, n: int) -> None:
+def expire(log: EventStore, task_id: str, n: int, ran_out: bool = True) -> None:
     attempt(log, task_id, n)
     log.append(streams.task(task_id), [TaskLeaseExpired(task_id=task_id, agent_id="a-1", lease_id=f"l{n}",
-                                                        attempt=n, reason="no heartbeat")])
+                                                        attempt=n, reason="no heartbeat", ran_out=ran_out)])
 
 
 def run(learner: Learner, log: EventStore) -> list[RecordedEvent]:
@@ -251,6 +251,14 @@ def test_a_capability_whose_leases_keep_expiring_gets_longer_leases_up_to_the_lo
     expire(log, "slow-1", 6)
     assert strategies(run(the, log)) == []  # at the longest already
     assert StrategyBook.of(log.read_stream(streams.STRATEGIES)).leases() == {"ci.build": 200.0}
+
+
+def test_leases_taken_back_from_holders_that_died_or_fell_silent_are_no_evidence() -> None:
+    log = open_store("memory://")
+    submit(log, "lost", "ci.build")
+    for n in range(1, 5):
+        expire(log, "lost", n, ran_out=False)
+    assert strategies(run(learner(lease_after=2), log)) == []
 
 
 def test_a_test_that_fails_then_passes_with_no_edit_between_is_recognised_as_flaky() -> None:

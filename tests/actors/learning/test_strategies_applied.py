@@ -4,6 +4,7 @@ test run failing only recognised flaky tests is run once more."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +21,14 @@ from actors.tools.testing import run_pytest
 from actors.tools.workspace import Workspace
 from events import EventStore, open_store, streams
 from events.blobs import BlobStore
-from events.catalogue import AgentRegistered, StrategyChanged, StrategyReverted, TaskAssigned, TaskSubmitted
+from events.catalogue import (
+    AgentRegistered,
+    StrategyChanged,
+    StrategyReverted,
+    TaskAssigned,
+    TaskLeaseExpired,
+    TaskSubmitted,
+)
 
 SLOPPY, STEADY = "openai:gpt-sloppy", "openai:gpt-steady"
 KEY = "sk-strategies-" + uuid.uuid4().hex
@@ -66,6 +74,25 @@ def test_a_capability_is_leased_for_the_strategy_in_effect(strategies: list[str]
     follower.step(now)
     follower.step(now)
     assert lease_of(store, "b") == now + build and lease_of(store, "t") == now + test
+
+
+@pytest.mark.parametrize(("heard", "ran_out"), [(True, True), (False, False)])
+def test_a_lease_taken_back_says_whether_its_term_ran_out_or_its_holder_fell_silent(heard: bool,
+                                                                                    ran_out: bool) -> None:
+    store = open_store("memory://")
+    store.append(streams.agent("a-1"), [AgentRegistered(agent_id="a-1", role="ci", capabilities=["ci.build"])])
+    store.append(streams.task("b"), [TaskSubmitted(task_id="b", capability="ci.build")])
+    now = time.time()  # the agent was heard when it registered, by the log's clock
+    dispatch = Dispatch(DispatchSettings(lease=30.0, heartbeat_timeout=15.0), started_at=now)
+    follower = Follower(dispatch, store)
+    follower.step(now)
+    follower.step(now)
+    later = now + 31
+    if heard:
+        dispatch.beat("a-1", 1, {}, later)  # alive, but not renewing the lease
+    follower.step(later)
+    expired = store.read_stream(streams.task("b"))[-1].payload
+    assert isinstance(expired, TaskLeaseExpired) and expired.ran_out is ran_out
 
 
 def test_a_lease_configured_as_nothing_is_refused() -> None:
