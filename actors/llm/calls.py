@@ -21,7 +21,8 @@
 5. **A fallback chain** (``[models] fallback``) takes over when a model stays unavailable through every
    try; each fallback is a call of its own, through the gate, so the policy decides which a role may use.
    A ``model-swap`` strategy in effect for the task's capability (``projections.strategies``) puts its
-   model first (a model the gate refuses there hands the call back to the chain it came from).
+   model first (a model the gate refuses there hands the call back to the chain it came from), from
+   the task's first call on: a model the task asked before is asked again, so the log answers it.
 6. **Answers that must fit a schema** are validated with pydantic; one that does not is asked again
    with the validation error (``llm.repaired``), at most ``repairs`` times, each a call of its own
    through all of the above. A reply cut off at ``max_tokens`` is a failure, never an answer.
@@ -207,14 +208,21 @@ class ModelCalls:
         raise AssertionError("unreachable: the last repair returns or raises")
 
     def _swaps(self) -> dict[str, str]:
-        """Model → the model this task's capability uses instead, by the strategies in effect (read once a call
-        set: an attempt keeps the models it started with)."""
+        """Model → the model this task's capability uses instead, by the strategies in effect, read once an attempt.
+
+        A model the task asked before is not swapped: a later attempt asks what the first asked, so the log answers
+        it (rule 4), and a swap takes effect from a task's first call.
+        """
         if self._swapped is None:
             log = self.tools.gatekeeper.log
-            submitted = next((e.payload for e in log.read_stream(streams.task(self.tools.task_id), 1, 1)
+            task = self.tools.task_id
+            submitted = next((e.payload for e in log.read_stream(streams.task(task), 1, 1)
                               if isinstance(e.payload, TaskSubmitted)), None)
-            self._swapped = ({} if submitted is None else
-                             StrategyBook.of(log.read_stream(streams.STRATEGIES)).swaps(submitted.capability))
+            swaps = ({} if submitted is None else
+                     StrategyBook.of(log.read_stream(streams.STRATEGIES)).swaps(submitted.capability))
+            asked = {e.payload.model for e in (log.read_stream(streams.model_calls(task)) if swaps else [])
+                     if isinstance(e.payload, ModelCallRequested)}
+            self._swapped = {model: other for model, other in swaps.items() if model not in asked}
         return self._swapped
 
     # -- one call ------------------------------------------------------------------------------

@@ -103,6 +103,16 @@ def test_a_lease_configured_as_nothing_is_refused() -> None:
 # -- the model called ------------------------------------------------------------------------------
 
 
+THINKS = """
+[[rules]]
+name = "coder-thinks"
+actions = ["llm.call"]
+roles = ["coder"]
+environments = ["{allowed}"]
+effect = "allow"
+"""
+
+
 @pytest.mark.parametrize(("strategies", "allowed", "capability", "asked"), [
     ([], "*", "code.write", "gpt-sloppy"),
     ([swap()], "*", "code.write", "gpt-steady"),
@@ -114,14 +124,7 @@ def test_a_lease_configured_as_nothing_is_refused() -> None:
 def test_a_call_goes_to_the_model_the_strategy_in_effect_names(tmp_path: Path, strategies: list[object],
                                                                allowed: str, capability: str, asked: str) -> None:
     council = make_council(tmp_path)
-    council.adopt(POLICY + f"""
-[[rules]]
-name = "coder-thinks"
-actions = ["llm.call"]
-roles = ["coder"]
-environments = ["{allowed}"]
-effect = "allow"
-""")
+    council.adopt(POLICY + THINKS.format(allowed=allowed))
     if strategies:
         council.store.append(streams.STRATEGIES, strategies)  # type: ignore[arg-type]
     council.store.append(streams.task("t1"), [TaskSubmitted(task_id="t1", capability=capability)])
@@ -134,6 +137,25 @@ effect = "allow"
         answer = calls.ask("Say done.", max_tokens=16)
         assert answer.text == "done" and server.requests[-1].body["model"] == asked
         assert calls.ask("Say done again.", max_tokens=16, model=SLOPPY).model == SLOPPY  # a model asked by name
+
+
+def test_a_task_that_asked_a_model_before_keeps_asking_it_so_the_log_answers(tmp_path: Path) -> None:
+    council = make_council(tmp_path)
+    council.adopt(POLICY + THINKS.format(allowed="*"))
+    council.store.append(streams.task("t1"), [TaskSubmitted(task_id="t1", capability="code.write")])
+    grant = council.warrant("coder-1", "coder", task="t1")
+    with OpenAIStandin(Text("first"), expect_key=KEY) as server:
+        provider = OpenAIProvider(api_key=KEY, base_url=server.base_url, timeout=10, stall_after=5)
+
+        def attempt() -> ModelCalls:
+            return ModelCalls(council.tools("coder-1", grant.warrant_id, "t1"),
+                              ModelsConfig(default=SLOPPY, fallback={SLOPPY: [STEADY]}), "coder",
+                              BlobStore(tmp_path / "blobs"), lambda name: provider, sleep=lambda seconds: None)
+
+        assert attempt().ask("Say it.", max_tokens=16).model == SLOPPY  # attempt 1, before any strategy
+        council.store.append(streams.STRATEGIES, [swap()])
+        again = attempt().ask("Say it.", max_tokens=16)  # attempt 2, the swap in effect
+        assert (again.model, again.replayed, again.text, server.calls) == (SLOPPY, True, "first", 1)
 
 
 # -- the test runner -------------------------------------------------------------------------------
