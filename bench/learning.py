@@ -299,7 +299,7 @@ def main() -> int:
           f"lessons and {sum(isinstance(c, StrategyChanged) for c in carried)} strategies")
     print(f"{'':24}{'pass 1':>10}{'pass 2':>10}{'2 / 1':>8}")
     for name, a, b in rows:
-        print(f"{name:24}{a:>10,}{b:>10,}{(b / a if a else float('nan')):>8.2f}")
+        print(f"{name:24}{a:>10,}{b:>10,}" + (f"{b / a:>8.2f}" if a else f"{'-':>8}"))
     print(f"{'wall time (s)':24}{first.seconds:>10.1f}{second.seconds:>10.1f}{second.seconds / first.seconds:>8.2f}")
     print("strategies pass 1 learned: " + "; ".join(first.strategies))
     return log_checked(log1.verify().ok and log2.verify().ok)
