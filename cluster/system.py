@@ -76,7 +76,8 @@ class System(BaseModel):
     models: dict[str, Any] | None = None
     """The team's ``[models]`` table (:class:`actors.llm.config.ModelsConfig`), for every agent."""
     learning: dict[str, Any] | None = None
-    """Settings of :class:`monitoring.learner.LearnerSettings` for the learner, which runs with the error detector."""
+    """Settings of :class:`monitoring.learner.LearnerSettings` for the learner, which runs with the error detector
+    (a team file's ``[learning]`` table)."""
 
     @classmethod
     def of(cls, store: str, team: Team | Sequence[AgentSpec] = (), **options: Any) -> System:
@@ -84,7 +85,9 @@ class System(BaseModel):
         if isinstance(team, Team):
             return cls(store=store, team=tuple(team.members()),
                        skills=(*team.skills, *options.pop("skills", ())),
-                       models=options.pop("models", None) or team.models.model_dump(), **options)
+                       models=options.pop("models", None) or team.models.model_dump(),
+                       learning=options.pop("learning", None) or team.learning.model_dump(exclude_defaults=True),
+                       **options)
         return cls(store=store, team=tuple(team), **options)
 
 

@@ -417,3 +417,15 @@ def test_the_lesson_of_a_request_of_very_many_tasks_fits_an_event() -> None:
     body = found["lesson-request-r-big"].body
     assert len(body) <= 60_000 and body.endswith("- … (cut: too long)")
     assert len(found["lesson-request-r-big"].evidence) == 200
+
+
+def test_a_team_files_learning_table_sets_the_thresholds_and_a_wrong_field_is_named() -> None:
+    from cluster.system import System
+    from cluster.team import TeamError, parse_team
+
+    agents = '[[agents]]\nname = "w"\nrole = "worker"\ncapabilities = ["echo"]\n'
+    team = parse_team(agents + "\n[learning]\nmalformed_after = 5\nlease_factor = 3.0\n")
+    assert System.of("sqlite:///x.db", team).learning == {"malformed_after": 5, "lease_factor": 3.0}
+    assert System.of("sqlite:///x.db", parse_team(agents)).learning == {}
+    with pytest.raises(TeamError, match=r"line 7: \[learning\] field \"lease_after\": must be at least 1"):
+        parse_team(agents + "\n[learning]\nlease_after = 0\n")
