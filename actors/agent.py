@@ -61,6 +61,7 @@ from events.catalogue import (
 )
 from events.errors import ConcurrencyError
 from governance.keys import Keyring, PublicKey, SigningKey, agent_key
+from projections.knowledge import KnowledgeBase
 
 Outcome = str
 """How an attempt ended, as :meth:`AgentActor.run` reports it: ``completed``, ``failed``, ``awaiting`` (an
@@ -141,6 +142,7 @@ class AgentActor:
         # How it calls models: the team's [models], providers made when first asked, call bodies in the home's blobs.
         self.models = load_models(models)
         self.providers = Providers(self.models)
+        self.known = KnowledgeBase()  # what the council knows, folded as far as this agent's last recall read
         self.blobs = BlobStore(Path(keyring).resolve().parent / "blobs") if keyring else None
         limits.sweep()  # the empty command cgroups an earlier incarnation left when it was killed
         # Acting skills need the council's key (to check warrants) and a workspace; without them
@@ -275,7 +277,8 @@ class AgentActor:
         # The council's home holds the keyring, the log and checkpoints; the workspace root every request's tree.
         home = Path(self.keyring).resolve().parent if self.keyring else None
         hidden = tuple(dict.fromkeys(str(p) for p in (self.workspace.root, home) if p is not None))
-        thinking = Thinking(self.models, self.role, self.blobs, self.providers, request_id) if self.blobs else None
+        thinking = (Thinking(self.models, self.role, self.blobs, self.providers, request_id, self.known)
+                    if self.blobs else None)
         return Bench(self.gatekeeper, warrant_id, task_id, root, Workspace(self.workspace.path("environments")),
                      history=self.client.read_stream, signer=self._signer, hidden=hidden, requeues=requeues,
                      thinking=thinking)

@@ -12,6 +12,7 @@ COUNCIL = "council"
 EXPORTER = "exporter"
 HEALTH = "health"
 DETECTOR = "detector"
+LEARNER = "learner"
 
 
 def agent(agent_id: str) -> str:

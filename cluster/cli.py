@@ -9,6 +9,7 @@ from cluster import cli_approvals, cli_proofs, cli_log, cli_query, cli_run  # no
 from cluster import cli_keys, cli_policy, cli_votes, cli_warrants, cli_pipeline, cli_skills  # noqa: F401  # isort: skip
 from cluster import cli_doctor, cli_review, cli_models, cli_feature, cli_knowledge  # noqa: F401  # isort: skip
 from cluster import cli_reviews  # noqa: F401  # isort: skip
+from cluster import cli_learning  # noqa: F401  # isort: skip
 from cluster.cli_app import app, err
 from events import CouncilError
 

@@ -16,6 +16,7 @@ from events import CouncilError, Intent, streams
 from events.catalogue import KINDS, KnowledgeRetired
 from projections.code_search import CodeIndex
 from projections.knowledge import TYPES, KnowledgeBase
+from projections.semantic import EXTRA, MiniLM
 
 knowledge_app = typer.Typer(help="What the council knows: `council knowledge import DIR`, `export DIR`, "
                                  "`search \"QUERY\"`, `list`, `retire ID`.", no_args_is_help=True)
@@ -62,19 +63,24 @@ def search(
                                                         "repeat for several.")] = None,
     repo: Annotated[Path | None, typer.Option(help="Search this repository's code too.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="The most hits of each.")] = 10,
+    semantic: Annotated[bool, typer.Option(help="Find entries alike in meaning too, with the packaged embedding "
+                                                f"model ({EXTRA}).")] = False,
     store: StoreOption = None,
 ) -> None:
     """The entries (and with --repo, the code) that match QUERY best, each with where it came from."""
     unknown = [k for k in kind or [] if k not in KINDS]
     if unknown:
         raise CouncilError(f"--kind {unknown[0]!r} is not a kind of knowledge; use one of {', '.join(KINDS)}")
-    found = _base(store).search(query, limit, kinds=kind or ())
+    base = _base(store)
+    found = base.search(query, limit, kinds=kind or (), meaning=MiniLM() if semantic else None)
     if not found:
         out.print("no entry matches", markup=False)
     for f in found:
         e = f.entry
+        rated = base.rating(e)
         out.print(f"{e.kind:<9} {e.entry_id}  {e.title}  [{e.source}: {e.origin or '-'}; revision {e.revision}, "
-                  f"position {e.position}]", markup=False)
+                  f"position {e.position}]" + (f"  (its request was rated {rated.rating} by {rated.by}: "
+                                               f"{rated.reason})" if rated else ""), markup=False)
         out.print("  " + f.hit.snippet.replace("\n", "\n  "), markup=False)
     if repo is not None:
         with CodeIndex.from_tree(repo) as index:

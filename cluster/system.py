@@ -40,6 +40,7 @@ from governance.policy import Policy, load_policy
 from monitoring.detector import DetectorActor
 from monitoring.exporter import ExporterActor
 from monitoring.health_actor import HealthMonitorActor
+from monitoring.learner_actor import LearnerActor
 
 
 class CouncilAlreadyRunning(CouncilError):
@@ -74,6 +75,9 @@ class System(BaseModel):
     detector: dict[str, Any] | None = None
     models: dict[str, Any] | None = None
     """The team's ``[models]`` table (:class:`actors.llm.config.ModelsConfig`), for every agent."""
+    learning: dict[str, Any] | None = None
+    """Settings of :class:`monitoring.learner.LearnerSettings` for the learner, which runs with the error detector
+    (a team file's ``[learning]`` table)."""
 
     @classmethod
     def of(cls, store: str, team: Team | Sequence[AgentSpec] = (), **options: Any) -> System:
@@ -81,7 +85,9 @@ class System(BaseModel):
         if isinstance(team, Team):
             return cls(store=store, team=tuple(team.members()),
                        skills=(*team.skills, *options.pop("skills", ())),
-                       models=options.pop("models", None) or team.models.model_dump(), **options)
+                       models=options.pop("models", None) or team.models.model_dump(),
+                       learning=options.pop("learning", None) or team.learning.model_dump(exclude_defaults=True),
+                       **options)
         return cls(store=store, team=tuple(team), **options)
 
 
@@ -120,6 +126,8 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
                                options=here))
     if system.health is not None:
         specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}), options=here))
+        specs.append(ActorSpec(names.LEARNER, LearnerActor, (system.store, system.learning or {}, system.models,
+                                                             system.dispatch or {}), options=here))
         watched = list(specs)
         specs.append(ActorSpec(names.HEALTH, HealthMonitorActor, (watched, system.health, system.store), options=here))
     return specs
@@ -241,5 +249,5 @@ def _known_names() -> list[str]:
     try:
         return running()
     except Exception:  # noqa: BLE001 - the state API needs the dashboard; fall back to the fixed names
-        return [names.HEALTH, names.DETECTOR, names.DISPATCHER, names.PROJECTOR, names.COUNCIL, names.EXPORTER,
-                names.STORE]
+        return [names.HEALTH, names.DETECTOR, names.LEARNER, names.DISPATCHER, names.PROJECTOR, names.COUNCIL,
+                names.EXPORTER, names.STORE]

@@ -35,6 +35,7 @@ from governance import globs
 from governance.policy import Policy
 from governance.toml_config import parse_toml, read_config, validated
 from governance.toml_lines import TomlLines
+from monitoring.learner import LearnerSettings
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
@@ -96,6 +97,8 @@ class Team(BaseModel):
     agents: Annotated[tuple[AgentGroup, ...], Field(min_length=1)]
     models: ModelsConfig = ModelsConfig()
     """Which model each role thinks with, prices, fallbacks and where the providers are (``[models]``)."""
+    learning: LearnerSettings = LearnerSettings()
+    """When the learner changes a strategy (``[learning]``: ``malformed_after``, ``lease_after``…)."""
 
     _source: str = PrivateAttr("the team")
     _lines: TomlLines | None = PrivateAttr(None)

@@ -45,6 +45,10 @@ class Kind(StrEnum):
     """One knowledge entry: added, revised, retired (``events.catalogue.knowledge``)."""
     REVIEW = "review"
     """One review: asked, answered, escalated, decided (``events.catalogue.reviews``)."""
+    FEEDBACK = "feedback"
+    """A request's ratings by people (``events.catalogue.learning``)."""
+    STRATEGIES = "strategies"
+    """The one stream of strategies changed and reverted, in order (``events.catalogue.learning``)."""
     POLICY = "policy"
     """The one stream of adopted policies, in order."""
     ALERTS = "alerts"
@@ -59,8 +63,10 @@ ALERTS = Kind.ALERTS.value
 """The stream of ``alert.raised``."""
 CHECKPOINTS = Kind.CHECKPOINTS.value
 """The stream of ``checkpoint.signed``."""
+STRATEGIES = Kind.STRATEGIES.value
+"""The stream of ``strategy.changed`` and ``strategy.reverted``."""
 
-_SINGLE = {Kind.POLICY, Kind.ALERTS, Kind.CHECKPOINTS}
+_SINGLE = {Kind.POLICY, Kind.ALERTS, Kind.CHECKPOINTS, Kind.STRATEGIES}
 _PREFIX = {kind.value: kind for kind in Kind if kind not in _SINGLE} | {"policy": Kind.PROPOSAL}
 
 
@@ -136,9 +142,14 @@ def review(review_id: str) -> str:
     return f"review-{review_id}"
 
 
+def feedback(request_id: str) -> str:
+    """The stream of request ``request_id``'s ratings."""
+    return f"feedback-{request_id}"
+
+
 def parse(stream: str) -> StreamRef | None:
     """What ``stream`` is about; None for a name no constructor here makes (another writer's stream)."""
-    if stream in (POLICY, ALERTS, CHECKPOINTS):
+    if stream in (POLICY, ALERTS, CHECKPOINTS, STRATEGIES):
         return StreamRef(Kind(stream), "")
     prefix, sep, rest = stream.partition("-")
     kind = _PREFIX.get(prefix)

@@ -147,9 +147,9 @@ class ErrorDetector(Process):
                     del self.dead[pending.task_id]
             case TaskFailed() as p:
                 self.failures.append(at)
-                self.failed.setdefault(p.task_id, []).append(_gist(p.error))
+                self.failed.setdefault(p.task_id, []).append(gist(p.error))
             case TaskLeaseExpired() as p:
-                self.failed.setdefault(p.task_id, []).append(_gist(f"its lease was taken back: {p.reason}"))
+                self.failed.setdefault(p.task_id, []).append(gist(f"its lease was taken back: {p.reason}"))
             case TaskDeadLettered() as p:
                 self.queued.pop(p.task_id, None)
                 ways = self.failed.pop(p.task_id, [])
@@ -213,8 +213,7 @@ class ErrorDetector(Process):
                         "capability": dead.capability, "error": dead.error[:4000]}),
                 event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:fix:{dead.task_id}:{dead.version}"))], NO_STREAM)
         key = f"task:{dead.task_id}"
-        says = (f"all {dead.alike} attempts failed the same way, which another try will not change"
-                if dead.alike and dead.kind == "transient" else _SAYS[dead.kind])
+        says = classified(dead.kind, dead.alike)
         return _alert(key, _SEVERITY[dead.kind], f"task {dead.task_id} ({dead.capability or '?'}) failed for good: "
                       f"{says}", dead.error[:2000], now, task_id=dead.task_id,
                       event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"council:alert:{key}:{dead.version}"))
@@ -222,6 +221,14 @@ class ErrorDetector(Process):
     def _due(self, key: str, now: float) -> bool:
         last = self.alerted.get(key)
         return last is None or now - last >= self.settings.window
+
+
+def classified(kind: FailureKind, alike: int = 0) -> str:
+    """The detector's judgement of a dead letter whose failures were of ``kind`` (``alike``: how many attempts failed
+    all the same way, 0 when they differ), in the words its alert uses."""
+    if alike and kind == "transient":
+        return f"all {alike} attempts failed the same way, which another try will not change"
+    return _SAYS[kind]
 
 
 def _alert(key: str, severity: Severity, summary: str, detail: str, now: float, *, task_id: str | None = None,
@@ -235,6 +242,6 @@ _NUMBERS = re.compile(r"0x[0-9a-f]+|\b(?=[0-9a-f]*\d)[0-9a-f]{6,}\b|\d+(\.\d+)?"
 """Numbers, and hexadecimal ids of six characters or more."""
 
 
-def _gist(error: str) -> str:
+def gist(error: str) -> str:
     """How an attempt failed, without the numbers that differ from one attempt to the next (times, ids, counts)."""
     return _NUMBERS.sub("#", error)[:500]

@@ -97,6 +97,7 @@ class ModelCallRow(msgspec.Struct, gc=False):
     failure: str | None = None
     repaired: bool = False
     edits: str | None = None
+    knowledge: list[str] | None = None
     requested_at: int | None = None
     finished_at: int | None = None
     position: int = 0

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The layout version stored in every projection file's state table."""
 
 STATE_TABLE = "_projector_state"
@@ -161,6 +161,8 @@ LLM_CALLS = Table("llm_calls", "One row per model call (its key): what it asked,
     Column("edits", "VARCHAR", "for an answer that held edits (the coding team's calls): applied, or why they were "
                                "refused (unreadable, does-not-apply, does-not-compile, refused, cut-off); NULL for "
                                "other calls"),
+    Column("knowledge", "VARCHAR[]", "the knowledge entries its prompt held, as <entry id>@<revision> "
+                                     "(knowledge.consulted); NULL if none"),
     Column("requested_at", _TS, "when its first try in the log was requested; NULL if none is"),
     Column("finished_at", _TS, "when it was answered, or its latest try failed; NULL while a try is out (or if the "
                                "log no longer holds its outcome)"),
@@ -219,6 +221,22 @@ VIEWS: dict[str, View] = {v.name: v for v in (
         *_CALL_TOTALS,
     ), (f"SELECT coalesce(c.request_id, t.request_id) AS request_id, {_CALL_SUMS} "
         "FROM llm_calls AS c LEFT JOIN tasks AS t USING (task_id) GROUP BY ALL")),
+    View("knowledge_uses", "Which knowledge each task's model calls were shown, and how the task went: a lesson's "
+                           "effect is a comparison of these rows with the tasks of the same capability without it.", (
+        Column("entry_id", "VARCHAR", "the knowledge entry"),
+        Column("revision", "INTEGER", "its revision, as shown"),
+        Column("task_id", "VARCHAR", "the task whose calls were shown it"),
+        Column("request_id", "VARCHAR", "the task's request"),
+        Column("capability", "VARCHAR", "what the task did"),
+        Column("status", "VARCHAR", "the task's status now"),
+        Column("attempts", "INTEGER", "attempts the task used"),
+        Column("calls", "BIGINT", "its model calls that held the entry"),
+        Column("tokens", "BIGINT", "their input and output tokens"),
+    ), ("SELECT split_part(u.ref, '@', 1) AS entry_id, split_part(u.ref, '@', 2)::INTEGER AS revision, u.task_id, "
+        "coalesce(u.request_id, t.request_id) AS request_id, t.capability, t.status, t.attempts_used AS attempts, "
+        "count(*) AS calls, sum(u.input_tokens + u.output_tokens)::BIGINT AS tokens "
+        "FROM (SELECT unnest(knowledge) AS ref, task_id, request_id, input_tokens, output_tokens FROM llm_calls) AS u "
+        "LEFT JOIN tasks AS t USING (task_id) GROUP BY ALL")),
     View("agent_model_costs", "Model calls per agent: how many, their tokens and what they cost (a call counts for "
                               "the agent that sent its latest try).", (
         Column("agent_id", "VARCHAR", "the agent; NULL for calls whose tries are not in the log"),

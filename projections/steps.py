@@ -48,7 +48,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "agent.retired": ("agent_id",),
     "request.submitted": ("request_id", "title", "priority", "submitted_by"),
     "request.finished": ("request_id", "outcome"),
-    "llm.requested": ("task_id", "agent_id", "request_id", "key", "provider", "model", "attempt"),
+    "llm.requested": ("task_id", "agent_id", "request_id", "key", "provider", "model", "attempt", "knowledge"),
     "llm.completed": ("task_id", "key", "provider", "model", "input_tokens", "output_tokens", "cost", "latency_s",
                       "finish"),
     "llm.failed": ("task_id", "key", "provider", "model", "kind", "cost"),
@@ -197,6 +197,8 @@ def _call_requested(row: ModelCallRow, e: Payload, at: int) -> None:
     if e.request_id is not None:
         row.request_id = e.request_id
     row.tries += 1
+    if e.knowledge:
+        row.knowledge = list(e.knowledge)
     if e.attempt == 1:  # a new run of tries (a later attempt of the task): its answer will include only its own
         row.failed_cost = 0.0
     if row.requested_at is None:

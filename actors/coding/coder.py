@@ -5,9 +5,11 @@ One attempt:
 1. **Read the tree** (one ``file.read`` under the warrant; what the policy would not let the coder
    read, such as secrets, is left out), and keep what was read as a blob: an attempt run again
    after a crash works from exactly what the first one read.
-2. **Ask the model** with the task and the repository as data (:mod:`actors.coding.context`) for
-   SEARCH/REPLACE edits (:mod:`actors.coding.edits`). Every call is governed, budgeted and
-   recorded (:class:`~actors.llm.calls.ModelCalls`), so a rerun is answered from the log.
+2. **Ask the model** with the task, the patterns and practices the team keeps that bear on it and
+   the files it touches (:mod:`actors.coding.recall`), and the repository, all as data
+   (:mod:`actors.coding.context`), for SEARCH/REPLACE edits (:mod:`actors.coding.edits`). Every
+   call is governed, budgeted and recorded (:class:`~actors.llm.calls.ModelCalls`), so a rerun is
+   answered from the log.
 3. **Check the edits in memory**: a reply whose blocks cannot be read, a block that does not match
    its file, a Python file an edit leaves uncompilable, or a file the policy does not let the coder
    write is refused, and the exact failure goes back to the model — at most ``rounds`` times, each
@@ -32,6 +34,7 @@ from pydantic import Field
 
 from actors.coding import context, review_request
 from actors.coding.edits import FORMAT, Applied, EditBlock, MalformedEdit, apply_edits, failure_report, parse_edits
+from actors.coding.recall import recall
 from actors.coding.skill_io import ModelWork, plain, validated
 from actors.llm.calls import Answer
 from actors.llm.types import Message
@@ -75,6 +78,8 @@ class CodeWritten(StepResult, frozen=True, kw_only=True):
     calls: int
     shown: list[str]
     """The files shown to the model whole."""
+    knowledge: list[str] = []
+    """The knowledge entries shown with the task (``<id>@<revision>``)."""
 
 
 @skill("code.write", toolset=Toolset.GATED, actions=("file.read", "llm.call", "file.write", "git.commit"))
@@ -83,8 +88,11 @@ def write_code(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
     task = validated(CodeTask, inputs, "code.write")
     models = tools.models
     tree = tools.read_tree(task.root, remember=models.blobs)
+    about = context.focus_of(tree, task.instruction, task.acceptance, task.files)
+    known = recall(models, "code.write", " ".join([context.task_text(task.instruction, task.acceptance), *about]),
+                   ("pattern", "practice"), task.knowledge_tokens)
     question, shown = context.context(tree, task.instruction, task.acceptance, task.files,
-                                      map_tokens=task.map_tokens, file_tokens=task.file_tokens)
+                                      map_tokens=task.map_tokens, file_tokens=task.file_tokens, knowledge=known)
     loop = EditLoop(tools, dict(tree))
     conversation = context.messages(SYSTEM, question)
     summary = loop.run(conversation, task.rounds, task.max_tokens)
@@ -95,7 +103,8 @@ def write_code(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
     message = task.message or task.instruction.strip().splitlines()[0][:200]
     commit = loop.save(f"{message}\n\n{summary}".strip() if task.commit else None)
     written = CodeWritten(files=changed, commit=commit, summary=summary, rounds=loop.rounds, refused=loop.refused,
-                          model=loop.model, cost=round(loop.cost, 6), calls=loop.calls, shown=list(shown.files))
+                          model=loop.model, cost=round(loop.cost, 6), calls=loop.calls, shown=list(shown.files),
+                          knowledge=list(models.knowledge))
     return plain(written)
 
 

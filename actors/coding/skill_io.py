@@ -31,6 +31,8 @@ class ModelWork(BaseModel):
     """The repository map's budget."""
     file_tokens: Annotated[int, Field(ge=0, le=200_000)] = 12_000
     """The budget of the files shown whole."""
+    knowledge_tokens: Annotated[int, Field(ge=0, le=16_000)] = 1024
+    """The budget of what the team knows that is shown with the task (:mod:`actors.coding.recall`; 0: nothing)."""
 
 
 def validated(model: type[M], inputs: dict[str, Any], capability: str) -> M:

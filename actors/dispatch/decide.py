@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections.abc import Callable, Set
+from typing import NamedTuple
 
 from actors.dispatch.liveness import Liveness
 from actors.dispatch.settings import DispatchSettings
@@ -63,12 +64,12 @@ def live(agent: AgentView, now: float, settings: DispatchSettings, liveness: Liv
 
 
 def lease_expiry(task: TaskView, agent: AgentView | None, settings: DispatchSettings, liveness: Liveness) -> float:
-    """When ``task``'s lease runs out: ``settings.lease`` after its assignment, or after the last
-    heartbeat in which its holder ``agent`` said it works on it — and never within one heartbeat
+    """When ``task``'s lease runs out: its capability's lease (``settings.lease_for``) after its assignment, or after
+    the last heartbeat in which its holder ``agent`` said it works on it — and never within one heartbeat
     timeout of the dispatcher's start, before the holder could be heard."""
     renewed = liveness.renewed(task, agent) if agent is not None else None
     return max(task.lease_expires_at, liveness.started_at + settings.heartbeat_timeout,
-               -1.0 if renewed is None else renewed + settings.lease)
+               -1.0 if renewed is None else renewed + settings.lease_for(task.capability))
 
 
 def holder_silent(agent: AgentView, now: float, settings: DispatchSettings, liveness: Liveness) -> bool:
@@ -76,22 +77,31 @@ def holder_silent(agent: AgentView, now: float, settings: DispatchSettings, live
     return agent.status != AgentStatus.LIVE or now - liveness.holding(agent) > settings.heartbeat_timeout
 
 
+class TakenBack(NamedTuple):
+    """Why a lease is taken back: in words, and whether its term ran out while its holder was alive and heard (a
+    lease too short for the work, not a holder that died, restarted or fell silent)."""
+
+    reason: str
+    ran_out: bool = False
+
+
 def taken_back(task: TaskView, agent: AgentView | None, now: float, settings: DispatchSettings, gone: Set[str],
-               liveness: Liveness) -> str | None:
-    """Why ``task``'s lease, held by ``agent``, must be taken back now, in words; None while it holds."""
+               liveness: Liveness) -> TakenBack | None:
+    """Why ``task``'s lease, held by ``agent``, must be taken back now; None while it holds."""
     if agent is None:
-        return f"its agent {task.agent_id} is not registered"
+        return TakenBack(f"its agent {task.agent_id} is not registered")
     if agent.agent_id in gone:
-        return f"its agent {agent.agent_id} died while running it"
+        return TakenBack(f"its agent {agent.agent_id} died while running it")
     if task.assigned_at_position < agent.incarnation_position:
-        return f"its agent {agent.agent_id} restarted"
+        return TakenBack(f"its agent {agent.agent_id} restarted")
     if agent.status != AgentStatus.LIVE:
-        return f"its agent {agent.agent_id} is {agent.status}"
+        return TakenBack(f"its agent {agent.agent_id} is {agent.status}")
     silent = now - liveness.holding(agent)
     if silent > settings.heartbeat_timeout:
-        return f"its agent {agent.agent_id} was silent for {silent:.0f} s"
+        return TakenBack(f"its agent {agent.agent_id} was silent for {silent:.0f} s")
     if now >= lease_expiry(task, agent, settings, liveness):
-        return (f"no heartbeat of {agent.agent_id} said it was still working on it for {settings.lease:g} s")
+        return TakenBack(f"no heartbeat of {agent.agent_id} said it was still working on it for "
+                         f"{settings.lease_for(task.capability):g} s", ran_out=True)
     return None
 
 
@@ -148,11 +158,11 @@ def _expire_leases(state: DispatchState, now: float, settings: DispatchSettings,
     out = []
     for task_id in sorted(state.leased):
         task = state.tasks[task_id]
-        reason = taken_back(task, state.agents.get(task.agent_id or ""), now, settings, gone, liveness)
-        if reason is not None:
+        why = taken_back(task, state.agents.get(task.agent_id or ""), now, settings, gone, liveness)
+        if why is not None:
             out.append(Intent(task.stream, [TaskLeaseExpired(
                 task_id=task_id, agent_id=task.agent_id or "unknown", lease_id=task.lease_id or "unknown",
-                attempt=task.attempt, reason=reason)], task.version))
+                attempt=task.attempt, reason=why.reason, ran_out=why.ran_out)], task.version))
     return out
 
 
@@ -239,7 +249,7 @@ def _assign(state: DispatchState, now: float, settings: DispatchSettings, new_le
         load[agent.agent_id] += 1
         out.append(Intent(task.stream, [TaskAssigned(
             task_id=task.task_id, agent_id=agent.agent_id, lease_id=new_lease_id(),
-            lease_expires_at=now + settings.lease, attempt=task.attempt)], task.version))
+            lease_expires_at=now + settings.lease_for(task.capability), attempt=task.attempt)], task.version))
     for key, entry in taken:  # back in place: entries become stale once the assignment is folded
         heapq.heappush(queues[key], entry)
     return out

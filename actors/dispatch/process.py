@@ -21,6 +21,7 @@ from actors.dispatch.state import DispatchState
 from actors.follow import Process
 from events import Intent, RecordedEvent
 from events.catalogue import AgentRegistered, AgentRestarted, TaskStatus
+from projections.strategies import StrategyBook
 
 
 class BeatReply(msgspec.Struct, frozen=True):
@@ -37,7 +38,9 @@ class Dispatch(Process):
     def __init__(self, settings: DispatchSettings | None = None,
                  new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
                  started_at: float | None = None) -> None:
-        self.settings = settings or DispatchSettings.model_validate({})
+        self.settings = self.configured = settings or DispatchSettings.model_validate({})
+        self.strategies = StrategyBook()
+        """The strategies in effect: a lease strategy for a capability overrides its configured lease."""
         self.state = DispatchState()
         self.new_lease_id = new_lease_id
         self.gone: set[str] = set()
@@ -55,7 +58,10 @@ class Dispatch(Process):
         self.state.position = value
 
     def evolve(self, event: RecordedEvent) -> None:
-        """Fold one event into the dispatcher's state."""
+        """Fold one event into the dispatcher's state (a strategy's into the leases it gives)."""
+        if self.strategies.evolve(event):
+            self.settings = self.configured.model_copy(
+                update={"leases": {**self.configured.leases, **self.strategies.leases()}})
         self.state.evolve(event)
         if isinstance(event.payload, AgentRegistered | AgentRestarted):
             self.gone.discard(event.payload.agent_id)

@@ -20,6 +20,9 @@
    configuration's ``retries``; the action's ``action.completed`` charges what was really spent.
 5. **A fallback chain** (``[models] fallback``) takes over when a model stays unavailable through every
    try; each fallback is a call of its own, through the gate, so the policy decides which a role may use.
+   A ``model-swap`` strategy in effect for the task's capability (``projections.strategies``) puts its
+   model first (a model the gate refuses there hands the call back to the chain it came from), from
+   the task's first call on: a model the task asked before is asked again, so the log answers it.
 6. **Answers that must fit a schema** are validated with pydantic; one that does not is asked again
    with the validation error (``llm.repaired``), at most ``repairs`` times, each a call of its own
    through all of the above. A reply cut off at ``max_tokens`` is a failure, never an answer.
@@ -50,8 +53,17 @@ from actors.skills import PermanentFailure, progress
 from actors.tools.gated import ActionRefused, AwaitingAuthority, Tools, content_key
 from events import ANY, CouncilError, NewEvent, streams
 from events.blobs import BlobStore
-from events.catalogue import Budget, ModelAnswerRepaired, ModelCallCompleted, ModelCallFailed, ModelCallRequested
+from events.catalogue import (
+    Budget,
+    ModelAnswerRepaired,
+    ModelCallCompleted,
+    ModelCallFailed,
+    ModelCallRequested,
+    TaskSubmitted,
+)
 from governance.gate import ActionRequest
+from projections.knowledge import KnowledgeBase
+from projections.strategies import StrategyBook
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -101,12 +113,18 @@ class ModelCalls:
 
     def __init__(self, tools: Tools, config: ModelsConfig, role: str, blobs: BlobStore,
                  provider: Callable[[str], Provider], *, request_id: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        """``provider`` makes (or returns the cached) provider of a name; ``sleep`` waits between tries."""
+                 sleep: Callable[[float], None] = time.sleep, known: KnowledgeBase | None = None) -> None:
+        """``provider`` makes (or returns the cached) provider of a name; ``sleep`` waits between tries; ``known``
+        is the agent's knowledge base, kept up to date from the log by :mod:`actors.coding.recall` (a fresh one if
+        not given)."""
         self.tools, self.config, self.role, self.blobs = tools, config, role, blobs
         self.provider, self.request_id, self.sleep = provider, request_id, sleep
+        self.known = known if known is not None else KnowledgeBase()
+        self.knowledge: tuple[str, ...] = ()
+        """The knowledge entries (``<id>@<revision>``) in this attempt's prompts, recorded on every call it sends."""
         self._answered: dict[tuple[str, str], ModelCallCompleted] = {}  # the task's completed calls, read so far
         self._read_to = 0  # the version of the task's stream of calls read up to
+        self._swapped: dict[str, str] | None = None  # the model swaps in effect for the task's capability
 
     def ask(self, messages: Sequence[Message] | str, *, name: str = "ask",
             schema: type[M] | dict[str, Any] | None = None,
@@ -135,6 +153,9 @@ class ModelCalls:
         conversation = ([Message(role="system", content=system)] if system else []) + (
             [Message(role="user", content=messages)] if isinstance(messages, str) else list(messages))
         chain = [first, *self.config.fallback.get(first, [])]
+        swapped = self._swaps().get(first) if model is None else None
+        if swapped is not None:  # a strategy in effect: its model first, then the chain it came from
+            chain = [swapped, *(m for m in chain if m != swapped)]
         unavailable: ModelUnavailable | None = None
         for place, chosen in enumerate(chain):
             try:
@@ -143,7 +164,7 @@ class ModelCalls:
             except ModelUnavailable as exc:  # down through every try: the next model of the chain, if any
                 unavailable = unavailable or exc
             except ActionRefused as exc:
-                if not place:
+                if not place and swapped is None:
                     raise
                 unavailable = unavailable or ModelUnavailable(str(exc))  # a fallback the policy does not allow
         assert unavailable is not None
@@ -185,6 +206,24 @@ class ModelCalls:
                             Message(role="user", content=f"That answer does not fit the schema: {error}. Answer "
                                                          "again, with only what the schema asks for.")]
         raise AssertionError("unreachable: the last repair returns or raises")
+
+    def _swaps(self) -> dict[str, str]:
+        """Model → the model this task's capability uses instead, by the strategies in effect, read once an attempt.
+
+        A model the task asked before is not swapped: a later attempt asks what the first asked, so the log answers
+        it (rule 4), and a swap takes effect from a task's first call.
+        """
+        if self._swapped is None:
+            log = self.tools.gatekeeper.log
+            task = self.tools.task_id
+            submitted = next((e.payload for e in log.read_stream(streams.task(task), 1, 1)
+                              if isinstance(e.payload, TaskSubmitted)), None)
+            swaps = ({} if submitted is None else
+                     StrategyBook.of(log.read_stream(streams.STRATEGIES)).swaps(submitted.capability))
+            asked = {e.payload.model for e in (log.read_stream(streams.model_calls(task)) if swaps else [])
+                     if isinstance(e.payload, ModelCallRequested)}
+            self._swapped = {model: other for model, other in swaps.items() if model not in asked}
+        return self._swapped
 
     # -- one call ------------------------------------------------------------------------------
 
@@ -230,7 +269,8 @@ class ModelCalls:
             self._append(ModelCallRequested(
                 task_id=self.tools.task_id, warrant_id=self.tools.warrant_id, agent_id=self.tools.gatekeeper.agent_id,
                 request_id=self.request_id, key=key, digest=digest, provider=provider_name, model=chosen,
-                max_tokens=request.max_tokens, estimate=worst, attempt=attempt), f"requested:{gate_key}:{attempt}")
+                max_tokens=request.max_tokens, estimate=worst, attempt=attempt, knowledge=list(self.knowledge)),
+                f"requested:{gate_key}:{attempt}")
             try:
                 reply = provider.complete(request, progress=progress)
             except ModelCallError as failure:

@@ -4,7 +4,8 @@ reasons it cannot.
 One attempt:
 
 1. **Read the tree** (one ``file.read``, remembered as a blob) and make a map of it, so the plan
-   names real files.
+   names real files; **recall** the project context and the lessons of earlier requests that bear
+   on this one (:mod:`actors.coding.recall`), within a budget of tokens.
 2. **Ask the model** for a plan as structured output (:class:`~actors.orchestrator.validate.PlanAnswer`),
    with the team's roster, the request's budget, and — for a revision — the plan so far, the tasks
    that completed and what failed. The call is governed, budgeted and recorded like every model
@@ -29,6 +30,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.coding import context
+from actors.coding.recall import recall
 from actors.coding.repomap import mentioned_identifiers, repo_map
 from actors.coding.skill_io import plain, validated
 from actors.llm.types import Message
@@ -39,6 +41,7 @@ from actors.skills import Toolset, skill
 from actors.tools.gated import Tools
 from events.catalogue import Budget
 from governance import signing
+from projections.knowledge import Entry
 
 SYSTEM = """You are the orchestrator of a software team. You turn a request into a plan the team carries out: \
 phases in order (for example architecture, implementation, testing, documentation, deployment), each with tasks. \
@@ -79,6 +82,8 @@ class PlanningTask(BaseModel):
     """A person's answer to the orchestrator's question, if one was asked."""
     max_tokens: Annotated[int, Field(ge=256, le=64_000)] = 4096
     map_tokens: Annotated[int, Field(ge=0, le=16_000)] = 1024
+    knowledge_tokens: Annotated[int, Field(ge=0, le=16_000)] = 1024
+    """The budget of the project context and lessons shown with the request (:mod:`actors.coding.recall`)."""
     approve: bool = True
     """Ask the policy whether the plan may start (``plan.approve``); false for a plan that is only shown."""
 
@@ -105,7 +110,9 @@ def write_plan(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
     models = tools.models
     tree = tools.read_tree(".", remember=models.blobs)
     budget = msgspec.convert(task.budget, Budget)
-    conversation = context.messages(SYSTEM, _question(task, tree))
+    known = recall(models, "plan", "\n".join([task.instruction, task.failure, task.answer]), ("context", "lesson"),
+                   task.knowledge_tokens)
+    conversation = context.messages(SYSTEM, _question(task, tree, known))
     answer = models.ask(conversation, name="plan", schema=PlanAnswer, max_tokens=task.max_tokens, temperature=0.0)
     calls, cost, tokens = answer.calls, answer.cost, answer.reply.input_tokens + answer.reply.output_tokens
     assert answer.answer is not None
@@ -133,12 +140,15 @@ def write_plan(inputs: dict[str, Any], tools: Tools) -> dict[str, Any]:
     return plain(written)
 
 
-def _question(task: PlanningTask, tree: dict[str, str]) -> str:
-    """The user message: the request, the team, the budget, the repository, and what a revision must know."""
+def _question(task: PlanningTask, tree: dict[str, str], known: list[Entry]) -> str:
+    """The user message: the request, the team, the budget, what the team knows that bears on it, the repository,
+    and what a revision must know."""
     parts = [f"The request ({task.request_id}):\n{task.instruction}",
              f"The team (role: capabilities):\n{task.team.describe()}",
              f"The budget: {_budget(task.budget)}",
              f"An architect's design note goes to {design_path(task.request_id)}."]
+    if known:
+        parts.append(context.knowledge_part(known))
     if tree:
         the_map = repo_map(tree, mentioned=mentioned_identifiers(task.instruction), max_tokens=task.map_tokens,
                            count_tokens=context.tokens)

@@ -51,6 +51,7 @@ from events.catalogue import (
 from governance import budget, signing
 from governance.gate import ActionRequest, Verdict
 from governance.keys import SigningKey
+from projections.strategies import StrategyBook
 
 if TYPE_CHECKING:  # the model calls are built on these tools: a type only, no import cycle
     from actors.llm.calls import ModelCalls
@@ -298,14 +299,15 @@ class Tools:
         def test(box: Sandbox) -> dict[str, Any]:
             if python is not None:
                 box = box.reading(Path(python).parent.parent)  # the environment, outside the tree
+            flaky = StrategyBook.of(self.gatekeeper.log.read_stream(streams.STRATEGIES)).flaky()
             report = run_pytest(self.workspace, cwd, args, timeout, coverage=coverage, box=box,
-                                python=python or sys.executable)
+                                python=python or sys.executable, flaky=flaky)
             self._record(request.key, TestsReported(
                 warrant_id=self.warrant_id or "", key=request.key, passed=report.passed, failed=report.failed,
                 errors=report.errors, skipped=report.skipped, duration_s=report.duration_s, failures=report.failures,
                 details=dict(report.details),
                 report_digest=report.report_digest, coverage=dict(list(report.coverage.items())[:2000]),
-                coverage_total=report.coverage_total), "tests.reported")
+                coverage_total=report.coverage_total, retried=report.retried), "tests.reported")
             return _tests_result(report)
 
         def replay() -> dict[str, Any]:

@@ -15,7 +15,8 @@ import sys
 import tomllib
 import uuid
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from actors.tools import commands
@@ -50,6 +51,8 @@ class TestReport:
     returncode: int = 0
     coverage: dict[str, float] = field(default_factory=dict)
     coverage_total: float | None = None
+    retried: list[str] = field(default_factory=list)
+    """The recognised flaky tests whose failure made this a second run (empty: the first run counts)."""
 
     @property
     def ok(self) -> bool:
@@ -95,14 +98,25 @@ def _detail(message: str, text: str) -> str:
 
 
 def run_pytest(workspace: Workspace, cwd: str = ".", args: list[str] | None = None, timeout: float = 900.0,
-               coverage: bool = False, *, box: Sandbox, python: str = sys.executable) -> TestReport:
+               coverage: bool = False, *, box: Sandbox, python: str = sys.executable,
+               flaky: Collection[str] = ()) -> TestReport:
     """Run ``python -m pytest ARGS`` in ``cwd`` and return what its JUnit report says.
 
     With ``coverage``, pytest runs under ``python -m coverage run`` (the project's coverage
     configuration applies) and the report also carries per-file and total coverage. ``python`` is
     the interpreter (a request's own environment's, or the council's); ``timeout`` bounds each
-    command; each runs in ``box``.
+    command; each runs in ``box``. ``flaky`` are tests recognised as flaky (a ``flaky-retry``
+    strategy in effect): a run in which only they fail is run once more, and the second run counts
+    (its report names them in ``retried``).
     """
+    if flaky:
+        first = run_pytest(workspace, cwd, args, timeout, coverage, box=box, python=python)
+        only_flaky = (first.failures and first.failed + first.errors == len(first.failures)
+                      and set(first.failures) <= set(flaky))
+        if first.ok or not only_flaky:
+            return first
+        again = run_pytest(workspace, cwd, args, timeout, coverage, box=box, python=python)
+        return replace(again, retried=list(first.failures))
     token = uuid.uuid4().hex[:12]
     report = f".council-junit-{token}.xml"
     data = f".council-coverage-{token}"

@@ -16,6 +16,7 @@ from actors.tools.workspace import Workspace
 from events import RecordedEvent
 from events.blobs import BlobStore
 from governance.keys import SigningKey
+from projections.knowledge import KnowledgeBase
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Thinking:
     blobs: BlobStore
     providers: Providers
     request_id: str | None = None
+    known: KnowledgeBase | None = None
+    """The agent's knowledge base (kept across its attempts, brought up to date by each recall)."""
 
 
 def tools_for(skill: Skill, bench: Bench) -> Tools | None:
@@ -68,5 +71,5 @@ def tools_for(skill: Skill, bench: Bench) -> Tools | None:
     if bench.thinking is not None:
         mind = bench.thinking
         tools.thinking = ModelCalls(tools, mind.config, mind.role, mind.blobs, mind.providers,
-                                    request_id=mind.request_id)
+                                    request_id=mind.request_id, known=mind.known)
     return tools

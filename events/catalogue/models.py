@@ -51,6 +51,8 @@ class ModelCallRequested(Event, frozen=True, kw_only=True):
     estimate: Budget
     """The worst case the gate allowed: prompt tokens (estimated) plus ``max_tokens``, and its price."""
     attempt: Positive = 1
+    knowledge: list[Annotated[str, Meta(max_length=260)]] = []
+    """The knowledge entries its prompt holds, as ``<entry id>@<revision>`` (``knowledge.consulted``)."""
 
 
 @event_type("llm.completed")

@@ -127,6 +127,9 @@ class TaskLeaseExpired(Event, frozen=True):
     attempt: Positive
     reason: Text = ""
     """Why the dispatcher took it back, in words (its agent died, restarted, fell silent; nothing renewed it)."""
+    ran_out: bool = False
+    """Whether its term ran out while its holder was alive and heard: a lease too short for the work (not a holder
+    that died, restarted or fell silent)."""
 
 
 @event_type("task.retried")

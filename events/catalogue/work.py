@@ -73,6 +73,9 @@ class TestsReported(Event, frozen=True, kw_only=True):
     coverage: dict[Path, Annotated[float, Meta(ge=0, le=100)]] = {}
     """Percent of lines covered per file (relative to the tested directory), when the run measured coverage."""
     coverage_total: Annotated[float, Meta(ge=0, le=100)] | None = None
+    retried: list[Text] = []
+    """Recognised flaky tests (a ``flaky-retry`` strategy) whose failure had the run done once more: this is the
+    second run."""
 
 
 class Finding(Struct, frozen=True, kw_only=True):

@@ -117,3 +117,11 @@ def test_orchestrator_overhead_benchmark_runs_a_request_to_its_end() -> None:
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "the orchestrator's bookkeeping:" in out.stdout and "plan→proposed" in out.stdout
+
+
+def test_knowledge_benchmark_runs_and_verifies() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "knowledge.py"), "--events", "400", "--entries", "20",
+                          "--queries", "3"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "log: 420 events, 20 knowledge entries" in out.stdout and "checks: ok" in out.stdout
+    assert "choose within 1,024 tokens" in out.stdout and "semantic search:" in out.stdout

@@ -203,9 +203,10 @@ def _agent_event(store: EventStore, agent_id: str, epochs: dict[str, int], rng: 
 
 # -- comparing projections -------------------------------------------------------------------------
 
-_ORDER = {"tasks": "task_id", "requests": "request_id", "agents": "agent_id", "agent_load": "agent_id",
-          "queue": "priority", "dead_letters": "task_id",
-          "llm_calls": "key", "model_costs": "request_id", "agent_model_costs": "agent_id"}
+ORDER = {"tasks": "task_id", "requests": "request_id", "agents": "agent_id", "agent_load": "agent_id",
+         "queue": "priority", "dead_letters": "task_id",
+         "llm_calls": "key", "model_costs": "request_id", "agent_model_costs": "agent_id",
+         "knowledge_uses": "entry_id, revision, task_id"}
 _NOW_DEPENDENT = {"queue": "oldest_age_s"}
 
 
@@ -215,7 +216,7 @@ def snapshot(projector: Projector) -> dict[str, list[tuple[object, ...]]]:
     for name in READ_MODELS:
         skip = _NOW_DEPENDENT.get(name)
         columns = "*" if skip is None else f"* EXCLUDE ({skip})"
-        out[name] = projector.query(f"SELECT {columns} FROM {name} ORDER BY {_ORDER[name]}").rows
+        out[name] = projector.query(f"SELECT {columns} FROM {name} ORDER BY {ORDER[name]}").rows
     return out
 
 

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from projection_support import write_random_log
+from projection_support import ORDER, write_random_log
 
 from events import open_store
 from projections import READ_MODELS, ExportError, Projector, export_parquet
-
-ORDER = {"tasks": "task_id", "requests": "request_id", "agents": "agent_id", "agent_load": "agent_id",
-         "queue": "priority", "dead_letters": "task_id",
-         "llm_calls": "key", "model_costs": "request_id", "agent_model_costs": "agent_id"}
 
 
 def read_back(directory: Path, name: str) -> list[tuple[object, ...]]:

@@ -100,7 +100,8 @@ def test_a_call_answered_on_its_first_try(tmp_path: Path) -> None:
             "key": "k1", "task_id": "t1", "request_id": "r1", "agent_id": "coder-1", "provider": "openai",
             "model": MODEL, "answered_by": ANSWERED_BY, "status": "completed", "tries": 1, "input_tokens": 1200,
             "output_tokens": 340, "cost": 0.0042, "failed_cost": 0.0, "latency_s": 2.25, "finish": "stop",
-            "failure": None, "repaired": False, "edits": None, "requested_at": first.recorded_at,
+            "failure": None, "repaired": False, "edits": None, "knowledge": None,
+            "requested_at": first.recorded_at,
             "finished_at": done.recorded_at,
             "position": done.position}
     store.close()
