@@ -46,7 +46,9 @@ from events.catalogue import (
     TestsReported,
     WarrantIssued,
 )
+from governance import reviews
 from governance.approvals import ApprovalLedger
+from governance.reviews import ReviewLedger
 
 RESULT_TYPES: dict[str, type[StepResult]] = {**RESULTS, **CODING_RESULTS, "design.write": DesignWritten,
                                             "plan.write": PlanWritten}
@@ -80,6 +82,8 @@ class Report:
     """What the last test run recorded, whether the step completed or not (a failed run's counts and details)."""
     commits: list[tuple[str, str, GitCommitted]] = field(default_factory=list)
     """Every commit the run's agents made, in the order they were recorded: (step, agent, the record)."""
+    reviews: list[tuple[str, ReviewLedger]] = field(default_factory=list)
+    """The reviews steps wait on: (step, the review as folded)."""
     shipped_by: list[str] = field(default_factory=list)
     """Who signed production's approval, as ``name (fingerprint)``, once it was granted."""
     costs: list[tuple[str, int, int, int, float]] = field(default_factory=list)
@@ -203,6 +207,16 @@ class Report:
                          + (f", approved by {', '.join(self.shipped_by)}" if self.shipped_by else ""))
         if docs := pick(self.results, "docs", DocsResult):
             lines.append(f"docs: {self.tree}/{docs.changelog}, {self.tree}/{docs.graph}")
+        for step, open_review in self.reviews:
+            asked = open_review.requested
+            assert asked is not None  # only a review that was asked is waited on
+            lines += ["", f"{step} waits for review {asked.review_id} of {', '.join(asked.artefact.paths)} "
+                          f"({asked.reason or 'security-sensitive'}): {len(open_review.answers)} of "
+                          f"{open_review.needed} answer(s) from {', '.join(open_review.reviewers)}. "
+                          "To read and answer it:",
+                      f"  council reviews {asked.review_id}{self.options}",
+                      f"  council answer {asked.review_id} --approve|--changes|--comment --key NAME \"…\""
+                      f"{self.options}"]
         if self.approval:
             a = self.approval
             lines += ["", f"production waits for {a['needed']} approvals of {', '.join(a['approvers'])} "
@@ -241,7 +255,12 @@ def report(council: Council, run: Run | str) -> Report:
             except (KeyError, ResultMismatch) as unreadable:  # a step this pipeline does not know, a result of
                 found.errors[step.step] = str(unreadable.args[0])  # another shape: said in the report, not raised
         elif status is TaskStatus.AWAITING_APPROVAL:
-            found.approval = _approval(council, _last(council, step.task_id, TaskAwaiting).authority_id)
+            authority = _last(council, step.task_id, TaskAwaiting).authority_id
+            review = reviews.fold(e.payload for e in council.store.read_stream(streams.review(authority)))
+            if review.requested is not None and review.decided is None:
+                found.reviews.append((step.step, review))
+            else:
+                found.approval = _approval(council, authority)
         elif status is TaskStatus.DEAD_LETTERED and error:
             found.errors[step.step] = error
             judged = council.verdict(step.task_id)

@@ -326,3 +326,15 @@ def test_the_request_records_the_rule_it_is_decided_by(council: Council) -> None
     assert requested.needed == 1 and requested.escalate_to == "person:carol" and requested.extension_s == 1800
     assert requested.people == {"alice": council.keyring.public("alice").fingerprint}
     assert requested.questions == ["Is the password hashing secure?", "Are there any SQL injection risks?"]
+
+
+def test_a_pipeline_report_says_which_step_waits_on_which_review_and_how_to_answer_it(council: Council) -> None:
+    from cluster.report import Report  # the report renders what the log holds; no council needs to run
+
+    rid = ask(council, table(needed="1", reviewers='["role:reviewer", "person:alice"]'))
+    open_review = reviews.fold(e.payload for e in council.store.read_stream(streams.review(rid)))
+    text = Report("r-1", reviews=[("code", open_review)], options=" --store sqlite:///x.db").text()
+    assert (f"code waits for review {rid} of src/auth.py (src/auth.py matches **/auth*): 0 of 1 answer(s) from "
+            "role:reviewer, person:alice. To read and answer it:") in text
+    assert f"  council reviews {rid} --store sqlite:///x.db" in text
+    assert f'  council answer {rid} --approve|--changes|--comment --key NAME "…" --store sqlite:///x.db' in text
