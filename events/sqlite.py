@@ -128,7 +128,8 @@ class SqliteRecorder(Recorder):
                             f"{self.path}/events.db")
         if not self.path.exists():
             if not create:
-                raise NotAStore(f"there is no event store at {self.path}; check --store, or append to create one")
+                raise NotAStore(f"there is no event store at {self.path}; check --store (or COUNCIL_STORE), or start a "
+                               "council with `council up`")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._initialise()

@@ -263,5 +263,6 @@ def test_council_verify_on_a_missing_store_is_a_one_line_error(tmp_path: Path) -
     out = council("verify", "--store", f"sqlite:///{tmp_path}/nothing.db")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"error: there is no event store at {tmp_path}/nothing.db; "
-                                               "check --store, or append to create one"]
+                                               "check --store (or COUNCIL_STORE), or start a council with "
+                                               "`council up`"]
     assert not (tmp_path / "nothing.db").exists()
