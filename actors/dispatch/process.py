@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
+from actors.dispatch import snapshot
 from actors.dispatch.decide import decide, holder_silent, lease_expiry
 from actors.dispatch.liveness import Liveness
 from actors.dispatch.settings import DispatchSettings
 from actors.dispatch.state import DispatchState
 from actors.follow import Process
+from actors.snapshots import SnapshotInvalid
 from events import Intent, RecordedEvent
 from events.catalogue import AgentRegistered, AgentRestarted, TaskStatus
 from projections.strategies import StrategyBook
@@ -33,7 +35,13 @@ class BeatReply(msgspec.Struct, frozen=True):
 
 
 class Dispatch(Process):
-    """Tasks and agents folded from the log, and the dispatcher's decisions about them."""
+    """Tasks and agents folded from the log, and the dispatcher's decisions about them.
+
+    It can be snapshotted (:class:`actors.snapshots.Snapshotting`): see :mod:`actors.dispatch.snapshot`.
+    """
+
+    snapshot_schema = snapshot.SCHEMA
+    snapshot_version = snapshot.VERSION
 
     def __init__(self, settings: DispatchSettings | None = None,
                  new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
@@ -66,6 +74,24 @@ class Dispatch(Process):
         if isinstance(event.payload, AgentRegistered | AgentRestarted):
             self.gone.discard(event.payload.agent_id)
 
+    def encode_state(self) -> bytes:
+        """Everything folded so far, as snapshot bytes."""
+        return snapshot.encode(self.state, self.strategies)
+
+    def restore_state(self, data: bytes, position: int, version: int) -> None:
+        """Become the state a snapshot encodes (decoded whole before anything is assigned)."""
+        if version != snapshot.VERSION:
+            raise SnapshotInvalid(f"dispatcher snapshots of version {version} are not read by this release "
+                                           f"(it writes version {snapshot.VERSION})")
+        state, book = snapshot.decode(data)
+        if state.position != position:
+            raise SnapshotInvalid(f"the snapshot's state is at position {state.position}, "
+                                           f"its record says {position}")
+        self.state, self.strategies = state, book
+        if book.strategies:  # as evolve derives them when a strategy is folded
+            self.settings = self.configured.model_copy(
+                update={"leases": {**self.configured.leases, **book.leases()}})
+
     def beat(self, agent_id: str, epoch: int, attempts: Mapping[str, int], now: float) -> BeatReply:
         """A heartbeat: incarnation ``epoch`` of ``agent_id`` is alive and works on ``attempts`` (task → attempt).
 
@@ -84,7 +110,7 @@ class Dispatch(Process):
     def over(self, task_id: str, attempt: int, agent_id: str) -> bool:
         """Whether the log says attempt ``attempt`` of ``task_id`` by ``agent_id`` is over while its agent still works
         on it. Read from another thread than the fold's: every field read here only ever moves forward."""
-        task = self.state.tasks.get(task_id)
+        task = self.state.tasks.get(task_id) or self.state.finished.get(task_id)  # a finished one is forgotten
         if task is None:
             return False  # its submission is not folded yet: nothing says it is over
         return (task.taken_back >= attempt or task.attempt > attempt or task.status is TaskStatus.CANCELLED
