@@ -6,9 +6,11 @@ queue token) and the strategies it folded (a lease strategy changes its settings
 from agents (:mod:`actors.dispatch.liveness`) and the agents it saw die are not history and are not
 encoded: a restarted dispatcher starts with none, as after a full replay.
 
-Dicts are encoded in their order and heaps as their lists, so a restored state is equal to the
-folded one field for field — iteration order included, which breaks ties in ``decide``. Raise
-:data:`VERSION` whenever a field is added, removed or changes meaning.
+The encoding is canonical (sets and dict keys sorted), so two equal states encode to the same bytes.
+A restored state is equal to the folded one field for field, and where ``decide`` reads a mapping
+in order (the queues, which break ties between equal ranks; the authorities awaited) that order is
+kept: those are encoded as lists, heaps exactly as their lists. Raise :data:`VERSION` whenever a
+field is added, removed or changes meaning.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class DispatchSnapshot(msgspec.Struct, array_like=True):
     waiting: list[str]
     leased: list[str]
     undecided: list[str]
-    awaiting: dict[str, str]
-    decided: dict[str, str]
+    awaiting: list[tuple[str, str]]
+    decided: list[tuple[str, str]]
     resumable: list[str]
     blocked: list[str]
     ready: list[_Queue]
@@ -54,7 +56,7 @@ class DispatchSnapshot(msgspec.Struct, array_like=True):
     strategies_position: int
 
 
-_encoder = msgspec.msgpack.Encoder()
+_encoder = msgspec.msgpack.Encoder(order="deterministic")
 _decoder = msgspec.msgpack.Decoder(DispatchSnapshot)
 
 
@@ -62,7 +64,8 @@ def encode(state: DispatchState, book: StrategyBook) -> bytes:
     """``state`` and ``book`` as bytes :func:`decode` gives back equal."""
     return _encoder.encode(DispatchSnapshot(
         state.position, state.forget, list(state.tasks.values()), state.finished, list(state.agents.values()),
-        sorted(state.waiting), sorted(state.leased), sorted(state.undecided), state.awaiting, state.decided,
+        sorted(state.waiting), sorted(state.leased), sorted(state.undecided),
+        list(state.awaiting.items()), list(state.decided.items()),
         sorted(state.resumable), sorted(state.blocked),
         [_Queue(c, p, heap) for (c, p), heap in state.ready_queues().items()], state._delayed, state.seq,
         list(book.strategies.values()), book.version, book.position))
@@ -79,7 +82,7 @@ def decode(data: bytes) -> tuple[DispatchState, StrategyBook]:
     state.tasks = {t.task_id: t for t in snap.tasks}
     state.agents = {a.agent_id: a for a in snap.agents}
     state.waiting, state.leased, state.undecided = set(snap.waiting), set(snap.leased), set(snap.undecided)
-    state.awaiting, state.decided = snap.awaiting, snap.decided
+    state.awaiting, state.decided = dict(snap.awaiting), dict(snap.decided)
     state.resumable, state.blocked = set(snap.resumable), set(snap.blocked)
     state._ready = {(q.capability, q.priority): q.heap for q in snap.ready}
     state._delayed = snap.delayed

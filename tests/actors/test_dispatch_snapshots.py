@@ -1,0 +1,195 @@
+"""The dispatcher's snapshots over random logs: recovery from a snapshot plus the tail is the full replay's state,
+a bad snapshot falls back to the replay, and forgetting finished tasks changes no decision."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from actors.dispatch import Dispatch, DispatchSettings, DispatchState
+from actors.dispatch import snapshot as dispatch_snapshot
+from actors.snapshots import Snapshots, SnapshotSettings
+from events import EventStore, RecordedEvent, open_store
+from events.blobs import BlobStore
+from events.catalogue import SnapshotTaken, StrategyChanged, TaskStatus
+from events.envelope import ANY
+from events.streams import STRATEGIES
+from events.streams import snapshot as snapshot_stream
+
+
+def _random_logs() -> object:
+    """``tests/projections/projection_support.py``, whose random task logs these tests replay (it lives beside the
+    projection tests that import it by name)."""
+    path = Path(__file__).parents[1] / "projections" / "projection_support.py"
+    spec = importlib.util.spec_from_file_location("projection_support", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("projection_support", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+_support = _random_logs()
+_append_raw = _support.append_raw  # type: ignore[attr-defined]
+
+
+def _known_only(store: EventStore, stream: str, type_name: str, version: int, payload: dict[str, object]) -> None:
+    """The random logs' raw appends, less the type from the future: no dispatcher reads a log it cannot decode."""
+    if type_name != "order.shipped":
+        _append_raw(store, stream, type_name, version, payload)
+
+
+_support.append_raw = _known_only  # type: ignore[attr-defined]
+write_random_log = _support.write_random_log  # type: ignore[attr-defined]
+
+SETTINGS = DispatchSettings(lease=60, heartbeat_timeout=15, backoff_base=2, ageing=600)
+
+
+class Upto:
+    """The log as it stood at position ``end``: what a dispatcher that snapshotted then had read."""
+
+    def __init__(self, store: EventStore, end: int) -> None:
+        self.store, self.end = store, end
+
+    def read_all(self, from_position: int = 1, limit: int | None = 1000,
+                 types: Sequence[str] | None = None) -> list[RecordedEvent]:
+        return [e for e in self.store.read_all(from_position, limit, types) if e.position <= self.end]
+
+    def head(self) -> int:
+        return min(self.end, self.store.head())
+
+
+def random_log(seed: int, tasks: int = 150) -> EventStore:
+    store = open_store("memory://")
+    write_random_log(store, tasks=tasks, agents=6, requests=8, seed=seed)
+    if seed % 3 == 0:  # a lease strategy: it changes the settings a snapshot must bring back
+        store.append(STRATEGIES, [StrategyChanged(strategy_id=f"s{seed}", kind="lease", subject="code.generate",
+                                                  value="120", reason="tasks outlive their lease")])
+    return store
+
+
+def replayed(store: EventStore, forget: bool = True) -> Dispatch:
+    d = Dispatch(SETTINGS, started_at=0.0)
+    d.state = DispatchState(forget=forget)
+    d.advance(store)
+    return d
+
+
+def decisions(d: Dispatch, now: float) -> list[tuple[str, list[bytes], object]]:
+    """What ``d`` decides at ``now``, lease ids numbered from 1 (so two dispatchers' decisions compare)."""
+    numbers = itertools.count(1)
+    d.new_lease_id = lambda: f"lease-{next(numbers)}"
+    return [(i.stream, [msgspec.json.encode(e) for e in i.events], i.expected) for i in d.decide(now)]
+
+
+def test_recovery_from_a_snapshot_and_the_tail_is_the_full_replay_over_random_logs(tmp_path: Path) -> None:
+    proved = 0
+    for seed in range(12):
+        store = random_log(seed)
+        head = store.head()
+        blobs = BlobStore(tmp_path / f"blobs-{seed}")
+        for cut in (1, head // 3, head // 2, head - 5, head):
+            at = Dispatch(SETTINGS, started_at=0.0)
+            at.advance(Upto(store, cut))
+            assert Snapshots("dispatcher", blobs).take(at, store) is not None
+            recovered = Dispatch(SETTINGS, started_at=0.0)
+            recovery = Snapshots("dispatcher", blobs).recover(recovered, store)
+            assert recovery.snapshot_position == cut and not recovery.fallback
+            full = replayed(store)
+            assert recovered.encode_state() == full.encode_state()
+            assert recovered.settings == full.settings
+            now = time.time()
+            assert decisions(recovered, now) == decisions(full, now)
+            proved += 1
+    assert proved == 60
+
+
+def test_a_corrupt_snapshot_falls_back_to_the_replay(tmp_path: Path) -> None:
+    store, blobs = random_log(4), BlobStore(tmp_path / "blobs")
+    taken = Snapshots("dispatcher", blobs).take(replayed(store), store)
+    assert taken is not None
+    bad = bytearray(blobs.get(taken.digest))
+    bad[len(bad) // 2] ^= 0xFF
+    blobs.path(taken.digest).write_bytes(bytes(bad))
+    d = Dispatch(SETTINGS, started_at=0.0)
+    recovery = Snapshots("dispatcher", blobs).recover(d, store)
+    assert not recovery.from_snapshot and "altered" in recovery.fallback
+    assert d.encode_state() == replayed(store).encode_state()
+
+
+def test_undecodable_bytes_under_a_valid_digest_fall_back_to_the_replay(tmp_path: Path) -> None:
+    store, blobs = random_log(5), BlobStore(tmp_path / "blobs")
+    digest = blobs.put(b"\x93\x01\x02")  # stored whole, but not a dispatcher's state
+    store.append(snapshot_stream("dispatcher"), [SnapshotTaken(
+        actor="dispatcher", position=store.head(), schema="dispatch", version=dispatch_snapshot.VERSION,
+        digest=digest, size=3)], ANY)
+    d = Dispatch(SETTINGS, started_at=0.0)
+    recovery = Snapshots("dispatcher", blobs).recover(d, store)
+    assert not recovery.from_snapshot and "not a dispatcher snapshot" in recovery.fallback
+    assert d.encode_state() == replayed(store).encode_state()
+
+
+def test_a_snapshot_from_a_newer_version_is_ignored(tmp_path: Path) -> None:
+    store, blobs = random_log(6), BlobStore(tmp_path / "blobs")
+    older = Snapshots("dispatcher", blobs).take(replayed(store), store)
+    assert older is not None
+    store.append(snapshot_stream("dispatcher"), [SnapshotTaken(
+        actor="dispatcher", position=store.head(), schema="dispatch", version=dispatch_snapshot.VERSION + 1,
+        digest=older.digest, size=older.size)], ANY)
+    d = Dispatch(SETTINGS, started_at=0.0)
+    recovery = Snapshots("dispatcher", blobs).recover(d, store)
+    assert recovery.snapshot_position == older.position  # the newer one was passed over for the older
+    assert d.encode_state() == replayed(store).encode_state()
+    d = Dispatch(SETTINGS, started_at=0.0)
+    recovery = Snapshots("dispatcher", blobs, SnapshotSettings(tries=1)).recover(d, store)
+    assert not recovery.from_snapshot and "newer release" in recovery.fallback
+    assert d.encode_state() == replayed(store).encode_state()
+
+
+def test_forgetting_finished_tasks_changes_no_decision_over_random_logs() -> None:
+    """At many points of random logs, a dispatcher that forgets finished tasks and one that keeps them decide the same
+    (the same intents in the same order) and answer every heartbeat the same."""
+    proved = decided = forgot = 0
+    for seed in range(10):
+        store = random_log(100 + seed, tasks=120)
+        head = store.head()
+        forgetting, keeping = Dispatch(SETTINGS, started_at=0.0), Dispatch(SETTINGS, started_at=0.0)
+        keeping.state = DispatchState(forget=False)
+        agents = [f"ag{i}" for i in range(6)]
+        for cut in range(1, head + 1, 7):
+            view = Upto(store, cut)
+            forgetting.advance(view)
+            keeping.advance(view)
+            now = time.time() + (cut % 5) * 30  # some rounds late enough for backoffs and leases to fall due
+            mine, theirs = decisions(forgetting, now), decisions(keeping, now)
+            assert mine == theirs, f"seed {100 + seed}, position {cut}"
+            for task_id in keeping.state.tasks:
+                for attempt, agent in itertools.product((1, 2, 3), agents):
+                    assert forgetting.over(task_id, attempt, agent) == keeping.over(task_id, attempt, agent)
+                    proved += 1
+            decided += len(mine)
+            proved += 1
+        forgot += len(forgetting.state.finished)
+        final = {t.task_id for t in keeping.state.tasks.values() if t.status in (TaskStatus.COMPLETED,
+                                                                                  TaskStatus.CANCELLED)}
+        assert final == set(forgetting.state.finished) and not final & set(forgetting.state.tasks)
+    print(f"forgetting: {proved} decisions and heartbeat answers proved equal, {decided} intents, {forgot} forgotten")
+    assert proved > 10_000 and decided > 100 and forgot > 500, (proved, decided, forgot)
+
+
+def test_the_state_stays_the_size_of_the_work_in_flight() -> None:
+    store = open_store("memory://")
+    write_random_log(store, tasks=400, agents=6, requests=8, seed=7, finish=True)
+    d = replayed(store)
+    assert len(d.state.tasks) == sum(1 for t in d.state.tasks.values() if t.status not in (TaskStatus.COMPLETED,
+                                                                                            TaskStatus.CANCELLED))
+    assert len(d.state.tasks) < 150 < len(d.state.finished)
+    assert len(d.encode_state()) < len(replayed(store, forget=False).encode_state()) / 2
+
+
