@@ -118,7 +118,9 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
                                      "council_key": keys.council, "identity": keys.identities.get(member.agent_id),
                                      "keyring": keyring, "models": system.models},
                                options={"max_concurrency": member.slots + 4}))
-    specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store), options=here))
+    blobs = str(Path(system.home) / "blobs") if system.home is not None else None  # where snapshots go
+    specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store, blobs),
+                           options=here))
     if system.projections is not None:
         specs.append(ActorSpec(names.PROJECTOR, ProjectorActor, (system.store, system.projections), options=here))
     if system.metrics_port is not None:
