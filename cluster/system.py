@@ -127,7 +127,8 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
         specs.append(ActorSpec(names.EXPORTER, ExporterActor, (system.store, system.metrics_port, system.metrics_host),
                                options=here))
     if system.health is not None:
-        specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}), options=here))
+        specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}, blobs),
+                               options=here))
         specs.append(ActorSpec(names.LEARNER, LearnerActor, (system.store, system.learning or {}, system.models,
                                                              system.dispatch or {}), options=here))
         watched = list(specs)

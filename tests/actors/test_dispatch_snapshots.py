@@ -3,66 +3,24 @@ a bad snapshot falls back to the replay, and forgetting finished tasks changes n
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
+from random_logs import Upto, write_random_log
 
 from actors.dispatch import Dispatch, DispatchSettings, DispatchState
 from actors.dispatch import snapshot as dispatch_snapshot
 from actors.snapshots import Snapshots, SnapshotSettings
-from events import EventStore, RecordedEvent, open_store
+from events import EventStore, open_store
 from events.blobs import BlobStore
 from events.catalogue import SnapshotTaken, StrategyChanged, TaskStatus
 from events.envelope import ANY
 from events.streams import STRATEGIES
 from events.streams import snapshot as snapshot_stream
 
-
-def _random_logs() -> object:
-    """``tests/projections/projection_support.py``, whose random task logs these tests replay (it lives beside the
-    projection tests that import it by name)."""
-    path = Path(__file__).parents[1] / "projections" / "projection_support.py"
-    spec = importlib.util.spec_from_file_location("projection_support", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("projection_support", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-_support = _random_logs()
-_append_raw = _support.append_raw  # type: ignore[attr-defined]
-
-
-def _known_only(store: EventStore, stream: str, type_name: str, version: int, payload: dict[str, object]) -> None:
-    """The random logs' raw appends, less the type from the future: no dispatcher reads a log it cannot decode."""
-    if type_name != "order.shipped":
-        _append_raw(store, stream, type_name, version, payload)
-
-
-_support.append_raw = _known_only  # type: ignore[attr-defined]
-write_random_log = _support.write_random_log  # type: ignore[attr-defined]
-
 SETTINGS = DispatchSettings(lease=60, heartbeat_timeout=15, backoff_base=2, ageing=600)
-
-
-class Upto:
-    """The log as it stood at position ``end``: what a dispatcher that snapshotted then had read."""
-
-    def __init__(self, store: EventStore, end: int) -> None:
-        self.store, self.end = store, end
-
-    def read_all(self, from_position: int = 1, limit: int | None = 1000,
-                 types: Sequence[str] | None = None) -> list[RecordedEvent]:
-        return [e for e in self.store.read_all(from_position, limit, types) if e.position <= self.end]
-
-    def head(self) -> int:
-        return min(self.end, self.store.head())
 
 
 def random_log(seed: int, tasks: int = 150) -> EventStore:
