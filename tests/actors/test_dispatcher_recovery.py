@@ -1,4 +1,5 @@
-"""The dispatcher actor on a local Ray recovers from its snapshot after a SIGKILL, and no task is done twice."""
+"""The dispatcher and the error detector on a local Ray recover from their snapshots after a SIGKILL, and no task
+is done twice."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 from ray_support import ask, sigkill, wait_until
 
 from actors import names
@@ -15,6 +17,7 @@ from cluster.system import System, boot, shutdown
 from cluster.team import AgentSpec
 from events import NO_STREAM, open_store
 from events.catalogue import TaskSubmitted
+from monitoring.detector import DetectorActor
 
 
 @pytest.fixture
@@ -53,3 +56,16 @@ def test_a_killed_dispatcher_recovers_from_its_snapshot_and_no_task_is_done_twic
     assert set(assigned.values()) == {1}, "an attempt was assigned twice"
     stats = ask(handles[names.DISPATCHER].stats)
     assert stats["tasks"] == 0 and stats["finished"] == 200  # finished tasks were forgotten
+
+
+def test_a_killed_error_detector_recovers_from_its_snapshot(system, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, _handles, client = system
+    blobs = str(tmp_path / "home" / "blobs")
+    detector = DetectorActor.remote(url, {}, blobs, {"every_events": 5, "every_seconds": 0.2})
+    client.append_many([(f"task-d{i}", [TaskSubmitted(task_id=f"d{i}", capability="noop")], NO_STREAM)
+                        for i in range(20)])
+    wait_until(lambda: ask(detector.stats)["snapshots_taken"] >= 1, timeout=30)
+    sigkill(ask(detector.pid))
+    stats = wait_until(lambda: (s := ask(detector.stats))["recovered_from"] > 0 and s, timeout=60)
+    assert stats["recovery_fallback"] == ""
+    ray.kill(detector)
