@@ -70,7 +70,7 @@ def write_log(url: str, blobs: Path, events: int) -> tuple[int, float]:
                                                                 capabilities=["code.generate"], slots=64)], NO_STREAM)
                        for a in range(AGENTS)])
     tasks = (events - AGENTS) // PER_TASK
-    before = tasks - TAIL // PER_TASK
+    before = tasks - min(TAIL, events // 4) // PER_TASK
     batch = 2000
 
     def write(first: int, last: int) -> None:
