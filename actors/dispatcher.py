@@ -23,7 +23,8 @@ from ray.exceptions import RayActorError, RayError
 
 from actors import names
 from actors.dispatch import Dispatch, DispatchSettings
-from actors.dispatch.process import BeatReply
+from actors.dispatch.process import BeatReply, status_in
+from actors.dispatch.state import Lookup
 from actors.follow import Follower, reader_for
 from actors.snapshots import Snapshots
 from actors.store_client import StoreClient
@@ -35,8 +36,8 @@ from events.catalogue import TaskAssigned
 class RayDispatch(Dispatch):
     """:class:`Dispatch` with the two things only Ray can do: deliver leases, and see agents die."""
 
-    def __init__(self, settings: DispatchSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: DispatchSettings, lookup: Lookup | None = None) -> None:
+        super().__init__(settings, lookup=lookup)
         self.delivered = 0
         self._agents: dict[str, Any] = {}
         self._deliveries: dict[Any, tuple[str, int]] = {}  # ObjectRef of a run call → (agent, its epoch then)
@@ -95,9 +96,9 @@ class DispatcherActor:
                  blobs: str | None = None) -> None:
         """``blobs``: the council's blob directory, where snapshots of the state go (none: no snapshots)."""
         config = DispatchSettings(**(settings or {}))
-        self.dispatch = RayDispatch(config)
         client = StoreClient()
         reader = reader_for(store_url) if store_url else None
+        self.dispatch = RayDispatch(config, status_in(reader or client))
         self.snapshots = Snapshots(names.DISPATCHER, BlobStore(Path(blobs)) if blobs else None, config.snapshots)
         # Recovery, before anything else: the newest valid snapshot and the events after it, or the whole log.
         self.snapshots.recover(self.dispatch, reader or client)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors import names
 from actors.dispatch import Dispatch
+from actors.dispatch.process import status_in
 from actors.snapshots import Snapshots
 from events import NO_STREAM, Intent, open_store
 from events.blobs import BlobStore
@@ -91,13 +92,13 @@ def measure(url: str, blobs: str, snapshots: bool) -> dict[str, float | int | st
     """Recover the dispatcher's process in this (fresh) process; what it took."""
     store = open_store(url, create=False)
     started = time.perf_counter()
-    dispatch = Dispatch()
+    dispatch = Dispatch(lookup=status_in(store))
     recovery = Snapshots(names.DISPATCHER, BlobStore(blobs) if snapshots else None).recover(dispatch, store)
     seconds = time.perf_counter() - started
     state = dispatch.encode_state()
     del dispatch
     tracemalloc.start()
-    again = Dispatch()
+    again = Dispatch(lookup=status_in(store))
     Snapshots(names.DISPATCHER, BlobStore(blobs) if snapshots else None).recover(again, store)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -18,12 +19,28 @@ from actors.dispatch import snapshot
 from actors.dispatch.decide import decide, holder_silent, lease_expiry
 from actors.dispatch.liveness import Liveness
 from actors.dispatch.settings import DispatchSettings
-from actors.dispatch.state import DispatchState
+from actors.dispatch.state import DispatchState, Lookup
 from actors.follow import Process
 from actors.snapshots import SnapshotInvalid
 from events import Intent, RecordedEvent
-from events.catalogue import AgentRegistered, AgentRestarted, TaskStatus
+from events.catalogue import AgentRegistered, AgentRestarted, TaskStatus, status_after
+from events.streams import task as task_stream
 from projections.strategies import StrategyBook
+
+
+class StreamReader(Protocol):
+    """What :func:`status_in` reads: an ``EventStore`` or a ``StoreClient``."""
+
+    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]: ...
+
+
+def status_in(log: StreamReader) -> Lookup:
+    """A :data:`actors.dispatch.state.Lookup` that reads task streams from ``log``, as they stood at a position."""
+
+    def lookup(task_id: str, position: int) -> TaskStatus | None:
+        return status_after(e.type for e in log.read_stream(task_stream(task_id)) if e.position <= position)
+
+    return lookup
 
 
 class BeatReply(msgspec.Struct, frozen=True):
@@ -45,11 +62,13 @@ class Dispatch(Process):
 
     def __init__(self, settings: DispatchSettings | None = None,
                  new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
-                 started_at: float | None = None) -> None:
+                 started_at: float | None = None, lookup: Lookup | None = None) -> None:
+        """``lookup``: asks the log where a task that left the state stood (:func:`status_in`); none: such a task
+        counts as not submitted."""
         self.settings = self.configured = settings or DispatchSettings.model_validate({})
         self.strategies = StrategyBook()
         """The strategies in effect: a lease strategy for a capability overrides its configured lease."""
-        self.state = DispatchState()
+        self.state = DispatchState(remember=self.settings.remember_finished, lookup=lookup)
         self.new_lease_id = new_lease_id
         self.gone: set[str] = set()
         """Agents seen dead (by the shell) since they last registered: what they hold is taken back at once."""
@@ -84,6 +103,7 @@ class Dispatch(Process):
             raise SnapshotInvalid(f"dispatcher snapshots of version {version} are not read by this release "
                                            f"(it writes version {snapshot.VERSION})")
         state, book = snapshot.decode(data)
+        state.lookup = self.state.lookup
         if state.position != position:
             raise SnapshotInvalid(f"the snapshot's state is at position {state.position}, "
                                            f"its record says {position}")

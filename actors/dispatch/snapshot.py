@@ -8,8 +8,9 @@ encoded: a restarted dispatcher starts with none, as after a full replay.
 
 The encoding is canonical (sets and dict keys sorted), so two equal states encode to the same bytes.
 A restored state is equal to the folded one field for field, and where ``decide`` reads a mapping
-in order (the queues, which break ties between equal ranks; the authorities awaited) that order is
-kept: those are encoded as lists, heaps exactly as their lists. Raise :data:`VERSION` whenever a
+in order (the queues, which break ties between equal ranks; the authorities awaited; the finished
+tasks' records, oldest first, which are dropped from the front) that order is kept: those are
+encoded as lists, heaps exactly as their lists. Raise :data:`VERSION` whenever a
 field is added, removed or changes meaning.
 """
 
@@ -22,7 +23,7 @@ from actors.snapshots import SnapshotInvalid
 from projections.strategies import Strategy, StrategyBook
 
 SCHEMA = "dispatch"
-VERSION = 1
+VERSION = 2
 
 _Entry = tuple[float, int, str]
 
@@ -38,8 +39,9 @@ class DispatchSnapshot(msgspec.Struct, array_like=True):
 
     position: int
     forget: bool
+    remember: int
     tasks: list[TaskView]
-    finished: dict[str, Finished]
+    finished: list[tuple[str, Finished]]
     agents: list[AgentView]
     waiting: list[str]
     leased: list[str]
@@ -63,7 +65,8 @@ _decoder = msgspec.msgpack.Decoder(DispatchSnapshot)
 def encode(state: DispatchState, book: StrategyBook) -> bytes:
     """``state`` and ``book`` as bytes :func:`decode` gives back equal."""
     return _encoder.encode(DispatchSnapshot(
-        state.position, state.forget, list(state.tasks.values()), state.finished, list(state.agents.values()),
+        state.position, state.forget, state.remember, list(state.tasks.values()), list(state.finished.items()),
+        list(state.agents.values()),
         sorted(state.waiting), sorted(state.leased), sorted(state.undecided),
         list(state.awaiting.items()), list(state.decided.items()),
         sorted(state.resumable), sorted(state.blocked),
@@ -77,8 +80,8 @@ def decode(data: bytes) -> tuple[DispatchState, StrategyBook]:
         snap = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SnapshotInvalid(f"not a dispatcher snapshot of version {VERSION}: {exc}") from None
-    state = DispatchState(forget=snap.forget)
-    state.position, state.seq, state.finished = snap.position, snap.seq, snap.finished
+    state = DispatchState(forget=snap.forget, remember=snap.remember)
+    state.position, state.seq, state.finished = snap.position, snap.seq, dict(snap.finished)
     state.tasks = {t.task_id: t for t in snap.tasks}
     state.agents = {a.agent_id: a for a in snap.agents}
     state.waiting, state.leased, state.undecided = set(snap.waiting), set(snap.leased), set(snap.undecided)

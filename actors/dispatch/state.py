@@ -7,13 +7,16 @@ stopped. Times are the events' ``recorded_at`` in epoch seconds.
 
 A finished task is forgotten: once it completed or was cancelled (statuses it never leaves: only a
 dead-lettered task is requeued) its :class:`TaskView` leaves the state, and only a
-:class:`Finished` record stays — what a dependent's release and a late heartbeat still ask of it.
-Its history lives in the log and the read models. A dead-lettered task stays: it may be requeued.
+:class:`Finished` record stays — what a dependent's release and a late heartbeat still ask of it —
+for ``remember`` positions; after that a dependent that names it asks the log (``lookup``), so the
+state stays the size of the work in flight and of the last ``remember`` events, however long the
+log. Its history lives in the log and the read models. A dead-lettered task stays: it may be requeued.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -117,6 +120,12 @@ class Finished(NamedTuple):
     attempt: int
     agent_id: str | None
     taken_back: int
+    at: int
+    """The position where it finished: the record is dropped ``remember`` positions later."""
+
+
+Lookup = Callable[[str, int], "TaskStatus | None"]
+"""Where task ``task_id`` stood at position ``position`` according to the log (None: not submitted by then)."""
 
 
 FINAL: frozenset[TaskStatus] = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED})
@@ -131,8 +140,10 @@ class DispatchState:
     random logs), and the state stays the size of the work in flight plus one small record per finished task.
     """
 
-    def __init__(self, *, forget: bool = True) -> None:
-        self.forget = forget
+    def __init__(self, *, forget: bool = True, remember: int = 50_000, lookup: Lookup | None = None) -> None:
+        """``remember``: for how many positions a finished task's record is kept; ``lookup``: asks the log about a
+        task that is not in the state (none: such a task counts as not submitted yet)."""
+        self.forget, self.remember, self.lookup = forget, remember, lookup
         self.position = 0
         self.tasks: dict[str, TaskView] = {}
         self.finished: dict[str, Finished] = {}  # task id → what stays of a forgotten task
@@ -187,6 +198,13 @@ class DispatchState:
                 if event.payload.task_id not in self.finished:
                     self._task_moved(event, at)
         self.position = event.position
+        # Records are in the order their tasks finished, so the oldest is first: a function of the position only,
+        # which keeps a state restored from a snapshot and one replayed equal.
+        while self.finished:
+            oldest = next(iter(self.finished.values()))
+            if oldest.at > event.position - self.remember:
+                break
+            del self.finished[next(iter(self.finished))]
 
     def status_of(self, task_id: str) -> TaskStatus | None:
         """Where task ``task_id`` stands, forgotten or not; None for a task not submitted yet."""
@@ -194,7 +212,11 @@ class DispatchState:
         if task is not None:
             return task.status
         finished = self.finished.get(task_id)
-        return finished.status if finished is not None else None
+        if finished is not None:
+            return finished.status
+        # Not in the state: not submitted yet, or finished more than ``remember`` positions ago. The log says which,
+        # as of the position folded (a final status never changes, so the answer is the one a full fold would give).
+        return self.lookup(task_id, self.position) if self.lookup is not None else None
 
     def _submitted(self, p: TaskSubmitted, e: RecordedEvent) -> None:
         if p.task_id in self.finished:
@@ -280,9 +302,9 @@ class DispatchState:
                 task.first_attempt += 1
                 self._enqueue(task, at, not_before=0.0)
         if self.forget and task.status in FINAL:
-            self._forget(task)
+            self._forget(task, e.position)
 
-    def _forget(self, task: TaskView) -> None:
+    def _forget(self, task: TaskView, position: int) -> None:
         """Drop a final task, keeping its :class:`Finished` record.
 
         Invariant this relies on: a final task is queued nowhere that a decision reads it from. Its
@@ -293,7 +315,7 @@ class DispatchState:
         """
         task_id = task.task_id
         del self.tasks[task_id]
-        self.finished[task_id] = Finished(task.status, task.attempt, task.agent_id, task.taken_back)
+        self.finished[task_id] = Finished(task.status, task.attempt, task.agent_id, task.taken_back, position)
         for index in (self.waiting, self.leased, self.undecided, self.resumable, self.blocked):
             index.discard(task_id)
         for authority in [a for a, t in self.awaiting.items() if t == task_id]:

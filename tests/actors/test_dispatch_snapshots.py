@@ -12,6 +12,7 @@ from random_logs import Upto, write_random_log
 
 from actors.dispatch import Dispatch, DispatchSettings, DispatchState
 from actors.dispatch import snapshot as dispatch_snapshot
+from actors.dispatch.process import status_in
 from actors.snapshots import Snapshots, SnapshotSettings
 from events import EventStore, open_store
 from events.blobs import BlobStore
@@ -52,14 +53,17 @@ def test_recovery_from_a_snapshot_and_the_tail_is_the_full_replay_over_random_lo
         store = random_log(seed)
         head = store.head()
         blobs = BlobStore(tmp_path / f"blobs-{seed}")
+        # Every other log drops finished tasks' records 150 positions on, across the snapshot, and asks the log.
+        settings = SETTINGS.model_copy(update={"remember_finished": 150}) if seed % 2 else SETTINGS
         for cut in (1, head // 3, head // 2, head - 5, head):
-            at = Dispatch(SETTINGS, started_at=0.0)
+            at = Dispatch(settings, started_at=0.0, lookup=status_in(store))
             at.advance(Upto(store, cut))
             assert Snapshots("dispatcher", blobs).take(at, store) is not None
-            recovered = Dispatch(SETTINGS, started_at=0.0)
+            recovered = Dispatch(settings, started_at=0.0, lookup=status_in(store))
             recovery = Snapshots("dispatcher", blobs).recover(recovered, store)
             assert recovery.snapshot_position == cut and not recovery.fallback
-            full = replayed(store)
+            full = Dispatch(settings, started_at=0.0, lookup=status_in(store))
+            full.advance(store)
             assert recovered.encode_state() == full.encode_state()
             assert recovered.settings == full.settings
             now = time.time()
@@ -111,34 +115,49 @@ def test_a_snapshot_from_a_newer_version_is_ignored(tmp_path: Path) -> None:
 
 
 def test_forgetting_finished_tasks_changes_no_decision_over_random_logs() -> None:
-    """At many points of random logs, a dispatcher that forgets finished tasks and one that keeps them decide the same
-    (the same intents in the same order) and answer every heartbeat the same."""
-    proved = decided = forgot = 0
+    """At many points of random logs, a dispatcher that forgets finished tasks, one that also drops their records 60
+    positions later (and asks the log about them), and one that keeps everything decide the same (the same intents
+    in the same order) and answer heartbeats the same (the one that dropped a record: where it still has it)."""
+    proved = decided = forgot = looked_up = 0
     for seed in range(10):
         store = random_log(100 + seed, tasks=120)
         head = store.head()
+        asked = status_in(store)
+
+        def counted(task_id: str, position: int) -> TaskStatus | None:
+            nonlocal looked_up
+            looked_up += 1
+            return asked(task_id, position)  # noqa: B023  # called only within this iteration
+
         forgetting, keeping = Dispatch(SETTINGS, started_at=0.0), Dispatch(SETTINGS, started_at=0.0)
         keeping.state = DispatchState(forget=False)
+        dropping = Dispatch(SETTINGS.model_copy(update={"remember_finished": 60}), started_at=0.0, lookup=counted)
         agents = [f"ag{i}" for i in range(6)]
         for cut in range(1, head + 1, 7):
             view = Upto(store, cut)
-            forgetting.advance(view)
-            keeping.advance(view)
+            for d in (forgetting, keeping, dropping):
+                d.advance(view)
             now = time.time() + (cut % 5) * 30  # some rounds late enough for backoffs and leases to fall due
-            mine, theirs = decisions(forgetting, now), decisions(keeping, now)
-            assert mine == theirs, f"seed {100 + seed}, position {cut}"
+            theirs = decisions(keeping, now)
+            assert decisions(forgetting, now) == theirs, f"seed {100 + seed}, position {cut}"
+            assert decisions(dropping, now) == theirs, f"seed {100 + seed}, position {cut}"
             for task_id in keeping.state.tasks:
+                known = task_id in dropping.state.tasks or task_id in dropping.state.finished
                 for attempt, agent in itertools.product((1, 2, 3), agents):
-                    assert forgetting.over(task_id, attempt, agent) == keeping.over(task_id, attempt, agent)
+                    answer = keeping.over(task_id, attempt, agent)
+                    assert forgetting.over(task_id, attempt, agent) == answer
+                    assert not known or dropping.over(task_id, attempt, agent) == answer
                     proved += 1
-            decided += len(mine)
+            decided += len(theirs)
             proved += 1
         forgot += len(forgetting.state.finished)
         final = {t.task_id for t in keeping.state.tasks.values() if t.status in (TaskStatus.COMPLETED,
                                                                                   TaskStatus.CANCELLED)}
         assert final == set(forgetting.state.finished) and not final & set(forgetting.state.tasks)
-    print(f"forgetting: {proved} decisions and heartbeat answers proved equal, {decided} intents, {forgot} forgotten")
-    assert proved > 10_000 and decided > 100 and forgot > 500, (proved, decided, forgot)
+        assert len(dropping.state.finished) < len(forgetting.state.finished)
+    print(f"forgetting: {proved} decisions and heartbeat answers proved equal, {decided} intents, {forgot} forgotten, "
+          f"{looked_up} statuses asked of the log")
+    assert proved > 10_000 and decided > 100 and forgot > 500 and looked_up > 100, (proved, decided, forgot, looked_up)
 
 
 def test_the_state_stays_the_size_of_the_work_in_flight() -> None:
