@@ -23,7 +23,7 @@ from actors.snapshots import SnapshotInvalid
 from projections.strategies import Strategy, StrategyBook
 
 SCHEMA = "dispatch"
-VERSION = 2
+VERSION = 3
 
 _Entry = tuple[float, int, str]
 
@@ -53,6 +53,8 @@ class DispatchSnapshot(msgspec.Struct, array_like=True):
     ready: list[_Queue]
     delayed: list[_Entry]
     seq: int
+    pushed: int
+    compact_after: int
     strategies: list[Strategy]
     strategies_version: int
     strategies_position: int
@@ -71,6 +73,7 @@ def encode(state: DispatchState, book: StrategyBook) -> bytes:
         list(state.awaiting.items()), list(state.decided.items()),
         sorted(state.resumable), sorted(state.blocked),
         [_Queue(c, p, heap) for (c, p), heap in state.ready_queues().items()], state._delayed, state.seq,
+        state.pushed, state.compact_after,
         list(book.strategies.values()), book.version, book.position))
 
 
@@ -88,7 +91,7 @@ def decode(data: bytes) -> tuple[DispatchState, StrategyBook]:
     state.awaiting, state.decided = dict(snap.awaiting), dict(snap.decided)
     state.resumable, state.blocked = set(snap.resumable), set(snap.blocked)
     state._ready = {(q.capability, q.priority): q.heap for q in snap.ready}
-    state._delayed = snap.delayed
+    state._delayed, state.pushed, state.compact_after = snap.delayed, snap.pushed, snap.compact_after
     book = StrategyBook()
     book.strategies = {s.changed.strategy_id: s for s in snap.strategies}
     book.version, book.position = snap.strategies_version, snap.strategies_position

@@ -158,6 +158,8 @@ class DispatchState:
         self._ready: dict[tuple[str, int], list[tuple[float, int, str]]] = {}  # (capability, priority) → heap
         self._delayed: list[tuple[float, int, str]] = []  # heap by not_before
         self.seq = 0  # the last queue token handed out
+        self.pushed = 0  # queue entries pushed since the queues were last compacted
+        self.compact_after = 1000  # at least this many pushes (and twice the tasks in the state) between compactions
 
     # -- folding ----------------------------------------------------------------------------
 
@@ -198,6 +200,8 @@ class DispatchState:
                 if event.payload.task_id not in self.finished:
                     self._task_moved(event, at)
         self.position = event.position
+        if self.pushed > max(self.compact_after, 2 * len(self.tasks)):
+            self._compact()
         # Records are in the order their tasks finished, so the oldest is first: a function of the position only,
         # which keeps a state restored from a snapshot and one replayed equal.
         while self.finished:
@@ -321,6 +325,22 @@ class DispatchState:
         for authority in [a for a, t in self.awaiting.items() if t == task_id]:
             del self.awaiting[authority]
 
+    def _compact(self) -> None:
+        """Drop the queues' stale entries (of tasks no longer queued, or queued again since), which ``decide`` only
+        skips when they reach the top, so the queues stay the size of the work waiting.
+
+        Changes no decision: every entry is unique (its token), so a heap pops its current entries in the same
+        order whatever its layout. Every key stays, even emptied: ``decide`` walks the queues in their order.
+        Runs at positions that depend only on the fold, so a restored state and a replayed one compact alike.
+        """
+        for key, heap in self._ready.items():
+            kept = [entry for entry in heap if self.is_current(entry)]
+            heapq.heapify(kept)
+            self._ready[key] = kept
+        self._delayed = [entry for entry in self._delayed if self.is_current(entry)]
+        heapq.heapify(self._delayed)
+        self.pushed = 0
+
     def _authority_decided(self, authority: str, outcome: str) -> None:
         self.decided[authority] = outcome
         task_id = self.awaiting.get(authority)
@@ -358,6 +378,7 @@ class DispatchState:
         task.agent_id = task.lease_id = None
         self.seq += 1
         task.queue_token = self.seq
+        self.pushed += 1
         if not_before > at:
             heapq.heappush(self._delayed, (not_before, task.queue_token, task.task_id))
         else:

@@ -57,12 +57,14 @@ def test_recovery_from_a_snapshot_and_the_tail_is_the_full_replay_over_random_lo
         settings = SETTINGS.model_copy(update={"remember_finished": 150}) if seed % 2 else SETTINGS
         for cut in (1, head // 3, head // 2, head - 5, head):
             at = Dispatch(settings, started_at=0.0, lookup=status_in(store))
+            at.state.compact_after = 10 if seed % 2 else 1000  # and compacts its queues often
             at.advance(Upto(store, cut))
             assert Snapshots("dispatcher", blobs).take(at, store) is not None
             recovered = Dispatch(settings, started_at=0.0, lookup=status_in(store))
             recovery = Snapshots("dispatcher", blobs).recover(recovered, store)
             assert recovery.snapshot_position == cut and not recovery.fallback
             full = Dispatch(settings, started_at=0.0, lookup=status_in(store))
+            full.state.compact_after = at.state.compact_after
             full.advance(store)
             assert recovered.encode_state() == full.encode_state()
             assert recovered.settings == full.settings
@@ -132,6 +134,7 @@ def test_forgetting_finished_tasks_changes_no_decision_over_random_logs() -> Non
         forgetting, keeping = Dispatch(SETTINGS, started_at=0.0), Dispatch(SETTINGS, started_at=0.0)
         keeping.state = DispatchState(forget=False)
         dropping = Dispatch(SETTINGS.model_copy(update={"remember_finished": 60}), started_at=0.0, lookup=counted)
+        dropping.state.compact_after = 5  # and compacts its queues often
         agents = [f"ag{i}" for i in range(6)]
         for cut in range(1, head + 1, 7):
             view = Upto(store, cut)
