@@ -136,8 +136,9 @@ class DispatchState:
     """Tasks, agents, dependency links and priority queues, evolved one event at a time.
 
     With ``forget`` (the default) a task that reaches a :data:`FINAL` status leaves :attr:`tasks` for
-    :attr:`finished`; no decision changes (``tests/actors/test_dispatch_snapshots.py`` checks that over
-    random logs), and the state stays the size of the work in flight plus one small record per finished task.
+    :attr:`finished`, whose records are dropped ``remember`` positions later, and the queues shed their
+    stale entries as they grow: no decision changes (``tests/actors/test_dispatch_snapshots.py`` checks
+    that over random logs), and the state stays the size of the work in flight and the recent past.
     """
 
     def __init__(self, *, forget: bool = True, remember: int = 50_000, lookup: Lookup | None = None) -> None:
