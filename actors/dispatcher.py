@@ -1,7 +1,8 @@
 """The dispatcher actor: the Ray shell around :class:`actors.dispatch.Dispatch`.
 
 A :class:`actors.follow.Follower` runs the dispatcher's fold and decisions in a thread from the
-moment the actor is created (rebuilt from position 1 whenever it starts); this shell only hands
+moment the actor is created (rebuilt whenever it starts from its newest valid snapshot and the
+events after it, or from position 1: :mod:`actors.snapshots`); this shell only hands
 each new lease to its agent, notices an agent whose actor died while running a task, and hears
 the agents' heartbeats (calls, not events: see :mod:`actors.dispatch.liveness`).
 Everything it decides is a fold of the log, so killing it at any moment loses no task, and since
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -21,18 +23,21 @@ from ray.exceptions import RayActorError, RayError
 
 from actors import names
 from actors.dispatch import Dispatch, DispatchSettings
-from actors.dispatch.process import BeatReply
+from actors.dispatch.process import BeatReply, status_in
+from actors.dispatch.state import Lookup
 from actors.follow import Follower, reader_for
+from actors.snapshots import Snapshots
 from actors.store_client import StoreClient
 from events import AppendResult, Intent
+from events.blobs import BlobStore
 from events.catalogue import TaskAssigned
 
 
 class RayDispatch(Dispatch):
     """:class:`Dispatch` with the two things only Ray can do: deliver leases, and see agents die."""
 
-    def __init__(self, settings: DispatchSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: DispatchSettings, lookup: Lookup | None = None) -> None:
+        super().__init__(settings, lookup=lookup)
         self.delivered = 0
         self._agents: dict[str, Any] = {}
         self._deliveries: dict[Any, tuple[str, int]] = {}  # ObjectRef of a run call → (agent, its epoch then)
@@ -87,11 +92,18 @@ class RayDispatch(Dispatch):
 class DispatcherActor:
     """Runs the dispatcher's :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 
-    def __init__(self, settings: dict[str, Any] | None = None, store_url: str | None = None) -> None:
-        self.dispatch = RayDispatch(DispatchSettings(**(settings or {})))
+    def __init__(self, settings: dict[str, Any] | None = None, store_url: str | None = None,
+                 blobs: str | None = None) -> None:
+        """``blobs``: the council's blob directory, where snapshots of the state go (none: no snapshots)."""
+        config = DispatchSettings(**(settings or {}))
         client = StoreClient()
-        self.follower = Follower(self.dispatch, client, reader=reader_for(store_url) if store_url else None)
-        self.follower.catch_up()  # recovery: the whole state, from the log, before anything else
+        reader = reader_for(store_url) if store_url else None
+        self.dispatch = RayDispatch(config, status_in(reader or client))
+        self.snapshots = Snapshots(names.DISPATCHER, BlobStore(Path(blobs)) if blobs else None, config.snapshots)
+        # Recovery, before anything else: the newest valid snapshot and the events after it, or the whole log.
+        self.snapshots.recover(self.dispatch, reader or client)
+        self.follower = Follower(self.dispatch, client, reader=reader,
+                                 after_round=lambda: self.snapshots.maybe_take(self.dispatch, client))
         self.follower.start("dispatch")
 
     def beat(self, agent_id: str, epoch: int, attempts: dict[str, int]) -> BeatReply:
@@ -103,11 +115,13 @@ class DispatcherActor:
         """Seconds since this dispatcher last heard each agent's heartbeat."""
         return self.dispatch.liveness.seen(time.time())
 
-    def stats(self) -> dict[str, int]:
-        """Position folded, rounds decided, leases handed out by this incarnation."""
+    def stats(self) -> dict[str, int | float | str]:
+        """Position folded, rounds decided, leases handed out by this incarnation, tasks in its state (finished ones
+        forgotten), and its snapshots: taken, and the one it recovered from (``actors.snapshots.Snapshots.stats``)."""
         state = self.dispatch.state
         return {"position": state.position, "rounds": self.follower.rounds, "assigned": self.dispatch.delivered,
-                "tasks": len(state.tasks), "leased": len(state.leased)}
+                "tasks": len(state.tasks), "finished": len(state.finished), "leased": len(state.leased),
+                **self.snapshots.stats()}
 
     def pid(self) -> int:
         """This incarnation's process id."""

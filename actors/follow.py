@@ -148,11 +148,14 @@ class Follower:
     """First and longest wait while the store is away (seconds)."""
 
     def __init__(self, process: Process, log: Log, *, reader: Source | None = None,
-                 clock: Callable[[], float] = time.time, longest_wait: float = 1.0, wake_on_log: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, longest_wait: float = 1.0, wake_on_log: bool = True,
+                 after_round: Callable[[], object] | None = None) -> None:
         """``longest_wait`` bounds every wait; with ``wake_on_log`` false the follower does not wait on the log
-        at all (a process that rounds on the clock, like the health monitor's pings, and folds few events)."""
+        at all (a process that rounds on the clock, like the health monitor's pings, and folds few events).
+        ``after_round`` runs at the end of every round, under :attr:`lock` (a snapshot is taken there)."""
         self.process, self.log, self.reader, self.clock = process, log, reader or log, clock
         self.longest_wait, self.wake_on_log = longest_wait, wake_on_log
+        self.after_round = after_round
         self.lock = threading.RLock()
         self.rounds = 0
         self.stored = 0
@@ -172,6 +175,13 @@ class Follower:
         Raises what the log raises when the store cannot be reached (a
         :class:`events.CouncilError`); nothing was decided then.
         """
+        with self.lock:
+            done = self._round(now)
+            if self.after_round is not None:
+                self.after_round()
+            return done
+
+    def _round(self, now: float | None) -> tuple[int, int]:
         with self.lock:
             self.process.advance(self.reader)
             at = self.clock() if now is None else now

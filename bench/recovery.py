@@ -12,6 +12,7 @@ Everything runs on one local Ray started by this script, with the health monitor
 Usage::
 
     python bench/recovery.py [--kills 10] [--hangs 10] [--hang-after 2]
+    python bench/recovery.py --long-log [--events 1000000]   # snapshots against a full replay (bench/long_recovery.py)
 """
 
 from __future__ import annotations
@@ -52,7 +53,15 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--hangs", type=int, default=10)
     parser.add_argument("--hang-after", type=float, default=2.0)
+    parser.add_argument("--long-log", action="store_true",
+                        help="instead: restart the snapshotting actors' processes on a long log, "
+                             "with and without snapshots")
+    parser.add_argument("--events", type=int, default=1_000_000, help="the long log's length (with --long-log)")
     args = parser.parse_args()
+    if args.long_log:
+        import long_recovery
+
+        return long_recovery.run(args.events)
 
     tmp = Path(tempfile.mkdtemp(prefix="recovery-"))
     settings = Settings(store=f"sqlite:///{tmp / 'events.db'}", projections=str(tmp / "p.duckdb"),

@@ -118,14 +118,17 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
                                      "council_key": keys.council, "identity": keys.identities.get(member.agent_id),
                                      "keyring": keyring, "models": system.models},
                                options={"max_concurrency": member.slots + 4}))
-    specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store), options=here))
+    blobs = str(Path(system.home) / "blobs") if system.home is not None else None  # where snapshots go
+    specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store, blobs),
+                           options=here))
     if system.projections is not None:
         specs.append(ActorSpec(names.PROJECTOR, ProjectorActor, (system.store, system.projections), options=here))
     if system.metrics_port is not None:
         specs.append(ActorSpec(names.EXPORTER, ExporterActor, (system.store, system.metrics_port, system.metrics_host),
                                options=here))
     if system.health is not None:
-        specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}), options=here))
+        specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}, blobs),
+                               options=here))
         specs.append(ActorSpec(names.LEARNER, LearnerActor, (system.store, system.learning or {}, system.models,
                                                              system.dispatch or {}), options=here))
         watched = list(specs)

@@ -55,6 +55,8 @@ class Kind(StrEnum):
     """Alerts raised for people."""
     CHECKPOINTS = "checkpoints"
     """The council's signed tree heads."""
+    SNAPSHOT = "snapshot"
+    """A log-following actor's snapshots of its state (``snapshot-<actor name>``, ``events.catalogue.snapshots``)."""
 
 
 POLICY = Kind.POLICY.value
@@ -115,6 +117,11 @@ def proposal(policy_hash: str) -> str:
 def actor(name: str) -> str:
     """The stream of what the health monitor saw of system actor ``name``."""
     return f"actor-{name}"
+
+
+def snapshot(name: str) -> str:
+    """The stream of the snapshots that log-following actor ``name`` took of its state."""
+    return f"snapshot-{name}"
 
 
 def gate(agent_id: str) -> str:

@@ -110,6 +110,9 @@ class ErrorDetector(Process):
                                             TaskRequeued, TaskQueued, TaskAssigned, TaskCompleted, AgentRegistered,
                                             AgentRestarted, AlertRaised))
     """Exactly the types :meth:`evolve` folds: the others are not even read."""
+    snapshot_schema = "error-detector"
+    snapshot_version = 1
+    """Its snapshots (:mod:`monitoring.detector_snapshot`); raise the version when the fold changes shape."""
 
     settings: DetectorSettings = field(default_factory=lambda: DetectorSettings())
     position: int = 0
@@ -178,6 +181,18 @@ class ErrorDetector(Process):
                 self.alerted[p.key] = at
                 if p.task_id is not None and p.source == SOURCE:
                     self.dead.pop(p.task_id, None)
+
+    def encode_state(self) -> bytes:
+        """The fold as snapshot bytes (:mod:`monitoring.detector_snapshot`)."""
+        from monitoring import detector_snapshot  # it builds on this module
+
+        return detector_snapshot.encode(self)
+
+    def restore_state(self, data: bytes, position: int, version: int) -> None:
+        """Become the fold a snapshot encodes; unchanged if it cannot be read."""
+        from monitoring import detector_snapshot
+
+        detector_snapshot.restore(self, data, position, version)
 
     def decide(self, now: float) -> Sequence[Intent]:
         """The appends to make now: requeues, fix tasks and alerts; nothing here changes the detector."""

@@ -138,14 +138,15 @@ def _release_dependents(state: DispatchState, now: float, settings: DispatchSett
         task = state.tasks[task_id]
         if task.status != TaskStatus.SUBMITTED:
             continue
-        deps = [state.tasks.get(d) for d in task.depends_on]
-        dead = next((d for d in deps if d is not None and d.status in _GONE), None)
+        deps = [(d, state.status_of(d)) for d in task.depends_on]  # a finished dependency is forgotten: ask its status
+        dead = next(((d, s) for d, s in deps if s in _GONE), None)
         if dead is not None:
+            dead_id, status = dead
+            kind = "permanent" if status == TaskStatus.CANCELLED else state.tasks[dead_id].failure
             out.append(Intent(task.stream, [TaskDeadLettered(
-                task_id=task_id, attempts=0, last_error=f"dependency {dead.task_id} was {_GONE[dead.status]}",
-                kind="permanent" if dead.status == TaskStatus.CANCELLED else dead.failure, dependency=dead.task_id)],
-                task.version))
-        elif all(d is not None and d.status == TaskStatus.COMPLETED for d in deps):
+                task_id=task_id, attempts=0, last_error=f"dependency {dead_id} was {_GONE[status]}",
+                kind=kind, dependency=dead_id)], task.version))
+        elif all(s == TaskStatus.COMPLETED for _, s in deps):
             wait = settings.start_deadlines[task.priority]
             out.append(Intent(task.stream, [TaskQueued(
                 task_id=task_id, priority=task.priority, start_deadline=None if wait is None else now + wait)],

@@ -11,17 +11,36 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import msgspec
 
+from actors.dispatch import snapshot
 from actors.dispatch.decide import decide, holder_silent, lease_expiry
 from actors.dispatch.liveness import Liveness
 from actors.dispatch.settings import DispatchSettings
-from actors.dispatch.state import DispatchState
+from actors.dispatch.state import DispatchState, Lookup
 from actors.follow import Process
+from actors.snapshots import SnapshotInvalid
 from events import Intent, RecordedEvent
-from events.catalogue import AgentRegistered, AgentRestarted, TaskStatus
+from events.catalogue import AgentRegistered, AgentRestarted, TaskStatus, status_after
+from events.streams import task as task_stream
 from projections.strategies import StrategyBook
+
+
+class StreamReader(Protocol):
+    """What :func:`status_in` reads: an ``EventStore`` or a ``StoreClient``."""
+
+    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]: ...
+
+
+def status_in(log: StreamReader) -> Lookup:
+    """A :data:`actors.dispatch.state.Lookup` that reads task streams from ``log``, as they stood at a position."""
+
+    def lookup(task_id: str, position: int) -> TaskStatus | None:
+        return status_after(e.type for e in log.read_stream(task_stream(task_id)) if e.position <= position)
+
+    return lookup
 
 
 class BeatReply(msgspec.Struct, frozen=True):
@@ -33,15 +52,23 @@ class BeatReply(msgspec.Struct, frozen=True):
 
 
 class Dispatch(Process):
-    """Tasks and agents folded from the log, and the dispatcher's decisions about them."""
+    """Tasks and agents folded from the log, and the dispatcher's decisions about them.
+
+    It can be snapshotted (:class:`actors.snapshots.Snapshotting`): see :mod:`actors.dispatch.snapshot`.
+    """
+
+    snapshot_schema = snapshot.SCHEMA
+    snapshot_version = snapshot.VERSION
 
     def __init__(self, settings: DispatchSettings | None = None,
                  new_lease_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
-                 started_at: float | None = None) -> None:
+                 started_at: float | None = None, lookup: Lookup | None = None) -> None:
+        """``lookup``: asks the log where a task that left the state stood (:func:`status_in`); none: such a task
+        counts as not submitted."""
         self.settings = self.configured = settings or DispatchSettings.model_validate({})
         self.strategies = StrategyBook()
         """The strategies in effect: a lease strategy for a capability overrides its configured lease."""
-        self.state = DispatchState()
+        self.state = DispatchState(remember=self.settings.remember_finished, lookup=lookup)
         self.new_lease_id = new_lease_id
         self.gone: set[str] = set()
         """Agents seen dead (by the shell) since they last registered: what they hold is taken back at once."""
@@ -66,6 +93,25 @@ class Dispatch(Process):
         if isinstance(event.payload, AgentRegistered | AgentRestarted):
             self.gone.discard(event.payload.agent_id)
 
+    def encode_state(self) -> bytes:
+        """Everything folded so far, as snapshot bytes."""
+        return snapshot.encode(self.state, self.strategies)
+
+    def restore_state(self, data: bytes, position: int, version: int) -> None:
+        """Become the state a snapshot encodes (decoded whole before anything is assigned)."""
+        if version != snapshot.VERSION:
+            raise SnapshotInvalid(f"dispatcher snapshots of version {version} are not read by this release "
+                                           f"(it writes version {snapshot.VERSION})")
+        state, book = snapshot.decode(data)
+        state.lookup = self.state.lookup
+        if state.position != position:
+            raise SnapshotInvalid(f"the snapshot's state is at position {state.position}, "
+                                           f"its record says {position}")
+        self.state, self.strategies = state, book
+        if book.strategies:  # as evolve derives them when a strategy is folded
+            self.settings = self.configured.model_copy(
+                update={"leases": {**self.configured.leases, **book.leases()}})
+
     def beat(self, agent_id: str, epoch: int, attempts: Mapping[str, int], now: float) -> BeatReply:
         """A heartbeat: incarnation ``epoch`` of ``agent_id`` is alive and works on ``attempts`` (task → attempt).
 
@@ -84,7 +130,7 @@ class Dispatch(Process):
     def over(self, task_id: str, attempt: int, agent_id: str) -> bool:
         """Whether the log says attempt ``attempt`` of ``task_id`` by ``agent_id`` is over while its agent still works
         on it. Read from another thread than the fold's: every field read here only ever moves forward."""
-        task = self.state.tasks.get(task_id)
+        task = self.state.tasks.get(task_id) or self.state.finished.get(task_id)  # a finished one is forgotten
         if task is None:
             return False  # its submission is not folded yet: nothing says it is over
         return (task.taken_back >= attempt or task.attempt > attempt or task.status is TaskStatus.CANCELLED

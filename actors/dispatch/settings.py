@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from actors.snapshots import SnapshotSettings
+
 
 class DispatchSettings(BaseModel):
     """Scheduling knobs. Times are seconds.
@@ -24,6 +26,10 @@ class DispatchSettings(BaseModel):
     heartbeat_timeout: float = Field(15.0, gt=0, description="silence after which an agent counts as gone")
     backoff_base: float = Field(1.0, ge=0, description="delay before the first retry; doubles each attempt")
     backoff_max: float = Field(300.0, ge=0, description="longest delay between retries")
+    remember_finished: int = Field(50_000, ge=0, description="for how many events the dispatcher keeps a record of "
+                                                              "a finished task before it asks the log about it")
+    snapshots: SnapshotSettings = Field(SnapshotSettings(), description="how often the dispatcher snapshots its "
+                                                                         "state (with a council home only)")
 
     @model_validator(mode="after")
     def _deadlines_not_negative(self) -> DispatchSettings:

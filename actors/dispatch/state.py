@@ -1,15 +1,24 @@
 """What the dispatcher knows: a fold of task and agent events, with its priority queues.
 
 Everything here is derived from the log (rule 1): a dispatcher that restarts replays the task
-and agent streams into a fresh :class:`DispatchState` and continues exactly where the last one
+and agent streams into a fresh :class:`DispatchState` (or restores a snapshot of one and folds the
+events after it: :mod:`actors.dispatch.snapshot`) and continues exactly where the last one
 stopped. Times are the events' ``recorded_at`` in epoch seconds.
+
+A finished task is forgotten: once it completed or was cancelled (statuses it never leaves: only a
+dead-lettered task is requeued) its :class:`TaskView` leaves the state, and only a
+:class:`Finished` record stays — what a dependent's release and a late heartbeat still ask of it —
+for ``remember`` positions; after that a dependent that names it asks the log (``lookup``), so the
+state stays the size of the work in flight and of the last ``remember`` events, however long the
+log. Its history lives in the log and the read models. A dead-lettered task stays: it may be requeued.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from events import RecordedEvent
 from events.catalogue import (
@@ -103,12 +112,42 @@ class AgentView:
         return self.slots - len(self.in_flight)
 
 
-class DispatchState:
-    """Tasks, agents, dependency links and priority queues, evolved one event at a time."""
+class Finished(NamedTuple):
+    """What stays of a task that completed or was cancelled once it is forgotten: its status (for its dependents)
+    and which attempt, by whom, ended last (for a heartbeat that still mentions it: see ``Dispatch.over``)."""
 
-    def __init__(self) -> None:
+    status: TaskStatus
+    attempt: int
+    agent_id: str | None
+    taken_back: int
+    at: int
+    """The position where it finished: the record is dropped ``remember`` positions later."""
+
+
+Lookup = Callable[[str, int], "TaskStatus | None"]
+"""Where task ``task_id`` stood at position ``position`` according to the log (None: not submitted by then)."""
+
+
+FINAL: frozenset[TaskStatus] = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED})
+"""Statuses no task leaves (a requeue needs a dead letter): a task in one is forgotten."""
+
+
+class DispatchState:
+    """Tasks, agents, dependency links and priority queues, evolved one event at a time.
+
+    With ``forget`` (the default) a task that reaches a :data:`FINAL` status leaves :attr:`tasks` for
+    :attr:`finished`, whose records are dropped ``remember`` positions later, and the queues shed their
+    stale entries as they grow: no decision changes (``tests/actors/test_dispatch_snapshots.py`` checks
+    that over random logs), and the state stays the size of the work in flight and the recent past.
+    """
+
+    def __init__(self, *, forget: bool = True, remember: int = 50_000, lookup: Lookup | None = None) -> None:
+        """``remember``: for how many positions a finished task's record is kept; ``lookup``: asks the log about a
+        task that is not in the state (none: such a task counts as not submitted yet)."""
+        self.forget, self.remember, self.lookup = forget, remember, lookup
         self.position = 0
         self.tasks: dict[str, TaskView] = {}
+        self.finished: dict[str, Finished] = {}  # task id → what stays of a forgotten task
         self.agents: dict[str, AgentView] = {}
         self.waiting: set[str] = set()  # submitted, dependencies not yet checked as done
         self.leased: set[str] = set()  # assigned or running
@@ -119,7 +158,9 @@ class DispatchState:
         self.blocked: set[str] = set()  # dead-lettered because a dependency was: reopened if it is requeued
         self._ready: dict[tuple[str, int], list[tuple[float, int, str]]] = {}  # (capability, priority) → heap
         self._delayed: list[tuple[float, int, str]] = []  # heap by not_before
-        self._seq = itertools.count(1)
+        self.seq = 0  # the last queue token handed out
+        self.pushed = 0  # queue entries pushed since the queues were last compacted
+        self.compact_after = 1000  # at least this many pushes (and twice the tasks in the state) between compactions
 
     # -- folding ----------------------------------------------------------------------------
 
@@ -155,10 +196,36 @@ class DispatchState:
             case (TaskQueued() | TaskAssigned() | TaskStarted() | TaskCompleted() | TaskFailed() | TaskLeaseExpired()
                   | TaskRetried() | TaskDeadLettered() | TaskRequeued() | TaskReopened() | TaskAwaiting()
                   | TaskResumed() | TaskCancelled()):
-                self._task_moved(event, at)
+                # A forgotten task is final: in a log the system writes nothing lands on its stream any more
+                # (every append expects its version), so an event for it would be a foreign log's and is passed over.
+                if event.payload.task_id not in self.finished:
+                    self._task_moved(event, at)
         self.position = event.position
+        if self.pushed > max(self.compact_after, 2 * len(self.tasks)):
+            self._compact()
+        # Records are in the order their tasks finished, so the oldest is first: a function of the position only,
+        # which keeps a state restored from a snapshot and one replayed equal.
+        while self.finished:
+            oldest = next(iter(self.finished.values()))
+            if oldest.at > event.position - self.remember:
+                break
+            del self.finished[next(iter(self.finished))]
+
+    def status_of(self, task_id: str) -> TaskStatus | None:
+        """Where task ``task_id`` stands, forgotten or not; None for a task not submitted yet."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            return task.status
+        finished = self.finished.get(task_id)
+        if finished is not None:
+            return finished.status
+        # Not in the state: not submitted yet, or finished more than ``remember`` positions ago. The log says which,
+        # as of the position folded (a final status never changes, so the answer is the one a full fold would give).
+        return self.lookup(task_id, self.position) if self.lookup is not None else None
 
     def _submitted(self, p: TaskSubmitted, e: RecordedEvent) -> None:
+        if p.task_id in self.finished:
+            return  # a foreign log's resubmission of a finished task (see evolve)
         task = self.tasks.get(p.task_id)
         if task is None:
             task = self.tasks[p.task_id] = TaskView(p.task_id, p.capability, p.priority, p.request_id,
@@ -239,6 +306,41 @@ class DispatchState:
                 task.attempt += 1
                 task.first_attempt += 1
                 self._enqueue(task, at, not_before=0.0)
+        if self.forget and task.status in FINAL:
+            self._forget(task, e.position)
+
+    def _forget(self, task: TaskView, position: int) -> None:
+        """Drop a final task, keeping its :class:`Finished` record.
+
+        Invariant this relies on: a final task is queued nowhere that a decision reads it from. Its
+        slot was released and it left ``waiting``/``undecided``/``resumable``/``blocked`` when it
+        completed or was cancelled; its queue entries are stale (``is_current`` is false for a task
+        not in ``tasks``, as it was for one not queued); an authority it waited on would resume
+        nothing (it is not awaiting any more), so that link is dropped too.
+        """
+        task_id = task.task_id
+        del self.tasks[task_id]
+        self.finished[task_id] = Finished(task.status, task.attempt, task.agent_id, task.taken_back, position)
+        for index in (self.waiting, self.leased, self.undecided, self.resumable, self.blocked):
+            index.discard(task_id)
+        for authority in [a for a, t in self.awaiting.items() if t == task_id]:
+            del self.awaiting[authority]
+
+    def _compact(self) -> None:
+        """Drop the queues' stale entries (of tasks no longer queued, or queued again since), which ``decide`` only
+        skips when they reach the top, so the queues stay the size of the work waiting.
+
+        Changes no decision: every entry is unique (its token), so a heap pops its current entries in the same
+        order whatever its layout. Every key stays, even emptied: ``decide`` walks the queues in their order.
+        Runs at positions that depend only on the fold, so a restored state and a replayed one compact alike.
+        """
+        for key, heap in self._ready.items():
+            kept = [entry for entry in heap if self.is_current(entry)]
+            heapq.heapify(kept)
+            self._ready[key] = kept
+        self._delayed = [entry for entry in self._delayed if self.is_current(entry)]
+        heapq.heapify(self._delayed)
+        self.pushed = 0
 
     def _authority_decided(self, authority: str, outcome: str) -> None:
         self.decided[authority] = outcome
@@ -275,7 +377,9 @@ class DispatchState:
     def _enqueue(self, task: TaskView, at: float, *, not_before: float) -> None:
         task.queued_at, task.not_before = at, not_before
         task.agent_id = task.lease_id = None
-        task.queue_token = next(self._seq)
+        self.seq += 1
+        task.queue_token = self.seq
+        self.pushed += 1
         if not_before > at:
             heapq.heappush(self._delayed, (not_before, task.queue_token, task.task_id))
         else:

@@ -88,6 +88,7 @@ from events.catalogue.reviews import (
     ReviewRequested,
     Verdict,
 )
+from events.catalogue.snapshots import SnapshotTaken
 from events.catalogue.tasks import (
     CANCELLABLE,
     HOLDING,
@@ -207,6 +208,7 @@ __all__ = [
     "ReviewOutcome",
     "ReviewReported",
     "ReviewRequested",
+    "SnapshotTaken",
     "StrategyChanged",
     "StrategyKind",
     "StrategyReverted",

@@ -101,7 +101,9 @@ def fail(store: EventStore, d: Dispatcher, task_id: str, kind: FailureKind = "tr
 
 
 def statuses(d: Dispatcher) -> dict[str, str]:
-    return {t.task_id: t.status for t in d.state.tasks.values()}
+    """Every task's status, the finished (forgotten) ones' included."""
+    finished = {t: f.status for t, f in d.state.finished.items()}
+    return {**finished, **{t.task_id: t.status for t in d.state.tasks.values()}}
 
 
 def test_a_task_is_queued_assigned_and_completed(store: EventStore) -> None:

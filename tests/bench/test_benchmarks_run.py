@@ -51,6 +51,13 @@ def test_recovery_benchmark_runs_and_verifies() -> None:
 
 
 @pytest.mark.slow
+def test_long_log_recovery_benchmark_runs_and_checks_the_snapshot_equals_the_replay() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "recovery.py"), "--long-log", "--events", "20000"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "at every length: True" in out.stdout and "| 19," in out.stdout
+
+
 def test_pipeline_benchmark_runs_and_checks() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "pipeline.py"), "--quick"],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
