@@ -64,6 +64,13 @@ class Snapshotting(Protocol):
     """The hooks a :class:`actors.follow.Process` gives to be snapshotted."""
 
     position: int
+
+    @property
+    def changed(self) -> int:
+        """The position of the last event that changed the state (other actors' snapshots do not): what calls for a
+        snapshot. A process that cannot tell may keep it equal to :attr:`position`."""
+        ...
+
     snapshot_schema: str
     """The name of the state's encoding (one per kind of process: ``dispatch``, ``council``…)."""
     snapshot_version: int
@@ -90,6 +97,9 @@ class SnapshotSettings(BaseModel):
     enabled: bool = True
     every_events: int = Field(10_000, ge=1, description="events folded since the last snapshot that call for one")
     every_seconds: float = Field(60.0, gt=0, description="seconds after which any new event calls for a snapshot")
+    quiet_seconds: float = Field(2.0, gt=0, description="seconds without a change after which changes since the "
+                                                        "last snapshot call for one: the state is snapshotted once "
+                                                        "a burst of work ends, and an idle council writes nothing")
     tries: int = Field(3, ge=1, description="how many of the newest snapshots a recovery tries before replaying")
 
 
@@ -135,6 +145,8 @@ class Snapshots:
         self.last_event = 0  # where the newest snapshot's own event landed: folding it is not new work
         self.last_at = clock()
         self.recovery: Recovery | None = None
+        self._seen = 0  # the last change this tracker saw, and when it first saw it
+        self._seen_at = self.last_at
 
     @property
     def active(self) -> bool:
@@ -214,12 +226,24 @@ class Snapshots:
 
     # -- taking --------------------------------------------------------------------------------
 
-    def due(self, position: int, now: float) -> bool:
-        """Whether a snapshot is called for at ``position``: enough new events, or new events and enough time."""
+    def due(self, process: Snapshotting, now: float) -> bool:
+        """Whether ``process`` calls for a snapshot now: enough changes, or changes and enough time, or changes and
+        then quiet.
+
+        Invariant: only changes count — not this actor's own snapshot event, nor (for a process that tracks
+        :attr:`Snapshotting.changed`) another actor's — or two snapshotting actors would call for snapshots of each
+        other's snapshots forever, and an idle council would never stop writing.
+        """
         if not self.active:
             return False
-        new = position - max(self.last_position, self.last_event)
-        return new >= self.settings.every_events or (new > 0 and now - self.last_at >= self.settings.every_seconds)
+        changed = process.changed
+        if changed != self._seen:
+            self._seen, self._seen_at = changed, now
+        new = changed - max(self.last_position, self.last_event)
+        if new <= 0:
+            return False
+        return (new >= self.settings.every_events or now - self.last_at >= self.settings.every_seconds
+                or now - self._seen_at >= self.settings.quiet_seconds)
 
     def take(self, process: Snapshotting, target: SnapshotLog) -> SnapshotTaken | None:
         """Store ``process``'s state now and record it; None (logged, counted) when the log or the disk refused.
@@ -247,7 +271,7 @@ class Snapshots:
 
     def maybe_take(self, process: Snapshotting, target: SnapshotLog) -> SnapshotTaken | None:
         """:meth:`take` if one is :meth:`due`; the follower calls this after each round."""
-        if not self.due(process.position, self.clock()):
+        if not self.due(process, self.clock()):
             return None
         return self.take(process, target)
 

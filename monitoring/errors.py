@@ -116,6 +116,8 @@ class ErrorDetector(Process):
 
     settings: DetectorSettings = field(default_factory=lambda: DetectorSettings())
     position: int = 0
+    changed: int = 0
+    """The position of the last event folded into the state (of :attr:`types`): what calls for a snapshot."""
     fixers: set[str] = field(default_factory=set)
     """Agents that registered the fix capability."""
     failures: deque[float] = field(default_factory=deque)
@@ -134,6 +136,7 @@ class ErrorDetector(Process):
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event of the log."""
+        self.changed = event.position
         at = event.recorded_at.timestamp()
         for times in (self.failures, self.restarts):  # samples past the window no longer count: the fold stays small
             while times and at - times[0] > self.settings.window:

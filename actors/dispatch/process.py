@@ -23,7 +23,7 @@ from actors.dispatch.state import DispatchState, Lookup
 from actors.follow import Process
 from actors.snapshots import SnapshotInvalid
 from events import Intent, RecordedEvent
-from events.catalogue import AgentRegistered, AgentRestarted, TaskStatus, status_after
+from events.catalogue import AgentRegistered, AgentRestarted, SnapshotTaken, TaskStatus, status_after
 from events.streams import task as task_stream
 from projections.strategies import StrategyBook
 
@@ -70,6 +70,7 @@ class Dispatch(Process):
         """The strategies in effect: a lease strategy for a capability overrides its configured lease."""
         self.state = DispatchState(remember=self.settings.remember_finished, lookup=lookup)
         self.new_lease_id = new_lease_id
+        self._changed = 0
         self.gone: set[str] = set()
         """Agents seen dead (by the shell) since they last registered: what they hold is taken back at once."""
         self.liveness = Liveness(time.time() if started_at is None else started_at, keep=self.settings.lease)
@@ -84,8 +85,15 @@ class Dispatch(Process):
     def position(self, value: int) -> None:
         self.state.position = value
 
+    @property
+    def changed(self) -> int:
+        """The position of the last event that changed the state (snapshots of any actor do not)."""
+        return self._changed or self.state.position
+
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event into the dispatcher's state (a strategy's into the leases it gives)."""
+        if not isinstance(event.payload, SnapshotTaken):
+            self._changed = event.position
         if self.strategies.evolve(event):
             self.settings = self.configured.model_copy(
                 update={"leases": {**self.configured.leases, **self.strategies.leases()}})

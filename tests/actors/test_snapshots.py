@@ -25,10 +25,16 @@ class Tally(Process):
 
     def __init__(self) -> None:
         self.count, self.last = 0, ""
+        self.alerted = 0
+
+    @property
+    def changed(self) -> int:
+        return self.alerted
 
     def evolve(self, event: RecordedEvent) -> None:
         if isinstance(event.payload, AlertRaised):
             self.count, self.last = self.count + 1, event.payload.summary
+            self.alerted = event.position
 
     def encode_state(self) -> bytes:
         return msgspec.msgpack.encode([self.position, self.count, self.last])
@@ -152,6 +158,28 @@ def test_time_calls_for_a_snapshot_only_when_something_new_was_folded(store: Eve
     p.advance(store)  # folds the snapshot's own event
     now[0] += 61
     assert snaps.maybe_take(p, store) is None
+
+
+def test_a_burst_of_work_is_snapshotted_once_it_goes_quiet_and_two_actors_never_snapshot_each_others_snapshots(
+        store: EventStore, blobs: BlobStore) -> None:
+    now = [1000.0]
+    settings = SnapshotSettings(every_events=10**6, every_seconds=60, quiet_seconds=2)
+    first, second = Snapshots("one", blobs, settings, clock=lambda: now[0]), Snapshots("two", blobs, settings,
+                                                                                       clock=lambda: now[0])
+    a, b = Tally(), Tally()
+    alerts(store, 5)
+    for p in (a, b):
+        p.advance(store)
+    assert first.maybe_take(a, store) is None and second.maybe_take(b, store) is None  # still busy
+    now[0] += 2.5
+    assert first.maybe_take(a, store) is not None and second.maybe_take(b, store) is not None  # quiet: once each
+    head = store.head()
+    for _ in range(10):  # each folds the other's snapshot event, time passes: nothing calls for another
+        now[0] += 61
+        for p in (a, b):
+            p.advance(store)
+        assert first.maybe_take(a, store) is None and second.maybe_take(b, store) is None
+    assert store.head() == head
 
 
 def test_a_snapshot_that_cannot_be_stored_is_counted_and_changes_nothing(store: EventStore, tmp_path: Path) -> None:
