@@ -36,7 +36,7 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("url", "message"),
     [
         ("", "the store URL is empty"),
-        ("postgres://db/x", "scheme 'postgres' is not supported"),
+        ("mysql://db/x", "scheme 'mysql' is not supported"),
         ("sqlite://", "has no path"),
         ("sqlite:///", "has no path"),
     ],
