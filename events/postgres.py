@@ -165,6 +165,20 @@ class PostgresRecorder(Recorder):
                                     timeout=connect_timeout, name=f"council-store {self._where}")
         self._pool.open(wait=False)
 
+    @staticmethod
+    def writer_grants(role: str) -> list[str]:
+        """The statements (run by the tables' owner) that let ``role`` append and read, and nothing else.
+
+        Append-only then holds even against that role: it cannot delete or truncate, and, not
+        owning the tables, cannot drop or disable the triggers that refuse every change. UPDATE on
+        ``council_commits`` is granted only because PostgreSQL lets nobody else take the
+        EXCLUSIVE lock of ``_LOCK``; the triggers refuse every UPDATE all the same.
+        """
+        who = sql.Identifier(role).as_string(None)
+        return [f"GRANT SELECT ON council_meta TO {who}",
+                f"GRANT SELECT, INSERT ON council_commits, council_event_ids TO {who}",
+                f"GRANT UPDATE ON council_commits TO {who}"]
+
     # -- connections -------------------------------------------------------------------------
 
     @staticmethod
@@ -243,6 +257,8 @@ class PostgresRecorder(Recorder):
             except PoolTimeout as exc:
                 raise self._unavailable(exc) from None
             time.sleep(0.1 * (attempt + 1))
+            with contextlib.suppress(psycopg.Error, PoolClosed):
+                self._pool.check()  # a restarted server broke every idle connection: drop them all at once
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- writing ----------------------------------------------------------------------------

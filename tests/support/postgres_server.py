@@ -50,6 +50,7 @@ class PostgresServer:
     def __init__(self, root: Path, port: int, bindir: Path, as_user: str | None) -> None:
         self.root, self.port, self.bindir, self.as_user = root, port, bindir, as_user
         self._names = itertools.count(1)
+        self.options = ""
 
     @classmethod
     def start(cls, max_connections: int = 300) -> PostgresServer:
@@ -64,10 +65,15 @@ class PostgresServer:
         server = cls(root, _free_port(), bindir, as_user)
         server._run("initdb", "-D", str(root / "data"), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                     "--no-instructions")
-        server._run("pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-t", "60", "-o",
-                    f"-c listen_addresses=127.0.0.1 -p {server.port} -k {root} -c max_connections={max_connections}",
-                    "start")
+        server.options = (f"-c listen_addresses=127.0.0.1 -p {server.port} -k {root} "
+                          f"-c max_connections={max_connections}")
+        server._start()
         return server
+
+    def _start(self) -> None:
+        # -l: the server's output goes to a file, not to pipes it would hold open after pg_ctl returns.
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w", "-t", "60", "-o",
+                  self.options, "start")
 
     def _run(self, tool: str, *args: str) -> None:
         command = [str(self.bindir / tool), *args]
@@ -97,7 +103,8 @@ class PostgresServer:
 
     def restart(self) -> None:
         """Stop the server (fast: connections are cut) and start it again on the same port."""
-        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "restart")
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+        self._start()
 
     def stop(self) -> None:
         """Stop the server and remove its directory."""
