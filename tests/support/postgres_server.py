@@ -59,7 +59,8 @@ class PostgresServer:
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
         as_user = "postgres" if os.geteuid() == 0 else None
-        root = Path(tempfile.mkdtemp(prefix="council-pg-"))
+        # As root, under /tmp itself: a TMPDIR inside root's home would be closed to the postgres user.
+        root = Path(tempfile.mkdtemp(prefix="council-pg-", dir="/tmp" if as_user else None))
         if as_user:
             shutil.chown(root, as_user)
         server = cls(root, _free_port(), bindir, as_user)
