@@ -334,6 +334,41 @@ class PostgresRecorder(Recorder):
             stored[bytes(eid)] = Stored(r[0], r[1], r[2], r[4], r[8])
         return stored
 
+    def import_rows(self, rows: Sequence[Row]) -> int:
+        """Store ledger rows copied from another log exactly as they are (positions, times, hashes).
+
+        For :func:`events.migrate.copy_log` only: the rows must continue this log's chain — the
+        first at ``head() + 1`` — or :class:`events.errors.StoreError` is raised and nothing of
+        them is stored. Consecutive rows of one stream and one ``recorded_at`` become one commit.
+        Returns the new head.
+        """
+        def store(conn: psycopg.Connection[Any]) -> int:
+            with conn.pipeline(), conn.transaction():
+                conn.execute(_LOCK)  # see _LOCK
+                row = conn.execute(_HEAD).fetchone()
+                head = row[0] if row else 0
+                if rows and rows[0][0] != head + 1:
+                    raise StoreError(f"the copied rows start at position {rows[0][0]}, but the log's head is {head}; "
+                                     "nothing was written")
+                commits: list[list[Any]] = [[], [], [], [], [], [], []]
+                group: list[Row] = []
+                for r in [*rows, None]:
+                    if group and (r is None or r[1] != group[0][1] or r[6] != group[0][6]):
+                        last = group[-1]
+                        events = [(g[3], g[4], g[5], g[7], g[8], g[9]) for g in group]
+                        for column, value in zip(commits, (last[0], group[0][0], last[1], last[2], last[6], last[9],
+                                                           _pack(events)), strict=True):
+                            column.append(value)
+                        group = []
+                    if r is not None:
+                        group.append(r)
+                if rows:
+                    conn.execute(_INSERT_COMMITS, commits)
+                    conn.execute(_INSERT_IDS, ([r[3] for r in rows], [r[0] for r in rows]))
+                    conn.execute(_NOTIFY, (str(rows[-1][0]),))
+                return rows[-1][0] if rows else head
+        return self._run(store)
+
     # -- reading ----------------------------------------------------------------------------
 
     def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:
