@@ -16,6 +16,7 @@ def test_postgres_store_benchmark_runs_and_verifies() -> None:
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()[:1].isdigit()}
+    table = out.stdout.split("ratio\n", 1)[1].split("verification")[0]
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
     assert set(rows) == {"1", "5"} and all(len(r) == 6 for r in rows.values())
     assert "zero skipped" in out.stdout
