@@ -95,15 +95,26 @@ _COMMIT_COLUMNS = "last_position, first_position, stream, last_version, recorded
 # `eventsourcing` library's PostgreSQL recorder; nothing is ever skipped on a timer.)
 _LOCK = "LOCK TABLE council_commits IN EXCLUSIVE MODE"
 _HEAD = "SELECT last_position, last_hash, recorded_at FROM council_commits ORDER BY last_position DESC LIMIT 1"
-_VERSIONS = ("SELECT s, (SELECT MAX(last_version) FROM council_commits WHERE stream = s) "
-             "FROM unnest(%s::text[]) AS s")
-_STORED_IDS = "SELECT event_id, position FROM council_event_ids WHERE event_id = ANY(%s)"
+# What an append group decides on, in one statement (each statement in the transaction costs
+# client CPU, the scarce thing when many writers share a machine): the head, the streams'
+# versions (aligned with the streams given) and which of the group's event ids are stored.
+_BEFORE_APPEND = (
+    "SELECT h.last_position, h.last_hash, h.recorded_at, v.versions, i.ids, i.positions FROM (SELECT 1) AS one "
+    f"LEFT JOIN LATERAL ({_HEAD}) AS h ON true "
+    "CROSS JOIN LATERAL (SELECT array_agg(COALESCE((SELECT MAX(last_version) FROM council_commits "
+    "WHERE stream = s), 0) ORDER BY o) AS versions FROM unnest(%s::text[]) WITH ORDINALITY AS u(s, o)) AS v "
+    "CROSS JOIN LATERAL (SELECT array_agg(event_id) AS ids, array_agg(position) AS positions "
+    "FROM council_event_ids WHERE event_id = ANY(%s)) AS i"
+)
 _COMMIT_OF = f"SELECT {_COMMIT_COLUMNS} FROM council_commits WHERE last_position >= %s ORDER BY last_position LIMIT 1"
-_INSERT_COMMITS = ("INSERT INTO council_commits SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], "
-                   "%s::bigint[], %s::bigint[], %s::bytea[], %s::bytea[])")
-# One statement indexes every id of a group: arrays of ids and positions, cut apart by unnest.
-_INSERT_IDS = "INSERT INTO council_event_ids SELECT * FROM unnest(%s::bytea[], %s::bigint[])"
-_NOTIFY = f"SELECT pg_notify('{_CHANNEL}_' || current_schema(), %s)"
+# One statement stores a group: its commits, its ids (arrays cut apart by unnest), and the
+# notification, which PostgreSQL delivers to listeners only when the transaction commits.
+_STORE_GROUP = (
+    "WITH c AS (INSERT INTO council_commits SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], "
+    "%s::bigint[], %s::bigint[], %s::bytea[], %s::bytea[])), "
+    "i AS (INSERT INTO council_event_ids SELECT * FROM unnest(%s::bytea[], %s::bigint[])) "
+    f"SELECT pg_notify('{_CHANNEL}_' || current_schema(), %s)"
+)
 
 _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder(list[tuple[bytes, str, int, bytes, bytes, bytes]]).decode
@@ -278,13 +289,11 @@ class PostgresRecorder(Recorder):
         ids = [e[0] for r in requests for e in r[2]]
         with conn.pipeline(), conn.transaction():
             conn.execute(_LOCK)  # see _LOCK: taken before the head is read, held to the commit
-            head_cur = conn.execute(_HEAD)
-            versions_cur = conn.execute(_VERSIONS, (streams,))
-            ids_cur = conn.execute(_STORED_IDS, (ids,))
-            row = head_cur.fetchone()  # the first round trip
-            head: tuple[int, bytes, int] = (row[0], bytes(row[1]), row[2]) if row else (0, GENESIS, 0)
-            versions: dict[str, int] = {s: v or 0 for s, v in versions_cur.fetchall()}
-            found = ids_cur.fetchall()
+            row = conn.execute(_BEFORE_APPEND, (streams, ids), prepare=True).fetchone()  # the first round trip
+            assert row is not None
+            head: tuple[int, bytes, int] = (row[0], bytes(row[1]), row[2]) if row[0] else (0, GENESIS, 0)
+            versions: dict[str, int] = dict(zip(streams, row[3], strict=True))
+            found = list(zip(row[4], row[5], strict=True)) if row[4] else []
             stored = self._stored(conn, found) if found else {}
             start = head[0]
             results: list[AppendResult | StoreError] = []
@@ -319,9 +328,7 @@ class PostgresRecorder(Recorder):
                 head = (last, sealed.hashes[-1], sealed.recorded_at)
                 results.append(sealed.result())
             if head[0] != start:
-                conn.execute(_INSERT_COMMITS, commits)
-                conn.execute(_INSERT_IDS, (new_ids, new_positions))
-                conn.execute(_NOTIFY, (str(head[0]),))  # delivered to listeners at commit, not before
+                conn.execute(_STORE_GROUP, (*commits, new_ids, new_positions, str(head[0])), prepare=True)
         return results, (head[0] if head[0] != start else 0)
 
     def _stored(self, conn: psycopg.Connection[Any], found: list[tuple[Any, ...]]) -> dict[bytes, Stored]:
@@ -363,9 +370,8 @@ class PostgresRecorder(Recorder):
                     if r is not None:
                         group.append(r)
                 if rows:
-                    conn.execute(_INSERT_COMMITS, commits)
-                    conn.execute(_INSERT_IDS, ([r[3] for r in rows], [r[0] for r in rows]))
-                    conn.execute(_NOTIFY, (str(rows[-1][0]),))
+                    conn.execute(_STORE_GROUP, (*commits, [r[3] for r in rows], [r[0] for r in rows],
+                                                str(rows[-1][0])))
                 return rows[-1][0] if rows else head
         return self._run(store)
 
