@@ -87,7 +87,8 @@ def _recorder_for(url: str, create: bool) -> Recorder:
 class EventStore:
     """The log: append typed events, read them by stream or by position, follow them live, verify.
 
-    Thread-safe; with the SQLite backend, also safe to share between processes on one machine.
+    Thread-safe; with the SQLite backend, also safe to share between processes on one machine;
+    with PostgreSQL, between processes on any number of machines.
     """
 
     def __init__(self, recorder: Recorder, *, registry: Registry = VOCABULARY,
@@ -237,7 +238,7 @@ class EventStore:
         """Block until the log reaches ``position`` or ``timeout`` seconds pass; return the head then.
 
         Appends by this process wake the waiter at once; appends by other processes sharing the
-        file are seen within the backend's poll interval.
+        file are seen within the backend's poll interval (with PostgreSQL, at once: LISTEN/NOTIFY).
         """
         self._recorder.wait_for(position, max(0.0, timeout))
         return self._recorder.head()

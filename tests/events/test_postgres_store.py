@@ -165,3 +165,15 @@ def test_sigkill_mid_group_commit_leaves_each_group_wholly_present_or_absent(pg_
     per_group = collections.Counter(e.payload.inputs["g"] for e in events)  # type: ignore[attr-defined]
     assert len(per_group) >= 5
     assert set(per_group.values()) == {400}, "a group commit was torn"
+
+
+def test_two_logs_live_in_two_schemas_of_one_database(server: PostgresServer, pg_url: str) -> None:
+    db = pg_url.rsplit("/", 1)[1]
+    server.sql("CREATE SCHEMA team_a", database=db)
+    team_a = f"{pg_url}?options=-csearch_path%3Dteam_a"
+    with open_store(team_a) as a, open_store(pg_url) as public:
+        a.append("s", [queued("a1"), queued("a2")])
+        public.append("s", [queued("p1")])
+        with public.subscribe() as sub:
+            assert [e.payload.task_id for e in sub.poll(timeout=1)] == ["p1"]  # type: ignore[attr-defined]
+        assert a.head() == 2 and public.head() == 1 and a.verify().ok
