@@ -34,7 +34,10 @@ script exit with status 1.
 
 Usage::
 
-    python bench/store_append.py [--events N] [--batch-sizes 1,10,100,1000] [--repeat R] [--profile]
+    python bench/store_append.py [--events N] [--batch-sizes 1,10,100,1000] [--repeat R] [--profile] [--postgres]
+
+``--postgres`` also runs ``bench/store_postgres.py`` (concurrent writers and a tailing reader on a
+PostgreSQL server it starts, ours against ``eventsourcing``'s PostgreSQL recorder).
 
 ``--events N`` (default 20,000) is the event count for batch sizes >= 100; batch sizes 10..99
 append N/4 and batch sizes below 10 append N/10 (fsync-bound), each rounded down to a whole
@@ -277,6 +280,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="events per run at batch sizes >= 100 (N/4 at 10..99, N/10 below 10); default 20000")
     parser.add_argument("--batch-sizes", default="1,10,100,1000", help="comma-separated; default 1,10,100,1000")
     parser.add_argument("--repeat", type=int, default=3, help="runs per (system, batch size); median reported")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also run bench/store_postgres.py: 16 concurrent writers and a tailing reader on "
+                             "PostgreSQL, ours against eventsourcing's PostgreSQL recorder")
     parser.add_argument("--profile", action="store_true",
                         help=f"also cProfile one extra run of ours at batch size {TARGET_BATCH}")
     args = parser.parse_args(argv)
@@ -328,6 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\ncProfile of ours, batch {TARGET_BATCH}, {work.events:,} events (top 20 by own time):")
             pstats.Stats(profiler, stream=sys.stdout).strip_dirs().sort_stats("tottime").print_stats(20)
 
+    if args.postgres:
+        import store_postgres  # beside this script
+
+        print("\nPostgreSQL, concurrent writers (bench/store_postgres.py):")
+        if store_postgres.main([]) != 0:
+            problems.append("PostgreSQL: see above")
     if problems:
         print("\nVERIFICATION FAILED:", file=sys.stderr)
         for problem in problems:

@@ -10,6 +10,7 @@ from cluster import cli_keys, cli_policy, cli_votes, cli_warrants, cli_pipeline,
 from cluster import cli_doctor, cli_review, cli_models, cli_feature, cli_knowledge  # noqa: F401  # isort: skip
 from cluster import cli_reviews  # noqa: F401  # isort: skip
 from cluster import cli_learning  # noqa: F401  # isort: skip
+from cluster import cli_migrate  # noqa: F401  # isort: skip
 from cluster.cli_app import app, err
 from events import CouncilError
 

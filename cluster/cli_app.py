@@ -50,7 +50,8 @@ def _options(version: Annotated[bool, typer.Option("--version", callback=_versio
 
 StoreOption = Annotated[
     str | None,
-    typer.Option("--store", help="Event store URL (sqlite:///path/events.db or memory://). [env: COUNCIL_STORE]",
+    typer.Option("--store", help="Event store URL (sqlite:///path/events.db, postgresql://user@host/db or memory://). "
+                                 "[env: COUNCIL_STORE]",
                  show_default=False),
 ]
 AddressOption = Annotated[

@@ -36,7 +36,8 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store: str = Field(DEFAULT_STORE, description="Event store URL: sqlite:///path/to/events.db or memory://")
+    store: str = Field(DEFAULT_STORE, description="Event store URL: sqlite:///path/to/events.db, "
+                                                  "postgresql://user@host/db or memory://")
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest encoded event accepted")
     projections: str | None = Field(None, description="DuckDB file of the read models; default: beside the store")
     address: str | None = Field(None, description="Ray cluster address (auto, host:port, ray://host:port)")

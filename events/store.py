@@ -50,6 +50,8 @@ def open_store(url: str, *, create: bool = True, max_event_bytes: int = DEFAULT_
 
     * ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (or a bare file path):
       the embedded default, one SQLite file in WAL mode, shared by every process on the machine.
+    * ``postgresql://user@host:5432/dbname``: a PostgreSQL database, shared by every process on
+      every node (the ``postgres`` extra); for clusters.
     * ``memory://``: in this process only, gone when it exits; for tests.
 
     With ``create=False`` a missing SQLite file is an error instead of a new, empty store.
@@ -64,6 +66,10 @@ def _recorder_for(url: str, create: bool) -> Recorder:
         raise InvalidStoreUrl("the store URL is empty; use sqlite:///path/to/events.db or memory://")
     if url.startswith("memory://"):
         return MemoryRecorder(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from events.postgres import PostgresRecorder  # psycopg is an optional extra: imported only when used
+
+        return PostgresRecorder(url, create=create)
     if url.startswith("sqlite://"):
         rest = url[len("sqlite://"):]
         if not rest.startswith("/") or len(rest) < 2:
@@ -73,14 +79,16 @@ def _recorder_for(url: str, create: bool) -> Recorder:
         return SqliteRecorder(Path(rest[1:]), url=url, create=create)
     if "://" in url:
         scheme = url.split("://", 1)[0]
-        raise InvalidStoreUrl(f"store URL scheme {scheme!r} is not supported; use sqlite:///path/to/events.db or memory://")
+        raise InvalidStoreUrl(f"store URL scheme {scheme!r} is not supported; use sqlite:///path/to/events.db, "
+                              "postgresql://host/dbname or memory://")
     return SqliteRecorder(Path(url), url=f"sqlite:///{url}", create=create)
 
 
 class EventStore:
     """The log: append typed events, read them by stream or by position, follow them live, verify.
 
-    Thread-safe; with the SQLite backend, also safe to share between processes on one machine.
+    Thread-safe; with the SQLite backend, also safe to share between processes on one machine;
+    with PostgreSQL, between processes on any number of machines.
     """
 
     def __init__(self, recorder: Recorder, *, registry: Registry = VOCABULARY,
@@ -230,7 +238,7 @@ class EventStore:
         """Block until the log reaches ``position`` or ``timeout`` seconds pass; return the head then.
 
         Appends by this process wake the waiter at once; appends by other processes sharing the
-        file are seen within the backend's poll interval.
+        file are seen within the backend's poll interval (with PostgreSQL, at once: LISTEN/NOTIFY).
         """
         self._recorder.wait_for(position, max(0.0, timeout))
         return self._recorder.head()

@@ -2,7 +2,8 @@
 
 Every backend the store supports is listed in ``BACKENDS``; each must pass the whole suite
 unchanged. A backend that is durable can be reopened (a restart); one shared across processes
-is driven by writer processes in the concurrency tests.
+is driven by writer processes in the concurrency tests. PostgreSQL runs on a real server this
+session starts (``postgres_server.py``), with a fresh database for every test.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from postgres_server import PostgresServer
 
 from events import EventStore, open_store
 
@@ -38,9 +40,27 @@ class Backend:
         return store
 
 
+_servers: list[PostgresServer] = []
+
+
+def postgres_server() -> PostgresServer:
+    """The session's PostgreSQL server, started on first use (stopped by ``_stop_postgres``)."""
+    if not _servers:
+        _servers.append(PostgresServer.start())
+    return _servers[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_postgres() -> Iterator[None]:
+    yield
+    while _servers:
+        _servers.pop().stop()
+
+
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "memory": lambda tmp: Backend("memory", "memory://", durable=False),
     "sqlite": lambda tmp: Backend("sqlite", f"sqlite:///{tmp / 'events.db'}", durable=True),
+    "postgres": lambda tmp: Backend("postgres", postgres_server().new_database(), durable=True),
 }
 
 

@@ -7,8 +7,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -58,6 +62,19 @@ def write_forever(store: EventStore, size: int) -> None:
         if b == 0:
             print("started", flush=True)
         b += 1
+
+
+def kill_writer_repeatedly(url: str, mode: str, size: int, rounds: int = 5) -> None:
+    """Start a writer that appends until killed, and SIGKILL it at a random moment, ``rounds`` times."""
+    rng = random.Random(7)
+    for round_ in range(rounds):
+        proc = subprocess.Popen([sys.executable, __file__, mode, url, str(size)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, f"round {round_}: the writer exited by itself"
 
 
 if __name__ == "__main__":

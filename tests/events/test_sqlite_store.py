@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import collections
-import os
-import random
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from store_writer import kill_writer_repeatedly
 
 from events import open_store
 from events.catalogue import TaskQueued, TaskSubmitted
@@ -36,7 +33,7 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("url", "message"),
     [
         ("", "the store URL is empty"),
-        ("postgres://db/x", "scheme 'postgres' is not supported"),
+        ("mysql://db/x", "scheme 'mysql' is not supported"),
         ("sqlite://", "has no path"),
         ("sqlite:///", "has no path"),
     ],
@@ -104,19 +101,6 @@ def test_an_append_that_returned_survives_the_process(sqlite_url: str) -> None:
     assert out.stdout.strip() == "1"
     with open_store(sqlite_url, create=False) as s:
         assert [e.payload for e in s.read_all()] == [TaskQueued(task_id="a", priority=1)]
-
-
-def kill_writer_repeatedly(url: str, mode: str, size: int, rounds: int = 5) -> None:
-    """Start a writer that appends until killed, and SIGKILL it at a random moment, ``rounds`` times."""
-    rng = random.Random(7)
-    for round_ in range(rounds):
-        proc = subprocess.Popen([sys.executable, str(WRITER), mode, url, str(size)],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-        time.sleep(rng.uniform(0.05, 0.4))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert proc.returncode == -signal.SIGKILL, f"round {round_}: the writer exited by itself"
 
 
 @pytest.mark.slow

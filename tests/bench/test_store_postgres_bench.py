@@ -1,0 +1,22 @@
+"""bench/store_postgres.py runs, compares both systems and verifies that the tailing readers skipped nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_postgres_store_benchmark_runs_and_verifies() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "store_postgres.py"), "--writers", "3", "--commits", "10",
+         "--batch", "1,5", "--repeat", "1"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    table = out.stdout.split("ratio\n", 1)[1].split("verification")[0]
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
+    assert set(rows) == {"1", "5"} and all(len(r) == 6 for r in rows.values())
+    assert "zero skipped" in out.stdout
