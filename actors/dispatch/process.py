@@ -88,7 +88,7 @@ class Dispatch(Process):
     @property
     def changed(self) -> int:
         """The position of the last event that changed the state (snapshots of any actor do not)."""
-        return self._changed or self.state.position
+        return self._changed
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event into the dispatcher's state (a strategy's into the leases it gives)."""

@@ -62,6 +62,7 @@ def test_a_killed_error_detector_recovers_from_its_snapshot(system, tmp_path: Pa
     url, _handles, client = system
     blobs = str(tmp_path / "home" / "blobs")
     detector = DetectorActor.remote(url, {}, blobs, {"every_events": 5, "every_seconds": 0.2})
+    ask(detector.stats)  # recovered: the submissions below are changes it folds, and so call for a snapshot
     client.append_many([(f"task-d{i}", [TaskSubmitted(task_id=f"d{i}", capability="noop")], NO_STREAM)
                         for i in range(20)])
     wait_until(lambda: ask(detector.stats)["snapshots_taken"] >= 1, timeout=30)
