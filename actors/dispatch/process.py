@@ -23,7 +23,7 @@ from actors.dispatch.state import DispatchState, Lookup
 from actors.follow import Process
 from actors.snapshots import SnapshotInvalid
 from events import Intent, RecordedEvent
-from events.catalogue import AgentRegistered, AgentRestarted, SnapshotTaken, TaskStatus, status_after
+from events.catalogue import AgentRegistered, AgentRestarted, CheckpointSigned, SnapshotTaken, TaskStatus, status_after
 from events.streams import task as task_stream
 from projections.strategies import StrategyBook
 
@@ -87,12 +87,13 @@ class Dispatch(Process):
 
     @property
     def changed(self) -> int:
-        """The position of the last event that changed the state (snapshots of any actor do not)."""
+        """The position of the last event that changed the state: the log's bookkeeping — snapshots of any actor,
+        the council's signed checkpoints — does not, or snapshots and checkpoints would call for each other forever."""
         return self._changed
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event into the dispatcher's state (a strategy's into the leases it gives)."""
-        if not isinstance(event.payload, SnapshotTaken):
+        if not isinstance(event.payload, SnapshotTaken | CheckpointSigned):
             self._changed = event.position
         if self.strategies.evolve(event):
             self.settings = self.configured.model_copy(
