@@ -3,10 +3,12 @@
 :class:`CouncilProcess` is the council's fold of the log and its decisions: it grants or refuses
 approvals, decides votes, adopts what they decided, and signs a checkpoint of the ledger (a signed
 tree head) every ``checkpoint_every`` seconds when the log has moved, publishing the latest beside
-the keys once it is stored. A :class:`actors.follow.Follower` runs it from position 1 whenever the
-actor starts. Agents ask the actor for the warrant of a task attempt; it issues each warrant once
-(its id is a function of the task, the agent and the attempt) and signs it with the council key,
-which never leaves this process.
+the keys once it is stored. When the actor starts it recovers the fold from its newest valid
+snapshot and the events after it, or from position 1 (:mod:`actors.snapshots`,
+:mod:`actors.council_snapshot`), and a :class:`actors.follow.Follower` runs it from there.
+Agents ask the actor for the warrant of a task attempt; it issues each warrant once (its id is a
+function of the task, the agent and the attempt) and signs it with the council key, which never
+leaves this process.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from typing import Any
 
 import ray
 
+from actors import council_snapshot, names
 from actors.follow import Follower, Process, reader_for
+from actors.snapshots import Snapshots, SnapshotSettings
 from actors.store_client import StoreClient
 from events import ANY, NO_STREAM, AppendResult, CouncilError, Intent, RecordedEvent, streams
-from events.catalogue import CheckpointSigned, PhaseGrant, PolicyProposed, VoteProposed, WarrantIssued
+from events.blobs import BlobStore
+from events.catalogue import CheckpointSigned, PhaseGrant, PolicyProposed, SnapshotTaken, VoteProposed, WarrantIssued
 from events.errors import ConcurrencyError
 from events.merkle import CompactRange
 from governance import checkpoint_files, motions, tree_head, warrant
@@ -32,7 +37,13 @@ from governance.policy import load_policy
 
 
 class CouncilProcess(Process):
-    """The council's fold (the authority and the ledger's Merkle tree) and what it decides; no Ray, no I/O."""
+    """The council's fold (the authority and the ledger's Merkle tree) and what it decides; no Ray, no I/O.
+
+    It can be snapshotted (:class:`actors.snapshots.Snapshotting`): see :mod:`actors.council_snapshot`.
+    """
+
+    snapshot_schema = council_snapshot.SCHEMA
+    snapshot_version = council_snapshot.VERSION
 
     def __init__(self, key: SigningKey, checkpoint_every: float) -> None:
         self.key = key
@@ -44,6 +55,13 @@ class CouncilProcess(Process):
         """When the last checkpoint in the log was signed."""
         self.changed_at = 0
         """The last position that is not itself a checkpoint: a checkpoint is due only when the log moved past one."""
+        self._changed = 0
+
+    @property
+    def changed(self) -> int:
+        """The position of the last event that calls for a snapshot: the log's bookkeeping — snapshots of any actor,
+        the council's own checkpoints — does not, or snapshots and checkpoints would call for each other forever."""
+        return self._changed
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event into the authority and the ledger."""
@@ -55,6 +73,19 @@ class CouncilProcess(Process):
             self.signed_at = max(self.signed_at, event.payload.at)
         else:
             self.changed_at = event.position
+            if not isinstance(event.payload, SnapshotTaken):
+                self._changed = event.position
+
+    def encode_state(self) -> bytes:
+        """Everything folded so far, as snapshot bytes (the Merkle frontier, not the leaves)."""
+        return council_snapshot.encode(council_snapshot.CouncilState(
+            self.position, self.authority, self.ledger, self.origin, self.signed_at, self.changed_at))
+
+    def restore_state(self, data: bytes, position: int, version: int) -> None:
+        """Become the fold a snapshot encodes (decoded whole before anything is assigned)."""
+        state = council_snapshot.decode(data, position, version)
+        self.authority, self.ledger, self.origin = state.authority, state.ledger, state.origin
+        self.signed_at, self.changed_at, self.position = state.signed_at, state.changed_at, state.position
 
     def decide(self, now: float) -> Sequence[Intent]:
         """Approvals and votes due now and what they adopt; a checkpoint when one is due."""
@@ -86,14 +117,22 @@ class CouncilProcess(Process):
 class CouncilActor:
     """Runs the council's :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 
-    def __init__(self, store_url: str, home: str, policy: str | None = None, checkpoint_every: float = 10.0) -> None:
+    def __init__(self, store_url: str, home: str, policy: str | None = None, checkpoint_every: float = 10.0,
+                 snapshots: dict[str, Any] | None = None) -> None:
+        """Snapshots of the fold go to ``<home>/blobs`` (the council's blob directory) when ``snapshots``
+        (:class:`actors.snapshots.SnapshotSettings`) says."""
         self.home = Path(home)
         self.keyring = Keyring(self.home / "keys")
         self.key = self.keyring.signer(COUNCIL_KEY)
         self.client = StoreClient()
         self.process = PublishingCouncil(self.key, checkpoint_every, self.home)
-        self.follower = Follower(self.process, self.client, reader=reader_for(store_url))
-        self.follower.catch_up()  # recovery: the whole authority, from the log, before anything else
+        reader = reader_for(store_url)
+        self.snapshots = Snapshots(names.COUNCIL, BlobStore(self.home / "blobs"), SnapshotSettings(**(snapshots or {})))
+        # Recovery: the whole authority, from its newest valid snapshot and the rest of the log (or all of it),
+        # before anything else.
+        self.snapshots.recover(self.process, reader or self.client)
+        self.follower = Follower(self.process, self.client, reader=reader,
+                                 after_round=lambda: self.snapshots.maybe_take(self.process, self.client))
         if policy is not None:
             self.adopt_first(policy, by="council up")
         self.follower.start("council")
@@ -212,6 +251,10 @@ class CouncilActor:
     def step(self) -> int:
         """Decide what is due now (the follower does this on its own; tests call it to not wait)."""
         return self.follower.step()[0]
+
+    def stats(self) -> dict[str, int | float | str]:
+        """The position folded and the snapshots: taken, and the one this incarnation recovered from."""
+        return {"position": self.process.position, **self.snapshots.stats()}
 
     def public_key(self) -> bytes:
         """The council's raw Ed25519 public key."""

@@ -305,10 +305,27 @@ class CompactRange:
         self._size = 0
         self._peaks: list[bytes] = []  # perfect-subtree roots, largest first
 
+    @classmethod
+    def resume(cls, size: int, peaks: Sequence[bytes]) -> CompactRange:
+        """The range whose :attr:`size` and :attr:`peaks` are these: it goes on exactly as the range that had them
+        (a snapshot of the frontier resumes the root without the leaves). :class:`ValueError` if they cannot be one
+        range's: one 32-byte peak per set bit of ``size``."""
+        if not _is_size(size) or size < 0 or len(peaks) != bin(size).count("1") or not all(_is_hash(p) for p in peaks):
+            raise ValueError(f"{len(peaks)} peaks cannot be the frontier of a range of {size!r} leaves: it has one "
+                             "32-byte peak per set bit of its size")
+        resumed = cls()
+        resumed._size, resumed._peaks = size, [bytes(p) for p in peaks]
+        return resumed
+
     @property
     def size(self) -> int:
         """Number of leaf hashes appended so far."""
         return self._size
+
+    @property
+    def peaks(self) -> list[bytes]:
+        """The frontier: the roots of the perfect subtrees, largest first (all that the range keeps of its leaves)."""
+        return list(self._peaks)
 
     def append(self, leaf: bytes) -> None:
         """Append one leaf hash (already passed through :func:`leaf_hash`)."""
