@@ -124,8 +124,8 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
     if system.projections is not None:
         specs.append(ActorSpec(names.PROJECTOR, ProjectorActor, (system.store, system.projections), options=here))
     if system.metrics_port is not None:
-        specs.append(ActorSpec(names.EXPORTER, ExporterActor, (system.store, system.metrics_port, system.metrics_host),
-                               options=here))
+        specs.append(ActorSpec(names.EXPORTER, ExporterActor, (system.store, system.metrics_port, system.metrics_host,
+                                                               blobs), options=here))
     if system.health is not None:
         specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}, blobs),
                                options=here))

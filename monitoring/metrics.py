@@ -34,10 +34,12 @@ from events.catalogue import (
     ApprovalGranted,
     ApprovalRefused,
     ApprovalRequested,
+    CheckpointSigned,
     ModelAnswerRepaired,
     ModelCallCompleted,
     ModelCallFailed,
     ModelCallRequested,
+    SnapshotTaken,
     TaskCompleted,
     TaskFailed,
 )
@@ -149,10 +151,18 @@ class ModelCallMetrics:
 
 
 class LogMetrics(Process):
-    """Counters and a histogram, folded from the log one event at a time."""
+    """Counters and a histogram, folded from the log one event at a time.
+
+    It can be snapshotted (:class:`actors.snapshots.Snapshotting`): see :mod:`monitoring.metrics_snapshot`.
+    """
+
+    snapshot_schema = "metrics"
+    snapshot_version = 1
+    """Its snapshots (:mod:`monitoring.metrics_snapshot`); raise the version when the fold changes shape."""
 
     def __init__(self) -> None:
         self.position = 0
+        self._changed = 0
         self.events = Counter[str]()
         self.restarts = Counter[str]()
         self.unresponsive = Counter[str]()
@@ -174,10 +184,32 @@ class LogMetrics(Process):
         self.models = ModelCallMetrics()
         self.lock = threading.Lock()
 
+    @property
+    def changed(self) -> int:
+        """The position of the last event that calls for a snapshot: every event is counted, but the log's
+        bookkeeping — snapshots of any actor, the council's checkpoints — does not call for one, or snapshots and
+        checkpoints would call for each other forever."""
+        return self._changed
+
+    def encode_state(self) -> bytes:
+        """The fold as snapshot bytes (:mod:`monitoring.metrics_snapshot`)."""
+        from monitoring import metrics_snapshot  # it builds on this module
+
+        with self.lock:
+            return metrics_snapshot.encode(self)
+
+    def restore_state(self, data: bytes, position: int, version: int) -> None:
+        """Become the fold a snapshot encodes; unchanged if it cannot be read."""
+        from monitoring import metrics_snapshot
+
+        metrics_snapshot.restore(self, data, position, version)
+
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event (every type counts in ``events``; some feed other metrics too)."""
         with self.lock:
             self.position = event.position
+            if not isinstance(event.payload, SnapshotTaken | CheckpointSigned):
+                self._changed = event.position
             self.events[event.type] += 1
             at = event.recorded_at.timestamp()
             while self.running:  # the oldest first: actions that never completed do not pile up
