@@ -132,7 +132,8 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
         specs.append(ActorSpec(names.LEARNER, LearnerActor, (system.store, system.learning or {}, system.models,
                                                              system.dispatch or {}), options=here))
         watched = list(specs)
-        specs.append(ActorSpec(names.HEALTH, HealthMonitorActor, (watched, system.health, system.store), options=here))
+        specs.append(ActorSpec(names.HEALTH, HealthMonitorActor, (watched, system.health, system.store, blobs),
+                               options=here))
     return specs
 
 

@@ -248,19 +248,44 @@ class HealthBook:
 
 
 class HealthMonitor(Process):
-    """The health monitor's fold of the log and its decisions (what to record); the Ray shell pings and restarts."""
+    """The health monitor's fold of the log and its decisions (what to record); the Ray shell pings and restarts.
+
+    It can be snapshotted (:class:`actors.snapshots.Snapshotting`): see :mod:`monitoring.health_snapshot`.
+    """
 
     types = tuple(cls.type_name for cls in (AgentUnresponsive, ActorUnresponsive, ActorRestarted, ActorRetired,
                                             AgentRetired))
+    snapshot_schema = "health"
+    snapshot_version = 1
+    """Its snapshots (:mod:`monitoring.health_snapshot`); raise the version when the fold changes shape."""
 
     def __init__(self, watched: Iterable[str], settings: HealthSettings) -> None:
         self.settings = settings
         self.book = HealthBook(settings)
         for name in watched:
             self.book.watch(name)
+        self._changed = 0
+
+    @property
+    def changed(self) -> int:
+        """The position of the last record folded (only the monitor's own records are: each is a change)."""
+        return self._changed
+
+    def encode_state(self) -> bytes:
+        """The fold as snapshot bytes (:mod:`monitoring.health_snapshot`)."""
+        from monitoring import health_snapshot  # it builds on this module
+
+        return health_snapshot.encode(self)
+
+    def restore_state(self, data: bytes, position: int, version: int) -> None:
+        """Become the fold a snapshot encodes; unchanged if it cannot be read."""
+        from monitoring import health_snapshot
+
+        health_snapshot.restore(self, data, position, version)
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold the monitor's own records: failures charged to the budget, and retirements."""
+        self._changed = event.position
         at = event.recorded_at.timestamp()
         match event.payload:
             case AgentUnresponsive() as p:

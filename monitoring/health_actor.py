@@ -4,7 +4,8 @@ Each watched actor has at most one ping in flight. Agents answer ``health()`` on
 their own (a separate concurrency group), with their process id, whether they are running a
 task, and when that task last made progress; the system actors answer ``pid()``. The judgement is
 :class:`monitoring.health.HealthMonitor`'s, run by a :class:`actors.follow.Follower` that also
-folds the monitor's own records back from the log; this shell pings (:meth:`RayHealth.sense`) and
+folds the monitor's own records back from the log (from its newest valid snapshot on:
+:mod:`monitoring.health_snapshot`); this shell pings (:meth:`RayHealth.sense`) and
 acts once the finding that justifies an action is stored — ``ray.kill`` lets Ray restart a hung
 actor in a new process; an actor gone for good is created again from the
 :class:`actors.specs.ActorSpec` it was booted with; a retired one is killed for good.
@@ -22,6 +23,7 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -29,8 +31,10 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from actors import names
 from actors.follow import Follower, reader_for
+from actors.snapshots import Snapshots, SnapshotSettings
 from actors.specs import ActorSpec
 from actors.store_client import StoreClient
+from events.blobs import BlobStore
 from monitoring.health import AGENT_PREFIX, Finding, HealthMonitor, HealthSettings
 
 FINDINGS_KEPT = 1000
@@ -149,11 +153,19 @@ class HealthMonitorActor:
     """Runs the health monitor's :class:`actors.follow.Follower` from the moment it is created (or restarted)."""
 
     def __init__(self, specs: list[ActorSpec], settings: dict[str, Any] | None = None,
-                 store_url: str | None = None) -> None:
+                 store_url: str | None = None, blobs: str | None = None,
+                 snapshots: dict[str, Any] | None = None) -> None:
+        """``blobs``: the council's blob directory, where snapshots of the fold go (none: no snapshots);
+        ``snapshots``: when (:class:`actors.snapshots.SnapshotSettings`)."""
         self.monitor = RayHealth(specs, HealthSettings(**(settings or {})))
-        self.follower = Follower(self.monitor, StoreClient(), reader=reader_for(store_url) if store_url else None,
-                                 longest_wait=0.1, wake_on_log=False)
-        self.follower.catch_up()  # failures charged and retirements, from the log
+        client = StoreClient()
+        reader = reader_for(store_url) if store_url else None
+        self.snapshots = Snapshots(names.HEALTH, BlobStore(Path(blobs)) if blobs else None,
+                                   SnapshotSettings(**(snapshots or {})))
+        # Failures charged and retirements, from the newest valid snapshot and the rest of the log (or all of it).
+        self.snapshots.recover(self.monitor, reader or client)
+        self.follower = Follower(self.monitor, client, reader=reader, longest_wait=0.1, wake_on_log=False,
+                                 after_round=lambda: self.snapshots.maybe_take(self.monitor, client))
         self.monitor.started()
         self.follower.start("health")
 
@@ -168,6 +180,10 @@ class HealthMonitorActor:
         """Everything the pings found so far in this incarnation: (actor, kind, detail)."""
         with self.follower.lock:
             return [(f.name, f.kind, f.detail) for f in self.monitor.findings]
+
+    def stats(self) -> dict[str, int | float | str]:
+        """The position folded and the snapshots: taken, and the one this incarnation recovered from."""
+        return {"position": self.monitor.position, **self.snapshots.stats()}
 
     def pid(self) -> int:
         """This incarnation's process id."""
