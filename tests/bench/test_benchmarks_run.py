@@ -55,7 +55,7 @@ def test_long_log_recovery_benchmark_runs_and_checks_the_snapshot_equals_the_rep
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "recovery.py"), "--long-log", "--events", "20000"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "at every length: True" in out.stdout and "| 19," in out.stdout
+    assert "at every length: True" in out.stdout and "| 19," in out.stdout and "| council |" in out.stdout
 
 
 def test_pipeline_benchmark_runs_and_checks() -> None:
