@@ -54,14 +54,15 @@ class CouncilProcess(Process):
         self.signed_at = 0.0
         """When the last checkpoint in the log was signed."""
         self.changed_at = 0
-        """The last position that is not itself a checkpoint: a checkpoint is due only when the log moved past one."""
-        self._changed = 0
+        """The last position that is not the log's bookkeeping (a checkpoint, or any actor's snapshot): a checkpoint
+        is due only when the log moved past one. A checkpoint covers the bookkeeping before it all the same."""
 
     @property
     def changed(self) -> int:
-        """The position of the last event that calls for a snapshot: the log's bookkeeping — snapshots of any actor,
-        the council's own checkpoints — does not, or snapshots and checkpoints would call for each other forever."""
-        return self._changed
+        """The position of the last event that calls for a snapshot, or a checkpoint: the log's bookkeeping —
+        snapshots of any actor, the council's own checkpoints — does not, or snapshots and checkpoints would call for
+        each other, and an idle council would keep writing."""
+        return self.changed_at
 
     def evolve(self, event: RecordedEvent) -> None:
         """Fold one event into the authority and the ledger."""
@@ -71,10 +72,8 @@ class CouncilProcess(Process):
             self.origin = event.hash
         if isinstance(event.payload, CheckpointSigned):
             self.signed_at = max(self.signed_at, event.payload.at)
-        else:
+        elif not isinstance(event.payload, SnapshotTaken):
             self.changed_at = event.position
-            if not isinstance(event.payload, SnapshotTaken):
-                self._changed = event.position
 
     def encode_state(self) -> bytes:
         """Everything folded so far, as snapshot bytes (the Merkle frontier, not the leaves)."""

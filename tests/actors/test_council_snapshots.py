@@ -283,7 +283,7 @@ def test_a_snapshot_of_another_shape_or_position_is_refused(logs: list[Council])
     assert restored.position == 0 and restored.ledger.size == 0  # unchanged
 
 
-def test_only_changes_call_for_a_council_snapshot_not_checkpoints_or_snapshots(tmp_path: Path) -> None:
+def test_only_changes_call_for_a_council_snapshot_or_checkpoint_not_checkpoints_or_snapshots(tmp_path: Path) -> None:
     council = make_council(tmp_path)
     store, blobs = council.store, BlobStore(tmp_path / "blobs")
     clock = [1000.0]
@@ -292,15 +292,18 @@ def test_only_changes_call_for_a_council_snapshot_not_checkpoints_or_snapshots(t
     snaps.recover(process, store)  # everything folded: nothing new since
     clock[0] += 100
     assert snaps.maybe_take(process, store) is None
-    for _ in range(5):  # checkpoints and other actors' snapshots, again and again: never a change
+    signed = 0
+    for _ in range(5):  # a checkpoint and other actors' snapshots, again and again: never a change
         for intent in process.decide(clock[0] + 100):
             store.append(intent.stream, list(intent.events), intent.expected)
+            signed += 1
         store.append(snapshot_stream("dispatcher"), [SnapshotTaken(actor="dispatcher", position=store.head(),
                                                                    schema="dispatch", version=3, digest="0" * 64,
                                                                    size=1)])
         process.advance(store)
         clock[0] += 100
         assert snaps.maybe_take(process, store) is None
+    assert signed == 1  # the adoption's; another actor's snapshot calls for no checkpoint either
     store.append(streams.ALERTS, [AlertRaised(key="real", source="test", summary="a change")])
     process.advance(store)
     taken = snaps.maybe_take(process, store)  # a change, and every_seconds since the last snapshot: one is due
