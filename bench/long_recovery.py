@@ -2,8 +2,10 @@
 
 A log of ``--events`` events (default 1,000,000) is written in batches straight to a SQLite file:
 agents registering, then tasks running their whole lifecycle (submitted, queued, assigned,
-started, completed), the last few left in flight, and among them what the other actors fold: a
-crash the health monitor recorded and an alert every batch. Each snapshotting actor's process —
+started, completed), the last few left in flight, every tenth task acting under a warrant the
+council signed (issued, an action authorised and completed: the council keeps every warrant's
+ledger), and among them what the other actors fold: a crash the health monitor recorded and an
+alert every batch. Each snapshotting actor's process —
 the dispatcher, the council (its authority and the ledger's Merkle tree), the error detector, the
 Prometheus exporter's counters and the health monitor — folds it once and snapshots its state a
 few thousand events before the end (as ``every_events`` would), then the rest of the log is
@@ -42,22 +44,27 @@ from actors.snapshots import Recovery, Snapshots, Snapshotting
 from events import ANY, NO_STREAM, EventStore, Intent, open_store, streams
 from events.blobs import BlobStore
 from events.catalogue import (
+    ActionAuthorized,
+    ActionCompleted,
     ActorRestarted,
     AgentRegistered,
     AlertRaised,
+    Budget,
     TaskAssigned,
     TaskCompleted,
     TaskQueued,
     TaskStarted,
     TaskSubmitted,
 )
-from governance.keys import COUNCIL_KEY, Keyring
+from governance import warrant
+from governance.keys import COUNCIL_KEY, Keyring, SigningKey
 from monitoring.errors import DetectorSettings, ErrorDetector
 from monitoring.health import HealthMonitor, HealthSettings
 from monitoring.metrics import LogMetrics
 
-PER_TASK = 5
-"""Events of one finished task."""
+PER_TASK = 5.3
+"""Events of one finished task, on average (every tenth has three of its warrant's)."""
+WARRANT_EVERY = 10
 TAIL = 5000
 """Events written after the snapshot (the most ``every_events`` would leave behind, halved)."""
 AGENTS = 8
@@ -76,7 +83,7 @@ ACTORS: dict[str, Make] = {
 """Each snapshotting actor's process, fresh, as its Ray shell makes it (the council's key from ``keys``)."""
 
 
-def _task(i: int, finish: bool) -> Intent:
+def _task(i: int, finish: bool, key: SigningKey) -> list[Intent]:
     t, agent = f"t{i:08d}", f"a{i % AGENTS}"
     events: list[object] = [TaskSubmitted(task_id=t, capability="code.generate", inputs={"n": i}),
                             TaskQueued(task_id=t, priority=2),
@@ -84,7 +91,20 @@ def _task(i: int, finish: bool) -> Intent:
     if finish:
         events += [TaskStarted(task_id=t, agent_id=agent, attempt=1),
                    TaskCompleted(task_id=t, agent_id=agent, attempt=1)]
-    return Intent(f"task-{t}", events, NO_STREAM)  # type: ignore[arg-type]
+    out = [Intent(f"task-{t}", events, NO_STREAM)]  # type: ignore[arg-type]
+    if i % WARRANT_EVERY == 0:
+        wid = f"w-{t}"
+        issued = warrant.issue(key, warrant.Warrant(
+            warrant_id=wid, holder=agent, role="coder", actions=("file.write",), resources=("src/**",),
+            not_before=1.7e9, expires_at=2e9, policy_hash="p" * 64, issuer=key.public.fingerprint,
+            request_id=f"r{i % 50}", task_id=t))
+        acted: list[object] = [issued, ActionAuthorized(
+            warrant_id=wid, agent_id=agent, action="file.write", target="src/a.py", key="k", digest="d" * 64,
+            policy_hash="p" * 64, rule="coders-write", cost=Budget(actions=1))]
+        if finish:
+            acted.append(ActionCompleted(warrant_id=wid, key="k", ok=True, cost=Budget(wall_time_s=0.01)))
+        out.append(Intent(f"warrant-{wid}", acted, NO_STREAM))  # type: ignore[arg-type]
+    return out
 
 
 def _others(batch: int) -> list[Intent]:
@@ -98,16 +118,18 @@ def write_log(url: str, blobs: Path, keys: Path, events: int) -> tuple[int, floa
     (its head, the seconds writing took)."""
     started = time.perf_counter()
     Keyring(keys).new(COUNCIL_KEY)
+    key = Keyring(keys).signer(COUNCIL_KEY)
     store = open_store(url)
     store.append_many([Intent(f"agent-a{a}", [AgentRegistered(agent_id=f"a{a}", role="coder",
                                                                 capabilities=["code.generate"], slots=64)], NO_STREAM)
                        for a in range(AGENTS)])
-    tasks = (events - AGENTS) // PER_TASK
-    before = tasks - min(TAIL, events // 4) // PER_TASK
+    tasks = int((events - AGENTS) / PER_TASK)
+    before = tasks - int(min(TAIL, events // 4) / PER_TASK)
 
     def write(first: int, last: int) -> None:
         for start in range(first, last, BATCH):
-            batch = [_task(i, finish=i < tasks - IN_FLIGHT) for i in range(start, min(last, start + BATCH))]
+            batch = [intent for i in range(start, min(last, start + BATCH))
+                     for intent in _task(i, finish=i < tasks - IN_FLIGHT, key=key)]
             store.append_many([*_others(start // BATCH), *batch])
 
     write(0, before)
