@@ -405,6 +405,24 @@ def test_compact_range_random_data(entries: list[bytes]) -> None:
         assert cr.root() == root(leaves[:k])
 
 
+def test_a_compact_range_resumed_from_its_frontier_goes_on_as_the_original() -> None:
+    proved = 0
+    for cut in range(len(LEAVES) + 1):
+        original = CompactRange()
+        for leaf in LEAVES[:cut]:
+            original.append(leaf)
+        resumed = CompactRange.resume(original.size, original.peaks)
+        assert len(resumed.peaks) == bin(cut).count("1") and resumed.root() == PREFIX_ROOTS[cut]
+        for n, leaf in enumerate(LEAVES[cut:], start=cut + 1):
+            resumed.append(leaf)
+            assert resumed.root() == PREFIX_ROOTS[n]
+            proved += 1
+    assert proved > 100, proved
+    for size, peaks in ((1, []), (2, [b"\0" * 32, b"\0" * 32]), (1, [b"\0" * 16]), (-1, []), (True, [b"\0" * 32])):
+        with pytest.raises(ValueError, match="frontier"):
+            CompactRange.resume(size, peaks)  # type: ignore[arg-type]
+
+
 def test_large_tree_smoke() -> None:
     leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range((1 << 16) + 3)]
     n = len(leaves)
