@@ -17,7 +17,8 @@ call that was cut short by a restart.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import ray
 from actors import names
 from actors.remote import ask
 from actors.store_client import StoreClient
-from actors.tools.bundles import MAX_BUNDLE_BYTES, Carried, pack, receive
+from actors.tools.bundles import MAX_BUNDLE_BYTES, Carried, copied, holds, pack, receive, take
 from actors.tools.checkout import tree_of
 from actors.tools.git import Git
 from actors.tools.sandbox import Sandbox
@@ -44,6 +45,13 @@ PUSH_WAIT = 60.0
 
 class UnknownRequest(WorkspaceError):
     """The depot has no tree for a request: it was never prepared on the council's node (or was removed)."""
+
+    kind: FailureKind = "permanent"
+
+
+class LostWork(WorkspaceError):
+    """Commits an earlier attempt of this run of a task made never reached the request's tree (its push was refused,
+    or its node was lost before it pushed); replaying the run would report them done without them."""
 
     kind: FailureKind = "permanent"
 
@@ -128,6 +136,15 @@ def depot() -> Any:
                                "started with the same setting (`council up` with COUNCIL_TREES=fetch)") from None
 
 
+def running() -> bool:
+    """Whether a depot runs on this Ray cluster (its agents fetch requests' trees rather than share a disk)."""
+    try:
+        depot()
+    except DepotUnavailable:
+        return False
+    return True
+
+
 def call(method: str, *args: Any) -> Any:
     """Call the depot's ``method``; the depot's own error (a :class:`CouncilError`) is raised as itself."""
     try:
@@ -154,3 +171,42 @@ class DepotBlobs(Blobs):
 
     def has(self, digest: str) -> bool:
         return bool(call("has", name_of(digest)))
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A request's tree copied to this node for one attempt: the copy's git, and where the depot's tree stood."""
+
+    request_id: str
+    git: Git
+    branch: str
+    head: str
+
+    def push(self, committed: Iterable[str] = ()) -> str:
+        """Send the commits made in the copy since it was fetched back to the depot; return the tree's head there.
+
+        ``committed`` are the commits the attempt's run recorded (this attempt's and earlier ones'): each must be
+        in the copy, or :class:`LostWork` says the run has to be done afresh. :class:`actors.tools.bundles.StaleTree`
+        if the depot's tree moved on meanwhile: nothing was taken, and the attempt is tried again.
+        """
+        lost = [c for c in committed if not holds(self.git, c)]
+        if lost:
+            raise LostWork(f"the commits {', '.join(c[:12] for c in lost)} this task made in an earlier attempt never "
+                           f"reached request {self.request_id}'s tree (a push was refused, or a node was lost); "
+                           "requeue the task (`council requeue <task>`) to run it afresh")
+        carried = pack(self.git, self.head)
+        if (carried.branch, carried.head) == (self.branch, self.head):
+            return self.head  # the attempt committed nothing
+        head: str = call("push", self.request_id, carried, self.head)
+        return head
+
+
+def fetch(request_id: str, tree: Path, box: Sandbox) -> Fetched | None:
+    """Make ``tree`` (in this node's workspace) a copy of request ``request_id``'s tree as the depot has it now,
+    fetching only what the copy lacks; None if the depot has no tree for the request."""
+    have = Git(Workspace(tree), ".", box).head() if copied(tree) else None
+    try:
+        carried: Carried = call("fetch", request_id, have)
+    except UnknownRequest:
+        return None
+    return Fetched(request_id, take(tree, box, carried), carried.branch, carried.head)

@@ -122,7 +122,10 @@ def receive(git: Git, carried: Carried, expected: str, limit: int = MAX_BUNDLE_B
     if current != expected:
         raise StaleTree(f"the request's tree moved on to {current[:12]} after this attempt fetched {expected[:12]}; "
                         "its commits were not taken, and it is tried again on the new tree")
-    _unbundle(git, carried)
+    if carried.bundle:
+        _unbundle(git, carried)
+    elif not _is_commit(git, carried.head):
+        raise BundleError(f"the tree lacks {carried.head[:12]} and no bundle came with it; push the commits it lacks")
     if not _is_ancestor(git, expected, carried.head):
         raise StaleTree(f"{carried.head[:12]} does not descend from {expected[:12]}, the head the attempt fetched; "
                         "only a fast-forward is taken, and the attempt is tried again on the tree as it is")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from governance_support import BOX
 
-from actors.depot import Depot, UnknownRequest
+from actors.depot import Depot, Fetched, LostWork, UnknownRequest
 from actors.tools.bundles import (
     MARKER,
     BundleError,
@@ -213,3 +213,16 @@ def test_a_copy_cut_short_is_made_again_and_unpushed_commits_are_left_behind(cou
     assert head(tree) == head(canonical) and not holds(copy, refused) and holds(copy, carried.head)
     with pytest.raises(BundleError, match="lacks"):
         take(tmp_path / "node-c" / "requests" / "r1", BOX, Carried("main", refused))
+
+
+def test_an_attempt_whose_earlier_commits_never_reached_the_tree_is_not_pushed(council: tuple[Depot, Path],
+                                                                               tmp_path: Path) -> None:
+    depot, canonical = council
+    copy, at = copy_of(depot, tmp_path, "node-b")
+    refused = commit(copy, "lost.py", "L = 1\n")  # an earlier attempt's commit, whose push was refused
+    take(copy.workspace.root, BOX, depot.fetch("r1", refused))
+    fetched = Fetched("r1", copy, "main", at)
+    with pytest.raises(LostWork, match="requeue the task") as lost:
+        fetched.push([refused])
+    assert lost.value.kind == "permanent" and head(canonical) == at
+    assert fetched.push([at]) == at  # nothing new and nothing lost: no push at all
