@@ -17,7 +17,9 @@ call that was cut short by a restart.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,9 @@ import ray
 from actors import names
 from actors.remote import ask
 from actors.store_client import StoreClient
-from actors.tools.bundles import MAX_BUNDLE_BYTES, Carried, copied, holds, pack, receive, take
+from actors.tools.bundles import MAX_BUNDLE_BYTES, BundleError, Carried, copied, holds, pack, receive, take
 from actors.tools.checkout import tree_of
-from actors.tools.git import Git
+from actors.tools.git import Git, GitError
 from actors.tools.sandbox import Sandbox
 from actors.tools.tree_lock import holding
 from actors.tools.workspace import Workspace, WorkspaceError
@@ -204,9 +206,21 @@ class Fetched:
 def fetch(request_id: str, tree: Path, box: Sandbox) -> Fetched | None:
     """Make ``tree`` (in this node's workspace) a copy of request ``request_id``'s tree as the depot has it now,
     fetching only what the copy lacks; None if the depot has no tree for the request."""
-    have = Git(Workspace(tree), ".", box).head() if copied(tree) else None
+    have = None
+    if copied(tree):
+        with suppress(GitError):
+            have = Git(Workspace(tree), ".", box).head()
     try:
         carried: Carried = call("fetch", request_id, have)
     except UnknownRequest:
         return None
-    return Fetched(request_id, take(tree, box, carried), carried.branch, carried.head)
+    try:
+        git = take(tree, box, carried)
+    except (BundleError, GitError):
+        if have is None:
+            raise
+        # The copy cannot take what it said it lacked (it is damaged, or lost objects): made again, whole.
+        shutil.rmtree(tree)
+        carried = call("fetch", request_id, None)
+        git = take(tree, box, carried)
+    return Fetched(request_id, git, carried.branch, carried.head)

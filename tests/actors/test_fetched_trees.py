@@ -21,13 +21,14 @@ import ray
 from governance_support import BOX
 from model_standins import OpenAIStandin, Respond, Text
 
+from actors import names
 from actors.depot import depot
 from actors.tools.checkout import prepare
 from actors.tools.workspace import Workspace
 from cluster.driver import Council
 from cluster.pipeline import prepare_request
 from cluster.settings import DEFAULT_POLICY, Settings
-from cluster.system import System, boot, shutdown
+from cluster.system import Keys, System, boot, check, plan, shutdown
 from cluster.team import parse_team
 from events import CouncilError, streams
 from events.catalogue.models import ModelCallRequested
@@ -168,3 +169,22 @@ def test_the_pipeline_is_refused_when_trees_are_fetched(fetching: Fetching) -> N
     with pytest.raises(CouncilError, match='the CI/CD pipeline needs trees = "shared"'):
         prepare_request(fetching.council, fetching.sample, None)
     assert sorted((fetching.workspace / "requests").iterdir()) == before  # no tree was made for it
+
+
+def test_the_depot_runs_beside_the_council_only_when_trees_are_fetched() -> None:
+    team = parse_team(TEAM.format(model=MODEL, base_url="http://127.0.0.1:9/v1"))
+    shared = System.of("sqlite:///x.db", team, home="/h", workspace="/h/workspace")
+    fetched = System.of("sqlite:///x.db", team, home="/h", workspace="/h/workspace", trees="fetch",
+                        node_workspace="/local/trees")
+    alone = {spec.name: spec for spec in plan(shared, Keys(), None)}
+    assert names.DEPOT not in alone and alone[names.agent("coder-1")].init["trees"] == "shared"
+    specs = {spec.name: spec for spec in plan(fetched, Keys(), None)}
+    assert specs[names.DEPOT].args == ("/h/workspace", "/h/blobs")
+    agent = specs[names.agent("coder-1")].init
+    assert agent["trees"] == "fetch" and agent["node_workspace"] == "/local/trees"
+    with pytest.raises(CouncilError, match='trees = "fetch" needs a council with a home'):
+        check(System.of("sqlite:///x.db", team, trees="fetch"))
+    settings = Settings(store="sqlite:///h/events.db", trees="fetch").absolute()
+    assert settings.node_workspace == str(Path("h/node-workspace").resolve())
+    with pytest.raises(ValueError, match="shared"):
+        Settings(store="sqlite:///h/events.db", trees="nfs")
