@@ -330,8 +330,10 @@ class ModelCalls:
 
     def note(self, event: Any, identity: str) -> None:
         """Append what became of an answer (``edit.applied``, ``edit.malformed``) to the task's stream of calls, once:
-        ``identity`` names it among the task's records, so an attempt run again records nothing twice."""
-        self._append(event, f"note:{identity}")
+        ``identity`` names it among the run's records, so an attempt run again records nothing twice (and a run after a
+        requeue records its own)."""
+        requeues = self.tools.requeues
+        self._append(event, f"note~{requeues}:{identity}" if requeues else f"note:{identity}")
 
     def _append(self, event: Any, identity: str) -> None:
         """Append ``event`` to the task's stream of calls, once (a retried append of the same event is recognised)."""

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from cluster.settings import DEFAULT_POLICY, Settings
 from cluster.system import Keys, System, boot, check, plan, shutdown
 from cluster.team import parse_team
 from events import CouncilError, streams
+from events.catalogue import TaskFailed
 from events.catalogue.models import ModelCallRequested
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,8 @@ class Fetching:
     sample: Path
     depot_killed: list[int] = field(default_factory=list)
     """The depot's process ids, as the model found them when it killed the depot."""
+    while_asked: list[Callable[[], None]] = field(default_factory=list)
+    """What happens elsewhere while the next model call is answered (each once)."""
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +108,8 @@ def fetching(openai_key: None, ray_instance: None, tmp_path_factory: pytest.Temp
             handle = depot()
             running.depot_killed.append(ray.get(handle.pid.remote()))
             ray.kill(handle, no_restart=False)
+        while running.while_asked:
+            running.while_asked.pop(0)()
         asked = str(body["messages"][-1]["content"])
         if "square" in asked:
             return Text("I add a square module.\n" + block("src/sample_service/square.py", "", SQUARE))
@@ -162,6 +167,37 @@ def test_an_agent_codes_in_its_own_copy_and_its_commit_arrives_in_the_councils_t
         "Add a function to square a number", "notes"]
     assert (canonical / "src" / "sample_service" / "square.py").read_text() == SQUARE
     assert (copy / "NOTES.md").is_file() and git(copy, "status", "--porcelain") == ""
+
+
+def test_a_push_from_a_stale_tree_is_not_reported_done_and_a_requeue_runs_the_task_afresh(
+        fetching: Fetching) -> None:
+    council = fetching.council
+    request_id = "r-stale-" + uuid.uuid4().hex[:8]
+    prepare(Workspace(fetching.workspace), request_id, fetching.sample, box=BOX)
+    canonical = fetching.workspace / "requests" / request_id
+
+    def another_node_pushes() -> None:
+        (canonical / "OTHER.md").write_text("pushed by another node meanwhile\n")
+        git(canonical, "add", "OTHER.md")
+        git(canonical, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "other node")
+
+    fetching.while_asked.append(another_node_pushes)
+    task = council.submit("code.write", {"instruction": "Add a function to square a number"}, request_id=request_id)
+    assert council.wait([task], timeout=240)[task] == "dead_lettered"
+    failures = [e.payload for e in council.store.read_stream(streams.task(task)) if isinstance(e.payload, TaskFailed)]
+    assert failures[0].exception == "StaleTree" and failures[0].kind == "transient", failures[0]
+    # its retry was answered from the log, whose commit never reached the tree: it says so rather than complete
+    assert failures[-1].exception == "LostWork" and "requeue the task" in failures[-1].error, failures[-1]
+    assert not (canonical / "src" / "sample_service" / "square.py").exists()
+    assert git(canonical, "log", "-1", "--format=%s").strip() == "other node"
+    council.requeue(task, "run afresh on the tree as it is")
+    requeued = council.store.read_stream(streams.task(task))[-1].position
+    status = council.wait([task], timeout=240, since=requeued)[task]
+    assert status == "completed", "\n".join(f"{e.type} {getattr(e.payload, 'error', '')[:300]}" for e in
+                                   council.store.read_stream(streams.task(task)))
+    assert (canonical / "src" / "sample_service" / "square.py").read_text() == SQUARE
+    assert [line.split(" ")[0] for line in git(canonical, "log", "--format=%an").splitlines()][:2] == [
+        "coder-1", "t"]
 
 
 def test_the_pipeline_is_refused_when_trees_are_fetched(fetching: Fetching) -> None:
