@@ -22,7 +22,9 @@ from governance_support import BOX
 from model_standins import OpenAIStandin, Respond, Text
 
 from actors import names
+from actors.agent import AgentActor
 from actors.depot import depot
+from actors.skills import PermanentFailure
 from actors.tools.checkout import prepare
 from actors.tools.workspace import Workspace
 from cluster.driver import Council
@@ -224,3 +226,10 @@ def test_the_depot_runs_beside_the_council_only_when_trees_are_fetched() -> None
     assert settings.node_workspace == str(Path("h/node-workspace").resolve())
     with pytest.raises(ValueError, match="shared"):
         Settings(store="sqlite:///h/events.db", trees="nfs")
+
+
+def test_an_agent_that_signs_where_its_keyring_is_not_is_told_where_it_must_run(tmp_path: Path) -> None:
+    agent = object.__new__(AgentActor.__ray_metadata__.modified_class)  # the plain class: no Ray needed
+    agent.agent_id, agent.keyring = "deployer-1", str(tmp_path / "not-on-this-node" / "keys")
+    with pytest.raises(PermanentFailure, match=r"need the council's keyring on their node .* pinned to the council's"):
+        agent._signer()
