@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from events.catalogue import FailureKind
 from governance.confinement import SandboxTable
 from governance.ledgers import PolicyLedger
 
+CALLS_AT_ONCE = 8
+"""How many calls the depot serves side by side."""
 PUSH_WAIT = 60.0
 """Seconds a push waits for an attempt working in the canonical tree on the depot's own node to let go of it."""
 
@@ -95,11 +98,16 @@ class Depot:
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
 class DepotActor:
-    """The depot on Ray: :class:`Depot` for trees, the home's :class:`BlobStore` for blobs."""
+    """The depot on Ray: :class:`Depot` for trees, the home's :class:`BlobStore` for blobs.
+
+    Start it with ``max_concurrency`` above 1 (:data:`CALLS_AT_ONCE`): an agent's blob need not wait behind another's
+    fetch of a large tree. Pushes to one tree are serialised by the tree's lock; bundles have files of their own.
+    """
 
     def __init__(self, workspace: str, blobs: str, limit: int = MAX_BUNDLE_BYTES) -> None:
         self.client = StoreClient()
         self.policy = PolicyLedger()
+        self._reading = threading.Lock()  # the policy ledger is folded by one call at a time
         self.blobs = BlobStore(blobs)
         hidden = (str(Path(workspace).resolve()), str(Path(blobs).resolve().parent))  # the workspace, the home
         self.depot = Depot(workspace, lambda: Sandbox(self._table().terms(network=False, wall_time_s=300.0),
@@ -107,7 +115,8 @@ class DepotActor:
 
     def _table(self) -> SandboxTable:
         """How the policy in force confines commands (its defaults before one is in force)."""
-        policy = self.policy.catch_up(self.client).current()
+        with self._reading:
+            policy = self.policy.catch_up(self.client).current()
         return policy.sandbox if policy is not None else SandboxTable()
 
     def fetch(self, request_id: str, have: str | None = None) -> Carried:

@@ -24,7 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors import names
 from actors.agent import AgentActor
 from actors.council_actor import CouncilActor
-from actors.depot import DepotActor
+from actors.depot import CALLS_AT_ONCE, DepotActor
 from actors.dispatcher import DispatcherActor
 from actors.follow import reader_for
 from actors.orchestrator.actor import orchestrate
@@ -118,7 +118,7 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
         specs.append(ActorSpec(names.COUNCIL, CouncilActor, (system.store, system.home, system.policy), options=here))
         if system.trees == "fetch" and system.workspace is not None:  # the trees' and blobs' keeper, beside the home
             specs.append(ActorSpec(names.DEPOT, DepotActor, (system.workspace, str(Path(system.home) / "blobs")),
-                                   options=here))
+                                   options={**here, "max_concurrency": CALLS_AT_ONCE}))
     for member in system.team:
         specs.append(ActorSpec(names.agent(member.agent_id), AgentActor,
                                (member.agent_id, member.role, list(member.capabilities), member.slots),
