@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import ray
@@ -43,6 +43,7 @@ from actors.remote import ask
 from actors.skills import PermanentFailure, Skill, SkillRegistry, abandoned, failure_kind, reporting
 from actors.store_client import StoreClient
 from actors.tools import limits
+from actors.tools.bundles import Trees
 from actors.tools.checkout import tree_of
 from actors.tools.gated import ActionRefused, AwaitingAuthority, run_of
 from actors.tools.redact import scrub
@@ -66,10 +67,6 @@ from events.catalogue import (
 from events.errors import ConcurrencyError
 from governance.keys import Keyring, PublicKey, SigningKey, agent_key
 from projections.knowledge import KnowledgeBase
-
-Trees = Literal["shared", "fetch"]
-"""Where agents find requests' trees: on a disk every node shares (the workspace), or fetched from the depot into a
-node-local workspace and pushed back (:mod:`actors.depot`)."""
 
 Outcome = str
 """How an attempt ended, as :meth:`AgentActor.run` reports it: ``completed``, ``failed``, ``awaiting`` (an

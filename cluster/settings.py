@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from actors.tools.bundles import Trees
 from events.errors import CouncilError
 from events.store import DEFAULT_MAX_EVENT_BYTES
 
@@ -48,7 +49,7 @@ class Settings(BaseModel):
                                                "example")
     workspace: str | None = Field(None, description="Where agents act (files, commands, deployments); default "
                                                     "<home>/workspace")
-    trees: Literal["shared", "fetch"] = Field(
+    trees: Trees = Field(
         "shared", description="Where agents find requests' trees: shared (the workspace is on a disk every node "
                               "mounts at the same path) or fetch (each agent fetches a copy from the council's depot "
                               "into node_workspace and pushes its commits back; the CI/CD pipeline needs shared)")

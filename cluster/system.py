@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import ray
 from pydantic import BaseModel, ConfigDict
@@ -32,6 +32,7 @@ from actors.projector_actor import ProjectorActor
 from actors.skills import SkillRegistry
 from actors.specs import ActorSpec
 from actors.store_actor import StoreActor
+from actors.tools.bundles import Trees
 from cluster.team import AgentSpec, Team, check_team
 from events import CouncilError
 from events.catalogue import FeatureRequested, RequestFinished
@@ -70,7 +71,7 @@ class System(BaseModel):
     home: str | None = None
     policy: str | None = None
     workspace: str | None = None
-    trees: Literal["shared", "fetch"] = "shared"
+    trees: Trees = "shared"
     """Where agents find requests' trees: the shared ``workspace``, or fetched from the depot (:mod:`actors.depot`)
     into ``node_workspace`` on their own node."""
     node_workspace: str | None = None

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from actors.tools import commands
 from actors.tools.git import BRANCH, SAFE, Git, GitError, Identity
@@ -37,6 +38,9 @@ from actors.tools.sandbox import Sandbox
 from actors.tools.workspace import Workspace, WorkspaceError
 from events.catalogue import FailureKind
 
+Trees = Literal["shared", "fetch"]
+"""Where agents find requests' trees: on a disk every node shares (the council's workspace), or fetched as bundles
+from the council's depot into a workspace on the agent's own node, and pushed back (:mod:`actors.depot`)."""
 MAX_BUNDLE_BYTES = 256 << 20
 """The largest bundle carried either way (256 MiB): a request's history, not a data set."""
 INCOMING = "refs/council/incoming"
