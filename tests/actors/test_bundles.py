@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,27 @@ def test_an_attempt_whose_earlier_commits_never_reached_the_tree_is_not_pushed(c
         fetched.push([refused])
     assert lost.value.kind == "permanent" and head(canonical) == at
     assert fetched.push([at]) == at  # nothing new and nothing lost: no push at all
+
+
+def test_pushes_racing_from_one_head_land_one_at_a_time_and_only_one_is_taken(council: tuple[Depot, Path],
+                                                                              tmp_path: Path) -> None:
+    depot, canonical = council
+    copies = [copy_of(depot, tmp_path, f"node-{n}") for n in range(4)]
+    at = copies[0][1]
+    carried = []
+    for n, (copy, _) in enumerate(copies):
+        commit(copy, f"racer-{n}.py", f"R = {n}\n")
+        carried.append(pack(copy, at))
+
+    def push(one: Carried) -> str:
+        try:
+            return depot.push("r1", one, at)
+        except StaleTree:
+            return "stale"
+
+    with ThreadPoolExecutor(4) as pool:  # the depot serves calls side by side: its tree's lock orders the pushes
+        outcomes = list(pool.map(push, carried))
+    taken = [o for o in outcomes if o != "stale"]
+    assert len(taken) == 1 and head(canonical) == taken[0], outcomes
+    assert len([p for p in canonical.iterdir() if p.name.startswith("racer-")]) == 1
+    assert git(canonical, "status", "--porcelain").strip() == ""
