@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -233,3 +234,19 @@ def test_an_agent_that_signs_where_its_keyring_is_not_is_told_where_it_must_run(
     agent.agent_id, agent.keyring = "deployer-1", str(tmp_path / "not-on-this-node" / "keys")
     with pytest.raises(PermanentFailure, match=r"need the council's keyring on their node .* pinned to the council's"):
         agent._signer()
+
+
+def test_council_up_takes_the_setting_and_refuses_one_it_does_not_know(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("COUNCIL_", "RAY_ADDRESS"))}
+    environ.update(PYTHONPATH=str(ROOT), COLUMNS="200")
+
+    def council(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path, env=environ)
+
+    shown = council("up", "--help")
+    assert "[env: COUNCIL_TREES; default shared]" in " ".join(shown.stdout.split()), shown.stdout
+    refused = council("up", "--trees", "nfs", "--store", f"sqlite:///{tmp_path / 'events.db'}")
+    assert refused.returncode != 0 and "trees" in refused.stderr and "'shared' or 'fetch'" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr  # one line, and nothing started
+    assert not (tmp_path / "events.db").exists()
