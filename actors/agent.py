@@ -19,11 +19,12 @@ the lease, and the dispatcher takes back the leases of an old incarnation.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import traceback
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import msgspec
 import ray
 
 from actors import names
+from actors.depot import DepotBlobs, Fetched, fetch
 from actors.dispatch.process import BeatReply
 from actors.eventsourced import Entity
 from actors.gatekeeper import Gatekeeper
@@ -41,18 +43,21 @@ from actors.remote import ask
 from actors.skills import PermanentFailure, Skill, SkillRegistry, abandoned, failure_kind, reporting
 from actors.store_client import StoreClient
 from actors.tools import limits
+from actors.tools.bundles import Trees
 from actors.tools.checkout import tree_of
-from actors.tools.gated import ActionRefused, AwaitingAuthority
+from actors.tools.gated import ActionRefused, AwaitingAuthority, run_of
 from actors.tools.redact import scrub
+from actors.tools.sandbox import Sandbox
 from actors.tools.toolsets import Bench, Thinking, tools_for
 from actors.tools.tree_lock import holding
 from actors.tools.workspace import Workspace
 from events import CouncilError, Event, streams
-from events.blobs import BlobStore
+from events.blobs import Blobs, BlobStore
 from events.catalogue import (
     AgentRegistered,
     AgentRestarted,
     AgentRetired,
+    GitCommitted,
     TaskAwaiting,
     TaskCompleted,
     TaskFailed,
@@ -132,7 +137,8 @@ class AgentActor:
     def __init__(self, agent_id: str, role: str, capabilities: list[str], slots: int = 1,
                  heartbeat_every: float = 2.0, skill_modules: Sequence[str] = (), version: str = "",
                  workspace: str | None = None, council_key: bytes | None = None, identity: str | None = None,
-                 keyring: str | None = None, models: dict[str, Any] | None = None) -> None:
+                 keyring: str | None = None, models: dict[str, Any] | None = None, trees: Trees = "shared",
+                 node_workspace: str | None = None) -> None:
         self.agent_id, self.role, self.slots = agent_id, role, slots
         self.stream = streams.agent(agent_id)
         self.client = StoreClient()
@@ -143,11 +149,18 @@ class AgentActor:
         self.models = load_models(models)
         self.providers = Providers(self.models)
         self.known = KnowledgeBase()  # what the council knows, folded as far as this agent's last recall read
-        self.blobs = BlobStore(Path(keyring).resolve().parent / "blobs") if keyring else None
+        # Trees and blobs: on the shared disk (the home's blobs, the workspace's trees), or through the depot.
+        self.trees = trees
+        self.blobs: Blobs | None = (DepotBlobs() if trees == "fetch" else
+                                    BlobStore(Path(keyring).resolve().parent / "blobs") if keyring else None)
         limits.sweep()  # the empty command cgroups an earlier incarnation left when it was killed
         # Acting skills need the council's key (to check warrants) and a workspace; without them
         # the gate has nothing to trust, and denies every action (fail closed).
         self.workspace = Workspace(workspace) if workspace else None
+        # Where this node keeps its copies of requests' trees (and Python environments): the workspace itself when it
+        # is shared; a directory of this node's own when trees are fetched.
+        local = node_workspace or workspace
+        self.local = Workspace(local) if local and trees == "fetch" else self.workspace
         self.gatekeeper = Gatekeeper(agent_id, identity or agent_id, self.client,
                                      PublicKey.from_raw("council", council_key) if council_key else
                                      PublicKey("council", b"\0" * 32), time.time)
@@ -256,30 +269,67 @@ class AgentActor:
             cause = getattr(exc, "cause", None)
             refusal = (str(cause) if isinstance(cause, CouncilError)
                        else f"the council did not answer ({type(exc).__name__})")
-        bench = self._bench(warrant_id, task_id, request_id, requeues)
-        tree = bench.tree.root if bench.tree.root != self.workspace.root else None  # a request's own tree
+        tree = self._tree(request_id)
         try:
             with holding(tree, TREE_WAIT, waiting=self._progress, given_up=abandoned) if tree else nullcontext():
-                # Without a warrant the gate denies the skill's first action and records why (fail closed).
-                return skill(inputs, tools_for(skill, bench))
+                fetched = None
+                if self.trees == "fetch" and tree is not None and request_id is not None:
+                    fetched = self._fetch(request_id, tree)
+                    tree = tree if fetched is not None else None  # the depot has no tree: the workspace it is
+                bench = self._bench(warrant_id, task_id, tree, request_id, requeues)
+                try:
+                    # Without a warrant the gate denies the skill's first action and records why (fail closed).
+                    result = skill(inputs, tools_for(skill, bench))
+                except BaseException:
+                    if fetched is not None:  # what it committed before it failed stays, as in a shared tree
+                        with suppress(CouncilError):
+                            fetched.push()
+                    raise
+                if fetched is not None:  # the outcome is reported only once its commits are in the request's tree
+                    fetched.push(self._committed(warrant_id, task_id, requeues))
+                return result
         except ActionRefused as exc:
             if not refusal:
                 raise
             raise ActionRefused(f"{exc}; the council refused a warrant: {refusal}", exc.denial) from None
 
-    def _bench(self, warrant_id: str | None, task_id: str, request_id: str | None, requeues: int = 0) -> Bench:
-        """Where this attempt works: the request's own tree if it has one (``requests/<id>``), else the workspace."""
-        assert self.workspace is not None
-        root = self.workspace
-        if request_id is not None:
-            tree = self.workspace.path(tree_of(request_id))
-            root = Workspace(tree) if tree.is_dir() else root
-        # The council's home holds the keyring, the log and checkpoints; the workspace root every request's tree.
+    def _tree(self, request_id: str | None) -> Path | None:
+        """Where request ``request_id``'s tree is on this node (``requests/<id>`` in the local workspace): with shared
+        trees, if it exists; with fetched trees, where its copy is kept (made when the depot has a tree). None for a
+        task outside a request."""
+        if request_id is None or self.local is None:
+            return None
+        tree = self.local.path(tree_of(request_id))
+        if self.trees == "fetch":
+            tree.parent.mkdir(parents=True, exist_ok=True)  # the lock lives beside the copy, before it is made
+            return tree
+        return tree if tree.is_dir() else None
+
+    def _fetch(self, request_id: str, tree: Path) -> Fetched | None:
+        """Bring this node's copy of the request's tree to the depot's head (made, or only what it lacks)."""
+        hidden = tuple(str(w.root) for w in (self.workspace, self.local) if w is not None)
+        box = Sandbox(self.gatekeeper.sandbox().terms(network=False, wall_time_s=300.0), hidden=hidden)
+        return fetch(request_id, tree, box)
+
+    def _committed(self, warrant_id: str | None, task_id: str, requeues: int) -> list[str]:
+        """The commits this run of the task recorded under ``warrant_id`` (this attempt's, and earlier ones')."""
+        if warrant_id is None:
+            return []
+        run = run_of(task_id, requeues)
+        return [e.payload.commit for e in self.client.read_stream(streams.warrant(warrant_id))
+                if isinstance(e.payload, GitCommitted) and e.payload.key.split("#")[0] == run]
+
+    def _bench(self, warrant_id: str | None, task_id: str, tree: Path | None, request_id: str | None,
+               requeues: int = 0) -> Bench:
+        """Where this attempt works: the request's own tree (``tree``) if it has one, else the workspace."""
+        assert self.workspace is not None and self.local is not None
+        root = Workspace(tree) if tree is not None else self.local
+        # The council's home holds the keyring, the log and checkpoints; the workspace roots every request's tree.
         home = Path(self.keyring).resolve().parent if self.keyring else None
-        hidden = tuple(dict.fromkeys(str(p) for p in (self.workspace.root, home) if p is not None))
+        hidden = tuple(dict.fromkeys(str(p) for p in (self.workspace.root, self.local.root, home) if p is not None))
         thinking = (Thinking(self.models, self.role, self.blobs, self.providers, request_id, self.known)
                     if self.blobs else None)
-        return Bench(self.gatekeeper, warrant_id, task_id, root, Workspace(self.workspace.path("environments")),
+        return Bench(self.gatekeeper, warrant_id, task_id, root, Workspace(self.local.path("environments")),
                      history=self.client.read_stream, signer=self._signer, hidden=hidden, requeues=requeues,
                      thinking=thinking)
 
@@ -287,6 +337,12 @@ class AgentActor:
         if self.keyring is None:
             raise PermanentFailure(f"agent {self.agent_id} has no keyring, so it cannot sign; start the council "
                                    "with a home")
+        if not Path(self.keyring).is_dir():
+            # Private keys never travel between nodes: an agent that signs runs where its keyring is.
+            raise PermanentFailure(f"agent {self.agent_id} signs with its own key, kept in the keyring "
+                                   f"{self.keyring}, which its node ({socket.gethostname()}) does not have; agents "
+                                   "that sign need the council's keyring on their node (a shared home) or must be "
+                                   "pinned to the council's node")
         return Keyring(self.keyring).signer(agent_key(self.agent_id))
 
     def _progress(self) -> None:

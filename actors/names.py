@@ -13,6 +13,7 @@ EXPORTER = "exporter"
 HEALTH = "health"
 DETECTOR = "detector"
 LEARNER = "learner"
+DEPOT = "depot"
 
 
 def agent(agent_id: str) -> str:

@@ -51,6 +51,13 @@ def up(
                                                   ".council for the default log]")] = None,
     workspace: Annotated[str | None, typer.Option(help="Where agents act [env: COUNCIL_WORKSPACE; default "
                                                        "<home>/workspace]")] = None,
+    trees: Annotated[str | None, typer.Option(help="Where agents find requests' trees: shared (the workspace is on a "
+                                                   "disk every node mounts) or fetch (a copy on each agent's node, "
+                                                   "fetched from the council and pushed back; not for the CI/CD "
+                                                   "pipeline) [env: COUNCIL_TREES; default shared]")] = None,
+    node_workspace: Annotated[str | None, typer.Option(help="With --trees fetch: where each agent's node keeps its "
+                                                            "copies [env: COUNCIL_NODE_WORKSPACE; default "
+                                                            "<home>/node-workspace]")] = None,
 ) -> None:
     """Start the council: store, council, dispatcher, projector and a team of agents (on a local Ray if no --address).
 
@@ -65,7 +72,9 @@ def up(
     quiet_ray()
     base = settings_for(store, address)
     settings = Settings.from_env(**{**base.model_dump(), "policy": policy or base.policy, "home": home or base.home,
-                                    "workspace": workspace or base.workspace, "team": team or base.team}).absolute()
+                                    "workspace": workspace or base.workspace, "team": team or base.team,
+                                    "trees": trees or base.trees,
+                                    "node_workspace": node_workspace or base.node_workspace}).absolute()
     chosen = load_team(settings.team_file()).with_workers(agents, slots)
     council = Council.start(settings, team=chosen, ray_start="head")
     status = council.council_status()

@@ -123,7 +123,8 @@ class Council:
         chosen = team if team is not None else load_team(settings.team_file())
         system = System.of(settings.store, chosen, max_event_bytes=settings.max_event_bytes, dispatch=dispatch,
                            projections=str(settings.projection_path()), home=settings.home, policy=settings.policy,
-                           workspace=settings.workspace, metrics_port=settings.metrics_port,
+                           workspace=settings.workspace, trees=settings.trees,
+                           node_workspace=settings.node_workspace, metrics_port=settings.metrics_port,
                            metrics_host=settings.metrics_host,
                            health=health if health is not None else ({} if settings.health else None),
                            detector=detector)

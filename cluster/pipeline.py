@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors import depot
 from actors.coding.plan import FIX_ROUNDS, MOST_FIX_ROUNDS, plan_code
 from actors.pipeline.config import (
     PackageIndex,
@@ -112,6 +113,12 @@ def prepare_request(council: Council, repo: str | Path, base: str | None, *, emp
     workspace = council.settings.absolute().workspace
     if workspace is None:
         raise CouncilError("the council has no workspace; start it with a home (`council up`)")
+    if depot.running():
+        # The pipeline's steps leave build outputs in the tree (wheels, reports, the environment) that later steps,
+        # on other agents, read; a fetched copy carries commits only.
+        raise CouncilError('the CI/CD pipeline needs trees = "shared" (a workspace on a disk every agent\'s node '
+                           'mounts); this council runs with trees = "fetch", whose copies carry commits only. '
+                           'Start the council with COUNCIL_TREES=shared to run the pipeline')
     request_id = request_id or new_request_id()
     root = Workspace(workspace)
     policy = council.policy()

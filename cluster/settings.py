@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from actors.tools.bundles import Trees
 from events.errors import CouncilError
 from events.store import DEFAULT_MAX_EVENT_BYTES
 
@@ -48,6 +49,13 @@ class Settings(BaseModel):
                                                "example")
     workspace: str | None = Field(None, description="Where agents act (files, commands, deployments); default "
                                                     "<home>/workspace")
+    trees: Trees = Field(
+        "shared", description="Where agents find requests' trees: shared (the workspace is on a disk every node "
+                              "mounts at the same path) or fetch (each agent fetches a copy from the council's depot "
+                              "into node_workspace and pushes its commits back; the CI/CD pipeline needs shared)")
+    node_workspace: str | None = Field(None, description="With trees = fetch: the directory on each agent's node "
+                                                         "that holds its copies of requests' trees; default "
+                                                         "<home>/node-workspace")
     metrics_port: int | None = Field(9464, ge=0, le=65535,
                                      description="Port of /metrics (0: any free one; unset: none)")
     metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on (0.0.0.0 for a remote Prometheus)")
@@ -77,7 +85,9 @@ class Settings(BaseModel):
             "store": store, "projections": str(self.with_store(store).projection_path().resolve()), "home": str(home),
             "policy": str(Path(self.policy).resolve()) if self.policy else str(DEFAULT_POLICY),
             "team": str(self.team_file().resolve()),
-            "workspace": str(Path(self.workspace).resolve()) if self.workspace else str(home / "workspace")})
+            "workspace": str(Path(self.workspace).resolve()) if self.workspace else str(home / "workspace"),
+            "node_workspace": (str(Path(self.node_workspace).resolve()) if self.node_workspace
+                               else str(home / "node-workspace"))})
 
     def team_file(self) -> Path:
         """The team file: ``team``, or the example team when none is set."""

@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors import names
 from actors.agent import AgentActor
 from actors.council_actor import CouncilActor
+from actors.depot import CALLS_AT_ONCE, DepotActor
 from actors.dispatcher import DispatcherActor
 from actors.follow import reader_for
 from actors.orchestrator.actor import orchestrate
@@ -31,6 +32,7 @@ from actors.projector_actor import ProjectorActor
 from actors.skills import SkillRegistry
 from actors.specs import ActorSpec
 from actors.store_actor import StoreActor
+from actors.tools.bundles import Trees
 from cluster.team import AgentSpec, Team, check_team
 from events import CouncilError
 from events.catalogue import FeatureRequested, RequestFinished
@@ -69,6 +71,10 @@ class System(BaseModel):
     home: str | None = None
     policy: str | None = None
     workspace: str | None = None
+    trees: Trees = "shared"
+    """Where agents find requests' trees: the shared ``workspace``, or fetched from the depot (:mod:`actors.depot`)
+    into ``node_workspace`` on their own node."""
+    node_workspace: str | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     health: dict[str, Any] | None = None
@@ -111,12 +117,16 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
     specs = [ActorSpec(names.STORE, StoreActor, (system.store, system.max_event_bytes), options=here)]
     if system.home is not None:
         specs.append(ActorSpec(names.COUNCIL, CouncilActor, (system.store, system.home, system.policy), options=here))
+        if system.trees == "fetch" and system.workspace is not None:  # the trees' and blobs' keeper, beside the home
+            specs.append(ActorSpec(names.DEPOT, DepotActor, (system.workspace, str(Path(system.home) / "blobs")),
+                                   options={**here, "max_concurrency": CALLS_AT_ONCE}))
     for member in system.team:
         specs.append(ActorSpec(names.agent(member.agent_id), AgentActor,
                                (member.agent_id, member.role, list(member.capabilities), member.slots),
                                init={"skill_modules": list(system.skills), "workspace": system.workspace,
                                      "council_key": keys.council, "identity": keys.identities.get(member.agent_id),
-                                     "keyring": keyring, "models": system.models},
+                                     "keyring": keyring, "models": system.models, "trees": system.trees,
+                                     "node_workspace": system.node_workspace},
                                options={"max_concurrency": member.slots + 4}))
     blobs = str(Path(system.home) / "blobs") if system.home is not None else None  # where snapshots go
     specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store, blobs),
@@ -197,6 +207,9 @@ def check(system: System) -> Checked:
     Loads the skill registry and reads the policy in force: pass the result to :func:`boot`
     so that is done once.
     """
+    if system.trees == "fetch" and (system.home is None or system.workspace is None):
+        raise CouncilError('trees = "fetch" needs a council with a home and a workspace: the depot serves the trees '
+                           "and blobs kept there; start the council with a home (`council up`)")
     check_team(list(system.team), SkillRegistry.load(system.skills), policy_for(system))
     return Checked(system)
 

@@ -52,7 +52,7 @@ from actors.llm.types import Message, ModelReply, ModelRequest, Provider, Tool
 from actors.skills import PermanentFailure, progress
 from actors.tools.gated import ActionRefused, AwaitingAuthority, Tools, content_key
 from events import ANY, CouncilError, NewEvent, streams
-from events.blobs import BlobStore
+from events.blobs import Blobs
 from events.catalogue import (
     Budget,
     ModelAnswerRepaired,
@@ -111,7 +111,7 @@ def canonical(request: ModelRequest) -> bytes:
 class ModelCalls:
     """Model calls for one task attempt, under the tools' warrant (see the module for what a call goes through)."""
 
-    def __init__(self, tools: Tools, config: ModelsConfig, role: str, blobs: BlobStore,
+    def __init__(self, tools: Tools, config: ModelsConfig, role: str, blobs: Blobs,
                  provider: Callable[[str], Provider], *, request_id: str | None = None,
                  sleep: Callable[[float], None] = time.sleep, known: KnowledgeBase | None = None) -> None:
         """``provider`` makes (or returns the cached) provider of a name; ``sleep`` waits between tries; ``known``
@@ -330,8 +330,10 @@ class ModelCalls:
 
     def note(self, event: Any, identity: str) -> None:
         """Append what became of an answer (``edit.applied``, ``edit.malformed``) to the task's stream of calls, once:
-        ``identity`` names it among the task's records, so an attempt run again records nothing twice."""
-        self._append(event, f"note:{identity}")
+        ``identity`` names it among the run's records, so an attempt run again records nothing twice (and a run after a
+        requeue records its own)."""
+        requeues = self.tools.requeues
+        self._append(event, f"note~{requeues}:{identity}" if requeues else f"note:{identity}")
 
     def _append(self, event: Any, identity: str) -> None:
         """Append ``event`` to the task's stream of calls, once (a retried append of the same event is recognised)."""

@@ -37,7 +37,7 @@ from actors.tools.sandbox import Sandbox
 from actors.tools.testing import run_pytest
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import streams
-from events.blobs import BlobStore
+from events.blobs import Blobs
 from events.catalogue import (
     Budget,
     FailureKind,
@@ -65,8 +65,13 @@ def action_key(task_id: str, scope: str, n: int, requeues: int = 0) -> str:
     after its ``requeues``-th requeue the keys are new, so a step a person requeued is done again,
     not answered from what the run before did.
     """
-    run = f"{task_id}~{requeues}" if requeues else task_id
+    run = run_of(task_id, requeues)
     return f"{run}#{scope}.{n}" if scope else f"{run}#{n}"
+
+
+def run_of(task_id: str, requeues: int = 0) -> str:
+    """The run of task ``task_id`` after its ``requeues``-th requeue, as its actions' keys begin (``<run>#...``)."""
+    return f"{task_id}~{requeues}" if requeues else task_id
 
 
 def content_key(task_id: str, name: str, digest: str) -> str:
@@ -165,7 +170,7 @@ class Tools:
         except WorkspaceError as exc:
             raise PermanentFailure(str(exc)) from None
 
-    def read_tree(self, root: str = ".", *, remember: BlobStore | None = None) -> dict[str, str]:
+    def read_tree(self, root: str = ".", *, remember: Blobs | None = None) -> dict[str, str]:
         """``file.read`` of a tree: every text file under ``root`` that the warrant and the policy would let this
         agent read one by one (path → text; what a rule denies, such as secrets, is left out: see
         :meth:`Gatekeeper.permitted`), skipping version control, environments, caches, binaries, files over

@@ -14,7 +14,7 @@ from actors.tools.ci import CiTools
 from actors.tools.gated import Tools
 from actors.tools.workspace import Workspace
 from events import RecordedEvent
-from events.blobs import BlobStore
+from events.blobs import Blobs
 from governance.keys import SigningKey
 from projections.knowledge import KnowledgeBase
 
@@ -47,7 +47,7 @@ class Thinking:
 
     config: ModelsConfig
     role: str
-    blobs: BlobStore
+    blobs: Blobs
     providers: Providers
     request_id: str | None = None
     known: KnowledgeBase | None = None
