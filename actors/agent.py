@@ -202,8 +202,9 @@ class AgentActor:
             request_id: str | None = None, requeues: int = 0) -> Outcome:
         """Carry out attempt ``attempt`` of task ``task_id``; return how it ended (see :data:`Outcome`).
 
-        ``requeues`` is how often the task was requeued: each requeue is a fresh run, whose actions
-        are not answered by what an earlier run did (a person requeues a step to have it done again).
+        ``requeues`` is how many fresh runs the task has had: each requeue (a person has a step done again)
+        and each attempt whose work was lost (kind ``lost``) starts one, whose actions are not answered by
+        what an earlier run did.
 
         ``version`` is the task stream's version at the lease: it, not a lease id, is the fence.
         Every append expects the stream to be where this agent last left it, so if the lease was

@@ -56,9 +56,10 @@ class UnknownRequest(WorkspaceError):
 
 class LostWork(WorkspaceError):
     """Commits an earlier attempt of this run of a task made never reached the request's tree (its push was refused,
-    or its node was lost before it pushed); replaying the run would report them done without them."""
+    or its node was lost before it pushed); replaying the run would report them done without them, so the next
+    attempt is a fresh run."""
 
-    kind: FailureKind = "permanent"
+    kind: FailureKind = "lost"
 
 
 class DepotUnavailable(CouncilError):
@@ -204,7 +205,7 @@ class Fetched:
         if lost:
             raise LostWork(f"the commits {', '.join(c[:12] for c in lost)} this task made in an earlier attempt never "
                            f"reached request {self.request_id}'s tree (a push was refused, or a node was lost); "
-                           "requeue the task (`council requeue <task>`) to run it afresh")
+                           "the task is run afresh")
         carried = pack(self.git, self.head)
         if (carried.branch, carried.head) == (self.branch, self.head):
             return self.head  # the attempt committed nothing

@@ -59,13 +59,14 @@ FIX_CAPABILITY = "code.fix"
 Severity = Literal["info", "warning", "critical"]
 
 _SEVERITY: dict[FailureKind, Severity] = {"infrastructure": "critical", "code": "warning", "denied": "warning",
-                                          "permanent": "info", "transient": "warning"}
+                                          "permanent": "info", "transient": "warning", "lost": "warning"}
 _SAYS: dict[FailureKind, str] = {
     "transient": "a transient error, already retried",
     "code": "an error in the skill's code",
     "infrastructure": "the system under it failed",
     "denied": "the gate denied an action it needed",
     "permanent": "it cannot succeed as asked",
+    "lost": "its work never reached the request's tree, and was done afresh",
 }
 
 

@@ -77,7 +77,7 @@ class TaskView:
     failure: FailureKind = "transient"
     queue_token: int = 0  # which queue entry is current; older entries are skipped
     taken_back: int = 0  # the last attempt whose lease was taken back: that attempt's work is abandoned
-    requeues: int = 0  # each requeue starts a fresh run of the task: its actions are keyed apart from earlier runs'
+    requeues: int = 0  # each requeue or lost attempt starts a fresh run: its actions are keyed apart from earlier runs'
     blocked_by: str | None = None  # the dependency whose dead letter dead-lettered this task, while it stays so
     inputs: dict[str, object] | None = None  # handed to the agent with the lease; dropped once the task completes
 
@@ -259,6 +259,8 @@ class DispatchState:
             case TaskFailed():
                 self._release(task)
                 task.last_error, task.failure = payload.error, payload.kind
+                if payload.kind == "lost":
+                    task.requeues += 1  # its next attempt is a fresh run: the lost run's actions are not answers
                 self.undecided.add(task.task_id)
             case TaskLeaseExpired():
                 self._release(task)

@@ -64,9 +64,9 @@ class BundleTooLarge(BundleError):
 
 class StaleTree(WorkspaceError):
     """A push does not fast-forward the request's tree: the attempt worked on a tree that has moved on since it was
-    fetched; its commits were not taken, and it is tried again on the new tree."""
+    fetched; its commits were not taken, and it is tried again on the new tree, as a fresh run."""
 
-    kind: FailureKind = "transient"
+    kind: FailureKind = "lost"
 
 
 @dataclass(frozen=True)

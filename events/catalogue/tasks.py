@@ -28,17 +28,20 @@ import msgspec
 from events.catalogue.fields import Capability, Count, Id, Inputs, Positive, Priority, Seconds, Text
 from events.registry import Event, event_type, upcaster
 
-FailureKind = Literal["transient", "permanent", "denied", "infrastructure", "code"]
+FailureKind = Literal["transient", "permanent", "denied", "infrastructure", "code", "lost"]
 """Why an attempt failed, as the agent that ran it knew from the exception's type:
 
 * ``transient``: it may work if tried again (a timeout, a lost connection, an expired lease);
 * ``permanent``: it cannot succeed as asked (the skill said so: a failing test, bad inputs);
 * ``denied``: the gate refused an action the skill needed;
 * ``infrastructure``: the system under the skill failed (the log unreachable, a worker lost, a full disk);
-* ``code``: the skill's own code raised a programming error (``TypeError``, ``KeyError``…).
+* ``code``: the skill's own code raised a programming error (``TypeError``, ``KeyError``…);
+* ``lost``: what the run did never reached the request's tree (its push was refused because another attempt
+  moved the tree on, or its node was lost before it pushed): the next attempt is a fresh run, whose actions are
+  keyed apart from the lost ones, so they are done again rather than answered from the log.
 """
 
-RETRIED: frozenset[str] = frozenset({"transient", "infrastructure", "code"})
+RETRIED: frozenset[str] = frozenset({"transient", "infrastructure", "code", "lost"})
 """Failure kinds the dispatcher retries (up to the task's ``max_attempts``); the others dead-letter at once."""
 
 

@@ -326,8 +326,24 @@ def test_failures_retry_until_attempts_run_out_then_dead_letter_and_requeue(stor
 
 AFTER_FAILURE: dict[str, str] = {
     "transient": "task.retried", "infrastructure": "task.retried", "code": "task.retried",
-    "permanent": "task.dead_lettered", "denied": "task.dead_lettered",
+    "permanent": "task.dead_lettered", "denied": "task.dead_lettered", "lost": "task.retried",
 }
+
+
+def test_an_attempt_whose_work_was_lost_is_retried_as_a_fresh_run_within_the_same_attempts(store: EventStore) -> None:
+    d = Dispatcher(store, DispatchSettings(backoff_base=0))
+    agent(store, "coder-1", ["code.generate"])
+    submit(store, "t1", max_attempts=2)
+    d.round()
+    fail(store, d, "t1", "transient")
+    assert d.round() == ["task.retried"] and d.state.tasks["t1"].requeues == 0  # a retry replays what was done
+    d.round()
+    fail(store, d, "t1", "lost")
+    assert d.round() == ["task.dead_lettered"]  # it counts against max_attempts: bounded
+    assert d.state.tasks["t1"].requeues == 1  # what the lost run did is not an answer for the next
+    again = Dispatcher(store, DispatchSettings(backoff_base=0))
+    assert again.round() == []
+    assert again.state.tasks["t1"].requeues == 1  # folded from the log, as every fresh run is
 
 
 def test_every_failure_kind_has_a_stated_fate() -> None:
