@@ -102,11 +102,18 @@ class Keys:
 def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None) -> list[ActorSpec]:
     """The actors ``system`` runs, in the order they start (the health monitor last, watching all the others).
 
-    Pure: no Ray call, no file. ``node`` pins the actors that open the log file (the store, the
-    council, the dispatcher, the projector, the exporter, the detector, the monitor) to the node
-    that holds it; agents may run anywhere.
+    Pure: no Ray call, no file. ``node`` is the node that boots the system. With a log in a file
+    there (SQLite: :func:`log_on_node`) the actors that open the log (the store, the council, the
+    dispatcher, the projector, the exporter, the detector, the learner, the monitor) are pinned to
+    it. With a PostgreSQL log they may run on any node, and Ray restarts one whose node is lost on
+    another — all but the exporter, which prefers ``node`` (Prometheus scrapes the address it was
+    given there) and moves only when that node is gone. Agents go where their team file's placement
+    says (:class:`actors.placement.Placement`), on any node that matches it.
     """
-    here = {"scheduling_strategy": node} if node is not None else {}
+    pinned = node is not None and log_on_node(system.store)
+    here = {"scheduling_strategy": node} if pinned else {}
+    scraped = here if pinned or node is None else {
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=True)}
     keyring = str(Path(system.home) / "keys") if system.home is not None else None
     specs = [ActorSpec(names.STORE, StoreActor, (system.store, system.max_event_bytes), options=here)]
     if system.home is not None:
@@ -117,7 +124,7 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
                                init={"skill_modules": list(system.skills), "workspace": system.workspace,
                                      "council_key": keys.council, "identity": keys.identities.get(member.agent_id),
                                      "keyring": keyring, "models": system.models},
-                               options={"max_concurrency": member.slots + 4}))
+                               options={"max_concurrency": member.slots + 4, **member.ray_options()}))
     blobs = str(Path(system.home) / "blobs") if system.home is not None else None  # where snapshots go
     specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store, blobs),
                            options=here))
@@ -125,7 +132,7 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
         specs.append(ActorSpec(names.PROJECTOR, ProjectorActor, (system.store, system.projections), options=here))
     if system.metrics_port is not None:
         specs.append(ActorSpec(names.EXPORTER, ExporterActor, (system.store, system.metrics_port, system.metrics_host),
-                               options=here))
+                               options=scraped))
     if system.health is not None:
         specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}, blobs),
                                options=here))
@@ -211,6 +218,12 @@ def policy_for(system: System) -> Policy | None:
         if in_force is not None:
             return in_force
     return load_policy(system.policy) if system.policy is not None else None
+
+
+def log_on_node(store: str) -> bool:
+    """Whether the log ``store`` names lives in a file on one node (SQLite), so the actors that open it must run
+    there; a PostgreSQL log is reached from every node."""
+    return not store.startswith(("postgresql://", "postgres://"))
 
 
 def here() -> NodeAffinitySchedulingStrategy:
