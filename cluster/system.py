@@ -12,6 +12,7 @@ idempotent: an actor that already runs is reused, not duplicated.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,18 +144,22 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
     return specs
 
 
-def boot(system: System | Checked) -> dict[str, Any]:
+def boot(system: System | Checked, *, ready_within: float | None = None) -> dict[str, Any]:
     """Start (or find) every actor of ``system``; return the handles by name once each has recovered from the log.
 
     Refuses, before anything starts, a team with a capability no registered skill carries out or
     an acting agent in a role the policy never names (:class:`cluster.team.TeamError`) — unless
     ``system`` is what :func:`check` returned, which it checked already — and a second council on
-    a cluster whose running council writes another log.
+    a cluster whose running council writes another log. Waits for actors Ray is restarting (their
+    node was lost), and raises :class:`CouncilError` naming any actor that no node took within
+    ``ready_within`` seconds (:data:`READY_WITHIN` unless given).
     """
     system = (system if isinstance(system, Checked) else check(system)).system
     keys = _keys(system)
     specs = plan(system, keys, here())
+    within = READY_WITHIN if ready_within is None else ready_within
     store = specs[0].start()
+    _await_ready({names.STORE: store}, {names.STORE: specs[0]}, within)
     running_url = ray.get(store.url.remote())
     if running_url != system.store:
         raise CouncilAlreadyRunning(f"a council is already running on this Ray cluster with the log {running_url}, "
@@ -165,7 +170,7 @@ def boot(system: System | Checked) -> dict[str, Any]:
         Path(system.projections).parent.mkdir(parents=True, exist_ok=True)
     handles = {names.STORE: store, **{spec.name: spec.start() for spec in specs[1:]}}
     try:
-        ray.get([h.pid.remote() for h in handles.values()])
+        _await_ready(handles, {spec.name: spec for spec in specs}, within)
     except ray.exceptions.RayActorError as exc:
         if names.EXPORTER in handles and "Address already in use" in str(exc):
             raise CouncilError(f"the metrics port {system.metrics_host}:{system.metrics_port} is in use; choose "
@@ -175,6 +180,50 @@ def boot(system: System | Checked) -> dict[str, Any]:
     if system.home is not None:
         handles.update(_resume_orchestrators(store, system.store))
     return handles
+
+
+READY_WITHIN = 120.0
+"""Seconds :func:`boot` waits for every actor to answer: to be placed on a node, and to recover from the log."""
+
+
+def _await_ready(handles: dict[str, Any], specs: dict[str, ActorSpec], within: float) -> None:
+    """Return once every actor of ``handles`` has answered; :class:`CouncilError` naming those that did not within
+    ``within`` seconds, and what their placement asks of a node.
+
+    An actor Ray is restarting (its node was lost, and it is being started again on another) refuses calls for a
+    while (``ActorUnavailableError``; the system's actors take no retries): it is asked again until it answers. An
+    actor that died for good raises as Ray reports it. An actor no node can take stays pending until one joins:
+    that is the error at the end, not a boot that never returns.
+    """
+    deadline = time.monotonic() + within
+    waiting = dict(handles)
+    while waiting:
+        calls = {h.pid.remote(): name for name, h in waiting.items()}
+        ready, _ = ray.wait(list(calls), num_returns=len(calls), timeout=max(0.0, deadline - time.monotonic()))
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except ray.exceptions.ActorUnavailableError:
+                continue  # restarting: asked again below
+            del waiting[calls[ref]]
+        if waiting and time.monotonic() >= deadline:
+            asks = "; ".join(f"{name} needs {_needs(specs[name]) if name in specs else 'nothing special'}"
+                             for name in sorted(waiting))
+            raise CouncilError(f"{len(waiting)} of the council's actors did not start within {within:.0f} s, as no "
+                               f"node of the Ray cluster can take them, or they are still being placed: {asks}. "
+                               "Start a node that has them (ray start --resources/--labels), or change the team "
+                               "file's placement; then run `council up` again")
+        if waiting:
+            time.sleep(0.2)
+
+
+def _needs(spec: ActorSpec) -> str:
+    """What ``spec``'s Ray options ask of a node, in words for an error."""
+    options = spec.options
+    wants = [f"{k}={options[k]}" for k in ("num_cpus", "num_gpus") if options.get(k)]
+    wants += [f"resources {dict(options['resources'])}"] if options.get("resources") else []
+    wants += [f"labels {dict(options['label_selector'])}"] if options.get("label_selector") else []
+    return ", ".join(wants) or "nothing special"
 
 
 def _resume_orchestrators(store: Any, url: str) -> dict[str, Any]:
