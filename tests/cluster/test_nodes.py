@@ -235,7 +235,7 @@ def test_an_agent_no_node_can_take_is_named_by_boot_instead_of_a_boot_that_never
     started = time.monotonic()
     try:
         with pytest.raises(CouncilError, match=r"1 of the council's actors did not start within 3 s.*"
-                                               r"agent-nowhere-1 needs resources \{'zone_a': 1.0\}, labels "
+                                               r"agent:nowhere-1 needs resources \{'zone_a': 1.0\}, labels "
                                                r"\{'zone': 'c'\}\. Start a node that has them"):
             boot(system, ready_within=3)
         assert time.monotonic() - started < 15
