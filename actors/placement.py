@@ -15,7 +15,8 @@ A label selector maps a label key to a value (``"eu-1"``), its negation (``"!eu-
 (``"in(eu-1,eu-2)"``) or the set's negation (``"!in(spot,preemptible)"``); a node must match every
 key. Ray's own labels (``ray.io/node-id``, ``ray.io/accelerator-type``…) may be selected on too.
 Ray passes ``label_selector`` on to its scheduler, and an actor no node can take waits, pending, until
-one joins — so the syntax is checked here, where the file and line of a mistake are still known.
+one joins (``council up`` names it after :data:`cluster.system.READY_WITHIN` seconds) — so the syntax
+is checked here, where the file and line of a mistake are still known.
 Keys and values follow Ray's (Kubernetes') rules: at most 63 characters, letters, digits, ``-``,
 ``_`` and ``.``, starting and ending with a letter or digit; a key may have a DNS prefix
 (``example.com/zone``).
