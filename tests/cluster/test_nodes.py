@@ -242,3 +242,30 @@ def test_an_agent_no_node_can_take_is_named_by_boot_instead_of_a_boot_that_never
     finally:
         shutdown([names.agent("nowhere-1")])
     assert ray.get(ray.get_actor(names.agent("alpha-1"), namespace=names.NAMESPACE).pid.remote(), timeout=30)
+
+
+def test_a_lost_head_node_loses_every_actor_and_council_up_on_a_new_cluster_rebuilds_them_from_the_log(
+        nodes: Nodes) -> None:
+    """Without Ray's GCS fault tolerance (an external Redis) the head node's loss ends the cluster, and every
+    detached actor with it. The log, in PostgreSQL, is not lost: starting the council on a new cluster rebuilds
+    every actor and read model from it, and work goes on. (Last in the module: it replaces the cluster.)"""
+    council = nodes.council
+    tasks = "SELECT task_id, status, agent_id FROM tasks ORDER BY task_id"
+    before, head = council.sql(tasks).rows, council.store.head()
+    assert len(before) >= 16 and head > 100
+
+    ray.shutdown()
+    nodes.cluster.shutdown()  # the head node and every node with it, as when the head is lost
+    nodes.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "labels": {"zone": "head"},
+                                                                  "include_dashboard": False})
+    nodes.workers = {zone: nodes.cluster.add_node(**worker(zone)) for zone in ZONES}
+    nodes.cluster.wait_for_nodes()
+    ray.init(address=nodes.cluster.address, namespace=names.NAMESPACE, log_to_driver=False, configure_logging=False)
+    with pytest.raises(ValueError):
+        ray.get_actor(names.STORE, namespace=names.NAMESPACE)  # nothing of the old cluster is left
+
+    again = nodes.council = Council.start(council.settings, team=TEAM, dispatch=DISPATCH)  # `council up`
+    assert again.store.head() >= head
+    assert again.sql(tasks).rows == before  # every task where it stood, folded again from the log
+    [task] = [again.submit("echo", {"after": "the head was lost"})]
+    assert again.wait([task], timeout=60) == {task: "completed"}
