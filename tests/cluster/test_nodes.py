@@ -3,6 +3,12 @@ labels ``zone=a`` and ``zone=b`` on the workers, and a PostgreSQL log, so no act
 
 The agents are placed by their team entries' label selectors: ``alpha`` on zone a, ``beta`` on zone b, ``mover``
 on either (``in(a,b)``). The module's own Ray cluster, not the shared ``ray_instance``: it starts and stops nodes.
+
+What Ray does when a worker node is killed, as measured here: it declares the node dead once its health checks
+fail (about 15 s with Ray's defaults) and starts each detached agent that lived there (``max_restarts=-1``)
+again on a node its placement allows; the dispatcher has by then taken back the dead agent's leases, and the
+restarted agent runs the tasks again — each completes once. The tests run in order: the last replaces the
+cluster, as a lost head node does.
 """
 
 from __future__ import annotations
