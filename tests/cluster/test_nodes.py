@@ -29,6 +29,9 @@ from postgres_server import PostgresServer
 from ray.cluster_utils import Cluster
 
 from actors import names
+from actors.llm.config import load_models
+from actors.llm.local_provider import LocalProvider
+from actors.llm.providers import make_provider
 from actors.pipeline.results import BuildResult
 from cluster.driver import Council
 from cluster.pipeline import PipelineTimedOut, Run, follow, start_ci
@@ -248,6 +251,18 @@ def test_an_agent_no_node_can_take_is_named_by_boot_instead_of_a_boot_that_never
     finally:
         shutdown([names.agent("nowhere-1")])
     assert ray.get(ray.get_actor(names.agent("alpha-1"), namespace=names.NAMESPACE).pid.remote(), timeout=30)
+
+
+def test_the_local_model_server_runs_on_the_node_models_providers_local_names(nodes: Nodes) -> None:
+    config = load_models({"providers": {"local": {"labels": {"zone": "b"}, "resources": {"zone_b": 0.5}}}})
+    provider = make_provider("local", config.settings("local"))
+    assert isinstance(provider, LocalProvider)
+    server = provider.server("default")
+    try:
+        served = ray.get(server.ready.remote(), timeout=120)
+        assert zone_of(node_of(names.model_server(served["path"]))) == "b"
+    finally:
+        ray.kill(server, no_restart=True)
 
 
 def test_a_lost_head_node_loses_every_actor_and_council_up_on_a_new_cluster_rebuilds_them_from_the_log(
