@@ -40,7 +40,8 @@ class RayDispatch(Dispatch):
         super().__init__(settings, lookup=lookup)
         self.delivered = 0
         self._agents: dict[str, Any] = {}
-        self._deliveries: dict[Any, tuple[str, int]] = {}  # ObjectRef of a run call → (agent, its epoch then)
+        # ObjectRef of a run call → (agent, its epoch then, the Ray actor the call went to)
+        self._deliveries: dict[Any, tuple[str, int, str]] = {}
 
     def react(self, stored: Sequence[tuple[Intent, AppendResult]]) -> None:
         """Hand each new lease to its agent, with what it needs to start without reading the log."""
@@ -55,28 +56,43 @@ class RayDispatch(Dispatch):
             ref = handle.run.remote(assigned.task_id, assigned.attempt, task.capability, task.inputs or {},
                                     result.stream_version, task.request_id, task.requeues)
             agent = self.state.agents.get(assigned.agent_id)
-            self._deliveries[ref] = (assigned.agent_id, agent.epoch if agent is not None else 0)
+            self._deliveries[ref] = (assigned.agent_id, agent.epoch if agent is not None else 0,
+                                     handle._actor_id.hex())
             self.delivered += 1
 
     def sense(self, now: float) -> None:
         """An agent whose ``run`` call failed because its actor died is gone until it registers again.
 
-        Only the incarnation the call went to is gone: one that registered since takes work.
+        Only the incarnation the call went to is gone: one that registered since takes work. A call
+        that went to an actor no longer holding the agent's name (the agent was started anew — by
+        `council up` with another placement, or by the health monitor — while this dispatcher still
+        held the old handle) says nothing of the agent's current actor, which may have registered
+        before the call was made: the handle is dropped, and the lease runs out and is given again.
         """
         if not self._deliveries:
             return
         done, _ = ray.wait(list(self._deliveries), num_returns=len(self._deliveries), timeout=0)
         for ref in done:
-            agent_id, epoch = self._deliveries.pop(ref)
+            agent_id, epoch, actor = self._deliveries.pop(ref)
             try:
                 ray.get(ref)
             except RayActorError:
-                self._agents.pop(agent_id, None)
+                cached = self._agents.get(agent_id)
+                if cached is not None and cached._actor_id.hex() == actor:
+                    del self._agents[agent_id]
                 agent = self.state.agents.get(agent_id)
-                if agent is not None and agent.epoch == epoch:
+                if agent is not None and agent.epoch == epoch and self._named_actor(agent_id) in (actor, None):
                     self.gone.add(agent_id)
             except RayError:
                 continue
+
+    @staticmethod
+    def _named_actor(agent_id: str) -> str | None:
+        """The id of the Ray actor that holds ``agent_id``'s name now (None: none does)."""
+        try:
+            return str(ray.get_actor(names.agent(agent_id), namespace=names.NAMESPACE)._actor_id.hex())
+        except ValueError:
+            return None
 
     def _agent(self, agent_id: str) -> Any:
         handle = self._agents.get(agent_id)

@@ -12,6 +12,7 @@ idempotent: an actor that already runs is reused, not duplicated.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,18 +109,28 @@ class Keys:
 def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None) -> list[ActorSpec]:
     """The actors ``system`` runs, in the order they start (the health monitor last, watching all the others).
 
-    Pure: no Ray call, no file. ``node`` pins the actors that open the log file (the store, the
-    council, the dispatcher, the projector, the exporter, the detector, the monitor) to the node
-    that holds it; agents may run anywhere.
+    Pure: no Ray call, no file. ``node`` is the node that boots the system. With a log in a file
+    there (SQLite: :func:`log_on_node`) the actors that open the log (the store, the council, the
+    dispatcher, the projector, the exporter, the detector, the learner, the monitor) are pinned to
+    it. With a PostgreSQL log they may run on any node, and Ray restarts one whose node is lost on
+    another — all but the exporter, which prefers ``node`` (Prometheus scrapes the address it was
+    given there) and moves only when that node is gone. Agents go where their team file's placement
+    says (:class:`actors.placement.Placement`), on any node that matches it.
     """
-    here = {"scheduling_strategy": node} if node is not None else {}
+    pinned = node is not None and log_on_node(system.store)
+    here = {"scheduling_strategy": node} if pinned else {}
+    scraped = here if pinned or node is None else {
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=True)}
     keyring = str(Path(system.home) / "keys") if system.home is not None else None
     specs = [ActorSpec(names.STORE, StoreActor, (system.store, system.max_event_bytes), options=here)]
     if system.home is not None:
         specs.append(ActorSpec(names.COUNCIL, CouncilActor, (system.store, system.home, system.policy), options=here))
-        if system.trees == "fetch" and system.workspace is not None:  # the trees' and blobs' keeper, beside the home
+        if system.trees == "fetch" and system.workspace is not None:
+            # The trees' and blobs' keeper is pinned to the booting node whatever the log: the canonical trees are
+            # made there (by the driver, in its workspace) and live on its disk.
+            disk = {"scheduling_strategy": node} if node is not None else {}
             specs.append(ActorSpec(names.DEPOT, DepotActor, (system.workspace, str(Path(system.home) / "blobs")),
-                                   options={**here, "max_concurrency": CALLS_AT_ONCE}))
+                                   options={**disk, "max_concurrency": CALLS_AT_ONCE}))
     for member in system.team:
         specs.append(ActorSpec(names.agent(member.agent_id), AgentActor,
                                (member.agent_id, member.role, list(member.capabilities), member.slots),
@@ -127,7 +138,7 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
                                      "council_key": keys.council, "identity": keys.identities.get(member.agent_id),
                                      "keyring": keyring, "models": system.models, "trees": system.trees,
                                      "node_workspace": system.node_workspace},
-                               options={"max_concurrency": member.slots + 4}))
+                               options={"max_concurrency": member.slots + 4, **member.ray_options()}))
     blobs = str(Path(system.home) / "blobs") if system.home is not None else None  # where snapshots go
     specs.append(ActorSpec(names.DISPATCHER, DispatcherActor, (system.dispatch or {}, system.store, blobs),
                            options=here))
@@ -135,7 +146,7 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
         specs.append(ActorSpec(names.PROJECTOR, ProjectorActor, (system.store, system.projections), options=here))
     if system.metrics_port is not None:
         specs.append(ActorSpec(names.EXPORTER, ExporterActor, (system.store, system.metrics_port, system.metrics_host,
-                                                               blobs), options=here))
+                                                               blobs), options=scraped))
     if system.health is not None:
         specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}, blobs),
                                options=here))
@@ -147,18 +158,22 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
     return specs
 
 
-def boot(system: System | Checked) -> dict[str, Any]:
+def boot(system: System | Checked, *, ready_within: float | None = None) -> dict[str, Any]:
     """Start (or find) every actor of ``system``; return the handles by name once each has recovered from the log.
 
     Refuses, before anything starts, a team with a capability no registered skill carries out or
     an acting agent in a role the policy never names (:class:`cluster.team.TeamError`) — unless
     ``system`` is what :func:`check` returned, which it checked already — and a second council on
-    a cluster whose running council writes another log.
+    a cluster whose running council writes another log. Waits for actors Ray is restarting (their
+    node was lost), and raises :class:`CouncilError` naming any actor that no node took within
+    ``ready_within`` seconds (:data:`READY_WITHIN` unless given).
     """
     system = (system if isinstance(system, Checked) else check(system)).system
     keys = _keys(system)
     specs = plan(system, keys, here())
+    within = READY_WITHIN if ready_within is None else ready_within
     store = specs[0].start()
+    _await_ready({names.STORE: store}, {names.STORE: specs[0]}, within)
     running_url = ray.get(store.url.remote())
     if running_url != system.store:
         raise CouncilAlreadyRunning(f"a council is already running on this Ray cluster with the log {running_url}, "
@@ -169,7 +184,7 @@ def boot(system: System | Checked) -> dict[str, Any]:
         Path(system.projections).parent.mkdir(parents=True, exist_ok=True)
     handles = {names.STORE: store, **{spec.name: spec.start() for spec in specs[1:]}}
     try:
-        ray.get([h.pid.remote() for h in handles.values()])
+        _await_ready(handles, {spec.name: spec for spec in specs}, within)
     except ray.exceptions.RayActorError as exc:
         if names.EXPORTER in handles and "Address already in use" in str(exc):
             raise CouncilError(f"the metrics port {system.metrics_host}:{system.metrics_port} is in use; choose "
@@ -179,6 +194,50 @@ def boot(system: System | Checked) -> dict[str, Any]:
     if system.home is not None:
         handles.update(_resume_orchestrators(store, system.store))
     return handles
+
+
+READY_WITHIN = 120.0
+"""Seconds :func:`boot` waits for every actor to answer: to be placed on a node, and to recover from the log."""
+
+
+def _await_ready(handles: dict[str, Any], specs: dict[str, ActorSpec], within: float) -> None:
+    """Return once every actor of ``handles`` has answered; :class:`CouncilError` naming those that did not within
+    ``within`` seconds, and what their placement asks of a node.
+
+    An actor Ray is restarting (its node was lost, and it is being started again on another) refuses calls for a
+    while (``ActorUnavailableError``; the system's actors take no retries): it is asked again until it answers. An
+    actor that died for good raises as Ray reports it. An actor no node can take stays pending until one joins:
+    that is the error at the end, not a boot that never returns.
+    """
+    deadline = time.monotonic() + within
+    waiting = dict(handles)
+    while waiting:
+        calls = {h.pid.remote(): name for name, h in waiting.items()}
+        ready, _ = ray.wait(list(calls), num_returns=len(calls), timeout=max(0.0, deadline - time.monotonic()))
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except ray.exceptions.ActorUnavailableError:
+                continue  # restarting: asked again below
+            del waiting[calls[ref]]
+        if waiting and time.monotonic() >= deadline:
+            asks = "; ".join(f"{name} needs {_needs(specs[name]) if name in specs else 'nothing special'}"
+                             for name in sorted(waiting))
+            raise CouncilError(f"{len(waiting)} of the council's actors did not start within {within:.0f} s, as no "
+                               f"node of the Ray cluster can take them, or they are still being placed: {asks}. "
+                               "Start a node that has them (ray start --resources/--labels), or change the team "
+                               "file's placement; then run `council up` again")
+        if waiting:
+            time.sleep(0.2)
+
+
+def _needs(spec: ActorSpec) -> str:
+    """What ``spec``'s Ray options ask of a node, in words for an error."""
+    options = spec.options
+    wants = [f"{k}={options[k]}" for k in ("num_cpus", "num_gpus") if options.get(k)]
+    wants += [f"resources {dict(options['resources'])}"] if options.get("resources") else []
+    wants += [f"labels {dict(options['label_selector'])}"] if options.get("label_selector") else []
+    return ", ".join(wants) or "nothing special"
 
 
 def _resume_orchestrators(store: Any, url: str) -> dict[str, Any]:
@@ -225,6 +284,12 @@ def policy_for(system: System) -> Policy | None:
         if in_force is not None:
             return in_force
     return load_policy(system.policy) if system.policy is not None else None
+
+
+def log_on_node(store: str) -> bool:
+    """Whether the log ``store`` names lives in a file on one node (SQLite), so the actors that open it must run
+    there; a PostgreSQL log is reached from every node."""
+    return not store.startswith(("postgresql://", "postgres://"))
 
 
 def here() -> NodeAffinitySchedulingStrategy:

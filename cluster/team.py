@@ -10,6 +10,9 @@ A team file is TOML (``examples/team.toml`` is the default, today's team)::
     capabilities = ["files.write"]   # each must have a registered skill
     slots = 2                        # tasks each agent runs at once
     count = 1                        # how many agents of this kind
+    num_cpus = 0                     # where on a Ray cluster they run (optional; actors.placement):
+    resources = { ssd = 1 }          #   CPUs and GPUs they reserve, custom resources of `ray start
+    labels = { zone = "eu-1" }       #   --resources`, node labels of `ray start --labels`
 
 :func:`load_team` validates the file with pydantic and names the file, line and field of the
 first problem; :func:`check_team` refuses, before anything starts, a capability no registered skill
@@ -29,6 +32,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
 from actors.llm.config import ModelsConfig
+from actors.placement import Placement
 from actors.skills import SkillRegistry
 from events import CouncilError
 from governance import globs
@@ -56,8 +60,8 @@ class TeamError(CouncilError):
     """A team file, or a team, is not valid; the message names the file, line and field, and what to do."""
 
 
-class AgentSpec(BaseModel):
-    """One agent of a team, as the system starts it."""
+class AgentSpec(Placement):
+    """One agent of a team, as the system starts it, and where on the cluster it may run (:class:`Placement`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,8 +73,8 @@ class AgentSpec(BaseModel):
     """Where it was configured (a team file's line and entry), for errors; empty for an agent made in code."""
 
 
-class AgentGroup(BaseModel):
-    """One ``[[agents]]`` entry: ``count`` agents named ``<name>-1``, ``<name>-2``…, alike."""
+class AgentGroup(Placement):
+    """One ``[[agents]]`` entry: ``count`` agents named ``<name>-1``, ``<name>-2``…, alike, placed alike."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -83,7 +87,8 @@ class AgentGroup(BaseModel):
     def members(self, where: str = "") -> list[AgentSpec]:
         """The agents of this group; ``where`` says where the group was configured."""
         return [AgentSpec(agent_id=f"{self.name}-{i}", role=self.role, capabilities=self.capabilities,
-                          slots=self.slots, where=where) for i in range(1, self.count + 1)]
+                          slots=self.slots, where=where, **dict(self.placement()))
+                for i in range(1, self.count + 1)]
 
 
 class Team(BaseModel):

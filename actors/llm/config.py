@@ -23,6 +23,10 @@
     timeout = "10m"
     stall_after = "60s"
 
+    [models.providers.local]                   # the model-server actor of local:… models
+    num_gpus = 1                               # where it runs: num_cpus (default 1), num_gpus,
+    labels = { "ray.io/accelerator-type" = "L4" }  # resources, labels (actors.placement)
+
 A model is named ``provider:model`` (the model's own name may hold colons: ``ollama:qwen2.5-coder:7b``).
 The providers' keys never appear here: each comes from its SDK's own variable (``OPENAI_API_KEY``,
 ``ANTHROPIC_API_KEY``) in the agents' environment.
@@ -36,6 +40,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from actors.placement import Amount, Placement
 from events import CouncilError
 from governance.quantities import parse_duration
 
@@ -82,8 +87,9 @@ class Price(BaseModel):
         return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
 
 
-class ProviderSettings(BaseModel):
-    """Where a provider is and how long a call may take (its key comes from the SDK's own variable)."""
+class ProviderSettings(Placement):
+    """Where a provider is and how long a call may take (its key comes from the SDK's own variable); for ``local``,
+    where on the cluster its model-server actor runs (:class:`Placement`: one CPU, any node, unless set)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,10 +102,10 @@ class ProviderSettings(BaseModel):
     """``local`` only: the threads llama.cpp generates with (one is fastest on a busy two-core machine)."""
     context: int = Field(2048, ge=256, le=1_048_576)
     """``local`` only: the context window the model is loaded with, in tokens."""
-    num_cpus: float = Field(1.0, ge=0)
+    num_cpus: Amount = 1.0
     """``local`` only: the CPUs Ray reserves for the model-server actor."""
-    num_gpus: float = Field(0.0, ge=0)
-    """``local`` only: the GPUs Ray reserves for it (the actor goes to a node that has them)."""
+    # ``local`` only, as well: num_gpus (the actor goes to a node that has them), resources and labels
+    # (actors.placement): where on the cluster the model-server actor runs.
 
     @field_validator("timeout", "stall_after", mode="before")
     @classmethod

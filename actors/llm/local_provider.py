@@ -1,7 +1,8 @@
 """The ``local`` provider: a model served on the cluster by a :class:`~actors.llm.model_server.ModelServerActor`.
 
-The first call to a model finds its actor by name, or starts it (detached, with the resources the
-configuration gives: ``num_gpus``, ``num_cpus``, threads, context), and every agent on the cluster
+The first call to a model finds its actor by name, or starts it (detached, with the threads and
+context the configuration gives, on a node its placement allows: ``num_cpus``, ``num_gpus``,
+``resources``, ``labels`` of :class:`actors.placement.Placement`), and every agent on the cluster
 then shares that one loaded model. A reply streams back piece by piece (each piece is progress); a
 silence longer than ``stall_after`` cuts the call, and the whole call is bounded by ``timeout``. An
 actor that dies mid-call (llama.cpp crashed) is restarted by Ray, and the call fails as a transient
@@ -22,10 +23,13 @@ from actors.llm.clock import CallClock, check_limits
 from actors.llm.errors import ServerError, Service, stalled, timed_out
 from actors.llm.model_server import ModelServerActor, model_path
 from actors.llm.types import ModelReply, ModelRequest, Progress
+from actors.placement import Placement
 
 SERVICE = Service(name="local", title="the local model server", key_variable="(none)", url_variable="(none)",
                   list_models="name local:default or local:/path/to/model.gguf")
 FINISH = {"stop": "stop", "length": "length"}
+PLACEMENT = Placement(num_cpus=1.0)
+"""Where a model-server actor runs unless configured: one CPU reserved (llama.cpp computes), on any node."""
 
 
 class LocalProvider:
@@ -34,17 +38,17 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, *, timeout: float = 600.0, stall_after: float = 60.0, threads: int = 1, context: int = 2048,
-                 num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
+                 placement: Placement = PLACEMENT) -> None:
         check_limits(timeout, stall_after)
         self.timeout, self.stall_after = timeout, stall_after
-        self.threads, self.context, self.num_cpus, self.num_gpus = threads, context, num_cpus, num_gpus
+        self.threads, self.context, self.placement = threads, context, placement
 
     def server(self, model: str) -> Any:
         """The actor serving ``model`` (``default`` or a GGUF path), started if it is not running yet."""
         path = model_path(model)
         return ModelServerActor.options(  # type: ignore[attr-defined]  # a Ray actor class
             name=names.model_server(str(path)), namespace=names.NAMESPACE, lifetime="detached", get_if_exists=True,
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(str(path), self.context, self.threads)
+            **self.placement.ray_options()).remote(str(path), self.context, self.threads)
 
     def complete(self, request: ModelRequest, *, progress: Progress | None = None) -> ModelReply:
         """Send ``request`` to the model's actor once; the assembled reply, or a transient error (see the module)."""

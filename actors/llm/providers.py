@@ -42,7 +42,7 @@ def make_provider(name: str, settings: ProviderSettings) -> Provider:
             from actors.llm.local_provider import LocalProvider
 
             return LocalProvider(timeout=timeout, stall_after=stall_after, threads=settings.threads,
-                                 context=settings.context, num_cpus=settings.num_cpus, num_gpus=settings.num_gpus)
+                                 context=settings.context, placement=settings.placement())
         case _:
             raise ModelsConfigError(f"the {name!r} provider is not available in this council; use openai, "
                                     "anthropic, ollama or local")

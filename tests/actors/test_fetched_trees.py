@@ -21,6 +21,7 @@ import pytest
 import ray
 from governance_support import BOX
 from model_standins import OpenAIStandin, Respond, Text
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import names
 from actors.agent import AgentActor
@@ -219,6 +220,12 @@ def test_the_depot_runs_beside_the_council_only_when_trees_are_fetched() -> None
     assert specs[names.DEPOT].args == ("/h/workspace", "/h/blobs")
     agent = specs[names.agent("coder-1")].init
     assert agent["trees"] == "fetch" and agent["node_workspace"] == "/local/trees"
+    # With a PostgreSQL log the system's actors may go to any node, but the depot stays where the trees are made.
+    booting = NodeAffinitySchedulingStrategy(node_id="ab" * 28, soft=False)
+    anywhere = System.of("postgresql://db/council", team, home="/h", workspace="/h/workspace", trees="fetch")
+    spread = {spec.name: spec for spec in plan(anywhere, Keys(), booting)}
+    assert "scheduling_strategy" not in spread[names.DISPATCHER].options
+    assert spread[names.DEPOT].options["scheduling_strategy"] is booting
     with pytest.raises(CouncilError, match='trees = "fetch" needs a council with a home'):
         check(System.of("sqlite:///x.db", team, trees="fetch"))
     settings = Settings(store="sqlite:///h/events.db", trees="fetch").absolute()
