@@ -23,15 +23,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import msgspec
-
+from events.commits import COLUMNS, CommitTable, expand, pack
 from events.envelope import AppendResult
 from events.errors import (
     ConcurrencyError,
-    CorruptLog,
     IdempotencyConflict,
     InvalidStoreUrl,
     NewerStoreSchema,
@@ -41,7 +39,7 @@ from events.errors import (
     StoreUnavailable,
 )
 from events.ledger import GENESIS, Row
-from events.recorder import AppendRequest, Recorder, Stored, plan_append, seal_batch
+from events.recorder import AppendRequest, Stored, plan_append, seal_batch
 
 try:
     import psycopg
@@ -53,7 +51,6 @@ except ImportError:  # pragma: no cover - the extra is not installed
 
 FORMAT = "agent-council.events"
 SCHEMA_VERSION = 1
-_PAGE = 256  # commits fetched per query while reading
 _CHANNEL = "council_events"
 _RETRIES = 3  # attempts of an operation whose connection broke (a server restart, a dropped link)
 
@@ -80,7 +77,6 @@ _SCHEMA = (
     ),
     f"INSERT INTO council_meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}')",
 )
-_COMMIT_COLUMNS = "last_position, first_position, stream, last_version, recorded_at, events"
 
 # THE ordering invariant. Positions are assigned here, in Python, from the head read inside the
 # transaction, and a reader must never see position n+1 before position n. PostgreSQL makes rows
@@ -106,7 +102,7 @@ _BEFORE_APPEND = (
     "CROSS JOIN LATERAL (SELECT array_agg(event_id) AS ids, array_agg(position) AS positions "
     "FROM council_event_ids WHERE event_id = ANY(%s)) AS i"
 )
-_COMMIT_OF = f"SELECT {_COMMIT_COLUMNS} FROM council_commits WHERE last_position >= %s ORDER BY last_position LIMIT 1"
+_COMMIT_OF = f"SELECT {COLUMNS} FROM council_commits WHERE last_position >= %s ORDER BY last_position LIMIT 1"
 # One statement stores a group: its commits, its ids (arrays cut apart by unnest), and the
 # notification, which PostgreSQL delivers to listeners only when the transaction commits.
 _STORE_GROUP = (
@@ -116,28 +112,8 @@ _STORE_GROUP = (
     f"SELECT pg_notify('{_CHANNEL}_' || current_schema(), %s)"
 )
 
-_pack = msgspec.msgpack.Encoder().encode
-_unpack = msgspec.msgpack.Decoder(list[tuple[bytes, str, int, bytes, bytes, bytes]]).decode
 
 T = TypeVar("T")
-
-
-def _expand(last_position: int, first_position: int, stream: str, last_version: int, recorded_at: int,
-            blob: bytes) -> list[Row]:
-    """The ledger rows of one commit; :class:`CorruptLog` if the commit cannot be read back."""
-    try:
-        events = _unpack(blob)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise CorruptLog(first_position, f"the commit holding positions {first_position}..{last_position} "
-                         f"cannot be decoded ({exc})") from None
-    if len(events) != last_position - first_position + 1:
-        raise CorruptLog(first_position, f"the commit holding positions {first_position}..{last_position} "
-                         f"has {len(events)} events")
-    version = last_version - len(events) + 1
-    return [
-        (first_position + i, stream, version + i, eid, type_, schema, recorded_at, meta, payload, digest)
-        for i, (eid, type_, schema, meta, payload, digest) in enumerate(events)
-    ]
 
 
 def _where(conninfo: dict[str, Any]) -> str:
@@ -147,9 +123,11 @@ def _where(conninfo: dict[str, Any]) -> str:
     return f"database {conninfo.get('dbname') or conninfo.get('user') or '?'!r} on {host}:{port}"
 
 
-class PostgresRecorder(Recorder):
+class PostgresRecorder(CommitTable):
     """Commits in one PostgreSQL database, shared safely by any number of threads, processes and nodes."""
 
+    TABLE = "council_commits"
+    MARK = "%s"
     shared_across_processes = True
 
     def __init__(self, url: str, *, create: bool = True, pool_size: int = 8, connect_timeout: float = 10.0,
@@ -316,7 +294,7 @@ class PostgresRecorder(Recorder):
                 n = len(batch)
                 last = sealed.first_position + n - 1
                 for column, value in zip(commits, (last, sealed.first_position, stream, sealed.first_version + n - 1,
-                                                   sealed.recorded_at, sealed.hashes[-1], _pack(sealed.events)),
+                                                   sealed.recorded_at, sealed.hashes[-1], pack(sealed.events)),
                                          strict=True):
                     column.append(value)
                 for i, (eid, type_, _, _, payload) in enumerate(batch):
@@ -337,7 +315,7 @@ class PostgresRecorder(Recorder):
         for eid, position in found:
             commit = conn.execute(_COMMIT_OF, (position,)).fetchone()
             assert commit is not None  # the id index and the commits are written in one transaction
-            r = _expand(*commit)[position - commit[1]]
+            r = expand(*commit)[position - commit[1]]
             stored[bytes(eid)] = Stored(r[0], r[1], r[2], r[4], r[8])
         return stored
 
@@ -364,7 +342,7 @@ class PostgresRecorder(Recorder):
                         last = group[-1]
                         events = [(g[3], g[4], g[5], g[7], g[8], g[9]) for g in group]
                         for column, value in zip(commits, (last[0], group[0][0], last[1], last[2], last[6], last[9],
-                                                           _pack(events)), strict=True):
+                                                           pack(events)), strict=True):
                             column.append(value)
                         group = []
                     if r is not None:
@@ -376,60 +354,6 @@ class PostgresRecorder(Recorder):
         return self._run(store)
 
     # -- reading ----------------------------------------------------------------------------
-
-    def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:
-        rows: list[Row] = []
-        for commit in self._pages(
-            f"SELECT last_version, {_COMMIT_COLUMNS} FROM council_commits WHERE stream = %s AND last_version >= %s "
-            "ORDER BY last_version LIMIT %s", (stream,), from_version
-        ):
-            expanded = _expand(*commit[1:])
-            rows.extend(expanded[max(0, from_version - expanded[0][2]):])
-            if limit is not None and len(rows) >= limit:
-                return rows[:limit]
-        return rows
-
-    def read_all(self, from_position: int, limit: int | None, types: Sequence[str] | None,
-                 until: int | None) -> list[Row]:
-        wanted = None if types is None else frozenset(types)
-        end = until if until is not None else 2**62
-        rows: list[Row] = []
-        if limit == 0:
-            return rows
-        for commit in self._pages(
-            f"SELECT last_position, {_COMMIT_COLUMNS} FROM council_commits WHERE last_position >= %s "
-            "ORDER BY last_position LIMIT %s", (), from_position
-        ):
-            first = commit[2]
-            if first > end:
-                break
-            window = _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
-            rows.extend(window if wanted is None else [r for r in window if r[4] in wanted])
-            if limit is not None and len(rows) >= limit:
-                return rows[:limit]
-        return rows
-
-    def scan(self, from_position: int, until: int | None) -> Iterator[Row]:
-        end = until if until is not None else 2**62
-        for commit in self._pages(
-            f"SELECT last_position, {_COMMIT_COLUMNS} FROM council_commits WHERE last_position >= %s "
-            "ORDER BY last_position LIMIT %s", (), from_position, first=_PAGE
-        ):
-            first = commit[2]
-            if first > end:
-                return
-            yield from _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
-
-    def _pages(self, query: str, params: tuple[object, ...], start: int, first: int = 8) -> Iterator[tuple[Any, ...]]:
-        """Commits in key order from ``start`` (the first column is the key), in pages that grow."""
-        size = first
-        while True:
-            page = self._query(query, (*params, start, size))
-            yield from page
-            if len(page) < size:
-                return
-            start = page[-1][0] + 1
-            size = min(size * 2, _PAGE)
 
     def _query(self, query: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         def fetch(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
