@@ -5,13 +5,14 @@ Layout. The same as :mod:`events.sqlite`'s, in three tables of the connection's 
 of ``council_commits`` (stream, last position, last stream version, ``recorded_at``, the last
 event's hash, and the events as one MessagePack array of ``[event_id, type, schema_version,
 metadata, payload, hash]``); ``council_event_ids`` maps every event id to its position, for
-recognising retries; ``council_meta`` says what the database holds. The ledger's rows and hashes
+recognising retries; ``council_commit_types`` is the type index of :mod:`events.commits`;
+``council_meta`` says what the database holds. The ledger's rows and hashes
 are byte for byte those SQLite stores, so ``verify`` and ``council migrate`` compare them as they are.
 
 Durability: every session runs with ``synchronous_commit = on``, so an append that returned is in
 PostgreSQL's write-ahead log on disk; one transaction per group of appends, so a writer killed
 mid-batch leaves the batch wholly present or wholly absent. Triggers refuse UPDATE, DELETE and
-TRUNCATE on both tables; a role granted only SELECT and INSERT cannot even drop the triggers.
+TRUNCATE on every table but ``council_meta``; a role granted only SELECT and INSERT cannot even drop the triggers.
 
 Ordering invariant (the one :class:`events.recorder.Recorder` promises): see ``_LOCK``. Live
 subscriptions: every append sends ``NOTIFY`` on the schema's channel inside its transaction, so
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from events.commits import COLUMNS, CommitTable, expand, pack
+from events.commits import COLUMNS, CommitTable, expand, pack, type_index
 from events.envelope import AppendResult
 from events.errors import (
     ConcurrencyError,
@@ -50,7 +51,7 @@ except ImportError:  # pragma: no cover - the extra is not installed
     psycopg = None  # type: ignore[assignment]
 
 FORMAT = "agent-council.events"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CHANNEL = "council_events"
 _RETRIES = 3  # attempts of an operation whose connection broke (a server restart, a dropped link)
 
@@ -75,8 +76,23 @@ _SCHEMA = (
         for table in ("council_commits", "council_event_ids")
         for op in ("UPDATE", "DELETE", "TRUNCATE")
     ),
-    f"INSERT INTO council_meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}')",
+    f"INSERT INTO council_meta VALUES ('format', '{FORMAT}'), ('schema', '1')",
 )
+# Schema 2 adds the type index (see events.commits); a schema-1 log gains it, filled from its
+# commits, in the transaction that opens it — the commits themselves are not touched.
+_TYPE_INDEX = (
+    """CREATE TABLE council_commit_types (
+        type          text   NOT NULL,
+        last_position bigint NOT NULL,
+        PRIMARY KEY (type, last_position)
+    )""",
+    *(
+        f"CREATE TRIGGER council_commit_types_no_{op.lower()} BEFORE {op} ON council_commit_types "
+        f"FOR EACH {'STATEMENT' if op == 'TRUNCATE' else 'ROW'} EXECUTE FUNCTION council_append_only()"
+        for op in ("UPDATE", "DELETE", "TRUNCATE")
+    ),
+)
+_INSERT_TYPES = "INSERT INTO council_commit_types SELECT * FROM unnest(%s::text[], %s::bigint[])"
 
 # THE ordering invariant. Positions are assigned here, in Python, from the head read inside the
 # transaction, and a reader must never see position n+1 before position n. PostgreSQL makes rows
@@ -108,7 +124,8 @@ _COMMIT_OF = f"SELECT {COLUMNS} FROM council_commits WHERE last_position >= %s O
 _STORE_GROUP = (
     "WITH c AS (INSERT INTO council_commits SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], "
     "%s::bigint[], %s::bigint[], %s::bytea[], %s::bytea[])), "
-    "i AS (INSERT INTO council_event_ids SELECT * FROM unnest(%s::bytea[], %s::bigint[])) "
+    "i AS (INSERT INTO council_event_ids SELECT * FROM unnest(%s::bytea[], %s::bigint[])), "
+    f"t AS ({_INSERT_TYPES}) "
     f"SELECT pg_notify('{_CHANNEL}_' || current_schema(), %s)"
 )
 
@@ -127,6 +144,7 @@ class PostgresRecorder(CommitTable):
     """Commits in one PostgreSQL database, shared safely by any number of threads, processes and nodes."""
 
     TABLE = "council_commits"
+    TYPES = "council_commit_types"
     MARK = "%s"
     shared_across_processes = True
 
@@ -165,7 +183,7 @@ class PostgresRecorder(CommitTable):
         """
         who = sql.Identifier(role).as_string(None)
         return [f"GRANT SELECT ON council_meta TO {who}",
-                f"GRANT SELECT, INSERT ON council_commits, council_event_ids TO {who}",
+                f"GRANT SELECT, INSERT ON council_commits, council_event_ids, council_commit_types TO {who}",
                 f"GRANT UPDATE ON council_commits TO {who}"]
 
     # -- connections -------------------------------------------------------------------------
@@ -212,6 +230,8 @@ class PostgresRecorder(CommitTable):
                         raise NotAStore(f"the {self._where} holds only part of an agent-council event store "
                                         f"({', '.join(sorted(tables))}); point --store at another database")
                     meta = dict(conn.execute("SELECT key, value FROM council_meta").fetchall())
+                    if meta.get("format") == FORMAT and int(meta.get("schema", "0")) < 2:
+                        self._add_type_index(conn)
             except psycopg.Error as exc:
                 raise StoreError(f"the PostgreSQL {self._where} could not be opened as an event store "
                                  f"({' '.join(str(exc).split())})") from None
@@ -223,6 +243,22 @@ class PostgresRecorder(CommitTable):
                 f"the {self._where} was written by a newer agent-council (store schema {schema}; this one reads "
                 f"up to {SCHEMA_VERSION}); upgrade agent-council to open it"
             )
+
+    @staticmethod
+    def _add_type_index(conn: psycopg.Connection[Any]) -> None:
+        """Upgrade a schema-1 log to 2 inside the opening transaction: create the type index and fill it.
+
+        The commit lock keeps out appenders of an older agent-council meanwhile (see ``_LOCK``).
+        """
+        conn.execute(_LOCK)
+        for statement in _TYPE_INDEX:
+            conn.execute(statement)
+        with conn.cursor(name="council_type_index") as commits:
+            commits.itersize = 2000
+            commits.execute("SELECT last_position, events FROM council_commits")
+            entries = list(type_index((p, bytes(blob)) for p, blob in commits))
+        conn.execute(_INSERT_TYPES, ([t for t, _ in entries], [p for _, p in entries]))
+        conn.execute("UPDATE council_meta SET value = '2' WHERE key = 'schema'")
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``work`` on a pooled connection; retry it when the connection broke under it.
@@ -279,6 +315,7 @@ class PostgresRecorder(CommitTable):
             commits: list[list[Any]] = [[], [], [], [], [], [], []]
             new_ids: list[bytes] = []
             new_positions: list[int] = []
+            types: tuple[list[str], list[int]] = ([], [])
             for stream, expected, batch in requests:
                 mine = {e[0]: stored.get(e[0]) or written_ids[e[0]] for e in batch
                         if e[0] in stored or e[0] in written_ids}
@@ -297,6 +334,9 @@ class PostgresRecorder(CommitTable):
                                                    sealed.recorded_at, sealed.hashes[-1], pack(sealed.events)),
                                          strict=True):
                     column.append(value)
+                for type_ in {e[1] for e in batch}:
+                    types[0].append(type_)
+                    types[1].append(last)
                 for i, (eid, type_, _, _, payload) in enumerate(batch):
                     new_ids.append(eid)
                     new_positions.append(sealed.first_position + i)
@@ -306,7 +346,7 @@ class PostgresRecorder(CommitTable):
                 head = (last, sealed.hashes[-1], sealed.recorded_at)
                 results.append(sealed.result())
             if head[0] != start:
-                conn.execute(_STORE_GROUP, (*commits, new_ids, new_positions, str(head[0])), prepare=True)
+                conn.execute(_STORE_GROUP, (*commits, new_ids, new_positions, *types, str(head[0])), prepare=True)
         return results, (head[0] if head[0] != start else 0)
 
     def _stored(self, conn: psycopg.Connection[Any], found: list[tuple[Any, ...]]) -> dict[bytes, Stored]:
@@ -336,6 +376,7 @@ class PostgresRecorder(CommitTable):
                     raise StoreError(f"the copied rows start at position {rows[0][0]}, but the log's head is {head}; "
                                      "nothing was written")
                 commits: list[list[Any]] = [[], [], [], [], [], [], []]
+                types: tuple[list[str], list[int]] = ([], [])
                 group: list[Row] = []
                 for r in [*rows, None]:
                     if group and (r is None or r[1] != group[0][1] or r[6] != group[0][6]):
@@ -344,11 +385,14 @@ class PostgresRecorder(CommitTable):
                         for column, value in zip(commits, (last[0], group[0][0], last[1], last[2], last[6], last[9],
                                                            pack(events)), strict=True):
                             column.append(value)
+                        for type_ in {g[4] for g in group}:
+                            types[0].append(type_)
+                            types[1].append(last[0])
                         group = []
                     if r is not None:
                         group.append(r)
                 if rows:
-                    conn.execute(_STORE_GROUP, (*commits, [r[3] for r in rows], [r[0] for r in rows],
+                    conn.execute(_STORE_GROUP, (*commits, [r[3] for r in rows], [r[0] for r in rows], *types,
                                                 str(rows[-1][0])))
                 return rows[-1][0] if rows else head
         return self._run(store)

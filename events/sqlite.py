@@ -7,11 +7,12 @@ MessagePack array of ``[event_id, type, schema_version, metadata, payload, hash]
 holding any position is one index probe away. ``event_ids`` maps every event id to its position,
 for recognising retries. Storing a batch as one row costs one table insert per batch instead of
 one per event; the id index is the only per-event B-tree insert, and time-ordered ids keep it at
-the index's right edge.
+the index's right edge. ``commit_types`` is the type index of :mod:`events.commits`: one row per
+type per commit (one, usually), for reads of a few types.
 
 Durability: ``synchronous=FULL``, so an append that returned is in the write-ahead log on disk,
 and one transaction per append, so a writer killed mid-batch leaves the batch wholly present or
-wholly absent. Triggers refuse UPDATE and DELETE on both tables.
+wholly absent. Triggers refuse UPDATE and DELETE on every table but ``meta``.
 
 Ordering invariant (the one :class:`events.recorder.Recorder` promises): every append runs inside
 ``BEGIN IMMEDIATE``, which takes SQLite's single write lock for the whole database before the
@@ -32,7 +33,7 @@ from typing import Any
 
 import msgspec
 
-from events.commits import COLUMNS, CommitTable, expand, pack
+from events.commits import COLUMNS, CommitTable, expand, pack, type_index
 from events.envelope import AppendResult, ExpectedVersion
 from events.errors import (
     ConcurrencyError,
@@ -47,7 +48,7 @@ from events.ledger import GENESIS
 from events.recorder import AppendRequest, EncodedEvent, Stored, plan_append, seal_batch
 
 FORMAT = "agent-council.events"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _LOOKUP_CHUNK = 500
 
 _SCHEMA = (
@@ -68,8 +69,23 @@ _SCHEMA = (
         for table in ("commits", "event_ids")
         for op in ("UPDATE", "DELETE")
     ),
-    f"INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}')",
+    f"INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '1')",
 )
+# Schema 2 adds the type index (see events.commits); a schema-1 log gains it, filled from its
+# commits, in the transaction that opens it — the commits themselves are not touched.
+_TYPE_INDEX = (
+    """CREATE TABLE commit_types (
+        type          TEXT    NOT NULL,
+        last_position INTEGER NOT NULL,
+        PRIMARY KEY (type, last_position)
+    ) WITHOUT ROWID""",
+    *(
+        f"CREATE TRIGGER commit_types_no_{op.lower()} BEFORE {op} ON commit_types "
+        "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"
+        for op in ("UPDATE", "DELETE")
+    ),
+)
+_INSERT_TYPE = "INSERT INTO commit_types VALUES (?,?)"
 _INSERT_COMMIT = "INSERT INTO commits VALUES (?,?,?,?,?,?)"
 # One statement indexes a whole batch: the ids arrive as one blob of 16-byte ids, cut apart in
 # SQLite, which costs half of binding one row per id from Python.
@@ -87,6 +103,7 @@ class SqliteRecorder(CommitTable):
     """Commits in one SQLite file, shared safely by any number of threads and processes."""
 
     TABLE = "commits"
+    TYPES = "commit_types"
     MARK = "?"
     shared_across_processes = True
 
@@ -164,6 +181,12 @@ class SqliteRecorder(CommitTable):
                     f"{self.path} was written by a newer agent-council (store schema {schema}; this one reads "
                     f"up to {SCHEMA_VERSION}); upgrade agent-council to open it"
                 )
+            if schema < 2:
+                for statement in _TYPE_INDEX:
+                    conn.execute(statement)
+                commits = conn.execute("SELECT last_position, events FROM commits")
+                conn.executemany(_INSERT_TYPE, type_index(commits))
+                conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -227,6 +250,8 @@ class SqliteRecorder(CommitTable):
                     conn.execute(_INSERT_IDS, (n, b"".join([e[0] for e in batch]), first))
                 conn.execute(_INSERT_COMMIT, (first + n - 1, first, stream, sealed.first_version + n - 1,
                                               sealed.recorded_at, pack(sealed.events)))
+                for type_ in {e[1] for e in batch}:
+                    conn.execute(_INSERT_TYPE, (type_, first + n - 1))
             except sqlite3.IntegrityError:
                 if isolate:
                     conn.execute("ROLLBACK TO one")

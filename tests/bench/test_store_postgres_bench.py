@@ -1,4 +1,4 @@
-"""bench/store_postgres.py runs, compares both systems and verifies that the tailing readers skipped nothing."""
+"""The PostgreSQL store benches run, compare what they claim to compare and verify what they read."""
 
 from __future__ import annotations
 
@@ -20,3 +20,15 @@ def test_postgres_store_benchmark_runs_and_verifies() -> None:
     rows = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
     assert set(rows) == {"1", "5"} and all(len(r) == 6 for r in rows.values())
     assert "zero skipped" in out.stdout
+
+
+def test_typed_read_benchmark_runs_on_both_stores_and_verifies() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "store_typed_read.py"), "--events", "3000", "--every", "300",
+         "--repeat", "1", "--postgres"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    stores = [line.split()[0] for line in out.stdout.splitlines() if line.startswith(("sqlite ", "postgresql "))]
+    assert stores == ["sqlite"] * 4 + ["postgresql"] * 4
+    assert "verification: ok" in out.stdout

@@ -8,6 +8,7 @@ import time
 
 import psycopg
 import pytest
+import type_index_checks
 from conftest import postgres_server
 from postgres_server import PostgresServer
 from store_writer import kill_writer_repeatedly
@@ -97,9 +98,27 @@ def test_a_role_granted_only_select_and_insert_appends_but_cannot_rewrite(server
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in ("DROP TRIGGER council_commits_no_update ON council_commits",
                           "ALTER TABLE council_commits DISABLE TRIGGER ALL", "DELETE FROM council_event_ids",
-                          "UPDATE council_commits SET stream = 'x'", "TRUNCATE council_commits CASCADE"):
+                          "UPDATE council_commits SET stream = 'x'", "TRUNCATE council_commits CASCADE",
+                          "DELETE FROM council_commit_types", "UPDATE council_commit_types SET type = 'x'"):
             with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.IntegrityConstraintViolation)):
                 conn.execute(statement)  # type: ignore[arg-type]
+
+
+def test_a_read_of_a_rare_type_reads_only_the_commits_holding_it(pg_url: str) -> None:
+    type_index_checks.rare_reads_touch_only_their_commits(pg_url)
+
+
+def test_a_schema_1_database_gains_the_type_index_and_verifies_unchanged(server: PostgresServer,
+                                                                          pg_url: str) -> None:
+    db = pg_url.rsplit("/", 1)[1]
+
+    def downgrade() -> None:
+        server.sql("DROP TABLE council_commit_types", database=db)
+        server.sql("UPDATE council_meta SET value = '1' WHERE key = 'schema'", database=db)
+
+    type_index_checks.schema_1_log_upgrades_on_open(pg_url, downgrade)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT value FROM council_meta WHERE key = 'schema'").fetchone() == ("2",)
 
 
 def test_a_waiter_wakes_on_another_process_s_append_through_notify(pg_url: str) -> None:
