@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from events import postgres_append
 from events.commits import COLUMNS, CommitTable, expand, pack, type_index
 from events.envelope import AppendResult
 from events.errors import (
@@ -78,7 +79,8 @@ _SCHEMA = (
     ),
     f"INSERT INTO council_meta VALUES ('format', '{FORMAT}'), ('schema', '1')",
 )
-# Schema 2 adds the type index (see events.commits); a schema-1 log gains it, filled from its
+# Schema 2 adds the type index (see events.commits) and the append function (events.postgres_append);
+# a schema-1 log gains them, filled from its
 # commits, in the transaction that opens it — the commits themselves are not touched.
 _TYPE_INDEX = (
     """CREATE TABLE council_commit_types (
@@ -231,7 +233,7 @@ class PostgresRecorder(CommitTable):
                                         f"({', '.join(sorted(tables))}); point --store at another database")
                     meta = dict(conn.execute("SELECT key, value FROM council_meta").fetchall())
                     if meta.get("format") == FORMAT and int(meta.get("schema", "0")) < 2:
-                        self._add_type_index(conn)
+                        self._upgrade_to_2(conn)
             except psycopg.Error as exc:
                 raise StoreError(f"the PostgreSQL {self._where} could not be opened as an event store "
                                  f"({' '.join(str(exc).split())})") from None
@@ -245,13 +247,14 @@ class PostgresRecorder(CommitTable):
             )
 
     @staticmethod
-    def _add_type_index(conn: psycopg.Connection[Any]) -> None:
-        """Upgrade a schema-1 log to 2 inside the opening transaction: create the type index and fill it.
+    def _upgrade_to_2(conn: psycopg.Connection[Any]) -> None:
+        """Upgrade a schema-1 log to 2 inside the opening transaction: the append function
+        (:mod:`events.postgres_append`), and the type index, filled from the commits.
 
         The commit lock keeps out appenders of an older agent-council meanwhile (see ``_LOCK``).
         """
         conn.execute(_LOCK)
-        for statement in _TYPE_INDEX:
+        for statement in (*_TYPE_INDEX, *postgres_append.FUNCTIONS):
             conn.execute(statement)
         with conn.cursor(name="council_type_index") as commits:
             commits.itersize = 2000
@@ -289,16 +292,31 @@ class PostgresRecorder(CommitTable):
     # -- writing ----------------------------------------------------------------------------
 
     def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult | StoreError]:
-        results, head = self._run(lambda conn: self._append_group(conn, requests))
+        results, head = self._run(lambda conn: self._append(conn, requests))
         if head:
             with self._appended:
                 self._notified_head = max(self._notified_head, head)
                 self._appended.notify_all()
         return results
 
+    def _append(self, conn: psycopg.Connection[Any],
+                requests: Sequence[AppendRequest]) -> tuple[list[AppendResult | StoreError], int]:
+        """One group in one transaction; returns the results and the new head (0: none).
+
+        The server seals and stores the group in one statement (:mod:`events.postgres_append`);
+        a group it declines — a retry, a conflict, a stale expected version — is decided here.
+        """
+        args = postgres_append.arguments(requests, time.time_ns() // 1000)
+        if args is not None:
+            row = conn.execute(postgres_append.CALL, args, prepare=True).fetchone()
+            if row is not None and row[0] is not None:
+                stored, head = postgres_append.results(requests, row[0])
+                return list[AppendResult | StoreError](stored), head
+        return self._append_group(conn, requests)
+
     def _append_group(self, conn: psycopg.Connection[Any],
                       requests: Sequence[AppendRequest]) -> tuple[list[AppendResult | StoreError], int]:
-        """One group in one transaction of two round trips; returns the results and the new head (0: none)."""
+        """One group, decided in Python, in one transaction of two round trips; as :meth:`_append`."""
         streams = list({r[0] for r in requests})
         ids = [e[0] for r in requests for e in r[2]]
         with conn.pipeline(), conn.transaction():
