@@ -16,9 +16,12 @@ def test_postgres_store_benchmark_runs_and_verifies() -> None:
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    table = out.stdout.split("ratio\n", 1)[1].split("verification")[0]
-    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
-    assert set(rows) == {"1", "5"} and all(len(r) == 6 for r in rows.values())
+    table = out.stdout.split("vs ref\n", 1)[1].split("verification")[0]
+    rows = [line.split("  ") for line in table.splitlines() if "target" not in line]
+    systems = [(r[0].strip(), r[1].strip()) for r in (list(filter(None, row)) for row in rows)]
+    assert systems == [(b, s) for b in ("1", "5") for s in ("ours, direct", "ours, group commit", "eventsourcing",
+                                                             "horizon (no chain)")]
+    assert table.count("target (2,000 commits/s") == 4
     assert "zero skipped" in out.stdout
 
 
