@@ -6,13 +6,14 @@ of ``council_commits`` (stream, last position, last stream version, ``recorded_a
 event's hash, and the events as one MessagePack array of ``[event_id, type, schema_version,
 metadata, payload, hash]``); ``council_event_ids`` maps every event id to its position, for
 recognising retries; ``council_commit_types`` is the type index of :mod:`events.commits`;
-``council_meta`` says what the database holds. The ledger's rows and hashes
-are byte for byte those SQLite stores, so ``verify`` and ``council migrate`` compare them as they are.
+``council_meta`` says what the database holds. The ledger's rows and hashes are byte for byte
+those SQLite stores, so ``verify`` and ``council migrate`` compare them as they are.
 
 Durability: every session runs with ``synchronous_commit = on``, so an append that returned is in
 PostgreSQL's write-ahead log on disk; one transaction per group of appends, so a writer killed
 mid-batch leaves the batch wholly present or wholly absent. Triggers refuse UPDATE, DELETE and
-TRUNCATE on every table but ``council_meta``; a role granted only SELECT and INSERT cannot even drop the triggers.
+TRUNCATE on every table but ``council_meta``; a role granted only SELECT and INSERT cannot even
+drop the triggers. Appends take one round trip: see :mod:`events.postgres_append`.
 
 Ordering invariant (the one :class:`events.recorder.Recorder` promises): see ``_LOCK``. Live
 subscriptions: every append sends ``NOTIFY`` on the schema's channel inside its transaction, so
@@ -96,13 +97,15 @@ _TYPE_INDEX = (
 )
 _INSERT_TYPES = "INSERT INTO council_commit_types SELECT * FROM unnest(%s::text[], %s::bigint[])"
 
-# THE ordering invariant. Positions are assigned here, in Python, from the head read inside the
-# transaction, and a reader must never see position n+1 before position n. PostgreSQL makes rows
+# THE ordering invariant. Positions are assigned from the head read inside the append's transaction
+# (by council_append on the server, see events/postgres_append.py, or by _append_group here), and a
+# reader must never see position n+1 before position n. PostgreSQL makes rows
 # visible at commit, and two transactions commit in any order, so without a lock a later
 # position could become visible first and a tailing reader would move past the hole for good.
 # Every append therefore takes this EXCLUSIVE table lock *before* it reads the head, and holds it
 # to its commit: appenders run one at a time, each reads the head its predecessor committed
-# (READ COMMITTED takes a fresh snapshot per statement, after the lock is granted), and a
+# (READ COMMITTED takes a fresh snapshot per statement, after the lock is granted — inside
+# council_append too, because a VOLATILE function takes one for each query it runs), and a
 # commit is visible before the lock is released (PostgreSQL ends the transaction in the process
 # array before it releases its locks). EXCLUSIVE conflicts with other writers only: readers'
 # ACCESS SHARE is not blocked, so reads never wait for appends. (The same lock as the

@@ -11,8 +11,8 @@ chain, stores commits, ids and the type index, and notifies; the lock is held fo
 work and the commit's disk flush only.
 
 What the client still does, before the lock: it encodes each event's constant parts in
-MessagePack once — ``heads`` (event id, type, schema version) and ``tails`` (metadata, payload) —
-and the stream names. The server splices in the position, version, ``recorded_at`` and previous
+MessagePack once — ``bodies``, a pair per event: (event id, type, schema version) and (metadata,
+payload) — and the stream names. The server splices in the position, version, ``recorded_at`` and previous
 hash, so the canonical bytes (:func:`events.ledger.canonical_bytes`) and the stored commit blob are
 byte for byte what :func:`events.recorder.seal_batch` and :func:`events.commits.pack` produce
 (``council_mp_uint`` encodes an unsigned integer in MessagePack's smallest form, as msgspec does).
@@ -47,18 +47,21 @@ FUNCTIONS = (
                 WHEN n < 65536 THEN '\xdc'::bytea || substring(int4send(n) from 3)
                 ELSE '\xdd'::bytea || int4send(n) END $$""",
     r"""CREATE OR REPLACE FUNCTION council_append(streams text[], expected bigint[], sizes int[],
-        packed_streams bytea[], ids bytea[], types text[], heads bytea[], tails bytea[], now_us bigint) RETURNS bigint[]
-    LANGUAGE plpgsql AS $$
+        packed_streams bytea[], ids bytea[], types text[], bodies bytea[], now_us bigint) RETURNS bigint[]
+    LANGUAGE plpgsql VOLATILE  -- VOLATILE: each query inside takes a fresh snapshot (see _LOCK)
+    AS $$
     DECLARE
-        head_position bigint; head_hash bytea; head_at bigint; at bigint; current bigint;
-        pos bigint; h bytea; parts bytea[]; e int := 0;
+        head_position bigint; head_hash bytea; head_at bigint; at bytea; current bigint; version bigint;
+        pos bigint; h bytea; pair bytea[]; parts bytea[]; r int := 0; remaining int := 0;
         versions bigint[] := '{}'; c_last bigint[] := '{}'; c_first bigint[] := '{}'; c_version bigint[] := '{}';
-        c_at bigint[] := '{}'; c_hash bytea[] := '{}'; c_events bytea[] := '{}'; positions bigint[] := '{}';
-        t_type text[] := '{}'; t_last bigint[] := '{}'; kinds text[];
+        c_hash bytea[] := '{}'; c_events bytea[] := '{}'; recorded bigint; stored boolean;
     BEGIN
         -- THE ordering invariant: see _LOCK in events/postgres.py. Taken before the head is read.
         LOCK TABLE council_commits IN EXCLUSIVE MODE;
-        IF EXISTS (SELECT 1 FROM council_event_ids WHERE event_id = ANY(ids)) THEN
+        -- Planned for these ids each time (EXECUTE): a cached generic plan for "= ANY(ids)" may scan
+        -- the whole table — under the lock — when the table's statistics are older than its growth.
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM council_event_ids WHERE event_id = ANY($1))' INTO stored USING ids;
+        IF stored THEN
             RETURN NULL;
         END IF;
         SELECT last_position, last_hash, recorded_at INTO head_position, head_hash, head_at
@@ -67,38 +70,44 @@ FUNCTIONS = (
             head_position := 0; head_hash := '\x0000000000000000000000000000000000000000000000000000000000000000';
             head_at := 0;
         END IF;
-        at := greatest(now_us, head_at);  -- recorded_at never goes backwards along positions
+        recorded := greatest(now_us, head_at);  -- recorded_at never goes backwards along positions
+        at := council_mp_uint(recorded);
         pos := head_position; h := head_hash;
-        FOR r IN 1 .. cardinality(streams) LOOP
-            SELECT COALESCE(MAX(last_version), 0) INTO current FROM council_commits WHERE stream = streams[r];
-            IF expected[r] >= 0 AND expected[r] <> current THEN
-                RETURN NULL;
+        -- One pass over the group's events (FOREACH walks the array once; indexing a parameter array
+        -- element by element would rescan it); ``remaining`` counts down the current request's events.
+        FOREACH pair SLICE 1 IN ARRAY bodies LOOP
+            IF remaining = 0 THEN
+                r := r + 1; remaining := sizes[r];
+                SELECT COALESCE(MAX(last_version), 0) INTO current FROM council_commits WHERE stream = streams[r];
+                IF expected[r] >= 0 AND expected[r] <> current THEN
+                    RETURN NULL;
+                END IF;
+                version := current;
+                parts := ARRAY[council_mp_array(sizes[r])];  -- joined once: concatenating in the loop is quadratic
             END IF;
-            parts := ARRAY[council_mp_array(sizes[r])];  -- joined once: concatenating in the loop is quadratic
-            FOR i IN 1 .. sizes[r] LOOP
-                e := e + 1; pos := pos + 1;
-                h := sha256('\x009a'::bytea || council_mp_uint(pos) || packed_streams[r] || council_mp_uint(current + i)
-                            || heads[e] || council_mp_uint(at) || tails[e] || '\xc420'::bytea || h);
-                parts := parts || ('\x96'::bytea || heads[e] || tails[e] || '\xc420'::bytea || h);
-                positions := positions || pos;
-            END LOOP;
-            c_last := c_last || pos; c_first := c_first || (pos - sizes[r] + 1);
-            c_version := c_version || (current + sizes[r]); c_at := c_at || at; c_hash := c_hash || h;
-            c_events := c_events
-                || (SELECT string_agg(p, ''::bytea ORDER BY o) FROM unnest(parts) WITH ORDINALITY AS u(p, o));
-            versions := versions || current;
-            kinds := ARRAY(SELECT DISTINCT unnest(types[e - sizes[r] + 1 : e]));
-            t_type := t_type || kinds; t_last := t_last || array_fill(pos, ARRAY[cardinality(kinds)]);
+            pos := pos + 1; version := version + 1; remaining := remaining - 1;
+            h := sha256('\x009a'::bytea || council_mp_uint(pos) || packed_streams[r] || council_mp_uint(version)
+                        || pair[1] || at || pair[2] || '\xc420'::bytea || h);
+            parts := parts || ('\x96'::bytea || pair[1] || pair[2] || '\xc420'::bytea || h);
+            IF remaining = 0 THEN
+                c_last := c_last || pos; c_first := c_first || (pos - sizes[r] + 1); c_version := c_version || version;
+                c_hash := c_hash || h; versions := versions || current;
+                c_events := c_events
+                    || (SELECT string_agg(p, ''::bytea ORDER BY o) FROM unnest(parts) WITH ORDINALITY AS u(p, o));
+            END IF;
         END LOOP;
-        INSERT INTO council_commits SELECT * FROM unnest(c_last, c_first, streams, c_version, c_at, c_hash, c_events);
-        INSERT INTO council_event_ids SELECT * FROM unnest(ids, positions);
-        INSERT INTO council_commit_types SELECT * FROM unnest(t_type, t_last);
+        INSERT INTO council_commits SELECT l, f, s, v, recorded, hh, ev
+            FROM unnest(c_last, c_first, streams, c_version, c_hash, c_events) AS u(l, f, s, v, hh, ev);
+        INSERT INTO council_event_ids SELECT * FROM unnest(ids, ARRAY(SELECT generate_series(head_position + 1, pos)));
+        INSERT INTO council_commit_types SELECT DISTINCT t.type, c.last
+            FROM unnest(types) WITH ORDINALITY AS t(type, k)
+            JOIN unnest(c_first, c_last) AS c(first, last) ON head_position + t.k BETWEEN c.first AND c.last;
         PERFORM pg_notify('council_events_' || current_schema(), pos::text);
         RETURN ARRAY[head_position] || versions;
     END $$""",
 )
 
-CALL = "SELECT council_append(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+CALL = "SELECT council_append(%s, %s, %s, %s, %s, %s, %s, %s)"
 
 _pack = msgspec.msgpack.Encoder().encode
 
@@ -116,8 +125,7 @@ def arguments(requests: Sequence[AppendRequest], now_us: int) -> tuple[Any, ...]
             [_pack(s) for s in streams],
             ids,
             [e[1] for r in requests for e in r[2]],
-            [_pack((e[0], e[1], e[2]))[1:] for r in requests for e in r[2]],
-            [_pack((e[3], e[4]))[1:] for r in requests for e in r[2]],
+            [[_pack((e[0], e[1], e[2]))[1:], _pack((e[3], e[4]))[1:]] for r in requests for e in r[2]],
             now_us)
 
 
