@@ -110,6 +110,16 @@ _INSERT_TYPES = "INSERT INTO council_commit_types SELECT * FROM unnest(%s::text[
 # array before it releases its locks). EXCLUSIVE conflicts with other writers only: readers'
 # ACCESS SHARE is not blocked, so reads never wait for appends. (The same lock as the
 # `eventsourcing` library's PostgreSQL recorder; nothing is ever skipped on a timer.)
+#
+# Why a lock and not a transaction-id horizon (positions from a sequence, no lock; readers take
+# only rows whose xid is below their snapshot's xmin, with an (xid, position) cursor): the ledger.
+# An event's hash covers its position and its predecessor's hash, and a transaction cannot see a
+# predecessor that has not committed (and may still abort), so appenders must pass through their
+# commits one at a time whatever assigns the positions; the horizon also reads positions out of
+# order and leaves holes where a transaction aborts, which the Recorder contract forbids. The
+# price is one disk flush per transaction in series; the store actor's group commit
+# (actors/combiner.py) shares each flush among every append that arrives meanwhile, and
+# bench/store_postgres.py measures it against an unchained horizon in the same run.
 _LOCK = "LOCK TABLE council_commits IN EXCLUSIVE MODE"
 _HEAD = "SELECT last_position, last_hash, recorded_at FROM council_commits ORDER BY last_position DESC LIMIT 1"
 # What an append group decides on, in one statement (each statement in the transaction costs
