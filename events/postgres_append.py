@@ -54,16 +54,18 @@ FUNCTIONS = (
         head_position bigint; head_hash bytea; head_at bigint; at bytea; current bigint; version bigint;
         pos bigint; h bytea; pair bytea[]; parts bytea[]; r int := 0; remaining int := 0;
         versions bigint[] := '{}'; c_last bigint[] := '{}'; c_first bigint[] := '{}'; c_version bigint[] := '{}';
-        c_hash bytea[] := '{}'; c_events bytea[] := '{}'; recorded bigint; stored boolean;
+        c_hash bytea[] := '{}'; c_events bytea[] := '{}'; recorded bigint; id bytea;
     BEGIN
         -- THE ordering invariant: see _LOCK in events/postgres.py. Taken before the head is read.
         LOCK TABLE council_commits IN EXCLUSIVE MODE;
-        -- Planned for these ids each time (EXECUTE): a cached generic plan for "= ANY(ids)" may scan
-        -- the whole table — under the lock — when the table's statistics are older than its growth.
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM council_event_ids WHERE event_id = ANY($1))' INTO stored USING ids;
-        IF stored THEN
-            RETURN NULL;
-        END IF;
+        -- One primary-key probe per id: a cached generic plan for "= ANY(ids)" may scan the whole
+        -- table — under the lock — when the table's statistics are older than its growth, and
+        -- planning it afresh for every call (EXECUTE) costs more than the probes.
+        FOREACH id IN ARRAY ids LOOP
+            IF EXISTS (SELECT 1 FROM council_event_ids WHERE event_id = id) THEN
+                RETURN NULL;
+            END IF;
+        END LOOP;
         SELECT last_position, last_hash, recorded_at INTO head_position, head_hash, head_at
             FROM council_commits ORDER BY last_position DESC LIMIT 1;
         IF head_position IS NULL THEN
