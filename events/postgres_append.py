@@ -35,14 +35,16 @@ from events.recorder import AppendRequest
 
 FUNCTIONS = (
     r"""CREATE OR REPLACE FUNCTION council_mp_uint(n bigint) RETURNS bytea
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE  -- not STRICT: PostgreSQL inlines it into the caller's expression
+    AS $$
     SELECT CASE WHEN n < 128 THEN substring(int2send(n::smallint) from 2)
                 WHEN n < 256 THEN '\xcc'::bytea || substring(int2send(n::smallint) from 2)
                 WHEN n < 65536 THEN '\xcd'::bytea || substring(int4send(n::int) from 3)
                 WHEN n < 4294967296 THEN '\xce'::bytea || substring(int8send(n) from 5)
                 ELSE '\xcf'::bytea || int8send(n) END $$""",
     r"""CREATE OR REPLACE FUNCTION council_mp_array(n int) RETURNS bytea
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE  -- not STRICT: PostgreSQL inlines it into the caller's expression
+    AS $$
     SELECT CASE WHEN n < 16 THEN substring(int2send((144 + n)::smallint) from 2)
                 WHEN n < 65536 THEN '\xdc'::bytea || substring(int4send(n) from 3)
                 ELSE '\xdd'::bytea || int4send(n) END $$""",
