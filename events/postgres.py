@@ -334,7 +334,9 @@ class PostgresRecorder(CommitTable):
         ids = [e[0] for r in requests for e in r[2]]
         with conn.pipeline(), conn.transaction():
             conn.execute(_LOCK)  # see _LOCK: taken before the head is read, held to the commit
-            row = conn.execute(_BEFORE_APPEND, (streams, ids), prepare=True).fetchone()  # the first round trip
+            # The first round trip. Never prepared: a cached generic plan for "= ANY(ids)" may scan the
+            # whole id table, under the lock, while its statistics lag its growth.
+            row = conn.execute(_BEFORE_APPEND, (streams, ids), prepare=False).fetchone()
             assert row is not None
             head: tuple[int, bytes, int] = (row[0], bytes(row[1]), row[2]) if row[0] else (0, GENESIS, 0)
             versions: dict[str, int] = dict(zip(streams, row[3], strict=True))
