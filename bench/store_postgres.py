@@ -40,9 +40,15 @@ Checked after every run, or the script exits 1: the reader saw exactly positions
 ids) 1..N, in order (horizon: each of 1..N exactly once, in its cursor's order) — **zero
 skipped**, none repeated; the log holds N events; ours verifies.
 
+``--profile`` adds where one append's time goes, with one writer and no contention (batch 1):
+wall time and client CPU per append of ours (one round trip to ``council_append``), of ours
+deciding in Python (``_append_group``: two round trips, the lock held across both and the
+client's hashing), and of the reference; and ``council_append`` alone with and without the disk
+flush (``synchronous_commit``), beside a bare round trip — the lock is held for the former.
+
 Usage::
 
-    python bench/store_postgres.py [--writers 16] [--commits 200] [--batch 1,10] [--repeat 3]
+    python bench/store_postgres.py [--writers 16] [--commits 200] [--batch 1,10] [--repeat 3] [--profile]
 """
 
 from __future__ import annotations
@@ -262,12 +268,72 @@ def run(system: str, url: str, writers: int, commits: int, batch: int) -> Run:
     return Run(system, batch, writers * commits, total, seconds, tuple(problems))
 
 
+def profile(server: Any, n: int = 400) -> list[str]:
+    """Per-append costs with one writer and no contention (see ``--profile``)."""
+    import psycopg
+
+    from events import postgres_append
+    from events.postgres import PostgresRecorder
+
+    def per(seconds: float) -> str:
+        return f"{seconds / n * 1e3:.2f} ms"
+
+    lines = []
+    objects = [payloads(0, c, 1) for c in range(n)]
+    for label, python_path in (("ours (council_append, 1 round trip)", False),
+                               ("ours deciding in Python (2 round trips)", True)):
+        with open_store(server.new_database("prof")) as store:
+            recorder = store._recorder
+            assert isinstance(recorder, PostgresRecorder)
+            decide = recorder._append_group
+            store.append("warm", objects[0])
+            wall, cpu = time.perf_counter(), time.process_time()
+            for c, events in enumerate(objects):
+                if python_path:  # what the store did before council_append: encode, then decide in Python
+                    batch = [(f"s{c}", 0, store._prepare(f"s{c}", events, 0))]
+                    recorder._run(lambda conn, b=batch, d=decide: d(conn, b))  # type: ignore[misc]
+                else:
+                    store.append(f"s{c}", events, expected_version=0)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            lines.append(f"{label}: {per(wall)} wall, {per(cpu)} client CPU per append")
+    recorder_ref, datastore = reference(server.new_database("prof"))
+    recorder_ref.create_table()
+    from eventsourcing.persistence import StoredEvent
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    for events in objects:
+        recorder_ref.insert_events([StoredEvent(originator_id=uuid.uuid4(), originator_version=1, topic=TOPIC,
+                                                state=_ENCODE(p)) for p in events])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    datastore.close()
+    lines.append(f"eventsourcing: {per(wall)} wall, {per(cpu)} client CPU per append")
+    alone = {}
+    for sync in ("on", "off"):
+        url = server.new_database("prof")
+        with open_store(url) as store, psycopg.connect(url, autocommit=True) as conn:
+            groups = [[(f"x{c}", 0, store._prepare(f"x{c}", events, 0))] for c, events in enumerate(objects)]
+            conn.execute(f"SET synchronous_commit = {sync}")  # type: ignore[arg-type]  # one of two constants
+            start = time.perf_counter()
+            for group in groups:
+                conn.execute(postgres_append.CALL, postgres_append.arguments(group, time.time_ns() // 1000),
+                             prepare=True)
+            alone[sync] = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(n):
+                conn.execute("SELECT 1", prepare=True)
+            alone["trip"] = time.perf_counter() - start
+    lines.append(f"council_append alone: {per(alone['on'])} with the disk flush, {per(alone['off'])} without; "
+                 f"a bare round trip {per(alone['trip'])}")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--commits", type=int, default=200, help="commits per writer per run; default 200")
     parser.add_argument("--batch", default="1,10", help="events per commit, comma-separated; default 1,10")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="also: where one append's time goes (see above)")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batch.split(",")]
     results: dict[tuple[str, int], list[Run]] = {}
@@ -286,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for system in order:
                     results.setdefault((system, batch), []).append(
                         run(system, server.new_database(system[:4]), args.writers, args.commits, batch))
+        profiled = profile(server) if args.profile else []
     import os
     import platform
     from importlib.metadata import version as dist
@@ -306,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             met = rate[system] >= max(TARGET, rate["eventsourcing"])
             print(f"{batch:>5}  target ({TARGET:,} commits/s and the reference's rate), {LABELS[system]}: "
                   f"{'met' if met else 'NOT met'}")
+    if profiled:
+        print("\none writer, batch 1, no contention:", *profiled, sep="\n  ")
     if problems:
         print("\nVERIFICATION FAILED:", *problems, sep="\n  ", file=sys.stderr)
         return 1
