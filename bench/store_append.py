@@ -36,8 +36,9 @@ Usage::
 
     python bench/store_append.py [--events N] [--batch-sizes 1,10,100,1000] [--repeat R] [--profile] [--postgres]
 
-``--postgres`` also runs ``bench/store_postgres.py`` (concurrent writers and a tailing reader on a
-PostgreSQL server it starts, ours against ``eventsourcing``'s PostgreSQL recorder).
+``--postgres`` also runs ``bench/store_postgres.py`` (16 concurrent writers and a tailing reader on a
+PostgreSQL server it starts: ours, direct and through the store actor's group commit, against
+``eventsourcing``'s PostgreSQL recorder and a lock-free transaction-id horizon).
 
 ``--events N`` (default 20,000) is the event count for batch sizes >= 100; batch sizes 10..99
 append N/4 and batch sizes below 10 append N/10 (fsync-bound), each rounded down to a whole

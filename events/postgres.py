@@ -5,13 +5,15 @@ Layout. The same as :mod:`events.sqlite`'s, in three tables of the connection's 
 of ``council_commits`` (stream, last position, last stream version, ``recorded_at``, the last
 event's hash, and the events as one MessagePack array of ``[event_id, type, schema_version,
 metadata, payload, hash]``); ``council_event_ids`` maps every event id to its position, for
-recognising retries; ``council_meta`` says what the database holds. The ledger's rows and hashes
-are byte for byte those SQLite stores, so ``verify`` and ``council migrate`` compare them as they are.
+recognising retries; ``council_commit_types`` is the type index of :mod:`events.commits`;
+``council_meta`` says what the database holds. The ledger's rows and hashes are byte for byte
+those SQLite stores, so ``verify`` and ``council migrate`` compare them as they are.
 
 Durability: every session runs with ``synchronous_commit = on``, so an append that returned is in
 PostgreSQL's write-ahead log on disk; one transaction per group of appends, so a writer killed
 mid-batch leaves the batch wholly present or wholly absent. Triggers refuse UPDATE, DELETE and
-TRUNCATE on both tables; a role granted only SELECT and INSERT cannot even drop the triggers.
+TRUNCATE on every table but ``council_meta``; a role granted only SELECT and INSERT cannot even
+drop the triggers. Appends take one round trip: see :mod:`events.postgres_append`.
 
 Ordering invariant (the one :class:`events.recorder.Recorder` promises): see ``_LOCK``. Live
 subscriptions: every append sends ``NOTIFY`` on the schema's channel inside its transaction, so
@@ -23,15 +25,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import msgspec
-
+from events import postgres_append
+from events.commits import COLUMNS, CommitTable, expand, pack, type_index
 from events.envelope import AppendResult
 from events.errors import (
     ConcurrencyError,
-    CorruptLog,
     IdempotencyConflict,
     InvalidStoreUrl,
     NewerStoreSchema,
@@ -41,7 +42,7 @@ from events.errors import (
     StoreUnavailable,
 )
 from events.ledger import GENESIS, Row
-from events.recorder import AppendRequest, Recorder, Stored, plan_append, seal_batch
+from events.recorder import AppendRequest, Stored, plan_append, seal_batch
 
 try:
     import psycopg
@@ -52,8 +53,7 @@ except ImportError:  # pragma: no cover - the extra is not installed
     psycopg = None  # type: ignore[assignment]
 
 FORMAT = "agent-council.events"
-SCHEMA_VERSION = 1
-_PAGE = 256  # commits fetched per query while reading
+SCHEMA_VERSION = 2
 _CHANNEL = "council_events"
 _RETRIES = 3  # attempts of an operation whose connection broke (a server restart, a dropped link)
 
@@ -78,21 +78,48 @@ _SCHEMA = (
         for table in ("council_commits", "council_event_ids")
         for op in ("UPDATE", "DELETE", "TRUNCATE")
     ),
-    f"INSERT INTO council_meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}')",
+    f"INSERT INTO council_meta VALUES ('format', '{FORMAT}'), ('schema', '1')",
 )
-_COMMIT_COLUMNS = "last_position, first_position, stream, last_version, recorded_at, events"
+# Schema 2 adds the type index (see events.commits) and the append function (events.postgres_append);
+# a schema-1 log gains them, filled from its
+# commits, in the transaction that opens it — the commits themselves are not touched.
+_TYPE_INDEX = (
+    """CREATE TABLE council_commit_types (
+        type          text   NOT NULL,
+        last_position bigint NOT NULL,
+        PRIMARY KEY (type, last_position)
+    )""",
+    *(
+        f"CREATE TRIGGER council_commit_types_no_{op.lower()} BEFORE {op} ON council_commit_types "
+        f"FOR EACH {'STATEMENT' if op == 'TRUNCATE' else 'ROW'} EXECUTE FUNCTION council_append_only()"
+        for op in ("UPDATE", "DELETE", "TRUNCATE")
+    ),
+)
+_INSERT_TYPES = "INSERT INTO council_commit_types SELECT * FROM unnest(%s::text[], %s::bigint[])"
 
-# THE ordering invariant. Positions are assigned here, in Python, from the head read inside the
-# transaction, and a reader must never see position n+1 before position n. PostgreSQL makes rows
+# THE ordering invariant. Positions are assigned from the head read inside the append's transaction
+# (by council_append on the server, see events/postgres_append.py, or by _append_group here), and a
+# reader must never see position n+1 before position n. PostgreSQL makes rows
 # visible at commit, and two transactions commit in any order, so without a lock a later
 # position could become visible first and a tailing reader would move past the hole for good.
 # Every append therefore takes this EXCLUSIVE table lock *before* it reads the head, and holds it
 # to its commit: appenders run one at a time, each reads the head its predecessor committed
-# (READ COMMITTED takes a fresh snapshot per statement, after the lock is granted), and a
+# (READ COMMITTED takes a fresh snapshot per statement, after the lock is granted — inside
+# council_append too, because a VOLATILE function takes one for each query it runs), and a
 # commit is visible before the lock is released (PostgreSQL ends the transaction in the process
 # array before it releases its locks). EXCLUSIVE conflicts with other writers only: readers'
 # ACCESS SHARE is not blocked, so reads never wait for appends. (The same lock as the
 # `eventsourcing` library's PostgreSQL recorder; nothing is ever skipped on a timer.)
+#
+# Why a lock and not a transaction-id horizon (positions from a sequence, no lock; readers take
+# only rows whose xid is below their snapshot's xmin, with an (xid, position) cursor): the ledger.
+# An event's hash covers its position and its predecessor's hash, and a transaction cannot see a
+# predecessor that has not committed (and may still abort), so appenders must pass through their
+# commits one at a time whatever assigns the positions; the horizon also reads positions out of
+# order and leaves holes where a transaction aborts, which the Recorder contract forbids. The
+# price is one disk flush per transaction in series; the store actor's group commit
+# (actors/combiner.py) shares each flush among every append that arrives meanwhile, and
+# bench/store_postgres.py measures it against an unchained horizon in the same run.
 _LOCK = "LOCK TABLE council_commits IN EXCLUSIVE MODE"
 _HEAD = "SELECT last_position, last_hash, recorded_at FROM council_commits ORDER BY last_position DESC LIMIT 1"
 # What an append group decides on, in one statement (each statement in the transaction costs
@@ -106,38 +133,19 @@ _BEFORE_APPEND = (
     "CROSS JOIN LATERAL (SELECT array_agg(event_id) AS ids, array_agg(position) AS positions "
     "FROM council_event_ids WHERE event_id = ANY(%s)) AS i"
 )
-_COMMIT_OF = f"SELECT {_COMMIT_COLUMNS} FROM council_commits WHERE last_position >= %s ORDER BY last_position LIMIT 1"
+_COMMIT_OF = f"SELECT {COLUMNS} FROM council_commits WHERE last_position >= %s ORDER BY last_position LIMIT 1"
 # One statement stores a group: its commits, its ids (arrays cut apart by unnest), and the
 # notification, which PostgreSQL delivers to listeners only when the transaction commits.
 _STORE_GROUP = (
     "WITH c AS (INSERT INTO council_commits SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], "
     "%s::bigint[], %s::bigint[], %s::bytea[], %s::bytea[])), "
-    "i AS (INSERT INTO council_event_ids SELECT * FROM unnest(%s::bytea[], %s::bigint[])) "
+    "i AS (INSERT INTO council_event_ids SELECT * FROM unnest(%s::bytea[], %s::bigint[])), "
+    f"t AS ({_INSERT_TYPES}) "
     f"SELECT pg_notify('{_CHANNEL}_' || current_schema(), %s)"
 )
 
-_pack = msgspec.msgpack.Encoder().encode
-_unpack = msgspec.msgpack.Decoder(list[tuple[bytes, str, int, bytes, bytes, bytes]]).decode
 
 T = TypeVar("T")
-
-
-def _expand(last_position: int, first_position: int, stream: str, last_version: int, recorded_at: int,
-            blob: bytes) -> list[Row]:
-    """The ledger rows of one commit; :class:`CorruptLog` if the commit cannot be read back."""
-    try:
-        events = _unpack(blob)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise CorruptLog(first_position, f"the commit holding positions {first_position}..{last_position} "
-                         f"cannot be decoded ({exc})") from None
-    if len(events) != last_position - first_position + 1:
-        raise CorruptLog(first_position, f"the commit holding positions {first_position}..{last_position} "
-                         f"has {len(events)} events")
-    version = last_version - len(events) + 1
-    return [
-        (first_position + i, stream, version + i, eid, type_, schema, recorded_at, meta, payload, digest)
-        for i, (eid, type_, schema, meta, payload, digest) in enumerate(events)
-    ]
 
 
 def _where(conninfo: dict[str, Any]) -> str:
@@ -147,9 +155,12 @@ def _where(conninfo: dict[str, Any]) -> str:
     return f"database {conninfo.get('dbname') or conninfo.get('user') or '?'!r} on {host}:{port}"
 
 
-class PostgresRecorder(Recorder):
+class PostgresRecorder(CommitTable):
     """Commits in one PostgreSQL database, shared safely by any number of threads, processes and nodes."""
 
+    TABLE = "council_commits"
+    TYPES = "council_commit_types"
+    MARK = "%s"
     shared_across_processes = True
 
     def __init__(self, url: str, *, create: bool = True, pool_size: int = 8, connect_timeout: float = 10.0,
@@ -187,7 +198,7 @@ class PostgresRecorder(Recorder):
         """
         who = sql.Identifier(role).as_string(None)
         return [f"GRANT SELECT ON council_meta TO {who}",
-                f"GRANT SELECT, INSERT ON council_commits, council_event_ids TO {who}",
+                f"GRANT SELECT, INSERT ON council_commits, council_event_ids, council_commit_types TO {who}",
                 f"GRANT UPDATE ON council_commits TO {who}"]
 
     # -- connections -------------------------------------------------------------------------
@@ -234,6 +245,8 @@ class PostgresRecorder(Recorder):
                         raise NotAStore(f"the {self._where} holds only part of an agent-council event store "
                                         f"({', '.join(sorted(tables))}); point --store at another database")
                     meta = dict(conn.execute("SELECT key, value FROM council_meta").fetchall())
+                    if meta.get("format") == FORMAT and int(meta.get("schema", "0")) < 2:
+                        self._upgrade_to_2(conn)
             except psycopg.Error as exc:
                 raise StoreError(f"the PostgreSQL {self._where} could not be opened as an event store "
                                  f"({' '.join(str(exc).split())})") from None
@@ -245,6 +258,23 @@ class PostgresRecorder(Recorder):
                 f"the {self._where} was written by a newer agent-council (store schema {schema}; this one reads "
                 f"up to {SCHEMA_VERSION}); upgrade agent-council to open it"
             )
+
+    @staticmethod
+    def _upgrade_to_2(conn: psycopg.Connection[Any]) -> None:
+        """Upgrade a schema-1 log to 2 inside the opening transaction: the append function
+        (:mod:`events.postgres_append`), and the type index, filled from the commits.
+
+        The commit lock keeps out appenders of an older agent-council meanwhile (see ``_LOCK``).
+        """
+        conn.execute(_LOCK)
+        for statement in (*_TYPE_INDEX, *postgres_append.FUNCTIONS):
+            conn.execute(statement)
+        with conn.cursor(name="council_type_index") as commits:
+            commits.itersize = 2000
+            commits.execute("SELECT last_position, events FROM council_commits")
+            entries = list(type_index((p, bytes(blob)) for p, blob in commits))
+        conn.execute(_INSERT_TYPES, ([t for t, _ in entries], [p for _, p in entries]))
+        conn.execute("UPDATE council_meta SET value = '2' WHERE key = 'schema'")
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``work`` on a pooled connection; retry it when the connection broke under it.
@@ -275,21 +305,38 @@ class PostgresRecorder(Recorder):
     # -- writing ----------------------------------------------------------------------------
 
     def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendResult | StoreError]:
-        results, head = self._run(lambda conn: self._append_group(conn, requests))
+        results, head = self._run(lambda conn: self._append(conn, requests))
         if head:
             with self._appended:
                 self._notified_head = max(self._notified_head, head)
                 self._appended.notify_all()
         return results
 
+    def _append(self, conn: psycopg.Connection[Any],
+                requests: Sequence[AppendRequest]) -> tuple[list[AppendResult | StoreError], int]:
+        """One group in one transaction; returns the results and the new head (0: none).
+
+        The server seals and stores the group in one statement (:mod:`events.postgres_append`);
+        a group it declines — a retry, a conflict, a stale expected version — is decided here.
+        """
+        args = postgres_append.arguments(requests, time.time_ns() // 1000)
+        if args is not None:
+            row = conn.execute(postgres_append.CALL, args, prepare=True).fetchone()
+            if row is not None and row[0] is not None:
+                stored, head = postgres_append.results(requests, row[0])
+                return list[AppendResult | StoreError](stored), head
+        return self._append_group(conn, requests)
+
     def _append_group(self, conn: psycopg.Connection[Any],
                       requests: Sequence[AppendRequest]) -> tuple[list[AppendResult | StoreError], int]:
-        """One group in one transaction of two round trips; returns the results and the new head (0: none)."""
+        """One group, decided in Python, in one transaction of two round trips; as :meth:`_append`."""
         streams = list({r[0] for r in requests})
         ids = [e[0] for r in requests for e in r[2]]
         with conn.pipeline(), conn.transaction():
             conn.execute(_LOCK)  # see _LOCK: taken before the head is read, held to the commit
-            row = conn.execute(_BEFORE_APPEND, (streams, ids), prepare=True).fetchone()  # the first round trip
+            # The first round trip. Never prepared: a cached generic plan for "= ANY(ids)" may scan the
+            # whole id table, under the lock, while its statistics lag its growth.
+            row = conn.execute(_BEFORE_APPEND, (streams, ids), prepare=False).fetchone()
             assert row is not None
             head: tuple[int, bytes, int] = (row[0], bytes(row[1]), row[2]) if row[0] else (0, GENESIS, 0)
             versions: dict[str, int] = dict(zip(streams, row[3], strict=True))
@@ -301,6 +348,7 @@ class PostgresRecorder(Recorder):
             commits: list[list[Any]] = [[], [], [], [], [], [], []]
             new_ids: list[bytes] = []
             new_positions: list[int] = []
+            types: tuple[list[str], list[int]] = ([], [])
             for stream, expected, batch in requests:
                 mine = {e[0]: stored.get(e[0]) or written_ids[e[0]] for e in batch
                         if e[0] in stored or e[0] in written_ids}
@@ -316,9 +364,12 @@ class PostgresRecorder(Recorder):
                 n = len(batch)
                 last = sealed.first_position + n - 1
                 for column, value in zip(commits, (last, sealed.first_position, stream, sealed.first_version + n - 1,
-                                                   sealed.recorded_at, sealed.hashes[-1], _pack(sealed.events)),
+                                                   sealed.recorded_at, sealed.hashes[-1], pack(sealed.events)),
                                          strict=True):
                     column.append(value)
+                for type_ in {e[1] for e in batch}:
+                    types[0].append(type_)
+                    types[1].append(last)
                 for i, (eid, type_, _, _, payload) in enumerate(batch):
                     new_ids.append(eid)
                     new_positions.append(sealed.first_position + i)
@@ -328,7 +379,7 @@ class PostgresRecorder(Recorder):
                 head = (last, sealed.hashes[-1], sealed.recorded_at)
                 results.append(sealed.result())
             if head[0] != start:
-                conn.execute(_STORE_GROUP, (*commits, new_ids, new_positions, str(head[0])), prepare=True)
+                conn.execute(_STORE_GROUP, (*commits, new_ids, new_positions, *types, str(head[0])), prepare=True)
         return results, (head[0] if head[0] != start else 0)
 
     def _stored(self, conn: psycopg.Connection[Any], found: list[tuple[Any, ...]]) -> dict[bytes, Stored]:
@@ -337,7 +388,7 @@ class PostgresRecorder(Recorder):
         for eid, position in found:
             commit = conn.execute(_COMMIT_OF, (position,)).fetchone()
             assert commit is not None  # the id index and the commits are written in one transaction
-            r = _expand(*commit)[position - commit[1]]
+            r = expand(*commit)[position - commit[1]]
             stored[bytes(eid)] = Stored(r[0], r[1], r[2], r[4], r[8])
         return stored
 
@@ -358,78 +409,28 @@ class PostgresRecorder(Recorder):
                     raise StoreError(f"the copied rows start at position {rows[0][0]}, but the log's head is {head}; "
                                      "nothing was written")
                 commits: list[list[Any]] = [[], [], [], [], [], [], []]
+                types: tuple[list[str], list[int]] = ([], [])
                 group: list[Row] = []
                 for r in [*rows, None]:
                     if group and (r is None or r[1] != group[0][1] or r[6] != group[0][6]):
                         last = group[-1]
                         events = [(g[3], g[4], g[5], g[7], g[8], g[9]) for g in group]
                         for column, value in zip(commits, (last[0], group[0][0], last[1], last[2], last[6], last[9],
-                                                           _pack(events)), strict=True):
+                                                           pack(events)), strict=True):
                             column.append(value)
+                        for type_ in {g[4] for g in group}:
+                            types[0].append(type_)
+                            types[1].append(last[0])
                         group = []
                     if r is not None:
                         group.append(r)
                 if rows:
-                    conn.execute(_STORE_GROUP, (*commits, [r[3] for r in rows], [r[0] for r in rows],
+                    conn.execute(_STORE_GROUP, (*commits, [r[3] for r in rows], [r[0] for r in rows], *types,
                                                 str(rows[-1][0])))
                 return rows[-1][0] if rows else head
         return self._run(store)
 
     # -- reading ----------------------------------------------------------------------------
-
-    def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:
-        rows: list[Row] = []
-        for commit in self._pages(
-            f"SELECT last_version, {_COMMIT_COLUMNS} FROM council_commits WHERE stream = %s AND last_version >= %s "
-            "ORDER BY last_version LIMIT %s", (stream,), from_version
-        ):
-            expanded = _expand(*commit[1:])
-            rows.extend(expanded[max(0, from_version - expanded[0][2]):])
-            if limit is not None and len(rows) >= limit:
-                return rows[:limit]
-        return rows
-
-    def read_all(self, from_position: int, limit: int | None, types: Sequence[str] | None,
-                 until: int | None) -> list[Row]:
-        wanted = None if types is None else frozenset(types)
-        end = until if until is not None else 2**62
-        rows: list[Row] = []
-        if limit == 0:
-            return rows
-        for commit in self._pages(
-            f"SELECT last_position, {_COMMIT_COLUMNS} FROM council_commits WHERE last_position >= %s "
-            "ORDER BY last_position LIMIT %s", (), from_position
-        ):
-            first = commit[2]
-            if first > end:
-                break
-            window = _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
-            rows.extend(window if wanted is None else [r for r in window if r[4] in wanted])
-            if limit is not None and len(rows) >= limit:
-                return rows[:limit]
-        return rows
-
-    def scan(self, from_position: int, until: int | None) -> Iterator[Row]:
-        end = until if until is not None else 2**62
-        for commit in self._pages(
-            f"SELECT last_position, {_COMMIT_COLUMNS} FROM council_commits WHERE last_position >= %s "
-            "ORDER BY last_position LIMIT %s", (), from_position, first=_PAGE
-        ):
-            first = commit[2]
-            if first > end:
-                return
-            yield from _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
-
-    def _pages(self, query: str, params: tuple[object, ...], start: int, first: int = 8) -> Iterator[tuple[Any, ...]]:
-        """Commits in key order from ``start`` (the first column is the key), in pages that grow."""
-        size = first
-        while True:
-            page = self._query(query, (*params, start, size))
-            yield from page
-            if len(page) < size:
-                return
-            start = page[-1][0] + 1
-            size = min(size * 2, _PAGE)
 
     def _query(self, query: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         def fetch(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:

@@ -7,11 +7,12 @@ MessagePack array of ``[event_id, type, schema_version, metadata, payload, hash]
 holding any position is one index probe away. ``event_ids`` maps every event id to its position,
 for recognising retries. Storing a batch as one row costs one table insert per batch instead of
 one per event; the id index is the only per-event B-tree insert, and time-ordered ids keep it at
-the index's right edge.
+the index's right edge. ``commit_types`` is the type index of :mod:`events.commits`: one row per
+type per commit (one, usually), for reads of a few types.
 
 Durability: ``synchronous=FULL``, so an append that returned is in the write-ahead log on disk,
 and one transaction per append, so a writer killed mid-batch leaves the batch wholly present or
-wholly absent. Triggers refuse UPDATE and DELETE on both tables.
+wholly absent. Triggers refuse UPDATE and DELETE on every table but ``meta``.
 
 Ordering invariant (the one :class:`events.recorder.Recorder` promises): every append runs inside
 ``BEGIN IMMEDIATE``, which takes SQLite's single write lock for the whole database before the
@@ -26,12 +27,13 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from events.commits import COLUMNS, CommitTable, expand, pack, type_index
 from events.envelope import AppendResult, ExpectedVersion
 from events.errors import (
     ConcurrencyError,
@@ -42,13 +44,12 @@ from events.errors import (
     StoreError,
     StoreUnavailable,
 )
-from events.ledger import GENESIS, Row
-from events.recorder import AppendRequest, EncodedEvent, Recorder, Stored, plan_append, seal_batch
+from events.ledger import GENESIS
+from events.recorder import AppendRequest, EncodedEvent, Stored, plan_append, seal_batch
 
 FORMAT = "agent-council.events"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _LOOKUP_CHUNK = 500
-_PAGE = 256  # commits fetched per query while reading
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -68,9 +69,23 @@ _SCHEMA = (
         for table in ("commits", "event_ids")
         for op in ("UPDATE", "DELETE")
     ),
-    f"INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}')",
+    f"INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '1')",
 )
-_COMMIT_COLUMNS = "last_position, first_position, stream, last_version, recorded_at, events"
+# Schema 2 adds the type index (see events.commits); a schema-1 log gains it, filled from its
+# commits, in the transaction that opens it — the commits themselves are not touched.
+_TYPE_INDEX = (
+    """CREATE TABLE commit_types (
+        type          TEXT    NOT NULL,
+        last_position INTEGER NOT NULL,
+        PRIMARY KEY (type, last_position)
+    ) WITHOUT ROWID""",
+    *(
+        f"CREATE TRIGGER commit_types_no_{op.lower()} BEFORE {op} ON commit_types "
+        "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"
+        for op in ("UPDATE", "DELETE")
+    ),
+)
+_INSERT_TYPE = "INSERT INTO commit_types VALUES (?,?)"
 _INSERT_COMMIT = "INSERT INTO commits VALUES (?,?,?,?,?,?)"
 # One statement indexes a whole batch: the ids arrive as one blob of 16-byte ids, cut apart in
 # SQLite, which costs half of binding one row per id from Python.
@@ -80,33 +95,16 @@ _INSERT_IDS = (
     "INSERT INTO event_ids SELECT substr(?, n * 16 + 1, 16), ? + n FROM k"
 )
 
-_pack = msgspec.msgpack.Encoder().encode
-_unpack = msgspec.msgpack.Decoder(list[tuple[bytes, str, int, bytes, bytes, bytes]]).decode
 _unpack_raw = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
 _unpack_one = msgspec.msgpack.Decoder(tuple[bytes, str, int, bytes, bytes, bytes]).decode
 
 
-def _expand(last_position: int, first_position: int, stream: str, last_version: int, recorded_at: int,
-            blob: bytes) -> list[Row]:
-    """The ledger rows of one commit; :class:`CorruptLog` if the commit cannot be read back."""
-    try:
-        events = _unpack(blob)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise CorruptLog(first_position, f"the commit holding positions {first_position}..{last_position} "
-                         f"cannot be decoded ({exc})") from None
-    if len(events) != last_position - first_position + 1:
-        raise CorruptLog(first_position, f"the commit holding positions {first_position}..{last_position} "
-                         f"has {len(events)} events")
-    version = last_version - len(events) + 1
-    return [
-        (first_position + i, stream, version + i, eid, type_, schema, recorded_at, meta, payload, digest)
-        for i, (eid, type_, schema, meta, payload, digest) in enumerate(events)
-    ]
-
-
-class SqliteRecorder(Recorder):
+class SqliteRecorder(CommitTable):
     """Commits in one SQLite file, shared safely by any number of threads and processes."""
 
+    TABLE = "commits"
+    TYPES = "commit_types"
+    MARK = "?"
     shared_across_processes = True
 
     def __init__(self, path: str | Path, *, url: str | None = None, create: bool = True,
@@ -183,6 +181,12 @@ class SqliteRecorder(Recorder):
                     f"{self.path} was written by a newer agent-council (store schema {schema}; this one reads "
                     f"up to {SCHEMA_VERSION}); upgrade agent-council to open it"
                 )
+            if schema < 2:
+                for statement in _TYPE_INDEX:
+                    conn.execute(statement)
+                commits = conn.execute("SELECT last_position, events FROM commits")
+                conn.executemany(_INSERT_TYPE, type_index(commits))
+                conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -245,7 +249,9 @@ class SqliteRecorder(Recorder):
                 else:
                     conn.execute(_INSERT_IDS, (n, b"".join([e[0] for e in batch]), first))
                 conn.execute(_INSERT_COMMIT, (first + n - 1, first, stream, sealed.first_version + n - 1,
-                                              sealed.recorded_at, _pack(sealed.events)))
+                                              sealed.recorded_at, pack(sealed.events)))
+                for type_ in {e[1] for e in batch}:
+                    conn.execute(_INSERT_TYPE, (type_, first + n - 1))
             except sqlite3.IntegrityError:
                 if isolate:
                     conn.execute("ROLLBACK TO one")
@@ -293,80 +299,22 @@ class SqliteRecorder(Recorder):
                 f"SELECT event_id, position FROM event_ids WHERE event_id IN ({marks})", chunk
             ).fetchall():
                 commit = conn.execute(
-                    f"SELECT {_COMMIT_COLUMNS} FROM commits WHERE last_position >= ? ORDER BY last_position LIMIT 1",
+                    f"SELECT {COLUMNS} FROM commits WHERE last_position >= ? ORDER BY last_position LIMIT 1",
                     (position,),
                 ).fetchone()
-                row = _expand(*commit)[position - commit[1]]
+                row = expand(*commit)[position - commit[1]]
                 found[eid] = Stored(row[0], row[1], row[2], row[4], row[8])
         return found
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read_stream(self, stream: str, from_version: int, limit: int | None) -> list[Row]:
-        rows: list[Row] = []
-        for commit in self._pages(
-            f"SELECT last_version, {_COMMIT_COLUMNS} FROM commits WHERE stream = ? AND last_version >= ? "
-            "ORDER BY last_version LIMIT ?", (stream,), from_version
-        ):
-            expanded = _expand(*commit[1:])
-            rows.extend(expanded[max(0, from_version - expanded[0][2]):])
-            if limit is not None and len(rows) >= limit:
-                return rows[:limit]
-        return rows
-
-    def read_all(self, from_position: int, limit: int | None, types: Sequence[str] | None,
-                 until: int | None) -> list[Row]:
-        wanted = None if types is None else frozenset(types)
-        end = until if until is not None else 2**62
-        rows: list[Row] = []
-        if limit == 0:
-            return rows
-        for commit in self._pages(
-            f"SELECT last_position, {_COMMIT_COLUMNS} FROM commits WHERE last_position >= ? "
-            "ORDER BY last_position LIMIT ?", (), from_position
-        ):
-            first = commit[2]
-            if first > end:
-                break
-            window = _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
-            rows.extend(window if wanted is None else [r for r in window if r[4] in wanted])
-            if limit is not None and len(rows) >= limit:
-                return rows[:limit]
-        return rows
-
-    def scan(self, from_position: int, until: int | None) -> Iterator[Row]:
-        end = until if until is not None else 2**62
-        for commit in self._pages(
-            f"SELECT last_position, {_COMMIT_COLUMNS} FROM commits WHERE last_position >= ? "
-            "ORDER BY last_position LIMIT ?", (), from_position, first=_PAGE
-        ):
-            first = commit[2]
-            if first > end:
-                return
-            yield from _expand(*commit[1:])[max(0, from_position - first): max(0, end - first + 1)]
-
-    def _pages(self, sql: str, params: tuple[object, ...], start: int, first: int = 8) -> Iterator[tuple[Any, ...]]:
-        """Commits in key order from ``start`` (the first column is the key), in pages that grow.
-
-        Small first pages keep a short read from fetching commits it will not use; later pages
-        grow to ``_PAGE`` so a long read makes few queries.
-        """
-        size = first
-        while True:
-            page = self._query(sql, (*params, start, size))
-            yield from page
-            if len(page) < size:
-                return
-            start = page[-1][0] + 1
-            size = min(size * 2, _PAGE)
-
     def head(self) -> int:
         head: int = self._query("SELECT COALESCE(MAX(last_position), 0) FROM commits", ())[0][0]
         return head
 
-    def _query(self, sql: str, params: Sequence[object]) -> list[Any]:
+    def _query(self, query: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         try:
-            return self._reader().execute(sql, params).fetchall()
+            return self._reader().execute(query, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise _unavailable(self.path, exc) from None
         except sqlite3.ProgrammingError:

@@ -6,13 +6,15 @@ import collections
 import threading
 import time
 
+import msgspec
 import psycopg
 import pytest
+import type_index_checks
 from conftest import postgres_server
 from postgres_server import PostgresServer
 from store_writer import kill_writer_repeatedly
 
-from events import EventStore, open_store
+from events import ANY, NO_STREAM, EventStore, open_store, postgres_append
 from events.catalogue import TaskQueued, TaskSubmitted
 from events.errors import InvalidStoreUrl, NewerStoreSchema, NotAStore, StoreUnavailable
 from events.postgres import PostgresRecorder
@@ -97,9 +99,72 @@ def test_a_role_granted_only_select_and_insert_appends_but_cannot_rewrite(server
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in ("DROP TRIGGER council_commits_no_update ON council_commits",
                           "ALTER TABLE council_commits DISABLE TRIGGER ALL", "DELETE FROM council_event_ids",
-                          "UPDATE council_commits SET stream = 'x'", "TRUNCATE council_commits CASCADE"):
+                          "UPDATE council_commits SET stream = 'x'", "TRUNCATE council_commits CASCADE",
+                          "DELETE FROM council_commit_types", "UPDATE council_commit_types SET type = 'x'"):
             with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.IntegrityConstraintViolation)):
                 conn.execute(statement)  # type: ignore[arg-type]
+
+
+def test_a_read_of_a_rare_type_reads_only_the_commits_holding_it(pg_url: str) -> None:
+    type_index_checks.rare_reads_touch_only_their_commits(pg_url)
+
+
+def test_a_schema_1_database_gains_the_type_index_and_verifies_unchanged(server: PostgresServer,
+                                                                          pg_url: str) -> None:
+    db = pg_url.rsplit("/", 1)[1]
+
+    def downgrade() -> None:
+        server.sql("DROP TABLE council_commit_types", database=db)
+        server.sql("DROP FUNCTION council_append, council_mp_uint, council_mp_array", database=db)
+        server.sql("UPDATE council_meta SET value = '1' WHERE key = 'schema'", database=db)
+
+    type_index_checks.schema_1_log_upgrades_on_open(pg_url, downgrade)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT value FROM council_meta WHERE key = 'schema'").fetchone() == ("2",)
+
+
+def test_the_server_encodes_integers_and_array_headers_as_msgspec_does(pg_url: str) -> None:
+    open_store(pg_url).close()
+    edges = [0, 1, 15, 16, 17, 127, 128, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**62]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for n in edges:
+            assert conn.execute("SELECT council_mp_uint(%s)", (n,)).fetchone() == (msgspec.msgpack.encode(n),)
+            if n < 70000:
+                header = msgspec.msgpack.encode([None] * n)[: len(msgspec.msgpack.encode([None] * n)) - n]
+                assert conn.execute("SELECT council_mp_array(%s::int)", (n,)).fetchone() == (header,), n
+
+
+def test_groups_the_server_seals_verify_and_read_back_as_python_seals_them(pg_url: str) -> None:
+    # Batch sizes across MessagePack's array-header widths, positions and versions across its integer widths.
+    with open_store(pg_url) as s:
+        recorder = s._recorder
+        assert isinstance(recorder, PostgresRecorder)
+        sizes = [1, 15, 16, 17, 90, 300, 2]
+        for n in sizes:
+            events = [TaskSubmitted(task_id=f"t{n}.{i}", capability="code.generate", inputs={"i": i, "x": "y" * i})
+                      for i in range(n)]
+            requests = [("one", ANY, s._prepare("one", events, ANY)),
+                        (f"s{n}", NO_STREAM, s._prepare(f"s{n}", events[:3], NO_STREAM))]
+            args = postgres_append.arguments(requests, time.time_ns() // 1000)
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                row = conn.execute(postgres_append.CALL, args).fetchone()
+            assert row is not None and row[0] is not None, "the server declined a plain group"
+            results, head = postgres_append.results(requests, row[0])
+            assert head == s.head() and results[1].positions[-1] == head
+        report = s.verify()
+        assert report.ok and report.head == sum(sizes) + sum(min(3, n) for n in sizes), report
+        assert [e.stream_version for e in s.read_stream("one")] == list(range(1, sum(sizes) + 1))
+        assert s.read_stream("s300")[2].payload == TaskSubmitted(task_id="t300.2", capability="code.generate",
+                                                                 inputs={"i": 2, "x": "yy"})
+        # A group the server declines writes nothing: a stale expected version, a stored id.
+        stale = [("one", 5, s._prepare("one", [queued("z")], 5))]
+        again = [(f"s{sizes[0]}", ANY, requests[1][2])]
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            for declined in (stale, again):
+                args = postgres_append.arguments(declined, time.time_ns() // 1000)
+                assert conn.execute(postgres_append.CALL, args).fetchone() == (None,)
+        assert s.head() == report.head
+        assert postgres_append.arguments([*stale, *stale], 0) is None  # one stream twice: decided in Python
 
 
 def test_a_waiter_wakes_on_another_process_s_append_through_notify(pg_url: str) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import type_index_checks
 from store_writer import kill_writer_repeatedly
 
 from events import open_store
@@ -128,3 +129,22 @@ def test_sigkill_mid_group_commit_leaves_each_group_wholly_present_or_absent(sql
     per_group = collections.Counter(e.payload.inputs["g"] for e in events)  # type: ignore[attr-defined]
     assert len(per_group) >= 5
     assert set(per_group.values()) == {400}, "a group commit was torn"
+
+
+def test_a_read_of_a_rare_type_reads_only_the_commits_holding_it(sqlite_url: str) -> None:
+    type_index_checks.rare_reads_touch_only_their_commits(sqlite_url)
+
+
+def test_a_schema_1_file_gains_the_type_index_and_verifies_unchanged(sqlite_url: str) -> None:
+    path = sqlite_url.removeprefix("sqlite:///")
+
+    def downgrade() -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute("DROP TABLE commit_types")
+            conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+
+    type_index_checks.schema_1_log_upgrades_on_open(sqlite_url, downgrade)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM commit_types")
