@@ -112,15 +112,17 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
     Pure: no Ray call, no file. ``node`` is the node that boots the system. With a log in a file
     there (SQLite: :func:`log_on_node`) the actors that open the log (the store, the council, the
     dispatcher, the projector, the exporter, the detector, the learner, the monitor) are pinned to
-    it. With a PostgreSQL log they may run on any node, and Ray restarts one whose node is lost on
-    another — all but the exporter, which prefers ``node`` (Prometheus scrapes the address it was
-    given there) and moves only when that node is gone. Agents go where their team file's placement
-    says (:class:`actors.placement.Placement`), on any node that matches it.
+    it. With a PostgreSQL log they prefer it — the council's home is there (keys, blobs, the read
+    models' file), and Prometheus scrapes the exporter's address there — and Ray restarts one whose
+    node is lost on another (which needs the home on a disk that node sees). Agents go where their
+    team file's placement says (:class:`actors.placement.Placement`), on any node that matches it.
     """
-    pinned = node is not None and log_on_node(system.store)
-    here = {"scheduling_strategy": node} if pinned else {}
-    scraped = here if pinned or node is None else {
-        "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=True)}
+    if node is None:
+        here: dict[str, Any] = {}
+    elif log_on_node(system.store):
+        here = {"scheduling_strategy": node}
+    else:
+        here = {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=True)}
     keyring = str(Path(system.home) / "keys") if system.home is not None else None
     specs = [ActorSpec(names.STORE, StoreActor, (system.store, system.max_event_bytes), options=here)]
     if system.home is not None:
@@ -146,7 +148,7 @@ def plan(system: System, keys: Keys, node: NodeAffinitySchedulingStrategy | None
         specs.append(ActorSpec(names.PROJECTOR, ProjectorActor, (system.store, system.projections), options=here))
     if system.metrics_port is not None:
         specs.append(ActorSpec(names.EXPORTER, ExporterActor, (system.store, system.metrics_port, system.metrics_host,
-                                                               blobs), options=scraped))
+                                                               blobs), options=here))
     if system.health is not None:
         specs.append(ActorSpec(names.DETECTOR, DetectorActor, (system.store, system.detector or {}, blobs),
                                options=here))

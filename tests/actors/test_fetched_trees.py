@@ -203,10 +203,11 @@ def test_a_push_from_a_stale_tree_is_not_reported_done_and_the_task_is_run_afres
 
 
 def test_the_pipeline_is_refused_when_trees_are_fetched(fetching: Fetching) -> None:
-    before = sorted((fetching.workspace / "requests").iterdir())
+    requests = fetching.workspace / "requests"
+    before = sorted(requests.iterdir()) if requests.exists() else []
     with pytest.raises(CouncilError, match='the CI/CD pipeline needs trees = "shared"'):
         prepare_request(fetching.council, fetching.sample, None)
-    assert sorted((fetching.workspace / "requests").iterdir()) == before  # no tree was made for it
+    assert (sorted(requests.iterdir()) if requests.exists() else []) == before  # no tree was made for it
 
 
 def test_the_depot_runs_beside_the_council_only_when_trees_are_fetched() -> None:
@@ -220,11 +221,11 @@ def test_the_depot_runs_beside_the_council_only_when_trees_are_fetched() -> None
     assert specs[names.DEPOT].args == ("/h/workspace", "/h/blobs")
     agent = specs[names.agent("coder-1")].init
     assert agent["trees"] == "fetch" and agent["node_workspace"] == "/local/trees"
-    # With a PostgreSQL log the system's actors may go to any node, but the depot stays where the trees are made.
+    # With a PostgreSQL log the system's actors may move to another node, but the depot stays where the trees are.
     booting = NodeAffinitySchedulingStrategy(node_id="ab" * 28, soft=False)
     anywhere = System.of("postgresql://db/council", team, home="/h", workspace="/h/workspace", trees="fetch")
     spread = {spec.name: spec for spec in plan(anywhere, Keys(), booting)}
-    assert "scheduling_strategy" not in spread[names.DISPATCHER].options
+    assert spread[names.DISPATCHER].options["scheduling_strategy"].soft is True  # prefers the booting node
     assert spread[names.DEPOT].options["scheduling_strategy"] is booting
     with pytest.raises(CouncilError, match='trees = "fetch" needs a council with a home'):
         check(System.of("sqlite:///x.db", team, trees="fetch"))

@@ -117,16 +117,17 @@ def test_a_sqlite_log_pins_the_actors_that_open_it_to_the_booting_node() -> None
 
 
 @pytest.mark.parametrize("store", ["postgresql://council@db:5432/council", "postgres://db/council"])
-def test_a_postgresql_log_lets_every_actor_run_on_any_node_but_the_exporter_prefers_its_address(store: str) -> None:
+def test_a_postgresql_log_lets_every_actor_move_to_another_node_but_prefers_the_booting_one(store: str) -> None:
     system = System.of(store, [AgentSpec(agent_id="w-1")], home="/h", projections="/p.duckdb", metrics_port=0,
                        health={})
     specs = {s.name: s for s in plan(system, Keys(), NODE)}
-    for name in LOG_ACTORS:
-        assert "scheduling_strategy" not in specs[name].options, name
-    exporter = specs[names.EXPORTER].options["scheduling_strategy"]
-    assert isinstance(exporter, NodeAffinitySchedulingStrategy)
-    assert exporter.node_id == NODE.node_id and exporter.soft is True  # moves only when that node is gone
-    assert not any("scheduling_strategy" in s.options for s in specs[names.HEALTH].args[0] if s.name in LOG_ACTORS)
+    watched = {s.name: s for s in specs[names.HEALTH].args[0]}
+    for name in LOG_ACTORS | {names.EXPORTER}:
+        for spec in (specs[name], watched.get(name, specs[name])):
+            preferred = spec.options["scheduling_strategy"]
+            assert isinstance(preferred, NodeAffinitySchedulingStrategy), name
+            assert preferred.node_id == NODE.node_id and preferred.soft is True, name  # moves only when it is gone
+    assert "scheduling_strategy" not in specs[names.agent("w-1")].options
     assert not log_on_node(store)
 
 
