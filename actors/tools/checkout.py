@@ -74,7 +74,7 @@ def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str
     if target.exists():
         shutil.rmtree(target)  # a tree left half-made by a crash: made again from the start
     target.mkdir(parents=True)
-    tree, box = Workspace(target), box.reading(origin).for_git()
+    tree, box = Workspace(target), box.reading(origin, *_linked_git_data(origin)).for_git()
     try:
         if _is_repository_root(tree, origin, box):
             files, default_base = _clone(tree, origin, box)
@@ -98,6 +98,27 @@ def prepare(workspace: Workspace, request_id: str, source: str | Path, base: str
         chosen = found.stdout.strip()
     marker.write_text(f"{commit}\n{chosen or ''}\n{chr(0).join(files)}")
     return Checkout(relative, str(origin), commit, chosen, files)
+
+
+def _linked_git_data(origin: Path) -> list[Path]:
+    """Where a linked worktree's git data lives, outside it (``git worktree add``: ``.git`` is a file naming its
+    git directory, which names the repository's common one), so git in the sandbox can read it; none otherwise."""
+    dotgit = origin / ".git"
+    if dotgit.is_symlink() or not dotgit.is_file():
+        return []
+    text = dotgit.read_text(errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        return []
+    gitdir = (origin / text.removeprefix("gitdir:").strip()).resolve()
+    if not gitdir.is_dir():
+        return []
+    found = [gitdir]
+    common = gitdir / "commondir"
+    if common.is_file():
+        shared = (gitdir / common.read_text(errors="replace").strip()).resolve()
+        if shared.is_dir():
+            found.append(shared)
+    return found
 
 
 def _is_repository_root(tree: Workspace, origin: Path, box: Sandbox) -> bool:
@@ -136,7 +157,7 @@ def _snapshot(tree: Workspace, origin: Path, box: Sandbox, empty_ok: bool = Fals
     copied = 0
     for folder, dirs, files in os.walk(origin):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED and not d.endswith(".egg-info"))
-        for name in sorted(files):
+        for name in sorted(f for f in files if f != ".git"):  # a worktree's link to git data it cannot reach
             path = Path(folder) / name
             copied += _copy_file(path, target / path.relative_to(origin).as_posix(), origin)
     git = Git(tree, ".", box)

@@ -179,6 +179,35 @@ def test_a_clean_repository_is_cloned_at_head_with_heads_parent_as_base(repo: Pa
     assert git(repo, "branch", "--format=%(refname:short)").split() == ["main"]
 
 
+def test_a_linked_worktree_is_cloned_as_the_repository_it_is_with_its_uncommitted_changes(
+        repo: Path, tmp_path: Path, workspace: Workspace) -> None:
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(linked))
+    (linked / "lib.py").write_text("B = 2\n")  # a change not yet committed, in the worktree only
+    head, parent = git(linked, "rev-parse", "HEAD", "HEAD^").split()
+
+    made = prepare(workspace, "r-linked", linked, box=BOX)
+
+    tree = workspace.root / "requests" / "r-linked"
+    assert (made.base, made.carried) == (head, ["lib.py"])  # cloned, not snapshotted: the worktree's HEAD is base
+    assert git(tree, "rev-parse", "HEAD^").strip() == head and (tree / ".git").is_dir()
+    assert (tree / "lib.py").read_text() == "B = 2\n"
+    assert parent == git(repo, "rev-parse", "HEAD^").strip()
+
+
+def test_a_worktree_whose_git_data_is_gone_is_snapshotted_without_its_dangling_link(
+        tmp_path: Path, workspace: Workspace) -> None:
+    orphan = tmp_path / "orphan"
+    orphan.mkdir()
+    (orphan / ".git").write_text("gitdir: /nowhere/.git/worktrees/orphan\n")
+    (orphan / "app.py").write_text("A = 1\n")
+
+    made = prepare(workspace, "r-orphan", orphan, box=BOX)
+
+    assert made.carried == ["app.py"] and made.base is None
+    assert (workspace.root / "requests" / "r-orphan" / ".git").is_dir()
+
+
 def test_a_repository_with_one_commit_has_no_base(tmp_path: Path, workspace: Workspace) -> None:
     src = tmp_path / "one"
     src.mkdir()
