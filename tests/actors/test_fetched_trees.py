@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import ray
+from coding_support import scripted_models
 from governance_support import BOX
 from model_standins import OpenAIStandin, Respond, Text
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -50,18 +51,7 @@ role = "coder"
 capabilities = ["code.write"]
 slots = 1
 
-[models]
-default = "{model}"
-
-[models.prices."{model}"]
-input = 1.0
-output = 4.0
-
-[models.providers.openai]
-base_url = "{base_url}"
-timeout = "30s"
-stall_after = "10s"
-"""
+""" + scripted_models()
 
 FIB = ('"""Fibonacci numbers."""\n\n\ndef fibonacci(n: int) -> int:\n    """The n-th Fibonacci number."""\n'
        "    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n")

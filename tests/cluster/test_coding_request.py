@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import ray
 from cli_support import council as run_council
-from coding_support import TEAM_AGENTS, started_council
+from coding_support import TEAM_AGENTS, scripted_models, started_council
 from model_standins import OpenAIStandin, Respond, Structured, Text
 
 from actors import names
@@ -40,19 +40,7 @@ MODEL = "openai:gpt-team"
 
 pytestmark = pytest.mark.slow
 
-TEAM = TEAM_AGENTS + """
-[models]
-default = "{model}"
-
-[models.prices."{model}"]
-input = 1.0
-output = 4.0
-
-[models.providers.openai]
-base_url = "{base_url}"
-timeout = "30s"
-stall_after = "10s"
-"""
+TEAM = TEAM_AGENTS + scripted_models()
 
 HEAD = '"""Fibonacci numbers."""\n\n\ndef fibonacci(n: int) -> int:\n    """The n-th Fibonacci number."""\n'
 WRONG = HEAD + "    return n\n"

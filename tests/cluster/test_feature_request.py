@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import ray
 from cli_support import council as run_council
-from coding_support import block, started_council
+from coding_support import block, scripted_models, started_council
 from model_standins import Failure, OpenAIStandin, Respond, Structured, Text
 from orchestrator_support import PLANNING_TEAM, jwt_answer, task
 
@@ -55,20 +55,7 @@ HARD = "Add password hashing, the hard way first"
 
 pytestmark = pytest.mark.slow
 
-TEAM = PLANNING_TEAM + """
-[models]
-default = "{model}"
-retries = 1
-
-[models.prices."{model}"]
-input = 1.0
-output = 4.0
-
-[models.providers.openai]
-base_url = "{base_url}"
-timeout = "30s"
-stall_after = "10s"
-"""
+TEAM = PLANNING_TEAM + scripted_models("retries = 1")
 
 AUTH = (FIXTURES / "auth.py").read_text()
 TESTS = (FIXTURES / "test_auth.py").read_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import ray
 from cli_support import council as run_council
+from coding_support import scripted_models
 from model_standins import Failure, OpenAIStandin, Text, Truncated
 
 from actors import names
@@ -58,18 +59,7 @@ role = "coder"
 capabilities = ["think.slowly"]
 slots = 1
 
-[models]
-default = "{model}"
-
-[models.prices."{model}"]
-input = 1.0
-output = 4.0
-
-[models.providers.openai]
-base_url = "{base_url}"
-timeout = "30s"
-stall_after = "10s"
-"""
+""" + scripted_models()
 
 
 @pytest.fixture(scope="module")

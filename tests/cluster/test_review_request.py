@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from cli_support import council as run_council
-from coding_support import block, git, repository, started_council
+from coding_support import block, git, repository, scripted_models, started_council
 from model_standins import OpenAIStandin, Respond, Structured, Text
 
 from cluster.driver import Council
@@ -46,20 +46,7 @@ role = "reviewer"
 capabilities = ["review.answer"]
 slots = 1
 
-[models]
-default = "{model}"
-repairs = 1
-retries = 1
-
-[models.prices."{model}"]
-input = 1.0
-output = 4.0
-
-[models.providers.openai]
-base_url = "{base_url}"
-timeout = "30s"
-stall_after = "10s"
-"""
+""" + scripted_models("repairs = 1", "retries = 1")
 
 STRONG = ("import hashlib\nimport os\n\n\ndef hash_password(password: str) -> str:\n    salt = os.urandom(16)\n"
           "    digest = hashlib.pbkdf2_hmac('sha256', password.encode(), salt, 600_000)\n"

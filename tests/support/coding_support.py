@@ -24,6 +24,17 @@ from events import streams
 from events.blobs import BlobStore
 from events.catalogue import TaskCompleted
 
+
+def scripted_models(*settings: str) -> str:
+    """A team file's ``[models]`` table whose one model ``{model}`` is a scripted OpenAI stand-in at ``{base_url}``
+    (both filled in later by ``str.format``), priced so that costs show; ``settings`` are more lines of the
+    ``[models]`` table itself (``"retries = 1"``)."""
+    extra = "".join(f"{line}\n" for line in settings)
+    return (f'\n[models]\ndefault = "{{model}}"\n{extra}\n'
+            '[models.prices."{model}"]\ninput = 1.0\noutput = 4.0\n\n'
+            '[models.providers.openai]\nbase_url = "{base_url}"\ntimeout = "30s"\nstall_after = "10s"\n')
+
+
 TEAM_AGENTS = """
 [[agents]]
 name = "coder"
