@@ -1,14 +1,15 @@
 """The council's state as snapshot bytes, and back (the hooks of :class:`actors.snapshots.Snapshotting`).
 
 What is encoded is everything :class:`actors.council_actor.CouncilProcess` folds: the
-:class:`governance.authority.Authority` — the policy stream's ledger, the proposals, every warrant's
+:class:`governance.authority.Authority` — the policy stream's ledger, the proposals, every held warrant's
 ledger (its actions, what it spent, its extensions, its revocation), the warrant tree, approvals,
-votes, reviews, budgets, phases, the last checkpoint — and the ledger's Merkle frontier: the peaks of
-its compact range, one 32-byte root per set bit of the log's size. With them, the log's origin and
-what its checkpoints are due from, a recovered council signs the same root as one that replayed the
-log, without hashing the log again. Its key and checkpoint interval are not state: they come from the
-keyring and the settings, as on a full replay; nor is the parse of the policy in force (it is parsed
-again from the adopted text when first asked).
+votes, reviews, budgets, phases, the last checkpoint, the finished tasks whose warrants are still to be
+forgotten and what forgotten warrants spent — and the ledger's Merkle frontier: the peaks of its compact
+range, one 32-byte root per set bit of the log's size. With them, the log's origin and what its
+checkpoints are due from, a recovered council signs the same root as one that replayed the log, without
+hashing the log again. Its key, checkpoint interval and how long it keeps a finished task's warrants are
+not state: they come from the keyring and the settings, as on a full replay; nor is the parse of the
+policy in force (it is parsed again from the adopted text when first asked).
 
 Exact and never executable: msgpack of msgspec Structs and the governance ledgers' own dataclasses,
 decoded into those types only — never pickle, for a blob anyone can point a snapshot at must not run
@@ -36,12 +37,12 @@ from events.catalogue import Budget, PolicyAdopted
 from events.merkle import CompactRange
 from governance.approvals import ApprovalLedger
 from governance.authority import Authority
-from governance.ledgers import PolicyLedger, WarrantLedger
+from governance.ledgers import PolicyLedger, Retired, WarrantLedger
 from governance.reviews import ReviewBook, ReviewLedger
 from governance.votes import VoteLedger
 
 SCHEMA = "council"
-VERSION = 1
+VERSION = 2
 
 L = TypeVar("L")
 
@@ -63,6 +64,8 @@ class AuthoritySnapshot(msgspec.Struct, array_like=True):
     phases: dict[str, str]
     last_checkpoint: int
     position: int
+    finished: dict[str, int]
+    retired: dict[str, Retired]
 
 
 class CouncilSnapshot(msgspec.Struct, array_like=True):
@@ -106,7 +109,7 @@ def encode(state: CouncilState) -> bytes:
         AuthoritySnapshot(a.policy.adopted, a.policy.history, a.policy.version, a.proposals,
                           {k: _sets_sorted(v) for k, v in a.warrants.items()}, a.children, a.by_task, a.approvals,
                           a.votes, {k: _sets_sorted(v) for k, v in a.reviews.reviews.items()}, a.budgets, a.phases,
-                          a.last_checkpoint, a.position),
+                          a.last_checkpoint, a.position, a.finished, a.retired),
         state.ledger.size, state.ledger.peaks, state.origin, state.signed_at, state.changed_at))
 
 
@@ -136,7 +139,8 @@ def decode(data: bytes, position: int, version: int) -> CouncilState:
     authority = Authority(policy=PolicyLedger(adopted=s.adopted, history=s.history, version=s.policy_version),
                           proposals=s.proposals, warrants=s.warrants, children=s.children, by_task=s.by_task,
                           approvals=s.approvals, votes=s.votes, reviews=ReviewBook(s.reviews), budgets=s.budgets,
-                          phases=s.phases, last_checkpoint=s.last_checkpoint, position=s.position)
+                          phases=s.phases, last_checkpoint=s.last_checkpoint, position=s.position,
+                          finished=s.finished, retired=s.retired)
     return CouncilState(snap.position, authority, ledger, snap.origin, snap.signed_at, snap.changed_at)
 
 
