@@ -22,7 +22,7 @@ import ray
 
 from actors import council_snapshot, names
 from actors.follow import Follower, Process, reader_for
-from actors.snapshots import Snapshots, SnapshotSettings
+from actors.snapshots import SnapshotInvalid, Snapshots, SnapshotSettings
 from actors.store_client import StoreClient
 from events import ANY, NO_STREAM, AppendResult, CouncilError, Intent, RecordedEvent, streams
 from events.blobs import BlobStore
@@ -86,7 +86,10 @@ class CouncilProcess(Process):
     def restore_state(self, data: bytes, position: int, version: int) -> None:
         """Become the fold a snapshot encodes (decoded whole before anything is assigned)."""
         state = council_snapshot.decode(data, position, version)
-        state.authority.remember = self.remember
+        kept = state.authority.remember
+        if kept != self.remember:
+            raise SnapshotInvalid(f"the snapshot's council kept a finished task's warrants for {kept} positions, this "
+                                  f"one keeps them for {self.remember}: it would have forgotten others")
         self.authority, self.ledger, self.origin = state.authority, state.ledger, state.origin
         self.signed_at, self.changed_at, self.position = state.signed_at, state.changed_at, state.position
 

@@ -7,9 +7,10 @@ votes, reviews, budgets, phases, the last checkpoint, the finished tasks whose w
 forgotten and what forgotten warrants spent — and the ledger's Merkle frontier: the peaks of its compact
 range, one 32-byte root per set bit of the log's size. With them, the log's origin and what its
 checkpoints are due from, a recovered council signs the same root as one that replayed the log, without
-hashing the log again. Its key, checkpoint interval and how long it keeps a finished task's warrants are
-not state: they come from the keyring and the settings, as on a full replay; nor is the parse of the
-policy in force (it is parsed again from the adopted text when first asked).
+hashing the log again. Its key and checkpoint interval are not state: they come from the keyring and
+the settings, as on a full replay; nor is the parse of the policy in force (it is parsed again from
+the adopted text when first asked). How long it keeps a finished task's warrants is recorded, and a
+council that keeps them for another number of positions replays instead (it would have forgotten others).
 
 Exact and never executable: msgpack of msgspec Structs and the governance ledgers' own dataclasses,
 decoded into those types only — never pickle, for a blob anyone can point a snapshot at must not run
@@ -66,6 +67,7 @@ class AuthoritySnapshot(msgspec.Struct, array_like=True):
     position: int
     finished: dict[str, int]
     retired: dict[str, Retired]
+    remember: int | None
 
 
 class CouncilSnapshot(msgspec.Struct, array_like=True):
@@ -109,7 +111,7 @@ def encode(state: CouncilState) -> bytes:
         AuthoritySnapshot(a.policy.adopted, a.policy.history, a.policy.version, a.proposals,
                           {k: _sets_sorted(v) for k, v in a.warrants.items()}, a.children, a.by_task, a.approvals,
                           a.votes, {k: _sets_sorted(v) for k, v in a.reviews.reviews.items()}, a.budgets, a.phases,
-                          a.last_checkpoint, a.position, a.finished, a.retired),
+                          a.last_checkpoint, a.position, a.finished, a.retired, a.remember),
         state.ledger.size, state.ledger.peaks, state.origin, state.signed_at, state.changed_at))
 
 
@@ -140,7 +142,7 @@ def decode(data: bytes, position: int, version: int) -> CouncilState:
                           proposals=s.proposals, warrants=s.warrants, children=s.children, by_task=s.by_task,
                           approvals=s.approvals, votes=s.votes, reviews=ReviewBook(s.reviews), budgets=s.budgets,
                           phases=s.phases, last_checkpoint=s.last_checkpoint, position=s.position,
-                          finished=s.finished, retired=s.retired)
+                          finished=s.finished, retired=s.retired, remember=s.remember)
     return CouncilState(snap.position, authority, ledger, snap.origin, snap.signed_at, snap.changed_at)
 
 

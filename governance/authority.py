@@ -106,7 +106,14 @@ class Authority:
         elif isinstance(p, PolicyProposed):
             self.proposals[p.policy_hash] = p.text
         elif kind is Kind.WARRANT:
-            ledger = self.warrants.setdefault(sid, WarrantLedger())
+            ledger = self.warrants.get(sid)
+            if ledger is None:
+                # A stream that does not open with its warrant is a forgotten warrant's (nothing the system writes:
+                # its task finished): no decision reads a ledger without the warrant, so none is kept.
+                if self.remember is not None and not isinstance(p, WarrantIssued):
+                    self._forget_due(event.position)
+                    return
+                ledger = self.warrants[sid] = WarrantLedger()
             ledger.evolve(p)
             if isinstance(p, WarrantIssued):
                 if p.parent_id:

@@ -19,7 +19,7 @@ from actors.council_actor import CouncilProcess
 from actors.snapshots import Snapshots
 from events import NO_STREAM, EventStore, Intent, streams
 from events.blobs import BlobStore
-from events.catalogue import ActionAuthorized, ActionCompleted, Budget, TaskCompleted
+from events.catalogue import ActionAuthorized, ActionCompleted, Budget, TaskCompleted, WarrantRevoked
 from governance import warrant
 from governance.authority import Authority
 from governance.errors import GovernanceError
@@ -159,5 +159,24 @@ def test_a_finished_tasks_forgotten_warrant_is_refused_clearly_not_replaced(tmp_
     assert "w-0" not in a.warrants and "t0" not in a.by_task
     with pytest.raises(GovernanceError, match="none was issued, or its task finished and it was forgotten"):
         a.revocations("w-0", "too late", "me")
+    council.store.append(streams.warrant("w-0"), [WarrantRevoked(warrant_id="w-0", cause_id="w-0", reason="late",
+                                                                 revoked_by="me")])
+    forgets.advance(council.store)
+    assert "w-0" not in a.warrants  # an event on a forgotten warrant's stream brings back no part of it
     with pytest.raises(GovernanceError, match="at least 1"):
         Authority(remember=0)
+
+
+def test_a_snapshot_of_a_council_that_remembers_for_another_length_is_replayed_instead(tmp_path: Path) -> None:
+    council = make_council(tmp_path)
+    _finished_tasks(council, 0, 20)
+    blobs = BlobStore(tmp_path / "blobs")
+    taken = CouncilProcess(council.key, 10.0, 5)
+    taken.advance(council.store)
+    assert Snapshots("council", blobs).take(taken, council.store) is not None
+    other = CouncilProcess(council.key, 10.0, 50)
+    recovery = Snapshots("council", blobs).recover(other, council.store)
+    assert not recovery.from_snapshot and "keeps them for 50" in recovery.fallback, recovery
+    replayed = CouncilProcess(council.key, 10.0, 50)
+    replayed.advance(council.store)
+    assert other.encode_state() == replayed.encode_state() != taken.encode_state()
