@@ -81,8 +81,8 @@ class Authority:
     last_checkpoint: int = 0
     position: int = 0
     finished: dict[str, int] = field(default_factory=dict)
-    """Task id → the position it finished at (completed or cancelled, statuses it never leaves), for tasks with
-    warrants, in the order they finished: their warrants are forgotten ``remember`` positions later."""
+    """Task id → the position it finished at (completed or cancelled, statuses it never leaves), in the order they
+    finished, for the last ``remember`` positions: its warrants are forgotten then."""
     retired: dict[str, Retired] = field(default_factory=dict)
     """What forgotten warrants spent, by holder and request (:func:`_retired_key`)."""
     remember: int | None = field(default=None, compare=False)
@@ -129,7 +129,8 @@ class Authority:
         elif isinstance(p, TaskSubmitted):
             self.reviews.submitted(p)
         elif isinstance(p, TaskCompleted | TaskCancelled):
-            if self.remember is not None and p.task_id in self.by_task:
+            if self.remember is not None:
+                # Its warrants may land after it in the log (another writer's append): they are forgotten with it.
                 self.finished.setdefault(p.task_id, event.position)
         elif isinstance(p, BudgetAllocated):
             self.budgets[p.request_id] = p.budget

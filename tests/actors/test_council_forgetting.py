@@ -114,19 +114,21 @@ def test_a_council_that_forgets_recovers_from_a_snapshot_and_the_tail_as_it_repl
 
 
 def _finished_tasks(council: Council, first: int, count: int) -> None:
-    """``count`` tasks, each with a warrant, an action authorised and completed, and the task completed."""
+    """``count`` tasks, each with a warrant, an action authorised and completed, and the task completed (before or
+    after its warrant in the log)."""
     for i in range(first, first + count):
         task, agent, wid = f"t{i}", f"a{i % 4}", f"w-{i}"
         issued = warrant.issue(council.key, warrant.Warrant(
             warrant_id=wid, holder=agent, role="coder", actions=("file.write",), resources=("src/**",),
             budget=Budget(), not_before=0.0, expires_at=2e9, policy_hash="p" * 64,
             issuer=council.key.public.fingerprint, request_id=f"r{i % 3}", task_id=task))
-        council.store.append_many([
-            Intent(streams.warrant(wid), [issued, ActionAuthorized(
-                warrant_id=wid, agent_id=agent, action="file.write", target="src/a.py", key="k", digest="d" * 64,
-                policy_hash="p" * 64, rule="r", cost=Budget(actions=1, money=0.1)),
-                ActionCompleted(warrant_id=wid, key="k", ok=True, cost=Budget(money=0.1 + i / 1000))], NO_STREAM),
-            Intent(streams.task(task), [TaskCompleted(task_id=task, agent_id=agent, attempt=1)], NO_STREAM)])
+        acted = Intent(streams.warrant(wid), [issued, ActionAuthorized(
+            warrant_id=wid, agent_id=agent, action="file.write", target="src/a.py", key="k", digest="d" * 64,
+            policy_hash="p" * 64, rule="r", cost=Budget(actions=1, money=0.1)),
+            ActionCompleted(warrant_id=wid, key="k", ok=True, cost=Budget(money=0.1 + i / 1000))], NO_STREAM)
+        done = Intent(streams.task(task), [TaskCompleted(task_id=task, agent_id=agent, attempt=1)], NO_STREAM)
+        # Every other task's completion lands before its warrant (two writers' appends in one group commit).
+        council.store.append_many([acted, done] if i % 2 else [done, acted])
 
 
 def test_the_state_stays_the_same_size_however_long_the_log(tmp_path: Path) -> None:
