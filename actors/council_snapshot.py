@@ -38,6 +38,7 @@ from events.catalogue import Budget, PolicyAdopted
 from events.merkle import CompactRange
 from governance.approvals import ApprovalLedger
 from governance.authority import Authority
+from governance.errors import GovernanceError
 from governance.ledgers import PolicyLedger, Retired, WarrantLedger
 from governance.reviews import ReviewBook, ReviewLedger
 from governance.votes import VoteLedger
@@ -138,11 +139,14 @@ def decode(data: bytes, position: int, version: int) -> CouncilState:
         raise SnapshotInvalid(f"the snapshot's Merkle frontier covers {ledger.size} events, not the {position} "
                               "it was taken at")
     s = snap.authority
-    authority = Authority(policy=PolicyLedger(adopted=s.adopted, history=s.history, version=s.policy_version),
-                          proposals=s.proposals, warrants=s.warrants, children=s.children, by_task=s.by_task,
-                          approvals=s.approvals, votes=s.votes, reviews=ReviewBook(s.reviews), budgets=s.budgets,
-                          phases=s.phases, last_checkpoint=s.last_checkpoint, position=s.position,
-                          finished=s.finished, retired=s.retired, remember=s.remember)
+    try:
+        authority = Authority(policy=PolicyLedger(adopted=s.adopted, history=s.history, version=s.policy_version),
+                              proposals=s.proposals, warrants=s.warrants, children=s.children, by_task=s.by_task,
+                              approvals=s.approvals, votes=s.votes, reviews=ReviewBook(s.reviews), budgets=s.budgets,
+                              phases=s.phases, last_checkpoint=s.last_checkpoint, position=s.position,
+                              finished=s.finished, retired=s.retired, remember=s.remember)
+    except GovernanceError as exc:
+        raise SnapshotInvalid(f"the snapshot's council state is not one: {exc}") from None
     return CouncilState(snap.position, authority, ledger, snap.origin, snap.signed_at, snap.changed_at)
 
 

@@ -15,6 +15,7 @@ from governance_support import Council, make_council
 from random_logs import Upto
 from test_council_snapshots import ROLES, governance_log
 
+from actors import council_snapshot
 from actors.council_actor import CouncilProcess
 from actors.snapshots import Snapshots
 from events import NO_STREAM, EventStore, Intent, streams
@@ -182,3 +183,8 @@ def test_a_snapshot_of_a_council_that_remembers_for_another_length_is_replayed_i
     replayed = CouncilProcess(council.key, 10.0, 50)
     replayed.advance(council.store)
     assert other.encode_state() == replayed.encode_state() != taken.encode_state()
+    snap = msgspec.msgpack.decode(taken.encode_state(), type=council_snapshot.CouncilSnapshot)
+    zero = msgspec.msgpack.encode(msgspec.structs.replace(snap, authority=msgspec.structs.replace(snap.authority,
+                                                                                                  remember=0)))
+    with pytest.raises(council_snapshot.SnapshotInvalid, match="at least 1"):
+        council_snapshot.decode(zero, taken.position, council_snapshot.VERSION)
