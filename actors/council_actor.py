@@ -22,7 +22,7 @@ import ray
 
 from actors import council_snapshot, names
 from actors.follow import Follower, Process, reader_for
-from actors.snapshots import Snapshots, SnapshotSettings
+from actors.snapshots import SnapshotInvalid, Snapshots, SnapshotSettings
 from actors.store_client import StoreClient
 from events import ANY, NO_STREAM, AppendResult, CouncilError, Intent, RecordedEvent, streams
 from events.blobs import BlobStore
@@ -30,8 +30,8 @@ from events.catalogue import CheckpointSigned, PhaseGrant, PolicyProposed, Snaps
 from events.errors import ConcurrencyError
 from events.merkle import CompactRange
 from governance import checkpoint_files, motions, tree_head, warrant
-from governance.authority import Authority
-from governance.errors import GovernanceError
+from governance.authority import REMEMBER, Authority
+from governance.errors import GovernanceError, WarrantError
 from governance.keys import COUNCIL_KEY, Keyring, SigningKey
 from governance.policy import load_policy
 
@@ -45,9 +45,12 @@ class CouncilProcess(Process):
     snapshot_schema = council_snapshot.SCHEMA
     snapshot_version = council_snapshot.VERSION
 
-    def __init__(self, key: SigningKey, checkpoint_every: float) -> None:
+    def __init__(self, key: SigningKey, checkpoint_every: float, remember: int | None = REMEMBER) -> None:
+        """``remember``: for how many positions a finished task's warrants are kept (None: for ever; see
+        :meth:`governance.authority.Authority._forget_due`)."""
         self.key = key
-        self.authority = Authority()
+        self.remember = remember
+        self.authority = Authority(remember=remember)
         self.ledger = CompactRange()  # the Merkle tree of everything folded, kept up event by event
         self.origin: bytes | None = None
         self.checkpoint_every = checkpoint_every
@@ -83,6 +86,10 @@ class CouncilProcess(Process):
     def restore_state(self, data: bytes, position: int, version: int) -> None:
         """Become the fold a snapshot encodes (decoded whole before anything is assigned)."""
         state = council_snapshot.decode(data, position, version)
+        kept = state.authority.remember
+        if kept != self.remember:
+            raise SnapshotInvalid(f"the snapshot's council kept a finished task's warrants for {kept} positions, this "
+                                  f"one keeps them for {self.remember}: it would have forgotten others")
         self.authority, self.ledger, self.origin = state.authority, state.ledger, state.origin
         self.signed_at, self.changed_at, self.position = state.signed_at, state.changed_at, state.position
 
@@ -180,7 +187,10 @@ class CouncilActor:
                 self.follower.catch_up()
                 found = authority.warrants.get(wid)
                 if found is None or found.issued is None:
-                    raise
+                    # In the log but not held: the task finished and its warrants were forgotten. Refused, never
+                    # replaced: a finished task gets no new warrant.
+                    raise WarrantError(f"warrant {wid} for task {task_id} is in the log, but its task finished and "
+                                       "the council no longer holds it; the council issues no other for it") from None
                 return found.issued
             self.follower.catch_up()
             return issued

@@ -1,14 +1,16 @@
 """The council's state as snapshot bytes, and back (the hooks of :class:`actors.snapshots.Snapshotting`).
 
 What is encoded is everything :class:`actors.council_actor.CouncilProcess` folds: the
-:class:`governance.authority.Authority` — the policy stream's ledger, the proposals, every warrant's
+:class:`governance.authority.Authority` — the policy stream's ledger, the proposals, every held warrant's
 ledger (its actions, what it spent, its extensions, its revocation), the warrant tree, approvals,
-votes, reviews, budgets, phases, the last checkpoint — and the ledger's Merkle frontier: the peaks of
-its compact range, one 32-byte root per set bit of the log's size. With them, the log's origin and
-what its checkpoints are due from, a recovered council signs the same root as one that replayed the
-log, without hashing the log again. Its key and checkpoint interval are not state: they come from the
-keyring and the settings, as on a full replay; nor is the parse of the policy in force (it is parsed
-again from the adopted text when first asked).
+votes, reviews, budgets, phases, the last checkpoint, the finished tasks whose warrants are still to be
+forgotten and what forgotten warrants spent — and the ledger's Merkle frontier: the peaks of its compact
+range, one 32-byte root per set bit of the log's size. With them, the log's origin and what its
+checkpoints are due from, a recovered council signs the same root as one that replayed the log, without
+hashing the log again. Its key and checkpoint interval are not state: they come from the keyring and
+the settings, as on a full replay; nor is the parse of the policy in force (it is parsed again from
+the adopted text when first asked). How long it keeps a finished task's warrants is recorded, and a
+council that keeps them for another number of positions replays instead (it would have forgotten others).
 
 Exact and never executable: msgpack of msgspec Structs and the governance ledgers' own dataclasses,
 decoded into those types only — never pickle, for a blob anyone can point a snapshot at must not run
@@ -36,12 +38,13 @@ from events.catalogue import Budget, PolicyAdopted
 from events.merkle import CompactRange
 from governance.approvals import ApprovalLedger
 from governance.authority import Authority
-from governance.ledgers import PolicyLedger, WarrantLedger
+from governance.errors import GovernanceError
+from governance.ledgers import PolicyLedger, Retired, WarrantLedger
 from governance.reviews import ReviewBook, ReviewLedger
 from governance.votes import VoteLedger
 
 SCHEMA = "council"
-VERSION = 1
+VERSION = 2
 
 L = TypeVar("L")
 
@@ -63,6 +66,9 @@ class AuthoritySnapshot(msgspec.Struct, array_like=True):
     phases: dict[str, str]
     last_checkpoint: int
     position: int
+    finished: dict[str, int]
+    retired: dict[str, Retired]
+    remember: int | None
 
 
 class CouncilSnapshot(msgspec.Struct, array_like=True):
@@ -106,7 +112,7 @@ def encode(state: CouncilState) -> bytes:
         AuthoritySnapshot(a.policy.adopted, a.policy.history, a.policy.version, a.proposals,
                           {k: _sets_sorted(v) for k, v in a.warrants.items()}, a.children, a.by_task, a.approvals,
                           a.votes, {k: _sets_sorted(v) for k, v in a.reviews.reviews.items()}, a.budgets, a.phases,
-                          a.last_checkpoint, a.position),
+                          a.last_checkpoint, a.position, a.finished, a.retired, a.remember),
         state.ledger.size, state.ledger.peaks, state.origin, state.signed_at, state.changed_at))
 
 
@@ -133,10 +139,14 @@ def decode(data: bytes, position: int, version: int) -> CouncilState:
         raise SnapshotInvalid(f"the snapshot's Merkle frontier covers {ledger.size} events, not the {position} "
                               "it was taken at")
     s = snap.authority
-    authority = Authority(policy=PolicyLedger(adopted=s.adopted, history=s.history, version=s.policy_version),
-                          proposals=s.proposals, warrants=s.warrants, children=s.children, by_task=s.by_task,
-                          approvals=s.approvals, votes=s.votes, reviews=ReviewBook(s.reviews), budgets=s.budgets,
-                          phases=s.phases, last_checkpoint=s.last_checkpoint, position=s.position)
+    try:
+        authority = Authority(policy=PolicyLedger(adopted=s.adopted, history=s.history, version=s.policy_version),
+                              proposals=s.proposals, warrants=s.warrants, children=s.children, by_task=s.by_task,
+                              approvals=s.approvals, votes=s.votes, reviews=ReviewBook(s.reviews), budgets=s.budgets,
+                              phases=s.phases, last_checkpoint=s.last_checkpoint, position=s.position,
+                              finished=s.finished, retired=s.retired, remember=s.remember)
+    except GovernanceError as exc:
+        raise SnapshotInvalid(f"the snapshot's council state is not one: {exc}") from None
     return CouncilState(snap.position, authority, ledger, snap.origin, snap.signed_at, snap.changed_at)
 
 

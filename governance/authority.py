@@ -30,6 +30,8 @@ from events.catalogue import (
     PlanRevised,
     PolicyAdopted,
     PolicyProposed,
+    TaskCancelled,
+    TaskCompleted,
     TaskSubmitted,
     VoteDecided,
     WarrantIssued,
@@ -39,7 +41,7 @@ from events.streams import Kind
 from governance import approvals, budget, globs, votes
 from governance.approvals import ApprovalLedger
 from governance.errors import GovernanceError, WarrantError
-from governance.ledgers import PolicyLedger, WarrantLedger
+from governance.ledgers import PolicyLedger, Retired, WarrantLedger
 from governance.policy import Policy, parse_policy
 from governance.reviews import ReviewBook
 from governance.votes import VoteLedger
@@ -52,6 +54,10 @@ budgets; a budget extension is asked for by the gate, on a warrant's behalf, and
 WARRANT_TTL = 8 * 24 * 3600.0
 """How long a task's warrant is valid (seconds): longer than an approval request stays open (7 days), so a
 task that waits for approvals still holds a valid warrant when the last signature lands."""
+
+REMEMBER = 10_000
+"""For how many positions of the log the council keeps the warrants of a finished task (the default of
+:attr:`Authority.remember` in the council actor)."""
 
 
 @dataclass
@@ -74,6 +80,18 @@ class Authority:
     """Task id → the phase warrant its task warrants are carved from (from ``plan.adopted`` and ``plan.revised``)."""
     last_checkpoint: int = 0
     position: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+    """Task id → the position it finished at (completed or cancelled, statuses it never leaves), in the order they
+    finished, for the last ``remember`` positions: its warrants are forgotten then."""
+    retired: dict[str, Retired] = field(default_factory=dict)
+    """What forgotten warrants spent, by holder and request (:func:`_retired_key`)."""
+    remember: int | None = field(default=None, compare=False)
+    """For how many positions a finished task's warrants are kept (None: for ever). A setting, not state: the
+    council actor's fold forgets (:data:`REMEMBER`); a one-off read of the log (the CLI) keeps everything."""
+
+    def __post_init__(self) -> None:
+        if self.remember is not None and self.remember < 1:
+            raise GovernanceError(f"remember must be at least 1 position, not {self.remember}")
 
     # -- folding ----------------------------------------------------------------------------
 
@@ -88,7 +106,14 @@ class Authority:
         elif isinstance(p, PolicyProposed):
             self.proposals[p.policy_hash] = p.text
         elif kind is Kind.WARRANT:
-            ledger = self.warrants.setdefault(sid, WarrantLedger())
+            ledger = self.warrants.get(sid)
+            if ledger is None:
+                # A stream that does not open with its warrant is a forgotten warrant's (nothing the system writes:
+                # its task finished): no decision reads a ledger without the warrant, so none is kept.
+                if self.remember is not None and not isinstance(p, WarrantIssued):
+                    self._forget_due(event.position)
+                    return
+                ledger = self.warrants[sid] = WarrantLedger()
             ledger.evolve(p)
             if isinstance(p, WarrantIssued):
                 if p.parent_id:
@@ -103,6 +128,10 @@ class Authority:
             self.reviews.evolve(sid, p)
         elif isinstance(p, TaskSubmitted):
             self.reviews.submitted(p)
+        elif isinstance(p, TaskCompleted | TaskCancelled):
+            if self.remember is not None:
+                # Its warrants may land after it in the log (another writer's append): they are forgotten with it.
+                self.finished.setdefault(p.task_id, event.position)
         elif isinstance(p, BudgetAllocated):
             self.budgets[p.request_id] = p.budget
         elif isinstance(p, PlanAdopted | PlanRevised):
@@ -113,6 +142,69 @@ class Authority:
             # What the council actor's checkpoint is due from: a log that has not moved past its last
             # signed tree head is not signed again, even by a council restarted long after.
             self.last_checkpoint = max(self.last_checkpoint, p.tree_size)
+        if self.remember is not None:
+            self._forget_due(event.position)
+
+    # -- forgetting -------------------------------------------------------------------------
+
+    def _forget_due(self, position: int) -> None:
+        """Forget the warrants of tasks that finished ``remember`` positions before ``position``.
+
+        A function of the positions folded only (never of the clock), so a fold replayed and one restored from a
+        snapshot and its tail forget the same warrants at the same event. A finished task's warrants can no longer
+        act (the system appends nothing more under them), so no decision needs them whole: what they spent stays
+        in :attr:`retired`, which later warrants' budgets count. A warrant something can still reach is kept, and
+        looked at again ``remember`` positions later: one with warrants carved from it still held, or one an
+        extension was asked for that is not recorded yet (granting it widens budgets).
+        """
+        assert self.remember is not None
+        while self.finished:
+            task_id, at = next(iter(self.finished.items()))
+            if at > position - self.remember:
+                break
+            del self.finished[task_id]
+            wids = self.by_task.get(task_id, [])
+            if any(self._reachable(wid) for wid in wids):
+                self.finished[task_id] = position  # last in the order, as it is the latest position
+                continue
+            for wid in wids:
+                self._forget(wid)
+            self.by_task.pop(task_id, None)
+
+    def _reachable(self, wid: str) -> bool:
+        """Whether a decision to come may still read warrant ``wid``'s ledger."""
+        ledger = self.warrants.get(wid)
+        if ledger is None:
+            return False
+        if any(child in self.warrants for child in self.children.get(wid, ())):
+            return True
+        for aid, asked in self.approvals.items():
+            requested = asked.requested
+            if (requested is not None and requested.spec.action == budget.EXTEND
+                    and requested.spec.warrant_id == wid and aid not in ledger.extensions
+                    and (asked.open or asked.granted is not None)):
+                return True
+        for vid, vote in self.votes.items():
+            proposed = vote.proposed
+            if (proposed is not None and proposed.kind == budget.EXTEND and proposed.payload.get("warrant") == wid
+                    and vid not in ledger.extensions
+                    and (vote.decided is None or vote.decided.outcome == "approve")):
+                return True
+        return False
+
+    def _forget(self, wid: str) -> None:
+        ledger = self.warrants.pop(wid, None)
+        self.children.pop(wid, None)  # none of them is held (see _reachable)
+        if ledger is None or ledger.issued is None:
+            return
+        issued = ledger.issued
+        key = _retired_key(issued.holder, issued.request_id)
+        self.retired.setdefault(key, Retired(issued.holder, issued.request_id)).add(ledger)
+        siblings = self.children.get(issued.parent_id or "")
+        if siblings is not None and wid in siblings:
+            siblings.remove(wid)
+            if not siblings:
+                del self.children[issued.parent_id or ""]
 
     # -- the policy in force ----------------------------------------------------------------
 
@@ -224,13 +316,11 @@ class Authority:
     def _committed(self, which: Any) -> tuple[Budget, Budget]:
         """What warrants matching ``which`` have spent (authorised estimates, then actual costs), and the extensions
         granted to them (which widen the agent's and the request's budgets alike)."""
-        spent, extended = Budget(), Budget()
-        for ledger in self.warrants.values():
-            issued = ledger.issued
-            if issued is None or not which(issued):
-                continue
-            spent, extended = budget.add(spent, ledger.used), budget.add(extended, ledger.extended)
-        return spent, extended
+        held = [ledger for ledger in self.warrants.values() if ledger.issued is not None and which(ledger.issued)]
+        gone = [r for r in self.retired.values() if which(r)]  # a Retired has the holder and request_id which reads
+        # Summed exactly, so what was forgotten counts the same as when it was held, in whatever order.
+        return (budget.total((ledger.used for ledger in held), (r.used for r in gone)),
+                budget.total((ledger.extended for ledger in held), (r.extended for r in gone)))
 
     def revocations(self, warrant_id: str, reason: str, by: str) -> list[Intent]:
         """``warrant.revoked`` for the warrant and every descendant not yet revoked, each in its own stream.
@@ -241,14 +331,17 @@ class Authority:
         and decided again, and then denied.
         """
         if warrant_id not in self.warrants or self.warrants[warrant_id].issued is None:
-            raise WarrantError(f"there is no warrant {warrant_id} in the log")
+            raise WarrantError(f"there is no warrant {warrant_id} in the log as the council holds it: none was issued, "
+                               "or its task finished and it was forgotten (it can no longer act)")
         out, stack, seen = [], [warrant_id], set()
         while stack:
             wid = stack.pop()
             if wid in seen:
                 continue
             seen.add(wid)
-            stack.extend(self.children.get(wid, ()))
+            # Only warrants still held: a forgotten one's task finished, and the gate denies its actions anyway
+            # once an ancestor is revoked (it verifies the whole chain).
+            stack.extend(c for c in self.children.get(wid, ()) if c in self.warrants)
             if self.warrants[wid].revoked is None:
                 out.append(Intent(streams.warrant(wid), [WarrantRevoked(warrant_id=wid, cause_id=warrant_id,
                                                                         reason=reason, revoked_by=by)], ANY))
@@ -357,6 +450,11 @@ def grants(policy: Policy, role: str) -> tuple[list[str], list[str], list[str]]:
     if "*" in environments:
         environments = ["*"]
     return actions, resources or ["**"], environments or ["*"]
+
+
+def _retired_key(holder: str, request_id: str | None) -> str:
+    """The key of :attr:`Authority.retired` for one holder on one request (or on none)."""
+    return f"{holder}\0{'-' if request_id is None else '+' + request_id}"
 
 
 def warrant_id_for(task_id: str, agent_id: str, generation: int = 1) -> str:

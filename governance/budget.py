@@ -7,6 +7,8 @@ field, what was used plus the cost stays within it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from fractions import Fraction
 from typing import Any
 
 from events.catalogue import Budget
@@ -29,6 +31,41 @@ def add(a: Budget, b: Budget) -> Budget:
     for field in FIELDS:
         x, y = getattr(a, field), getattr(b, field)
         values[field] = None if x is None and y is None else (x or 0) + (y or 0)
+    return Budget(**values)
+
+
+Exact = tuple[str, ...]
+"""An amount held exactly, one field of :data:`FIELDS` each: a fraction as text (``"1/3"``, ``"7"``), ``""`` for
+nothing. Sums of exact amounts are the same in any order, so a total kept for records that were dropped, plus the
+records still held, is the total of all of them."""
+
+NO_AMOUNT: Exact = ("",) * len(FIELDS)
+
+
+def exact(amount: Budget) -> Exact:
+    """``amount`` exactly (a float's own binary value, not its decimal rendering)."""
+    return tuple("" if (v := getattr(amount, f)) is None else str(Fraction(v)) for f in FIELDS)
+
+
+def exact_add(a: Exact, b: Exact) -> Exact:
+    """``a`` plus ``b``, exactly."""
+    return tuple("" if not x and not y else str(Fraction(x or 0) + Fraction(y or 0)) for x, y in zip(a, b, strict=True))
+
+
+def total(amounts: Iterable[Budget], exact_parts: Iterable[Exact] = ()) -> Budget:
+    """The sum of ``amounts`` and ``exact_parts``, rounded once (to the nearest float where a field is one): the same
+    whatever their order or grouping, unlike :func:`add` repeated."""
+    sums: list[Fraction | None] = [None] * len(FIELDS)
+    for amount in amounts:
+        for i, f in enumerate(FIELDS):
+            if (v := getattr(amount, f)) is not None:
+                sums[i] = (sums[i] or Fraction(0)) + Fraction(v)
+    for part in exact_parts:
+        for i, x in enumerate(part):
+            if x:
+                sums[i] = (sums[i] or Fraction(0)) + Fraction(x)
+    values: dict[str, Any] = {f: None if s is None else (int(s) if f in ("tokens", "actions") else float(s))
+                              for f, s in zip(FIELDS, sums, strict=True)}
     return Budget(**values)
 
 

@@ -83,6 +83,21 @@ class WarrantLedger:
             self.extended = budget.add(self.extended, event.extension)
 
 
+@dataclass
+class Retired:
+    """What the forgotten warrants of one holder on one request spent, and the extensions they were granted: all a
+    later warrant's budget needs of them (:meth:`governance.authority.Authority.warrant_for`)."""
+
+    holder: str
+    request_id: str | None
+    used: budget.Exact = budget.NO_AMOUNT
+    extended: budget.Exact = budget.NO_AMOUNT
+
+    def add(self, ledger: WarrantLedger) -> None:
+        """Count in what ``ledger`` (a warrant of this holder and request) spent, and its extensions."""
+        self.used = budget.exact_add(self.used, budget.exact(ledger.used))
+        self.extended = budget.exact_add(self.extended, budget.exact(ledger.extended))
+
 
 @dataclass
 class PolicyLedger:

@@ -21,7 +21,7 @@ from actors.council_actor import CouncilProcess
 from actors.snapshots import Snapshots, SnapshotSettings
 from events import ANY, EventStore, streams
 from events.blobs import BlobStore
-from events.catalogue import AlertRaised, ReviewAnswered, SnapshotTaken, TaskSubmitted
+from events.catalogue import AlertRaised, ReviewAnswered, SnapshotTaken, TaskCompleted, TaskSubmitted
 from events.errors import ConcurrencyError
 from events.merkle import CompactRange
 from events.streams import snapshot as snapshot_stream
@@ -39,21 +39,35 @@ def _append(store: EventStore, stream: str, events: list[Any], expected: Any = A
         store.append(stream, events, expected)
 
 
-def governance_log(council: Council, seed: int, steps: int) -> None:
+def governance_log(council: Council, seed: int, steps: int, finish: float = 0.0) -> set[str]:
     """Append ``steps`` random governance moves to ``council``'s log: warrants issued and revoked, actions authorised,
     completed and denied, deploys asking approvals and votes and their signatures, budget votes, reviews and their
-    answers, the council's decisions and checkpoints, and the log's other traffic."""
+    answers, the council's decisions and checkpoints, and the log's other traffic; with ``finish``, that share of
+    steps also completes a task with warrants (after which, as in the system, nothing acts under them and no warrant
+    is asked for it: another task takes its place). Return the tasks completed."""
     rng = random.Random(seed)
     store, clock = council.store, council.clock
-    process = CouncilProcess(council.key, 10.0)
+    process = CouncilProcess(council.key, 10.0, remember=None)
     issued: list[tuple[str, str, str]] = []  # (warrant id, agent, role)
+    task_of: dict[str, str] = {}  # warrant id → its task
+    names: dict[int, str] = {}  # a task slot → the task in it now (t<slot> until one finishes)
+    done: set[str] = set()
     for step in range(steps):
         a = council.fold()
         process.advance(store)
+        if finish and issued and rng.random() < finish:
+            task = task_of[rng.choice(issued)[0]]
+            store.append(streams.task(task), [TaskCompleted(task_id=task, agent_id="a0", attempt=1)])
+            issued = [i for i in issued if task_of[i[0]] != task]
+            done.add(task)
+            slot = int(task[1:].split("-")[0])
+            names[slot] = f"t{slot}-{step}"
+            continue
         move = rng.random()
         clock.now += rng.choice((0.0, 1.0, 30.0, 600.0, 4000.0))
         if move < 0.2 or not issued:
-            task, agent = f"t{rng.randrange(60)}", f"a{rng.randrange(5)}"
+            slot, agent = rng.randrange(60), f"a{rng.randrange(5)}"
+            task = names.get(slot, f"t{slot}")
             role = rng.choice((*ROLES, "deployer", "deployer"))
             request = rng.choice((None, "r-1", "r-2"))
             try:
@@ -63,6 +77,7 @@ def governance_log(council: Council, seed: int, steps: int) -> None:
                                           issuer=council.key.public.fingerprint, now=clock(), warrant_id=wid)
                     store.append(streams.warrant(wid), [warrant.issue(council.key, grant)])
                     issued.append((wid, agent, role))
+                    task_of[wid] = task
             except GovernanceError:
                 pass
         elif move < 0.4:
@@ -141,6 +156,7 @@ def governance_log(council: Council, seed: int, steps: int) -> None:
                                                               schema="dispatch", version=3, digest="0" * 64,
                                                               size=1))))
             store.append(noise[0], [noise[1]])
+    return done
 
 
 @pytest.fixture(scope="module")
