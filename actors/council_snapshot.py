@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 from typing import TypeVar
 
 import msgspec
 
-from actors.snapshots import SnapshotInvalid
+from actors.snapshots import SnapshotInvalid, opened, shape_of
 from events.catalogue import Budget, PolicyAdopted
 from events.merkle import CompactRange
 from governance.approvals import ApprovalLedger
@@ -84,7 +83,7 @@ class CouncilSnapshot(msgspec.Struct, array_like=True):
     changed_at: int
 
 
-SHAPE = hashlib.sha256(repr(msgspec.inspect.type_info(CouncilSnapshot)).encode()).hexdigest()[:16]
+SHAPE = shape_of(CouncilSnapshot)
 """The encoded types' shape: it changes with any field of the snapshot, the ledgers or the events they hold."""
 
 
@@ -119,18 +118,10 @@ def encode(state: CouncilState) -> bytes:
 def decode(data: bytes, position: int, version: int) -> CouncilState:
     """The fold ``data`` encodes, recorded as the state at ``position`` by encoding ``version``;
     :class:`SnapshotInvalid` if it is not one this release reads."""
-    if version != VERSION:
-        raise SnapshotInvalid(f"council snapshots of version {version} are not read by this release "
-                              f"(it writes version {VERSION})")
-    try:
-        snap = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SnapshotInvalid(f"not a council snapshot of version {VERSION}: {exc}") from None
-    if snap.shape != SHAPE:
-        raise SnapshotInvalid(f"the snapshot's state has the shape {snap.shape}, this release's is {SHAPE}: it was "
-                              "written by another release with the same version")
-    if snap.position != position or snap.authority.position != position:
-        raise SnapshotInvalid(f"the snapshot's state is at position {snap.position}, its record says {position}")
+    snap = opened(data, _decoder, what="council", version=version, writes=VERSION, position=position, shape=SHAPE)
+    if snap.authority.position != position:
+        raise SnapshotInvalid(f"the snapshot's authority is at position {snap.authority.position}, its record says "
+                              f"{position}")
     try:
         ledger = CompactRange.resume(snap.ledger_size, snap.peaks)
     except ValueError as exc:

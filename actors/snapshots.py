@@ -33,12 +33,14 @@ tried again at the next interval.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.follow import Process, Source
@@ -57,6 +59,45 @@ class SnapshotInvalid(CouncilError):
     Recovery falls back to replaying the log, so nothing is lost; if it keeps happening, check that
     the council's ``blobs`` directory belongs to this log and that every node runs the same release.
     """
+
+
+class Positioned(Protocol):
+    """An encoded state: it says the position it was taken at."""
+
+    @property
+    def position(self) -> int: ...
+
+
+S = TypeVar("S", bound=Positioned)
+
+
+def shape_of(state_type: type) -> str:
+    """A digest of how ``state_type`` is encoded: it changes with any field of it or of the types it holds, so a
+    state written by another release with the same version is told apart (see :func:`opened`)."""
+    return hashlib.sha256(repr(msgspec.inspect.type_info(state_type)).encode()).hexdigest()[:16]
+
+
+def opened(data: bytes, decoder: msgspec.msgpack.Decoder[S], *, what: str, version: int, writes: int,
+           position: int, shape: str | None = None) -> S:
+    """The state ``data`` encodes, if this release may believe it: the snapshot's ``version`` is the one it
+    ``writes``, the bytes decode as the decoder's fixed types (never as code: msgpack, no pickle), the state's
+    ``shape`` is this release's (when the state records one) and the state says the ``position`` its record says.
+    :class:`SnapshotInvalid` naming ``what`` (the actor) otherwise."""
+    if version != writes:
+        raise SnapshotInvalid(f"{what} snapshots of version {version} are not read by this release "
+                              f"(it writes version {writes})")
+    try:
+        state = decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SnapshotInvalid(f"not a{'n' if what[0] in 'aeiou' else ''} {what} snapshot of version {writes}: "
+                              f"{exc}") from None
+    recorded = getattr(state, "shape", None)
+    if shape is not None and recorded != shape:
+        raise SnapshotInvalid(f"the snapshot's state has the shape {recorded}, this release's is {shape}: it was "
+                              "written by another release with the same version")
+    if state.position != position:
+        raise SnapshotInvalid(f"the snapshot's state is at position {state.position}, its record says {position}")
+    return state
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from collections import deque
 
 import msgspec
 
-from actors.snapshots import SnapshotInvalid
+from actors.snapshots import opened
 from monitoring.errors import DeadLetter, ErrorDetector
 
 SCHEMA = ErrorDetector.snapshot_schema
@@ -36,6 +36,7 @@ class DetectorSnapshot(msgspec.Struct, array_like=True):
 
 
 _encoder = msgspec.msgpack.Encoder(order="deterministic")
+_decoder = msgspec.msgpack.Decoder(DetectorSnapshot)
 
 
 def encode(d: ErrorDetector) -> bytes:
@@ -47,15 +48,7 @@ def encode(d: ErrorDetector) -> bytes:
 
 def restore(d: ErrorDetector, data: bytes, position: int, version: int) -> None:
     """Make ``d``'s fold the one ``data`` encodes; :class:`SnapshotInvalid` (``d`` unchanged) if it cannot."""
-    if version != VERSION:
-        raise SnapshotInvalid(f"error detector snapshots of version {version} are not read by this release "
-                              f"(it writes version {VERSION})")
-    try:
-        snap = msgspec.msgpack.decode(data, type=DetectorSnapshot)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SnapshotInvalid(f"not an error detector snapshot of version {VERSION}: {exc}") from None
-    if snap.position != position:
-        raise SnapshotInvalid(f"the snapshot's state is at position {snap.position}, its record says {position}")
+    snap = opened(data, _decoder, what="error detector", version=version, writes=VERSION, position=position)
     d.position, d.fixers = snap.position, set(snap.fixers)
     d.failures, d.restarts = deque(snap.failures), deque(snap.restarts)
     d.dead = {dead.task_id: dead for dead in snap.dead}

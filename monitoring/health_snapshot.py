@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import msgspec
 
-from actors.snapshots import SnapshotInvalid
+from actors.snapshots import SnapshotInvalid, opened
 from monitoring.health import HealthMonitor
 
 SCHEMA = HealthMonitor.snapshot_schema
@@ -57,15 +57,7 @@ def encode(monitor: HealthMonitor) -> bytes:
 def restore(monitor: HealthMonitor, data: bytes, position: int, version: int) -> None:
     """Make ``monitor``'s fold the one ``data`` encodes; :class:`SnapshotInvalid` (``monitor`` unchanged) if it
     cannot — also when it watches an actor the snapshot's monitor did not."""
-    if version != VERSION:
-        raise SnapshotInvalid(f"health monitor snapshots of version {version} are not read by this release "
-                              f"(it writes version {VERSION})")
-    try:
-        snap = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SnapshotInvalid(f"not a health monitor snapshot of version {VERSION}: {exc}") from None
-    if snap.position != position:
-        raise SnapshotInvalid(f"the snapshot's state is at position {snap.position}, its record says {position}")
+    snap = opened(data, _decoder, what="health monitor", version=version, writes=VERSION, position=position)
     known = {p.name: p for p in snap.patients}
     new = sorted(set(monitor.book.patients) - set(known))
     if new:

@@ -12,13 +12,12 @@ refused; raise :data:`VERSION` whenever a field is added, removed or changes mea
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, OrderedDict, defaultdict
 from typing import TypeVar
 
 import msgspec
 
-from actors.snapshots import SnapshotInvalid
+from actors.snapshots import SnapshotInvalid, opened, shape_of
 from monitoring.metrics import DURATION_BUCKETS, LATENCY_BUCKETS, LogMetrics, ModelCallMetrics
 
 SCHEMA = LogMetrics.snapshot_schema
@@ -65,7 +64,7 @@ class MetricsSnapshot(msgspec.Struct, array_like=True):
     models: ModelsSnapshot
 
 
-SHAPE = hashlib.sha256(repr(msgspec.inspect.type_info(MetricsSnapshot)).encode()).hexdigest()[:16]
+SHAPE = shape_of(MetricsSnapshot)
 """The encoded types' shape."""
 
 _encoder = msgspec.msgpack.Encoder()
@@ -86,18 +85,7 @@ def encode(m: LogMetrics) -> bytes:
 
 def restore(m: LogMetrics, data: bytes, position: int, version: int) -> None:
     """Make ``m``'s fold the one ``data`` encodes; :class:`SnapshotInvalid` (``m`` unchanged) if it cannot."""
-    if version != VERSION:
-        raise SnapshotInvalid(f"exporter snapshots of version {version} are not read by this release "
-                              f"(it writes version {VERSION})")
-    try:
-        snap = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SnapshotInvalid(f"not an exporter snapshot of version {VERSION}: {exc}") from None
-    if snap.shape != SHAPE:
-        raise SnapshotInvalid(f"the snapshot's state has the shape {snap.shape}, this release's is {SHAPE}: it was "
-                              "written by another release with the same version")
-    if snap.position != position:
-        raise SnapshotInvalid(f"the snapshot's state is at position {snap.position}, its record says {position}")
+    snap = opened(data, _decoder, what="exporter", version=version, writes=VERSION, position=position, shape=SHAPE)
     s, o = snap, snap.models
     if len(s.duration_buckets) != len(DURATION_BUCKETS) + 1 or any(len(c) != len(LATENCY_BUCKETS) + 1
                                                                    for _, c in o.latency):

@@ -21,7 +21,6 @@ from actors.dispatch.liveness import Liveness
 from actors.dispatch.settings import DispatchSettings
 from actors.dispatch.state import DispatchState, Lookup
 from actors.follow import Process
-from actors.snapshots import SnapshotInvalid
 from events import Intent, RecordedEvent
 from events.catalogue import AgentRegistered, AgentRestarted, CheckpointSigned, SnapshotTaken, TaskStatus, status_after
 from events.streams import task as task_stream
@@ -108,14 +107,8 @@ class Dispatch(Process):
 
     def restore_state(self, data: bytes, position: int, version: int) -> None:
         """Become the state a snapshot encodes (decoded whole before anything is assigned)."""
-        if version != snapshot.VERSION:
-            raise SnapshotInvalid(f"dispatcher snapshots of version {version} are not read by this release "
-                                           f"(it writes version {snapshot.VERSION})")
-        state, book = snapshot.decode(data)
+        state, book = snapshot.decode(data, position, version)
         state.lookup = self.state.lookup
-        if state.position != position:
-            raise SnapshotInvalid(f"the snapshot's state is at position {state.position}, "
-                                           f"its record says {position}")
         self.state, self.strategies = state, book
         if book.strategies:  # as evolve derives them when a strategy is folded
             self.settings = self.configured.model_copy(

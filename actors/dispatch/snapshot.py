@@ -19,7 +19,7 @@ from __future__ import annotations
 import msgspec
 
 from actors.dispatch.state import AgentView, DispatchState, Finished, TaskView
-from actors.snapshots import SnapshotInvalid
+from actors.snapshots import opened
 from projections.strategies import Strategy, StrategyBook
 
 SCHEMA = "dispatch"
@@ -77,12 +77,10 @@ def encode(state: DispatchState, book: StrategyBook) -> bytes:
         list(book.strategies.values()), book.version, book.position))
 
 
-def decode(data: bytes) -> tuple[DispatchState, StrategyBook]:
-    """The state and strategies ``data`` encodes; :class:`SnapshotInvalid` if it is not a dispatcher snapshot."""
-    try:
-        snap = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SnapshotInvalid(f"not a dispatcher snapshot of version {VERSION}: {exc}") from None
+def decode(data: bytes, position: int, version: int) -> tuple[DispatchState, StrategyBook]:
+    """The state and strategies ``data`` encodes, recorded as the state at ``position`` by encoding ``version``;
+    :class:`actors.snapshots.SnapshotInvalid` if it is not a dispatcher snapshot this release reads."""
+    snap = opened(data, _decoder, what="dispatcher", version=version, writes=VERSION, position=position)
     state = DispatchState(forget=snap.forget, remember=snap.remember)
     state.position, state.seq, state.finished = snap.position, snap.seq, dict(snap.finished)
     state.tasks = {t.task_id: t for t in snap.tasks}
