@@ -21,7 +21,8 @@ What it measures
       appending through its own :class:`actors.store_client.StoreClient` as an agent does: a Ray
       call per append (the event ids given by the client), the store actor's threads combining
       concurrent calls into one transaction. The writers start together at a wall-clock instant
-      they all wait for, after each has reached the store actor once. ``--no-ray`` skips it;
+      they all wait for, after each has reached the store actor once. Only with ``--ray`` (it adds
+      about a minute at the default counts);
     * **the reference**: 16 writer processes, ``eventsourcing.postgres.PostgresApplicationRecorder.insert_events``
       with ``StoredEvent``s encoded from the same objects by the same msgspec encoder (its table lock,
       one transaction per batch), read back by ``select_notifications`` in a loop;
@@ -42,7 +43,7 @@ How, and why it is fair
     ``fsync`` and ``synchronous_commit`` on), a fresh database per run, the same writers, the same
     payload bytes, each system first in turn over ``--repeat`` runs (median reported). Opening
     connections, creating tables and starting the store actor happen before the start barrier.
-    The private Ray (its processes idle but alive) runs throughout, beside every system.
+    With ``--ray`` the private Ray (its processes idle but alive) runs throughout, beside every system.
 
 Checked after every run, or the script exits 1: the reader saw exactly positions (notification
 ids) 1..N, in order (horizon: each of 1..N exactly once, in its cursor's order) — **zero
@@ -56,7 +57,7 @@ flush (``synchronous_commit``), beside a bare round trip — the lock is held fo
 
 Usage::
 
-    python bench/store_postgres.py [--writers 16] [--commits 200] [--batch 1,10] [--repeat 3] [--profile] [--no-ray]
+    python bench/store_postgres.py [--writers 16] [--commits 200] [--batch 1,10] [--repeat 3] [--profile] [--ray]
 """
 
 from __future__ import annotations
@@ -164,6 +165,8 @@ class Run:
     events: int
     seconds: float
     problems: tuple[str, ...]
+    transactions: int = 0
+    """Through the store actor: the transactions its appends took (fewer than the commits when it combined them)."""
 
 
 def group_writers(url: str, writers: int, commits: int, batch: int, barrier: Any, done: Any) -> None:
@@ -261,8 +264,11 @@ class PrivateRay:
         shutil.rmtree(self.files, ignore_errors=True)
 
 
-def actor_writers(cluster: PrivateRay, url: str, writers: int, commits: int, batch: int) -> float:
-    """``writers`` of ``cluster``'s writers append through a new store actor on ``url``; the seconds they took."""
+def actor_writers(cluster: PrivateRay, url: str, writers: int, commits: int, batch: int) -> tuple[float, int]:
+    """``writers`` of ``cluster``'s writers append through a new store actor on ``url``.
+
+    Returns the seconds they took and the transactions the store actor wrote for them.
+    """
     import ray
 
     store = cluster.store_actor(url)
@@ -271,8 +277,9 @@ def actor_writers(cluster: PrivateRay, url: str, writers: int, commits: int, bat
     start_at = time.time() + 0.5  # every writer has its call by then
     finished = [w.append.remote(start_at) for w in chosen]
     seconds = max(ray.get(finished, timeout=600)) - start_at
+    transactions = ray.get(store.stats.remote())["flushes"]
     ray.kill(store)
-    return seconds
+    return seconds, transactions
 
 
 def tail(system: str, url: str, total: int, seen: list[int], stop: threading.Event) -> None:
@@ -321,6 +328,7 @@ def run(system: str, url: str, writers: int, commits: int, batch: int, cluster: 
         recorder.create_table()
         datastore.close()
     total = writers * commits * batch
+    transactions = 0
     seen: list[int] = []
     stop = threading.Event()
     reader = threading.Thread(target=tail, args=(system, url, total, seen, stop))
@@ -328,7 +336,7 @@ def run(system: str, url: str, writers: int, commits: int, batch: int, cluster: 
         assert cluster is not None, "the store actor's writers run on a PrivateRay"
         reader.start()
         try:
-            seconds = actor_writers(cluster, url, writers, commits, batch)
+            seconds, transactions = actor_writers(cluster, url, writers, commits, batch)
         except BaseException:
             stop.set()  # the reader would wait for events that never come
             raise
@@ -373,7 +381,7 @@ def run(system: str, url: str, writers: int, commits: int, batch: int, cluster: 
         if recorder.max_notification_id() != total:
             problems.append(f"eventsourcing, batch {batch}: max id {recorder.max_notification_id()} != {total}")
         datastore.close()
-    return Run(system, batch, writers * commits, total, seconds, tuple(problems))
+    return Run(system, batch, writers * commits, total, seconds, tuple(problems), transactions)
 
 
 def profile(server: Any, n: int = 400) -> list[str]:
@@ -442,8 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", default="1,10", help="events per commit, comma-separated; default 1,10")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="also: where one append's time goes (see above)")
-    parser.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
-                        help="measure ours through the store actor on a private Ray (default; --no-ray skips it)")
+    parser.add_argument("--ray", action="store_true",
+                        help="also measure ours through the store actor on a private Ray (adds about a minute)")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batch.split(",")]
     systems = SYSTEMS if args.ray else tuple(s for s in SYSTEMS if s != "ours-actor")
@@ -461,9 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; PostgreSQL {version} (fresh initdb, fsync on, "
           f"synchronous_commit on, loopback TCP); psycopg {dist('psycopg')}, eventsourcing {dist('eventsourcing')}"
           + (f", ray {dist('ray')}" if args.ray else ""))
+    actors = "; 'through the store actor': Ray actors, each with a StoreClient" if args.ray else ""
     print(f"{args.writers} writers x {args.commits} commits (processes; 'group commit': threads through one "
-          f"store's Combiner; 'through the store actor': Ray actors, each with a StoreClient), one tailing reader; "
-          f"median of {args.repeat}")
+          f"store's Combiner{actors}), one tailing reader; median of {args.repeat}")
     print(f"{'batch':>5}  {'system':<29}  {'commits/s':>9}  {'events/s':>9}  {'vs ref':>6}")
     problems = [p for runs in results.values() for r in runs for p in r.problems]
     for batch in batches:
@@ -476,6 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             met = rate[system] >= max(TARGET, rate["eventsourcing"])
             print(f"{batch:>5}  target ({TARGET:,} commits/s and the reference's rate), {LABELS[system]}: "
                   f"{'met' if met else 'NOT met'}")
+        if "ours-actor" in systems:
+            combined = statistics.median(r.commits / r.transactions for r in results[("ours-actor", batch)])
+            print(f"{batch:>5}  {LABELS['ours-actor']}: {combined:.1f} commits per transaction (median)")
+    if not args.ray:
+        print("(not measured: ours through the store actor, the system's real write path — Ray's call per append "
+              "included; --ray adds it)")
     if profiled:
         print("\none writer, batch 1, no contention:", *profiled, sep="\n  ")
     if problems:
