@@ -220,8 +220,10 @@ class ActorWriter:
 class PrivateRay:
     """A Ray of this script's own with ``writers`` :class:`ActorWriter` actors; :meth:`close` shuts it down.
 
-    Its files go under a new temporary ``RAY_TMPDIR``, where ``ray.init`` also records the cluster's
-    address, so it never joins (nor is joined by) another Ray on this machine.
+    ``address="local"`` always starts a new Ray, so it never joins another; its files go under a new
+    temporary ``RAY_TMPDIR``. It is not hidden: a process elsewhere on the machine calling
+    ``ray.init("auto")`` with no address file falls back to any running Ray and may join this one,
+    and anyone's ``ray stop`` ends it (the run then dies with "Failed to connect to GCS").
     """
 
     def __init__(self, writers: int) -> None:
