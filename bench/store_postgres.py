@@ -10,11 +10,19 @@ What it measures
       [TaskSubmitted, ...], expected_version=0)`` (validates, encodes, ids; the server function
       takes the table lock, hashes into the SHA-256 chain and stores, one transaction per append),
       read back by ``store.subscribe()`` (LISTEN/NOTIFY);
-    * **ours, group commit**: the system's real write path. Every append goes through the store
-      actor, whose :class:`actors.combiner.Combiner` turns the appends of callers that arrive
-      together into one transaction (``EventStore.append_many``). Here 16 writer *threads* in one
-      process submit to one store through that Combiner, as the actor's threads do — without
-      Ray's RPC between writer and actor, which costs the writers, not the store;
+    * **ours, group commit**: the store actor's half of the system's write path. The store actor's
+      :class:`actors.combiner.Combiner` turns the appends of callers that arrive together into one
+      transaction (``EventStore.append_many``). Here 16 writer *threads* in one process submit to
+      one store through that Combiner, as the actor's threads do — no Ray: what the store can do;
+    * **ours, through the store actor**: the system's real write path, end to end. A private Ray
+      (``ray.init(address="local")`` with its own ``RAY_TMPDIR``, shut down at the end) runs the
+      :class:`actors.store_actor.StoreActor`, created from the spec ``cluster.system.plan`` gives
+      it for a PostgreSQL log, and 16 writer *actors* (``num_cpus=0``, one process each), each
+      appending through its own :class:`actors.store_client.StoreClient` as an agent does: a Ray
+      call per append (the event ids given by the client), the store actor's threads combining
+      concurrent calls into one transaction. The writers start together at a wall-clock instant
+      they all wait for, after each has reached the store actor once. Only with ``--ray`` (it adds
+      about a minute at the default counts);
     * **the reference**: 16 writer processes, ``eventsourcing.postgres.PostgresApplicationRecorder.insert_events``
       with ``StoredEvent``s encoded from the same objects by the same msgspec encoder (its table lock,
       one transaction per batch), read back by ``select_notifications`` in a loop;
@@ -34,7 +42,8 @@ How, and why it is fair
     One server this script starts (``tests/support/postgres_server.py``: a fresh ``initdb``,
     ``fsync`` and ``synchronous_commit`` on), a fresh database per run, the same writers, the same
     payload bytes, each system first in turn over ``--repeat`` runs (median reported). Opening
-    connections and creating tables happen before the start barrier.
+    connections, creating tables and starting the store actor happen before the start barrier.
+    With ``--ray`` the private Ray (its processes idle but alive) runs throughout, beside every system.
 
 Checked after every run, or the script exits 1: the reader saw exactly positions (notification
 ids) 1..N, in order (horizon: each of 1..N exactly once, in its cursor's order) — **zero
@@ -48,15 +57,18 @@ flush (``synchronous_commit``), beside a bare round trip — the lock is held fo
 
 Usage::
 
-    python bench/store_postgres.py [--writers 16] [--commits 200] [--batch 1,10] [--repeat 3] [--profile]
+    python bench/store_postgres.py [--writers 16] [--commits 200] [--batch 1,10] [--repeat 3] [--profile] [--ray]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -74,10 +86,11 @@ from postgres_server import PostgresServer  # noqa: E402
 from events import AppendResult, open_store  # noqa: E402
 from events.catalogue import TaskSubmitted  # noqa: E402
 
-SYSTEMS = ("ours", "ours-group", "eventsourcing", "horizon")
+SYSTEMS = ("ours", "ours-group", "ours-actor", "eventsourcing", "horizon")
+OURS = ("ours", "ours-group", "ours-actor")
 TARGET = 2000  # commits/s, issue 19
-LABELS = {"ours": "ours, direct", "ours-group": "ours, group commit", "eventsourcing": "eventsourcing",
-          "horizon": "horizon (no chain)"}
+LABELS = {"ours": "ours, direct", "ours-group": "ours, group commit", "ours-actor": "ours, through the store actor",
+          "eventsourcing": "eventsourcing", "horizon": "horizon (no chain)"}
 _HORIZON_TABLE = (
     "CREATE TABLE horizon_events (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
     "xid xid8 NOT NULL DEFAULT pg_current_xact_id(), stream text NOT NULL, version int NOT NULL, "
@@ -152,6 +165,8 @@ class Run:
     events: int
     seconds: float
     problems: tuple[str, ...]
+    transactions: int = 0
+    """Through the store actor: the transactions its appends took (fewer than the commits when it combined them)."""
 
 
 def group_writers(url: str, writers: int, commits: int, batch: int, barrier: Any, done: Any) -> None:
@@ -178,6 +193,97 @@ def group_writers(url: str, writers: int, commits: int, batch: int, barrier: Any
     store.close()
 
 
+class ActorWriter:
+    """One writer as an agent is one: a Ray actor appending through its own StoreClient to the store actor."""
+
+    def __init__(self, w: int) -> None:
+        self.w = w
+        self.client: Any = None
+        self.objects: list[list[TaskSubmitted]] = []
+
+    def prepare(self, store: Any, commits: int, batch: int) -> None:
+        """Build this run's payloads and reach ``store`` once (Ray connects the two processes before the clock)."""
+        from actors.store_client import StoreClient
+
+        self.client = StoreClient(store)
+        self.objects = [payloads(self.w, c, batch) for c in range(commits)]
+        self.client.head()
+
+    def append(self, start_at: float) -> float:
+        """From wall-clock time ``start_at`` (the barrier every writer waits for), append; when it finished."""
+        time.sleep(max(0.0, start_at - time.time()))
+        for c, events in enumerate(self.objects):
+            self.client.append(f"w{self.w:02d}-{c:05d}", events, expected_version=0)
+        return time.time()
+
+
+class PrivateRay:
+    """A Ray of this script's own with ``writers`` :class:`ActorWriter` actors; :meth:`close` shuts it down.
+
+    ``address="local"`` always starts a new Ray, so it never joins another; its files go under a new
+    temporary ``RAY_TMPDIR``. It is not hidden: a process elsewhere on the machine calling
+    ``ray.init("auto")`` with no address file falls back to any running Ray and may join this one,
+    and anyone's ``ray stop`` ends it (the run then dies with "Failed to connect to GCS").
+    """
+
+    def __init__(self, writers: int) -> None:
+        import ray
+
+        self.files = tempfile.mkdtemp(prefix="rb-")  # short: Ray's socket paths live under it
+        os.environ["RAY_TMPDIR"] = self.files
+        # Ray's workers import this checkout's events and actors, not whichever the environment installed.
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(_ROOT), os.environ.get("PYTHONPATH"))))
+        ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        actor = ray.remote(num_cpus=0)(ActorWriter)
+        self.writers = [actor.remote(w) for w in range(writers)]
+        self.runs = 0
+
+    def store_actor(self, url: str) -> Any:
+        """A store actor on ``url``, created as ``cluster.system.plan`` creates it for a PostgreSQL log.
+
+        The same spec (class, arguments, options: detached, in the council namespace, preferring this
+        node); only its name has this run's number, since each run has its own database.
+        """
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from actors import names
+        from actors.specs import ActorSpec
+        from actors.store_actor import StoreActor
+
+        self.runs += 1
+        node = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+        store = ActorSpec(f"{names.STORE}-{self.runs}", StoreActor, (url, 1 << 20),  # System's max_event_bytes
+                          options={"scheduling_strategy": node}).start()
+        ray.get(store.url.remote())  # constructed: the log is open
+        return store
+
+    def close(self) -> None:
+        import ray
+
+        ray.shutdown()
+        shutil.rmtree(self.files, ignore_errors=True)
+
+
+def actor_writers(cluster: PrivateRay, url: str, writers: int, commits: int, batch: int) -> tuple[float, int]:
+    """``writers`` of ``cluster``'s writers append through a new store actor on ``url``.
+
+    Returns the seconds they took and the transactions the store actor wrote for them.
+    """
+    import ray
+
+    store = cluster.store_actor(url)
+    chosen = cluster.writers[:writers]
+    ray.get([w.prepare.remote(store, commits, batch) for w in chosen])
+    start_at = time.time() + 0.5  # every writer has its call by then
+    finished = [w.append.remote(start_at) for w in chosen]
+    seconds = max(ray.get(finished, timeout=600)) - start_at
+    transactions = ray.get(store.stats.remote())["flushes"]
+    ray.kill(store)
+    return seconds, transactions
+
+
 def tail(system: str, url: str, total: int, seen: list[int], stop: threading.Event) -> None:
     """Follow the log from position 1 until ``total`` events were seen (or ``stop``), recording positions."""
     if system == "horizon":
@@ -193,7 +299,7 @@ def tail(system: str, url: str, total: int, seen: list[int], stop: threading.Eve
                 else:
                     time.sleep(0.005)
         return
-    if system in ("ours", "ours-group"):
+    if system in OURS:
         with open_store(url) as store, store.subscribe(batch_size=1000) as sub:
             while len(seen) < total and not stop.is_set():
                 seen.extend(e.position for e in sub.poll(timeout=0.2))
@@ -210,8 +316,8 @@ def tail(system: str, url: str, total: int, seen: list[int], stop: threading.Eve
     datastore.close()
 
 
-def run(system: str, url: str, writers: int, commits: int, batch: int) -> Run:
-    if system in ("ours", "ours-group"):
+def run(system: str, url: str, writers: int, commits: int, batch: int, cluster: PrivateRay | None = None) -> Run:
+    if system in OURS:
         open_store(url).close()  # tables created before the clock
     elif system == "horizon":
         import psycopg
@@ -223,28 +329,40 @@ def run(system: str, url: str, writers: int, commits: int, batch: int) -> Run:
         recorder, datastore = reference(url)
         recorder.create_table()
         datastore.close()
-    ctx = mp.get_context("spawn")
-    barrier, done = ctx.Barrier(writers + 1), ctx.Queue()
-    if system == "ours-group":
-        procs = [ctx.Process(target=group_writers, args=(url, writers, commits, batch, barrier, done))]
-    else:
-        procs = [ctx.Process(target=writer, args=(system, url, w, commits, batch, barrier, done))
-                 for w in range(writers)]
-    for p in procs:
-        p.start()
     total = writers * commits * batch
+    transactions = 0
     seen: list[int] = []
     stop = threading.Event()
     reader = threading.Thread(target=tail, args=(system, url, total, seen, stop))
-    reader.start()
-    barrier.wait(timeout=300)
-    start = time.perf_counter()
-    for _ in range(writers):
-        done.get(timeout=600)
-    seconds = time.perf_counter() - start
-    for p in procs:
-        p.join(timeout=60)
-    reader.join(timeout=60)
+    if system == "ours-actor":
+        assert cluster is not None, "the store actor's writers run on a PrivateRay"
+        reader.start()
+        try:
+            seconds, transactions = actor_writers(cluster, url, writers, commits, batch)
+        except BaseException:
+            stop.set()  # the reader would wait for events that never come
+            raise
+        finally:
+            reader.join(timeout=60)
+    else:
+        ctx = mp.get_context("spawn")
+        barrier, done = ctx.Barrier(writers + 1), ctx.Queue()
+        if system == "ours-group":
+            procs = [ctx.Process(target=group_writers, args=(url, writers, commits, batch, barrier, done))]
+        else:
+            procs = [ctx.Process(target=writer, args=(system, url, w, commits, batch, barrier, done))
+                     for w in range(writers)]
+        for p in procs:
+            p.start()
+        reader.start()
+        barrier.wait(timeout=300)
+        start = time.perf_counter()
+        for _ in range(writers):
+            done.get(timeout=600)
+        seconds = time.perf_counter() - start
+        for p in procs:
+            p.join(timeout=60)
+        reader.join(timeout=60)
     stop.set()
     problems = []
     if system == "horizon":
@@ -255,7 +373,7 @@ def run(system: str, url: str, writers: int, commits: int, batch: int) -> Run:
         skipped = len(set(range(1, total + 1)) - set(seen))
         problems.append(f"{system}, batch {batch}: the reader saw {len(seen)} of {total} ({skipped} skipped), "
                         "or out of order")
-    if system in ("ours", "ours-group"):
+    if system in OURS:
         with open_store(url) as store:
             report = store.verify()
             if not report.ok or report.head != total:
@@ -265,7 +383,7 @@ def run(system: str, url: str, writers: int, commits: int, batch: int) -> Run:
         if recorder.max_notification_id() != total:
             problems.append(f"eventsourcing, batch {batch}: max id {recorder.max_notification_id()} != {total}")
         datastore.close()
-    return Run(system, batch, writers * commits, total, seconds, tuple(problems))
+    return Run(system, batch, writers * commits, total, seconds, tuple(problems), transactions)
 
 
 def profile(server: Any, n: int = 400) -> list[str]:
@@ -334,45 +452,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", default="1,10", help="events per commit, comma-separated; default 1,10")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="also: where one append's time goes (see above)")
+    parser.add_argument("--ray", action="store_true",
+                        help="also measure ours through the store actor on a private Ray (adds about a minute)")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batch.split(",")]
+    systems = SYSTEMS if args.ray else tuple(s for s in SYSTEMS if s != "ours-actor")
     results: dict[tuple[str, int], list[Run]] = {}
-    with PostgresServer.start() as server:
-        version = ""
-        import psycopg
-
-        with psycopg.connect(server.url(), autocommit=True) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            version = row[0] if row else "?"
-        for system in SYSTEMS:  # warm-up, not reported
-            run(system, server.new_database("warm"), 2, 20, 1)
-        for repeat in range(args.repeat):
-            for i, batch in enumerate(batches):
-                order = SYSTEMS if (repeat + i) % 2 == 0 else SYSTEMS[::-1]
-                for system in order:
-                    results.setdefault((system, batch), []).append(
-                        run(system, server.new_database(system[:4]), args.writers, args.commits, batch))
-        profiled = profile(server) if args.profile else []
-    import os
+    cluster = PrivateRay(args.writers) if args.ray else None
+    try:
+        with PostgresServer.start() as server:
+            version, profiled = measure(server, systems, batches, args, cluster, results)
+    finally:
+        if cluster is not None:
+            cluster.close()
     import platform
     from importlib.metadata import version as dist
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; PostgreSQL {version} (fresh initdb, fsync on, "
-          f"synchronous_commit on, loopback TCP); psycopg {dist('psycopg')}, eventsourcing {dist('eventsourcing')}")
+          f"synchronous_commit on, loopback TCP); psycopg {dist('psycopg')}, eventsourcing {dist('eventsourcing')}"
+          + (f", ray {dist('ray')}" if args.ray else ""))
+    actors = "; 'through the store actor': Ray actors, each with a StoreClient" if args.ray else ""
     print(f"{args.writers} writers x {args.commits} commits (processes; 'group commit': threads through one "
-          f"store's Combiner), one tailing reader; median of {args.repeat}")
-    print(f"{'batch':>5}  {'system':<20}  {'commits/s':>9}  {'events/s':>9}  {'vs ref':>6}")
+          f"store's Combiner{actors}), one tailing reader; median of {args.repeat}")
+    print(f"{'batch':>5}  {'system':<29}  {'commits/s':>9}  {'events/s':>9}  {'vs ref':>6}")
     problems = [p for runs in results.values() for r in runs for p in r.problems]
     for batch in batches:
         rate = {system: statistics.median(r.commits / r.seconds for r in results[(system, batch)])
-                for system in SYSTEMS}
-        for system in SYSTEMS:
-            print(f"{batch:>5}  {LABELS[system]:<20}  {rate[system]:>9,.0f}  {rate[system] * batch:>9,.0f}  "
+                for system in systems}
+        for system in systems:
+            print(f"{batch:>5}  {LABELS[system]:<29}  {rate[system]:>9,.0f}  {rate[system] * batch:>9,.0f}  "
                   f"{rate[system] / rate['eventsourcing']:>6.2f}")
-        for system in ("ours", "ours-group"):
+        for system in (s for s in systems if s in OURS):
             met = rate[system] >= max(TARGET, rate["eventsourcing"])
             print(f"{batch:>5}  target ({TARGET:,} commits/s and the reference's rate), {LABELS[system]}: "
                   f"{'met' if met else 'NOT met'}")
+        if "ours-actor" in systems:
+            combined = statistics.median(r.commits / r.transactions for r in results[("ours-actor", batch)])
+            print(f"{batch:>5}  {LABELS['ours-actor']}: {combined:.1f} commits per transaction (median)")
+    if not args.ray:
+        print("(not measured: ours through the store actor, the system's real write path — Ray's call per append "
+              "included; --ray adds it)")
     if profiled:
         print("\none writer, batch 1, no contention:", *profiled, sep="\n  ")
     if problems:
@@ -381,6 +500,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("verification: ok (each tailing reader saw positions 1..N in order — horizon: each exactly once — "
           "zero skipped; ours verified)")
     return 0
+
+
+def measure(server: Any, systems: Sequence[str], batches: list[int], args: argparse.Namespace,
+            cluster: PrivateRay | None, results: dict[tuple[str, int], list[Run]]) -> tuple[str, list[str]]:
+    """Every system at every batch size, ``args.repeat`` times, into ``results``; the server's version, the profile."""
+    import psycopg
+
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        version = row[0] if row else "?"
+    for system in systems:  # warm-up, not reported
+        run(system, server.new_database("warm"), 2, 20, 1, cluster)
+    for repeat in range(args.repeat):
+        for i, batch in enumerate(batches):
+            order = systems if (repeat + i) % 2 == 0 else systems[::-1]
+            for system in order:
+                results.setdefault((system, batch), []).append(
+                    run(system, server.new_database(system[:4]), args.writers, args.commits, batch, cluster))
+    return version, profile(server) if args.profile else []
 
 
 if __name__ == "__main__":
