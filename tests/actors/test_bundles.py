@@ -118,7 +118,7 @@ def test_a_push_from_a_stale_tree_is_refused_and_leaves_the_tree_as_it_was(counc
     depot.push("r1", pack(first, at), at)
     with pytest.raises(StaleTree, match=r"moved on to .* tried again") as refused:
         depot.push("r1", pack(second, at), at)
-    assert refused.value.kind == "transient"  # tried again, on the new tree
+    assert refused.value.kind == "lost"  # tried again, on the new tree, as a fresh run
     assert head(canonical) == winner and not (canonical / "b.py").exists()
     # the loser, brought up to date, pushes its next commit fine
     take(second.workspace.root, BOX, depot.fetch("r1", head(second.workspace.root)))
@@ -223,9 +223,9 @@ def test_an_attempt_whose_earlier_commits_never_reached_the_tree_is_not_pushed(c
     refused = commit(copy, "lost.py", "L = 1\n")  # an earlier attempt's commit, whose push was refused
     take(copy.workspace.root, BOX, depot.fetch("r1", refused))
     fetched = Fetched("r1", copy, "main", at)
-    with pytest.raises(LostWork, match="requeue the task") as lost:
+    with pytest.raises(LostWork, match="the task is run afresh") as lost:
         fetched.push([refused])
-    assert lost.value.kind == "permanent" and head(canonical) == at
+    assert lost.value.kind == "lost" and head(canonical) == at
     assert fetched.push([at]) == at  # nothing new and nothing lost: no push at all
 
 
