@@ -93,9 +93,12 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
                 Keyring(home / "council" / "keys").new(approver)
             settings = Settings(store=server.new_database(), projections=str(home / "projections.duckdb"),
                                 home=str(home / "council"), metrics_port=None, health=False)
-            council = Council.start(settings, team=TEAM, dispatch=DISPATCH)
-            yield Nodes(cluster, workers, council)
-            shutdown()
+            running = Nodes(cluster, workers, Council.start(settings, team=TEAM, dispatch=DISPATCH))
+            try:
+                yield running
+                shutdown()
+            finally:
+                cluster = running.cluster  # the head-loss test replaces the cluster: the one running now is shut down
         finally:
             ray.shutdown()
             cluster.shutdown()
