@@ -13,14 +13,20 @@ placeholder and how a query is run; :class:`CommitTable` does the reading for bo
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import msgspec
 
-from events.errors import CorruptLog
+from events.errors import CorruptLog, NewerStoreSchema, NotAStore
 from events.ledger import Row
 from events.recorder import Recorder
+
+FORMAT = "agent-council.events"
+"""The ``format`` a store's meta table names: what marks a database as an event store."""
+
+SCHEMA_VERSION = 2
+"""The newest store schema this agent-council reads and writes. Schema 2 added the type index."""
 
 COLUMNS = "last_position, first_position, stream, last_version, recorded_at, events"
 """A commit's columns, in the order :func:`expand` takes them."""
@@ -33,6 +39,27 @@ pack = msgspec.msgpack.Encoder().encode
 
 _unpack = msgspec.msgpack.Decoder(list[tuple[bytes, str, int, bytes, bytes, bytes]]).decode
 _END = 2**62  # beyond any position
+
+
+def needs_type_index(meta: Mapping[str, str], place: str, found: str) -> bool:
+    """Whether a store whose meta table holds ``meta`` must be upgraded to schema 2 (its type index
+    added and filled, its schema set to 2) before use.
+
+    Raises :class:`NotAStore` if ``meta`` does not name this format and :class:`NewerStoreSchema`
+    if a newer agent-council wrote it; ``place`` names the store in those messages (an SQLite
+    path, "the database 'x' on host:port") and ``found`` says what was found there instead
+    ("is an SQLite database"). Each backend runs the upgrade itself, in the transaction it
+    read ``meta`` in.
+    """
+    if meta.get("format") != FORMAT:
+        raise NotAStore(f"{place} {found} but not an agent-council event store")
+    schema = int(meta.get("schema", "0"))
+    if schema > SCHEMA_VERSION:
+        raise NewerStoreSchema(
+            f"{place} was written by a newer agent-council (store schema {schema}; this one reads "
+            f"up to {SCHEMA_VERSION}); upgrade agent-council to open it"
+        )
+    return schema < 2
 
 
 def expand(last_position: int, first_position: int, stream: str, last_version: int, recorded_at: int,

@@ -29,13 +29,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from events import postgres_append
-from events.commits import COLUMNS, CommitTable, expand, pack, type_index
+from events.commits import COLUMNS, FORMAT, CommitTable, expand, needs_type_index, pack, type_index
 from events.envelope import AppendResult
 from events.errors import (
     ConcurrencyError,
     IdempotencyConflict,
     InvalidStoreUrl,
-    NewerStoreSchema,
     NotAStore,
     StoreClosed,
     StoreError,
@@ -52,8 +51,6 @@ try:
 except ImportError:  # pragma: no cover - the extra is not installed
     psycopg = None  # type: ignore[assignment]
 
-FORMAT = "agent-council.events"
-SCHEMA_VERSION = 2
 _CHANNEL = "council_events"
 _RETRIES = 3  # attempts of an operation whose connection broke (a server restart, a dropped link)
 
@@ -245,19 +242,11 @@ class PostgresRecorder(CommitTable):
                         raise NotAStore(f"the {self._where} holds only part of an agent-council event store "
                                         f"({', '.join(sorted(tables))}); point --store at another database")
                     meta = dict(conn.execute("SELECT key, value FROM council_meta").fetchall())
-                    if meta.get("format") == FORMAT and int(meta.get("schema", "0")) < 2:
+                    if needs_type_index(meta, f"the {self._where}", "has a council_meta table"):
                         self._upgrade_to_2(conn)
             except psycopg.Error as exc:
                 raise StoreError(f"the PostgreSQL {self._where} could not be opened as an event store "
                                  f"({' '.join(str(exc).split())})") from None
-        if meta.get("format") != FORMAT:
-            raise NotAStore(f"the {self._where} has a council_meta table but not an agent-council event store")
-        schema = int(meta.get("schema", "0"))
-        if schema > SCHEMA_VERSION:
-            raise NewerStoreSchema(
-                f"the {self._where} was written by a newer agent-council (store schema {schema}; this one reads "
-                f"up to {SCHEMA_VERSION}); upgrade agent-council to open it"
-            )
 
     @staticmethod
     def _upgrade_to_2(conn: psycopg.Connection[Any]) -> None:

@@ -33,12 +33,11 @@ from typing import Any
 
 import msgspec
 
-from events.commits import COLUMNS, CommitTable, expand, pack, type_index
+from events.commits import COLUMNS, FORMAT, CommitTable, expand, needs_type_index, pack, type_index
 from events.envelope import AppendResult, ExpectedVersion
 from events.errors import (
     ConcurrencyError,
     CorruptLog,
-    NewerStoreSchema,
     NotAStore,
     StoreClosed,
     StoreError,
@@ -47,8 +46,6 @@ from events.errors import (
 from events.ledger import GENESIS
 from events.recorder import AppendRequest, EncodedEvent, Stored, plan_append, seal_batch
 
-FORMAT = "agent-council.events"
-SCHEMA_VERSION = 2
 _LOOKUP_CHUNK = 500
 
 _SCHEMA = (
@@ -173,15 +170,7 @@ class SqliteRecorder(CommitTable):
             elif not {"meta", "commits", "event_ids"} <= tables:
                 raise NotAStore(f"{self.path} is an SQLite database but not an agent-council event store")
             meta = dict(conn.execute("SELECT key, value FROM meta"))
-            if meta.get("format") != FORMAT:
-                raise NotAStore(f"{self.path} is an SQLite database but not an agent-council event store")
-            schema = int(meta.get("schema", "0"))
-            if schema > SCHEMA_VERSION:
-                raise NewerStoreSchema(
-                    f"{self.path} was written by a newer agent-council (store schema {schema}; this one reads "
-                    f"up to {SCHEMA_VERSION}); upgrade agent-council to open it"
-                )
-            if schema < 2:
+            if needs_type_index(meta, str(self.path), "is an SQLite database"):
                 for statement in _TYPE_INDEX:
                     conn.execute(statement)
                 commits = conn.execute("SELECT last_position, events FROM commits")

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from governance_support import Council, make_council
 from random_logs import Upto
+from snapshot_fallbacks import FALLBACKS, SnapshottingActor, falls_back
 
 from actors import council_snapshot
 from actors.council_actor import CouncilProcess
@@ -255,30 +256,12 @@ def test_a_recovered_council_signs_the_checkpoint_a_replay_signs(logs: list[Coun
     assert signed is not None and signed == again and signed.root == council.store.root(council.store.head())
 
 
-def test_a_snapshot_that_cannot_be_believed_falls_back_to_the_replay(logs: list[Council], tmp_path: Path) -> None:
-    council = logs[2]
-    store, blobs = council.store, BlobStore(tmp_path / "blobs")
-    good = Snapshots("council", blobs).take(replayed(council), store)
-    assert good is not None
-    stream = snapshot_stream("council")
-
-    def record(**changes: Any) -> None:
-        fields = {"actor": "council", "position": store.head(), "schema": "council",
-                  "version": council_snapshot.VERSION, "digest": good.digest, "size": good.size, **changes}
-        store.append(stream, [SnapshotTaken(**fields)], ANY)
-
-    corrupt = blobs.put(b"\x93\x01\x02")  # msgpack, but not a council's
-    record(digest=corrupt, size=3)
-    record(version=council_snapshot.VERSION + 1)
-    record(position=store.head() + 50)
-    blobs.path(good.digest).write_bytes(b"altered")
-    process = CouncilProcess(council.key, 10.0)
-    recovery = Snapshots("council", blobs, SnapshotSettings(tries=4)).recover(process, store)
-    why = recovery.fallback
-    assert not recovery.from_snapshot and recovery.folded == store.head()
-    assert "past the log's head" in why and "newer release" in why and "not a council snapshot" in why
-    assert "altered" in why, why
-    assert process.encode_state() == replayed(council).encode_state()
+@pytest.mark.parametrize("case", FALLBACKS)
+def test_a_snapshot_that_cannot_be_believed_falls_back_to_the_replay(case: str, tmp_path: Path) -> None:
+    council = make_council(tmp_path / "council")
+    governance_log(council, 2, 220)
+    falls_back(SnapshottingActor("council", "council", council.store, lambda: CouncilProcess(council.key, 10.0)),
+               case, tmp_path)
 
 
 def test_a_snapshot_of_another_shape_or_position_is_refused(logs: list[Council]) -> None:

@@ -8,18 +8,17 @@ import time
 from pathlib import Path
 
 import msgspec
+import pytest
 from random_logs import Upto, write_random_log
+from snapshot_fallbacks import FALLBACKS, SnapshottingActor, falls_back
 
 from actors.dispatch import Dispatch, DispatchSettings, DispatchState
-from actors.dispatch import snapshot as dispatch_snapshot
 from actors.dispatch.process import status_in
-from actors.snapshots import Snapshots, SnapshotSettings
+from actors.snapshots import Snapshots
 from events import EventStore, open_store
 from events.blobs import BlobStore
-from events.catalogue import SnapshotTaken, StrategyChanged, TaskStatus
-from events.envelope import ANY
+from events.catalogue import StrategyChanged, TaskStatus
 from events.streams import STRATEGIES
-from events.streams import snapshot as snapshot_stream
 
 SETTINGS = DispatchSettings(lease=60, heartbeat_timeout=15, backoff_base=2, ageing=600)
 
@@ -74,46 +73,10 @@ def test_recovery_from_a_snapshot_and_the_tail_is_the_full_replay_over_random_lo
     assert proved == 60
 
 
-def test_a_corrupt_snapshot_falls_back_to_the_replay(tmp_path: Path) -> None:
-    store, blobs = random_log(4), BlobStore(tmp_path / "blobs")
-    taken = Snapshots("dispatcher", blobs).take(replayed(store), store)
-    assert taken is not None
-    bad = bytearray(blobs.get(taken.digest))
-    bad[len(bad) // 2] ^= 0xFF
-    blobs.path(taken.digest).write_bytes(bytes(bad))
-    d = Dispatch(SETTINGS, started_at=0.0)
-    recovery = Snapshots("dispatcher", blobs).recover(d, store)
-    assert not recovery.from_snapshot and "altered" in recovery.fallback
-    assert d.encode_state() == replayed(store).encode_state()
-
-
-def test_undecodable_bytes_under_a_valid_digest_fall_back_to_the_replay(tmp_path: Path) -> None:
-    store, blobs = random_log(5), BlobStore(tmp_path / "blobs")
-    digest = blobs.put(b"\x93\x01\x02")  # stored whole, but not a dispatcher's state
-    store.append(snapshot_stream("dispatcher"), [SnapshotTaken(
-        actor="dispatcher", position=store.head(), schema="dispatch", version=dispatch_snapshot.VERSION,
-        digest=digest, size=3)], ANY)
-    d = Dispatch(SETTINGS, started_at=0.0)
-    recovery = Snapshots("dispatcher", blobs).recover(d, store)
-    assert not recovery.from_snapshot and "not a dispatcher snapshot" in recovery.fallback
-    assert d.encode_state() == replayed(store).encode_state()
-
-
-def test_a_snapshot_from_a_newer_version_is_ignored(tmp_path: Path) -> None:
-    store, blobs = random_log(6), BlobStore(tmp_path / "blobs")
-    older = Snapshots("dispatcher", blobs).take(replayed(store), store)
-    assert older is not None
-    store.append(snapshot_stream("dispatcher"), [SnapshotTaken(
-        actor="dispatcher", position=store.head(), schema="dispatch", version=dispatch_snapshot.VERSION + 1,
-        digest=older.digest, size=older.size)], ANY)
-    d = Dispatch(SETTINGS, started_at=0.0)
-    recovery = Snapshots("dispatcher", blobs).recover(d, store)
-    assert recovery.snapshot_position == older.position  # the newer one was passed over for the older
-    assert d.encode_state() == replayed(store).encode_state()
-    d = Dispatch(SETTINGS, started_at=0.0)
-    recovery = Snapshots("dispatcher", blobs, SnapshotSettings(tries=1)).recover(d, store)
-    assert not recovery.from_snapshot and "newer release" in recovery.fallback
-    assert d.encode_state() == replayed(store).encode_state()
+@pytest.mark.parametrize("case", FALLBACKS)
+def test_a_snapshot_that_cannot_be_believed_falls_back_to_the_replay(case: str, tmp_path: Path) -> None:
+    falls_back(SnapshottingActor("dispatcher", "dispatcher", random_log(4), lambda: Dispatch(SETTINGS, started_at=0.0)),
+               case, tmp_path)
 
 
 def test_forgetting_finished_tasks_changes_no_decision_over_random_logs() -> None:

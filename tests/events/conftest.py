@@ -57,19 +57,34 @@ def _stop_postgres() -> Iterator[None]:
         _servers.pop().stop()
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
-    "memory": lambda tmp: Backend("memory", "memory://", durable=False),
-    "sqlite": lambda tmp: Backend("sqlite", f"sqlite:///{tmp / 'events.db'}", durable=True),
-    "postgres": lambda tmp: Backend("postgres", postgres_server().new_database(), durable=True),
+BACKENDS: dict[str, tuple[bool, Callable[[Path], str]]] = {
+    "memory": (False, lambda tmp: "memory://"),
+    "sqlite": (True, lambda tmp: f"sqlite:///{tmp / 'events.db'}"),
+    "postgres": (True, lambda tmp: postgres_server().new_database()),
 }
+"""Each backend: whether it is durable, and the URL of a fresh log for a test given its temporary folder."""
+
+DURABLE = sorted(name for name, (durable, _) in BACKENDS.items() if durable)
+"""The backends whose log outlives the process: the ones a restart or a crash is tested on."""
+
+
+def _backend(name: str, tmp_path: Path) -> Iterator[Backend]:
+    durable, url = BACKENDS[name]
+    b = Backend(name, url(tmp_path), durable=durable)
+    yield b
+    for store in b.opened:
+        store.close()
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    b = BACKENDS[request.param](tmp_path)
-    yield b
-    for store in b.opened:
-        store.close()
+    yield from _backend(request.param, tmp_path)
+
+
+@pytest.fixture(params=DURABLE)
+def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every durable backend in turn (the memory store has no log left after a crash to check)."""
+    yield from _backend(request.param, tmp_path)
 
 
 @pytest.fixture

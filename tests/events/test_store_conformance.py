@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import random
 import re
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from store_writer import write_batches
+from store_writer import kill_writer_repeatedly, write_batches
 
 from events import ANY, NO_STREAM, AppendResult, EventStore, Metadata, NewEvent, merkle
 from events.catalogue import AgentRegistered, TaskCompleted, TaskQueued, TaskSubmitted
@@ -449,3 +450,33 @@ def test_a_group_of_only_refusals_writes_nothing(store: EventStore) -> None:
     results = store.append_many([("s", [submitted("y")], NO_STREAM), ("t", [], ANY)])
     assert isinstance(results[0], ConcurrencyError) and isinstance(results[1], InvalidAppend)
     assert store.head() == 1 and store.append_many([]) == []
+
+
+# -- crashes (durable backends) ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_leaves_each_batch_wholly_present_or_absent(durable_backend) -> None:  # type: ignore[no-untyped-def]
+    kill_writer_repeatedly(durable_backend.url, "forever", 400)
+    s = durable_backend.open(create=False)
+    events = s.read_all()
+    report = s.verify()
+    assert report.ok, report
+    by_stream: dict[str, list[TaskSubmitted]] = collections.defaultdict(list)
+    for e in events:
+        by_stream[e.stream].append(e.payload)  # type: ignore[arg-type]
+    assert len(by_stream) >= 5
+    for stream, payloads in by_stream.items():
+        assert [p.inputs["i"] for p in payloads] == list(range(400)), f"batch {stream} is partial"
+    assert [e.position for e in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_group_commit_leaves_each_group_wholly_present_or_absent(durable_backend) -> None:  # type: ignore[no-untyped-def]
+    kill_writer_repeatedly(durable_backend.url, "groups", 100)
+    s = durable_backend.open(create=False)
+    events = s.read_all()
+    assert s.verify().ok
+    per_group = collections.Counter(e.payload.inputs["g"] for e in events)  # type: ignore[attr-defined]
+    assert len(per_group) >= 5
+    assert set(per_group.values()) == {400}, "a group commit was torn"

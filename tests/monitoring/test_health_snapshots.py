@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from random_logs import Upto
+from snapshot_fallbacks import FALLBACKS, SnapshottingActor, falls_back
 
-from actors.snapshots import SnapshotInvalid, Snapshots, SnapshotSettings
+from actors.snapshots import Snapshots, SnapshotSettings
 from events import ANY, EventStore, open_store, streams
 from events.blobs import BlobStore
 from events.catalogue import (
@@ -25,7 +26,6 @@ from events.catalogue import (
     SnapshotTaken,
 )
 from events.streams import snapshot as snapshot_stream
-from monitoring import health_snapshot
 from monitoring.health import HealthMonitor, HealthSettings
 
 SETTINGS = HealthSettings(restart_budget=3, budget_window=0.2, backoff_base=0.01, backoff_max=0.05)
@@ -112,22 +112,10 @@ def test_a_snapshot_that_did_not_watch_an_actor_watched_now_is_refused(tmp_path:
     assert more.encode_state() == replayed(store).encode_state()
 
 
-def test_a_snapshot_that_cannot_be_believed_falls_back_to_the_replay(tmp_path: Path) -> None:
-    store, blobs = random_log(6), BlobStore(tmp_path / "blobs")
-    good = Snapshots("health", blobs).take(replayed(store), store)
-    assert good is not None
-    for changes in ({"version": 2}, {"position": store.head() + 9}, {"digest": blobs.put(b"\x92\x01\x02"), "size": 3}):
-        fields = {"actor": "health", "position": store.head(), "schema": "health", "version": 1,
-                  "digest": good.digest, "size": good.size, **changes}
-        store.append(snapshot_stream("health"), [SnapshotTaken(**fields)], ANY)  # type: ignore[arg-type]
-    blobs.path(good.digest).write_bytes(b"altered")
-    m = HealthMonitor(WATCHED, SETTINGS)
-    recovery = Snapshots("health", blobs, SnapshotSettings(tries=4)).recover(m, store)
-    for reason in ("newer release", "past the log's head", "not a health monitor snapshot", "altered"):
-        assert reason in recovery.fallback, recovery.fallback
-    assert not recovery.from_snapshot and m.encode_state() == replayed(store).encode_state()
-    with pytest.raises(SnapshotInvalid, match="position"):
-        health_snapshot.restore(m, replayed(store).encode_state(), store.head() - 1, 1)
+@pytest.mark.parametrize("case", FALLBACKS)
+def test_a_snapshot_that_cannot_be_believed_falls_back_to_the_replay(case: str, tmp_path: Path) -> None:
+    falls_back(SnapshottingActor("health", "health monitor", random_log(6), lambda: HealthMonitor(WATCHED, SETTINGS)),
+               case, tmp_path)
 
 
 def test_only_its_own_records_call_for_a_health_snapshot(tmp_path: Path) -> None:

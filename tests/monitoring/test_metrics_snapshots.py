@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from random_logs import Upto, write_random_log
+from snapshot_fallbacks import FALLBACKS, SnapshottingActor, falls_back
 from test_model_metrics import CLAUDE, GPT, completed, failed, requested
 
 from actors.snapshots import SnapshotInvalid, Snapshots, SnapshotSettings
@@ -121,22 +122,9 @@ def test_recovery_from_a_snapshot_and_the_tail_is_the_full_replay_over_random_lo
     assert proved == 30
 
 
-def test_a_snapshot_that_cannot_be_believed_falls_back_to_the_replay(tmp_path: Path) -> None:
-    store, blobs = random_log(1), BlobStore(tmp_path / "blobs")
-    good = Snapshots("exporter", blobs).take(replayed(store), store)
-    assert good is not None
-    for changes in ({"version": 2}, {"position": store.head() + 9}, {"digest": blobs.put(b"\x92\x01\x02"), "size": 3}):
-        fields = {"actor": "exporter", "position": store.head(), "schema": "metrics", "version": 1,
-                  "digest": good.digest, "size": good.size, **changes}
-        store.append(snapshot_stream("exporter"), [SnapshotTaken(**fields)], ANY)  # type: ignore[arg-type]
-    blobs.path(good.digest).write_bytes(b"altered")
-    m = LogMetrics()
-    recovery = Snapshots("exporter", blobs, SnapshotSettings(tries=4)).recover(m, store)
-    why = recovery.fallback
-    assert not recovery.from_snapshot and recovery.folded == store.head()
-    for reason in ("newer release", "past the log's head", "not an exporter snapshot", "altered"):
-        assert reason in why, why
-    assert m.encode_state() == replayed(store).encode_state()
+@pytest.mark.parametrize("case", FALLBACKS)
+def test_a_snapshot_that_cannot_be_believed_falls_back_to_the_replay(case: str, tmp_path: Path) -> None:
+    falls_back(SnapshottingActor("exporter", "exporter", random_log(1), LogMetrics), case, tmp_path)
 
 
 def test_a_snapshot_of_another_shape_or_position_is_refused_and_changes_nothing() -> None:
