@@ -33,7 +33,7 @@ import msgspec
 import ray
 
 from actors import names
-from actors.depot import DepotBlobs, Fetched, fetch
+from actors.depot import DepotBlobs, Fetched, fetch, leasing
 from actors.dispatch.process import BeatReply
 from actors.eventsourced import Entity
 from actors.gatekeeper import Gatekeeper
@@ -271,8 +271,11 @@ class AgentActor:
             refusal = (str(cause) if isinstance(cause, CouncilError)
                        else f"the council did not answer ({type(exc).__name__})")
         tree = self._tree(request_id)
+        # Fetched trees: attempts of the request on other nodes take turns with this one through the depot's lease.
+        turn = (leasing(request_id, TREE_WAIT, waiting=self._progress, given_up=abandoned)
+                if self.trees == "fetch" and tree is not None and request_id is not None else nullcontext())
         try:
-            with holding(tree, TREE_WAIT, waiting=self._progress, given_up=abandoned) if tree else nullcontext():
+            with holding(tree, TREE_WAIT, waiting=self._progress, given_up=abandoned) if tree else nullcontext(), turn:
                 fetched = None
                 if self.trees == "fetch" and tree is not None and request_id is not None:
                     fetched = self._fetch(request_id, tree)

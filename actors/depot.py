@@ -8,19 +8,30 @@ owns what lives there: the canonical trees (``requests/<id>`` in the workspace, 
 keep their bodies in (:class:`DepotBlobs`).
 
 :class:`Depot` is the plain part, tested without Ray; :class:`DepotActor` its Ray shell, named and
-detached in the ``council`` namespace. The depot keeps nothing in memory that is not on disk: a
-depot that is killed is restarted by Ray and serves the same trees. Every call is safe to repeat
-(a fetch reads; a push of commits the tree holds is a no-op; a blob is put once), so Ray retries a
-call that was cut short by a restart.
+detached in the ``council`` namespace. The depot keeps nothing in memory that is not on disk but
+its tree leases: a depot that is killed is restarted by Ray and serves the same trees. Every call
+is safe to repeat (a fetch reads; a push of commits the tree holds is a no-op; a blob is put once;
+a lease is taken again by the holder that has it), so Ray retries a call that was cut short by a
+restart.
+
+Attempts of one request on different nodes take turns through the depot's lease on the request's
+tree (:class:`TreeLeases`, :func:`leasing`), as attempts on one node take turns through the tree's
+lock: the second fetches only once the first has pushed, so neither's work is lost to the other.
+The leases are the one thing a restarted depot forgets; holders renew theirs (and so take them
+again), and should two attempts overlap across a restart, the later push is refused as stale
+(:class:`actors.tools.bundles.StaleTree`) and that task is run afresh.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import threading
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +45,7 @@ from actors.tools.bundles import MAX_BUNDLE_BYTES, BundleError, Carried, copied,
 from actors.tools.checkout import tree_of
 from actors.tools.git import Git, GitError
 from actors.tools.sandbox import Sandbox
-from actors.tools.tree_lock import holding
+from actors.tools.tree_lock import holding, waiting_for
 from actors.tools.workspace import Workspace, WorkspaceError
 from events import CouncilError
 from events.blobs import Blobs, BlobStore, checked, name_of
@@ -46,6 +57,9 @@ CALLS_AT_ONCE = 8
 """How many calls the depot serves side by side."""
 PUSH_WAIT = 60.0
 """Seconds a push waits for an attempt working in the canonical tree on the depot's own node to let go of it."""
+LEASE_TTL = 30.0
+"""Seconds a request's tree lease lasts unless renewed (its holder renews it every third of that): how long a tree
+stays taken by an attempt whose node was lost."""
 
 
 class UnknownRequest(WorkspaceError):
@@ -97,6 +111,43 @@ class Depot:
         return Git(Workspace(tree), ".", self.box())
 
 
+class TreeLeases:
+    """Which attempt holds each request's tree, across nodes: one holder at a time, by the depot's clock.
+
+    A lease not renewed within its ``ttl`` is free again, so a holder on a lost node lets go by
+    its silence. Taking is also renewing: the holder that has a lease takes it again.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._held: dict[str, tuple[str, float]] = {}  # request id -> (holder, when it lapses)
+        self._lock = threading.Lock()
+
+    def take(self, request_id: str, holder: str, ttl: float) -> bool:
+        """Give ``holder`` request ``request_id``'s tree for ``ttl`` seconds from now, unless another holds it."""
+        with self._lock:
+            now = self._clock()
+            current = self._held.get(request_id)
+            if current is not None and current[0] != holder and current[1] > now:
+                return False
+            self._held = {r: h for r, h in self._held.items() if h[1] > now}  # lapsed leases are forgotten
+            self._held[request_id] = (holder, now + ttl)
+            return True
+
+    def give_back(self, request_id: str, holder: str) -> None:
+        """Let go of request ``request_id``'s tree if ``holder`` holds it (anyone else's lease is left alone)."""
+        with self._lock:
+            current = self._held.get(request_id)
+            if current is not None and current[0] == holder:
+                del self._held[request_id]
+
+    def holder(self, request_id: str) -> str | None:
+        """Who holds request ``request_id``'s tree now (None: it is free)."""
+        with self._lock:
+            current = self._held.get(request_id)
+            return current[0] if current is not None and current[1] > self._clock() else None
+
+
 @ray.remote(max_restarts=-1, max_task_retries=-1)
 class DepotActor:
     """The depot on Ray: :class:`Depot` for trees, the home's :class:`BlobStore` for blobs.
@@ -110,6 +161,7 @@ class DepotActor:
         self.policy = PolicyLedger()
         self._reading = threading.Lock()  # the policy ledger is folded by one call at a time
         self.blobs = BlobStore(blobs)
+        self.leases = TreeLeases()
         hidden = (str(Path(workspace).resolve()), str(Path(blobs).resolve().parent))  # the workspace, the home
         self.depot = Depot(workspace, lambda: Sandbox(self._table().terms(network=False, wall_time_s=300.0),
                                                       hidden=hidden), limit)
@@ -125,6 +177,15 @@ class DepotActor:
 
     def push(self, request_id: str, carried: Carried, expected: str) -> str:
         return self.depot.push(request_id, carried, expected)
+
+    def take_tree(self, request_id: str, holder: str, ttl: float) -> bool:
+        return self.leases.take(request_id, holder, ttl)
+
+    def give_back_tree(self, request_id: str, holder: str) -> None:
+        self.leases.give_back(request_id, holder)
+
+    def tree_holder(self, request_id: str) -> str | None:
+        return self.leases.holder(request_id)
 
     def put(self, data: bytes) -> str:
         return self.blobs.put(data)
@@ -211,6 +272,37 @@ class Fetched:
             return self.head  # the attempt committed nothing
         head: str = call("push", self.request_id, carried, self.head)
         return head
+
+
+@contextmanager
+def leasing(request_id: str, wait: float, *, waiting: Callable[[], None] = lambda: None,
+            given_up: Callable[[], bool] = lambda: False, ttl: float = LEASE_TTL) -> Iterator[str]:
+    """Hold request ``request_id``'s tree lease at the depot for the block (its holder's name is given to it).
+
+    Waits as :func:`actors.tools.tree_lock.holding` does for an attempt on another node to let go
+    (:class:`actors.tools.tree_lock.TreeBusy` after ``wait`` seconds; ``waiting`` and ``given_up`` as there).
+    A thread renews the lease every third of ``ttl`` while the block runs; a renewal the depot does not
+    answer is tried again at the next one. The lease is given back when the block ends, however it ends.
+    """
+    holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+    waiting_for(lambda: bool(call("take_tree", request_id, holder, ttl)), f"request {request_id}'s tree", wait,
+                waiting=waiting, given_up=given_up, every=0.25)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            with suppress(CouncilError):  # the depot restarting: the next renewal takes the lease again
+                call("take_tree", request_id, holder, ttl)
+
+    renewing = threading.Thread(target=renew, name=f"lease-{request_id}", daemon=True)
+    renewing.start()
+    try:
+        yield holder
+    finally:
+        stop.set()
+        renewing.join()
+        with suppress(CouncilError):  # a depot that does not answer forgets the lease itself, in ttl seconds
+            call("give_back_tree", request_id, holder)
 
 
 def fetch(request_id: str, tree: Path, box: Sandbox) -> Fetched | None:

@@ -6,8 +6,9 @@ same tree. The lock closes that window: the newer attempt waits until the older 
 — which the kernel does for it if its process dies — and never works on a half-written tree.
 
 The lock is ``flock`` on ``requests/<id>.lock`` beside the tree (never inside it, where the
-commands of the step could reach it). It serialises attempts of one machine; agents on other
-nodes work in trees of their own.
+commands of the step could reach it). It serialises attempts of one machine; with fetched trees,
+attempts on different nodes are serialised by the depot's lease on the request's tree
+(:func:`actors.depot.leasing`), which waits the same way (:func:`waiting_for`).
 """
 
 from __future__ import annotations
@@ -27,30 +28,40 @@ class TreeBusy(WorkspaceError):
     """Another attempt still works in the request's tree after the wait: this attempt is tried again later."""
 
 
-@contextmanager
-def holding(tree: Path, wait: float, *, waiting: Callable[[], None] = lambda: None,
-            given_up: Callable[[], bool] = lambda: False) -> Iterator[None]:
-    """Hold ``tree``'s lock for the block, waiting up to ``wait`` seconds for another attempt to let go.
+def waiting_for(take: Callable[[], bool], what: str, wait: float, *, waiting: Callable[[], None] = lambda: None,
+                given_up: Callable[[], bool] = lambda: False, every: float = 0.05) -> None:
+    """Call ``take`` (every ``every`` seconds) until it says it took ``what``, for up to ``wait`` seconds.
 
     ``waiting`` is called while it waits (the attempt is alive, only queued behind another);
     ``given_up`` is asked too, and if it says this attempt was given up meanwhile, :class:`Abandoned`
-    is raised. :class:`TreeBusy` if the other attempt did not let go in time.
+    is raised. :class:`TreeBusy` if ``what`` was not let go in time.
     """
+    deadline = time.monotonic() + wait
+    while not take():
+        if given_up():
+            raise Abandoned(f"the attempt was given up while it waited for {what}")
+        if time.monotonic() >= deadline:
+            raise TreeBusy(f"another attempt still works in {what} after {wait:g} s; this one is tried again later")
+        waiting()
+        time.sleep(every)
+
+
+@contextmanager
+def holding(tree: Path, wait: float, *, waiting: Callable[[], None] = lambda: None,
+            given_up: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Hold ``tree``'s lock for the block, waiting up to ``wait`` seconds for another attempt to let go
+    (see :func:`waiting_for` for ``waiting``, ``given_up`` and the errors)."""
     fd = os.open(tree.parent / f"{tree.name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def take() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if given_up():
-                    raise Abandoned("the attempt was given up while it waited for the tree") from None
-                if time.monotonic() >= deadline:
-                    raise TreeBusy(f"another attempt still works in {tree.name} after {wait:g} s; this one is "
-                                   "tried again later") from None
-                waiting()
-                time.sleep(0.05)
+        waiting_for(take, tree.name, wait, waiting=waiting, given_up=given_up)
         yield
     finally:
         os.close(fd)  # closing the descriptor lets the lock go

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import names
 from actors.agent import AgentActor
-from actors.depot import depot
+from actors.depot import depot, leasing
 from actors.skills import PermanentFailure
 from actors.tools.checkout import prepare
+from actors.tools.tree_lock import TreeBusy
 from actors.tools.workspace import Workspace
 from cluster.driver import Council
 from cluster.pipeline import prepare_request
@@ -190,6 +192,45 @@ def test_a_push_from_a_stale_tree_is_not_reported_done_and_the_task_is_run_afres
     assert (canonical / "src" / "sample_service" / "square.py").read_text() == SQUARE
     assert [line.split(" ")[0] for line in git(canonical, "log", "--format=%an").splitlines()][:2] == [
         "coder-1", "t"]
+
+
+def test_an_attempt_waits_while_another_node_works_in_the_requests_tree_and_builds_on_its_push(
+        fetching: Fetching) -> None:
+    council = fetching.council
+    request_id = "r-turns-" + uuid.uuid4().hex[:8]
+    prepare(Workspace(fetching.workspace), request_id, fetching.sample, box=BOX)
+    canonical = fetching.workspace / "requests" / request_id
+    other = "node-c/7/" + uuid.uuid4().hex[:12]
+    assert ray.get(depot().take_tree.remote(request_id, other, 60.0))  # an attempt on another node is working
+    task = council.submit("code.write", {"instruction": "Add a function to square a number"}, request_id=request_id)
+    time.sleep(4)
+    asked = [e for e in council.store.read_stream(streams.model_calls(task))
+             if isinstance(e.payload, ModelCallRequested)]
+    assert not asked and not any(isinstance(e.payload, (TaskCompleted, TaskFailed))
+                                 for e in council.store.read_stream(streams.task(task))), "it did not wait its turn"
+    (canonical / "OTHER.md").write_text("pushed by the attempt on node c\n")  # that attempt pushes, then lets go
+    git(canonical, "add", "OTHER.md")
+    git(canonical, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "node c")
+    ray.get(depot().give_back_tree.remote(request_id, other))
+    assert council.wait([task], timeout=240)[task] == "completed"
+    history = council.store.read_stream(streams.task(task))
+    assert not [e.payload for e in history if isinstance(e.payload, TaskFailed)]  # nothing lost, nothing run twice
+    assert [line.split(" ")[0] for line in git(canonical, "log", "--format=%an").splitlines()][:2] == ["coder-1", "t"]
+    assert ray.get(depot().tree_holder.remote(request_id)) is None  # given back when the attempt ended
+
+
+def test_a_lease_is_renewed_while_held_refused_to_others_and_given_back(fetching: Fetching) -> None:
+    request_id = "r-lease-" + uuid.uuid4().hex[:8]
+    with leasing(request_id, 1.0, ttl=0.6) as holder:
+        for _ in range(5):  # 2.5 s: four times the lease's length, kept by its renewals
+            time.sleep(0.5)
+            assert ray.get(depot().tree_holder.remote(request_id)) == holder
+        busy = f"another attempt still works in request {request_id}'s tree after 0.5 s"
+        with pytest.raises(TreeBusy, match=busy), leasing(request_id, 0.5):
+            pass
+    assert ray.get(depot().tree_holder.remote(request_id)) is None
+    with leasing(request_id, 0.5) as later:
+        assert ray.get(depot().tree_holder.remote(request_id)) == later != holder
 
 
 def test_the_pipeline_is_refused_when_trees_are_fetched(fetching: Fetching) -> None:
