@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ray
 from ray.exceptions import RayActorError, RayError
@@ -33,6 +33,16 @@ from events.blobs import BlobStore
 from events.catalogue import TaskAssigned
 
 
+class Delivery(NamedTuple):
+    """A lease handed to an agent: to whom, the agent's incarnation then, the Ray actor called, and the call's
+    arguments (for :meth:`actors.agent.AgentActor.run`)."""
+
+    agent_id: str
+    epoch: int
+    actor: str
+    args: tuple[Any, ...]
+
+
 class RayDispatch(Dispatch):
     """:class:`Dispatch` with the two things only Ray can do: deliver leases, and see agents die."""
 
@@ -40,8 +50,7 @@ class RayDispatch(Dispatch):
         super().__init__(settings, lookup=lookup)
         self.delivered = 0
         self._agents: dict[str, Any] = {}
-        # ObjectRef of a run call → (agent, its epoch then, the Ray actor the call went to)
-        self._deliveries: dict[Any, tuple[str, int, str]] = {}
+        self._deliveries: dict[Any, Delivery] = {}  # by the ObjectRef of the run call
 
     def react(self, stored: Sequence[tuple[Intent, AppendResult]]) -> None:
         """Hand each new lease to its agent, with what it needs to start without reading the log."""
@@ -53,12 +62,15 @@ class RayDispatch(Dispatch):
             task = self.state.tasks.get(assigned.task_id)
             if handle is None or task is None:
                 continue  # the lease runs out, or the agent's silence takes it back
-            ref = handle.run.remote(assigned.task_id, assigned.attempt, task.capability, task.inputs or {},
-                                    result.stream_version, task.request_id, task.requeues)
             agent = self.state.agents.get(assigned.agent_id)
-            self._deliveries[ref] = (assigned.agent_id, agent.epoch if agent is not None else 0,
-                                     handle._actor_id.hex())
-            self.delivered += 1
+            self._deliver(handle, Delivery(assigned.agent_id, agent.epoch if agent is not None else 0, "",
+                                           (assigned.task_id, assigned.attempt, task.capability, task.inputs or {},
+                                            result.stream_version, task.request_id, task.requeues)))
+
+    def _deliver(self, handle: Any, delivery: Delivery) -> None:
+        ref = handle.run.remote(*delivery.args)
+        self._deliveries[ref] = delivery._replace(actor=handle._actor_id.hex())
+        self.delivered += 1
 
     def sense(self, now: float) -> None:
         """An agent whose ``run`` call failed because its actor died is gone until it registers again.
@@ -66,25 +78,39 @@ class RayDispatch(Dispatch):
         Only the incarnation the call went to is gone: one that registered since takes work. A call
         that went to an actor no longer holding the agent's name (the agent was started anew — by
         `council up` with another placement, or by the health monitor — while this dispatcher still
-        held the old handle) says nothing of the agent's current actor, which may have registered
-        before the call was made: the handle is dropped, and the lease runs out and is given again.
+        held the old handle) says nothing of the agent's current actor: the handle is dropped, and
+        if the lease was given to the incarnation that holds the name now (it registered before the
+        lease was given), the lease is handed to it; a lease given before it registered is taken
+        back as its agent's restart.
         """
         if not self._deliveries:
             return
         done, _ = ray.wait(list(self._deliveries), num_returns=len(self._deliveries), timeout=0)
         for ref in done:
-            agent_id, epoch, actor = self._deliveries.pop(ref)
+            delivery = self._deliveries.pop(ref)
             try:
                 ray.get(ref)
             except RayActorError:
-                cached = self._agents.get(agent_id)
-                if cached is not None and cached._actor_id.hex() == actor:
-                    del self._agents[agent_id]
-                agent = self.state.agents.get(agent_id)
-                if agent is not None and agent.epoch == epoch and self._named_actor(agent_id) in (actor, None):
-                    self.gone.add(agent_id)
+                cached = self._agents.get(delivery.agent_id)
+                if cached is not None and cached._actor_id.hex() == delivery.actor:
+                    del self._agents[delivery.agent_id]
+                agent = self.state.agents.get(delivery.agent_id)
+                if agent is None or agent.epoch != delivery.epoch:
+                    continue
+                current = self._named_actor(delivery.agent_id)
+                if current in (delivery.actor, None):
+                    self.gone.add(delivery.agent_id)
+                elif self._holds(delivery) and (handle := self._agent(delivery.agent_id)) is not None:
+                    self._deliver(handle, delivery)
             except RayError:
                 continue
+
+    def _holds(self, delivery: Delivery) -> bool:
+        """Whether the lease ``delivery`` handed over is still its agent's: the same attempt, not yet ended."""
+        task_id, attempt = delivery.args[0], delivery.args[1]
+        task = self.state.tasks.get(task_id)
+        return (task is not None and task_id in self.state.leased and task.agent_id == delivery.agent_id
+                and task.attempt == attempt)
 
     @staticmethod
     def _named_actor(agent_id: str) -> str | None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 from ray_support import ask, sigkill, wait_until
 
 from actors import names
@@ -175,6 +176,35 @@ def assert_projection_equals_a_rebuild(url: str, projector) -> None:  # type: ig
                     live = ask(projector.query, sql)
                     assert live.rows == fresh.query(sql).rows, f"{name} ({stage}) differs from a rebuild"
                     assert live.rows or name in ("dead_letters", "requests"), f"{name} is empty"
+
+
+def test_a_lease_given_while_the_dispatcher_holds_an_agents_previous_actor_goes_to_its_current_one(
+        tmp_path: Path, ray_instance: None) -> None:
+    """The agent is started anew under its name (`council up` with another placement) after the dispatcher last
+    called it: the next lease reaches the new actor at once, rather than waiting out its term on the dead one."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    system = System.of(url, [AgentSpec(agent_id="solo", slots=1)],
+                       dispatch={"heartbeat_timeout": 6, "lease": 120, "backoff_base": 0.1})
+    handles = boot(system)
+    client = StoreClient()
+    try:
+        [first] = submit(client, 1)
+        wait_until(lambda: first in completions(url), timeout=30)  # the dispatcher now holds solo's actor
+        previous = handles[names.agent("solo")]
+        ray.kill(previous, no_restart=True)
+        wait_until(lambda: not ray.util.list_named_actors(all_namespaces=True).count(
+            {"name": names.agent("solo"), "namespace": names.NAMESPACE}), timeout=30)
+        current = boot(system)[names.agent("solo")]
+        assert current._actor_id != previous._actor_id
+        head = client.head()  # the new actor's registration is in the log: the dispatcher folds it first
+        wait_until(lambda: ask(handles[names.DISPATCHER].stats)["position"] >= head, timeout=30)
+        [second] = submit(client, 1)
+        wait_until(lambda: second in completions(url), timeout=30)  # well inside the 120 s lease
+        with open_store(url) as s:
+            history = [e.type for e in s.read_stream(f"task-{second}")]
+        assert history.count("task.assigned") == 1 and "task.lease_expired" not in history, history
+    finally:
+        shutdown([names.DISPATCHER, names.PROJECTOR, names.STORE, names.agent("solo")])
 
 
 def test_a_second_council_with_another_log_is_refused(system, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
