@@ -17,10 +17,8 @@ from collections.abc import Sequence
 import ray
 
 from actors.combiner import Combiner
-from events import AppendResult, CouncilError, EventStore, ExpectedVersion, NewEvent, RecordedEvent, open_store
-from events.registry import Event
-
-AppendCall = tuple[str, Sequence[Event | NewEvent], ExpectedVersion]
+from actors.store_wire import AppendCall, calls_from_wire, results_to_wire
+from events import AppendResult, CouncilError, EventStore, RecordedEvent, open_store
 
 
 class GroupCommitter:
@@ -72,9 +70,13 @@ class StoreActor:
         self._committer = GroupCommitter(open_store(url, max_event_bytes=max_event_bytes))
 
     @ray.method(concurrency_group="append")
-    def append_many(self, calls: Sequence[AppendCall]) -> list[AppendResult | CouncilError]:
-        """Append each ``(stream, events, expected_version)``; results (or refusals) in order."""
-        return self._committer.submit(calls)
+    def append_many(self, wire: bytes) -> bytes:
+        """Append each ``(stream, events, expected_version)`` of ``wire``; results (or refusals) in order, both as
+        :mod:`actors.store_wire` carries them (a :class:`actors.store_client.StoreClient` makes and reads them)."""
+        calls = calls_from_wire(wire, self._committer.store.registry)
+        decoded = [c for c in calls if not isinstance(c, CouncilError)]
+        results = iter(self._committer.submit(decoded) if decoded else [])
+        return results_to_wire([c if isinstance(c, CouncilError) else next(results) for c in calls])
 
     @ray.method(concurrency_group="append")
     def read_all(self, from_position: int = 1, limit: int | None = 1000,

@@ -11,6 +11,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors import names
 from actors.combiner import Combiner
+from actors.store_wire import calls_to_wire, results_from_wire
 from events import ANY, AppendResult, CouncilError, ExpectedVersion, NewEvent, RecordedEvent
 from events.errors import StoreUnavailable
 from events.registry import Event
@@ -27,7 +28,7 @@ class StoreClient:
     def __init__(self, handle: ray.actor.ActorHandle[Any] | None = None, *, patience: float = 60.0) -> None:
         self._handle = handle or ray.get_actor(names.STORE, namespace=names.NAMESPACE)
         self.patience = patience
-        self._combiner = Combiner(lambda calls: self._call("append_many", calls))
+        self._combiner = Combiner(lambda calls: results_from_wire(self._call("append_many", calls_to_wire(calls))))
 
     @property
     def handle(self) -> ray.actor.ActorHandle[Any]:

@@ -13,6 +13,7 @@ from ray_support import ask, sigkill
 from actors import names
 from actors.store_actor import StoreActor
 from actors.store_client import StoreClient
+from actors.store_wire import calls_to_wire, results_from_wire
 from events import NO_STREAM, NewEvent, open_store
 from events.catalogue import TaskQueued, TaskSubmitted
 from events.errors import ConcurrencyError
@@ -42,9 +43,10 @@ def test_concurrent_appenders_are_committed_together(store_url) -> None:  # type
     assert stats["appends"] == total == 200 and stats["head"] == 200
     # A burst of calls in flight at once: those that arrive while a commit is being written go
     # to disk together with the next one.
-    burst = [handle.append_many.remote([(f"burst-{i}", [TaskQueued(task_id=f"b{i}", priority=2)], NO_STREAM)])
+    burst = [handle.append_many.remote(calls_to_wire([(f"burst-{i}", [NewEvent(payload=TaskQueued(task_id=f"b{i}",
+                                                                                           priority=2))], NO_STREAM)]))
              for i in range(300)]
-    assert all(len(r) == 1 and not isinstance(r[0], Exception) for r in ray.get(burst))
+    assert all(len(r) == 1 and not isinstance(r[0], Exception) for r in map(results_from_wire, ray.get(burst)))
     after = ray.get(handle.stats.remote())
     assert after["appends"] == 500 and after["flushes"] - stats["flushes"] < 300, "no appends shared a transaction"
     with open_store(url) as s:
