@@ -176,12 +176,12 @@ class EventStore:
                     for eid, name, version, data in zip(fresh, names, versions, datas, strict=True)]
         payloads, ids, metas = self._unwrap(stream, events)
         names, versions, datas = self.registry.encode_many(payloads)
-        fresh = event_id_bytes(len(datas))
         for i, (data, meta) in enumerate(zip(datas, metas, strict=True)):
             if len(data) + len(meta) > self.max_event_bytes:
                 self._too_large(stream, i, names[i], len(data) + len(meta))
-        return [(eid or new, name, version, meta, data)
-                for eid, new, name, version, meta, data in zip(ids, fresh, names, versions, metas, datas, strict=True)]
+        fresh = iter(event_id_bytes(ids.count(None)))  # only plain events among them need an id
+        return [(eid or next(fresh), name, version, meta, data)
+                for eid, name, version, meta, data in zip(ids, names, versions, metas, datas, strict=True)]
 
     @staticmethod
     def _unwrap(stream: str, events: Sequence[Event | NewEvent]) -> tuple[list[Event], list[bytes | None], list[bytes]]:
