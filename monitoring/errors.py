@@ -112,8 +112,9 @@ class ErrorDetector(Process):
                                             AgentRestarted, AlertRaised))
     """Exactly the types :meth:`evolve` folds: the others are not even read."""
     snapshot_schema = "error-detector"
-    snapshot_version = 1
-    """Its snapshots (:mod:`monitoring.detector_snapshot`); raise the version when the fold changes shape."""
+    snapshot_version = 2
+    """Its snapshots (:mod:`monitoring.detector_snapshot`); raise the version when the fold changes shape or what it
+    keeps (2: finished tasks and lapsed alerts are forgotten)."""
 
     settings: DetectorSettings = field(default_factory=lambda: DetectorSettings())
     position: int = 0
@@ -126,10 +127,12 @@ class ErrorDetector(Process):
     dead: dict[str, DeadLetter] = field(default_factory=dict)
     """Dead-lettered tasks not handled yet."""
     requeued: set[str] = field(default_factory=set)
-    """Tasks the detector requeued once already."""
+    """Unfinished tasks the detector requeued once already."""
     alerted: dict[str, float] = field(default_factory=dict)
-    """Alert key → when it was last raised (repeats inside the window are not raised again)."""
+    """Alert key → when it was last raised, for alerts raised within the window (repeats inside it are not raised
+    again; an older one says nothing)."""
     capabilities: dict[str, str] = field(default_factory=dict)
+    """Unfinished tasks' capabilities, which their dead letters name."""
     queued: dict[str, float] = field(default_factory=dict)
     """Queued tasks with a start deadline: task id → the deadline."""
     failed: dict[str, list[str]] = field(default_factory=dict)
@@ -174,14 +177,17 @@ class ErrorDetector(Process):
                 self.queued[p.task_id] = p.start_deadline
             case TaskAssigned() as p:
                 self.queued.pop(p.task_id, None)
-            case TaskCompleted() as p:
+            case TaskCompleted() as p:  # a finished task is never dead-lettered: the fold keeps only open tasks
                 self.queued.pop(p.task_id, None)
-                self.failed.pop(p.task_id, None)  # its failures led nowhere: the fold keeps only open tasks
+                self.failed.pop(p.task_id, None)
+                self.capabilities.pop(p.task_id, None)
+                self.requeued.discard(p.task_id)
             case AgentRegistered() as p if FIX_CAPABILITY in p.capabilities:
                 self.fixers.add(p.agent_id)
             case AgentRestarted():
                 self.restarts.append(at)
             case AlertRaised() as p:
+                self.alerted = {k: t for k, t in self.alerted.items() if at - t < self.settings.window}
                 self.alerted[p.key] = at
                 if p.task_id is not None and p.source == SOURCE:
                     self.dead.pop(p.task_id, None)

@@ -105,6 +105,26 @@ def test_the_failures_of_a_task_that_completed_are_forgotten() -> None:
     assert detector.failed == {}  # a long-lived detector holds only the failures of tasks still open
 
 
+def test_a_long_lived_detector_forgets_finished_tasks_and_lapsed_alerts() -> None:
+    log = open_store("memory://")
+    dead(log, "flaky", "TimeoutError: upstream timed out", "transient")
+    for i in range(50):
+        log.append(f"task-t{i}", [TaskSubmitted(task_id=f"t{i}", capability="echo"),
+                                  TaskCompleted(task_id=f"t{i}", agent_id="a", attempt=1)])
+    detector = ErrorDetector(DetectorSettings(window=0.2))
+    assert run(detector, log) == ["task-flaky"]  # requeued once: remembered while the task is open
+    assert run(detector, log) == []  # its requeue folded
+    assert detector.capabilities == {"flaky": "echo"} and detector.requeued == {"flaky"}
+    log.append("task-flaky", [TaskCompleted(task_id="flaky", agent_id="a", attempt=4)])
+    log.append("alerts", [AlertRaised(key="rate:old", severity="warning", source="error-detector", summary="s")])
+    run(detector, log)
+    assert detector.capabilities == {} and detector.requeued == set() and set(detector.alerted) == {"rate:old"}
+    time.sleep(0.3)
+    log.append("alerts", [AlertRaised(key="rate:new", severity="warning", source="error-detector", summary="s")])
+    run(detector, log)
+    assert set(detector.alerted) == {"rate:new"}  # the older one lapsed: it would not hold back a repeat anyway
+
+
 def test_a_transient_failure_is_requeued_once_then_alerted() -> None:
     log = open_store("memory://")
     dead(log, "flaky", "TimeoutError: upstream timed out", "transient")
