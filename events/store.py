@@ -179,8 +179,8 @@ class EventStore:
         for i, (data, meta) in enumerate(zip(datas, metas, strict=True)):
             if len(data) + len(meta) > self.max_event_bytes:
                 self._too_large(stream, i, names[i], len(data) + len(meta))
-        fresh = iter(event_id_bytes(ids.count(None)))  # only plain events among them need an id
-        return [(eid or next(fresh), name, version, meta, data)
+        new = iter(event_id_bytes(ids.count(None)))  # only plain events among them need an id
+        return [(eid or next(new), name, version, meta, data)
                 for eid, name, version, meta, data in zip(ids, names, versions, metas, datas, strict=True)]
 
     @staticmethod
