@@ -50,6 +50,12 @@ def postgres_server() -> PostgresServer:
     return _servers[0]
 
 
+@pytest.fixture
+def pg_server() -> PostgresServer:
+    """The session's PostgreSQL server; each test takes a fresh database of it (``new_database``)."""
+    return postgres_server()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_postgres() -> Iterator[None]:
     yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import postgres_server
+from postgres_server import PostgresServer
 from store_writer import batch, write_batches
 
 from events import open_store
@@ -13,9 +13,9 @@ from events.errors import NotAStore
 from events.migrate import TargetNotEmpty, copy_log
 
 
-def test_a_log_is_copied_hash_for_hash_and_the_copy_appends_on(tmp_path: Path) -> None:
+def test_a_log_is_copied_hash_for_hash_and_the_copy_appends_on(tmp_path: Path, pg_server: PostgresServer) -> None:
     source = f"sqlite:///{tmp_path / 'events.db'}"
-    target = postgres_server().new_database()
+    target = pg_server.new_database()
     with open_store(source) as s:
         write_batches(s, 1, 300, seed=3)  # 300 appends of 1-20 events
         s.append_many([(f"g-{k}", batch(f"g-{k}", {"k": k}, 3), 0) for k in range(4)])
@@ -31,8 +31,9 @@ def test_a_log_is_copied_hash_for_hash_and_the_copy_appends_on(tmp_path: Path) -
         assert t.verify().ok
 
 
-def test_a_missing_source_or_a_full_target_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
-    target = postgres_server().new_database()
+def test_a_missing_source_or_a_full_target_is_refused_and_nothing_is_written(tmp_path: Path,
+                                                                            pg_server: PostgresServer) -> None:
+    target = pg_server.new_database()
     with pytest.raises(NotAStore, match="there is no event store"):
         copy_log(f"sqlite:///{tmp_path / 'missing.db'}", target)
     source = f"sqlite:///{tmp_path / 'events.db'}"

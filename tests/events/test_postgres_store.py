@@ -12,7 +12,6 @@ import msgspec
 import psycopg
 import pytest
 import type_index_checks
-from conftest import postgres_server
 from postgres_server import PostgresServer
 
 from events import ANY, NO_STREAM, EventStore, open_store, postgres_append
@@ -22,8 +21,8 @@ from events.postgres import PostgresRecorder
 
 
 @pytest.fixture
-def server() -> PostgresServer:
-    return postgres_server()
+def server(pg_server: PostgresServer) -> PostgresServer:
+    return pg_server
 
 
 @pytest.fixture
