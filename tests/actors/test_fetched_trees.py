@@ -127,11 +127,23 @@ def git(tree: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=tree, capture_output=True, text=True, check=True).stdout
 
 
+def request(fetching: Fetching, prefix: str) -> tuple[str, Path]:
+    """A new request with a tree on the council's node: its id, and the tree."""
+    request_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    prepare(Workspace(fetching.workspace), request_id, fetching.sample, box=BOX)
+    return request_id, fetching.workspace / "requests" / request_id
+
+
+def commit_there(tree: Path, name: str, text: str, message: str) -> None:
+    """A commit made in the council's tree by someone else (another node's attempt, a person)."""
+    (tree / name).write_text(text)
+    git(tree, "add", name)
+    git(tree, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message)
+
+
 def test_an_agent_codes_in_its_own_copy_and_its_commit_arrives_in_the_councils_tree(fetching: Fetching) -> None:
     council = fetching.council
-    request_id = "r-fetched-" + uuid.uuid4().hex[:8]
-    prepare(Workspace(fetching.workspace), request_id, fetching.sample, box=BOX)
-    canonical = fetching.workspace / "requests" / request_id
+    request_id, canonical = request(fetching, "r-fetched")
     start = git(canonical, "rev-parse", "HEAD").strip()
     task = council.submit("code.write", {"instruction": "Add a function to calculate fibonacci numbers"},
                           request_id=request_id)
@@ -153,9 +165,7 @@ def test_an_agent_codes_in_its_own_copy_and_its_commit_arrives_in_the_councils_t
     assert asked and all((fetching.home / "blobs" / "sha256" / a.digest[:2] / a.digest[2:]).is_file() for a in asked)
 
     # A later task of the request: the copy is brought up to date first, and its commit lands on top.
-    (canonical / "NOTES.md").write_text("made on the council's node\n")
-    git(canonical, "add", "NOTES.md")
-    git(canonical, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "notes")
+    commit_there(canonical, "NOTES.md", "made on the council's node\n", "notes")
     second = council.submit("code.write", {"instruction": "Add a function to square a number"},
                             request_id=request_id)
     assert council.wait([second], timeout=240)[second] == "completed"
@@ -168,14 +178,10 @@ def test_an_agent_codes_in_its_own_copy_and_its_commit_arrives_in_the_councils_t
 def test_a_push_from_a_stale_tree_is_not_reported_done_and_the_task_is_run_afresh_on_the_new_tree(
         fetching: Fetching) -> None:
     council = fetching.council
-    request_id = "r-stale-" + uuid.uuid4().hex[:8]
-    prepare(Workspace(fetching.workspace), request_id, fetching.sample, box=BOX)
-    canonical = fetching.workspace / "requests" / request_id
+    request_id, canonical = request(fetching, "r-stale")
 
     def another_node_pushes() -> None:
-        (canonical / "OTHER.md").write_text("pushed by another node meanwhile\n")
-        git(canonical, "add", "OTHER.md")
-        git(canonical, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "other node")
+        commit_there(canonical, "OTHER.md", "pushed by another node meanwhile\n", "other node")
 
     fetching.while_asked.append(another_node_pushes)
     task = council.submit("code.write", {"instruction": "Add a function to square a number"}, request_id=request_id)
@@ -197,9 +203,7 @@ def test_a_push_from_a_stale_tree_is_not_reported_done_and_the_task_is_run_afres
 def test_an_attempt_waits_while_another_node_works_in_the_requests_tree_and_builds_on_its_push(
         fetching: Fetching) -> None:
     council = fetching.council
-    request_id = "r-turns-" + uuid.uuid4().hex[:8]
-    prepare(Workspace(fetching.workspace), request_id, fetching.sample, box=BOX)
-    canonical = fetching.workspace / "requests" / request_id
+    request_id, canonical = request(fetching, "r-turns")
     other = "node-c/7/" + uuid.uuid4().hex[:12]
     assert ray.get(depot().take_tree.remote(request_id, other, 60.0))  # an attempt on another node is working
     task = council.submit("code.write", {"instruction": "Add a function to square a number"}, request_id=request_id)
@@ -208,9 +212,7 @@ def test_an_attempt_waits_while_another_node_works_in_the_requests_tree_and_buil
              if isinstance(e.payload, ModelCallRequested)]
     assert not asked and not any(isinstance(e.payload, (TaskCompleted, TaskFailed))
                                  for e in council.store.read_stream(streams.task(task))), "it did not wait its turn"
-    (canonical / "OTHER.md").write_text("pushed by the attempt on node c\n")  # that attempt pushes, then lets go
-    git(canonical, "add", "OTHER.md")
-    git(canonical, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "node c")
+    commit_there(canonical, "OTHER.md", "pushed by the attempt on node c\n", "node c")  # it pushes, then lets go
     ray.get(depot().give_back_tree.remote(request_id, other))
     assert council.wait([task], timeout=240)[task] == "completed"
     history = council.store.read_stream(streams.task(task))
