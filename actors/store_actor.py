@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import ray
 
 from actors.combiner import Combiner
+from actors.store_door import Address, Door
 from actors.store_wire import AppendCall, calls_from_wire, results_to_wire
 from events import AppendResult, CouncilError, EventStore, RecordedEvent, open_store
 
@@ -41,6 +42,13 @@ class GroupCommitter:
         """Append ``calls`` with the next group and return once it is on disk (each result or refusal in order)."""
         return self._combiner.submit(list(calls))
 
+    def submit_wire(self, wire: bytes) -> bytes:
+        """:meth:`submit` for calls as :mod:`actors.store_wire` carries them; their results the same way."""
+        calls = calls_from_wire(wire, self.store.registry)
+        decoded = [c for c in calls if not isinstance(c, CouncilError)]
+        results = iter(self.submit(decoded) if decoded else [])
+        return results_to_wire([c if isinstance(c, CouncilError) else next(results) for c in calls])
+
     def _committed(self, results: list[AppendResult | CouncilError]) -> None:
         last = max((r.last_position for r in results if isinstance(r, AppendResult)), default=0)
         with self._moved:
@@ -63,20 +71,24 @@ class StoreActor:
 
     A threaded actor: appends (and reads) run in the ``append`` concurrency group, so callers
     arriving together are committed together, and long polls wait in the ``poll`` group, where
-    however many watchers there are they cannot take the threads appends need.
+    however many watchers there are they cannot take the threads appends need. Writers on its node
+    append through its :class:`actors.store_door.Door` instead, to the same group commit.
     """
 
     def __init__(self, url: str, max_event_bytes: int) -> None:
         self._committer = GroupCommitter(open_store(url, max_event_bytes=max_event_bytes))
+        self._door = Door(self._committer.submit_wire, ray.get_runtime_context().get_node_id())
 
     @ray.method(concurrency_group="append")
     def append_many(self, wire: bytes) -> bytes:
         """Append each ``(stream, events, expected_version)`` of ``wire``; results (or refusals) in order, both as
         :mod:`actors.store_wire` carries them (a :class:`actors.store_client.StoreClient` makes and reads them)."""
-        calls = calls_from_wire(wire, self._committer.store.registry)
-        decoded = [c for c in calls if not isinstance(c, CouncilError)]
-        results = iter(self._committer.submit(decoded) if decoded else [])
-        return results_to_wire([c if isinstance(c, CouncilError) else next(results) for c in calls])
+        return self._committer.submit_wire(wire)
+
+    @ray.method(concurrency_group="poll")
+    def door(self) -> Address:
+        """Where this incarnation's door is, and its token: for writers on its node (see :mod:`actors.store_door`)."""
+        return self._door.address
 
     @ray.method(concurrency_group="append")
     def read_all(self, from_position: int = 1, limit: int | None = 1000,
@@ -101,8 +113,10 @@ class StoreActor:
 
     @ray.method(concurrency_group="poll")
     def stats(self) -> dict[str, int]:
-        """Appends and disk transactions since this incarnation started (group commit at work)."""
-        return {"appends": self._committer.appends, "flushes": self._committer.flushes, "head": self._committer.head}
+        """Appends and disk transactions since this incarnation started (group commit at work), and the calls its
+        door answered."""
+        return {"appends": self._committer.appends, "flushes": self._committer.flushes, "head": self._committer.head,
+                "through_door": self._door.answered}
 
     @ray.method(concurrency_group="poll")
     def pid(self) -> int:

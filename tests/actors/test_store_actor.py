@@ -70,9 +70,10 @@ def test_wait_for_returns_when_the_log_moves(store_url) -> None:  # type: ignore
     assert client.wait_for(1, timeout=10) == 1
 
 
-def test_killing_the_store_actor_loses_and_duplicates_nothing(store_url) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("door", [True, False], ids=["through-its-door", "through-ray"])
+def test_killing_the_store_actor_loses_and_duplicates_nothing(store_url, door: bool) -> None:  # type: ignore[no-untyped-def]
     url, handle = store_url
-    client = StoreClient(handle)
+    client = StoreClient(handle, door=door)
     planned = [NewEvent(payload=TaskSubmitted(task_id=f"t{i}", capability="noop")) for i in range(300)]
     done = threading.Event()
 
@@ -95,6 +96,18 @@ def test_killing_the_store_actor_loses_and_duplicates_nothing(store_url) -> None
         ids = [e.event_id for e in s.read_all()]
         assert s.verify().ok
     assert sorted(ids) == sorted(e.event_id for e in planned)  # each exactly once
+
+
+def test_a_writer_on_the_store_actors_node_appends_through_its_door(store_url) -> None:  # type: ignore[no-untyped-def]
+    _, handle = store_url
+    here, there = StoreClient(handle), StoreClient(handle, door=False)
+    for i in range(5):
+        here.append(f"here-{i}", [TaskQueued(task_id=f"h{i}", priority=1)], NO_STREAM)
+        there.append(f"there-{i}", [TaskQueued(task_id=f"t{i}", priority=1)], NO_STREAM)
+    stats = ask(handle.stats)
+    assert stats["through_door"] == 5 and stats["appends"] == 10  # the other five were Ray calls
+    with pytest.raises(ConcurrencyError, match="at version 1, but the append expected"):  # refusals cross it too
+        here.append("here-0", [TaskQueued(task_id="h", priority=1)], NO_STREAM)
 
 
 def test_appends_from_many_threads_share_calls_and_each_gets_its_own_answer(store_url) -> None:  # type: ignore[no-untyped-def]
