@@ -4,10 +4,11 @@ Why. Every append in the system is a call to one actor, and on a small machine R
 of an append's cost: with 16 writers on two cores, Ray alone — an actor that answers at once and
 stores nothing — makes about 1,800 calls a second, and the store actor behind Ray calls commits
 about 1,050 appends a second; through the door, about 2,900 (``bench/store_postgres.py --ray``).
-A writer on the store actor's node knocks at the door instead; a writer anywhere else, or one whose knock fails, makes the Ray call as before. The two
-carry the same bytes (:mod:`actors.store_wire`) to the same group commit, so which way an append
-went changes nothing but its cost — and since every event's id is given before the first try, an
-append whose answer was lost with the door is sent again through Ray and stored once.
+A writer on the store actor's node knocks at the door instead; a writer anywhere else, or one
+whose knock fails, makes the Ray call as before. The two carry the same bytes
+(:mod:`actors.store_wire`) to the same group commit, so which way an append went changes nothing
+but its cost — and since every event's id is given before the first try, an append whose answer
+was lost with the door is sent again through Ray and stored once.
 
 Who may enter. The socket is a file in a directory of its own (mode 0700) under the node's
 temporary directory; a sandboxed command sees neither (its ``/tmp`` is private and its network
