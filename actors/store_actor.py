@@ -10,6 +10,7 @@ not store twice.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from actors.combiner import Combiner
 from actors.store_door import Address, Door
 from actors.store_wire import AppendCall, calls_from_wire, results_to_wire
 from events import AppendResult, CouncilError, EventStore, RecordedEvent, open_store
+
+_log = logging.getLogger(__name__)
 
 
 class GroupCommitter:
@@ -77,7 +80,11 @@ class StoreActor:
 
     def __init__(self, url: str, max_event_bytes: int) -> None:
         self._committer = GroupCommitter(open_store(url, max_event_bytes=max_event_bytes))
-        self._door = Door(self._committer.submit_wire, ray.get_runtime_context().get_node_id())
+        self._door: Door | None = None
+        try:
+            self._door = Door(self._committer.submit_wire, ray.get_runtime_context().get_node_id())
+        except OSError as exc:  # no socket here (a temporary directory too deep for one): every writer uses Ray
+            _log.warning("the store actor opens no door (%s); every append is a Ray call", exc)
 
     @ray.method(concurrency_group="append")
     def append_many(self, wire: bytes) -> bytes:
@@ -86,9 +93,10 @@ class StoreActor:
         return self._committer.submit_wire(wire)
 
     @ray.method(concurrency_group="poll")
-    def door(self) -> Address:
-        """Where this incarnation's door is, and its token: for writers on its node (see :mod:`actors.store_door`)."""
-        return self._door.address
+    def door(self) -> Address | None:
+        """Where this incarnation's door is, and its token: for writers on its node (see :mod:`actors.store_door`).
+        None if it has none."""
+        return self._door.address if self._door is not None else None
 
     @ray.method(concurrency_group="append")
     def read_all(self, from_position: int = 1, limit: int | None = 1000,
@@ -116,7 +124,7 @@ class StoreActor:
         """Appends and disk transactions since this incarnation started (group commit at work), and the calls its
         door answered."""
         return {"appends": self._committer.appends, "flushes": self._committer.flushes, "head": self._committer.head,
-                "through_door": self._door.answered}
+                "through_door": self._door.answered if self._door is not None else 0}
 
     @ray.method(concurrency_group="poll")
     def pid(self) -> int:

@@ -84,8 +84,8 @@ class StoreClient:
             return None
         self._looked_for_door = time.monotonic()
         try:
-            address: Address = ask(self._handle.door, timeout=DOOR_AGAIN)
-            if address.node_id != ray.get_runtime_context().get_node_id():
+            address: Address | None = ask(self._handle.door, timeout=DOOR_AGAIN)
+            if address is None or address.node_id != ray.get_runtime_context().get_node_id():
                 return None
             self._knock = Knock(address, timeout=CALL_TIMEOUT)
         except (RayError, OSError):  # the actor restarting, or its door gone with it: Ray carries this append

@@ -101,9 +101,10 @@ class Door:
                 if not hmac.compare_digest(_exactly(connection, TOKEN_BYTES), self.address.token):
                     return
                 while True:
-                    connection.sendall(_frame(self._answer(_receive(connection))))
-                    with self._counting:
+                    answer = self._answer(_receive(connection))
+                    with self._counting:  # counted before it is sent: a guest that has its answer sees it counted
                         self._answered += 1
+                    connection.sendall(_frame(answer))
             except (OSError, EOFError, FrameTooLarge):
                 return  # the caller left, or broke the protocol: its connection ends, nothing else does
             except Exception:  # noqa: BLE001 - the answer failed: this caller retries through Ray

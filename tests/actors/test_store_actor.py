@@ -110,6 +110,21 @@ def test_a_writer_on_the_store_actors_node_appends_through_its_door(store_url) -
         here.append("here-0", [TaskQueued(task_id="h", priority=1)], NO_STREAM)
 
 
+def test_a_store_actor_that_cannot_open_its_door_takes_every_append_through_ray(tmp_path: Path,
+                                                                              ray_instance: None) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # a socket's path there is over the 108 bytes one may have
+    deep.mkdir(parents=True)
+    handle = StoreActor.options(runtime_env={"env_vars": {"TMPDIR": str(deep)}}).remote(
+        f"sqlite:///{tmp_path / 'events.db'}", 1 << 20)
+    try:
+        assert ask(handle.door) is None
+        client = StoreClient(handle)
+        client.append("s", [TaskQueued(task_id="a", priority=1)], NO_STREAM)
+        assert ask(handle.stats)["appends"] == 1 and ask(handle.stats)["through_door"] == 0
+    finally:
+        ray.kill(handle)
+
+
 def test_appends_from_many_threads_share_calls_and_each_gets_its_own_answer(store_url) -> None:  # type: ignore[no-untyped-def]
     url, handle = store_url
     client = StoreClient(handle)
