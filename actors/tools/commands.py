@@ -67,6 +67,19 @@ class LimitExceeded(WorkspaceError):
         return type(self), (str(self), self.limits_hit, self.completed)
 
 
+class Interrupted(WorkspaceError):
+    """The command was killed by a signal this runner did not send — its agent's process being stopped, say, whose
+    children go first: it was cut short, it did not fail. Its action is recorded as nothing, so the next attempt
+    runs it again."""
+
+    kind: FailureKind = "infrastructure"
+
+
+_CUT_SHORT = frozenset(-s for s in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+"""Exit codes of a command (or of the bubblewrap around it) killed by a signal from outside; a command that crashes
+dies of another (SIGSEGV, SIGABRT, ...), and this runner's own kills are limits or an abandoned attempt."""
+
+
 class SandboxUnavailable(WorkspaceError):
     """The policy wants commands sandboxed and no sandbox can be made here: the command was not run."""
 
@@ -128,6 +141,9 @@ def run(workspace: Workspace, argv: list[str], cwd: str = ".", timeout: float = 
     if hit:
         raise LimitExceeded(f"{argv[0]} was stopped: {', '.join(_said(limit, terms, timeout) for limit in hit)}",
                             hit, done)
+    if code in _CUT_SHORT:
+        raise Interrupted(f"{argv[0]} was killed by signal {-code} from outside (its agent stopping, or the machine's "
+                          "administrator); the next attempt runs it again")
     return done
 
 

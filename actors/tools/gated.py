@@ -31,6 +31,7 @@ import msgspec
 from actors.gatekeeper import Gatekeeper
 from actors.skills import PermanentFailure, progress
 from actors.tools import commands, reading
+from actors.tools.commands import Interrupted
 from actors.tools.deploy import HealthCheckFailed, deploy
 from actors.tools.git import Git, Identity
 from actors.tools.sandbox import Sandbox
@@ -456,6 +457,8 @@ class Tools:
         started = time.monotonic()
         try:
             result = effect(box)
+        except Interrupted:
+            raise  # cut short from outside: no outcome is recorded, so the next attempt runs the action again
         except Exception as exc:
             self.gatekeeper.completed(self.warrant_id, request.key, ok=False, error=f"{type(exc).__name__}: {exc}",
                                       cost=Budget(wall_time_s=round(time.monotonic() - started, 3)),

@@ -4,6 +4,7 @@ command killed at once, one attempt at a time works in a tree, and a failure kee
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from actors.agent import where
-from actors.skills import Abandoned, reporting
+from actors.skills import Abandoned, failure_kind, reporting
 from actors.tools import commands
 from actors.tools.sandbox import Sandbox
 from actors.tools.tree_lock import TreeBusy, holding
@@ -48,6 +49,28 @@ def test_an_abandoned_attempt_has_its_command_and_everything_it_started_killed_a
     assert time.monotonic() - started < 5  # not the command's 30 s, nor its 60 s timeout
     survivors = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).startswith("sleep\0" + "30")]
     assert survivors == [], "a process the command started outlived it"
+
+
+def test_a_command_killed_from_outside_is_cut_short_not_failed(tmp_path: Path) -> None:
+    """Its agent's process being stopped kills its children first: that is no outcome of the command's own."""
+
+    def kill_the_box() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            children = [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == os.getpid()]
+            boxes = [p for p in children if "bwrap" in _cmdline(p)]
+            if boxes:
+                os.kill(int(boxes[0]), signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_the_box).start()
+    with pytest.raises(commands.Interrupted, match="was killed by signal 9 from outside") as raised:
+        commands.run(Workspace(tmp_path), [sys.executable, "-c", "import time; time.sleep(30)"], ".", 60, box=BOX)
+    assert failure_kind(raised.value) == "infrastructure"
+    # A command that crashes by itself failed: that is its outcome, recorded as such.
+    done = commands.run(Workspace(tmp_path), [sys.executable, "-c", "import os; os.abort()"], ".", 60, box=BOX)
+    assert done.returncode != 0
 
 
 def test_one_attempt_at_a_time_works_in_a_tree(tmp_path: Path) -> None:
@@ -95,6 +118,14 @@ def test_a_failure_keeps_its_last_frames_without_secrets() -> None:
         text = where(exc)
     assert len(text) <= 4000 and text.rstrip().splitlines()[-2] == "KeyError: 'impact'"
     assert "in deep" in text and "sk-aaaa" not in text
+
+
+def _parent(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def _cmdline(pid: str) -> str:
