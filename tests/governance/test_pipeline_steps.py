@@ -4,7 +4,12 @@ back from what it recorded, and a step that stopped halfway finishes the rest â€
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import msgspec
@@ -14,6 +19,7 @@ from governance_support import BOX, Council, make_council
 from actors.pipeline import steps
 from actors.pipeline.results import BuildResult, Release
 from actors.tools.ci import CiTools
+from actors.tools.commands import Interrupted
 from actors.tools.gated import CannotReplay
 from actors.tools.git import Git, Identity
 from actors.tools.workspace import Workspace, WorkspaceError
@@ -128,6 +134,33 @@ def test_an_action_that_failed_in_an_earlier_attempt_is_not_run_again_and_the_st
         tools(council, grant.warrant_id, "t-fail").run_tests("tests/missing", ["."])
     assert len(kinds(council, grant.warrant_id, "ActionAuthorized")) == 1
     assert kinds(council, grant.warrant_id, "TestsReported") == []
+
+
+def test_a_command_cut_short_from_outside_records_no_outcome_and_runs_again(council: Council) -> None:
+    grant = council.warrant("a1", "coder", task="t-cut")
+    waiter = [sys.executable, "-c", "import os, time\nwhile not os.path.exists('go'): time.sleep(0.05)"]
+
+    def kill_the_box() -> None:  # as when the agent's process is stopped: its children go first
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except (OSError, IndexError):
+                    continue
+                if int(stat[1]) == os.getpid() and b"bwrap" in cmdline:
+                    os.kill(int(pid), signal.SIGKILL)
+                    return
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_the_box).start()
+    with pytest.raises(Interrupted):
+        tools(council, grant.warrant_id, "t-cut").run(waiter)
+    assert kinds(council, grant.warrant_id, "ActionCompleted") == []  # cut short: no outcome, so no failure
+    (council.home / "workspace" / "go").write_text("")
+    done = tools(council, grant.warrant_id, "t-cut").run(waiter)  # the next attempt runs it again
+    assert done["returncode"] == 0 and [c.ok for c in kinds(council, grant.warrant_id, "ActionCompleted")] == [True]
 
 
 def test_a_build_that_failed_in_an_earlier_attempt_is_not_built_again(council: Council) -> None:
